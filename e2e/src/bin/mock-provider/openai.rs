@@ -1,0 +1,436 @@
+//! OpenAI wire format: chat completions, legacy completions, embeddings and
+//! the model list.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::{json, Value};
+
+use crate::control::{MockControl, RequestCtx};
+use crate::reply::{self, count_words};
+use crate::stream::{self, sse_data, sse_done};
+
+/// Id of the single tool call the mock makes.
+const TOOL_CALL_ID: &str = "call_mock_1";
+/// Arguments of that tool call, streamed in two halves.
+const TOOL_ARGS: [&str; 2] = ["{\"location\":", "\"Paris\"}"];
+/// Completion tokens charged for a tool call reply.
+const TOOL_CALL_TOKENS: usize = 5;
+/// Dimensions of the mock embeddings.
+const EMBEDDING_DIMS: usize = 8;
+
+/// The OpenAI routes.
+pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+}
+
+/// `{"prompt_tokens","completion_tokens","total_tokens"}`.
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    })
+}
+
+/// The request's `model`, echoed back (`"unknown"` when absent).
+fn model_of(req: &Value) -> String {
+    req.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+fn is_stream(req: &Value) -> bool {
+    req.get("stream").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn include_usage(req: &Value, control: &MockControl) -> bool {
+    control.usage
+        && req
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+}
+
+/// Prompt tokens of a chat request: words in every message's string
+/// `content` and in the `text` of content parts.
+pub fn message_words(req: &Value) -> usize {
+    let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+        return 0;
+    };
+    messages
+        .iter()
+        .map(|message| match message.get("content") {
+            Some(Value::String(text)) => count_words(text),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .map(count_words)
+                .sum(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The tool to call: the first tool's name, when `tools` is non-empty and
+/// the last message is from the user.
+pub fn tool_to_call(req: &Value) -> Option<String> {
+    let first = req.get("tools")?.as_array()?.first()?;
+    let last_role = req
+        .get("messages")?
+        .as_array()?
+        .last()?
+        .get("role")?
+        .as_str()?;
+    if last_role != "user" {
+        return None;
+    }
+    let name = first
+        .pointer("/function/name")
+        .or_else(|| first.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("unknown_tool");
+    Some(name.to_owned())
+}
+
+/// Prompt tokens of a `prompt`/`input` value: words of strings, length of
+/// token arrays, summed over arrays.
+pub fn input_units(value: &Value) -> usize {
+    match value {
+        Value::String(text) => count_words(text),
+        Value::Number(_) => 1,
+        Value::Array(items) => items.iter().map(input_units).sum(),
+        _ => 0,
+    }
+}
+
+/// Splits text into stream pieces, one word each with the whitespace that
+/// follows it (leading whitespace stays with the first piece), so that the
+/// pieces concatenate back to the text.
+pub fn split_pieces(text: &str) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut in_word = false;
+    let mut seen_word = false;
+    for ch in text.chars() {
+        let space = ch.is_whitespace();
+        if !space && !in_word && seen_word {
+            pieces.push(std::mem::take(&mut current));
+        }
+        if !space {
+            seen_word = true;
+        }
+        in_word = !space;
+        current.push(ch);
+    }
+    if seen_word {
+        pieces.push(current);
+    }
+    pieces
+}
+
+/// Content pieces of a streamed reply: `x-mock-content` split by
+/// [`split_pieces`], else `w0 `, `w1 `, ... (`x-mock-chunks` of them).
+pub fn stream_pieces(control: &MockControl) -> Vec<String> {
+    match &control.content {
+        Some(text) => split_pieces(text),
+        None => (0..control.chunks).map(|i| format!("w{i} ")).collect(),
+    }
+}
+
+async fn chat_completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) -> Response {
+    let req = match reply::parse_json(&body) {
+        Ok(req) => req,
+        Err(msg) => return reply::invalid_request(&msg),
+    };
+    let model = model_of(&req);
+    let id = format!("chatcmpl-mock-{}", ctx.id);
+    let created = reply::unix_now();
+    let prompt = message_words(&req);
+    let control = &ctx.control;
+    let tool = tool_to_call(&req);
+
+    if is_stream(&req) {
+        let chunk = |delta: Value, finish: Option<&str>| {
+            sse_data(&json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }))
+        };
+        let mut frames = Vec::new();
+        let (finish, completion) = match &tool {
+            Some(name) => {
+                frames.push(chunk(
+                    json!({"role": "assistant", "content": null, "tool_calls": [{
+                        "index": 0, "id": TOOL_CALL_ID, "type": "function",
+                        "function": {"name": name, "arguments": ""},
+                    }]}),
+                    None,
+                ));
+                for part in TOOL_ARGS {
+                    frames.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
+                        None,
+                    ));
+                }
+                ("tool_calls", TOOL_CALL_TOKENS)
+            }
+            None => {
+                frames.push(chunk(json!({"role": "assistant", "content": ""}), None));
+                let pieces = stream_pieces(control);
+                for piece in &pieces {
+                    frames.push(chunk(json!({"content": piece}), None));
+                }
+                ("stop", pieces.len())
+            }
+        };
+        frames.push(chunk(json!({}), Some(finish)));
+        if include_usage(&req, control) {
+            frames.push(sse_data(&json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [], "usage": usage(prompt, completion),
+            })));
+        }
+        frames.push(sse_done());
+        return stream::sse_response(frames, control.pacing());
+    }
+
+    let (message, finish, completion) = match &tool {
+        Some(name) => (
+            json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": TOOL_CALL_ID, "type": "function",
+                "function": {"name": name, "arguments": TOOL_ARGS.concat()},
+            }]}),
+            "tool_calls",
+            TOOL_CALL_TOKENS,
+        ),
+        None => {
+            let text = reply_text(control, &model);
+            let words = count_words(&text);
+            (json!({"role": "assistant", "content": text}), "stop", words)
+        }
+    };
+    let mut out = json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    });
+    if control.usage {
+        out["usage"] = usage(prompt, completion);
+    }
+    reply::json(StatusCode::OK, out)
+}
+
+/// The whole reply text of a non-streamed completion.
+fn reply_text(control: &MockControl, model: &str) -> String {
+    control
+        .content
+        .clone()
+        .unwrap_or_else(|| format!("mock reply from {model}"))
+}
+
+async fn completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) -> Response {
+    let req = match reply::parse_json(&body) {
+        Ok(req) => req,
+        Err(msg) => return reply::invalid_request(&msg),
+    };
+    let model = model_of(&req);
+    let id = format!("cmpl-mock-{}", ctx.id);
+    let created = reply::unix_now();
+    let prompt = req.get("prompt").map(input_units).unwrap_or(0);
+    let control = &ctx.control;
+    let object = |choices: Value| {
+        json!({
+            "id": id, "object": "text_completion", "created": created, "model": model,
+            "choices": choices,
+        })
+    };
+    let choice = |text: &str, finish: Option<&str>| json!([{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]);
+
+    if is_stream(&req) {
+        let pieces = stream_pieces(control);
+        let mut frames: Vec<Bytes> = pieces
+            .iter()
+            .map(|piece| sse_data(&object(choice(piece, None))))
+            .collect();
+        frames.push(sse_data(&object(choice("", Some("stop")))));
+        if include_usage(&req, control) {
+            let mut last = object(json!([]));
+            last["usage"] = usage(prompt, pieces.len());
+            frames.push(sse_data(&last));
+        }
+        frames.push(sse_done());
+        return stream::sse_response(frames, control.pacing());
+    }
+
+    let text = reply_text(control, &model);
+    let mut out = object(choice(&text, Some("stop")));
+    if control.usage {
+        out["usage"] = usage(prompt, count_words(&text));
+    }
+    reply::json(StatusCode::OK, out)
+}
+
+/// Embedding inputs as (hash key, token count): a string, a token array, or
+/// an array of either.
+pub fn embedding_inputs(input: &Value) -> Option<Vec<(String, usize)>> {
+    let one = |item: &Value| match item {
+        Value::String(text) => Some((text.clone(), count_words(text))),
+        Value::Array(tokens) if tokens.iter().all(Value::is_number) => {
+            Some((item.to_string(), tokens.len()))
+        }
+        _ => None,
+    };
+    match input {
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) if items.iter().all(Value::is_number) => one(input).map(|x| vec![x]),
+        Value::Array(items) => items.iter().map(one).collect(),
+        other => one(other).map(|x| vec![x]),
+    }
+}
+
+/// A deterministic vector in [-1, 1] derived from the text (FNV-1a seed,
+/// splitmix64 sequence).
+pub fn embed(text: &str) -> Vec<f64> {
+    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        seed ^= u64::from(byte);
+        seed = seed.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (0..EMBEDDING_DIMS)
+        .map(|_| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            // 53 random bits -> [0, 1) -> [-1, 1), rounded to 6 decimals.
+            let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+            ((unit * 2.0 - 1.0) * 1e6).round() / 1e6
+        })
+        .collect()
+}
+
+async fn embeddings(Extension(_ctx): Extension<RequestCtx>, body: Bytes) -> Response {
+    let req = match reply::parse_json(&body) {
+        Ok(req) => req,
+        Err(msg) => return reply::invalid_request(&msg),
+    };
+    let Some(inputs) = req.get("input").and_then(embedding_inputs) else {
+        return reply::invalid_request(
+            "'input' must be a string, a token array, or a non-empty array of them",
+        );
+    };
+    let prompt: usize = inputs.iter().map(|(_, tokens)| tokens).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, (key, _))| json!({"object": "embedding", "index": index, "embedding": embed(key)}))
+        .collect();
+    reply::json(
+        StatusCode::OK,
+        json!({
+            "object": "list", "data": data, "model": model_of(&req),
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }),
+    )
+}
+
+async fn models() -> Response {
+    let model = |id: &str| json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "mock"});
+    reply::json(
+        StatusCode::OK,
+        json!({"object": "list", "data": [model("mock-gpt"), model("mock-gpt-mini"), model("mock-embedding")]}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_message_words() {
+        let req = json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "hi there you"}, {"type": "image_url"}]},
+            {"role": "assistant", "content": null},
+        ]});
+        assert_eq!(message_words(&req), 5);
+        assert_eq!(message_words(&json!({})), 0);
+    }
+
+    #[test]
+    fn picks_tool_only_after_user_message() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather"}}]);
+        let user = json!({"tools": tools, "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(tool_to_call(&user).as_deref(), Some("get_weather"));
+        let tool = json!({"tools": tools, "messages": [{"role": "tool", "content": "x"}]});
+        assert_eq!(tool_to_call(&tool), None);
+        let empty = json!({"tools": [], "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(tool_to_call(&empty), None);
+    }
+
+    #[test]
+    fn counts_prompt_units() {
+        assert_eq!(input_units(&json!("a b c")), 3);
+        assert_eq!(input_units(&json!(["a b", "c"])), 3);
+        assert_eq!(input_units(&json!([1, 2, 3, 4])), 4);
+        assert_eq!(input_units(&json!([[1, 2], [3]])), 3);
+    }
+
+    #[test]
+    fn splits_pieces_losslessly() {
+        assert_eq!(
+            split_pieces("hello big  world"),
+            ["hello ", "big  ", "world"]
+        );
+        assert_eq!(split_pieces(" lead trail "), [" lead ", "trail "]);
+        assert!(split_pieces("   ").is_empty());
+        assert!(split_pieces("").is_empty());
+    }
+
+    #[test]
+    fn plans_stream_pieces() {
+        let default = MockControl::default();
+        assert_eq!(stream_pieces(&default), ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]);
+        let two = MockControl {
+            chunks: 2,
+            ..MockControl::default()
+        };
+        assert_eq!(stream_pieces(&two).concat(), "w0 w1 ");
+        let content = MockControl {
+            chunks: 9,
+            content: Some("a b".into()),
+            ..MockControl::default()
+        };
+        assert_eq!(stream_pieces(&content), ["a ", "b"]);
+    }
+
+    #[test]
+    fn parses_embedding_inputs() {
+        let keys = |v: Value| {
+            embedding_inputs(&v).map(|i| i.into_iter().map(|(_, n)| n).collect::<Vec<_>>())
+        };
+        assert_eq!(keys(json!("a b")), Some(vec![2]));
+        assert_eq!(keys(json!(["a", "b c"])), Some(vec![1, 2]));
+        assert_eq!(keys(json!([5, 6, 7])), Some(vec![3]));
+        assert_eq!(keys(json!([[5, 6], [7]])), Some(vec![2, 1]));
+        assert_eq!(keys(json!([])), None);
+        assert_eq!(keys(json!({"x": 1})), None);
+    }
+
+    #[test]
+    fn embeddings_are_deterministic_and_bounded() {
+        let a = embed("hello");
+        assert_eq!(a.len(), EMBEDDING_DIMS);
+        assert_eq!(a, embed("hello"));
+        assert_ne!(a, embed("hello!"));
+        assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
+    }
+}

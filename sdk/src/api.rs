@@ -1,0 +1,97 @@
+//! Which LLM API a request is for, decided from its method and path.
+
+/// The API a request targets; decides which wire format the body has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKind {
+    /// OpenAI `POST …/chat/completions` (also Azure-style deployment paths).
+    ChatCompletions,
+    /// OpenAI legacy `POST …/completions`.
+    Completions,
+    /// OpenAI `POST …/embeddings`.
+    Embeddings,
+    /// OpenAI `GET …/models`.
+    Models,
+    /// Anthropic `POST …/v1/messages`.
+    AnthropicMessages,
+    /// Anything else: not an LLM call the plugins understand.
+    Other,
+}
+
+/// The protocol the client speaks; decides the shape of error replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientProtocol {
+    /// OpenAI-style JSON errors.
+    #[default]
+    OpenAi,
+    /// Anthropic-style JSON errors.
+    Anthropic,
+}
+
+impl ApiKind {
+    /// Classifies a request by method and path (query string ignored).
+    pub fn detect(method: &str, path: &str) -> ApiKind {
+        let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let post = method.eq_ignore_ascii_case("POST");
+        if post && path.ends_with("/chat/completions") {
+            ApiKind::ChatCompletions
+        } else if post && path.ends_with("/v1/messages") {
+            ApiKind::AnthropicMessages
+        } else if post && path.ends_with("/completions") {
+            ApiKind::Completions
+        } else if post && path.ends_with("/embeddings") {
+            ApiKind::Embeddings
+        } else if method.eq_ignore_ascii_case("GET") && path.ends_with("/models") {
+            ApiKind::Models
+        } else {
+            ApiKind::Other
+        }
+    }
+
+    /// The protocol of the client that sends this kind of request.
+    pub fn client_protocol(self) -> ClientProtocol {
+        match self {
+            ApiKind::AnthropicMessages => ClientProtocol::Anthropic,
+            _ => ClientProtocol::OpenAi,
+        }
+    }
+
+    /// Whether the request carries a chat conversation (`messages`).
+    pub fn is_chat(self) -> bool {
+        matches!(self, ApiKind::ChatCompletions | ApiKind::AnthropicMessages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_kinds() {
+        let cases = [
+            ("POST", "/v1/chat/completions", ApiKind::ChatCompletions),
+            ("POST", "/v1/chat/completions?x=1", ApiKind::ChatCompletions),
+            (
+                "POST",
+                "/openai/deployments/gpt/chat/completions",
+                ApiKind::ChatCompletions,
+            ),
+            ("POST", "/v1/messages", ApiKind::AnthropicMessages),
+            ("POST", "/v1/completions", ApiKind::Completions),
+            ("POST", "/v1/embeddings", ApiKind::Embeddings),
+            ("GET", "/v1/models", ApiKind::Models),
+            ("GET", "/v1/chat/completions", ApiKind::Other),
+            ("POST", "/healthz", ApiKind::Other),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(ApiKind::detect(method, path), want, "{method} {path}");
+        }
+        assert_eq!(
+            ApiKind::AnthropicMessages.client_protocol(),
+            ClientProtocol::Anthropic
+        );
+        assert_eq!(
+            ApiKind::ChatCompletions.client_protocol(),
+            ClientProtocol::OpenAi
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! Shared pieces of the AI gateway plugins.
+//!
+//! Everything two plugins would otherwise both write lives here: the [`host`] seam over the
+//! proxy-wasm host, [`config`] parsing with Higress `_rules_`, the incremental [`sse`] codec,
+//! [`llm`] wire types, the client [`error`] shape and the [`pipeline`] that runs plugin stages.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod host;
+pub mod llm;
+pub mod pipeline;
+pub mod sse;
+pub mod template;
+
+pub mod shell;
+
+/// Installs a panic hook that logs the panic at critical level before the VM aborts.
+///
+/// A panic still kills the worker's VM; the hook only makes the cause visible in Envoy's log.
+pub fn install_panic_hook(plugin: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = proxy_wasm::hostcalls::log(
+            proxy_wasm::types::LogLevel::Critical,
+            &format!("[{plugin}] panic: {info}"),
+        );
+    }));
+}

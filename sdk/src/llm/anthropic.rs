@@ -1,0 +1,242 @@
+//! Anthropic Messages API: request, response, stream events, usage.
+
+use super::Extra;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `POST /v1/messages` request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesRequest {
+    /// Model name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The conversation (user and assistant turns).
+    pub messages: Vec<Message>,
+    /// System prompt: a string or text blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Content>,
+    /// Output token limit (required by Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Whether to stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Everything else (tools, thinking, metadata, …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// A string or content blocks.
+    pub content: Content,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Content: a string or a list of blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Typed blocks (`text`, `image`, `tool_use`, `tool_result`, `thinking`, …).
+    Blocks(Vec<Block>),
+}
+
+impl Content {
+    /// Applies `f` to every piece of text (the string, or each `text` block).
+    pub fn map_text(&mut self, mut f: impl FnMut(&str) -> String) {
+        match self {
+            Content::Text(s) => *s = f(s),
+            Content::Blocks(blocks) => {
+                for text in blocks.iter_mut().filter_map(|b| b.text.as_mut()) {
+                    *text = f(text);
+                }
+            }
+        }
+    }
+
+    /// Turns the content into blocks (a string becomes one text block, unless empty).
+    pub fn into_blocks(self) -> Vec<Block> {
+        match self {
+            Content::Text(s) if s.is_empty() => Vec::new(),
+            Content::Text(s) => vec![Block::text(s)],
+            Content::Blocks(b) => b,
+        }
+    }
+}
+
+/// One content block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// Block type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Text of a `text` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Everything else (source, id, name, input, cache_control, …).
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Block {
+    /// A text block.
+    pub fn text(text: impl Into<String>) -> Block {
+        Block {
+            kind: "text".into(),
+            text: Some(text.into()),
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// Token usage as Anthropic reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Input tokens not read from or written to the cache (absent in some `message_delta`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Output tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Input tokens written to the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u64>,
+    /// Input tokens read from the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u64>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Non-streaming response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesResponse {
+    /// Message id.
+    #[serde(default)]
+    pub id: String,
+    /// `message`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// `assistant`.
+    #[serde(default)]
+    pub role: String,
+    /// Model that answered.
+    #[serde(default)]
+    pub model: String,
+    /// Answer blocks.
+    #[serde(default)]
+    pub content: Vec<Block>,
+    /// `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`, …
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    /// The stop sequence hit, if any.
+    #[serde(default)]
+    pub stop_sequence: Option<String>,
+    /// Usage.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// One streamed event (`data:` of an SSE event), by its `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// First event: the message shell with input usage.
+    MessageStart {
+        /// The message so far.
+        message: MessagesResponse,
+    },
+    /// A content block opens.
+    ContentBlockStart {
+        /// Block index.
+        index: u32,
+        /// The block shell (tool_use carries id and name here).
+        content_block: Block,
+    },
+    /// A piece of a block: `text_delta`, `input_json_delta`, `thinking_delta`, …
+    ContentBlockDelta {
+        /// Block index.
+        index: u32,
+        /// The delta, kept as JSON.
+        delta: Value,
+    },
+    /// A content block closes.
+    ContentBlockStop {
+        /// Block index.
+        index: u32,
+    },
+    /// Stop reason and output usage.
+    MessageDelta {
+        /// `stop_reason`, `stop_sequence`.
+        delta: Value,
+        /// Cumulative usage.
+        #[serde(default)]
+        usage: Option<Usage>,
+    },
+    /// Last event.
+    MessageStop,
+    /// Keep-alive.
+    Ping,
+    /// An error in the stream.
+    Error {
+        /// `type` and `message`.
+        error: Value,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_round_trip_keeps_unknown_fields() {
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}
+            ],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "thinking": {"type": "enabled", "budget_tokens": 2000}
+        });
+        let req: MessagesRequest = serde_json::from_value(body.clone()).unwrap();
+        assert!(matches!(req.system, Some(Content::Blocks(_))));
+        assert_eq!(serde_json::to_value(&req).unwrap(), body);
+    }
+
+    #[test]
+    fn stream_events_parse() {
+        let events = [
+            json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+                "model": "c", "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 1, "cache_read_input_tokens": 4}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 15}}),
+            json!({"type": "message_stop"}),
+            json!({"type": "ping"}),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ];
+        for ev in events {
+            let parsed: StreamEvent = serde_json::from_value(ev.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), ev);
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! The per-request pipeline: plugin cores are [`Stage`]s over one shared [`Exchange`].
+//!
+//! The request body is parsed once into the exchange; every stage reads or edits it, and the
+//! body is written back only if a stage changed it. A plugin's own `.wasm` runs a pipeline of one
+//! stage; the bundle runs all enabled stages in one HTTP context.
+
+use crate::api::{ApiKind, ClientProtocol};
+use crate::config::MatchKey;
+use crate::error::ErrorReply;
+use crate::host::{Host, LogLevel};
+use crate::llm::{anthropic, openai};
+use proxy_wasm::types::Action;
+use serde_json::Value;
+
+/// The request body, parsed once, in the shape its API defines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestBody {
+    /// OpenAI chat completions.
+    Chat(openai::ChatRequest),
+    /// Anthropic Messages.
+    Messages(anthropic::MessagesRequest),
+    /// Any other JSON.
+    Json(Value),
+}
+
+/// What the stages share about one request.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// `:method`.
+    pub method: String,
+    /// `:path`, query included.
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// The API the request targets.
+    pub api: Option<ApiKind>,
+    /// The parsed body, once read.
+    pub body: Option<RequestBody>,
+    /// Set by a stage that edited `body`; the body is then re-serialized.
+    pub body_changed: bool,
+    route_name: Option<Option<String>>,
+    cluster_name: Option<Option<String>>,
+}
+
+impl Exchange {
+    /// The API kind (`Other` before headers were seen).
+    pub fn api(&self) -> ApiKind {
+        self.api.unwrap_or(ApiKind::Other)
+    }
+
+    /// The protocol error replies use.
+    pub fn protocol(&self) -> ClientProtocol {
+        self.api().client_protocol()
+    }
+
+    /// The Envoy route name, read once.
+    pub fn route_name(&mut self, host: &dyn Host) -> Option<String> {
+        self.route_name
+            .get_or_insert_with(|| prop_string(host, &["xds", "route_name"]))
+            .clone()
+    }
+
+    /// The upstream cluster name, read once.
+    pub fn cluster_name(&mut self, host: &dyn Host) -> Option<String> {
+        self.cluster_name
+            .get_or_insert_with(|| prop_string(host, &["xds", "cluster_name"]))
+            .clone()
+    }
+
+    /// A request fact for `_rules_` matching.
+    pub fn match_value(&mut self, host: &dyn Host, key: MatchKey) -> Option<String> {
+        match key {
+            MatchKey::Route => self.route_name(host),
+            MatchKey::Domain => Some(self.authority.clone()),
+            MatchKey::Service => self.cluster_name(host),
+        }
+    }
+}
+
+fn prop_string(host: &dyn Host, path: &[&str]) -> Option<String> {
+    host.property(path)
+        .and_then(|v| String::from_utf8(v).ok())
+        .filter(|s| !s.is_empty())
+}
+
+/// What a stage needs after seeing the request headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing more from the request.
+    Nothing,
+    /// The parsed request body.
+    Body,
+}
+
+/// One plugin core, driven by the pipeline.
+pub trait Stage {
+    /// Plugin name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Sees the request headers (readable and writable here). May refuse the request.
+    fn on_request_headers(&mut self, host: &dyn Host, ex: &mut Exchange)
+        -> Result<Need, ErrorReply>;
+
+    /// Sees the parsed body (called only if `on_request_headers` asked for it).
+    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply>;
+}
+
+/// Runs stages in order over one request.
+pub struct Pipeline {
+    stages: Vec<Box<dyn Stage>>,
+    wants_body: Vec<bool>,
+    /// The shared request state.
+    pub ex: Exchange,
+    replied: bool,
+}
+
+impl Pipeline {
+    /// A pipeline over `stages` (request order).
+    pub fn new(stages: Vec<Box<dyn Stage>>) -> Pipeline {
+        Pipeline {
+            wants_body: vec![false; stages.len()],
+            stages,
+            ex: Exchange::default(),
+            replied: false,
+        }
+    }
+
+    /// Whether a local reply was sent.
+    pub fn replied(&self) -> bool {
+        self.replied
+    }
+
+    fn reply(&mut self, host: &dyn Host, stage: &str, err: &ErrorReply) -> Action {
+        host.log(
+            LogLevel::Debug,
+            &format!("[{stage}] local reply {}: {}", err.status, err.message),
+        );
+        err.send(host, self.ex.protocol());
+        self.replied = true;
+        Action::Pause
+    }
+
+    /// `on_http_request_headers`.
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        if self.stages.is_empty() {
+            return Action::Continue;
+        }
+        let header = |n: &str| host.request_header(n).unwrap_or_default();
+        self.ex.method = header(":method");
+        self.ex.path = header(":path");
+        self.ex.authority = header(":authority");
+        self.ex.api = Some(ApiKind::detect(&self.ex.method, &self.ex.path));
+        for i in 0..self.stages.len() {
+            match self.stages[i].on_request_headers(host, &mut self.ex) {
+                Ok(need) => self.wants_body[i] = need == Need::Body,
+                Err(e) => {
+                    let name = self.stages[i].name();
+                    return self.reply(host, name, &e);
+                }
+            }
+        }
+        if !self.wants_body.contains(&true) {
+            return Action::Continue;
+        }
+        if end_of_stream {
+            return self.finish_body(host, &[]);
+        }
+        // The body may be rewritten and headers cannot change once this callback returns.
+        host.set_request_header("content-length", None);
+        // Not `Pause`: Envoy turns a paused header callback into StopAllIteration and then never
+        // delivers the body. Headers continue; the body is held in `on_request_body` instead.
+        Action::Continue
+    }
+
+    /// `on_http_request_body`.
+    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Pause;
+        }
+        if !self.wants_body.contains(&true) {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let raw = host.request_body(0, body_size).unwrap_or_default();
+        self.finish_body(host, &raw)
+    }
+
+    fn finish_body(&mut self, host: &dyn Host, raw: &[u8]) -> Action {
+        match parse_body(self.ex.api(), raw) {
+            Ok(body) => self.ex.body = Some(body),
+            Err(e) => return self.reply(host, "pipeline", &e),
+        }
+        for i in 0..self.stages.len() {
+            if !self.wants_body[i] {
+                continue;
+            }
+            if let Err(e) = self.stages[i].on_request_body(host, &mut self.ex) {
+                let name = self.stages[i].name();
+                return self.reply(host, name, &e);
+            }
+        }
+        if self.ex.body_changed {
+            let bytes = match &self.ex.body {
+                Some(RequestBody::Chat(b)) => serde_json::to_vec(b),
+                Some(RequestBody::Messages(b)) => serde_json::to_vec(b),
+                Some(RequestBody::Json(b)) => serde_json::to_vec(b),
+                None => Ok(raw.to_vec()),
+            };
+            match bytes {
+                Ok(bytes) => {
+                    if let Err(status) = host.set_request_body(0, raw.len(), &bytes) {
+                        let e = ErrorReply::internal(format!("cannot rewrite request body: {status:?}"));
+                        return self.reply(host, "pipeline", &e);
+                    }
+                }
+                Err(err) => {
+                    let e = ErrorReply::internal(format!("cannot encode request body: {err}"));
+                    return self.reply(host, "pipeline", &e);
+                }
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// Parses a request body for its API; errors are 400s that say what is wrong.
+pub fn parse_body(api: ApiKind, raw: &[u8]) -> Result<RequestBody, ErrorReply> {
+    let value: Value = serde_json::from_slice(raw).map_err(|e| {
+        ErrorReply::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
+    })?;
+    let shape_error = |what: &str, e: serde_json::Error| {
+        ErrorReply::bad_request(
+            "invalid_request_body",
+            format!("request body is not a valid {what} request: {e}"),
+        )
+    };
+    match api {
+        ApiKind::ChatCompletions => serde_json::from_value(value)
+            .map(RequestBody::Chat)
+            .map_err(|e| shape_error("chat completions", e)),
+        ApiKind::AnthropicMessages => serde_json::from_value(value)
+            .map(RequestBody::Messages)
+            .map_err(|e| shape_error("messages", e)),
+        _ => Ok(RequestBody::Json(value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::MockHost;
+
+    /// Appends a message and records what it saw.
+    struct Tagger {
+        need: Need,
+        refuse: bool,
+    }
+
+    impl Stage for Tagger {
+        fn name(&self) -> &'static str {
+            "tagger"
+        }
+        fn on_request_headers(&mut self, _: &dyn Host, _: &mut Exchange) -> Result<Need, ErrorReply> {
+            if self.refuse {
+                return Err(ErrorReply::new(403, "permission_error", None, "no"));
+            }
+            Ok(self.need)
+        }
+        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+            if let Some(RequestBody::Chat(chat)) = &mut ex.body {
+                chat.messages.push(openai::ChatMessage::text("user", "tag"));
+                ex.body_changed = true;
+            }
+            Ok(())
+        }
+    }
+
+    fn chat_host(body: &str) -> MockHost {
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "gw"),
+            ("content-length", "10"),
+        ]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        host
+    }
+
+    fn pipeline(need: Need, refuse: bool) -> Pipeline {
+        Pipeline::new(vec![Box::new(Tagger { need, refuse })])
+    }
+
+    #[test]
+    fn body_is_parsed_edited_and_written_back() {
+        let host = chat_host(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut p = pipeline(Need::Body, false);
+        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+        assert_eq!(host.request_header("content-length"), None);
+        let size = host.request_body.borrow().len();
+        assert_eq!(p.on_request_body(&host, size / 2, false), Action::Pause);
+        assert_eq!(p.on_request_body(&host, size, true), Action::Continue);
+        let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert_eq!(body["messages"][1]["content"], "tag");
+        assert_eq!(body["model"], "m");
+    }
+
+    #[test]
+    fn untouched_when_no_stage_needs_the_body() {
+        let host = chat_host("not json");
+        let mut p = pipeline(Need::Nothing, false);
+        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+        assert_eq!(host.request_header("content-length").as_deref(), Some("10"));
+        assert_eq!(p.on_request_body(&host, 8, true), Action::Continue);
+        assert_eq!(&*host.request_body.borrow(), b"not json");
+    }
+
+    #[test]
+    fn invalid_json_and_missing_messages_are_400() {
+        for body in ["{oops", r#"{"model":"m"}"#, ""] {
+            let host = chat_host(body);
+            let mut p = pipeline(Need::Body, false);
+            let end = body.is_empty();
+            let first = p.on_request_headers(&host, end);
+            if !end {
+                assert_eq!(first, Action::Continue);
+                assert_eq!(p.on_request_body(&host, body.len(), true), Action::Pause);
+            }
+            let reply = host.local_reply().unwrap();
+            assert_eq!(reply.status, 400, "{body}");
+            let v: Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+            assert!(p.replied());
+        }
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropic_errors() {
+        let host = MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/messages")]);
+        *host.request_body.borrow_mut() = b"[]".to_vec();
+        let mut p = pipeline(Need::Body, false);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, 2, true);
+        let v: Value = serde_json::from_slice(&host.local_reply().unwrap().body).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+
+    #[test]
+    fn stage_refusal_in_headers_replies() {
+        let host = chat_host("{}");
+        let mut p = pipeline(Need::Body, true);
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(host.local_reply().unwrap().status, 403);
+        assert_eq!(p.on_request_body(&host, 2, true), Action::Pause);
+    }
+
+    #[test]
+    fn exchange_reads_route_once() {
+        let host = MockHost::default();
+        host.set_prop("xds.route_name", "r1");
+        let mut ex = Exchange::default();
+        assert_eq!(ex.match_value(&host, MatchKey::Route).as_deref(), Some("r1"));
+        host.set_prop("xds.route_name", "r2");
+        assert_eq!(ex.route_name(&host).as_deref(), Some("r1"));
+    }
+}
