@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::{middleware, Router};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
 use crate::conn::{AbortableListener, ConnHandle};
@@ -90,25 +91,17 @@ fn app(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Resolves on SIGINT or SIGTERM. Handlers are installed on the call, so
+/// call it before announcing the port.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
+    })
 }
 
 #[tokio::main]
@@ -124,6 +117,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             std::process::exit(2);
         }
     };
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
     {
@@ -139,7 +133,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         app(Arc::new(Shared::default())).into_make_service_with_connect_info::<ConnHandle>(),
     )
     .with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        shutdown.await;
         signalled.notify_one();
     });
     // Graceful shutdown waits for open streams; cap that wait.

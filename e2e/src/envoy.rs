@@ -1,0 +1,367 @@
+//! A real Envoy process running the shipped config with test ports, paths and plugin configs.
+
+use crate::http::Client;
+use crate::{workspace_root, Result};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Envoy binary: `$ENVOY_BIN`, else the one `make` installs into `.venv`.
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"))
+}
+
+/// An extra route put before the catch-all `llm` route of the shipped config.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Route name (what `_match_route_` matches).
+    pub name: String,
+    /// Path prefix it matches; rewritten to `/` upstream.
+    pub prefix: String,
+}
+
+/// How to start Envoy.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Plugin configs (JSON) replacing the shipped ones, by plugin name.
+    pub plugin_configs: Vec<(String, String)>,
+    /// Extra routes.
+    pub routes: Vec<Route>,
+    /// Worker threads (default 2).
+    pub concurrency: Option<u32>,
+}
+
+impl Options {
+    /// Options with one plugin config.
+    pub fn plugin(plugin: &str, config: &str) -> Options {
+        Options::default().with_plugin(plugin, config)
+    }
+
+    /// Adds a plugin config.
+    pub fn with_plugin(mut self, plugin: &str, config: &str) -> Options {
+        self.plugin_configs
+            .push((plugin.to_string(), config.to_string()));
+        self
+    }
+
+    /// Adds a route named `name` for paths under `prefix`.
+    pub fn with_route(mut self, name: &str, prefix: &str) -> Options {
+        self.routes.push(Route {
+            name: name.to_string(),
+            prefix: prefix.to_string(),
+        });
+        self
+    }
+}
+
+/// A running Envoy; killed on drop.
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Listener port.
+    pub port: u16,
+    /// Admin port.
+    pub admin_port: u16,
+    client: Client,
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    match text.matches(from).count() {
+        1 => Ok(text.replacen(from, to, 1)),
+        n => Err(format!("shipped envoy.yaml has `{from}` {n} times, expected once").into()),
+    }
+}
+
+/// Renders the shipped bootstrap for a test: loopback listener on a free port, admin on a free
+/// port, the mock provider as upstream, ECDS files from `ecds_dir`, extra routes.
+pub fn render_bootstrap(shipped: &str, mock_port: u16, ecds_dir: &Path, routes: &[Route]) -> Result<String> {
+    let mut text = replace_once(shipped, "port_value: 10000", "port_value: 0")?;
+    text = replace_once(&text, "port_value: 9901", "port_value: 0")?;
+    text = replace_once(&text, "port_value: 8081", &format!("port_value: {mock_port}"))?;
+    text = replace_once(&text, "address: 0.0.0.0", "address: 127.0.0.1")?;
+    if !text.contains("envoy/ecds") {
+        return Err("shipped envoy.yaml loads no ECDS file from envoy/ecds".into());
+    }
+    text = text.replace("envoy/ecds", &ecds_dir.display().to_string());
+    let anchor = "              - name: llm\n";
+    let mut extra = String::new();
+    for r in routes {
+        extra.push_str(&format!(
+            "              - name: {}\n                match: {{ prefix: \"{}\" }}\n                route: {{ cluster: llm_upstream, prefix_rewrite: \"/\", timeout: 300s }}\n",
+            r.name, r.prefix
+        ));
+    }
+    replace_once(&text, anchor, &format!("{extra}{anchor}"))
+}
+
+/// Renders a shipped ECDS file: absolute wasm path, and `config` (JSON) as the plugin config.
+pub fn render_ecds(shipped: &str, dist: &Path, config: Option<&str>) -> Result<String> {
+    let text = replace_once(shipped, "filename: dist/", &format!("filename: {}/", dist.display()))?;
+    let Some(config) = config else {
+        return Ok(text);
+    };
+    let marker = "value: |\n";
+    let at = text
+        .find(marker)
+        .ok_or("ECDS file has no `value: |` block")?;
+    let indent = text[..at].rsplit('\n').next().map_or(0, str::len) + 2;
+    let pad = " ".repeat(indent);
+    let mut out = text[..at + marker.len()].to_string();
+    for line in config.lines() {
+        out.push_str(&pad);
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Routes the shipped config to OpenAI instead of the mock: TLS upstream, `Host` rewritten,
+/// the client's `Authorization` replaced by `Bearer $OPENAI_API_KEY` read by Envoy at run time.
+pub fn render_openai_upstream(shipped: &str) -> Result<String> {
+    let route = replace_once(
+        shipped,
+        "route: { cluster: llm_upstream, timeout: 300s }",
+        "route: { cluster: llm_upstream, timeout: 300s, host_rewrite_literal: api.openai.com }\n                request_headers_to_add:\n                - header: { key: authorization, value: \"Bearer %ENVIRONMENT(OPENAI_API_KEY)%\" }\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD",
+    )?;
+    let at = route
+        .find("  - name: llm_upstream\n")
+        .ok_or("shipped envoy.yaml has no llm_upstream cluster")?;
+    let mut out = route[..at].to_string();
+    out.push_str(OPENAI_CLUSTER);
+    Ok(out)
+}
+
+const OPENAI_CLUSTER: &str = "  - name: llm_upstream
+    connect_timeout: 10s
+    per_connection_buffer_limit_bytes: 33554432
+    type: LOGICAL_DNS
+    dns_lookup_family: V4_PREFERRED
+    load_assignment:
+      cluster_name: llm_upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: { address: api.openai.com, port_value: 443 }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: api.openai.com
+        common_tls_context:
+          validation_context:
+            trusted_ca: { filename: /etc/ssl/certs/ca-certificates.crt }
+";
+
+impl Envoy {
+    /// Starts Envoy in front of the mock on `mock_port` and waits until it serves.
+    pub fn start(mock_port: u16, options: &Options) -> Result<Envoy> {
+        let bin = envoy_bin();
+        if !bin.exists() {
+            return Err(format!(
+                "Envoy not found at {} (run `make test`, or set ENVOY_BIN)",
+                bin.display()
+            )
+            .into());
+        }
+        let root = workspace_root();
+        let dir = tempfile::Builder::new().prefix("ai-gw-e2e-").tempdir()?;
+        let ecds_dir = dir.path().join("ecds");
+        fs::create_dir_all(&ecds_dir)?;
+        let dist = root.join("dist");
+        for entry in fs::read_dir(root.join("envoy/ecds"))? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(plugin) = name.strip_suffix(".yaml") else { continue };
+            if !dist.join(format!("{plugin}.wasm")).exists() {
+                return Err(format!("dist/{plugin}.wasm is missing (run `make build`)").into());
+            }
+            let config = options
+                .plugin_configs
+                .iter()
+                .find(|(p, _)| p == plugin)
+                .map(|(_, c)| c.as_str());
+            let rendered = render_ecds(&fs::read_to_string(&path)?, &dist, config)?;
+            fs::write(ecds_dir.join(name), rendered)?;
+        }
+        for (plugin, _) in &options.plugin_configs {
+            if !ecds_dir.join(format!("{plugin}.yaml")).exists() {
+                return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
+            }
+        }
+        let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
+        let bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
+        let config_path = dir.path().join("envoy.yaml");
+        fs::write(&config_path, bootstrap)?;
+        let admin_path = dir.path().join("admin-address");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["--disable-hot-restart", "-l", "info"])
+            .args(["--concurrency", &options.concurrency.unwrap_or(2).to_string()])
+            .current_dir(&root)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.path().join("stdout.log"))?)
+            .stderr(fs::File::create(dir.path().join("envoy.log"))?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut envoy = Envoy {
+            child,
+            dir,
+            port: 0,
+            admin_port: 0,
+            client: Client::new(Duration::from_secs(5)),
+        };
+        envoy.wait_ready(&admin_path)?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, admin_path: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(format!("Envoy exited ({status}) during start:\n{}", self.log()).into());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("Envoy not ready after 60 s:\n{}", self.log()).into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let Ok(admin) = fs::read_to_string(admin_path) else { continue };
+            let Some(port) = admin.trim().rsplit(':').next().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            self.admin_port = port;
+            let ready = self.client.get(&format!("{}/ready", self.admin_url()), &[]);
+            if !matches!(ready, Ok(ref r) if r.status == 200) {
+                continue;
+            }
+            let listeners = self
+                .client
+                .get(&format!("{}/listeners?format=json", self.admin_url()), &[])?
+                .json()?;
+            let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+                ["port_value"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok());
+            if let Some(port) = port.filter(|p| *p != 0) {
+                self.port = port;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Listener base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Admin base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// Envoy's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Access log (stdout) so far.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A counter or gauge from `/stats`, if present.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let resp = self
+            .client
+            .get(&format!("{}/stats?format=json&filter=^{}$", self.admin_url(), regex_escape(name)), &[])?;
+        let v: Value = resp.json()?;
+        Ok(v["stats"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .and_then(|s| s["value"].as_u64()))
+    }
+
+    /// Replaces a plugin's config on the running Envoy (write a new ECDS file, then rename).
+    pub fn push_plugin_config(&self, plugin: &str, config: &str, version: u32) -> Result<()> {
+        let root = workspace_root();
+        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
+        let rendered = render_ecds(&shipped, &root.join("dist"), Some(config))?
+            .replacen("version_info: \"1\"", &format!("version_info: \"{version}\""), 1);
+        let ecds = self.dir.path().join("ecds");
+        let tmp = self.dir.path().join(format!("{plugin}.yaml.tmp"));
+        fs::write(&tmp, rendered)?;
+        fs::rename(&tmp, ecds.join(format!("{plugin}.yaml")))?;
+        Ok(())
+    }
+
+    /// Waits until Envoy's log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_renders_for_tests() {
+        let root = workspace_root();
+        let shipped = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
+        let out = render_bootstrap(
+            &shipped,
+            4242,
+            Path::new("/tmp/x/ecds"),
+            &[Route {
+                name: "b".into(),
+                prefix: "/b/".into(),
+            }],
+        )
+        .unwrap();
+        assert!(out.contains("port_value: 4242"));
+        assert!(!out.contains("envoy/ecds"));
+        assert!(out.contains("- name: b\n"));
+        let ecds = fs::read_to_string(root.join("envoy/ecds/ai-prompt-decorator.yaml")).unwrap();
+        let out = render_ecds(&ecds, Path::new("/abs/dist"), Some("{\n  \"a\": 1\n}")).unwrap();
+        assert!(out.contains("filename: /abs/dist/ai-prompt-decorator.wasm"));
+        let openai = render_openai_upstream(&shipped).unwrap();
+        assert!(openai.contains("api.openai.com, port_value: 443"));
+        assert!(!openai.contains("port_value: 8081"));
+        assert!(out.ends_with("        value: |\n          {\n            \"a\": 1\n          }\n"), "{out}");
+    }
+}

@@ -1,0 +1,63 @@
+//! End-to-end harness: starts the mock provider and a real Envoy on free loopback ports, with a
+//! config rendered from the shipped `envoy/` files, and stops both when dropped (also when a test
+//! fails).
+
+pub mod envoy;
+pub mod http;
+pub mod mock;
+
+use std::path::PathBuf;
+
+/// A harness error: what failed, with the context a test failure needs.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Result type of the harness.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Path of a built plugin, `dist/<plugin>.wasm`.
+pub fn wasm_path(plugin: &str) -> PathBuf {
+    workspace_root().join("dist").join(format!("{plugin}.wasm"))
+}
+
+/// A mock provider with an Envoy in front of it.
+pub struct Gateway {
+    /// The Envoy under test (dropped first).
+    pub envoy: envoy::Envoy,
+    /// The upstream.
+    pub mock: mock::Mock,
+    /// Client with a 30 s timeout.
+    pub client: http::Client,
+}
+
+impl Gateway {
+    /// Starts the mock (`env!("CARGO_BIN_EXE_mock-provider")`) and Envoy with `options`.
+    pub fn start(mock_bin: &str, options: &envoy::Options) -> Result<Gateway> {
+        let mock = mock::Mock::start(mock_bin)?;
+        let envoy = envoy::Envoy::start(mock.port, options)?;
+        Ok(Gateway {
+            envoy,
+            mock,
+            client: http::Client::new(std::time::Duration::from_secs(30)),
+        })
+    }
+
+    /// `POST <envoy><path>` with a JSON body.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Result<http::Response> {
+        self.client
+            .post(&format!("{}{path}", self.envoy.url()), headers, body)
+    }
+
+    /// The body of the last request the mock received, as JSON.
+    pub fn last_upstream_request(&self) -> Result<serde_json::Value> {
+        self.mock
+            .requests()?
+            .pop()
+            .ok_or_else(|| format!("the mock received no request; Envoy log:\n{}", self.envoy.log()).into())
+    }
+}
