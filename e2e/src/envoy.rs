@@ -78,10 +78,19 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
 
 /// Renders the shipped bootstrap for a test: loopback listener on a free port, admin on a free
 /// port, the mock provider as upstream, ECDS files from `ecds_dir`, extra routes.
-pub fn render_bootstrap(shipped: &str, mock_port: u16, ecds_dir: &Path, routes: &[Route]) -> Result<String> {
+pub fn render_bootstrap(
+    shipped: &str,
+    mock_port: u16,
+    ecds_dir: &Path,
+    routes: &[Route],
+) -> Result<String> {
     let mut text = replace_once(shipped, "port_value: 10000", "port_value: 0")?;
     text = replace_once(&text, "port_value: 9901", "port_value: 0")?;
-    text = replace_once(&text, "port_value: 8081", &format!("port_value: {mock_port}"))?;
+    text = replace_once(
+        &text,
+        "port_value: 8081",
+        &format!("port_value: {mock_port}"),
+    )?;
     text = replace_once(&text, "address: 0.0.0.0", "address: 127.0.0.1")?;
     if !text.contains("envoy/ecds") {
         return Err("shipped envoy.yaml loads no ECDS file from envoy/ecds".into());
@@ -100,7 +109,11 @@ pub fn render_bootstrap(shipped: &str, mock_port: u16, ecds_dir: &Path, routes: 
 
 /// Renders a shipped ECDS file: absolute wasm path, and `config` (JSON) as the plugin config.
 pub fn render_ecds(shipped: &str, dist: &Path, config: Option<&str>) -> Result<String> {
-    let text = replace_once(shipped, "filename: dist/", &format!("filename: {}/", dist.display()))?;
+    let text = replace_once(
+        shipped,
+        "filename: dist/",
+        &format!("filename: {}/", dist.display()),
+    )?;
     let Some(config) = config else {
         return Ok(text);
     };
@@ -175,8 +188,12 @@ impl Envoy {
         let dist = root.join("dist");
         for entry in fs::read_dir(root.join("envoy/ecds"))? {
             let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(plugin) = name.strip_suffix(".yaml") else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(plugin) = name.strip_suffix(".yaml") else {
+                continue;
+            };
             if !dist.join(format!("{plugin}.wasm")).exists() {
                 return Err(format!("dist/{plugin}.wasm is missing (run `make build`)").into());
             }
@@ -204,7 +221,10 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(["--disable-hot-restart", "-l", "info"])
-            .args(["--concurrency", &options.concurrency.unwrap_or(2).to_string()])
+            .args([
+                "--concurrency",
+                &options.concurrency.unwrap_or(2).to_string(),
+            ])
             .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(fs::File::create(dir.path().join("stdout.log"))?)
@@ -226,13 +246,17 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                return Err(format!("Envoy exited ({status}) during start:\n{}", self.log()).into());
+                return Err(
+                    format!("Envoy exited ({status}) during start:\n{}", self.log()).into(),
+                );
             }
             if Instant::now() > deadline {
                 return Err(format!("Envoy not ready after 60 s:\n{}", self.log()).into());
             }
             std::thread::sleep(Duration::from_millis(50));
-            let Ok(admin) = fs::read_to_string(admin_path) else { continue };
+            let Ok(admin) = fs::read_to_string(admin_path) else {
+                continue;
+            };
             let Some(port) = admin.trim().rsplit(':').next().and_then(|p| p.parse().ok()) else {
                 continue;
             };
@@ -283,9 +307,14 @@ impl Envoy {
 
     /// A counter or gauge from `/stats`, if present.
     pub fn stat(&self, name: &str) -> Result<Option<u64>> {
-        let resp = self
-            .client
-            .get(&format!("{}/stats?format=json&filter=^{}$", self.admin_url(), regex_escape(name)), &[])?;
+        let resp = self.client.get(
+            &format!(
+                "{}/stats?format=json&filter=^{}$",
+                self.admin_url(),
+                regex_escape(name)
+            ),
+            &[],
+        )?;
         let v: Value = resp.json()?;
         Ok(v["stats"]
             .as_array()
@@ -297,8 +326,11 @@ impl Envoy {
     pub fn push_plugin_config(&self, plugin: &str, config: &str, version: u32) -> Result<()> {
         let root = workspace_root();
         let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
-        let rendered = render_ecds(&shipped, &root.join("dist"), Some(config))?
-            .replacen("version_info: \"1\"", &format!("version_info: \"{version}\""), 1);
+        let rendered = render_ecds(&shipped, &root.join("dist"), Some(config))?.replacen(
+            "version_info: \"1\"",
+            &format!("version_info: \"{version}\""),
+            1,
+        );
         let ecds = self.dir.path().join("ecds");
         let tmp = self.dir.path().join(format!("{plugin}.yaml.tmp"));
         fs::write(&tmp, rendered)?;
@@ -323,7 +355,10 @@ fn regex_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain(std::iter::once(c))
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
         })
         .collect()
 }
@@ -362,6 +397,9 @@ mod tests {
         let openai = render_openai_upstream(&shipped).unwrap();
         assert!(openai.contains("api.openai.com, port_value: 443"));
         assert!(!openai.contains("port_value: 8081"));
-        assert!(out.ends_with("        value: |\n          {\n            \"a\": 1\n          }\n"), "{out}");
+        assert!(
+            out.ends_with("        value: |\n          {\n            \"a\": 1\n          }\n"),
+            "{out}"
+        );
     }
 }

@@ -32,6 +32,9 @@ impl Response {
     }
 }
 
+/// One read of a streamed body and when it arrived.
+pub type TimedRead = (std::time::Instant, Vec<u8>);
+
 /// A client with a global timeout.
 #[derive(Clone)]
 pub struct Client {
@@ -76,9 +79,7 @@ impl Client {
             })
             .collect();
         let mut text = String::new();
-        resp.body_mut()
-            .as_reader()
-            .read_to_string(&mut text)?;
+        resp.body_mut().as_reader().read_to_string(&mut text)?;
         Ok(Response {
             status,
             headers,
@@ -105,7 +106,7 @@ impl Client {
         url: &str,
         headers: &[(&str, &str)],
         body: &str,
-    ) -> Result<(u16, Vec<(std::time::Instant, Vec<u8>)>)> {
+    ) -> Result<(u16, Vec<TimedRead>)> {
         let mut builder = ureq::http::Request::builder()
             .method("POST")
             .uri(url)

@@ -55,9 +55,12 @@ impl Gateway {
 
     /// The body of the last request the mock received, as JSON.
     pub fn last_upstream_request(&self) -> Result<serde_json::Value> {
-        self.mock
-            .requests()?
-            .pop()
-            .ok_or_else(|| format!("the mock received no request; Envoy log:\n{}", self.envoy.log()).into())
+        self.mock.requests()?.pop().ok_or_else(|| {
+            format!(
+                "the mock received no request; Envoy log:\n{}",
+                self.envoy.log()
+            )
+            .into()
+        })
     }
 }

@@ -47,7 +47,9 @@ impl Mock {
 
     /// Every request the mock received, in order.
     pub fn requests(&self) -> Result<Vec<Value>> {
-        let resp = self.client.get(&format!("{}/__mock/requests", self.url()), &[])?;
+        let resp = self
+            .client
+            .get(&format!("{}/__mock/requests", self.url()), &[])?;
         match serde_json::from_str(&resp.body)? {
             Value::Array(list) => Ok(list),
             other => Err(format!("unexpected recordings: {other}").into()),
@@ -65,8 +67,12 @@ impl Mock {
 
     /// Forgets recordings and pending failures.
     pub fn clear(&self) -> Result<()> {
-        self.client
-            .request("DELETE", &format!("{}/__mock/requests", self.url()), &[], None)?;
+        self.client.request(
+            "DELETE",
+            &format!("{}/__mock/requests", self.url()),
+            &[],
+            None,
+        )?;
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! ai-prompt-decorator through a real Envoy.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use e2e::envoy::Options;
 use e2e::Gateway;
 use serde_json::{json, Value};
@@ -23,9 +25,14 @@ fn higress_config_prepends_and_appends() {
     }"#;
     let gw = gateway(Options::plugin(PLUGIN, config));
 
-    let resp = gw.post("/v1/chat/completions", &[("x-user", "ann")], &chat("hi")).unwrap();
+    let resp = gw
+        .post("/v1/chat/completions", &[("x-user", "ann")], &chat("hi"))
+        .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(resp.json().unwrap()["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["message"]["role"],
+        "assistant"
+    );
     let got = gw.last_upstream_request().unwrap();
     assert_eq!(
         got["body_json"]["messages"],
@@ -38,12 +45,16 @@ fn higress_config_prepends_and_appends() {
     assert_eq!(got["body_json"]["model"], "any-model");
     // The rewritten body goes upstream with a length that matches it.
     let body_len = got["body"].as_str().unwrap().len().to_string();
-    assert_eq!(got["headers"]["content-length"].as_str(), Some(body_len.as_str()));
+    assert_eq!(
+        got["headers"]["content-length"].as_str(),
+        Some(body_len.as_str())
+    );
 
     // Anthropic Messages: system decorations land in the top-level `system` field.
     let body = json!({"model": "claude-x", "max_tokens": 64, "system": "Base rules.",
         "messages": [{"role": "user", "content": "hello"}]});
-    gw.post("/v1/messages", &[("x-lang", "French")], &body.to_string()).unwrap();
+    gw.post("/v1/messages", &[("x-lang", "French")], &body.to_string())
+        .unwrap();
     let got = gw.last_upstream_request().unwrap();
     assert_eq!(got["path"], "/v1/messages");
     assert_eq!(
@@ -75,28 +86,48 @@ fn replace_rules_and_rules_per_route_and_domain() {
     }"#;
     let gw = gateway(Options::plugin(PLUGIN, config).with_route("special", "/special/"));
 
-    gw.post("/v1/chat/completions", &[], &chat("my Password: hunter2 ok")).unwrap();
+    gw.post(
+        "/v1/chat/completions",
+        &[],
+        &chat("my Password: hunter2 ok"),
+    )
+    .unwrap();
     let got = gw.last_upstream_request().unwrap()["body_json"]["messages"].clone();
     assert_eq!(
         got,
         json!([{"role": "system", "content": "global"}, {"role": "user", "content": "my password: [redacted] ok"}])
     );
 
-    gw.post("/special/v1/chat/completions", &[], &chat("x")).unwrap();
+    gw.post("/special/v1/chat/completions", &[], &chat("x"))
+        .unwrap();
     let got = gw.last_upstream_request().unwrap();
     assert_eq!(got["path"], "/v1/chat/completions");
     assert_eq!(got["body_json"]["messages"][0]["content"], "route rule");
     // A rule replaces the global config (Higress semantics): no redaction there.
-    assert_eq!(got["body_json"]["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        got["body_json"]["messages"].as_array().map(Vec::len),
+        Some(2)
+    );
 
-    gw.post("/v1/chat/completions", &[("host", "api.example.com")], &chat("x")).unwrap();
+    gw.post(
+        "/v1/chat/completions",
+        &[("host", "api.example.com")],
+        &chat("x"),
+    )
+    .unwrap();
     let got = gw.last_upstream_request().unwrap()["body_json"]["messages"].clone();
-    assert_eq!(got, json!([{"role": "user", "content": "x"}, {"role": "user", "content": "domain rule"}]));
+    assert_eq!(
+        got,
+        json!([{"role": "user", "content": "x"}, {"role": "user", "content": "domain rule"}])
+    );
 }
 
 #[test]
 fn bad_input_gets_400_and_never_reaches_upstream() {
-    let gw = gateway(Options::plugin(PLUGIN, r#"{"prepend":[{"role":"system","content":"s"}]}"#));
+    let gw = gateway(Options::plugin(
+        PLUGIN,
+        r#"{"prepend":[{"role":"system","content":"s"}]}"#,
+    ));
     let cases: [(&str, &str); 4] = [
         ("/v1/chat/completions", "{not json"),
         ("/v1/chat/completions", r#"{"model":"m"}"#),
@@ -113,11 +144,18 @@ fn bad_input_gets_400_and_never_reaches_upstream() {
             assert_eq!(v["error"]["type"], "invalid_request_error");
         } else {
             assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
-            assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
         }
     }
     assert_eq!(gw.mock.requests().unwrap().len(), 0);
-    assert_eq!(gw.envoy.stat("cluster.llm_upstream.upstream_rq_total").unwrap().unwrap_or(0), 0);
+    assert_eq!(
+        gw.envoy
+            .stat("cluster.llm_upstream.upstream_rq_total")
+            .unwrap(),
+        Some(0)
+    );
 
     // Envoy keeps serving after bad input.
     for _ in 0..3 {
@@ -137,7 +175,10 @@ fn sse_data(bytes: &[u8]) -> Vec<String> {
 
 #[test]
 fn streaming_answer_passes_through_as_it_arrives() {
-    let gw = gateway(Options::plugin(PLUGIN, r#"{"prepend":[{"role":"system","content":"s"}]}"#));
+    let gw = gateway(Options::plugin(
+        PLUGIN,
+        r#"{"prepend":[{"role":"system","content":"s"}]}"#,
+    ));
     let body = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "count"}]})
     .to_string();
@@ -154,7 +195,11 @@ fn streaming_answer_passes_through_as_it_arrives() {
     // Byte for byte what the mock sends when asked directly (ids and timestamps aside).
     let (_, direct) = gw
         .client
-        .post_stream(&format!("{}/v1/chat/completions", gw.mock.url()), &headers, &body)
+        .post_stream(
+            &format!("{}/v1/chat/completions", gw.mock.url()),
+            &headers,
+            &body,
+        )
         .unwrap();
     let direct: Vec<u8> = direct.into_iter().flat_map(|(_, b)| b).collect();
     let normalize = |events: Vec<String>| -> Vec<Value> {
@@ -195,9 +240,11 @@ fn streaming_answer_passes_through_as_it_arrives() {
 fn bad_plugin_config_is_rejected_naming_the_field() {
     let bad = r#"{"prepend":[{"role":"robot","content":"x"}]}"#;
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, bad)).unwrap();
-    let needle = "[ai-prompt-decorator] invalid config at `prepend[0].role`: role `robot` is not one of";
+    let needle =
+        "[ai-prompt-decorator] invalid config at `prepend[0].role`: role `robot` is not one of";
     assert!(
-        gw.envoy.wait_for_log(needle, std::time::Duration::from_secs(10)),
+        gw.envoy
+            .wait_for_log(needle, std::time::Duration::from_secs(10)),
         "{}",
         gw.envoy.log()
     );

@@ -30,7 +30,11 @@ pub enum ClientProtocol {
 impl ApiKind {
     /// Classifies a request by method and path (query string ignored).
     pub fn detect(method: &str, path: &str) -> ApiKind {
-        let path = path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let post = method.eq_ignore_ascii_case("POST");
         if post && path.ends_with("/chat/completions") {
             ApiKind::ChatCompletions

@@ -64,7 +64,11 @@ pub fn from_value<T: DeserializeOwned + Validate>(
     let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(p.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    warnings.extend(ignored.into_iter().map(|p| format!("unknown key `{p}` ignored")));
+    warnings.extend(
+        ignored
+            .into_iter()
+            .map(|p| format!("unknown key `{p}` ignored")),
+    );
     let mut config = result.map_err(|e| {
         let path = e.path().to_string();
         ConfigError::new(path, e.into_inner().to_string())
@@ -80,7 +84,10 @@ pub fn object_from_bytes(bytes: &[u8]) -> Result<Map<String, Value>, ConfigError
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ConfigError::new(".", "the configuration must be a JSON object")),
+        Ok(_) => Err(ConfigError::new(
+            ".",
+            "the configuration must be a JSON object",
+        )),
         Err(e) => Err(ConfigError::new(
             ".",
             format!("the configuration is not valid JSON: {e}"),
@@ -144,9 +151,7 @@ impl Matcher {
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         // IPv6 literal: keep the bracketed address.
-        return authority
-            .find(']')
-            .map_or(authority, |i| &authority[..=i]);
+        return authority.find(']').map_or(authority, |i| &authority[..=i]);
     }
     authority.rsplit_once(':').map_or(authority, |(h, p)| {
         if p.chars().all(|c| c.is_ascii_digit()) {
@@ -242,8 +247,8 @@ impl<T: DeserializeOwned + Validate> RuleSet<T> {
                 }
             };
             let mut rule_warnings = Vec::new();
-            let config = from_value(Value::Object(body), &mut rule_warnings)
-                .map_err(|e| e.under(&at))?;
+            let config =
+                from_value(Value::Object(body), &mut rule_warnings).map_err(|e| e.under(&at))?;
             warnings.extend(rule_warnings.into_iter().map(|w| format!("{at}: {w}")));
             rules.push(Rule { matcher, config });
         }
@@ -344,8 +349,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse(r#"{"items":[{"role":"a","size":1},{"role":"b","size":"x"}]}"#, RuleMode::Independent)
-            .err();
+        let e = parse(
+            r#"{"items":[{"role":"a","size":1},{"role":"b","size":"x"}]}"#,
+            RuleMode::Independent,
+        )
+        .err();
         assert_eq!(e.as_ref().map(|e| e.path.as_str()), Some("items[1].size"));
         let e = parse(
             r#"{"_rules_":[{"_match_route_":["r"],"items":[{"role":1,"size":1}]}]}"#,
@@ -367,9 +375,12 @@ mod tests {
             Some("_rules_[0]".to_string())
         );
         assert_eq!(
-            parse(r#"{"_rules_":[{"_match_route_":[]}]}"#, RuleMode::Independent)
-                .err()
-                .map(|e| e.path),
+            parse(
+                r#"{"_rules_":[{"_match_route_":[]}]}"#,
+                RuleMode::Independent
+            )
+            .err()
+            .map(|e| e.path),
             Some("_rules_[0]._match_route_".to_string())
         );
     }
@@ -410,20 +421,16 @@ mod tests {
                 {"_match_service_":["llm.default.svc.cluster.local:80"],"name":"svc"}]}"#,
             RuleMode::Independent,
         );
-        let Ok(set) = set else {
-            panic!("parse failed")
-        };
+        let Ok(set) = set else { panic!("parse failed") };
         assert_eq!(pick(&set, "chat", "a.example.com", "x"), Some("route"));
-        assert_eq!(pick(&set, "other", "a.example.com:8080", "x"), Some("domain"));
+        assert_eq!(
+            pick(&set, "other", "a.example.com:8080", "x"),
+            Some("domain")
+        );
         assert_eq!(pick(&set, "other", "API.TEST", "x"), Some("domain"));
         assert_eq!(pick(&set, "other", "example.com", "x"), Some("global"));
         assert_eq!(
-            pick(
-                &set,
-                "o",
-                "h",
-                "outbound|80||llm.default.svc.cluster.local"
-            ),
+            pick(&set, "o", "h", "outbound|80||llm.default.svc.cluster.local"),
             Some("svc")
         );
         assert_eq!(pick(&set, "o", "h", "x"), Some("global"));

@@ -19,7 +19,12 @@ pub struct ErrorReply {
 
 impl ErrorReply {
     /// An error with explicit status, type and code.
-    pub fn new(status: u32, error_type: &str, code: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: u32,
+        error_type: &str,
+        code: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         ErrorReply {
             status,
             message: message.into(),

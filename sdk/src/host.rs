@@ -168,6 +168,17 @@ pub struct LocalReply {
     pub body: Vec<u8>,
 }
 
+/// An HTTP callout captured by [`MockHost`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    /// Target cluster.
+    pub cluster: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Option<Vec<u8>>,
+}
+
 /// An in-memory host for native tests: set the inputs, run the core, inspect what it did.
 #[derive(Debug, Default)]
 pub struct MockHost {
@@ -185,8 +196,8 @@ pub struct MockHost {
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     /// Metrics by name: (kind, value).
     pub metrics: RefCell<Vec<(String, MetricType, i64)>>,
-    /// HTTP callouts made: (cluster, headers, body).
-    pub callouts: RefCell<Vec<(String, Vec<(String, String)>, Option<Vec<u8>>)>>,
+    /// HTTP callouts made.
+    pub callouts: RefCell<Vec<Callout>>,
     /// The local reply, if one was sent.
     pub reply: RefCell<Option<LocalReply>>,
     /// Log lines.
@@ -344,14 +355,14 @@ impl Host for MockHost {
         _timeout: Duration,
     ) -> Result<u32, Status> {
         let mut calls = self.callouts.borrow_mut();
-        calls.push((
-            cluster.to_string(),
-            headers
+        calls.push(Callout {
+            cluster: cluster.to_string(),
+            headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body.map(<[u8]>::to_vec),
-        ));
+            body: body.map(<[u8]>::to_vec),
+        });
         Ok(calls.len() as u32)
     }
     fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {

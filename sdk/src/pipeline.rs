@@ -98,8 +98,11 @@ pub trait Stage {
     fn name(&self) -> &'static str;
 
     /// Sees the request headers (readable and writable here). May refuse the request.
-    fn on_request_headers(&mut self, host: &dyn Host, ex: &mut Exchange)
-        -> Result<Need, ErrorReply>;
+    fn on_request_headers(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply>;
 
     /// Sees the parsed body (called only if `on_request_headers` asked for it).
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply>;
@@ -173,7 +176,12 @@ impl Pipeline {
     }
 
     /// `on_http_request_body`.
-    pub fn on_request_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
         if self.replied {
             return Action::Pause;
         }
@@ -211,7 +219,9 @@ impl Pipeline {
             match bytes {
                 Ok(bytes) => {
                     if let Err(status) = host.set_request_body(0, raw.len(), &bytes) {
-                        let e = ErrorReply::internal(format!("cannot rewrite request body: {status:?}"));
+                        let e = ErrorReply::internal(format!(
+                            "cannot rewrite request body: {status:?}"
+                        ));
                         return self.reply(host, "pipeline", &e);
                     }
                 }
@@ -228,7 +238,10 @@ impl Pipeline {
 /// Parses a request body for its API; errors are 400s that say what is wrong.
 pub fn parse_body(api: ApiKind, raw: &[u8]) -> Result<RequestBody, ErrorReply> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| {
-        ErrorReply::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
+        ErrorReply::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
     })?;
     let shape_error = |what: &str, e: serde_json::Error| {
         ErrorReply::bad_request(
@@ -262,7 +275,11 @@ mod tests {
         fn name(&self) -> &'static str {
             "tagger"
         }
-        fn on_request_headers(&mut self, _: &dyn Host, _: &mut Exchange) -> Result<Need, ErrorReply> {
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
             if self.refuse {
                 return Err(ErrorReply::new(403, "permission_error", None, "no"));
             }
@@ -337,7 +354,8 @@ mod tests {
 
     #[test]
     fn anthropic_clients_get_anthropic_errors() {
-        let host = MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/messages")]);
+        let host =
+            MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/messages")]);
         *host.request_body.borrow_mut() = b"[]".to_vec();
         let mut p = pipeline(Need::Body, false);
         p.on_request_headers(&host, false);
@@ -361,7 +379,10 @@ mod tests {
         let host = MockHost::default();
         host.set_prop("xds.route_name", "r1");
         let mut ex = Exchange::default();
-        assert_eq!(ex.match_value(&host, MatchKey::Route).as_deref(), Some("r1"));
+        assert_eq!(
+            ex.match_value(&host, MatchKey::Route).as_deref(),
+            Some("r1")
+        );
         host.set_prop("xds.route_name", "r2");
         assert_eq!(ex.route_name(&host).as_deref(), Some("r1"));
     }

@@ -22,7 +22,9 @@ pub trait Plugin: 'static {
 /// Registers the plugin's root context; call from `proxy_wasm::main!`.
 pub fn start<P: Plugin>() {
     crate::install_panic_hook(P::NAME);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::<P> { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root::<P> { config: None })
+    });
 }
 
 struct Root<P: Plugin> {
@@ -34,10 +36,11 @@ impl<P: Plugin> Context for Root<P> {}
 impl<P: Plugin> RootContext for Root<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = WasmHost;
-        let bytes = proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes =
+            proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
         match P::parse_config(&bytes) {
             Ok((config, warnings)) => {
                 for w in warnings {
@@ -77,6 +80,7 @@ impl HttpContext for Filter {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.pipeline.on_request_body(&WasmHost, body_size, end_of_stream)
+        self.pipeline
+            .on_request_body(&WasmHost, body_size, end_of_stream)
     }
 }

@@ -149,8 +149,12 @@ mod tests {
 
     #[test]
     fn bad_placeholders_are_errors() {
-        assert!(Template::parse("${nope}").unwrap_err().contains("unknown placeholder"));
-        assert!(Template::parse("${header:x").unwrap_err().contains("unclosed"));
+        assert!(Template::parse("${nope}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
+        assert!(Template::parse("${header:x")
+            .unwrap_err()
+            .contains("unclosed"));
         assert!(Template::parse("${header:}").is_err());
         assert!(Template::parse("${property:a..b}").is_err());
     }

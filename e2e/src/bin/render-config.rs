@@ -7,7 +7,9 @@ use e2e::workspace_root;
 use std::fs;
 
 fn main() -> e2e::Result<()> {
-    let upstream = std::env::args().nth(1).unwrap_or_else(|| "mock".to_string());
+    let upstream = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "mock".to_string());
     let root = workspace_root();
     let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
     let out = match upstream.as_str() {

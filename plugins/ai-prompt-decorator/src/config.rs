@@ -120,7 +120,9 @@ impl Validate for DecoratorConfig {
                 let re = RegexBuilder::new(&r.pattern)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| ConfigError::new(format!("replace[{i}].pattern"), e.to_string()))?;
+                    .map_err(|e| {
+                        ConfigError::new(format!("replace[{i}].pattern"), e.to_string())
+                    })?;
                 r.compiled = Some(re);
             }
         }
@@ -151,10 +153,19 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (r#"{"prepend":[{"role":"robot","content":"x"}]}"#, "prepend[0].role"),
+            (
+                r#"{"prepend":[{"role":"robot","content":"x"}]}"#,
+                "prepend[0].role",
+            ),
             (r#"{"append":[{"role":"user"}]}"#, "append[0]"),
-            (r#"{"append":[{"role":"user","content":"${bad}"}]}"#, "append[0].content"),
-            (r#"{"replace":[{"pattern":"(","regex":true}]}"#, "replace[0].pattern"),
+            (
+                r#"{"append":[{"role":"user","content":"${bad}"}]}"#,
+                "append[0].content",
+            ),
+            (
+                r#"{"replace":[{"pattern":"(","regex":true}]}"#,
+                "replace[0].pattern",
+            ),
             (r#"{"replace":[{"pattern":""}]}"#, "replace[0].pattern"),
             (r#"{"prepend":{"role":"user"}}"#, "prepend"),
             (
@@ -176,7 +187,10 @@ mod tests {
         )
         .unwrap();
         let g = set.global.unwrap();
-        assert_eq!(g.replace[0].apply("a secret-123 b secret-9"), "a [redacted] b [redacted]");
+        assert_eq!(
+            g.replace[0].apply("a secret-123 b secret-9"),
+            "a [redacted] b [redacted]"
+        );
         assert!(g.replace[0].applies_to("user") && !g.replace[0].applies_to("system"));
         assert_eq!(g.replace[1].apply("colour colour"), "color color");
         assert!(g.replace[1].applies_to("assistant"));

@@ -97,7 +97,9 @@ impl Stage for DecoratorStage {
             return Ok(());
         };
         match &mut ex.body {
-            Some(RequestBody::Chat(chat)) => decorate_openai(chat, config, &self.prepend, &self.append),
+            Some(RequestBody::Chat(chat)) => {
+                decorate_openai(chat, config, &self.prepend, &self.append)
+            }
             Some(RequestBody::Messages(msgs)) => {
                 decorate_anthropic(msgs, config, &self.prepend, &self.append)
             }
@@ -147,7 +149,11 @@ fn decorate_anthropic(
 ) {
     if !config.replace.is_empty() {
         let apply = |role: &str, content: &mut anthropic::Content| {
-            let rules: Vec<_> = config.replace.iter().filter(|r| r.applies_to(role)).collect();
+            let rules: Vec<_> = config
+                .replace
+                .iter()
+                .filter(|r| r.applies_to(role))
+                .collect();
             if !rules.is_empty() {
                 content.map_text(|t| rules.iter().fold(t.to_string(), |acc, r| r.apply(&acc)));
             }
@@ -159,8 +165,16 @@ fn decorate_anthropic(
             apply(&msg.role, &mut msg.content);
         }
     }
-    let sys_before: Vec<&str> = prepend.iter().filter(|r| is_system(&r.role)).map(|r| r.text.as_str()).collect();
-    let sys_after: Vec<&str> = append.iter().filter(|r| is_system(&r.role)).map(|r| r.text.as_str()).collect();
+    let sys_before: Vec<&str> = prepend
+        .iter()
+        .filter(|r| is_system(&r.role))
+        .map(|r| r.text.as_str())
+        .collect();
+    let sys_after: Vec<&str> = append
+        .iter()
+        .filter(|r| is_system(&r.role))
+        .map(|r| r.text.as_str())
+        .collect();
     if !sys_before.is_empty() || !sys_after.is_empty() {
         req.system = Some(merge_system(req.system.take(), &sys_before, &sys_after));
     }
@@ -169,7 +183,11 @@ fn decorate_anthropic(
         content: anthropic::Content::Text(r.text.clone()),
         extra: Default::default(),
     };
-    let mut messages: Vec<anthropic::Message> = prepend.iter().filter(|r| !is_system(&r.role)).map(to_msg).collect();
+    let mut messages: Vec<anthropic::Message> = prepend
+        .iter()
+        .filter(|r| !is_system(&r.role))
+        .map(to_msg)
+        .collect();
     messages.append(&mut req.messages);
     messages.extend(append.iter().filter(|r| !is_system(&r.role)).map(to_msg));
     req.messages = messages;
@@ -182,7 +200,8 @@ fn merge_system(
 ) -> anthropic::Content {
     match existing {
         Some(anthropic::Content::Blocks(blocks)) => {
-            let mut out: Vec<anthropic::Block> = before.iter().map(|t| anthropic::Block::text(*t)).collect();
+            let mut out: Vec<anthropic::Block> =
+                before.iter().map(|t| anthropic::Block::text(*t)).collect();
             out.extend(blocks);
             out.extend(after.iter().map(|t| anthropic::Block::text(*t)));
             anthropic::Content::Blocks(out)

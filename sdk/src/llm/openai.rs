@@ -223,7 +223,11 @@ mod tests {
         let req: ChatRequest = serde_json::from_value(body.clone()).unwrap();
         assert_eq!(req.messages.len(), 4);
         assert_eq!(
-            req.messages[1].content.as_ref().map(Content::text).as_deref(),
+            req.messages[1]
+                .content
+                .as_ref()
+                .map(Content::text)
+                .as_deref(),
             Some("what is this?")
         );
         let mut back = serde_json::to_value(&req).unwrap();

@@ -12,7 +12,7 @@ mod reply;
 mod stream;
 
 use std::error::Error;
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,58 @@
+//! The shipped files agree with each other: docker-compose mounts what exists, the Envoy config
+//! loads ECDS files that exist, and those load wasm files `make build` writes.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use e2e::workspace_root;
+use std::fs;
+
+#[test]
+fn docker_compose_mounts_exist() {
+    let root = workspace_root();
+    let compose = fs::read_to_string(root.join("docker-compose.yaml")).unwrap();
+    let mut mounts = 0;
+    for line in compose.lines() {
+        let line = line.trim();
+        if let Some(spec) = line.strip_prefix("- ./") {
+            let host = spec.split(':').next().unwrap();
+            assert!(
+                root.join(host).exists(),
+                "docker-compose mounts ./{host}, which does not exist"
+            );
+            mounts += 1;
+        }
+        if let Some(file) = line.strip_prefix("dockerfile: ") {
+            assert!(root.join(file).exists(), "missing {file}");
+        }
+    }
+    assert!(mounts >= 2, "expected envoy/ and dist/ mounts");
+    assert!(compose.contains("envoyproxy/envoy:v1.40.0"));
+    assert!(compose.contains("envoy/envoy.yaml"));
+}
+
+#[test]
+fn envoy_config_references_existing_files() {
+    let root = workspace_root();
+    let bootstrap = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
+    let mut ecds = 0;
+    for line in bootstrap.lines() {
+        if let Some(path) = line.trim().strip_prefix("path: ") {
+            assert!(
+                root.join(path).exists(),
+                "envoy.yaml loads {path}, which does not exist"
+            );
+            let resource = fs::read_to_string(root.join(path)).unwrap();
+            let wasm = resource
+                .lines()
+                .find_map(|l| l.split("filename: ").nth(1))
+                .map(|f| f.trim_end_matches(" } }").trim())
+                .unwrap();
+            assert!(
+                root.join(wasm).exists(),
+                "{path} loads {wasm}; run `make build`"
+            );
+            ecds += 1;
+        }
+    }
+    assert!(ecds >= 1);
+}
