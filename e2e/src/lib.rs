@@ -64,3 +64,22 @@ impl Gateway {
         })
     }
 }
+
+/// Runs one of the Python SDK scripts in `e2e/sdk/` with the venv's Python; returns its JSON.
+pub fn run_sdk_script(script: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let python = workspace_root().join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg(workspace_root().join("e2e/sdk").join(script))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e} (run `make setup`)", python.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{script} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}

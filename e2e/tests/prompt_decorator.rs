@@ -253,3 +253,25 @@ fn bad_plugin_config_is_rejected_naming_the_field() {
     assert_eq!(resp.status, 500, "{}", resp.body);
     assert!(gw.mock.requests().unwrap().is_empty());
 }
+
+#[test]
+fn shipped_trial_config_decorates_and_proxies() {
+    let gw = gateway(Options::shipped());
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-user", "ann"), ("authorization", "Bearer client-key")],
+            &chat("Hello"),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["headers"]["host"], "api.openai.com");
+    assert_eq!(got["headers"]["authorization"], "Bearer sk-local-trial");
+    let messages = got["body_json"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert!(messages[0]["content"]
+        .as_str()
+        .unwrap()
+        .ends_with("The caller is ann."));
+}

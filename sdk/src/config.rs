@@ -297,19 +297,44 @@ fn take_matcher(obj: &mut Map<String, Value>) -> Result<Matcher, ConfigError> {
     })
 }
 
+/// Which config of a [`RuleSet`] applies to a request; cheap to keep per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected {
+    /// The top-level config.
+    Global,
+    /// The rule at this index.
+    Rule(usize),
+}
+
 impl<T> RuleSet<T> {
     /// The effective config for a request; `lookup` supplies request facts on demand.
-    pub fn select(&self, mut lookup: impl FnMut(MatchKey) -> Option<String>) -> Option<&T> {
+    pub fn select(&self, lookup: impl FnMut(MatchKey) -> Option<String>) -> Option<&T> {
+        self.select_id(lookup).and_then(|id| self.get(id))
+    }
+
+    /// Like [`RuleSet::select`], but returns which config applies.
+    pub fn select_id(
+        &self,
+        mut lookup: impl FnMut(MatchKey) -> Option<String>,
+    ) -> Option<Selected> {
         let mut cache: [Option<Option<String>>; 3] = [None, None, None];
-        for rule in &self.rules {
+        for (i, rule) in self.rules.iter().enumerate() {
             let key = rule.matcher.key();
             let slot = &mut cache[key as usize];
             let value = slot.get_or_insert_with(|| lookup(key));
             if value.as_deref().is_some_and(|v| rule.matcher.matches(v)) {
-                return Some(&rule.config);
+                return Some(Selected::Rule(i));
             }
         }
-        self.global.as_ref()
+        self.global.as_ref().map(|_| Selected::Global)
+    }
+
+    /// The config for a selection.
+    pub fn get(&self, id: Selected) -> Option<&T> {
+        match id {
+            Selected::Global => self.global.as_ref(),
+            Selected::Rule(i) => self.rules.get(i).map(|r| &r.config),
+        }
     }
 
     /// Whether any rule needs request facts (so callers can skip lookups).

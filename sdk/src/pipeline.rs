@@ -106,6 +106,34 @@ pub trait Stage {
 
     /// Sees the parsed body (called only if `on_request_headers` asked for it).
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply>;
+
+    /// Sees the response headers (writable here) and says how it wants the body.
+    fn on_response_headers(&mut self, _host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+        BodyMode::Untouched
+    }
+
+    /// Rewrites response body bytes: each chunk as it arrives (`Stream`) or the whole body once
+    /// (`Buffer`, with `end` true). Returns the bytes to pass on.
+    fn on_response_body(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+        chunk: Vec<u8>,
+        _end: bool,
+    ) -> Vec<u8> {
+        chunk
+    }
+}
+
+/// How a stage wants the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BodyMode {
+    /// Not at all: it passes untouched.
+    Untouched,
+    /// Chunk by chunk as it arrives (SSE streams).
+    Stream,
+    /// Whole, once (JSON answers, errors).
+    Buffer,
 }
 
 /// Runs stages in order over one request.
@@ -115,6 +143,8 @@ pub struct Pipeline {
     /// The shared request state.
     pub ex: Exchange,
     replied: bool,
+    response_modes: Vec<BodyMode>,
+    response_mode: BodyMode,
 }
 
 impl Pipeline {
@@ -125,6 +155,8 @@ impl Pipeline {
             stages,
             ex: Exchange::default(),
             replied: false,
+            response_modes: Vec::new(),
+            response_mode: BodyMode::Untouched,
         }
     }
 
@@ -232,6 +264,65 @@ impl Pipeline {
             }
         }
         Action::Continue
+    }
+}
+
+impl Pipeline {
+    /// `on_http_response_headers`: stages see the response in reverse order (nearest the
+    /// upstream first).
+    pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
+        if self.replied || self.stages.is_empty() {
+            return Action::Continue;
+        }
+        self.response_modes = self
+            .stages
+            .iter_mut()
+            .rev()
+            .map(|stage| stage.on_response_headers(host, &mut self.ex))
+            .collect();
+        self.response_mode = self
+            .response_modes
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(BodyMode::Untouched);
+        if self.response_mode != BodyMode::Untouched {
+            host.set_response_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    /// `on_http_response_body`.
+    pub fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        match self.response_mode {
+            BodyMode::Untouched => Action::Continue,
+            BodyMode::Buffer if !end_of_stream => Action::Pause,
+            mode => {
+                let original = host.response_body(0, body_size).unwrap_or_default();
+                let end = end_of_stream || mode == BodyMode::Buffer;
+                let mut bytes = original.clone();
+                let stages = self.stages.iter_mut().rev().zip(self.response_modes.iter());
+                for (stage, wants) in stages {
+                    if *wants != BodyMode::Untouched {
+                        bytes = stage.on_response_body(host, &mut self.ex, bytes, end);
+                    }
+                }
+                if bytes != original {
+                    if let Err(status) = host.set_response_body(0, body_size, &bytes) {
+                        host.log(
+                            LogLevel::Error,
+                            &format!("cannot rewrite response body: {status:?}"),
+                        );
+                    }
+                }
+                Action::Continue
+            }
+        }
     }
 }
 

@@ -83,4 +83,13 @@ impl HttpContext for Filter {
         self.pipeline
             .on_request_body(&WasmHost, body_size, end_of_stream)
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.pipeline.on_response_headers(&WasmHost)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.pipeline
+            .on_response_body(&WasmHost, body_size, end_of_stream)
+    }
 }

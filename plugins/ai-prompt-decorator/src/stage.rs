@@ -1,7 +1,7 @@
 //! The decorator core: choose the config, render the added messages, edit the conversation.
 
 use crate::config::{DecoratorConfig, MessageTemplate};
-use sdk::config::RuleSet;
+use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::llm::{anthropic, openai};
@@ -18,13 +18,10 @@ struct Rendered {
 /// Per-request decorator state (lives in the HTTP context).
 pub struct DecoratorStage {
     rules: Rc<RuleSet<DecoratorConfig>>,
-    active: Option<usize>,
+    active: Option<Selected>,
     prepend: Vec<Rendered>,
     append: Vec<Rendered>,
 }
-
-/// Which config of the rule set applies: a rule index, or the global config.
-const GLOBAL: usize = usize::MAX;
 
 impl DecoratorStage {
     /// A stage over the parsed rule set.
@@ -38,10 +35,7 @@ impl DecoratorStage {
     }
 
     fn config(&self) -> Option<&DecoratorConfig> {
-        match self.active? {
-            GLOBAL => self.rules.global.as_ref(),
-            i => self.rules.rules.get(i).map(|r| &r.config),
-        }
+        self.rules.get(self.active?)
     }
 }
 
@@ -72,20 +66,13 @@ impl Stage for DecoratorStage {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
-        let selected = rules.select(|key| ex.match_value(host, key));
-        let Some(config) = selected else {
+        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
-        if config.is_empty() {
+        let Some(config) = rules.get(id).filter(|c| !c.is_empty()) else {
             return Ok(Need::Nothing);
-        }
-        self.active = Some(
-            rules
-                .rules
-                .iter()
-                .position(|r| std::ptr::eq(&r.config, config))
-                .unwrap_or(GLOBAL),
-        );
+        };
+        self.active = Some(id);
         // Headers are readable now, so placeholders are filled now.
         self.prepend = render(host, &config.prepend);
         self.append = render(host, &config.append);
@@ -116,16 +103,9 @@ fn decorate_openai(
     prepend: &[Rendered],
     append: &[Rendered],
 ) {
-    if !config.replace.is_empty() {
-        for msg in &mut chat.messages {
-            let rules: Vec<_> = config
-                .replace
-                .iter()
-                .filter(|r| r.applies_to(&msg.role))
-                .collect();
-            if let (false, Some(content)) = (rules.is_empty(), msg.content.as_mut()) {
-                content.map_text(|t| rules.iter().fold(t.to_string(), |acc, r| r.apply(&acc)));
-            }
+    for msg in &mut chat.messages {
+        if let Some(content) = msg.content.as_mut() {
+            rewrite(config, &msg.role, |f| content.map_text(f));
         }
     }
     let to_msg = |r: &Rendered| openai::ChatMessage::text(r.role.clone(), r.text.clone());
@@ -133,6 +113,23 @@ fn decorate_openai(
     messages.append(&mut chat.messages);
     messages.extend(append.iter().map(to_msg));
     chat.messages = messages;
+}
+
+/// Runs the replace rules that apply to `role` over a message's text (`map_text` visits each
+/// piece of text).
+fn rewrite(
+    config: &DecoratorConfig,
+    role: &str,
+    map_text: impl FnOnce(&mut dyn FnMut(&str) -> String),
+) {
+    let rules: Vec<_> = config
+        .replace
+        .iter()
+        .filter(|r| r.applies_to(role))
+        .collect();
+    if !rules.is_empty() {
+        map_text(&mut |t: &str| rules.iter().fold(t.to_string(), |acc, r| r.apply(&acc)));
+    }
 }
 
 fn is_system(role: &str) -> bool {
@@ -147,23 +144,11 @@ fn decorate_anthropic(
     prepend: &[Rendered],
     append: &[Rendered],
 ) {
-    if !config.replace.is_empty() {
-        let apply = |role: &str, content: &mut anthropic::Content| {
-            let rules: Vec<_> = config
-                .replace
-                .iter()
-                .filter(|r| r.applies_to(role))
-                .collect();
-            if !rules.is_empty() {
-                content.map_text(|t| rules.iter().fold(t.to_string(), |acc, r| r.apply(&acc)));
-            }
-        };
-        if let Some(system) = req.system.as_mut() {
-            apply("system", system);
-        }
-        for msg in &mut req.messages {
-            apply(&msg.role, &mut msg.content);
-        }
+    if let Some(system) = req.system.as_mut() {
+        rewrite(config, "system", |f| system.map_text(f));
+    }
+    for msg in &mut req.messages {
+        rewrite(config, &msg.role, |f| msg.content.map_text(f));
     }
     let sys_before: Vec<&str> = prepend
         .iter()

@@ -155,7 +155,11 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
             tokio::time::sleep(control.delay).await;
             let forced = shared.take_failure(parts.uri.path());
             if let Some(status) = forced.or(control.status) {
-                reply::mock_failure(status)
+                if parts.uri.path() == "/v1/messages" {
+                    crate::anthropic::failure(status)
+                } else {
+                    reply::mock_failure(status)
+                }
             } else {
                 let reset = control.reset_after.is_some();
                 let mut req = Request::from_parts(parts, Body::from(bytes));

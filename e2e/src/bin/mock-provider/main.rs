@@ -4,6 +4,7 @@
 //! steer replies through `x-mock-*` headers and `/__mock/*` endpoints.
 //! Serves HTTP/1.1 and h2c (prior knowledge) on the same port.
 
+mod anthropic;
 mod conn;
 mod control;
 mod openai;
@@ -81,6 +82,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(openai::routes())
+        .merge(anthropic::routes())
         .merge(record::routes())
         .fallback(reply::not_found)
         .method_not_allowed_fallback(reply::method_not_allowed)

@@ -1,0 +1,518 @@
+//! ai-proxy through a real Envoy, against the mock provider.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use e2e::envoy::Options;
+use e2e::{run_sdk_script, Gateway};
+use serde_json::{json, Value};
+
+const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
+const PLUGIN: &str = "ai-proxy";
+const CLIENT_KEY: &str = "Bearer client-secret-key";
+
+fn gateway(config: &str) -> Gateway {
+    Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap()
+}
+
+fn chat(model: &str) -> String {
+    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
+/// (type, extra config, expected host, expected path, expected key header, expected key value)
+const TYPES: &[(&str, &str, &str, &str, &str, &str)] = &[
+    (
+        "openai",
+        "",
+        "api.openai.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-openai",
+    ),
+    (
+        "azure",
+        r#","azureServiceUrl":"https://res.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-06-01""#,
+        "res.openai.azure.com",
+        "/openai/deployments/dep/chat/completions?api-version=2024-06-01",
+        "api-key",
+        "key-azure",
+    ),
+    (
+        "moonshot",
+        "",
+        "api.moonshot.cn",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-moonshot",
+    ),
+    (
+        "qwen",
+        "",
+        "dashscope.aliyuncs.com",
+        "/compatible-mode/v1/chat/completions",
+        "authorization",
+        "Bearer key-qwen",
+    ),
+    (
+        "deepseek",
+        "",
+        "api.deepseek.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-deepseek",
+    ),
+    (
+        "groq",
+        "",
+        "api.groq.com",
+        "/openai/v1/chat/completions",
+        "authorization",
+        "Bearer key-groq",
+    ),
+    (
+        "grok",
+        "",
+        "api.x.ai",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-grok",
+    ),
+    (
+        "mistral",
+        "",
+        "api.mistral.ai",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-mistral",
+    ),
+    (
+        "together-ai",
+        "",
+        "api.together.xyz",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-together-ai",
+    ),
+    (
+        "openrouter",
+        "",
+        "openrouter.ai",
+        "/api/v1/chat/completions",
+        "authorization",
+        "Bearer key-openrouter",
+    ),
+    (
+        "fireworks",
+        "",
+        "api.fireworks.ai",
+        "/inference/v1/chat/completions",
+        "authorization",
+        "Bearer key-fireworks",
+    ),
+    (
+        "github",
+        "",
+        "models.inference.ai.azure.com",
+        "/chat/completions",
+        "authorization",
+        "Bearer key-github",
+    ),
+    (
+        "ollama",
+        r#","ollamaServerHost":"ollama.local""#,
+        "ollama.local:11434",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-ollama",
+    ),
+    (
+        "vllm",
+        r#","vllmServerHost":"vllm.local:8000""#,
+        "vllm.local:8000",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-vllm",
+    ),
+    (
+        "zhipuai",
+        "",
+        "open.bigmodel.cn",
+        "/api/paas/v4/chat/completions",
+        "authorization",
+        "Bearer key-zhipuai",
+    ),
+    (
+        "doubao",
+        "",
+        "ark.cn-beijing.volces.com",
+        "/api/v3/chat/completions",
+        "authorization",
+        "Bearer key-doubao",
+    ),
+    (
+        "baichuan",
+        "",
+        "api.baichuan-ai.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-baichuan",
+    ),
+    (
+        "yi",
+        "",
+        "api.lingyiwanwu.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-yi",
+    ),
+    (
+        "stepfun",
+        "",
+        "api.stepfun.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-stepfun",
+    ),
+    (
+        "minimax",
+        "",
+        "api.minimax.chat",
+        "/v1/text/chatcompletion_v2",
+        "authorization",
+        "Bearer key-minimax",
+    ),
+    (
+        "ai360",
+        "",
+        "api.360.cn",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-ai360",
+    ),
+    (
+        "hunyuan",
+        "",
+        "api.hunyuan.cloud.tencent.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-hunyuan",
+    ),
+    (
+        "cloudflare",
+        r#","cloudflareAccountId":"acc123""#,
+        "api.cloudflare.com",
+        "/client/v4/accounts/acc123/ai/v1/chat/completions",
+        "authorization",
+        "Bearer key-cloudflare",
+    ),
+    (
+        "longcat",
+        "",
+        "api.longcat.chat",
+        "/openai/v1/chat/completions",
+        "authorization",
+        "Bearer key-longcat",
+    ),
+    (
+        "baidu",
+        "",
+        "qianfan.baidubce.com",
+        "/v2/chat/completions",
+        "authorization",
+        "Bearer key-baidu",
+    ),
+    (
+        "spark",
+        "",
+        "spark-api-open.xf-yun.com",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-spark",
+    ),
+    (
+        "generic",
+        r#","genericHost":"llm.internal:9000""#,
+        "llm.internal:9000",
+        "/v1/chat/completions",
+        "authorization",
+        "Bearer key-generic",
+    ),
+];
+
+#[test]
+fn openai_compatible_types_get_their_host_path_and_key() {
+    // One rule per type, selected by the request's host.
+    let rules: Vec<String> = TYPES
+        .iter()
+        .map(|(kind, extra, ..)| {
+            format!(r#"{{"_match_domain_":["{kind}.test"],"provider":{{"type":"{kind}","apiTokens":["key-{kind}"]{extra}}}}}"#)
+        })
+        .collect();
+    let gw = gateway(&format!(r#"{{"_rules_":[{}]}}"#, rules.join(",")));
+    for (kind, _, host, path, key_header, key) in TYPES {
+        let host_header = format!("{kind}.test");
+        let resp = gw
+            .post(
+                "/v1/chat/completions",
+                &[("host", &host_header), ("authorization", CLIENT_KEY)],
+                &chat("m"),
+            )
+            .unwrap();
+        // The mock serves only OpenAI's own paths; what matters is what it received.
+        assert!(
+            resp.status == 200 || resp.status == 404,
+            "{kind}: {}",
+            resp.body
+        );
+        let got = gw.last_upstream_request().unwrap();
+        let full_path = match got["query"].as_str() {
+            Some(q) => format!("{}?{q}", got["path"].as_str().unwrap()),
+            None => got["path"].as_str().unwrap().to_string(),
+        };
+        assert_eq!(full_path, *path, "{kind}");
+        assert_eq!(got["headers"]["host"], *host, "{kind}");
+        assert_eq!(got["headers"][key_header], *key, "{kind}");
+        let headers = got["headers"].to_string();
+        assert!(
+            !headers.contains("client-secret-key"),
+            "{kind} leaked the client key: {headers}"
+        );
+    }
+}
+
+const CLAUDE: &str = r#"{"provider":{"type":"claude","apiTokens":["sk-ant-secret-1"],
+    "modelMapping":{"gpt-4o":"claude-sonnet-4-5","*":"claude-haiku-4-5"}}}"#;
+
+#[test]
+fn openai_chat_to_anthropic_and_back() {
+    let gw = gateway(CLAUDE);
+    let body = json!({"model": "gpt-4o", "temperature": 0.3, "stop": "END", "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]});
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", CLIENT_KEY)],
+            &body.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "mock reply from claude-sonnet-4-5"
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["prompt_tokens"], 4);
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v1/messages");
+    assert_eq!(got["headers"]["host"], "api.anthropic.com");
+    assert_eq!(got["headers"]["x-api-key"], "sk-ant-secret-1");
+    assert_eq!(got["headers"]["anthropic-version"], "2023-06-01");
+    assert!(got["headers"].get("authorization").is_none());
+    let sent = &got["body_json"];
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(sent["system"], "Be brief.");
+    assert_eq!(sent["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(sent["messages"][0]["role"], "user");
+    assert!(sent["messages"][0]["content"]
+        .to_string()
+        .contains("hi there"));
+    assert_eq!(sent["stop_sequences"], json!(["END"]));
+    assert_eq!(sent["max_tokens"], 4096);
+
+    // Errors come back in OpenAI's shape with the provider's status.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-status", "429")],
+            &chat("x"),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 429);
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["message"], "mock failure 429");
+    assert_eq!(v["error"]["code"], "rate_limit_error");
+
+    // Anthropic has no embeddings: a 404 in OpenAI's shape, and no upstream call.
+    gw.mock.clear().unwrap();
+    let resp = gw
+        .post("/v1/embeddings", &[], r#"{"model":"e","input":"x"}"#)
+        .unwrap();
+    assert_eq!(resp.status, 404, "{}", resp.body);
+    assert_eq!(
+        resp.json().unwrap()["error"]["code"],
+        "unsupported_endpoint"
+    );
+    assert!(gw.mock.requests().unwrap().is_empty());
+
+    // No provider key in any answer or log.
+    assert!(!gw.envoy.log().contains("sk-ant-secret-1"));
+    assert!(!gw.envoy.access_log().contains("sk-ant-secret-1"));
+}
+
+#[test]
+fn openai_sdk_parses_anthropic_answers() {
+    let gw = gateway(CLAUDE);
+    let out = run_sdk_script(
+        "openai_client.py",
+        &[&format!("{}/v1", gw.envoy.url()), "gpt-4o"],
+    )
+    .unwrap();
+    assert_eq!(out["text"]["content"], "mock reply from claude-sonnet-4-5");
+    assert_eq!(out["text"]["finish"], "stop");
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    assert_eq!(out["stream"]["finish"], "stop");
+    assert_eq!(out["stream"]["usage"]["completion_tokens"], 5);
+    assert_eq!(out["stream"]["usage"]["prompt_tokens"], 1);
+    assert_eq!(
+        out["tool"],
+        json!({"name": "get_weather", "arguments": {"location": "Paris"}, "finish": "tool_calls"})
+    );
+    assert_eq!(
+        out["tool_stream"],
+        json!({"name": "get_weather", "arguments": {"location": "Paris"}, "finish": "tool_calls"})
+    );
+    // The streamed requests went to Anthropic as streams.
+    let sent = gw.mock.requests_to("/v1/messages").unwrap();
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[1]["body_json"]["stream"], true);
+    assert_eq!(sent[2]["body_json"]["tools"][0]["name"], "get_weather");
+    assert!(sent[2]["body_json"]["tools"][0]["input_schema"].is_object());
+}
+
+#[test]
+fn anthropic_clients_reach_openai_compatible_providers() {
+    let gw = gateway(r#"{"provider":{"type":"deepseek","apiTokens":["sk-ds"]}}"#);
+    let out = run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), "deepseek-chat"]).unwrap();
+    assert_eq!(out["text"]["content"], "mock reply from deepseek-chat");
+    assert_eq!(out["text"]["stop"], "end_turn");
+    assert_eq!(out["text"]["usage"], json!({"input": 4, "output": 4}));
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    assert_eq!(out["stream"]["stop"], "end_turn");
+    assert_eq!(out["stream"]["usage"]["output"], 5);
+    assert_eq!(
+        out["tool"],
+        json!({"name": "get_weather", "input": {"location": "Paris"}, "stop": "tool_use"})
+    );
+    assert_eq!(
+        out["tool_stream"],
+        json!({"name": "get_weather", "input": {"location": "Paris"}, "stop": "tool_use"})
+    );
+    let sent = gw.mock.requests_to("/v1/chat/completions").unwrap();
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[0]["headers"]["host"], "api.deepseek.com");
+    assert_eq!(sent[0]["headers"]["authorization"], "Bearer sk-ds");
+    assert!(sent[0]["headers"].get("x-api-key").is_none());
+    assert_eq!(
+        sent[0]["body_json"]["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(
+        sent[1]["body_json"]["stream_options"]["include_usage"],
+        true
+    );
+
+    // Errors come back in Anthropic's shape.
+    let body =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+    let resp = gw
+        .post(
+            "/v1/messages",
+            &[("x-mock-status", "503")],
+            &body.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 503);
+    let v = resp.json().unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["message"], "mock failure 503");
+}
+
+#[test]
+fn anthropic_clients_pass_natively_to_claude() {
+    let gw = gateway(CLAUDE);
+    let out = run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), "claude-opus"]).unwrap();
+    assert_eq!(out["text"]["content"], "mock reply from claude-haiku-4-5");
+    assert_eq!(out["tool_stream"]["input"], json!({"location": "Paris"}));
+    let sent = gw.mock.requests_to("/v1/messages").unwrap();
+    assert_eq!(sent[0]["headers"]["x-api-key"], "sk-ant-secret-1");
+    assert_eq!(sent[0]["body_json"]["system"], "Be brief.");
+}
+
+#[test]
+fn model_mapping_precedence_and_stream_usage_option() {
+    let config = r#"{"provider":{"type":"openai","apiTokens":["k1","k2"],"modelMapping":{
+        "*": "wild", "~gpt-(\\d+)-(.*)": "re-$1-$2", "gpt-*": "prefix-short", "gpt-4o*": "prefix-long", "gpt-4o": "exact"}}}"#;
+    let gw = gateway(config);
+    let cases = [
+        ("gpt-4o", "exact"),
+        ("gpt-4o-mini", "prefix-long"),
+        ("gpt-3.5", "prefix-short"),
+        ("gpt5-x", "wild"),
+        ("llama", "wild"),
+    ];
+    for (asked, sent) in cases {
+        gw.post("/v1/chat/completions", &[], &chat(asked)).unwrap();
+        assert_eq!(
+            gw.last_upstream_request().unwrap()["body_json"]["model"],
+            sent,
+            "{asked}"
+        );
+    }
+    // Keys rotate across requests.
+    let keys: Vec<Value> = gw
+        .mock
+        .requests()
+        .unwrap()
+        .iter()
+        .map(|r| r["headers"]["authorization"].clone())
+        .collect();
+    assert!(
+        keys.contains(&json!("Bearer k1")) && keys.contains(&json!("Bearer k2")),
+        "{keys:?}"
+    );
+    // Streams ask the upstream for usage.
+    let body =
+        json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let url = format!("{}/v1/chat/completions", gw.envoy.url());
+    let (status, reads) = gw.client.post_stream(&url, &[], &body.to_string()).unwrap();
+    assert_eq!(status, 200);
+    let text: String = reads
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(text.contains("\"usage\""), "{text}");
+    assert_eq!(
+        gw.last_upstream_request().unwrap()["body_json"]["stream_options"]["include_usage"],
+        true
+    );
+}
+
+#[test]
+fn gateway_failures_are_json_errors() {
+    let gw = gateway(r#"{"provider":{"type":"openai","apiTokens":["k"],"timeout":300}}"#);
+    // Upstream slower than the provider timeout: Envoy's 504 becomes an OpenAI-style error.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-delay-ms", "2000")],
+            &chat("m"),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 504, "{}", resp.body);
+    assert_eq!(resp.header("content-type"), Some("application/json"));
+    let v = resp.json().unwrap();
+    assert_eq!(v["error"]["type"], "server_error");
+    // Upstream connection reset: 503, JSON too.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-reset-after", "0")],
+            &chat("m"),
+        )
+        .unwrap();
+    assert!(resp.status >= 500, "{}", resp.status);
+    assert!(resp.json().is_ok(), "{}", resp.body);
+}

@@ -1,0 +1,513 @@
+//! Provider types: one table of OpenAI-compatible APIs (host, base path, auth) plus Anthropic.
+
+use crate::config::{Protocol, ProviderConfig};
+use crate::mapping::ModelMapping;
+use sdk::api::ApiKind;
+use sdk::config::ConfigError;
+use std::cell::Cell;
+
+/// How the key is sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key in a named header (`api-key` for Azure, `x-api-key` for Anthropic).
+    Header(&'static str),
+}
+
+/// The upstream API family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// OpenAI-compatible chat completions.
+    OpenAi,
+    /// Anthropic Messages.
+    Claude,
+}
+
+/// One row of the OpenAI-compatible table.
+struct Spec {
+    kind: &'static str,
+    host: &'static str,
+    base: &'static str,
+    /// Chat path when it is not `<base>/chat/completions`.
+    chat: Option<&'static str>,
+    completions: bool,
+    embeddings: bool,
+}
+
+const fn spec(kind: &'static str, host: &'static str, base: &'static str) -> Spec {
+    Spec {
+        kind,
+        host,
+        base,
+        chat: None,
+        completions: false,
+        embeddings: true,
+    }
+}
+
+/// Every OpenAI-compatible type with its default host and base path (Bearer auth unless noted
+/// in `resolve`). Types whose host comes from config have an empty host here.
+const OPENAI_COMPATIBLE: &[Spec] = &[
+    Spec {
+        completions: true,
+        ..spec("openai", "api.openai.com", "/v1")
+    },
+    Spec {
+        completions: true,
+        ..spec("azure", "", "")
+    },
+    spec("moonshot", "api.moonshot.cn", "/v1"),
+    spec("qwen", "dashscope.aliyuncs.com", "/compatible-mode/v1"),
+    Spec {
+        completions: true,
+        ..spec("deepseek", "api.deepseek.com", "/v1")
+    },
+    spec("groq", "api.groq.com", "/openai/v1"),
+    spec("grok", "api.x.ai", "/v1"),
+    spec("mistral", "api.mistral.ai", "/v1"),
+    Spec {
+        completions: true,
+        ..spec("together-ai", "api.together.xyz", "/v1")
+    },
+    spec("openrouter", "openrouter.ai", "/api/v1"),
+    Spec {
+        completions: true,
+        ..spec("fireworks", "api.fireworks.ai", "/inference/v1")
+    },
+    spec("github", "models.inference.ai.azure.com", ""),
+    Spec {
+        completions: true,
+        ..spec("ollama", "", "/v1")
+    },
+    Spec {
+        completions: true,
+        ..spec("vllm", "", "/v1")
+    },
+    spec("zhipuai", "open.bigmodel.cn", "/api/paas/v4"),
+    spec("doubao", "ark.cn-beijing.volces.com", "/api/v3"),
+    spec("baichuan", "api.baichuan-ai.com", "/v1"),
+    spec("yi", "api.lingyiwanwu.com", "/v1"),
+    spec("stepfun", "api.stepfun.com", "/v1"),
+    Spec {
+        chat: Some("/v1/text/chatcompletion_v2"),
+        embeddings: false,
+        ..spec("minimax", "api.minimax.chat", "/v1")
+    },
+    spec("ai360", "api.360.cn", "/v1"),
+    spec("hunyuan", "api.hunyuan.cloud.tencent.com", "/v1"),
+    spec("cloudflare", "api.cloudflare.com", ""),
+    Spec {
+        embeddings: false,
+        ..spec("longcat", "api.longcat.chat", "/openai/v1")
+    },
+    spec("baidu", "qianfan.baidubce.com", "/v2"),
+    Spec {
+        embeddings: false,
+        ..spec("spark", "spark-api-open.xf-yun.com", "/v1")
+    },
+    Spec {
+        completions: true,
+        ..spec("generic", "", "/v1")
+    },
+];
+
+/// Higress types not served yet, so a config naming one fails loudly instead of misrouting.
+const NOT_YET: &[&str] = &[
+    "gemini", "vertex", "bedrock", "cohere", "dify", "coze", "triton", "deepl",
+];
+
+/// A resolved provider: everything a request needs, computed once at load.
+#[derive(Debug)]
+pub struct Provider {
+    /// Provider type name.
+    pub kind: String,
+    /// Wire family.
+    pub family: Family,
+    /// Host (`:authority`) to send.
+    pub host: String,
+    /// Base path other OpenAI paths are put under (`/v1/files` → `<base>/files`).
+    pub base: String,
+    /// Query string added to every path (Azure `api-version`).
+    pub query: String,
+    /// Chat path.
+    pub chat: String,
+    /// Legacy completions path, if the provider has one.
+    pub completions: Option<String>,
+    /// Embeddings path, if the provider has one.
+    pub embeddings: Option<String>,
+    /// Models path.
+    pub models: Option<String>,
+    /// Whether other paths pass through (OpenAI-compatible providers).
+    pub passthrough: bool,
+    /// Key header.
+    pub auth: Auth,
+    /// Keys, rotated.
+    pub tokens: Vec<String>,
+    next_token: Cell<usize>,
+    /// Model renames.
+    pub mapping: ModelMapping,
+    /// `openai` or `original`.
+    pub protocol: Protocol,
+    /// Upstream timeout, ms.
+    pub timeout_ms: u64,
+    /// Add `stream_options.include_usage` to streams.
+    pub include_usage: bool,
+    /// Anthropic `max_tokens` default.
+    pub claude_max_tokens: u64,
+    /// `anthropic-version`.
+    pub claude_version: String,
+    /// Send the client's key instead of `apiTokens`.
+    pub passthrough_client_key: bool,
+}
+
+impl Provider {
+    /// The next key (round robin within this VM), if any.
+    pub fn next_token(&self) -> Option<&str> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        let i = self.next_token.get() % self.tokens.len();
+        self.next_token.set(i.wrapping_add(1));
+        self.tokens.get(i).map(String::as_str)
+    }
+
+    /// The upstream path for an API, or `None` when the provider lacks it.
+    pub fn path_for(&self, api: ApiKind, client_path: &str) -> Option<String> {
+        let path = match (api, self.family) {
+            (ApiKind::ChatCompletions | ApiKind::AnthropicMessages, _) => Some(self.chat.clone()),
+            (ApiKind::Completions, _) => self.completions.clone(),
+            (ApiKind::Embeddings, _) => self.embeddings.clone(),
+            (ApiKind::Models, _) => self.models.clone(),
+            (ApiKind::Other, Family::OpenAi) if self.passthrough => {
+                let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
+                let rest = path.strip_prefix("/v1").unwrap_or(path);
+                Some(format!("{}{rest}", self.base))
+            }
+            (ApiKind::Other, _) => None,
+        }?;
+        Some(self.with_query(path, client_path))
+    }
+
+    fn with_query(&self, path: String, client_path: &str) -> String {
+        let client_query = client_path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let query: Vec<&str> = [self.query.as_str(), client_query]
+            .into_iter()
+            .filter(|q| !q.is_empty())
+            .collect();
+        if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.join("&"))
+        }
+    }
+}
+
+/// Splits `https://host[:port]/path?query` into (host, path, query).
+fn split_url(url: &str) -> Option<(String, String, String)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if hostport.is_empty() {
+        return None;
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    Some((
+        hostport.to_string(),
+        path.trim_end_matches('/').to_string(),
+        query.to_string(),
+    ))
+}
+
+fn required<'a>(value: &'a Option<String>, key: &str, kind: &str) -> Result<&'a str, ConfigError> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::new(key, format!("required for type `{kind}`")))
+}
+
+/// Resolves one provider config; errors name the field (relative to the provider).
+pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, ConfigError> {
+    let kind = c.kind.as_str();
+    if kind.is_empty() {
+        return Err(ConfigError::new("type", "missing provider type"));
+    }
+    if NOT_YET.contains(&kind) {
+        return Err(ConfigError::new(
+            "type",
+            format!("provider type `{kind}` is not supported by this build yet"),
+        ));
+    }
+    let mut p = Provider {
+        kind: kind.to_string(),
+        family: Family::OpenAi,
+        host: String::new(),
+        base: String::new(),
+        query: String::new(),
+        chat: String::new(),
+        completions: None,
+        embeddings: None,
+        models: None,
+        passthrough: true,
+        auth: Auth::Bearer,
+        tokens: c
+            .api_tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+        next_token: Cell::new(0),
+        mapping,
+        protocol: c.protocol,
+        timeout_ms: c.timeout.unwrap_or(120_000),
+        include_usage: c.stream_include_usage.unwrap_or(true),
+        claude_max_tokens: c.claude_default_max_tokens.unwrap_or(4096),
+        claude_version: c
+            .claude_version
+            .clone()
+            .unwrap_or_else(|| "2023-06-01".to_string()),
+        passthrough_client_key: c.passthrough_client_key,
+    };
+    if kind == "claude" {
+        p.family = Family::Claude;
+        p.host = "api.anthropic.com".into();
+        p.base = "/v1".into();
+        p.chat = "/v1/messages".into();
+        p.models = Some("/v1/models".into());
+        p.passthrough = false;
+        p.auth = Auth::Header("x-api-key");
+    } else {
+        let spec = OPENAI_COMPATIBLE
+            .iter()
+            .find(|s| s.kind == kind)
+            .ok_or_else(|| ConfigError::new("type", format!("unknown provider type `{kind}`")))?;
+        p.host = spec.host.to_string();
+        p.base = spec.base.to_string();
+        let mut chat = spec.chat.map(str::to_string);
+        match kind {
+            "azure" => {
+                let url = required(&c.azure_service_url, "azureServiceUrl", kind)?;
+                let (host, path, query) = split_url(url).ok_or_else(|| {
+                    ConfigError::new("azureServiceUrl", "must be a URL like https://NAME.openai.azure.com/openai/deployments/DEPLOYMENT/chat/completions?api-version=…")
+                })?;
+                p.host = host;
+                p.base = path
+                    .strip_suffix("/chat/completions")
+                    .unwrap_or(&path)
+                    .to_string();
+                p.query = query;
+                p.auth = Auth::Header("api-key");
+            }
+            "openai" => {
+                if let Some(url) = c.openai_custom_url.as_deref().filter(|u| !u.is_empty()) {
+                    let (host, path, _) = split_url(url)
+                        .ok_or_else(|| ConfigError::new("openaiCustomUrl", "must be a URL"))?;
+                    p.host = host;
+                    if let Some(base) = path.strip_suffix("/chat/completions") {
+                        p.base = base.to_string();
+                        chat = Some(path.clone());
+                    } else {
+                        p.base = path;
+                    }
+                }
+            }
+            "ollama" => {
+                let host = required(&c.ollama_server_host, "ollamaServerHost", kind)?;
+                p.host = format!("{host}:{}", c.ollama_server_port.unwrap_or(11434));
+            }
+            "vllm" => {
+                if let Some(url) = c.vllm_custom_url.as_deref().filter(|u| !u.is_empty()) {
+                    let (host, path, _) = split_url(url)
+                        .ok_or_else(|| ConfigError::new("vllmCustomUrl", "must be a URL"))?;
+                    p.host = host;
+                    p.base = path;
+                } else {
+                    p.host = required(&c.vllm_server_host, "vllmServerHost", kind)?.to_string();
+                }
+            }
+            "generic" => {
+                p.host = required(&c.generic_host, "genericHost", kind)?.to_string();
+            }
+            "cloudflare" => {
+                let account = required(&c.cloudflare_account_id, "cloudflareAccountId", kind)?;
+                p.base = format!("/client/v4/accounts/{account}/ai/v1");
+            }
+            "qwen" if c.qwen_enable_compatible == Some(false) => {
+                return Err(ConfigError::new(
+                    "qwenEnableCompatible",
+                    "qwen's native DashScope API is not supported by this build yet; use the compatible mode (true)",
+                ));
+            }
+            _ => {}
+        }
+        p.chat = chat.unwrap_or_else(|| format!("{}/chat/completions", p.base));
+        p.completions = spec.completions.then(|| format!("{}/completions", p.base));
+        p.embeddings = spec.embeddings.then(|| format!("{}/embeddings", p.base));
+        p.models = Some(format!("{}/models", p.base));
+    }
+    if let Some(domain) = c.provider_domain.as_deref().filter(|d| !d.is_empty()) {
+        p.host = domain.to_string();
+    }
+    if let Some(base) = c.base_path.as_deref() {
+        let old = std::mem::replace(&mut p.base, base.trim_end_matches('/').to_string());
+        let rebase = |path: &mut String| {
+            if let Some(rest) = path.strip_prefix(old.as_str()) {
+                *path = format!("{}{rest}", p.base);
+            }
+        };
+        rebase(&mut p.chat);
+        for path in [&mut p.completions, &mut p.embeddings, &mut p.models]
+            .into_iter()
+            .flatten()
+        {
+            rebase(path);
+        }
+    }
+    for (key, value) in &c.capabilities {
+        let Some(path) = value.as_str() else {
+            return Err(ConfigError::new(
+                format!("capabilities.{key}"),
+                "must be a path string",
+            ));
+        };
+        let slot = match key.as_str() {
+            "openai/v1/chatcompletions" => &mut p.chat,
+            "openai/v1/completions" => p.completions.get_or_insert_with(String::new),
+            "openai/v1/embeddings" => p.embeddings.get_or_insert_with(String::new),
+            "openai/v1/models" => p.models.get_or_insert_with(String::new),
+            _ => {
+                return Err(ConfigError::new(
+                    format!("capabilities.{key}"),
+                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models)",
+                ))
+            }
+        };
+        *slot = path.to_string();
+    }
+    if p.host.is_empty() {
+        return Err(ConfigError::new(
+            "providerDomain",
+            format!("type `{kind}` needs a host"),
+        ));
+    }
+    if p.tokens.is_empty()
+        && !p.passthrough_client_key
+        && !matches!(kind, "ollama" | "vllm" | "generic")
+    {
+        return Err(ConfigError::new(
+            "apiTokens",
+            format!("type `{kind}` needs at least one key"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Every type name the config accepts (served now or refused with a clear error).
+pub fn all_types() -> impl Iterator<Item = &'static str> {
+    OPENAI_COMPATIBLE
+        .iter()
+        .map(|s| s.kind)
+        .chain(["claude"])
+        .chain(NOT_YET.iter().copied())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn provider(v: serde_json::Value) -> Result<Provider, ConfigError> {
+        let c: ProviderConfig = serde_json::from_value(v).unwrap();
+        resolve(&c, ModelMapping::default())
+    }
+
+    #[test]
+    fn every_openai_compatible_type_resolves() {
+        for spec in OPENAI_COMPATIBLE {
+            let p = provider(json!({"type": spec.kind, "apiTokens": ["k"],
+                "azureServiceUrl": "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01",
+                "ollamaServerHost": "ollama", "vllmServerHost": "vllm:8000", "genericHost": "llm.internal",
+                "cloudflareAccountId": "acc"}))
+            .unwrap();
+            assert!(!p.host.is_empty(), "{}", spec.kind);
+            assert!(p.chat.starts_with('/'), "{}", spec.kind);
+        }
+        assert_eq!(
+            all_types().count(),
+            OPENAI_COMPATIBLE.len() + 1 + NOT_YET.len()
+        );
+    }
+
+    #[test]
+    fn azure_paths_keep_the_api_version() {
+        let p = provider(json!({"type": "azure", "apiTokens": ["k"],
+            "azureServiceUrl": "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01"}))
+        .unwrap();
+        assert_eq!(p.host, "r.openai.azure.com");
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/openai/deployments/d/chat/completions?api-version=2024-06-01")
+        );
+        assert_eq!(
+            p.path_for(ApiKind::Embeddings, "/v1/embeddings").as_deref(),
+            Some("/openai/deployments/d/embeddings?api-version=2024-06-01")
+        );
+        assert_eq!(p.auth, Auth::Header("api-key"));
+    }
+
+    #[test]
+    fn paths_capabilities_and_passthrough() {
+        let p = provider(json!({"type": "groq", "apiTokens": ["k"],
+            "capabilities": {"openai/v1/embeddings": "/custom/embed"}}))
+        .unwrap();
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/openai/v1/chat/completions")
+        );
+        assert_eq!(
+            p.path_for(ApiKind::Embeddings, "/v1/embeddings").as_deref(),
+            Some("/custom/embed")
+        );
+        assert_eq!(p.path_for(ApiKind::Completions, "/v1/completions"), None);
+        assert_eq!(
+            p.path_for(ApiKind::Other, "/v1/files?limit=2").as_deref(),
+            Some("/openai/v1/files?limit=2")
+        );
+        let c = provider(json!({"type": "claude", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(c.path_for(ApiKind::Other, "/v1/files"), None);
+        assert_eq!(c.path_for(ApiKind::Embeddings, "/v1/embeddings"), None);
+    }
+
+    #[test]
+    fn config_errors_name_fields() {
+        let cases = [
+            (
+                json!({"type": "azure", "apiTokens": ["k"]}),
+                "azureServiceUrl",
+            ),
+            (json!({"type": "nope", "apiTokens": ["k"]}), "type"),
+            (json!({"type": "gemini", "apiTokens": ["k"]}), "type"),
+            (json!({"type": "openai"}), "apiTokens"),
+            (
+                json!({"type": "openai", "apiTokens": ["k"], "capabilities": {"x": "/y"}}),
+                "capabilities.x",
+            ),
+        ];
+        for (v, path) in cases {
+            assert_eq!(provider(v.clone()).unwrap_err().path, path, "{v}");
+        }
+    }
+
+    #[test]
+    fn tokens_rotate() {
+        let p = provider(json!({"type": "openai", "apiTokens": ["a", "b"]})).unwrap();
+        let got: Vec<_> = (0..4)
+            .map(|_| p.next_token().unwrap().to_string())
+            .collect();
+        assert_eq!(got, ["a", "b", "a", "b"]);
+    }
+}

@@ -1,0 +1,1299 @@
+//! OpenAI chat completions client in front of an Anthropic Messages upstream: the request goes out
+//! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
+
+use super::TranslateError;
+use sdk::error::ErrorReply;
+use sdk::llm::anthropic::{self, Block, StreamEvent};
+use sdk::llm::{openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Map, Value};
+
+/// Longest upstream body text kept in an error message, in bytes.
+pub(crate) const MAX_ERROR_BODY: usize = 512;
+
+fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    value.and_then(|v| v.get(key)).and_then(Value::as_str)
+}
+
+/// Builds the Anthropic request for an OpenAI chat request, sent to `model`.
+///
+/// `system`/`developer` messages become the top-level `system`, tool calls and tool results
+/// become `tool_use`/`tool_result` blocks, and OpenAI-only fields are dropped.
+pub fn to_claude_request(
+    req: &openai::ChatRequest,
+    model: &str,
+    default_max_tokens: u64,
+) -> Result<anthropic::MessagesRequest, TranslateError> {
+    let x = &req.extra;
+    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(err("n > 1 is not supported by Anthropic"));
+    }
+
+    let mut system: Vec<String> = Vec::new();
+    let mut messages: Vec<anthropic::Message> = Vec::new();
+    // True while the last turn is a user turn made of tool results (more may join it).
+    let mut in_tool_turn = false;
+    for msg in &req.messages {
+        match msg.role.as_str() {
+            "system" | "developer" => {
+                let text = msg
+                    .content
+                    .as_ref()
+                    .map(openai::Content::text)
+                    .unwrap_or_default();
+                if !text.is_empty() {
+                    system.push(text);
+                }
+            }
+            "user" => {
+                let blocks = user_blocks(msg.content.as_ref())?;
+                // An empty user message carries nothing (and Anthropic rejects empty turns).
+                if !blocks.is_empty() {
+                    push_turn(&mut messages, "user", blocks, in_tool_turn);
+                }
+                in_tool_turn = false;
+            }
+            "assistant" => {
+                let blocks = assistant_blocks(msg)?;
+                if !blocks.is_empty() {
+                    push_turn(&mut messages, "assistant", blocks, false);
+                }
+                in_tool_turn = false;
+            }
+            "tool" => {
+                let block = tool_result_block(msg)?;
+                push_turn(&mut messages, "user", vec![block], in_tool_turn);
+                in_tool_turn = true;
+            }
+            other => return Err(err(format!("message role {other:?} is not supported"))),
+        }
+    }
+
+    let max_tokens = x
+        .get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| x.get("max_tokens").and_then(Value::as_u64))
+        .unwrap_or(default_max_tokens);
+
+    let mut extra = Extra::new();
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = x.get(key).filter(|v| v.is_number()) {
+            extra.insert(key.into(), v.clone());
+        }
+    }
+    let stops: Vec<Value> = match x.get("stop") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
+        _ => Vec::new(),
+    };
+    if !stops.is_empty() {
+        extra.insert("stop_sequences".into(), Value::Array(stops));
+    }
+
+    let tools = match x.get("tools") {
+        Some(Value::Array(tools)) => tools.iter().map(claude_tool).collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    if !tools.is_empty() {
+        let parallel_off = x.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
+        let mut choice = claude_tool_choice(x.get("tool_choice"))?;
+        if parallel_off {
+            let c = choice.get_or_insert_with(|| tool_choice_of("auto"));
+            if c.get("type").and_then(Value::as_str) != Some("none") {
+                c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+            }
+        }
+        extra.insert("tools".into(), Value::Array(tools));
+        if let Some(c) = choice {
+            extra.insert("tool_choice".into(), Value::Object(c));
+        }
+    }
+
+    if let Some(user) = x.get("user").and_then(Value::as_str) {
+        extra.insert("metadata".into(), json!({ "user_id": user }));
+    }
+
+    Ok(anthropic::MessagesRequest {
+        model: Some(model.to_string()),
+        messages,
+        system: (!system.is_empty()).then(|| anthropic::Content::Text(system.join("\n\n"))),
+        max_tokens: Some(max_tokens),
+        stream: req.stream,
+        extra,
+    })
+}
+
+/// Appends `blocks` as a new turn, or to the last turn when `merge` and the role matches.
+fn push_turn(messages: &mut Vec<anthropic::Message>, role: &str, blocks: Vec<Block>, merge: bool) {
+    if merge {
+        if let Some(last) = messages.last_mut() {
+            if last.role == role {
+                if let anthropic::Content::Blocks(existing) = &mut last.content {
+                    existing.extend(blocks);
+                    return;
+                }
+            }
+        }
+    }
+    messages.push(anthropic::Message {
+        role: role.to_string(),
+        content: anthropic::Content::Blocks(blocks),
+        extra: Extra::new(),
+    });
+}
+
+/// A text block carrying over a part's `cache_control`, if any.
+fn text_block(text: &str, part_extra: Option<&Extra>) -> Block {
+    let mut block = Block::text(text);
+    if let Some(cc) = part_extra.and_then(|e| e.get("cache_control")) {
+        block.extra.insert("cache_control".into(), cc.clone());
+    }
+    block
+}
+
+fn user_blocks(content: Option<&openai::Content>) -> Result<Vec<Block>, TranslateError> {
+    let mut blocks = Vec::new();
+    match content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(Block::text(s.as_str())),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(parts)) => {
+            for part in parts {
+                match part.kind.as_str() {
+                    "text" => {
+                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
+                            blocks.push(text_block(t, Some(&part.extra)));
+                        }
+                    }
+                    "image_url" => blocks.push(image_block(part)?),
+                    other => {
+                        return Err(err(format!(
+                            "content part type {other:?} is not supported by Anthropic"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+fn image_block(part: &openai::ContentPart) -> Result<Block, TranslateError> {
+    let url = match part.extra.get("image_url") {
+        Some(Value::String(url)) => Some(url.as_str()),
+        other => str_of(other, "url"),
+    }
+    .ok_or_else(|| err("image_url part without a url"))?;
+    let source = if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest
+            .split_once(',')
+            .ok_or_else(|| err("malformed data URL in image_url"))?;
+        let mut params = meta.split(';');
+        let media_type = params.next().unwrap_or_default();
+        if media_type.is_empty() || !params.any(|p| p == "base64") {
+            return Err(err("image data URLs must be base64 with a media type"));
+        }
+        json!({"type": "base64", "media_type": media_type, "data": data})
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        json!({"type": "url", "url": url})
+    } else {
+        return Err(err("image_url must be an http(s) URL or a base64 data URL"));
+    };
+    let mut extra = Extra::new();
+    extra.insert("source".into(), source);
+    if let Some(cc) = part.extra.get("cache_control") {
+        extra.insert("cache_control".into(), cc.clone());
+    }
+    Ok(Block {
+        kind: "image".into(),
+        text: None,
+        extra,
+    })
+}
+
+fn assistant_blocks(msg: &openai::ChatMessage) -> Result<Vec<Block>, TranslateError> {
+    let mut blocks = Vec::new();
+    match &msg.content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(Block::text(s.as_str())),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(parts)) => {
+            for part in parts {
+                let text = match part.kind.as_str() {
+                    "text" => part.text.as_deref(),
+                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
+                    other => {
+                        return Err(err(format!(
+                            "assistant content part type {other:?} is not supported by Anthropic"
+                        )))
+                    }
+                };
+                if let Some(t) = text.filter(|t| !t.is_empty()) {
+                    blocks.push(text_block(t, Some(&part.extra)));
+                }
+            }
+        }
+    }
+    if let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
+        for call in calls {
+            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+            let function = call.get("function");
+            let name = str_of(function, "name").unwrap_or_default();
+            let args = str_of(function, "arguments").unwrap_or_default();
+            let input = if args.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_str::<Value>(args).map_err(|e| {
+                    err(format!(
+                        "arguments of tool call {id:?} are not valid JSON: {e}"
+                    ))
+                })?
+            };
+            if !input.is_object() {
+                return Err(err(format!(
+                    "arguments of tool call {id:?} must be a JSON object"
+                )));
+            }
+            let mut extra = Extra::new();
+            extra.insert("id".into(), Value::String(id.to_string()));
+            extra.insert("name".into(), Value::String(name.to_string()));
+            extra.insert("input".into(), input);
+            blocks.push(Block {
+                kind: "tool_use".into(),
+                text: None,
+                extra,
+            });
+        }
+    }
+    Ok(blocks)
+}
+
+fn tool_result_block(msg: &openai::ChatMessage) -> Result<Block, TranslateError> {
+    let id = msg
+        .extra
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("tool message without tool_call_id"))?;
+    let text = msg
+        .content
+        .as_ref()
+        .map(openai::Content::text)
+        .unwrap_or_default();
+    let mut extra = Extra::new();
+    extra.insert("tool_use_id".into(), Value::String(id.to_string()));
+    if !text.is_empty() {
+        extra.insert("content".into(), Value::String(text));
+    }
+    Ok(Block {
+        kind: "tool_result".into(),
+        text: None,
+        extra,
+    })
+}
+
+fn claude_tool(tool: &Value) -> Result<Value, TranslateError> {
+    let kind = tool
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("function");
+    if kind != "function" {
+        return Err(err(format!(
+            "tool type {kind:?} is not supported by Anthropic"
+        )));
+    }
+    let function = tool.get("function");
+    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
+    let mut out = Map::new();
+    out.insert("name".into(), Value::String(name.to_string()));
+    if let Some(d) = str_of(function, "description") {
+        out.insert("description".into(), Value::String(d.to_string()));
+    }
+    let schema = function
+        .and_then(|f| f.get("parameters"))
+        .filter(|p| p.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    out.insert("input_schema".into(), schema);
+    Ok(Value::Object(out))
+}
+
+fn tool_choice_of(kind: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), Value::String(kind.to_string()));
+    m
+}
+
+fn claude_tool_choice(
+    choice: Option<&Value>,
+) -> Result<Option<Map<String, Value>>, TranslateError> {
+    Ok(match choice {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => tool_choice_of("auto"),
+            "required" => tool_choice_of("any"),
+            "none" => tool_choice_of("none"),
+            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
+        }),
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = str_of(v.get("function"), "name")
+                .ok_or_else(|| err("tool_choice function without a name"))?;
+            let mut m = tool_choice_of("tool");
+            m.insert("name".into(), Value::String(name.to_string()));
+            Some(m)
+        }
+        Some(_) => {
+            return Err(err(
+                "tool_choice of this shape is not supported by Anthropic",
+            ))
+        }
+    })
+}
+
+/// OpenAI `finish_reason` for an Anthropic `stop_reason`.
+fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI usage for Anthropic usage: prompt tokens include cache reads and writes.
+fn openai_usage(u: &anthropic::Usage) -> openai::Usage {
+    let prompt = u.input_tokens.unwrap_or(0)
+        + u.cache_read_input_tokens.unwrap_or(0)
+        + u.cache_creation_input_tokens.unwrap_or(0);
+    let mut extra = Extra::new();
+    if let Some(cached) = u.cache_read_input_tokens {
+        extra.insert(
+            "prompt_tokens_details".into(),
+            json!({ "cached_tokens": cached }),
+        );
+    }
+    openai::Usage {
+        prompt_tokens: prompt,
+        completion_tokens: u.output_tokens,
+        total_tokens: prompt + u.output_tokens,
+        extra,
+    }
+}
+
+/// Builds the OpenAI chat completion for an Anthropic response.
+///
+/// Text blocks are concatenated into `content` (absent when there is none), `tool_use` blocks
+/// become `tool_calls`, and `thinking` blocks become `reasoning_content`.
+pub fn from_claude_response(resp: &anthropic::MessagesResponse) -> openai::ChatResponse {
+    let mut text: Option<String> = None;
+    let mut reasoning: Option<String> = None;
+    let mut calls = Vec::new();
+    for block in &resp.content {
+        match block.kind.as_str() {
+            "text" => text
+                .get_or_insert_with(String::new)
+                .push_str(block.text.as_deref().unwrap_or_default()),
+            "thinking" => reasoning.get_or_insert_with(String::new).push_str(
+                block
+                    .extra
+                    .get("thinking")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            ),
+            "tool_use" => {
+                let arguments = block
+                    .extra
+                    .get("input")
+                    .map_or_else(|| "{}".to_string(), Value::to_string);
+                calls.push(json!({
+                    "id": block.extra.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    "type": "function",
+                    "function": {
+                        "name": block.extra.get("name").and_then(Value::as_str).unwrap_or_default(),
+                        "arguments": arguments,
+                    },
+                }));
+            }
+            _ => {}
+        }
+    }
+    let mut extra = Extra::new();
+    if let Some(r) = reasoning {
+        extra.insert("reasoning_content".into(), Value::String(r));
+    }
+    if !calls.is_empty() {
+        extra.insert("tool_calls".into(), Value::Array(calls));
+    }
+    openai::ChatResponse {
+        id: resp.id.clone(),
+        object: "chat.completion".into(),
+        created: 0,
+        model: resp.model.clone(),
+        choices: vec![openai::Choice {
+            index: 0,
+            message: openai::ChatMessage {
+                role: "assistant".into(),
+                content: text.map(openai::Content::Text),
+                extra,
+            },
+            finish_reason: resp
+                .stop_reason
+                .as_deref()
+                .map(|r| finish_reason(r).to_string()),
+            extra: Extra::new(),
+        }],
+        usage: Some(openai_usage(&resp.usage)),
+        extra: Extra::new(),
+    }
+}
+
+/// OpenAI `error.type` for an Anthropic error type.
+fn openai_error_type(anthropic_type: &str) -> &'static str {
+    match anthropic_type {
+        "invalid_request_error" | "request_too_large" => "invalid_request_error",
+        "authentication_error" => "authentication_error",
+        "permission_error" => "permission_error",
+        "not_found_error" => "not_found_error",
+        "rate_limit_error" => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
+/// OpenAI `error.type` for an HTTP status when the body says nothing usable.
+pub(crate) fn openai_error_type_for_status(status: u32) -> &'static str {
+    match status {
+        400 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
+/// The start of an upstream body as text, at most [`MAX_ERROR_BODY`] bytes, cut on a character.
+pub(crate) fn body_excerpt(body: &[u8], status: u32) -> String {
+    let head = body.get(..MAX_ERROR_BODY).unwrap_or(body);
+    let text = match std::str::from_utf8(head) {
+        Ok(s) => s.to_string(),
+        // Only the cut split a character: keep what precedes it.
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(head.get(..e.valid_up_to()).unwrap_or_default()).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(head).into_owned(),
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        format!("upstream returned HTTP {status}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Turns an Anthropic error response (`{"type":"error","error":{"type","message"}}`) into the
+/// OpenAI-style error the client gets; `code` is the Anthropic error type.
+pub fn claude_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let kind = str_of(error, "type");
+    let message = str_of(error, "message");
+    match (kind, message) {
+        (Some(kind), Some(message)) => {
+            ErrorReply::new(status, openai_error_type(kind), Some(kind), message)
+        }
+        _ => ErrorReply::new(
+            status,
+            openai_error_type_for_status(status),
+            None,
+            body_excerpt(body, status),
+        ),
+    }
+}
+
+/// Translates an Anthropic event stream into OpenAI `chat.completion.chunk` events.
+///
+/// Keeps only the message id and model, the usage counters and the open `tool_use` blocks.
+#[derive(Debug, Default)]
+pub struct ClaudeStream {
+    include_usage: bool,
+    id: String,
+    model: String,
+    usage: anthropic::Usage,
+    /// Open `tool_use` blocks: (Anthropic block index, OpenAI tool call index).
+    open_tools: Vec<(u32, u32)>,
+    next_tool: u32,
+    done: bool,
+}
+
+fn emit(out: &mut String, value: &Value) {
+    SseEvent::data(value.to_string()).encode_into(out);
+}
+
+impl ClaudeStream {
+    /// A translator; `include_usage` adds the final usage chunk (`stream_options.include_usage`).
+    pub fn new(include_usage: bool) -> Self {
+        ClaudeStream {
+            include_usage,
+            ..ClaudeStream::default()
+        }
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut String) {
+        emit(
+            out,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }),
+        );
+    }
+
+    fn merge_usage(&mut self, u: &anthropic::Usage) {
+        if u.input_tokens.is_some() {
+            self.usage.input_tokens = u.input_tokens;
+        }
+        if u.cache_read_input_tokens.is_some() {
+            self.usage.cache_read_input_tokens = u.cache_read_input_tokens;
+        }
+        if u.cache_creation_input_tokens.is_some() {
+            self.usage.cache_creation_input_tokens = u.cache_creation_input_tokens;
+        }
+        // Output tokens are cumulative in every event that carries them.
+        self.usage.output_tokens = u.output_tokens;
+    }
+
+    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`
+    /// (wire text: `data: {json}\n\n`).
+    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        if self.done {
+            return;
+        }
+        // Unknown event types (and anything that is not JSON) are skipped.
+        let Ok(ev) = serde_json::from_str::<StreamEvent>(&event.data) else {
+            return;
+        };
+        match ev {
+            StreamEvent::MessageStart { message } => {
+                self.id = message.id;
+                self.model = message.model;
+                self.merge_usage(&message.usage);
+                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+            }
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => self.block_start(index, &content_block, out),
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                self.block_delta(index, &delta, out);
+            }
+            StreamEvent::ContentBlockStop { index } => {
+                self.open_tools.retain(|(block, _)| *block != index);
+            }
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(u) = usage {
+                    self.merge_usage(&u);
+                }
+                if let Some(reason) = delta.get("stop_reason").and_then(Value::as_str) {
+                    self.chunk(json!({}), Some(finish_reason(reason)), out);
+                }
+            }
+            StreamEvent::MessageStop => self.finish(out),
+            StreamEvent::Ping => {}
+            StreamEvent::Error { error } => {
+                let kind = error
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("api_error");
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream stream error");
+                emit(
+                    out,
+                    &json!({"error": {
+                        "message": message,
+                        "type": openai_error_type(kind),
+                        "code": null,
+                    }}),
+                );
+                SseEvent::data("[DONE]").encode_into(out);
+                self.done = true;
+            }
+        }
+    }
+
+    fn block_start(&mut self, index: u32, block: &Block, out: &mut String) {
+        match block.kind.as_str() {
+            "text" => {
+                if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
+                    self.chunk(json!({ "content": t }), None, out);
+                }
+            }
+            "thinking" => {
+                let t = block.extra.get("thinking").and_then(Value::as_str);
+                if let Some(t) = t.filter(|t| !t.is_empty()) {
+                    self.chunk(json!({ "reasoning_content": t }), None, out);
+                }
+            }
+            "tool_use" => {
+                let tool = self.next_tool;
+                self.next_tool = self.next_tool.saturating_add(1);
+                self.open_tools.retain(|(block, _)| *block != index);
+                self.open_tools.push((index, tool));
+                let id = block.extra.get("id").and_then(Value::as_str);
+                let name = block.extra.get("name").and_then(Value::as_str);
+                self.chunk(
+                    json!({"tool_calls": [{
+                        "index": tool,
+                        "id": id.unwrap_or_default(),
+                        "type": "function",
+                        "function": {"name": name.unwrap_or_default(), "arguments": ""},
+                    }]}),
+                    None,
+                    out,
+                );
+            }
+            // Server tools, redacted thinking, …: nothing the OpenAI client can use.
+            _ => {}
+        }
+    }
+
+    fn block_delta(&mut self, index: u32, delta: &Value, out: &mut String) {
+        let field = |key: &str| {
+            delta
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        match delta.get("type").and_then(Value::as_str) {
+            Some("text_delta") => {
+                if let Some(t) = field("text") {
+                    self.chunk(json!({ "content": t }), None, out);
+                }
+            }
+            Some("thinking_delta") => {
+                if let Some(t) = field("thinking") {
+                    self.chunk(json!({ "reasoning_content": t }), None, out);
+                }
+            }
+            Some("input_json_delta") => {
+                let tool = self
+                    .open_tools
+                    .iter()
+                    .find(|(block, _)| *block == index)
+                    .map(|(_, tool)| *tool);
+                if let (Some(tool), Some(json)) = (tool, field("partial_json")) {
+                    self.chunk(
+                        json!({"tool_calls": [{"index": tool, "function": {"arguments": json}}]}),
+                        None,
+                        out,
+                    );
+                }
+            }
+            // signature_delta, citations_delta, …
+            _ => {}
+        }
+    }
+
+    /// Upstream ended: emits whatever is still owed (the usage chunk if `include_usage`, then
+    /// `data: [DONE]`) exactly once.
+    pub fn finish(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if self.include_usage {
+            emit(
+                out,
+                &json!({
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": openai_usage(&self.usage),
+                }),
+            );
+        }
+        SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdk::sse::SseDecoder;
+
+    fn chat(v: Value) -> openai::ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn claude(v: Value) -> Value {
+        let req = to_claude_request(&chat(v), "claude-sonnet-4-5", 4096).unwrap();
+        serde_json::to_value(req).unwrap()
+    }
+
+    #[test]
+    fn lifts_system_and_maps_sampling_fields() {
+        let out = claude(json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hello"}
+            ],
+            "max_completion_tokens": 300,
+            "max_tokens": 999,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "stop": "END",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "user": "user-42",
+            "frequency_penalty": 0.5,
+            "logprobs": true,
+            "n": 1
+        }));
+        assert_eq!(
+            out,
+            json!({
+                "model": "claude-sonnet-4-5",
+                "system": "You are terse.\n\nAnswer in French.",
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
+                "max_tokens": 300,
+                "temperature": 0.3,
+                "top_p": 0.9,
+                "stop_sequences": ["END"],
+                "stream": true,
+                "metadata": {"user_id": "user-42"}
+            })
+        );
+    }
+
+    #[test]
+    fn max_tokens_fallbacks_and_stop_array() {
+        let out = claude(
+            json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 77,
+            "stop": ["a", "b"]}),
+        );
+        assert_eq!(out["max_tokens"], 77);
+        assert_eq!(out["stop_sequences"], json!(["a", "b"]));
+        assert!(out.get("system").is_none());
+        let out = claude(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(out["max_tokens"], 4096);
+        assert!(out.get("stop_sequences").is_none());
+    }
+
+    #[test]
+    fn n_above_one_and_unknown_parts_are_rejected() {
+        let e = to_claude_request(
+            &chat(json!({"messages": [{"role": "user", "content": "hi"}], "n": 2})),
+            "m",
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "n > 1 is not supported by Anthropic");
+        let audio = chat(json!({"messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAA", "format": "wav"}}]}]}));
+        assert!(to_claude_request(&audio, "m", 10).is_err());
+    }
+
+    #[test]
+    fn tools_and_tool_choice() {
+        let base = json!({
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [{"type": "function", "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                    "required": ["city"]},
+                "strict": true
+            }}, {"type": "function", "function": {"name": "now"}}]
+        });
+        let out = claude(base.clone());
+        assert_eq!(
+            out["tools"],
+            json!([
+                {"name": "get_weather", "description": "Current weather for a city",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                    "required": ["city"]}},
+                {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+            ])
+        );
+        assert!(out.get("tool_choice").is_none());
+
+        let with = |choice: Value, parallel: Option<bool>| {
+            let mut req = base.clone();
+            req["tool_choice"] = choice;
+            if let Some(p) = parallel {
+                req["parallel_tool_calls"] = json!(p);
+            }
+            claude(req)["tool_choice"].clone()
+        };
+        assert_eq!(with(json!("auto"), None), json!({"type": "auto"}));
+        assert_eq!(with(json!("required"), None), json!({"type": "any"}));
+        assert_eq!(with(json!("none"), Some(false)), json!({"type": "none"}));
+        assert_eq!(
+            with(
+                json!({"type": "function", "function": {"name": "get_weather"}}),
+                Some(false)
+            ),
+            json!({"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(
+            with(Value::Null, Some(false)),
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+        assert_eq!(with(json!("required"), Some(true)), json!({"type": "any"}));
+
+        // tool_choice without tools is dropped.
+        let out =
+            claude(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}));
+        assert!(out.get("tool_choice").is_none());
+    }
+
+    #[test]
+    fn tool_calls_and_results_merge_into_alternating_turns() {
+        let out = claude(json!({
+            "messages": [
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": "Checking both.", "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}},
+                    {"id": "call_3", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "24C"}]},
+                {"role": "tool", "tool_call_id": "call_3", "content": "12:00"},
+                {"role": "user", "content": "And tomorrow?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_4", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"day\":1}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_4", "content": "20C"}
+            ]
+        }));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "Weather in Paris and Rome?"}]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking both."},
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Rome"}},
+                    {"type": "tool_use", "id": "call_3", "name": "now", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": "24C"},
+                    {"type": "tool_result", "tool_use_id": "call_3", "content": "12:00"},
+                    {"type": "text", "text": "And tomorrow?"}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_4", "name": "get_weather",
+                     "input": {"city": "Paris", "day": 1}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_4", "content": "20C"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn invalid_tool_arguments_are_an_error() {
+        let req = chat(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": "{\"a\": "}}]}
+        ]}));
+        let e = to_claude_request(&req, "m", 10).unwrap_err();
+        assert!(e.0.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn images_as_base64_and_url() {
+        let out = claude(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Compare these."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+            {"type": "image_url", "image_url": {"url": "https://upload.wikimedia.org/cat.jpg"}}
+        ]}]}));
+        assert_eq!(
+            out["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "Compare these."},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                    "data": "iVBORw0KGgo="}},
+                {"type": "image", "source": {"type": "url", "url": "https://upload.wikimedia.org/cat.jpg"}}
+            ])
+        );
+        let bad = chat(json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]}));
+        assert!(to_claude_request(&bad, "m", 10).is_err());
+        let not_b64 = chat(json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/svg+xml,<svg/>"}}]}]}));
+        assert!(to_claude_request(&not_b64, "m", 10).is_err());
+    }
+
+    fn claude_response(v: Value) -> Value {
+        let resp: anthropic::MessagesResponse = serde_json::from_value(v).unwrap();
+        serde_json::to_value(from_claude_response(&resp)).unwrap()
+    }
+
+    #[test]
+    fn response_text_with_cache_usage() {
+        let out = claude_response(json!({
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5-20250929",
+            "content": [{"type": "text", "text": "Hello! "}, {"type": "text", "text": "How can I help?"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 12, "cache_creation_input_tokens": 100,
+                "cache_read_input_tokens": 2000, "output_tokens": 9, "service_tier": "standard"}
+        }));
+        assert_eq!(
+            out,
+            json!({
+                "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "claude-sonnet-4-5-20250929",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help?"},
+                    "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121,
+                    "prompt_tokens_details": {"cached_tokens": 2000}}
+            })
+        );
+    }
+
+    #[test]
+    fn response_tool_use_and_thinking() {
+        let out = claude_response(json!({
+            "id": "msg_01Aq9w938a90dw8q",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [
+                {"type": "thinking", "thinking": "The user wants weather.", "signature": "EqQBCgIYAhIM"},
+                {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "get_weather",
+                 "input": {"location": "San Francisco, CA", "unit": "celsius"}}
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 384, "output_tokens": 96}
+        }));
+        let choice = &out["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert!(choice["message"].get("content").is_none());
+        assert_eq!(
+            choice["message"]["reasoning_content"],
+            "The user wants weather."
+        );
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "toolu_01A09q90qw90lq917835lq9");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "celsius"})
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 384, "completion_tokens": 96, "total_tokens": 480})
+        );
+    }
+
+    #[test]
+    fn finish_reasons() {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "tool_calls"),
+            ("refusal", "content_filter"),
+            ("pause_turn", "stop"),
+        ] {
+            let out = claude_response(json!({"id": "m", "model": "c", "content": [],
+                "stop_reason": stop, "usage": {"input_tokens": 1, "output_tokens": 1}}));
+            assert_eq!(out["choices"][0]["finish_reason"], finish, "{stop}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_openai_shape() {
+        let e = claude_error_to_openai(
+            429,
+            br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+        );
+        assert_eq!(e.status, 429);
+        assert_eq!(e.error_type, "rate_limit_exceeded");
+        assert_eq!(e.code.as_deref(), Some("rate_limit_error"));
+        assert!(e.message.starts_with("Number of request tokens"));
+
+        for (kind, mapped) in [
+            ("invalid_request_error", "invalid_request_error"),
+            ("authentication_error", "authentication_error"),
+            ("permission_error", "permission_error"),
+            ("not_found_error", "not_found_error"),
+            ("overloaded_error", "server_error"),
+            ("api_error", "server_error"),
+        ] {
+            let body =
+                json!({"type": "error", "error": {"type": kind, "message": "m"}}).to_string();
+            assert_eq!(
+                claude_error_to_openai(500, body.as_bytes()).error_type,
+                mapped
+            );
+        }
+
+        let long = "é".repeat(400); // 800 bytes; the 512-byte cut lands on a character boundary
+        let e = claude_error_to_openai(502, long.as_bytes());
+        assert_eq!(e.error_type, "server_error");
+        assert_eq!(e.code, None);
+        assert_eq!(e.message, "é".repeat(256));
+        let odd = format!("x{long}"); // now the cut splits a character
+        let e = claude_error_to_openai(502, odd.as_bytes());
+        assert_eq!(e.message.len(), 511);
+        assert_eq!(
+            claude_error_to_openai(503, b"").message,
+            "upstream returned HTTP 503"
+        );
+    }
+
+    const TOOL_STREAM: &str = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_014p7gG3wDgGV9EUtLvnow3U\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":472,\"cache_read_input_tokens\":128,\"output_tokens\":2},\"content\":[],\"stop_reason\":null}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: ping\n",
+        "data: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Okay\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\", let's check the weather for San Francisco, CA:\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01T1x1fJ34qAmk2tNTrN7Up6\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"location\\\":\"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\" \\\"San Francisco, CA\\\", \"}}\n\n",
+        "event: content_block_delta\n",
+        "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"unit\\\": \\\"fahrenheit\\\"}\"}}\n\n",
+        "event: content_block_stop\n",
+        "data: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\n",
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
+    fn translate(wire: &str, piece: usize, include_usage: bool) -> String {
+        let mut decoder = SseDecoder::default();
+        let mut stream = ClaudeStream::new(include_usage);
+        let mut out = String::new();
+        let mut events = Vec::new();
+        for chunk in wire.as_bytes().chunks(piece) {
+            decoder.feed(chunk, &mut events).unwrap();
+            for ev in events.drain(..) {
+                stream.on_event(&ev, &mut out);
+            }
+        }
+        decoder.finish(&mut events);
+        for ev in events.drain(..) {
+            stream.on_event(&ev, &mut out);
+        }
+        stream.finish(&mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    fn datas(out: &str) -> Vec<String> {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.feed(out.as_bytes(), &mut events).unwrap();
+        decoder.finish(&mut events);
+        assert!(events.iter().all(|e| e.event.is_none()));
+        events.into_iter().map(|e| e.data).collect()
+    }
+
+    #[test]
+    fn stream_text_and_tool_call() {
+        let out = translate(TOOL_STREAM, usize::MAX, true);
+        assert!(out.ends_with("data: [DONE]\n\n"));
+        let datas = datas(&out);
+        assert_eq!(datas.iter().filter(|d| *d == "[DONE]").count(), 1);
+        assert_eq!(datas.last().map(String::as_str), Some("[DONE]"));
+        let chunks: Vec<Value> = datas
+            .iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        for c in &chunks {
+            assert_eq!(c["id"], "msg_014p7gG3wDgGV9EUtLvnow3U");
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["model"], "claude-sonnet-4-5-20250929");
+        }
+        assert_eq!(
+            chunks[0]["choices"],
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])
+        );
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Okay, let's check the weather for San Francisco, CA:");
+
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+            .collect();
+        assert_eq!(calls.len(), 4); // start + 3 non-empty argument pieces
+        assert_eq!(
+            calls[0],
+            &json!([{"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}])
+        );
+        let args: String = calls
+            .iter()
+            .map(|c| {
+                assert_eq!(c[0]["index"], 0);
+                c[0]["function"]["arguments"].as_str().unwrap()
+            })
+            .collect();
+        let args: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "fahrenheit"})
+        );
+
+        let finishes: Vec<&Value> = chunks
+            .iter()
+            .map(|c| &c["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finishes, vec![&json!("tool_calls")]);
+
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 600, "completion_tokens": 89, "total_tokens": 689,
+                "prompt_tokens_details": {"cached_tokens": 128}})
+        );
+        assert_eq!(
+            chunks.iter().filter(|c| c.get("usage").is_some()).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn stream_output_does_not_depend_on_batching() {
+        let whole = translate(TOOL_STREAM, usize::MAX, true);
+        for piece in [1, 2, 7, 64, 333] {
+            assert_eq!(translate(TOOL_STREAM, piece, true), whole, "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn stream_without_usage_and_without_event_lines() {
+        let wire: String = TOOL_STREAM
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let out = translate(&wire, 5, false);
+        let d = datas(&out);
+        assert!(d.iter().all(|d| !d.contains("\"usage\"")));
+        assert_eq!(out, translate(TOOL_STREAM, 5, false));
+        assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn stream_thinking_and_second_tool_indices() {
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                "model": "claude-opus-4-1", "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Two cities."}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQB"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_a", "name": "w", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_b", "name": "w", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"c\":1}"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null}, "usage": {"output_tokens": 30}}),
+        ];
+        let mut s = ClaudeStream::new(false);
+        let mut out = String::new();
+        for e in &events {
+            s.on_event(&SseEvent::data(e.to_string()), &mut out);
+        }
+        // Upstream closed without message_stop: finish still ends the stream, once.
+        s.finish(&mut out);
+        s.finish(&mut out);
+        let chunks: Vec<Value> = datas(&out)
+            .iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(deltas[1], &json!({"reasoning_content": "Two cities."}));
+        assert_eq!(deltas[2]["tool_calls"][0]["index"], 0);
+        assert_eq!(deltas[3]["tool_calls"][0]["arguments"], Value::Null);
+        assert_eq!(deltas[3]["tool_calls"][0]["function"]["arguments"], "{}");
+        assert_eq!(deltas[4]["tool_calls"][0]["index"], 1);
+        assert_eq!(deltas[4]["tool_calls"][0]["id"], "toolu_b");
+        assert_eq!(deltas[5]["tool_calls"][0]["index"], 1);
+        assert_eq!(chunks[6]["choices"][0]["finish_reason"], "length");
+        assert_eq!(chunks.len(), 7);
+        assert_eq!(out.matches("[DONE]").count(), 1);
+    }
+
+    #[test]
+    fn stream_error_event() {
+        let mut s = ClaudeStream::new(true);
+        let mut out = String::new();
+        s.on_event(
+            &SseEvent::typed(
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_e","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            ),
+            &mut out,
+        );
+        out.clear();
+        s.on_event(
+            &SseEvent::typed(
+                "error",
+                r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+            ),
+            &mut out,
+        );
+        s.on_event(&SseEvent::data(r#"{"type":"message_stop"}"#), &mut out);
+        s.finish(&mut out);
+        let d = datas(&out);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            serde_json::from_str::<Value>(&d[0]).unwrap(),
+            json!({"error": {"message": "Overloaded", "type": "server_error", "code": null}})
+        );
+        assert_eq!(d[1], "[DONE]");
+    }
+}

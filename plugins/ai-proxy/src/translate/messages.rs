@@ -1,0 +1,1296 @@
+//! Anthropic Messages client (`/v1/messages`) in front of an OpenAI-compatible upstream: the
+//! request goes out as a chat completion; the response, the stream and errors come back in
+//! Anthropic's shapes.
+
+use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::TranslateError;
+use sdk::error::ErrorReply;
+use sdk::llm::{anthropic, openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Map, Value};
+
+fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    value.and_then(|v| v.get(key)).and_then(Value::as_str)
+}
+
+/// Builds the OpenAI chat request for an Anthropic Messages request, sent to `model`.
+///
+/// `include_usage` asks a streaming upstream for the final usage chunk
+/// (`stream_options.include_usage`). Thinking blocks and Anthropic-only fields are dropped.
+pub fn to_openai_request(
+    req: &anthropic::MessagesRequest,
+    model: &str,
+    include_usage: bool,
+) -> Result<openai::ChatRequest, TranslateError> {
+    let mut messages = Vec::new();
+    if let Some(system) = &req.system {
+        let text = system_text(system);
+        if !text.is_empty() {
+            messages.push(openai::ChatMessage::text("system", text));
+        }
+    }
+    for msg in &req.messages {
+        match msg.role.as_str() {
+            "user" => user_messages(&msg.content, &mut messages)?,
+            "assistant" => {
+                if let Some(m) = assistant_message(&msg.content)? {
+                    messages.push(m);
+                }
+            }
+            other => return Err(err(format!("message role {other:?} is not supported"))),
+        }
+    }
+
+    let x = &req.extra;
+    let mut extra = Extra::new();
+    if let Some(max) = req.max_tokens {
+        extra.insert("max_tokens".into(), Value::from(max));
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = x.get(key).filter(|v| v.is_number()) {
+            extra.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(stops) = x.get("stop_sequences").and_then(Value::as_array) {
+        let stops: Vec<Value> = stops.iter().filter(|v| v.is_string()).cloned().collect();
+        if !stops.is_empty() {
+            extra.insert("stop".into(), Value::Array(stops));
+        }
+    }
+
+    let tools = match x.get("tools") {
+        Some(Value::Array(tools)) => tools.iter().map(openai_tool).collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    if !tools.is_empty() {
+        extra.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = x.get("tool_choice").filter(|c| !c.is_null()) {
+            extra.insert("tool_choice".into(), openai_tool_choice(choice)?);
+            if choice
+                .get("disable_parallel_tool_use")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                extra.insert("parallel_tool_calls".into(), Value::Bool(false));
+            }
+        }
+    }
+
+    if req.stream == Some(true) && include_usage {
+        extra.insert("stream_options".into(), json!({ "include_usage": true }));
+    }
+    if let Some(user) = str_of(x.get("metadata"), "user_id") {
+        extra.insert("user".into(), Value::String(user.to_string()));
+    }
+
+    Ok(openai::ChatRequest {
+        model: Some(model.to_string()),
+        messages,
+        stream: req.stream,
+        extra,
+    })
+}
+
+/// The system prompt as one string: the string, or its text blocks joined with a blank line.
+fn system_text(system: &anthropic::Content) -> String {
+    match system {
+        anthropic::Content::Text(s) => s.clone(),
+        anthropic::Content::Blocks(blocks) => blocks
+            .iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text.as_deref())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    }
+}
+
+/// The text of a `tool_result` block's content: a string, or its text blocks joined.
+fn tool_result_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// A user turn: its tool results as `tool` messages first, then the rest as one user message.
+fn user_messages(
+    content: &anthropic::Content,
+    messages: &mut Vec<openai::ChatMessage>,
+) -> Result<(), TranslateError> {
+    let blocks = match content {
+        anthropic::Content::Text(s) => {
+            messages.push(openai::ChatMessage::text("user", s.as_str()));
+            return Ok(());
+        }
+        anthropic::Content::Blocks(blocks) => blocks,
+    };
+    let mut parts: Vec<openai::ContentPart> = Vec::new();
+    for block in blocks {
+        match block.kind.as_str() {
+            "tool_result" => {
+                let id = block
+                    .extra
+                    .get("tool_use_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err("tool_result block without tool_use_id"))?;
+                let mut m =
+                    openai::ChatMessage::text("tool", tool_result_text(block.extra.get("content")));
+                m.extra
+                    .insert("tool_call_id".into(), Value::String(id.to_string()));
+                messages.push(m);
+            }
+            "text" => parts.push(openai::ContentPart {
+                kind: "text".into(),
+                text: Some(block.text.clone().unwrap_or_default()),
+                extra: Extra::new(),
+            }),
+            "image" => parts.push(image_part(block)?),
+            "thinking" | "redacted_thinking" => {}
+            other => {
+                return Err(err(format!(
+                    "content block type {other:?} is not supported by this upstream"
+                )))
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    // Text-only turns go out as a plain string, which every OpenAI-compatible server accepts.
+    let content = if parts.iter().all(|p| p.kind == "text") {
+        openai::Content::Text(
+            parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    } else {
+        openai::Content::Parts(parts)
+    };
+    messages.push(openai::ChatMessage {
+        role: "user".into(),
+        content: Some(content),
+        extra: Extra::new(),
+    });
+    Ok(())
+}
+
+fn image_part(block: &anthropic::Block) -> Result<openai::ContentPart, TranslateError> {
+    let source = block.extra.get("source");
+    let url = match str_of(source, "type") {
+        Some("base64") => {
+            let media_type = str_of(source, "media_type")
+                .ok_or_else(|| err("base64 image without media_type"))?;
+            let data = str_of(source, "data").ok_or_else(|| err("base64 image without data"))?;
+            format!("data:{media_type};base64,{data}")
+        }
+        Some("url") => str_of(source, "url")
+            .ok_or_else(|| err("url image without url"))?
+            .to_string(),
+        _ => return Err(err("image source must be base64 or url")),
+    };
+    let mut extra = Extra::new();
+    extra.insert("image_url".into(), json!({ "url": url }));
+    Ok(openai::ContentPart {
+        kind: "image_url".into(),
+        text: None,
+        extra,
+    })
+}
+
+/// An assistant turn: text blocks concatenated into `content`, `tool_use` blocks as
+/// `tool_calls`. `None` when nothing is left (e.g. only thinking).
+fn assistant_message(
+    content: &anthropic::Content,
+) -> Result<Option<openai::ChatMessage>, TranslateError> {
+    let blocks = match content {
+        anthropic::Content::Text(s) => {
+            return Ok(Some(openai::ChatMessage::text("assistant", s.as_str())))
+        }
+        anthropic::Content::Blocks(blocks) => blocks,
+    };
+    let mut text: Option<String> = None;
+    let mut calls = Vec::new();
+    for block in blocks {
+        match block.kind.as_str() {
+            "text" => text
+                .get_or_insert_with(String::new)
+                .push_str(block.text.as_deref().unwrap_or_default()),
+            "tool_use" => {
+                let arguments = block
+                    .extra
+                    .get("input")
+                    .map_or_else(|| "{}".to_string(), Value::to_string);
+                calls.push(json!({
+                    "id": block.extra.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    "type": "function",
+                    "function": {
+                        "name": block.extra.get("name").and_then(Value::as_str).unwrap_or_default(),
+                        "arguments": arguments,
+                    },
+                }));
+            }
+            "thinking" | "redacted_thinking" => {}
+            other => {
+                return Err(err(format!(
+                    "assistant content block type {other:?} is not supported by this upstream"
+                )))
+            }
+        }
+    }
+    if text.is_none() && calls.is_empty() {
+        return Ok(None);
+    }
+    let mut extra = Extra::new();
+    if !calls.is_empty() {
+        extra.insert("tool_calls".into(), Value::Array(calls));
+    }
+    Ok(Some(openai::ChatMessage {
+        role: "assistant".into(),
+        content: text.map(openai::Content::Text),
+        extra,
+    }))
+}
+
+fn openai_tool(tool: &Value) -> Result<Value, TranslateError> {
+    if let Some(kind) = tool.get("type").and_then(Value::as_str) {
+        if kind != "custom" {
+            return Err(err(format!(
+                "tool type {kind:?} is not supported by this upstream"
+            )));
+        }
+    }
+    let name = tool
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("tool without a name"))?;
+    let mut function = Map::new();
+    function.insert("name".into(), Value::String(name.to_string()));
+    if let Some(d) = tool.get("description").and_then(Value::as_str) {
+        function.insert("description".into(), Value::String(d.to_string()));
+    }
+    let schema = tool
+        .get("input_schema")
+        .filter(|s| s.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    function.insert("parameters".into(), schema);
+    Ok(json!({"type": "function", "function": function}))
+}
+
+fn openai_tool_choice(choice: &Value) -> Result<Value, TranslateError> {
+    Ok(match choice.get("type").and_then(Value::as_str) {
+        Some("auto") => json!("auto"),
+        Some("any") => json!("required"),
+        Some("none") => json!("none"),
+        Some("tool") => {
+            let name = choice
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("tool_choice of type tool without a name"))?;
+            json!({"type": "function", "function": {"name": name}})
+        }
+        _ => return Err(err("tool_choice of this shape is not supported")),
+    })
+}
+
+/// Anthropic `stop_reason` for an OpenAI `finish_reason`. A `stop` after tool calls is
+/// `tool_use` (some OpenAI-compatible servers report it that way).
+fn stop_reason(finish_reason: Option<&str>, saw_tool_call: bool) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("tool_calls") | Some("function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ if saw_tool_call => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+/// Token counts of an OpenAI usage object: (prompt, completion, cached prompt).
+fn usage_counts(usage: &Value) -> (u64, u64, Option<u64>) {
+    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let cached = usage
+        .get("prompt_tokens_details")
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(Value::as_u64);
+    (n("prompt_tokens"), n("completion_tokens"), cached)
+}
+
+/// Anthropic usage for OpenAI counts. Anthropic's `input_tokens` excludes cache reads, which
+/// are reported apart as `cache_read_input_tokens`.
+fn anthropic_usage(prompt: u64, completion: u64, cached: Option<u64>) -> anthropic::Usage {
+    anthropic::Usage {
+        input_tokens: Some(prompt.saturating_sub(cached.unwrap_or(0))),
+        output_tokens: completion,
+        cache_creation_input_tokens: None,
+        cache_read_input_tokens: cached,
+        extra: Extra::new(),
+    }
+}
+
+/// Builds the Anthropic response for an OpenAI chat completion (its first choice).
+pub fn to_messages_response(resp: &openai::ChatResponse) -> anthropic::MessagesResponse {
+    let choice = resp.choices.first();
+    let message = choice.map(|c| &c.message);
+    let mut content = Vec::new();
+    if let Some(m) = message {
+        let reasoning = m
+            .extra
+            .get("reasoning_content")
+            .or_else(|| m.extra.get("reasoning"))
+            .and_then(Value::as_str)
+            .filter(|r| !r.is_empty());
+        if let Some(r) = reasoning {
+            let mut extra = Extra::new();
+            extra.insert("thinking".into(), Value::String(r.to_string()));
+            extra.insert("signature".into(), Value::String(String::new()));
+            content.push(anthropic::Block {
+                kind: "thinking".into(),
+                text: None,
+                extra,
+            });
+        }
+        let mut text = m
+            .content
+            .as_ref()
+            .map(openai::Content::text)
+            .unwrap_or_default();
+        if text.is_empty() {
+            if let Some(refusal) = m.extra.get("refusal").and_then(Value::as_str) {
+                text = refusal.to_string();
+            }
+        }
+        if !text.is_empty() {
+            content.push(anthropic::Block::text(text));
+        }
+        for call in m
+            .extra
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let function = call.get("function");
+            let input = str_of(function, "arguments")
+                .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                .filter(Value::is_object)
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            let mut extra = Extra::new();
+            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+            extra.insert("id".into(), Value::String(id.to_string()));
+            let name = str_of(function, "name").unwrap_or_default();
+            extra.insert("name".into(), Value::String(name.to_string()));
+            extra.insert("input".into(), input);
+            content.push(anthropic::Block {
+                kind: "tool_use".into(),
+                text: None,
+                extra,
+            });
+        }
+    }
+    let saw_tool_call = content.iter().any(|b| b.kind == "tool_use");
+    let finish = choice.and_then(|c| c.finish_reason.as_deref());
+    let (prompt, completion, cached) = resp.usage.as_ref().map_or((0, 0, None), |u| {
+        let cached = u
+            .extra
+            .get("prompt_tokens_details")
+            .and_then(|d| d.get("cached_tokens"))
+            .and_then(Value::as_u64);
+        (u.prompt_tokens, u.completion_tokens, cached)
+    });
+    anthropic::MessagesResponse {
+        id: resp.id.clone(),
+        kind: "message".into(),
+        role: "assistant".into(),
+        model: resp.model.clone(),
+        content,
+        stop_reason: Some(stop_reason(finish, saw_tool_call).to_string()),
+        stop_sequence: None,
+        usage: anthropic_usage(prompt, completion, cached),
+        extra: Extra::new(),
+    }
+}
+
+/// Turns an OpenAI-style error response into the error the Anthropic client gets (its
+/// `error.type` follows the status; the message is OpenAI's `error.message`).
+pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let message = match error {
+        Some(Value::String(s)) => Some(s.as_str()),
+        e => str_of(e, "message"),
+    }
+    .or_else(|| str_of(parsed.as_ref(), "message"));
+    let Some(message) = message else {
+        return ErrorReply::new(
+            status,
+            openai_error_type_for_status(status),
+            None,
+            body_excerpt(body, status),
+        );
+    };
+    let kind = str_of(error, "type").unwrap_or_else(|| openai_error_type_for_status(status));
+    let code = error.and_then(|e| e.get("code")).and_then(|c| match c {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    ErrorReply {
+        status,
+        message: message.to_string(),
+        error_type: kind.to_string(),
+        code,
+    }
+}
+
+/// The content block open in the Anthropic stream.
+#[derive(Debug)]
+enum Open {
+    Text,
+    Thinking,
+    /// A tool call, by its OpenAI `tool_calls` index and id.
+    Tool {
+        call_index: u64,
+        id: String,
+    },
+}
+
+/// Translates OpenAI `chat.completion.chunk` events into Anthropic's event sequence
+/// (`message_start`, content blocks, `message_delta`, `message_stop`).
+///
+/// Keeps only the message id and model, the open block, counters and the last usage.
+#[derive(Debug, Default)]
+pub struct MessagesStream {
+    id: String,
+    model: String,
+    started: bool,
+    done: bool,
+    /// Index the next content block gets.
+    next_index: u32,
+    /// The open block and its index.
+    open: Option<(u32, Open)>,
+    /// OpenAI index of the last tool call started (its later pieces cannot reopen a closed block).
+    last_call_index: Option<u64>,
+    saw_tool_call: bool,
+    finish_reason: Option<String>,
+    /// (prompt, completion, cached prompt) tokens, once reported.
+    usage: Option<(u64, u64, Option<u64>)>,
+}
+
+fn send(out: &mut String, kind: &str, data: &Value) {
+    SseEvent::typed(kind, data.to_string()).encode_into(out);
+}
+
+impl MessagesStream {
+    /// A translator at the start of a stream.
+    pub fn new() -> Self {
+        MessagesStream::default()
+    }
+
+    /// One OpenAI SSE event (`data:` chunk JSON or `[DONE]`) in, Anthropic SSE events (with
+    /// `event: <type>` lines) appended to `out`.
+    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        if self.done {
+            return;
+        }
+        let data = event.data.trim();
+        if data == "[DONE]" {
+            self.finish(out);
+            return;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let message = match error {
+                Value::String(s) => s.as_str(),
+                e => e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream stream error"),
+            };
+            send(
+                out,
+                "error",
+                &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            );
+            self.done = true;
+            return;
+        }
+        if self.id.is_empty() {
+            if let Some(id) = chunk.get("id").and_then(Value::as_str) {
+                self.id = id.to_string();
+            }
+        }
+        if self.model.is_empty() {
+            if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+                self.model = model.to_string();
+            }
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage_counts(usage));
+        }
+        // Only the first choice is translated: Anthropic has no `n`.
+        let Some(choice) = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            })
+        else {
+            return;
+        };
+        self.start(out);
+        if let Some(delta) = choice.get("delta") {
+            self.on_delta(delta, out);
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_string());
+        }
+    }
+
+    fn on_delta(&mut self, delta: &Value, out: &mut String) {
+        let reasoning = delta
+            .get("reasoning_content")
+            .or_else(|| delta.get("reasoning"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        if let Some(r) = reasoning {
+            let index = self.ensure_open(Open::Thinking, out);
+            send(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "thinking_delta", "thinking": r}}),
+            );
+        }
+        if let Some(t) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            let index = self.ensure_open(Open::Text, out);
+            send(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "text_delta", "text": t}}),
+            );
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.on_tool_call(call, out);
+        }
+    }
+
+    fn on_tool_call(&mut self, call: &Value, out: &mut String) {
+        let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let function = call.get("function");
+        let same_block = match &self.open {
+            Some((
+                _,
+                Open::Tool {
+                    call_index: i,
+                    id: open_id,
+                },
+            )) => *i == call_index && id.is_none_or(|id| id == open_id),
+            _ => false,
+        };
+        if !same_block {
+            if id.is_none() && self.last_call_index == Some(call_index) {
+                // A late piece of a tool call whose block is already closed: not representable.
+                return;
+            }
+            self.close(out);
+            let index = self.next_index;
+            self.next_index = self.next_index.saturating_add(1);
+            let id = id.map_or_else(|| format!("toolu_{index}"), str::to_string);
+            let name = str_of(function, "name").unwrap_or_default();
+            send(
+                out,
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+            );
+            self.open = Some((index, Open::Tool { call_index, id }));
+            self.last_call_index = Some(call_index);
+            self.saw_tool_call = true;
+        }
+        if let (Some((index, _)), Some(args)) = (
+            &self.open,
+            str_of(function, "arguments").filter(|a| !a.is_empty()),
+        ) {
+            send(
+                out,
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": args}}),
+            );
+        }
+    }
+
+    /// Emits `message_start` once.
+    fn start(&mut self, out: &mut String) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let input = self.usage.map_or(0, |(prompt, _, cached)| {
+            prompt.saturating_sub(cached.unwrap_or(0))
+        });
+        send(
+            out,
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": 0},
+            }}),
+        );
+    }
+
+    /// Makes a text or thinking block the open one, opening it if needed; returns its index.
+    fn ensure_open(&mut self, kind: Open, out: &mut String) -> u32 {
+        match (&self.open, &kind) {
+            (Some((index, Open::Text)), Open::Text)
+            | (Some((index, Open::Thinking)), Open::Thinking) => return *index,
+            _ => {}
+        }
+        self.close(out);
+        let index = self.next_index;
+        self.next_index = self.next_index.saturating_add(1);
+        let block = match kind {
+            Open::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
+            _ => json!({"type": "text", "text": ""}),
+        };
+        send(
+            out,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        self.open = Some((index, kind));
+        index
+    }
+
+    /// Closes the open block, if any.
+    fn close(&mut self, out: &mut String) {
+        if let Some((index, _)) = self.open.take() {
+            send(
+                out,
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    /// Upstream ended (or sent `[DONE]`): closes the open block and emits `message_delta` and
+    /// `message_stop`, exactly once.
+    pub fn finish(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.start(out);
+        self.close(out);
+        let (prompt, completion, cached) = self.usage.unwrap_or((0, 0, None));
+        let usage = anthropic_usage(prompt, completion, cached);
+        send(
+            out,
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {
+                    "stop_reason": stop_reason(self.finish_reason.as_deref(), self.saw_tool_call),
+                    "stop_sequence": null,
+                },
+                "usage": usage}),
+        );
+        send(out, "message_stop", &json!({"type": "message_stop"}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdk::sse::SseDecoder;
+
+    fn openai_req(v: Value, include_usage: bool) -> Value {
+        let req: anthropic::MessagesRequest = serde_json::from_value(v).unwrap();
+        serde_json::to_value(to_openai_request(&req, "gpt-4o", include_usage).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn request_system_sampling_and_metadata() {
+        let out = openai_req(
+            json!({
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 1024,
+                "system": [
+                    {"type": "text", "text": "You are a weather bot.", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "Be brief."}
+                ],
+                "messages": [{"role": "user", "content": "Hi"}],
+                "stop_sequences": ["\n\nHuman:"],
+                "temperature": 0.5,
+                "top_p": 0.8,
+                "top_k": 40,
+                "stream": true,
+                "metadata": {"user_id": "u-1"},
+                "thinking": {"type": "enabled", "budget_tokens": 2000}
+            }),
+            true,
+        );
+        assert_eq!(
+            out,
+            json!({
+                "model": "gpt-4o",
+                "messages": [
+                    {"role": "system", "content": "You are a weather bot.\n\nBe brief."},
+                    {"role": "user", "content": "Hi"}
+                ],
+                "max_tokens": 1024,
+                "stop": ["\n\nHuman:"],
+                "temperature": 0.5,
+                "top_p": 0.8,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "user": "u-1"
+            })
+        );
+        let plain = openai_req(
+            json!({"max_tokens": 5, "system": "Be nice.", "stream": true,
+                "messages": [{"role": "user", "content": "Hi"}]}),
+            false,
+        );
+        assert_eq!(
+            plain["messages"][0],
+            json!({"role": "system", "content": "Be nice."})
+        );
+        assert!(plain.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn request_tools_history_and_images() {
+        let out = openai_req(
+            json!({
+                "max_tokens": 2048,
+                "tools": [
+                    {"name": "get_weather", "description": "Get the weather",
+                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                     "cache_control": {"type": "ephemeral"}},
+                    {"name": "now", "input_schema": {"type": "object"}}
+                ],
+                "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true},
+                "messages": [
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is in this picture, and the weather?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+                        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+                    ]},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+                        {"type": "text", "text": "A beach. Checking weather."},
+                        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Nice"}},
+                        {"type": "tool_use", "id": "toolu_02", "name": "now", "input": {}}
+                    ]},
+                    {"role": "user", "content": [
+                        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "Sunny, 25C"},
+                        {"type": "tool_result", "tool_use_id": "toolu_02",
+                         "content": [{"type": "text", "text": "14:00"}, {"type": "text", "text": "CEST"}]},
+                        {"type": "text", "text": "Thanks!"}
+                    ]}
+                ]
+            }),
+            true,
+        );
+        assert_eq!(
+            out["tools"],
+            json!([
+                {"type": "function", "function": {"name": "get_weather", "description": "Get the weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}
+            ])
+        );
+        assert_eq!(
+            out["tool_choice"],
+            json!({"type": "function", "function": {"name": "get_weather"}})
+        );
+        assert_eq!(out["parallel_tool_calls"], false);
+        assert!(out.get("stream_options").is_none());
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in this picture, and the weather?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                ]},
+                {"role": "assistant", "content": "A beach. Checking weather.", "tool_calls": [
+                    {"id": "toolu_01", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Nice\"}"}},
+                    {"id": "toolu_02", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "content": "Sunny, 25C", "tool_call_id": "toolu_01"},
+                {"role": "tool", "content": "14:00\nCEST", "tool_call_id": "toolu_02"},
+                {"role": "user", "content": "Thanks!"}
+            ])
+        );
+
+        for (choice, expected) in [
+            (json!({"type": "auto"}), json!("auto")),
+            (json!({"type": "any"}), json!("required")),
+            (json!({"type": "none"}), json!("none")),
+        ] {
+            let out = openai_req(
+                json!({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
+                    "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": choice}),
+                false,
+            );
+            assert_eq!(out["tool_choice"], expected);
+            assert!(out.get("parallel_tool_calls").is_none());
+        }
+    }
+
+    #[test]
+    fn request_rejects_what_openai_cannot_carry() {
+        let reject = |v: Value| {
+            let req: anthropic::MessagesRequest = serde_json::from_value(v).unwrap();
+            to_openai_request(&req, "m", false).unwrap_err()
+        };
+        reject(
+            json!({"max_tokens": 1, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}}]}]}),
+        );
+        reject(
+            json!({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+        );
+        reject(json!({"max_tokens": 1, "messages": [{"role": "system", "content": "x"}]}));
+    }
+
+    fn messages_response(v: Value) -> Value {
+        let resp: openai::ChatResponse = serde_json::from_value(v).unwrap();
+        serde_json::to_value(to_messages_response(&resp)).unwrap()
+    }
+
+    #[test]
+    fn response_text_with_cached_usage() {
+        let out = messages_response(json!({
+            "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+            "object": "chat.completion",
+            "created": 1741569952,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant",
+                "content": "Hello! How can I assist you today?", "refusal": null, "annotations": []},
+                "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1200, "completion_tokens": 10, "total_tokens": 1210,
+                "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0}},
+            "system_fingerprint": "fp_fc9f1d7035"
+        }));
+        assert_eq!(
+            out,
+            json!({
+                "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+                "type": "message",
+                "role": "assistant",
+                "model": "gpt-4o-2024-08-06",
+                "content": [{"type": "text", "text": "Hello! How can I assist you today?"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {"input_tokens": 176, "output_tokens": 10, "cache_read_input_tokens": 1024}
+            })
+        );
+    }
+
+    #[test]
+    fn response_tool_calls() {
+        let out = messages_response(json!({
+            "id": "chatcmpl-abc123",
+            "object": "chat.completion",
+            "created": 1699896916,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_abc123", "type": "function",
+                 "function": {"name": "get_current_weather", "arguments": "{\n\"location\": \"Boston, MA\"\n}"}},
+                {"id": "call_def456", "type": "function", "function": {"name": "now", "arguments": ""}}
+            ]}, "logprobs": null, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 82, "completion_tokens": 17, "total_tokens": 99}
+        }));
+        assert_eq!(
+            out["content"],
+            json!([
+                {"type": "tool_use", "id": "call_abc123", "name": "get_current_weather",
+                 "input": {"location": "Boston, MA"}},
+                {"type": "tool_use", "id": "call_def456", "name": "now", "input": {}}
+            ])
+        );
+        assert_eq!(out["stop_reason"], "tool_use");
+        assert_eq!(
+            out["usage"],
+            json!({"input_tokens": 82, "output_tokens": 17})
+        );
+
+        for (finish, stop) in [
+            ("length", "max_tokens"),
+            ("content_filter", "refusal"),
+            ("stop", "end_turn"),
+        ] {
+            let out = messages_response(json!({"id": "c", "model": "m", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "x"}, "finish_reason": finish}]}));
+            assert_eq!(out["stop_reason"], stop);
+        }
+    }
+
+    #[test]
+    fn errors_map_to_anthropic_shape() {
+        let e = openai_error_to_anthropic(
+            429,
+            br#"{"error": {"message": "Rate limit reached for gpt-4o", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}"#,
+        );
+        assert_eq!(e.status, 429);
+        assert_eq!(e.message, "Rate limit reached for gpt-4o");
+        assert_eq!(e.code.as_deref(), Some("rate_limit_exceeded"));
+        let body: Value =
+            serde_json::from_str(&e.body(sdk::api::ClientProtocol::Anthropic)).unwrap();
+        assert_eq!(
+            body,
+            json!({"type": "error", "error": {"type": "rate_limit_error",
+                "message": "Rate limit reached for gpt-4o"}})
+        );
+        let e = openai_error_to_anthropic(502, b"<html>Bad Gateway</html>");
+        assert_eq!(e.message, "<html>Bad Gateway</html>");
+        assert_eq!(e.error_type, "server_error");
+        let e = openai_error_to_anthropic(400, br#"{"error": "model not found"}"#);
+        assert_eq!(e.message, "model not found");
+    }
+
+    fn chunk(delta: Value, finish: Option<&str>) -> String {
+        let mut data = json!({"id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+            "object": "chat.completion.chunk", "created": 1741570283, "model": "gpt-4o-2024-08-06",
+            "system_fingerprint": "fp_eb9dce56a8",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        data["usage"] = Value::Null;
+        format!("data: {data}\n\n")
+    }
+
+    fn openai_stream() -> String {
+        let mut s = String::new();
+        s += &chunk(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+        );
+        s += &chunk(json!({"content": "Let me"}), None);
+        s += &chunk(json!({"content": " check."}), None);
+        s += &chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_DdmO9pD3xa9XTPNJ32zg2hcA", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}]}),
+            None,
+        );
+        for piece in ["{\"loc", "ation\":\"Par", "is, France\"}"] {
+            s += &chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                None,
+            );
+        }
+        s += &chunk(
+            json!({"tool_calls": [{"index": 1, "id": "call_2", "type": "function",
+                "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}]}),
+            None,
+        );
+        s += &chunk(json!({}), Some("tool_calls"));
+        s += "data: {\"id\":\"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG\",\"object\":\"chat.completion.chunk\",\"created\":1741570283,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],\"usage\":{\"prompt_tokens\":82,\"completion_tokens\":40,\"total_tokens\":122,\"prompt_tokens_details\":{\"cached_tokens\":64,\"audio_tokens\":0}}}\n\n";
+        s += "data: [DONE]\n\n";
+        s
+    }
+
+    fn translate(wire: &str, piece: usize) -> String {
+        let mut decoder = SseDecoder::default();
+        let mut stream = MessagesStream::new();
+        let mut out = String::new();
+        let mut events = Vec::new();
+        for bytes in wire.as_bytes().chunks(piece) {
+            decoder.feed(bytes, &mut events).unwrap();
+            for ev in events.drain(..) {
+                stream.on_event(&ev, &mut out);
+            }
+        }
+        decoder.finish(&mut events);
+        for ev in events.drain(..) {
+            stream.on_event(&ev, &mut out);
+        }
+        stream.finish(&mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    /// (event type, data) pairs; checks `event:` agrees with the data's `type`.
+    fn events(out: &str) -> Vec<(String, Value)> {
+        let mut decoder = SseDecoder::default();
+        let mut evs = Vec::new();
+        decoder.feed(out.as_bytes(), &mut evs).unwrap();
+        decoder.finish(&mut evs);
+        evs.into_iter()
+            .map(|e| {
+                let data: Value = serde_json::from_str(&e.data).unwrap();
+                let kind = e.event.unwrap();
+                assert_eq!(data["type"], kind.as_str());
+                // Every event is a valid Anthropic stream event.
+                serde_json::from_value::<anthropic::StreamEvent>(data.clone()).unwrap();
+                (kind, data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_text_then_tool_calls() {
+        let evs = events(&translate(&openai_stream(), usize::MAX));
+        let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        assert_eq!(
+            evs[0].1,
+            json!({"type": "message_start", "message": {"id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+                "type": "message", "role": "assistant", "model": "gpt-4o-2024-08-06", "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}})
+        );
+        assert_eq!(
+            evs[1].1,
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert_eq!(
+            evs[2].1["delta"],
+            json!({"type": "text_delta", "text": "Let me"})
+        );
+        assert_eq!(evs[3].1["delta"]["text"], " check.");
+        assert_eq!(
+            evs[5].1,
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use",
+                "id": "call_DdmO9pD3xa9XTPNJ32zg2hcA", "name": "get_weather", "input": {}}})
+        );
+        let args: String = evs[6..9]
+            .iter()
+            .map(|(_, d)| {
+                assert_eq!(d["index"], 1);
+                assert_eq!(d["delta"]["type"], "input_json_delta");
+                d["delta"]["partial_json"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"location": "Paris, France"})
+        );
+        assert_eq!(evs[10].1["content_block"]["id"], "call_2");
+        assert_eq!(evs[10].1["index"], 2);
+        assert_eq!(
+            evs[11].1,
+            json!({"type": "content_block_delta", "index": 2,
+                "delta": {"type": "input_json_delta", "partial_json": "{\"tz\":\"CET\"}"}})
+        );
+
+        // Every block that starts stops, in order, with matching indices.
+        let mut open: Option<u64> = None;
+        let mut next = 0;
+        for (kind, d) in &evs {
+            match kind.as_str() {
+                "content_block_start" => {
+                    assert_eq!(open, None);
+                    assert_eq!(d["index"], next);
+                    open = d["index"].as_u64();
+                    next += 1;
+                }
+                "content_block_delta" => assert_eq!(d["index"].as_u64(), open),
+                "content_block_stop" => {
+                    assert_eq!(d["index"].as_u64(), open);
+                    open = None;
+                }
+                _ => assert_eq!(open, None),
+            }
+        }
+
+        assert_eq!(
+            evs[13].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"input_tokens": 18, "output_tokens": 40, "cache_read_input_tokens": 64}})
+        );
+        assert_eq!(evs[14].1, json!({"type": "message_stop"}));
+    }
+
+    #[test]
+    fn stream_output_does_not_depend_on_batching() {
+        let wire = openai_stream();
+        let whole = translate(&wire, usize::MAX);
+        for piece in [1, 3, 10, 97] {
+            assert_eq!(translate(&wire, piece), whole, "piece {piece}");
+        }
+        // One event at a time, straight into on_event.
+        let mut s = MessagesStream::new();
+        let mut out = String::new();
+        for block in wire.split("\n\n").filter(|b| !b.is_empty()) {
+            let data = block.strip_prefix("data: ").unwrap();
+            s.on_event(&SseEvent::data(data), &mut out);
+        }
+        s.finish(&mut out);
+        assert_eq!(out, whole);
+    }
+
+    #[test]
+    fn stream_reasoning_then_text_and_finish_without_done() {
+        let mut s = MessagesStream::new();
+        let mut out = String::new();
+        for c in [
+            chunk(
+                json!({"role": "assistant", "reasoning_content": "Think"}),
+                None,
+            ),
+            chunk(json!({"reasoning_content": "ing."}), None),
+            chunk(json!({"content": "Answer"}), None),
+            chunk(json!({}), Some("length")),
+        ] {
+            let data = c.trim_end().strip_prefix("data: ").unwrap().to_string();
+            s.on_event(&SseEvent::data(data), &mut out);
+        }
+        // No [DONE]: the upstream just closed.
+        s.finish(&mut out);
+        s.finish(&mut out);
+        s.on_event(&SseEvent::data("[DONE]"), &mut out);
+        let evs = events(&out);
+        let kinds: Vec<&str> = evs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        assert_eq!(evs[1].1["content_block"]["type"], "thinking");
+        assert_eq!(
+            evs[2].1["delta"],
+            json!({"type": "thinking_delta", "thinking": "Think"})
+        );
+        assert_eq!(evs[5].1["content_block"]["type"], "text");
+        assert_eq!(evs[5].1["index"], 1);
+        assert_eq!(evs[8].1["delta"]["stop_reason"], "max_tokens");
+        assert_eq!(
+            evs[8].1["usage"],
+            json!({"input_tokens": 0, "output_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn stream_error_chunk() {
+        let mut s = MessagesStream::new();
+        let mut out = String::new();
+        s.on_event(
+            &SseEvent::data(
+                chunk(json!({"role": "assistant", "content": "Hi"}), None)
+                    .trim_end()
+                    .strip_prefix("data: ")
+                    .unwrap(),
+            ),
+            &mut out,
+        );
+        out.clear();
+        s.on_event(
+            &SseEvent::data(r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error", "code": null}}"#),
+            &mut out,
+        );
+        s.on_event(&SseEvent::data("[DONE]"), &mut out);
+        s.finish(&mut out);
+        let evs = events(&out);
+        assert_eq!(evs.len(), 1);
+        assert_eq!(
+            evs[0].1,
+            json!({"type": "error", "error": {"type": "api_error",
+                "message": "The server had an error while processing your request."}})
+        );
+        assert!(out.starts_with("event: error\ndata: {"));
+    }
+
+    #[test]
+    fn stream_parallel_calls_sharing_index_zero_are_split_by_id() {
+        let mut s = MessagesStream::new();
+        let mut out = String::new();
+        for delta in [
+            json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}]}),
+            json!({"tool_calls": [{"index": 0, "id": "b", "function": {"name": "g", "arguments": "{\"x\":"}}]}),
+            json!({"tool_calls": [{"index": 0, "id": "b", "function": {"arguments": "1}"}}]}),
+        ] {
+            let data = chunk(delta, None);
+            s.on_event(
+                &SseEvent::data(data.trim_end().strip_prefix("data: ").unwrap()),
+                &mut out,
+            );
+        }
+        s.finish(&mut out);
+        let evs = events(&out);
+        let starts: Vec<&Value> = evs
+            .iter()
+            .filter(|(k, _)| k == "content_block_start")
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[1]["index"], 1);
+        assert_eq!(starts[1]["content_block"]["id"], "b");
+        let last_delta = evs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "content_block_delta")
+            .unwrap();
+        assert_eq!(last_delta.1["index"], 1);
+        assert_eq!(evs.last().unwrap().0, "message_stop");
+        assert!(out.contains("\"stop_reason\":\"tool_use\""));
+    }
+}
