@@ -76,6 +76,17 @@ impl Mock {
         Ok(())
     }
 
+    /// Makes the next `count` requests carrying header `name: value` fail with `status`.
+    pub fn fail_with_header(&self, status: u16, count: u32, name: &str, value: &str) -> Result<()> {
+        let body = serde_json::json!({"status": status, "count": count, "header": [name, value]});
+        self.client.post(
+            &format!("{}/__mock/fail", self.url()),
+            &[],
+            &body.to_string(),
+        )?;
+        Ok(())
+    }
+
     /// Makes the next `count` requests fail with `status`.
     pub fn fail_next(&self, status: u16, count: u32) -> Result<()> {
         let body = serde_json::json!({"status": status, "count": count}).to_string();

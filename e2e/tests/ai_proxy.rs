@@ -516,3 +516,86 @@ fn gateway_failures_are_json_errors() {
     assert!(resp.status >= 500, "{}", resp.status);
     assert!(resp.json().is_ok(), "{}", resp.body);
 }
+
+fn keys_used(requests: &[Value]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r["headers"].get("x-ai-gateway-health-check").is_none())
+        .map(|r| {
+            r["headers"]["authorization"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn failing_key_is_taken_out_and_restored_by_health_checks() {
+    let config = r#"{"provider":{"type":"openai","apiTokens":["k1","k2"],
+        "failover":{"enabled":true,"failureThreshold":2,"successThreshold":1,
+                    "healthCheckInterval":300,"healthCheckModel":"hc-model","failoverOnStatus":["429"]}}}"#;
+    let gw = gateway(config);
+    gw.mock
+        .fail_with_header(429, 100_000, "authorization", "Bearer k1")
+        .unwrap();
+
+    let statuses: Vec<u16> = (0..12)
+        .map(|_| {
+            gw.post("/v1/chat/completions", &[], &chat("m"))
+                .unwrap()
+                .status
+        })
+        .collect();
+    let failures = statuses.iter().filter(|s| **s == 429).count();
+    assert!((1..=3).contains(&failures), "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 200), "{statuses:?}");
+    let used = keys_used(&gw.mock.requests().unwrap());
+    assert!(used[6..].iter().all(|k| k == "Bearer k2"), "{used:?}");
+    assert!(gw.envoy.wait_for_log(
+        "key #0 of provider `openai` taken out",
+        std::time::Duration::from_secs(5)
+    ));
+
+    // Health checks keep probing the bad key with the configured model while it fails.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let probes: Vec<Value> = gw
+        .mock
+        .requests()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r["headers"].get("x-ai-gateway-health-check").is_some())
+        .collect();
+    assert!(!probes.is_empty());
+    assert_eq!(probes[0]["headers"]["authorization"], "Bearer k1");
+    assert_eq!(probes[0]["body_json"]["model"], "hc-model");
+    assert_eq!(probes[0]["path"], "/v1/chat/completions");
+
+    // The provider recovers: the next health check brings the key back.
+    gw.mock.clear().unwrap();
+    assert!(
+        gw.envoy.wait_for_log(
+            "restored by health checks",
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        gw.envoy.log()
+    );
+    gw.mock.clear().unwrap();
+    for _ in 0..8 {
+        assert_eq!(
+            gw.post("/v1/chat/completions", &[], &chat("m"))
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let used = keys_used(&gw.mock.requests().unwrap());
+    assert!(
+        used.contains(&"Bearer k1".to_string()) && used.contains(&"Bearer k2".to_string()),
+        "{used:?}"
+    );
+    // Keys never reach the log.
+    let log = gw.envoy.log();
+    assert!(!log.contains("Bearer k1") && !log.contains("\"k1\""));
+}

@@ -52,6 +52,10 @@ pub trait Host {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, Status>;
+    /// A header of the answer to the callout being delivered (`:status` included).
+    fn http_call_response_header(&self, name: &str) -> Option<String>;
+    /// The body of the answer to the callout being delivered.
+    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// Answers the client directly; the upstream is not (or no longer) called.
     fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Resumes a paused request.
@@ -139,6 +143,16 @@ mod wasm {
         ) -> Result<u32, Status> {
             hc::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
         }
+        fn http_call_response_header(&self, name: &str) -> Option<String> {
+            hc::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        }
+        fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+            hc::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+                .ok()
+                .flatten()
+        }
         fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
             let _ = hc::send_http_response(status, headers.to_vec(), Some(body));
         }
@@ -200,6 +214,10 @@ pub struct MockHost {
     pub callouts: RefCell<Vec<Callout>>,
     /// The local reply, if one was sent.
     pub reply: RefCell<Option<LocalReply>>,
+    /// Headers of the callout answer being delivered.
+    pub call_response_headers: RefCell<Vec<(String, String)>>,
+    /// Body of the callout answer being delivered.
+    pub call_response_body: RefCell<Vec<u8>>,
     /// Log lines.
     pub logs: RefCell<Vec<(LogLevel, String)>>,
     /// Resume calls: (request, response).
@@ -364,6 +382,12 @@ impl Host for MockHost {
             body: body.map(<[u8]>::to_vec),
         });
         Ok(calls.len() as u32)
+    }
+    fn http_call_response_header(&self, name: &str) -> Option<String> {
+        find(&self.call_response_headers.borrow(), name)
+    }
+    fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        slice(&self.call_response_body.borrow(), 0, size)
     }
     fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
         *self.reply.borrow_mut() = Some(LocalReply {

@@ -6,6 +6,7 @@ use crate::pipeline::{Pipeline, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// What a plugin supplies to the shell.
 pub trait Plugin: 'static {
@@ -17,6 +18,23 @@ pub trait Plugin: 'static {
     fn parse_config(bytes: &[u8]) -> Result<(Self::Config, Vec<String>), ConfigError>;
     /// The stages one request runs through.
     fn stages(config: &Rc<Self::Config>) -> Vec<Box<dyn Stage>>;
+
+    /// How often the root context wants [`Plugin::on_tick`] (none by default).
+    fn tick_period(_config: &Self::Config) -> Option<Duration> {
+        None
+    }
+
+    /// Background work on the root context (health checks, …).
+    fn on_tick(_config: &Self::Config, _host: &dyn Host) {}
+
+    /// The answer to a callout the root context made in [`Plugin::on_tick`].
+    fn on_root_call_response(
+        _config: &Self::Config,
+        _host: &dyn Host,
+        _token: u32,
+        _body_size: usize,
+    ) {
+    }
 }
 
 /// Registers the plugin's root context; call from `proxy_wasm::main!`.
@@ -31,7 +49,19 @@ struct Root<P: Plugin> {
     config: Option<Rc<P::Config>>,
 }
 
-impl<P: Plugin> Context for Root<P> {}
+impl<P: Plugin> Context for Root<P> {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(config) = &self.config {
+            P::on_root_call_response(config, &WasmHost, token_id, body_size);
+        }
+    }
+}
 
 impl<P: Plugin> RootContext for Root<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -45,6 +75,9 @@ impl<P: Plugin> RootContext for Root<P> {
             Ok((config, warnings)) => {
                 for w in warnings {
                     host.log(LogLevel::Warn, &format!("[{}] {w}", P::NAME));
+                }
+                if let Some(period) = P::tick_period(&config) {
+                    let _ = proxy_wasm::hostcalls::set_tick_period(period);
                 }
                 self.config = Some(Rc::new(config));
                 true
@@ -61,6 +94,12 @@ impl<P: Plugin> RootContext for Root<P> {
         Some(Box::new(Filter {
             pipeline: Pipeline::new(stages),
         }))
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(config) = &self.config {
+            P::on_tick(config, &WasmHost);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,5 +1,6 @@
 //! ai-proxy configuration, with Higress's keys: `provider` or `providers` + `activeProviderId`.
 
+use crate::failover::FailoverConfig;
 use crate::mapping::ModelMapping;
 use crate::providers::{self, Provider};
 use sdk::config::{ConfigError, Validate};
@@ -81,6 +82,8 @@ pub struct ProviderConfig {
     pub cloudflare_account_id: Option<String>,
     /// qwen: use DashScope's OpenAI-compatible mode.
     pub qwen_enable_compatible: Option<bool>,
+    /// Take failing keys out and health-check them back in.
+    pub failover: FailoverConfig,
 }
 
 impl Validate for ProxyConfig {

@@ -6,6 +6,7 @@
 //! by chunk.
 
 pub mod config;
+pub mod failover;
 pub mod mapping;
 pub mod providers;
 pub mod stage;
@@ -13,9 +14,11 @@ pub mod translate;
 
 use config::ProxyConfig;
 use sdk::config::{ConfigError, RuleMode, RuleSet};
+use sdk::host::Host;
 use sdk::pipeline::Stage;
 use sdk::shell::Plugin;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// The plugin as the shell sees it.
 pub struct AiProxy;
@@ -34,6 +37,42 @@ impl Plugin for AiProxy {
     fn stages(config: &Rc<Self::Config>) -> Vec<Box<dyn Stage>> {
         vec![Box::new(stage::ProxyStage::new(config.clone()))]
     }
+
+    fn tick_period(config: &Self::Config) -> Option<Duration> {
+        providers(config)
+            .filter_map(|p| p.failover.as_ref())
+            .map(|f| f.config.health_check_interval)
+            .min()
+            .map(|ms| Duration::from_millis(ms.max(100)))
+    }
+
+    fn on_tick(config: &Self::Config, host: &dyn Host) {
+        for p in providers(config) {
+            failover::health_check(host, p);
+        }
+    }
+
+    fn on_root_call_response(
+        config: &Self::Config,
+        host: &dyn Host,
+        token: u32,
+        _body_size: usize,
+    ) {
+        for p in providers(config) {
+            if failover::on_health_response(host, p, token) {
+                return;
+            }
+        }
+    }
+}
+
+/// Every resolved provider of the config (global and rules).
+fn providers(config: &RuleSet<ProxyConfig>) -> impl Iterator<Item = &providers::Provider> {
+    config
+        .global
+        .iter()
+        .chain(config.rules.iter().map(|r| &r.config))
+        .filter_map(|c| c.active.as_ref())
 }
 
 #[cfg(target_arch = "wasm32")]

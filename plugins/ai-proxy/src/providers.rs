@@ -1,10 +1,12 @@
 //! Provider types: one table of OpenAI-compatible APIs (host, base path, auth) plus Anthropic.
 
 use crate::config::{Protocol, ProviderConfig};
+use crate::failover::Failover;
 use crate::mapping::ModelMapping;
 use sdk::api::ApiKind;
 use sdk::config::ConfigError;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 /// How the key is sent upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,17 +161,42 @@ pub struct Provider {
     pub claude_version: String,
     /// Send the client's key instead of `apiTokens`.
     pub passthrough_client_key: bool,
+    /// Key failover, when enabled.
+    pub failover: Option<Failover>,
+    /// Shared-data key of this provider's key health.
+    pub health_key: String,
+    /// Cluster the provider's traffic goes to (learned from requests; used by health checks).
+    pub cluster: RefCell<Option<String>>,
+    /// Health checks in flight: callout token → key index (root context only).
+    pub inflight: RefCell<HashMap<u32, usize>>,
+    id: String,
 }
 
 impl Provider {
-    /// The next key (round robin within this VM), if any.
-    pub fn next_token(&self) -> Option<&str> {
+    /// Index of the next key (round robin within this VM), if any.
+    pub fn next_token_index(&self) -> Option<usize> {
         if self.tokens.is_empty() {
             return None;
         }
         let i = self.next_token.get() % self.tokens.len();
         self.next_token.set(i.wrapping_add(1));
-        self.tokens.get(i).map(String::as_str)
+        Some(i)
+    }
+
+    /// The next key, if any.
+    pub fn next_token(&self) -> Option<&str> {
+        self.next_token_index()
+            .and_then(|i| self.tokens.get(i))
+            .map(String::as_str)
+    }
+
+    /// Provider id, or its type when it has none (for logs).
+    pub fn name(&self) -> &str {
+        if self.id.is_empty() {
+            &self.kind
+        } else {
+            &self.id
+        }
     }
 
     /// The upstream path for an API, or `None` when the provider lacks it.
@@ -269,6 +296,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             .clone()
             .unwrap_or_else(|| "2023-06-01".to_string()),
         passthrough_client_key: c.passthrough_client_key,
+        failover: Failover::compile(&c.failover)?,
+        health_key: String::new(),
+        cluster: RefCell::new(None),
+        inflight: RefCell::new(HashMap::new()),
+        id: c.id.clone(),
     };
     if kind == "claude" {
         p.family = Family::Claude;

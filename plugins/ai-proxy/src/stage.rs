@@ -1,6 +1,7 @@
 //! The ai-proxy core: pick the provider, point the request at it, translate both ways.
 
 use crate::config::{Protocol, ProxyConfig};
+use crate::failover;
 use crate::providers::{Auth, Family, Provider};
 use crate::translate::{claude, messages, StreamTranslator};
 use sdk::api::{ApiKind, ClientProtocol};
@@ -39,6 +40,7 @@ enum Response {
 pub struct ProxyStage {
     rules: Rc<RuleSet<ProxyConfig>>,
     active: Option<Selected>,
+    token: Option<usize>,
     response: Response,
 }
 
@@ -48,6 +50,7 @@ impl ProxyStage {
         ProxyStage {
             rules,
             active: None,
+            token: None,
             response: Response::Untouched,
         }
     }
@@ -83,8 +86,13 @@ impl Stage for ProxyStage {
         };
         self.active = Some(id);
         let api = ex.api();
+        if p.failover.is_some() && p.cluster.borrow().is_none() {
+            *p.cluster.borrow_mut() = ex.cluster_name(host);
+        }
+        self.token = failover::choose(host, p);
+        let token = self.token.and_then(|i| p.tokens.get(i)).map(String::as_str);
         if p.protocol == Protocol::Original {
-            set_upstream(host, p, None);
+            set_upstream(host, p, None, token);
             return Ok(Need::Nothing);
         }
         let Some(path) = p.path_for(api, &ex.path) else {
@@ -100,7 +108,7 @@ impl Stage for ProxyStage {
                 ),
             ));
         };
-        set_upstream(host, p, Some(&path));
+        set_upstream(host, p, Some(&path), token);
         if p.family == Family::Claude && api == ApiKind::AnthropicMessages {
             if host.request_header("anthropic-version").is_none() {
                 host.set_request_header("anthropic-version", Some(&p.claude_version));
@@ -181,6 +189,9 @@ impl Stage for ProxyStage {
             .response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(200);
+        if let Some(index) = self.token {
+            failover::report(host, p, index, status);
+        }
         let content_type = host.response_header("content-type").unwrap_or_default();
         let client = ex.protocol();
         let translate = translating(client, p.family);
@@ -261,7 +272,7 @@ impl Stage for ProxyStage {
 }
 
 /// Points the request at the provider: host, path, key.
-fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>) {
+fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option<&str>) {
     host.set_request_header(":authority", Some(&p.host));
     if let Some(path) = path {
         host.set_request_header(":path", Some(path));
@@ -270,7 +281,7 @@ fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>) {
         for h in CLIENT_KEY_HEADERS {
             host.set_request_header(h, None);
         }
-        if let Some(token) = p.next_token() {
+        if let Some(token) = token {
             match p.auth {
                 Auth::Bearer => {
                     host.set_request_header("authorization", Some(&format!("Bearer {token}")))

@@ -153,7 +153,7 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         ),
         (None, Ok(control)) => {
             tokio::time::sleep(control.delay).await;
-            let forced = shared.take_failure(parts.uri.path());
+            let forced = shared.take_failure(parts.uri.path(), &parts.headers);
             if let Some(status) = forced.or(control.status) {
                 if parts.uri.path() == "/v1/messages" {
                     crate::anthropic::failure(status)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -69,6 +69,9 @@ pub struct FailRule {
     count: u32,
     #[serde(default)]
     path_prefix: Option<String>,
+    /// Only requests carrying this header value: `["authorization", "Bearer k1"]`.
+    #[serde(default)]
+    header: Option<(String, String)>,
 }
 
 fn one() -> u32 {
@@ -99,13 +102,21 @@ impl Shared {
         id
     }
 
-    /// Consumes one forced failure matching `path`, if any.
-    pub fn take_failure(&self, path: &str) -> Option<StatusCode> {
+    /// Consumes one forced failure matching `path` and `headers`, if any.
+    pub fn take_failure(&self, path: &str, headers: &HeaderMap) -> Option<StatusCode> {
         let mut failures = lock(&self.failures);
         let index = failures.iter().position(|rule| {
-            rule.path_prefix
+            let path_ok = rule
+                .path_prefix
                 .as_deref()
-                .is_none_or(|prefix| path.starts_with(prefix))
+                .is_none_or(|prefix| path.starts_with(prefix));
+            let header_ok = rule.header.as_ref().is_none_or(|(name, value)| {
+                headers
+                    .get(name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v == value)
+            });
+            path_ok && header_ok
         })?;
         let rule = &mut failures[index];
         let status = StatusCode::from_u16(rule.status).ok();
@@ -195,13 +206,15 @@ mod tests {
             status: 503,
             count: 2,
             path_prefix: Some("/v1/chat".into()),
+            header: None,
         });
-        assert_eq!(shared.take_failure("/v1/embeddings"), None);
+        let none = HeaderMap::new();
+        assert_eq!(shared.take_failure("/v1/embeddings", &none), None);
         assert_eq!(
-            shared.take_failure("/v1/chat/completions"),
+            shared.take_failure("/v1/chat/completions", &none),
             Some(StatusCode::SERVICE_UNAVAILABLE)
         );
-        assert!(shared.take_failure("/v1/chat/completions").is_some());
-        assert_eq!(shared.take_failure("/v1/chat/completions"), None);
+        assert!(shared.take_failure("/v1/chat/completions", &none).is_some());
+        assert_eq!(shared.take_failure("/v1/chat/completions", &none), None);
     }
 }
