@@ -599,3 +599,112 @@ fn failing_key_is_taken_out_and_restored_by_health_checks() {
     let log = gw.envoy.log();
     assert!(!log.contains("Bearer k1") && !log.contains("\"k1\""));
 }
+
+#[test]
+fn failed_requests_are_retried_with_another_key() {
+    let config = r#"{"provider":{"type":"claude","apiTokens":["sk-a","sk-b"],
+        "retryOnFailure":{"enabled":true,"maxRetries":1,"retryOnStatus":["429","5.."]}}}"#;
+    let gw = gateway(config);
+    gw.mock
+        .fail_with_header(529, 100_000, "x-api-key", "sk-a")
+        .unwrap();
+    for i in 0..6 {
+        let resp = gw
+            .post("/v1/chat/completions", &[], &chat("claude-x"))
+            .unwrap();
+        assert_eq!(resp.status, 200, "request {i}: {}", resp.body);
+        let v = resp.json().unwrap();
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "mock reply from claude-x"
+        );
+    }
+    let keys: Vec<String> = gw
+        .mock
+        .requests()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["headers"]["x-api-key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    // Every request that went to sk-a first was sent again with sk-b.
+    let first_tries = keys.iter().filter(|k| *k == "sk-a").count();
+    assert!(first_tries >= 1, "{keys:?}");
+    assert_eq!(keys.len(), 6 + first_tries, "{keys:?}");
+    let retried = gw.mock.requests().unwrap();
+    let (a, b): (Vec<&Value>, Vec<&Value>) = retried
+        .iter()
+        .partition(|r| r["headers"]["x-api-key"] == "sk-a");
+    assert_eq!(a[0]["body"], b[0]["body"], "the retry sends the same body");
+
+    // Streams are not retried: the error reaches the client in its shape.
+    gw.mock.clear().unwrap();
+    gw.mock.fail_next(503, 100).unwrap();
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    let resp = gw
+        .post("/v1/chat/completions", &[], &body.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.json().unwrap()["error"]["message"], "mock failure 503");
+    assert_eq!(gw.mock.requests().unwrap().len(), 1);
+}
+
+#[test]
+fn endpoints_compression_and_unknown_keys() {
+    let config = r#"{"provider":{"type":"groq","apiTokens":["gk"],"streamIncludeUsage":false,"colour":"blue"}}"#;
+    let gw = gateway(config);
+    assert!(gw.envoy.wait_for_log(
+        "unknown key `provider.colour` ignored",
+        std::time::Duration::from_secs(5)
+    ));
+
+    // Other OpenAI paths pass through under the provider's base path, query kept.
+    let resp = gw
+        .client
+        .get(&format!("{}/v1/models?limit=2", gw.envoy.url()), &[])
+        .unwrap();
+    assert_eq!(resp.status, 404, "the mock has no /openai/v1/models");
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/openai/v1/models");
+    assert_eq!(got["query"], "limit=2");
+    gw.post("/v1/files", &[], "{}").unwrap();
+    assert_eq!(
+        gw.last_upstream_request().unwrap()["path"],
+        "/openai/v1/files"
+    );
+    // groq has no legacy completions: 404 in OpenAI's shape, upstream not called.
+    gw.mock.clear().unwrap();
+    let resp = gw
+        .post("/v1/completions", &[], r#"{"model":"m","prompt":"x"}"#)
+        .unwrap();
+    assert_eq!(resp.status, 404);
+    assert_eq!(
+        resp.json().unwrap()["error"]["type"],
+        "invalid_request_error"
+    );
+    assert!(gw.mock.requests().unwrap().is_empty());
+
+    // The client's accept-encoding never reaches the provider, so answers stay translatable.
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]});
+    gw.post(
+        "/v1/chat/completions",
+        &[("accept-encoding", "gzip, br")],
+        &body.to_string(),
+    )
+    .unwrap();
+    let got = gw.last_upstream_request().unwrap();
+    assert!(
+        got["headers"].get("accept-encoding").is_none(),
+        "{}",
+        got["headers"]
+    );
+    // streamIncludeUsage: false leaves the request's stream options alone.
+    assert!(got["body_json"].get("stream_options").is_none());
+}

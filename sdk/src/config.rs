@@ -61,7 +61,11 @@ pub fn from_value<T: DeserializeOwned + Validate>(
     warnings: &mut Vec<String>,
 ) -> Result<T, ConfigError> {
     let mut ignored = Vec::new();
-    let mut on_ignored = |p: serde_ignored::Path<'_>| ignored.push(p.to_string());
+    // serde_ignored writes `?` for an `Option` level; users see plain field paths.
+    let mut on_ignored = |p: serde_ignored::Path<'_>| {
+        let path = p.to_string().replace(".?", "");
+        ignored.push(path.strip_prefix("?.").unwrap_or(&path).to_string())
+    };
     let de = serde_ignored::Deserializer::new(value, &mut on_ignored);
     let result: Result<T, _> = serde_path_to_error::deserialize(de);
     warnings.extend(

@@ -112,6 +112,17 @@ pub trait Stage {
         BodyMode::Untouched
     }
 
+    /// The answer to a callout this stage made; returns true when the held response may go on.
+    fn on_http_call_response(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+        _token: u32,
+        _body_size: usize,
+    ) -> bool {
+        false
+    }
+
     /// Rewrites response body bytes: each chunk as it arrives (`Stream`) or the whole body once
     /// (`Buffer`, with `end` true). Returns the bytes to pass on.
     fn on_response_body(
@@ -134,6 +145,9 @@ pub enum BodyMode {
     Stream,
     /// Whole, once (JSON answers, errors).
     Buffer,
+    /// Whole, once, and the headers are held until the stage resumes them from
+    /// [`Stage::on_http_call_response`] (it may rewrite them first).
+    Hold,
 }
 
 /// Runs stages in order over one request.
@@ -289,7 +303,22 @@ impl Pipeline {
         if self.response_mode != BodyMode::Untouched {
             host.set_response_header("content-length", None);
         }
+        if self.response_mode == BodyMode::Hold {
+            return Action::Pause;
+        }
         Action::Continue
+    }
+
+    /// `on_http_call_response` of the HTTP context: resumes the response once the stage that
+    /// holds it says so.
+    pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        let mut resume = false;
+        for stage in self.stages.iter_mut() {
+            resume |= stage.on_http_call_response(host, &mut self.ex, token, body_size);
+        }
+        if resume {
+            host.resume_response();
+        }
     }
 
     /// `on_http_response_body`.
@@ -301,10 +330,10 @@ impl Pipeline {
     ) -> Action {
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
-            BodyMode::Buffer if !end_of_stream => Action::Pause,
+            BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
             mode => {
                 let original = host.response_body(0, body_size).unwrap_or_default();
-                let end = end_of_stream || mode == BodyMode::Buffer;
+                let end = end_of_stream || mode != BodyMode::Stream;
                 let mut bytes = original.clone();
                 let stages = self.stages.iter_mut().rev().zip(self.response_modes.iter());
                 for (stage, wants) in stages {

@@ -1,6 +1,6 @@
 //! ai-proxy configuration, with Higress's keys: `provider` or `providers` + `activeProviderId`.
 
-use crate::failover::FailoverConfig;
+use crate::failover::{FailoverConfig, RetryConfig};
 use crate::mapping::ModelMapping;
 use crate::providers::{self, Provider};
 use sdk::config::{ConfigError, Validate};
@@ -84,6 +84,8 @@ pub struct ProviderConfig {
     pub qwen_enable_compatible: Option<bool>,
     /// Take failing keys out and health-check them back in.
     pub failover: FailoverConfig,
+    /// Retry failed non-streaming requests with another key.
+    pub retry_on_failure: RetryConfig,
 }
 
 impl Validate for ProxyConfig {

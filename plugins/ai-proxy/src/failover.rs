@@ -95,6 +95,72 @@ impl Failover {
     }
 }
 
+/// Compiles status patterns (`"429"`, `"5.*"`), anchored.
+pub fn compile_statuses(list: &[String], field: &str) -> Result<Vec<Regex>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| ConfigError::new(format!("{field}[{i}]"), e.to_string()))
+        })
+        .collect()
+}
+
+/// `retryOnFailure` as configured (Higress keys and defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RetryConfig {
+    /// Turns retries on.
+    pub enabled: bool,
+    /// Retries per request.
+    pub max_retries: u32,
+    /// Timeout of one retry, milliseconds.
+    pub retry_timeout: u64,
+    /// Statuses (regular expressions) that are retried.
+    pub retry_on_status: Vec<String>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: false,
+            max_retries: 1,
+            retry_timeout: 30_000,
+            retry_on_status: vec!["4.*".into(), "5.*".into()],
+        }
+    }
+}
+
+/// Compiled retry settings.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Retries per request.
+    pub max_retries: u32,
+    /// Timeout of one retry.
+    pub timeout: Duration,
+    statuses: Vec<Regex>,
+}
+
+impl Retry {
+    /// Validates and compiles; `None` when disabled.
+    pub fn compile(c: &RetryConfig) -> Result<Option<Retry>, ConfigError> {
+        if !c.enabled {
+            return Ok(None);
+        }
+        Ok(Some(Retry {
+            max_retries: c.max_retries,
+            timeout: Duration::from_millis(c.retry_timeout),
+            statuses: compile_statuses(&c.retry_on_status, "retryOnFailure.retryOnStatus")?,
+        }))
+    }
+
+    /// Whether an answer with `status` is retried.
+    pub fn is_retriable(&self, status: u32) -> bool {
+        let s = status.to_string();
+        self.statuses.iter().any(|re| re.is_match(&s))
+    }
+}
+
 /// Per-key health shared by all workers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {

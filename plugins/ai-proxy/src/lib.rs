@@ -79,3 +79,20 @@ fn providers(config: &RuleSet<ProxyConfig>) -> impl Iterator<Item = &providers::
 proxy_wasm::main! {{
     sdk::shell::start::<AiProxy>();
 }}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_warnings() {
+        let (_, warnings) = AiProxy::parse_config(
+            br#"{"provider":{"type":"groq","apiTokens":["k"],"colour":"blue"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            warnings,
+            vec!["unknown key `provider.colour` ignored".to_string()]
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! Provider types: one table of OpenAI-compatible APIs (host, base path, auth) plus Anthropic.
 
 use crate::config::{Protocol, ProviderConfig};
-use crate::failover::Failover;
+use crate::failover::{Failover, Retry};
 use crate::mapping::ModelMapping;
 use sdk::api::ApiKind;
 use sdk::config::ConfigError;
@@ -163,6 +163,8 @@ pub struct Provider {
     pub passthrough_client_key: bool,
     /// Key failover, when enabled.
     pub failover: Option<Failover>,
+    /// Retries of failed non-streaming requests with another key, when enabled.
+    pub retry: Option<Retry>,
     /// Shared-data key of this provider's key health.
     pub health_key: String,
     /// Cluster the provider's traffic goes to (learned from requests; used by health checks).
@@ -297,6 +299,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             .unwrap_or_else(|| "2023-06-01".to_string()),
         passthrough_client_key: c.passthrough_client_key,
         failover: Failover::compile(&c.failover)?,
+        retry: Retry::compile(&c.retry_on_failure)?,
         health_key: String::new(),
         cluster: RefCell::new(None),
         inflight: RefCell::new(HashMap::new()),

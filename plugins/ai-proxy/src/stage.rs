@@ -41,6 +41,7 @@ pub struct ProxyStage {
     rules: Rc<RuleSet<ProxyConfig>>,
     active: Option<Selected>,
     token: Option<usize>,
+    replay: Option<Replay>,
     response: Response,
 }
 
@@ -51,6 +52,7 @@ impl ProxyStage {
             rules,
             active: None,
             token: None,
+            replay: None,
             response: Response::Untouched,
         }
     }
@@ -58,6 +60,108 @@ impl ProxyStage {
     fn provider(&self) -> Option<&Provider> {
         self.rules.get(self.active?)?.active.as_ref()
     }
+
+    /// Decides how the answer is rewritten, from its status and content type.
+    fn plan_response(
+        &mut self,
+        host: &dyn Host,
+        client: ClientProtocol,
+        family: Family,
+        status: u32,
+        content_type: &str,
+    ) -> BodyMode {
+        let translate = translating(client, family);
+        let is_json = content_type.contains("json");
+        if status >= 400 {
+            if translate || !is_json {
+                self.response = Response::Error { status };
+                host.set_response_header("content-type", Some("application/json"));
+                return BodyMode::Buffer;
+            }
+            self.response = Response::Untouched;
+            return BodyMode::Untouched;
+        }
+        if !translate {
+            self.response = Response::Untouched;
+            return BodyMode::Untouched;
+        }
+        let stream = content_type.contains("text/event-stream");
+        self.response = match (client, stream) {
+            (ClientProtocol::OpenAi, true) => Response::ClaudeStream(
+                SseDecoder::default(),
+                // Always end with a usage chunk: the OpenAI SDKs accept it, and counting needs it.
+                claude::ClaudeStream::new(true),
+            ),
+            (ClientProtocol::OpenAi, false) => Response::ClaudeJson,
+            (ClientProtocol::Anthropic, true) => {
+                Response::MessagesStream(SseDecoder::default(), messages::MessagesStream::new())
+            }
+            (ClientProtocol::Anthropic, false) => Response::MessagesJson,
+        };
+        if stream {
+            BodyMode::Stream
+        } else {
+            BodyMode::Buffer
+        }
+    }
+
+    /// `retryOnFailure`: sends the request again with a key not tried yet, as a callout.
+    fn retry_with_another_key(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+        p: &Provider,
+        status: u32,
+    ) -> bool {
+        let (Some(retry), Some(replay)) = (&p.retry, self.replay.as_mut()) else {
+            return false;
+        };
+        if replay.retries_left == 0 || !retry.is_retriable(status) {
+            return false;
+        }
+        let Some(index) = (0..p.tokens.len()).find(|i| !replay.tried.contains(i)) else {
+            return false;
+        };
+        let Some(cluster) = ex.cluster_name(host) else {
+            return false;
+        };
+        let Some(token) = p.tokens.get(index) else {
+            return false;
+        };
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", replay.path.as_str()),
+            (":authority", p.host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        match p.auth {
+            Auth::Bearer => headers.push(("authorization", bearer.as_str())),
+            Auth::Header(name) => headers.push((name, token.as_str())),
+        }
+        if p.family == Family::Claude {
+            headers.push(("anthropic-version", p.claude_version.as_str()));
+        }
+        match host.dispatch_http_call(&cluster, &headers, Some(&replay.body), retry.timeout) {
+            Ok(call) => {
+                replay.call = Some(call);
+                replay.tried.push(index);
+                replay.retries_left -= 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// What a non-streaming request needs to be sent again with another key.
+struct Replay {
+    path: String,
+    body: Vec<u8>,
+    tried: Vec<usize>,
+    retries_left: u32,
+    call: Option<u32>,
+    replacement: Option<Vec<u8>>,
 }
 
 fn translating(client: ClientProtocol, family: Family) -> bool {
@@ -109,6 +213,16 @@ impl Stage for ProxyStage {
             ));
         };
         set_upstream(host, p, Some(&path), token);
+        if p.retry.is_some() {
+            self.replay = Some(Replay {
+                path: path.clone(),
+                body: Vec::new(),
+                tried: self.token.into_iter().collect(),
+                retries_left: p.retry.as_ref().map_or(0, |r| r.max_retries),
+                call: None,
+                replacement: None,
+            });
+        }
         if p.family == Family::Claude && api == ApiKind::AnthropicMessages {
             if host.request_header("anthropic-version").is_none() {
                 host.set_request_header("anthropic-version", Some(&p.claude_version));
@@ -173,13 +287,37 @@ impl Stage for ProxyStage {
             }
             None => return Ok(()),
         };
+        let streaming = match &translated {
+            RequestBody::Chat(c) => c.stream == Some(true),
+            RequestBody::Messages(m) => m.stream == Some(true),
+            RequestBody::Json(v) => v.get("stream") == Some(&Value::Bool(true)),
+        };
+        if streaming {
+            // A stream is answered as it arrives: it cannot be replayed with another key.
+            self.replay = None;
+        } else if let Some(replay) = self.replay.as_mut() {
+            let bytes = match &translated {
+                RequestBody::Chat(c) => serde_json::to_vec(c),
+                RequestBody::Messages(m) => serde_json::to_vec(m),
+                RequestBody::Json(v) => serde_json::to_vec(v),
+            };
+            match bytes {
+                Ok(b) => replay.body = b,
+                Err(_) => self.replay = None,
+            }
+        }
         ex.body = Some(translated);
         ex.body_changed = true;
         Ok(())
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let Some(p) = self.provider() else {
+        let rules = self.rules.clone();
+        let Some(p) = self
+            .active
+            .and_then(|id| rules.get(id))
+            .and_then(|c| c.active.as_ref())
+        else {
             return BodyMode::Untouched;
         };
         if p.protocol == Protocol::Original {
@@ -192,39 +330,62 @@ impl Stage for ProxyStage {
         if let Some(index) = self.token {
             failover::report(host, p, index, status);
         }
+        if self.retry_with_another_key(host, ex, p, status) {
+            return BodyMode::Hold;
+        }
         let content_type = host.response_header("content-type").unwrap_or_default();
-        let client = ex.protocol();
-        let translate = translating(client, p.family);
-        let is_json = content_type.contains("json");
-        if status >= 400 {
-            if translate || !is_json {
-                self.response = Response::Error { status };
-                host.set_response_header("content-type", Some("application/json"));
-                return BodyMode::Buffer;
-            }
-            return BodyMode::Untouched;
-        }
-        if !translate {
-            return BodyMode::Untouched;
-        }
-        let stream = content_type.contains("text/event-stream");
-        self.response = match (client, stream) {
-            (ClientProtocol::OpenAi, true) => Response::ClaudeStream(
-                SseDecoder::default(),
-                // Always end with a usage chunk: the OpenAI SDKs accept it, and counting needs it.
-                claude::ClaudeStream::new(true),
-            ),
-            (ClientProtocol::OpenAi, false) => Response::ClaudeJson,
-            (ClientProtocol::Anthropic, true) => {
-                Response::MessagesStream(SseDecoder::default(), messages::MessagesStream::new())
-            }
-            (ClientProtocol::Anthropic, false) => Response::MessagesJson,
+        self.plan_response(host, ex.protocol(), p.family, status, &content_type)
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+        token: u32,
+        body_size: usize,
+    ) -> bool {
+        let rules = self.rules.clone();
+        let Some(p) = self
+            .active
+            .and_then(|id| rules.get(id))
+            .and_then(|c| c.active.as_ref())
+        else {
+            return false;
         };
-        if stream {
-            BodyMode::Stream
-        } else {
-            BodyMode::Buffer
+        let Some(replay) = self.replay.as_mut().filter(|r| r.call == Some(token)) else {
+            return false;
+        };
+        replay.call = None;
+        let status = host
+            .http_call_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        if let (Some(status), Some(index)) = (status, replay.tried.last().copied()) {
+            failover::report(host, p, index, status);
         }
+        if let Some(status) = status {
+            if self.retry_with_another_key(host, ex, p, status) {
+                return false;
+            }
+            let content_type = host
+                .http_call_response_header("content-type")
+                .unwrap_or_default();
+            let body = host.http_call_response_body(body_size).unwrap_or_default();
+            host.set_response_header(":status", Some(&status.to_string()));
+            host.set_response_header("content-type", Some(&content_type));
+            if let Some(replay) = self.replay.as_mut() {
+                replay.replacement = Some(body);
+            }
+            self.plan_response(host, ex.protocol(), p.family, status, &content_type);
+        } else {
+            // The retry itself failed (timeout, reset): the first answer goes out as it was.
+            let status = host
+                .response_header(":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(502);
+            let content_type = host.response_header("content-type").unwrap_or_default();
+            self.plan_response(host, ex.protocol(), p.family, status, &content_type);
+        }
+        true
     }
 
     fn on_response_body(
@@ -235,6 +396,11 @@ impl Stage for ProxyStage {
         end: bool,
     ) -> Vec<u8> {
         let client = ex.protocol();
+        // A retried answer replaces the first one's body.
+        let chunk = match self.replay.as_mut().and_then(|r| r.replacement.take()) {
+            Some(body) if end => body,
+            _ => chunk,
+        };
         match &mut self.response {
             Response::Untouched => chunk,
             Response::Error { status } => {
