@@ -415,3 +415,61 @@ mod tests {
         );
     }
 }
+
+/// One Prometheus sample: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub name: String,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Value.
+    pub value: f64,
+}
+
+/// Parses Prometheus text exposition (what `/stats/prometheus` serves).
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (head, value) = match line.rsplit_once(' ') {
+            Some(p) => p,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match head.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (head, ""),
+        };
+        let mut map = std::collections::BTreeMap::new();
+        let mut rest = labels;
+        while let Some((key, after)) = rest.split_once("=\"") {
+            let Some(end) = after.find('"') else { break };
+            map.insert(
+                key.trim_start_matches(',').to_string(),
+                after[..end].to_string(),
+            );
+            rest = &after[end + 1..];
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            labels: map,
+            value,
+        });
+    }
+    out
+}
+
+impl Envoy {
+    /// The Prometheus samples Envoy serves now.
+    pub fn prometheus(&self) -> Result<Vec<Sample>> {
+        let resp = self
+            .client
+            .get(&format!("{}/stats/prometheus", self.admin_url()), &[])?;
+        Ok(parse_prometheus(&resp.body))
+    }
+}

@@ -36,7 +36,11 @@ fn envoy_config_references_existing_files() {
     let bootstrap = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
     let mut ecds = 0;
     for line in bootstrap.lines() {
-        if let Some(path) = line.trim().strip_prefix("path: ") {
+        let ecds_file = line
+            .trim()
+            .strip_prefix("path: ")
+            .filter(|p| p.starts_with("envoy/ecds/"));
+        if let Some(path) = ecds_file {
             assert!(
                 root.join(path).exists(),
                 "envoy.yaml loads {path}, which does not exist"
@@ -54,5 +58,9 @@ fn envoy_config_references_existing_files() {
             ecds += 1;
         }
     }
-    assert!(ecds >= 1);
+    assert_eq!(
+        ecds,
+        fs::read_dir(root.join("envoy/ecds")).unwrap().count(),
+        "every ECDS file is loaded"
+    );
 }

@@ -12,6 +12,9 @@ pub mod llm;
 pub mod pipeline;
 pub mod sse;
 pub mod template;
+#[cfg(feature = "tokens")]
+pub mod tokens;
+pub mod usage;
 
 pub mod shell;
 

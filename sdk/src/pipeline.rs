@@ -112,6 +112,9 @@ pub trait Stage {
         BodyMode::Untouched
     }
 
+    /// The stream is done (also after a local reply or a client reset): last chance to record.
+    fn on_log(&mut self, _host: &dyn Host, _ex: &mut Exchange) {}
+
     /// The answer to a callout this stage made; returns true when the held response may go on.
     fn on_http_call_response(
         &mut self,
@@ -307,6 +310,13 @@ impl Pipeline {
             return Action::Pause;
         }
         Action::Continue
+    }
+
+    /// `on_log`: stages in response order.
+    pub fn on_log(&mut self, host: &dyn Host) {
+        for stage in self.stages.iter_mut().rev() {
+            stage.on_log(host, &mut self.ex);
+        }
     }
 
     /// `on_http_call_response` of the HTTP context: resumes the response once the stage that

@@ -142,4 +142,8 @@ impl HttpContext for Filter {
         self.pipeline
             .on_response_body(&WasmHost, body_size, end_of_stream)
     }
+
+    fn on_log(&mut self) {
+        self.pipeline.on_log(&WasmHost);
+    }
 }

@@ -14,6 +14,9 @@ use sdk::sse::{SseDecoder, SseEvent};
 use serde_json::{json, Value};
 use std::rc::Rc;
 
+/// Filter-state key (`wasm.ai_gateway.provider`) holding the provider type of the request.
+pub const PROVIDER_FACT: &str = "ai_gateway.provider";
+
 /// Client headers that carry a key; never forwarded unless configured.
 const CLIENT_KEY_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
@@ -189,6 +192,8 @@ impl Stage for ProxyStage {
             return Ok(Need::Nothing);
         };
         self.active = Some(id);
+        // A fact for the other plugins (ai-statistics labels metrics with it).
+        let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
         let api = ex.api();
         if p.failover.is_some() && p.cluster.borrow().is_none() {
             *p.cluster.borrow_mut() = ex.cluster_name(host);

@@ -1,0 +1,424 @@
+//! The statistics core: observe a request and its answer, then record usage, timings and the
+//! access-log fields. Bodies pass untouched; streams are scanned event by event.
+
+use crate::attributes::{self, Collected};
+use crate::config::{StatsConfig, ValueSource};
+use crate::metrics::{Metrics, Record};
+use sdk::api::ApiKind;
+use sdk::config::{RuleSet, Selected};
+use sdk::error::ErrorReply;
+use sdk::host::{Host, LogLevel};
+use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
+use sdk::sse::SseDecoder;
+use sdk::tokens::{self, Encoding, TokenCounter};
+use sdk::usage::{self, StreamUsage, Usage};
+use serde_json::{json, Map, Value};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+/// Filter-state key ai-proxy writes the provider type to.
+pub const PROVIDER_FACT: &str = "ai_gateway.provider";
+/// Filter-state key of the access-log JSON (`%FILTER_STATE(wasm.ai_log:PLAIN)%`).
+pub const AI_LOG: &str = "ai_log";
+/// Generated text kept before the tokenizer is started for an estimate.
+const PENDING_TEXT: usize = 64 * 1024;
+/// Largest non-streaming answer parsed for usage.
+const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+
+/// Config plus the VM's metric registry.
+pub struct Shared {
+    /// Parsed rules.
+    pub rules: RuleSet<StatsConfig>,
+    /// Metric ids and label bounds.
+    pub metrics: Metrics,
+}
+
+/// Per-request state (lives in the HTTP context).
+pub struct StatsStage {
+    shared: Rc<Shared>,
+    active: Option<Selected>,
+    start: Option<SystemTime>,
+    first_byte: Option<SystemTime>,
+    end: Option<SystemTime>,
+    consumer: String,
+    request_model: String,
+    response_model: Option<String>,
+    stream: bool,
+    status: u32,
+    chat_round: usize,
+    prompt: Option<String>,
+    sse: Option<SseDecoder>,
+    json_body: Vec<u8>,
+    stream_usage: StreamUsage,
+    json_usage: Option<Usage>,
+    pending: String,
+    counter: Option<TokenCounter>,
+    attrs: Collected,
+}
+
+impl StatsStage {
+    /// A stage over the shared config.
+    pub fn new(shared: Rc<Shared>) -> StatsStage {
+        StatsStage {
+            shared,
+            active: None,
+            start: None,
+            first_byte: None,
+            end: None,
+            consumer: String::new(),
+            request_model: String::new(),
+            response_model: None,
+            stream: false,
+            status: 0,
+            chat_round: 0,
+            prompt: None,
+            sse: None,
+            json_body: Vec::new(),
+            stream_usage: StreamUsage::default(),
+            json_usage: None,
+            pending: String::new(),
+            counter: None,
+            attrs: Collected::default(),
+        }
+    }
+
+    fn config(&self) -> Option<&StatsConfig> {
+        self.shared.rules.get(self.active?)
+    }
+
+    fn encoding(&self) -> Encoding {
+        tokens::encoding_for_model(
+            self.response_model
+                .as_deref()
+                .unwrap_or(&self.request_model),
+        )
+    }
+
+    /// Offers attribute values from one JSON document of `source`.
+    fn collect_json(&mut self, source: ValueSource, doc: &Value) {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+            return;
+        };
+        for (i, a) in config.attributes.iter().enumerate() {
+            if a.value_source == source {
+                if let Some(v) = attributes::lookup(doc, &a.value) {
+                    self.attrs
+                        .offer(i, a, attributes::text(v), config.value_length_limit);
+                }
+            }
+        }
+    }
+
+    /// Offers attribute values from headers (or fixed values) of `source`.
+    fn collect_headers(&mut self, source: ValueSource, get: impl Fn(&str) -> Option<String>) {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+            return;
+        };
+        for (i, a) in config.attributes.iter().enumerate() {
+            let value = match (a.value_source, source) {
+                (ValueSource::FixedValue, ValueSource::FixedValue) => Some(a.value.clone()),
+                (s, t) if s == t => get(&a.value),
+                _ => None,
+            };
+            if let Some(v) = value {
+                self.attrs.offer(i, a, v, config.value_length_limit);
+            }
+        }
+    }
+
+    fn on_event_json(&mut self, data: &Value, estimate: bool) {
+        self.stream_usage.on_event(data);
+        if self.response_model.is_none() {
+            self.response_model = usage::response_model(data);
+        }
+        self.collect_json(ValueSource::ResponseStreamingBody, data);
+        if estimate && self.stream_usage.usage().is_none() {
+            let mut text = String::new();
+            usage::delta_text(data, &mut text);
+            self.pending.push_str(&text);
+            if self.pending.len() > PENDING_TEXT {
+                let encoding = self.encoding();
+                let counter = self
+                    .counter
+                    .get_or_insert_with(|| TokenCounter::new(encoding));
+                counter.push(&std::mem::take(&mut self.pending));
+            }
+        }
+    }
+
+    fn final_usage(&mut self, estimate: bool) -> Usage {
+        if let Some(u) = self
+            .json_usage
+            .clone()
+            .or_else(|| self.stream_usage.usage())
+        {
+            return u;
+        }
+        if !estimate {
+            return Usage::default();
+        }
+        let encoding = self.encoding();
+        let input = self
+            .prompt
+            .as_deref()
+            .and_then(|p| tokens::count(encoding, p))
+            .unwrap_or(0);
+        let output = match self.counter.as_mut() {
+            Some(c) => {
+                c.push(&std::mem::take(&mut self.pending));
+                c.finish().unwrap_or(0)
+            }
+            None => tokens::count(encoding, &self.pending).unwrap_or(0),
+        };
+        Usage {
+            input,
+            output,
+            total: input + output,
+            estimated: true,
+            ..Usage::default()
+        }
+    }
+}
+
+fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
+    let d = b?.duration_since(a?).ok()?;
+    u64::try_from(d.as_millis()).ok()
+}
+
+fn is_llm(api: ApiKind) -> bool {
+    matches!(
+        api,
+        ApiKind::ChatCompletions
+            | ApiKind::AnthropicMessages
+            | ApiKind::Completions
+            | ApiKind::Embeddings
+    )
+}
+
+impl Stage for StatsStage {
+    fn name(&self) -> &'static str {
+        "ai-statistics"
+    }
+
+    fn on_request_headers(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply> {
+        if !is_llm(ex.api()) {
+            return Ok(Need::Nothing);
+        }
+        let shared = self.shared.clone();
+        let Some(id) = shared.rules.select_id(|key| ex.match_value(host, key)) else {
+            return Ok(Need::Nothing);
+        };
+        self.active = Some(id);
+        let Some(config) = shared.rules.get(id) else {
+            return Ok(Need::Nothing);
+        };
+        self.start = Some(host.now());
+        self.consumer = host
+            .request_header(&config.consumer_header)
+            .unwrap_or_default();
+        self.attrs = Collected::new(config.attributes.len());
+        self.collect_headers(ValueSource::FixedValue, |_| None);
+        self.collect_headers(ValueSource::RequestHeader, |name| host.request_header(name));
+        Ok(Need::Body)
+    }
+
+    fn on_request_body(&mut self, _host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        let Some(config) = self.config() else {
+            return Ok(());
+        };
+        let estimate = config.estimate_tokens;
+        let wants_doc = estimate
+            || config
+                .attributes
+                .iter()
+                .any(|a| a.value_source == ValueSource::RequestBody);
+        let (model, stream, round, doc) = match &ex.body {
+            Some(RequestBody::Chat(c)) => (
+                c.model.clone(),
+                c.stream == Some(true),
+                c.messages.iter().filter(|m| m.role == "user").count(),
+                if wants_doc {
+                    serde_json::to_value(c).ok()
+                } else {
+                    None
+                },
+            ),
+            Some(RequestBody::Messages(m)) => (
+                m.model.clone(),
+                m.stream == Some(true),
+                m.messages.iter().filter(|m| m.role == "user").count(),
+                if wants_doc {
+                    serde_json::to_value(m).ok()
+                } else {
+                    None
+                },
+            ),
+            Some(RequestBody::Json(v)) => (
+                v.get("model").and_then(Value::as_str).map(str::to_string),
+                v.get("stream") == Some(&Value::Bool(true)),
+                0,
+                wants_doc.then(|| v.clone()),
+            ),
+            None => (None, false, 0, None),
+        };
+        self.request_model = model.unwrap_or_default();
+        self.stream = stream;
+        self.chat_round = round;
+        if let Some(doc) = doc {
+            if estimate {
+                let mut prompt = String::new();
+                usage::request_text(&doc, &mut prompt);
+                self.prompt = Some(prompt);
+            }
+            self.collect_json(ValueSource::RequestBody, &doc);
+        }
+        Ok(())
+    }
+
+    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+        if self.active.is_none() {
+            return BodyMode::Untouched;
+        }
+        self.status = host
+            .response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        self.collect_headers(ValueSource::ResponseHeader, |name| {
+            host.response_header(name)
+        });
+        let content_type = host.response_header("content-type").unwrap_or_default();
+        if content_type.contains("text/event-stream") {
+            self.sse = Some(SseDecoder::default());
+        }
+        BodyMode::Stream
+    }
+
+    fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        _ex: &mut Exchange,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> Vec<u8> {
+        if self.active.is_none() {
+            return chunk;
+        }
+        let estimate = self.config().is_some_and(|c| c.estimate_tokens);
+        if self.first_byte.is_none() && !chunk.is_empty() {
+            self.first_byte = Some(host.now());
+        }
+        if let Some(mut decoder) = self.sse.take() {
+            let mut events = Vec::new();
+            let ok = decoder.feed(&chunk, &mut events).is_ok();
+            if end {
+                decoder.finish(&mut events);
+            }
+            for ev in &events {
+                if let Ok(data) = serde_json::from_str::<Value>(&ev.data) {
+                    self.on_event_json(&data, estimate);
+                }
+            }
+            if ok {
+                self.sse = Some(decoder);
+            }
+        } else if self.json_body.len() + chunk.len() <= MAX_JSON_BODY {
+            self.json_body.extend_from_slice(&chunk);
+        }
+        if end {
+            self.end = Some(host.now());
+            if self.sse.is_none() && !self.json_body.is_empty() {
+                if let Ok(doc) = serde_json::from_slice::<Value>(&self.json_body) {
+                    self.json_usage = usage::from_json(&doc);
+                    self.response_model = usage::response_model(&doc);
+                    if estimate && self.json_usage.is_none() {
+                        usage::response_text(&doc, &mut self.pending);
+                    }
+                    self.collect_json(ValueSource::ResponseBody, &doc);
+                }
+                self.json_body = Vec::new();
+            }
+        }
+        chunk
+    }
+
+    fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+            return;
+        };
+        let end = self.end.unwrap_or_else(|| host.now());
+        let usage = self.final_usage(config.estimate_tokens);
+        let provider = host
+            .property(&[PROVIDER_FACT])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let model = self
+            .response_model
+            .clone()
+            .unwrap_or_else(|| self.request_model.clone());
+        let stream = self.sse.is_some() || self.stream;
+        let record = Record {
+            route: ex.route_name(host).unwrap_or_default(),
+            cluster: ex.cluster_name(host).unwrap_or_default(),
+            model: model.clone(),
+            consumer: self.consumer.clone(),
+            provider: provider.clone(),
+            stream,
+            usage: usage.clone(),
+            first_token_ms: if stream {
+                ms_between(self.start, self.first_byte)
+            } else {
+                None
+            },
+            duration_ms: ms_between(self.start, Some(end)).unwrap_or(0),
+        };
+        shared
+            .metrics
+            .record(host, &record, config.higress_metrics, config.otel_metrics);
+
+        let mut log = Map::new();
+        log.insert("model".into(), json!(model));
+        log.insert("request_model".into(), json!(self.request_model));
+        log.insert("provider".into(), json!(provider));
+        log.insert("route".into(), json!(record.route));
+        log.insert("cluster".into(), json!(record.cluster));
+        log.insert("consumer".into(), json!(self.consumer));
+        log.insert(
+            "response_type".into(),
+            json!(if stream { "stream" } else { "normal" }),
+        );
+        log.insert("status".into(), json!(self.status));
+        log.insert("chat_round".into(), json!(self.chat_round));
+        log.insert("input_token".into(), json!(usage.input));
+        log.insert("output_token".into(), json!(usage.output));
+        log.insert("total_token".into(), json!(usage.total));
+        log.insert("cached_input_token".into(), json!(usage.cached_input));
+        log.insert("reasoning_token".into(), json!(usage.reasoning));
+        log.insert("usage_estimated".into(), json!(usage.estimated));
+        if let Some(ttft) = record.first_token_ms {
+            log.insert("llm_first_token_duration".into(), json!(ttft));
+        }
+        log.insert("llm_service_duration".into(), json!(record.duration_ms));
+        for (i, value) in self.attrs.finish(&config.attributes) {
+            let Some(a) = config.attributes.get(i) else {
+                continue;
+            };
+            if a.as_separate_log_field {
+                let _ = host.set_property(&[a.key.as_str()], value.as_bytes());
+            }
+            if a.apply_to_log {
+                log.insert(a.key.clone(), json!(value));
+            }
+        }
+        let text = Value::Object(log).to_string();
+        if host.set_property(&[AI_LOG], text.as_bytes()).is_err() {
+            host.log(LogLevel::Debug, "[ai-statistics] cannot write wasm.ai_log");
+        }
+    }
+}
