@@ -15,6 +15,8 @@ pub struct ErrorReply {
     pub error_type: String,
     /// OpenAI `error.code`, e.g. `invalid_json`.
     pub code: Option<String>,
+    /// A prepared answer (content type, body) sent instead of the error JSON.
+    pub raw: Option<(String, String)>,
 }
 
 impl ErrorReply {
@@ -30,6 +32,15 @@ impl ErrorReply {
             message: message.into(),
             error_type: error_type.to_string(),
             code: code.map(str::to_string),
+            raw: None,
+        }
+    }
+
+    /// A local answer with a prepared body (e.g. a refusal shaped as a completion).
+    pub fn raw(status: u32, content_type: &str, body: String) -> Self {
+        ErrorReply {
+            raw: Some((content_type.to_string(), body)),
+            ..ErrorReply::new(status, "", None, "")
         }
     }
 
@@ -59,6 +70,9 @@ impl ErrorReply {
 
     /// The JSON body in the client's protocol.
     pub fn body(&self, protocol: ClientProtocol) -> String {
+        if let Some((_, body)) = &self.raw {
+            return body.clone();
+        }
         let value = match protocol {
             ClientProtocol::OpenAi => json!({"error": {
                 "message": self.message,
@@ -77,11 +91,8 @@ impl ErrorReply {
     /// Sends the reply to the client as a local response.
     pub fn send(&self, host: &dyn Host, protocol: ClientProtocol) {
         let body = self.body(protocol);
-        host.send_http_response(
-            self.status,
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        );
+        let content_type = self.raw.as_ref().map_or("application/json", |(t, _)| t.as_str());
+        host.send_http_response(self.status, &[("content-type", content_type)], body.as_bytes());
     }
 }
 

@@ -115,15 +115,27 @@ pub trait Stage {
     /// The stream is done (also after a local reply or a client reset): last chance to record.
     fn on_log(&mut self, _host: &dyn Host, _ex: &mut Exchange) {}
 
-    /// The answer to a callout this stage made; returns true when the held response may go on.
+    /// Whether the stage is waiting for a callout before the request may go on (asked right
+    /// after `on_request_body`).
+    fn request_pending(&self) -> bool {
+        false
+    }
+
+    /// Whether the stage holds the response body (asked after each `on_response_body`): Envoy
+    /// keeps buffering until the stage releases it from a callout answer.
+    fn response_held(&self) -> bool {
+        false
+    }
+
+    /// The answer to a callout this stage made.
     fn on_http_call_response(
         &mut self,
         _host: &dyn Host,
         _ex: &mut Exchange,
         _token: u32,
         _body_size: usize,
-    ) -> bool {
-        false
+    ) -> CallResult {
+        CallResult::NotMine
     }
 
     /// Rewrites response body bytes: each chunk as it arrives (`Stream`) or the whole body once
@@ -137,6 +149,21 @@ pub trait Stage {
     ) -> Vec<u8> {
         chunk
     }
+}
+
+/// What a stage decided on a callout answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallResult {
+    /// Not this stage's callout.
+    NotMine,
+    /// Still waiting (another callout is out).
+    Wait,
+    /// The held request may go on.
+    ResumeRequest,
+    /// The held response may go on.
+    ResumeResponse,
+    /// Answer the client with this instead of calling the upstream.
+    Reply(ErrorReply),
 }
 
 /// How a stage wants the response body.
@@ -162,6 +189,10 @@ pub struct Pipeline {
     replied: bool,
     response_modes: Vec<BodyMode>,
     response_mode: BodyMode,
+    /// Request stages still to run after a pending callout, and the buffered body's length.
+    resume_from: Option<(usize, usize)>,
+    /// Response bytes already given to the stages while Envoy holds them.
+    response_seen: usize,
 }
 
 impl Pipeline {
@@ -174,6 +205,8 @@ impl Pipeline {
             replied: false,
             response_modes: Vec::new(),
             response_mode: BodyMode::Untouched,
+            resume_from: None,
+            response_seen: 0,
         }
     }
 
@@ -249,7 +282,12 @@ impl Pipeline {
             Ok(body) => self.ex.body = Some(body),
             Err(e) => return self.reply(host, "pipeline", &e),
         }
-        for i in 0..self.stages.len() {
+        self.run_body_stages(host, 0, raw.len())
+    }
+
+    /// Runs the body stages from `from`; pauses at a stage waiting for a callout.
+    fn run_body_stages(&mut self, host: &dyn Host, from: usize, raw_len: usize) -> Action {
+        for i in from..self.stages.len() {
             if !self.wants_body[i] {
                 continue;
             }
@@ -257,20 +295,22 @@ impl Pipeline {
                 let name = self.stages[i].name();
                 return self.reply(host, name, &e);
             }
+            if self.stages[i].request_pending() {
+                self.resume_from = Some((i + 1, raw_len));
+                return Action::Pause;
+            }
         }
         if self.ex.body_changed {
             let bytes = match &self.ex.body {
                 Some(RequestBody::Chat(b)) => serde_json::to_vec(b),
                 Some(RequestBody::Messages(b)) => serde_json::to_vec(b),
                 Some(RequestBody::Json(b)) => serde_json::to_vec(b),
-                None => Ok(raw.to_vec()),
+                None => return Action::Continue,
             };
             match bytes {
                 Ok(bytes) => {
-                    if let Err(status) = host.set_request_body(0, raw.len(), &bytes) {
-                        let e = ErrorReply::internal(format!(
-                            "cannot rewrite request body: {status:?}"
-                        ));
+                    if let Err(status) = host.set_request_body(0, raw_len, &bytes) {
+                        let e = ErrorReply::internal(format!("cannot rewrite request body: {status:?}"));
                         return self.reply(host, "pipeline", &e);
                     }
                 }
@@ -319,47 +359,66 @@ impl Pipeline {
         }
     }
 
-    /// `on_http_call_response` of the HTTP context: resumes the response once the stage that
-    /// holds it says so.
+    /// `on_http_call_response` of the HTTP context: hands the answer to the stage that made the
+    /// callout and resumes what it held.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
-        let mut resume = false;
-        for stage in self.stages.iter_mut() {
-            resume |= stage.on_http_call_response(host, &mut self.ex, token, body_size);
-        }
-        if resume {
-            host.resume_response();
+        for i in 0..self.stages.len() {
+            match self.stages[i].on_http_call_response(host, &mut self.ex, token, body_size) {
+                CallResult::NotMine => continue,
+                CallResult::Wait => return,
+                CallResult::ResumeResponse => {
+                    self.response_seen = 0;
+                    host.resume_response();
+                    return;
+                }
+                CallResult::Reply(e) => {
+                    let name = self.stages[i].name();
+                    self.reply(host, name, &e);
+                    return;
+                }
+                CallResult::ResumeRequest => {
+                    let Some((from, raw_len)) = self.resume_from.take() else { return };
+                    if self.run_body_stages(host, from, raw_len) == Action::Continue {
+                        host.resume_request();
+                    }
+                    return;
+                }
+            }
         }
     }
 
-    /// `on_http_response_body`.
-    pub fn on_response_body(
-        &mut self,
-        host: &dyn Host,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Action {
+    /// `on_http_response_body`. While a stage holds the body, Envoy keeps buffering and
+    /// `body_size` grows; only the bytes not seen yet go through the stages.
+    pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
             BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
             mode => {
-                let original = host.response_body(0, body_size).unwrap_or_default();
+                let seen = self.response_seen.min(body_size);
+                let fresh = body_size - seen;
+                let original = host.response_body(seen, fresh).unwrap_or_default();
                 let end = end_of_stream || mode != BodyMode::Stream;
                 let mut bytes = original.clone();
                 let stages = self.stages.iter_mut().rev().zip(self.response_modes.iter());
+                let mut held = false;
                 for (stage, wants) in stages {
                     if *wants != BodyMode::Untouched {
                         bytes = stage.on_response_body(host, &mut self.ex, bytes, end);
+                        held |= stage.response_held();
                     }
                 }
                 if bytes != original {
-                    if let Err(status) = host.set_response_body(0, body_size, &bytes) {
-                        host.log(
-                            LogLevel::Error,
-                            &format!("cannot rewrite response body: {status:?}"),
-                        );
+                    if let Err(status) = host.set_response_body(seen, fresh, &bytes) {
+                        host.log(LogLevel::Error, &format!("cannot rewrite response body: {status:?}"));
                     }
                 }
-                Action::Continue
+                if held {
+                    self.response_seen = seen + bytes.len();
+                    Action::Pause
+                } else {
+                    self.response_seen = 0;
+                    Action::Continue
+                }
             }
         }
     }

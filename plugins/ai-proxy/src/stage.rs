@@ -9,7 +9,7 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::llm::{anthropic, openai};
-use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
 use sdk::sse::{SseDecoder, SseEvent};
 use serde_json::{json, Value};
 use std::rc::Rc;
@@ -348,17 +348,17 @@ impl Stage for ProxyStage {
         ex: &mut Exchange,
         token: u32,
         body_size: usize,
-    ) -> bool {
+    ) -> CallResult {
         let rules = self.rules.clone();
         let Some(p) = self
             .active
             .and_then(|id| rules.get(id))
             .and_then(|c| c.active.as_ref())
         else {
-            return false;
+            return CallResult::NotMine;
         };
         let Some(replay) = self.replay.as_mut().filter(|r| r.call == Some(token)) else {
-            return false;
+            return CallResult::NotMine;
         };
         replay.call = None;
         let status = host
@@ -369,7 +369,7 @@ impl Stage for ProxyStage {
         }
         if let Some(status) = status {
             if self.retry_with_another_key(host, ex, p, status) {
-                return false;
+                return CallResult::Wait;
             }
             let content_type = host
                 .http_call_response_header("content-type")
@@ -390,7 +390,7 @@ impl Stage for ProxyStage {
             let content_type = host.response_header("content-type").unwrap_or_default();
             self.plan_response(host, ex.protocol(), p.family, status, &content_type);
         }
-        true
+        CallResult::ResumeResponse
     }
 
     fn on_response_body(
