@@ -448,10 +448,8 @@ pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
         _ => None,
     });
     ErrorReply {
-        status,
-        message: message.to_string(),
-        error_type: kind.to_string(),
         code,
+        ..ErrorReply::new(status, kind, None, message.to_string())
     }
 }
 
