@@ -16,7 +16,7 @@ pub struct ErrorReply {
     /// OpenAI `error.code`, e.g. `invalid_json`.
     pub code: Option<String>,
     /// A prepared answer (content type, body) sent instead of the error JSON.
-    pub raw: Option<(String, String)>,
+    pub raw: Option<Box<(String, String)>>,
 }
 
 impl ErrorReply {
@@ -39,7 +39,7 @@ impl ErrorReply {
     /// A local answer with a prepared body (e.g. a refusal shaped as a completion).
     pub fn raw(status: u32, content_type: &str, body: String) -> Self {
         ErrorReply {
-            raw: Some((content_type.to_string(), body)),
+            raw: Some(Box::new((content_type.to_string(), body))),
             ..ErrorReply::new(status, "", None, "")
         }
     }
@@ -70,8 +70,8 @@ impl ErrorReply {
 
     /// The JSON body in the client's protocol.
     pub fn body(&self, protocol: ClientProtocol) -> String {
-        if let Some((_, body)) = &self.raw {
-            return body.clone();
+        if let Some(raw) = &self.raw {
+            return raw.1.clone();
         }
         let value = match protocol {
             ClientProtocol::OpenAi => json!({"error": {
@@ -91,8 +91,15 @@ impl ErrorReply {
     /// Sends the reply to the client as a local response.
     pub fn send(&self, host: &dyn Host, protocol: ClientProtocol) {
         let body = self.body(protocol);
-        let content_type = self.raw.as_ref().map_or("application/json", |(t, _)| t.as_str());
-        host.send_http_response(self.status, &[("content-type", content_type)], body.as_bytes());
+        let content_type = self
+            .raw
+            .as_ref()
+            .map_or("application/json", |r| r.0.as_str());
+        host.send_http_response(
+            self.status,
+            &[("content-type", content_type)],
+            body.as_bytes(),
+        );
     }
 }
 

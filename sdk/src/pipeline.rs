@@ -38,6 +38,9 @@ pub struct Exchange {
     pub body: Option<RequestBody>,
     /// Set by a stage that edited `body`; the body is then re-serialized.
     pub body_changed: bool,
+    /// Set by a response stage whose returned bytes replace everything Envoy holds, not just
+    /// the new chunk (a moderation cut).
+    pub replace_held_response: bool,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
 }
@@ -310,7 +313,9 @@ impl Pipeline {
             match bytes {
                 Ok(bytes) => {
                     if let Err(status) = host.set_request_body(0, raw_len, &bytes) {
-                        let e = ErrorReply::internal(format!("cannot rewrite request body: {status:?}"));
+                        let e = ErrorReply::internal(format!(
+                            "cannot rewrite request body: {status:?}"
+                        ));
                         return self.reply(host, "pipeline", &e);
                     }
                 }
@@ -377,7 +382,9 @@ impl Pipeline {
                     return;
                 }
                 CallResult::ResumeRequest => {
-                    let Some((from, raw_len)) = self.resume_from.take() else { return };
+                    let Some((from, raw_len)) = self.resume_from.take() else {
+                        return;
+                    };
                     if self.run_body_stages(host, from, raw_len) == Action::Continue {
                         host.resume_request();
                     }
@@ -389,7 +396,12 @@ impl Pipeline {
 
     /// `on_http_response_body`. While a stage holds the body, Envoy keeps buffering and
     /// `body_size` grows; only the bytes not seen yet go through the stages.
-    pub fn on_response_body(&mut self, host: &dyn Host, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
             BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
@@ -407,9 +419,19 @@ impl Pipeline {
                         held |= stage.response_held();
                     }
                 }
-                if bytes != original {
+                if std::mem::take(&mut self.ex.replace_held_response) {
+                    if let Err(status) = host.set_response_body(0, body_size, &bytes) {
+                        host.log(
+                            LogLevel::Error,
+                            &format!("cannot rewrite response body: {status:?}"),
+                        );
+                    }
+                } else if bytes != original {
                     if let Err(status) = host.set_response_body(seen, fresh, &bytes) {
-                        host.log(LogLevel::Error, &format!("cannot rewrite response body: {status:?}"));
+                        host.log(
+                            LogLevel::Error,
+                            &format!("cannot rewrite response body: {status:?}"),
+                        );
                     }
                 }
                 if held {

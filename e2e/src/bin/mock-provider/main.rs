@@ -7,6 +7,7 @@
 mod anthropic;
 mod conn;
 mod control;
+mod moderation;
 mod openai;
 mod record;
 mod reply;
@@ -83,6 +84,7 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(anthropic::routes())
+        .merge(moderation::routes())
         .merge(record::routes())
         .fallback(reply::not_found)
         .method_not_allowed_fallback(reply::method_not_allowed)

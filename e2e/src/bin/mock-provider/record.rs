@@ -84,10 +84,12 @@ pub struct Shared {
     requests: Mutex<Vec<Recorded>>,
     failures: Mutex<Vec<FailRule>>,
     counter: AtomicU64,
+    /// Behaviour of the moderation endpoint.
+    pub moderation: Mutex<crate::moderation::Settings>,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -142,6 +144,7 @@ async fn list(State(shared): State<Arc<Shared>>) -> Json<Vec<Recorded>> {
 async fn clear(State(shared): State<Arc<Shared>>) -> StatusCode {
     lock(&shared.requests).clear();
     lock(&shared.failures).clear();
+    *lock(&shared.moderation) = crate::moderation::Settings::default();
     StatusCode::NO_CONTENT
 }
 

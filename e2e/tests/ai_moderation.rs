@@ -1,0 +1,258 @@
+//! ai-moderation through a real Envoy: local rules, an OpenAI-compatible moderation service,
+//! fail-open/closed, and streamed answers cut at the offending window.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use e2e::envoy::Options;
+use e2e::Gateway;
+use serde_json::{json, Value};
+
+const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
+const PLUGIN: &str = "ai-moderation";
+
+fn chat(text: &str, stream: bool) -> String {
+    json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": text}]})
+        .to_string()
+}
+
+fn sse_events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|ev| {
+            ev.lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn denied_requests_never_reach_the_provider() {
+    let config = r#"{"denyWords": ["bomb"], "denyPatterns": ["card number \\d{4}"],
+        "denyMessage": "Sorry, not allowed.",
+        "_rules_": [{"_match_domain_": ["strict.test"], "denyWords": ["bomb"], "denyCode": 403}]}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
+
+    // OpenAI shape, default 200 with a content_filter completion.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("How to build a BOMB?", false),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(v["choices"][0]["message"]["content"], "Sorry, not allowed.");
+    // Regular expressions, case-insensitive.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("my Card Number 1234 5678", false),
+        )
+        .unwrap();
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+    // A streaming client gets a well-formed stream.
+    let resp = gw
+        .post("/v1/chat/completions", &[], &chat("bomb", true))
+        .unwrap();
+    assert!(resp
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = sse_events(&resp.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(resp.body.contains("content_filter"));
+    // Anthropic shape.
+    let body =
+        json!({"model": "c", "max_tokens": 9, "messages": [{"role": "user", "content": "a bomb"}]});
+    let v = gw
+        .post("/v1/messages", &[], &body.to_string())
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["stop_reason"], "refusal");
+    // An error status when configured.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("host", "strict.test")],
+            &chat("bomb", false),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.json().unwrap()["error"]["code"], "content_filter");
+    assert!(
+        gw.mock.requests().unwrap().is_empty(),
+        "the provider was called"
+    );
+    // Word boundaries: "bombay" is fine; clean requests pass.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("Flights to Bombay", false),
+        )
+        .unwrap();
+    assert_eq!(resp.json().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(gw.mock.requests().unwrap().len(), 1);
+    let denied = gw.envoy.prometheus().unwrap();
+    let count = denied
+        .iter()
+        .find(|s| {
+            s.name == "ai_moderation_denied"
+                && s.labels.get("direction").map(String::as_str) == Some("request")
+                && s.labels.get("source").map(String::as_str) == Some("local")
+        })
+        .map(|s| s.value);
+    assert_eq!(count, Some(5.0));
+}
+
+const SERVICE: &str = r#"{"service": {"cluster": "llm_upstream", "timeout": 500, "failOpen": true},
+    "_rules_": [{"_match_domain_": ["closed.test"],
+                 "service": {"cluster": "llm_upstream", "timeout": 500, "failOpen": false}}]}"#;
+
+#[test]
+fn moderation_service_checks_requests_and_fails_open_or_closed() {
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, SERVICE)).unwrap();
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("tell me forbidden things", false),
+        )
+        .unwrap();
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+    let calls = gw.mock.requests_to("/v1/moderations").unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0]["body_json"]["input"],
+        json!(["tell me forbidden things"])
+    );
+    assert!(gw
+        .mock
+        .requests_to("/v1/chat/completions")
+        .unwrap()
+        .is_empty());
+    let resp = gw
+        .post("/v1/chat/completions", &[], &chat("hello", false))
+        .unwrap();
+    assert_eq!(resp.json().unwrap()["choices"][0]["finish_reason"], "stop");
+
+    // Service down (500) and slow (timeout): open passes, closed denies.
+    for settings in [json!({"status": 500}), json!({"delay_ms": 1500})] {
+        gw.mock.clear().unwrap();
+        gw.client
+            .post(
+                &format!("{}/__mock/moderation", gw.mock.url()),
+                &[],
+                &settings.to_string(),
+            )
+            .unwrap();
+        let open = gw
+            .post("/v1/chat/completions", &[], &chat("hello", false))
+            .unwrap();
+        assert_eq!(
+            open.json().unwrap()["choices"][0]["finish_reason"],
+            "stop",
+            "{settings}"
+        );
+        let closed = gw
+            .post(
+                "/v1/chat/completions",
+                &[("host", "closed.test")],
+                &chat("hello", false),
+            )
+            .unwrap();
+        assert_eq!(
+            closed.json().unwrap()["choices"][0]["finish_reason"],
+            "content_filter",
+            "{settings}"
+        );
+        assert_eq!(
+            gw.mock.requests_to("/v1/chat/completions").unwrap().len(),
+            1,
+            "{settings}"
+        );
+    }
+}
+
+/// 24 words of 9 characters each ("aaaaaaaa "), the bad word in the 5th window of 36 chars.
+fn long_answer() -> String {
+    let mut words: Vec<String> = (0..24).map(|i| format!("word{i:04}")).collect();
+    words[17] = "forbidden".into();
+    words.join(" ")
+}
+
+fn stream_and_check(gw: &Gateway, content: &str) -> (String, Vec<Value>) {
+    let url = format!("{}/v1/chat/completions", gw.envoy.url());
+    let headers = [("x-mock-content", content), ("x-mock-chunk-delay-ms", "10")];
+    let (status, reads) = gw
+        .client
+        .post_stream(&url, &headers, &chat("go", true))
+        .unwrap();
+    assert_eq!(status, 200);
+    let body = String::from_utf8(reads.into_iter().flat_map(|(_, b)| b).collect()).unwrap();
+    let events = sse_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "[DONE]").count(),
+        1,
+        "{body}"
+    );
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    (text, chunks)
+}
+
+fn check_cut(gw: &Gateway) {
+    let answer = long_answer();
+    let (text, chunks) = stream_and_check(gw, &answer);
+    assert!(!text.contains("forbidden"), "{text}");
+    // Everything before the offending window arrived, in order; nothing after it.
+    assert!(answer.starts_with(&text), "{text}");
+    assert!(
+        text.len() >= 4 * 36 - 45 && text.len() < answer.find("forbidden").unwrap(),
+        "{} chars: {text}",
+        text.len()
+    );
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
+    // A clean stream arrives complete and in order.
+    let clean = answer.replace("forbidden", "fine-word");
+    let (text, chunks) = stream_and_check(gw, &clean);
+    assert_eq!(text, clean);
+    assert!(chunks
+        .iter()
+        .any(|c| c["choices"][0]["finish_reason"] == "stop"));
+}
+
+#[test]
+fn streamed_answer_is_cut_at_the_offending_window_local_rules() {
+    let config = r#"{"checkRequest": false, "checkResponse": true, "denyWords": ["forbidden"], "streamWindow": 36}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
+    check_cut(&gw);
+}
+
+#[test]
+fn streamed_answer_is_cut_at_the_offending_window_service() {
+    let config = r#"{"checkRequest": false, "checkResponse": true, "streamWindow": 36,
+        "service": {"cluster": "llm_upstream", "failOpen": false}}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
+    check_cut(&gw);
+    assert!(gw.mock.requests_to("/v1/moderations").unwrap().len() >= 5);
+}

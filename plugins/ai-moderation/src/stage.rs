@@ -1,0 +1,545 @@
+//! The moderation core driven by the pipeline: requests checked before they leave, answers
+//! checked whole or, when streamed, window by window while Envoy holds the window.
+
+use crate::config::{Direction, ModerationConfig};
+use crate::core::{self, ServiceVerdict, StreamEnding, Window};
+use sdk::api::ClientProtocol;
+use sdk::config::{RuleSet, Selected};
+use sdk::error::ErrorReply;
+use sdk::host::{Host, LogLevel, MetricType};
+use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
+use sdk::sse::SseDecoder;
+use serde_json::Value;
+use std::rc::Rc;
+use std::time::Duration;
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Request => "request",
+        Direction::Response => "response",
+    }
+}
+
+/// How the answer is being checked.
+enum Answer {
+    /// Not checked.
+    Off,
+    /// A JSON answer, checked whole.
+    Json,
+    /// A stream, checked window by window.
+    Stream {
+        /// Bytes of an event not complete yet (kept out of Envoy's buffer).
+        tail: Vec<u8>,
+        window: Window,
+        ending: StreamEnding,
+    },
+}
+
+/// Per-request state (lives in the HTTP context).
+pub struct ModerationStage {
+    rules: Rc<RuleSet<ModerationConfig>>,
+    active: Option<Selected>,
+    protocol: ClientProtocol,
+    stream: bool,
+    model: String,
+    request_call: Option<u32>,
+    response_call: Option<u32>,
+    answer: Answer,
+    /// Bytes Envoy holds for us (since the last release).
+    held: usize,
+    holding: bool,
+    /// The answer was cut: everything after is dropped.
+    blocked: bool,
+    finished: bool,
+}
+
+impl ModerationStage {
+    /// A stage over the parsed rule set.
+    pub fn new(rules: Rc<RuleSet<ModerationConfig>>) -> ModerationStage {
+        ModerationStage {
+            rules,
+            active: None,
+            protocol: ClientProtocol::OpenAi,
+            stream: false,
+            model: String::new(),
+            request_call: None,
+            response_call: None,
+            answer: Answer::Off,
+            held: 0,
+            holding: false,
+            blocked: false,
+            finished: false,
+        }
+    }
+
+    fn config(&self) -> Option<&ModerationConfig> {
+        self.rules.get(self.active?)
+    }
+
+    /// Records a decision: a metric and the guardrail fields for the access log.
+    fn record(
+        &self,
+        host: &dyn Host,
+        direction: Direction,
+        blocked: bool,
+        source: &str,
+        detail: &str,
+    ) {
+        let result = if blocked { "blocked" } else { "allowed" };
+        let _ = host.set_property(&["gen_ai.guardrail.result.type"], result.as_bytes());
+        let _ = host.set_property(
+            &["gen_ai.guardrail.direction"],
+            direction_name(direction).as_bytes(),
+        );
+        let _ = host.set_property(&["gen_ai.guardrail.source"], source.as_bytes());
+        if blocked {
+            let _ = host.set_property(&["gen_ai.guardrail.categories"], detail.as_bytes());
+            let name = format!(
+                "ai_moderation.denied.direction=.={};.;.source=.={source};.;",
+                direction_name(direction)
+            );
+            if let Ok(id) = host.define_metric(MetricType::Counter, &name) {
+                let _ = host.increment_metric(id, 1);
+            }
+            host.log(
+                LogLevel::Info,
+                &format!(
+                    "[ai-moderation] {} denied by {source}: {detail}",
+                    direction_name(direction)
+                ),
+            );
+        }
+    }
+
+    fn deny_reply(&self, config: &ModerationConfig) -> ErrorReply {
+        let (content_type, body) = core::deny_response(
+            self.protocol,
+            self.stream,
+            config.deny_code,
+            &config.deny_message,
+            &self.model,
+        );
+        ErrorReply::raw(config.deny_code, &content_type, body)
+    }
+
+    /// Sends `text` to the moderation service; returns the callout token.
+    fn ask_service(&self, host: &dyn Host, config: &ModerationConfig, text: &str) -> Option<u32> {
+        let service = config.service.as_ref()?;
+        let body =
+            core::moderation_request(text, service.max_input_chars, service.model.as_deref());
+        let bearer = service.api_key.as_ref().map(|k| format!("Bearer {k}"));
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", service.path.as_str()),
+            (":authority", service.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(b) = bearer.as_deref() {
+            headers.push(("authorization", b));
+        }
+        let timeout = Duration::from_millis(service.timeout);
+        match host.dispatch_http_call(&service.cluster, &headers, Some(body.as_bytes()), timeout) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("[ai-moderation] service call not sent: {e:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The service's verdict on the callout being delivered: Some(categories) to deny.
+    fn service_verdict(
+        &self,
+        host: &dyn Host,
+        config: &ModerationConfig,
+        body_size: usize,
+    ) -> (bool, String, &'static str) {
+        let status = host
+            .http_call_response_header(":status")
+            .and_then(|s| s.parse::<u32>().ok());
+        let thresholds = config
+            .service
+            .as_ref()
+            .map(|s| s.thresholds.clone())
+            .unwrap_or_default();
+        let fail_open = config.service.as_ref().is_none_or(|s| s.fail_open);
+        let failure = |why: String| (!fail_open, why, "failure");
+        match status {
+            Some(200..=299) => {
+                let body = host.http_call_response_body(body_size).unwrap_or_default();
+                match core::parse_moderation(&body, &thresholds) {
+                    ServiceVerdict::Allow => (false, String::new(), "service"),
+                    ServiceVerdict::Deny { categories } => (true, categories.join(","), "service"),
+                    ServiceVerdict::Invalid(why) => {
+                        failure(format!("invalid service answer: {why}"))
+                    }
+                }
+            }
+            Some(other) => failure(format!("service answered {other}")),
+            None => failure("service unreachable or timed out".to_string()),
+        }
+    }
+
+    /// Checks the current window locally; when clean and a service is configured, asks it.
+    /// Returns true when the answer must be cut now.
+    fn check_window(&mut self, host: &dyn Host, end: bool) -> bool {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return false;
+        };
+        let Answer::Stream { window, .. } = &mut self.answer else {
+            return false;
+        };
+        if window.is_empty() {
+            return false;
+        }
+        // Mid-stream, a word cut at the window's end is left to the next window (the overlap
+        // carries it), so "bomb|ay" is not read as "bomb".
+        let full = window.text();
+        let text = if end {
+            full
+        } else {
+            let cut = full
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !c.is_alphanumeric())
+                .map_or(0, |(i, _)| i);
+            &full[..cut]
+        };
+        if let Some(hit) = config.rules(Direction::Response).find(text) {
+            self.record(host, Direction::Response, true, "local", &hit);
+            return true;
+        }
+        if config.service.is_some() {
+            let text = window.text().to_string();
+            window.roll();
+            match self.ask_service(host, config, &text) {
+                Some(token) => self.response_call = Some(token),
+                None if !config.service.as_ref().is_none_or(|s| s.fail_open) => {
+                    self.record(
+                        host,
+                        Direction::Response,
+                        true,
+                        "failure",
+                        "service call not sent",
+                    );
+                    return true;
+                }
+                None => {}
+            }
+        } else {
+            window.roll();
+        }
+        false
+    }
+
+    fn ending(&self) -> Vec<u8> {
+        match &self.answer {
+            Answer::Stream { ending, .. } => ending.ending().into_bytes(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// End of the last complete SSE event in `data` (after its blank line).
+fn complete_events(data: &[u8]) -> usize {
+    let mut end = 0;
+    let mut i = 0;
+    while i + 1 < data.len() {
+        if data[i] == b'\n' && data[i + 1] == b'\n' {
+            end = i + 2;
+            i += 2;
+        } else if i + 3 < data.len() && &data[i..i + 4] == b"\r\n\r\n" {
+            end = i + 4;
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    end
+}
+
+impl Stage for ModerationStage {
+    fn name(&self) -> &'static str {
+        "ai-moderation"
+    }
+
+    fn on_request_headers(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply> {
+        if !ex.api().is_chat() {
+            return Ok(Need::Nothing);
+        }
+        let rules = self.rules.clone();
+        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
+            return Ok(Need::Nothing);
+        };
+        let Some(config) = rules.get(id) else {
+            return Ok(Need::Nothing);
+        };
+        if !config.checks(Direction::Request) && !config.checks(Direction::Response) {
+            return Ok(Need::Nothing);
+        }
+        self.active = Some(id);
+        self.protocol = ex.protocol();
+        Ok(Need::Body)
+    }
+
+    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return Ok(());
+        };
+        let text = match &ex.body {
+            Some(RequestBody::Chat(c)) => {
+                self.stream = c.stream == Some(true);
+                self.model = c.model.clone().unwrap_or_default();
+                core::request_text_openai(c, config.check_scope)
+            }
+            Some(RequestBody::Messages(m)) => {
+                self.stream = m.stream == Some(true);
+                self.model = m.model.clone().unwrap_or_default();
+                core::request_text_anthropic(m, config.check_scope)
+            }
+            _ => return Ok(()),
+        };
+        if !config.checks(Direction::Request) || text.trim().is_empty() {
+            return Ok(());
+        }
+        if let Some(hit) = config.rules(Direction::Request).find(&text) {
+            self.record(host, Direction::Request, true, "local", &hit);
+            return Err(self.deny_reply(config));
+        }
+        if config.service.is_some() {
+            match self.ask_service(host, config, &text) {
+                Some(token) => self.request_call = Some(token),
+                None if config.service.as_ref().is_none_or(|s| s.fail_open) => {}
+                None => {
+                    self.record(
+                        host,
+                        Direction::Request,
+                        true,
+                        "failure",
+                        "service call not sent",
+                    );
+                    return Err(self.deny_reply(config));
+                }
+            }
+        } else {
+            self.record(host, Direction::Request, false, "local", "");
+        }
+        Ok(())
+    }
+
+    fn request_pending(&self) -> bool {
+        self.request_call.is_some()
+    }
+
+    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+        let Some(config) = self.config() else {
+            return BodyMode::Untouched;
+        };
+        if !config.checks(Direction::Response) {
+            return BodyMode::Untouched;
+        }
+        let status: u32 = host
+            .response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if !(200..300).contains(&status) {
+            return BodyMode::Untouched;
+        }
+        let content_type = host.response_header("content-type").unwrap_or_default();
+        if content_type.contains("text/event-stream") {
+            self.answer = Answer::Stream {
+                tail: Vec::new(),
+                window: Window::new(config.stream_window),
+                ending: StreamEnding::new(self.protocol),
+            };
+            BodyMode::Stream
+        } else {
+            self.answer = Answer::Json;
+            BodyMode::Buffer
+        }
+    }
+
+    fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> Vec<u8> {
+        if self.blocked || self.finished {
+            return if self.blocked { Vec::new() } else { chunk };
+        }
+        match &mut self.answer {
+            Answer::Off => chunk,
+            Answer::Json => {
+                let rules = self.rules.clone();
+                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+                    return chunk;
+                };
+                let mut text = String::new();
+                if let Ok(doc) = serde_json::from_slice::<Value>(&chunk) {
+                    sdk::usage::response_text(&doc, &mut text);
+                }
+                self.finished = true;
+                if let Some(hit) = config.rules(Direction::Response).find(&text) {
+                    self.record(host, Direction::Response, true, "local", &hit);
+                    return core::deny_response(
+                        self.protocol,
+                        false,
+                        200,
+                        &config.deny_message,
+                        &self.model,
+                    )
+                    .1
+                    .into_bytes();
+                }
+                if let Some(token) = self.ask_service(host, config, &text) {
+                    self.response_call = Some(token);
+                    self.holding = true;
+                    self.held = chunk.len();
+                }
+                chunk
+            }
+            Answer::Stream {
+                tail,
+                window,
+                ending,
+            } => {
+                let mut data = std::mem::take(tail);
+                data.extend_from_slice(&chunk);
+                let cut = if end {
+                    data.len()
+                } else {
+                    complete_events(&data)
+                };
+                *tail = data.split_off(cut);
+                let mut decoder = SseDecoder::default();
+                let mut events = Vec::new();
+                let _ = decoder.feed(&data, &mut events);
+                decoder.finish(&mut events);
+                let mut ready = false;
+                for ev in &events {
+                    if let Ok(json) = serde_json::from_str::<Value>(&ev.data) {
+                        ending.observe(&json);
+                        ready |= window.push_event(&json);
+                    }
+                }
+                self.held += data.len();
+                if self.response_call.is_some() {
+                    // A check is out: hold this too until its verdict.
+                    self.holding = true;
+                    return data;
+                }
+                if ready || end {
+                    if self.check_window(host, end) {
+                        self.blocked = true;
+                        self.holding = false;
+                        self.held = 0;
+                        ex.replace_held_response = true;
+                        return self.ending();
+                    }
+                    self.holding = self.response_call.is_some();
+                } else {
+                    self.holding = true;
+                }
+                if !self.holding {
+                    self.held = 0;
+                }
+                data
+            }
+        }
+    }
+
+    fn response_held(&self) -> bool {
+        self.holding
+    }
+
+    fn on_http_call_response(
+        &mut self,
+        host: &dyn Host,
+        _ex: &mut Exchange,
+        token: u32,
+        body_size: usize,
+    ) -> CallResult {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return CallResult::NotMine;
+        };
+        if self.request_call == Some(token) {
+            self.request_call = None;
+            let (deny, detail, source) = self.service_verdict(host, config, body_size);
+            self.record(host, Direction::Request, deny, source, &detail);
+            if deny {
+                return CallResult::Reply(self.deny_reply(config));
+            }
+            if source == "failure" {
+                host.log(
+                    LogLevel::Warn,
+                    &format!("[ai-moderation] {detail}; allowed (failOpen)"),
+                );
+            }
+            return CallResult::ResumeRequest;
+        }
+        if self.response_call != Some(token) {
+            return CallResult::NotMine;
+        }
+        self.response_call = None;
+        let (deny, detail, source) = self.service_verdict(host, config, body_size);
+        self.record(host, Direction::Response, deny, source, &detail);
+        if deny {
+            let replacement = match &self.answer {
+                Answer::Json => core::deny_response(
+                    self.protocol,
+                    false,
+                    200,
+                    &config.deny_message,
+                    &self.model,
+                )
+                .1
+                .into_bytes(),
+                _ => self.ending(),
+            };
+            if let Err(e) = host.set_response_body(0, self.held, &replacement) {
+                host.log(
+                    LogLevel::Error,
+                    &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
+                );
+            }
+            self.blocked = !matches!(self.answer, Answer::Json);
+            self.holding = false;
+            self.held = 0;
+            return CallResult::ResumeResponse;
+        }
+        // Text that arrived during the check is checked before anything is released.
+        if matches!(&self.answer, Answer::Stream { window, .. } if !window.is_empty()) {
+            if self.check_window(host, true) {
+                let ending = self.ending();
+                if let Err(e) = host.set_response_body(0, self.held, &ending) {
+                    host.log(
+                        LogLevel::Error,
+                        &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
+                    );
+                }
+                self.blocked = true;
+                self.holding = false;
+                self.held = 0;
+                return CallResult::ResumeResponse;
+            }
+            if self.response_call.is_some() {
+                return CallResult::Wait;
+            }
+        }
+        self.holding = false;
+        self.held = 0;
+        CallResult::ResumeResponse
+    }
+}
