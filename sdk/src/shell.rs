@@ -37,19 +37,80 @@ pub trait Plugin: 'static {
     }
 }
 
+/// A plugin with its parsed config, behind one object-safe interface (so one `.wasm` can carry
+/// several plugins).
+pub trait Loaded {
+    /// The stages of one request.
+    fn stages(&self) -> Vec<Box<dyn Stage>>;
+    /// Wanted tick period.
+    fn tick_period(&self) -> Option<Duration>;
+    /// Root tick.
+    fn on_tick(&self, host: &dyn Host);
+    /// Answer to a root callout.
+    fn on_root_call_response(&self, host: &dyn Host, token: u32, body_size: usize);
+}
+
+struct LoadedPlugin<P: Plugin>(Rc<P::Config>);
+
+impl<P: Plugin> Loaded for LoadedPlugin<P> {
+    fn stages(&self) -> Vec<Box<dyn Stage>> {
+        P::stages(&self.0)
+    }
+    fn tick_period(&self) -> Option<Duration> {
+        P::tick_period(&self.0)
+    }
+    fn on_tick(&self, host: &dyn Host) {
+        P::on_tick(&self.0, host)
+    }
+    fn on_root_call_response(&self, host: &dyn Host, token: u32, body_size: usize) {
+        P::on_root_call_response(&self.0, host, token, body_size)
+    }
+}
+
+/// Parses `bytes` as `P`'s configuration.
+pub fn load<P: Plugin>(bytes: &[u8]) -> Result<(Box<dyn Loaded>, Vec<String>), ConfigError> {
+    let (config, warnings) = P::parse_config(bytes)?;
+    Ok((Box::new(LoadedPlugin::<P>(Rc::new(config))), warnings))
+}
+
+/// Builds what a root context runs from its `root_id` and configuration bytes.
+pub type Loader = fn(&str, &[u8]) -> Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError>;
+
 /// Registers the plugin's root context; call from `proxy_wasm::main!`.
 pub fn start<P: Plugin>() {
-    crate::install_panic_hook(P::NAME);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root::<P> { config: None })
+    start_with(P::NAME, |_, bytes| {
+        load::<P>(bytes).map(|(l, w)| (vec![l], w))
     });
 }
 
-struct Root<P: Plugin> {
-    config: Option<Rc<P::Config>>,
+thread_local! {
+    /// The module's entry: its name and loader (set once by `start_with`).
+    static ENTRY: std::cell::Cell<Option<(&'static str, Loader)>> = const { std::cell::Cell::new(None) };
 }
 
-impl<P: Plugin> Context for Root<P> {
+/// Registers a root context whose plugins `loader` chooses (the bundle's entry point).
+pub fn start_with(name: &'static str, loader: Loader) {
+    crate::install_panic_hook(name);
+    ENTRY.with(|e| e.set(Some((name, loader))));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        let (name, loader) = ENTRY
+            .with(|e| e.get())
+            .unwrap_or(("ai-gateway", |_, _| Ok((Vec::new(), Vec::new()))));
+        Box::new(Root {
+            name: name.to_string(),
+            loader,
+            loaded: Vec::new(),
+        })
+    });
+}
+
+struct Root {
+    name: String,
+    loader: Loader,
+    loaded: Vec<Box<dyn Loaded>>,
+}
+
+impl Context for Root {
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -57,13 +118,13 @@ impl<P: Plugin> Context for Root<P> {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(config) = &self.config {
-            P::on_root_call_response(config, &WasmHost, token_id, body_size);
+        for plugin in &self.loaded {
+            plugin.on_root_call_response(&WasmHost, token_id, body_size);
         }
     }
 }
 
-impl<P: Plugin> RootContext for Root<P> {
+impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = WasmHost;
         let bytes =
@@ -71,35 +132,41 @@ impl<P: Plugin> RootContext for Root<P> {
                 .ok()
                 .flatten()
                 .unwrap_or_default();
-        match P::parse_config(&bytes) {
-            Ok((config, warnings)) => {
+        let root_id = host
+            .property(&["plugin_root_id"])
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| self.name.clone());
+        match (self.loader)(&root_id, &bytes) {
+            Ok((loaded, warnings)) => {
                 for w in warnings {
-                    host.log(LogLevel::Warn, &format!("[{}] {w}", P::NAME));
+                    host.log(LogLevel::Warn, &format!("[{root_id}] {w}"));
                 }
-                if let Some(period) = P::tick_period(&config) {
+                if let Some(period) = loaded.iter().filter_map(|p| p.tick_period()).min() {
                     let _ = proxy_wasm::hostcalls::set_tick_period(period);
                 }
-                self.config = Some(Rc::new(config));
+                self.loaded = loaded;
+                self.name = root_id;
                 true
             }
             Err(e) => {
-                host.log(LogLevel::Error, &format!("[{}] {e}", P::NAME));
+                host.log(LogLevel::Error, &format!("[{root_id}] {e}"));
                 false
             }
         }
     }
 
+    fn on_tick(&mut self) {
+        for plugin in &self.loaded {
+            plugin.on_tick(&WasmHost);
+        }
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let stages = self.config.as_ref().map(P::stages).unwrap_or_default();
+        let stages = self.loaded.iter().flat_map(|p| p.stages()).collect();
         Some(Box::new(Filter {
             pipeline: Pipeline::new(stages),
         }))
-    }
-
-    fn on_tick(&mut self) {
-        if let Some(config) = &self.config {
-            P::on_tick(config, &WasmHost);
-        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

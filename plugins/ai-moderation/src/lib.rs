@@ -29,7 +29,7 @@ impl Plugin for AiModeration {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "standalone"))]
 proxy_wasm::main! {{
     sdk::shell::start::<AiModeration>();
 }}

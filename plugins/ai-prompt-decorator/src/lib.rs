@@ -30,7 +30,7 @@ impl Plugin for PromptDecorator {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "standalone"))]
 proxy_wasm::main! {{
     sdk::shell::start::<PromptDecorator>();
 }}

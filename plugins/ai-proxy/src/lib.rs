@@ -75,7 +75,7 @@ fn providers(config: &RuleSet<ProxyConfig>) -> impl Iterator<Item = &providers::
         .filter_map(|c| c.active.as_ref())
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "standalone"))]
 proxy_wasm::main! {{
     sdk::shell::start::<AiProxy>();
 }}

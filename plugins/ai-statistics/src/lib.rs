@@ -38,7 +38,7 @@ impl Plugin for AiStatistics {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "standalone"))]
 proxy_wasm::main! {{
     sdk::shell::start::<AiStatistics>();
 }}
