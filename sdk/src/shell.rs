@@ -73,8 +73,11 @@ pub fn load<P: Plugin>(bytes: &[u8]) -> Result<(Box<dyn Loaded>, Vec<String>), C
     Ok((Box::new(LoadedPlugin::<P>(Rc::new(config))), warnings))
 }
 
+/// The plugins a root context runs, with config warnings to log.
+pub type LoadResult = Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError>;
+
 /// Builds what a root context runs from its `root_id` and configuration bytes.
-pub type Loader = fn(&str, &[u8]) -> Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError>;
+pub type Loader = fn(&str, &[u8]) -> LoadResult;
 
 /// Registers the plugin's root context; call from `proxy_wasm::main!`.
 pub fn start<P: Plugin>() {

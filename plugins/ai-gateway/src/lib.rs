@@ -12,7 +12,7 @@ use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
 use ai_statistics::AiStatistics;
 use sdk::config::{object_from_bytes, ConfigError};
-use sdk::shell::{load, Loaded};
+use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 pub const ORDER: [&str; 4] = [
@@ -59,7 +59,7 @@ pub fn loader(
 
 /// The one-filter form: a config object keyed by plugin name; a missing key means that stage is
 /// off.
-pub fn combined(bytes: &[u8]) -> Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError> {
+pub fn combined(bytes: &[u8]) -> LoadResult {
     let mut object = object_from_bytes(bytes)?;
     let mut loaded = Vec::new();
     let mut warnings = Vec::new();
