@@ -38,10 +38,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
 }
 
 /// Chooses the plugins of a root context from its `root_id`.
-pub fn loader(
-    root_id: &str,
-    bytes: &[u8],
-) -> Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError> {
+pub fn loader(root_id: &str, bytes: &[u8]) -> LoadResult {
     if root_id == GATEWAY {
         return combined(bytes);
     }
