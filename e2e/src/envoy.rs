@@ -57,6 +57,17 @@ pub fn shipped_config(ecds: &str) -> Option<String> {
     )
 }
 
+/// Removes the plugin filters and the buffer filter: Envoy with only the router.
+fn without_plugins(bootstrap: &str) -> Result<String> {
+    let start = bootstrap
+        .find("          - name: ai-statistics\n")
+        .ok_or("no ai-statistics filter in envoy.yaml")?;
+    let end = bootstrap
+        .find("          - name: envoy.filters.http.router\n")
+        .ok_or("no router in envoy.yaml")?;
+    Ok(format!("{}{}", &bootstrap[..start], &bootstrap[end..]))
+}
+
 /// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
 fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
     let start = bootstrap
@@ -97,6 +108,8 @@ pub struct Options {
     pub routes: Vec<Route>,
     /// Worker threads (default 2).
     pub concurrency: Option<u32>,
+    /// Plain Envoy: no plugin filters and no buffer filter (the benchmark's baseline).
+    pub plain: bool,
 }
 
 impl Options {
@@ -349,7 +362,9 @@ impl Envoy {
         write_ecds(mode, &ecds_dir, &configs, 1)?;
         let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
         let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
-        if mode == Mode::Gateway {
+        if options.plain {
+            bootstrap = without_plugins(&bootstrap)?;
+        } else if mode == Mode::Gateway {
             bootstrap = single_filter(&bootstrap, &ecds_dir)?;
         }
         let config_path = dir.path().join("envoy.yaml");
@@ -420,6 +435,11 @@ impl Envoy {
                 return Ok(());
             }
         }
+    }
+
+    /// Envoy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Listener base URL.

@@ -1,0 +1,290 @@
+//! `make bench`: plain Envoy against Envoy with the plugins (each plugin's own `.wasm`, the
+//! bundle by root id, the bundle as one filter), same run, same mock upstream. Reports Envoy CPU
+//! per request, RPS, latency, time to first byte, RSS and module sizes; writes
+//! `target/bench/report.md` and `report.json`.
+//!
+//! usage: bench [--seconds N] [--concurrency N]
+
+use e2e::envoy::{Envoy, Mode, Options};
+use e2e::http::Client;
+use e2e::mock::Mock;
+use e2e::{wasm_path, workspace_root, Result};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// One configuration under test.
+struct Setup {
+    name: &'static str,
+    mode: Mode,
+    plain: bool,
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup {
+        name: "plain Envoy",
+        mode: Mode::Plugins,
+        plain: true,
+    },
+    Setup {
+        name: "5 filters (own .wasm)",
+        mode: Mode::Plugins,
+        plain: false,
+    },
+    Setup {
+        name: "bundle by root_id",
+        mode: Mode::Bundle,
+        plain: false,
+    },
+    Setup {
+        name: "one ai-gateway filter",
+        mode: Mode::Gateway,
+        plain: false,
+    },
+];
+
+/// Streamed chunks per answer.
+const CHUNKS: u32 = 80;
+
+#[derive(Default, Clone)]
+struct Load {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    latencies_ms: Vec<f64>,
+    ttfb_ms: Vec<f64>,
+}
+
+impl Load {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn cpu_us(&self) -> f64 {
+        1e6 * self.cpu_seconds / self.requests.max(1) as f64
+    }
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let i = ((values.len() - 1) as f64 * p).round() as usize;
+    values[i.min(values.len() - 1)]
+}
+
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Load {
+    let url = format!("{}/v1/chat/completions", envoy.url());
+    let body = json!({"model": "gpt-4o-mini", "stream": stream,
+        "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello to the benchmark"}]})
+    .to_string();
+    let chunks = CHUNKS.to_string();
+    let before = proc_cpu_seconds(envoy.pid());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let results: Vec<Load> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (url, body, chunks) = (&url, &body, &chunks);
+                scope.spawn(move || {
+                    let client = Client::new(Duration::from_secs(30));
+                    let mut load = Load::default();
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        let headers = [
+                            ("x-mock-chunks", chunks.as_str()),
+                            ("x-mock-chunk-delay-ms", "1"),
+                        ];
+                        if stream {
+                            match client.post_stream(url, &headers, body) {
+                                Ok((200, reads)) => {
+                                    if let Some((first, _)) = reads.first() {
+                                        load.ttfb_ms.push((*first - t0).as_secs_f64() * 1e3);
+                                    }
+                                    load.requests += 1;
+                                }
+                                _ => load.errors += 1,
+                            }
+                        } else {
+                            match client.post(url, &[], body) {
+                                Ok(r) if r.status == 200 => load.requests += 1,
+                                _ => load.errors += 1,
+                            }
+                        }
+                        load.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    load
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut total = Load {
+        seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: proc_cpu_seconds(envoy.pid()) - before,
+        ..Load::default()
+    };
+    for r in results {
+        total.requests += r.requests;
+        total.errors += r.errors;
+        total.latencies_ms.extend(r.latencies_ms);
+        total.ttfb_ms.extend(r.ttfb_ms);
+    }
+    total
+}
+
+fn options(setup: &Setup, workers: u32) -> Options {
+    Options {
+        plain: setup.plain,
+        concurrency: Some(workers),
+        ..Options::shipped()
+    }
+}
+
+/// RSS of a fresh Envoy after `n` requests (estimates included, so the tokenizer is built).
+fn rss_after_warmup(mock: &Mock, setup: &Setup, workers: u32) -> Result<f64> {
+    let envoy = Envoy::start(mock.port, &options(setup, workers))?;
+    let client = Client::new(Duration::from_secs(30));
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
+        .to_string();
+    for _ in 0..200 {
+        client.post(
+            &format!("{}/v1/chat/completions", envoy.url()),
+            &[("x-mock-usage", "none")],
+            &body,
+        )?;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(rss_mb(envoy.pid()))
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> Result<()> {
+    let seconds = arg("--seconds", 6);
+    let concurrency = arg("--concurrency", 8) as usize;
+    let mock_bin = std::env::current_exe()?
+        .parent()
+        .map(|d| d.join("mock-provider"))
+        .ok_or("no exe dir")?;
+    let mock = Mock::start(&mock_bin.display().to_string())?;
+    let mut rows = Vec::new();
+    for setup in &SETUPS {
+        std::env::set_var(
+            "AI_GATEWAY_MODE",
+            match setup.mode {
+                Mode::Plugins => "plugins",
+                Mode::Bundle => "bundle",
+                Mode::Gateway => "gateway",
+            },
+        );
+        eprintln!("== {}", setup.name);
+        let rss1 = rss_after_warmup(&mock, setup, 1)?;
+        let rss2 = rss_after_warmup(&mock, setup, 2)?;
+        let envoy = Envoy::start(mock.port, &options(setup, 2))?;
+        let _ = run_load(&envoy, false, 1, concurrency); // warm-up
+        let mut json_load = run_load(&envoy, false, seconds, concurrency);
+        let mut sse_load = run_load(&envoy, true, seconds, concurrency);
+        mock.clear()?;
+        rows.push(json!({
+            "setup": setup.name,
+            "json": {"requests": json_load.requests, "errors": json_load.errors, "rps": json_load.rps(),
+                     "cpu_us_per_request": json_load.cpu_us(),
+                     "p50_ms": percentile(&mut json_load.latencies_ms, 0.5), "p99_ms": percentile(&mut json_load.latencies_ms, 0.99)},
+            "sse": {"requests": sse_load.requests, "errors": sse_load.errors, "rps": sse_load.rps(),
+                    "cpu_us_per_request": sse_load.cpu_us(),
+                    "p50_ms": percentile(&mut sse_load.latencies_ms, 0.5), "p99_ms": percentile(&mut sse_load.latencies_ms, 0.99),
+                    "ttfb_p50_ms": percentile(&mut sse_load.ttfb_ms, 0.5), "ttfb_p99_ms": percentile(&mut sse_load.ttfb_ms, 0.99)},
+            "rss_mb_1_worker": rss1,
+            "rss_mb_2_workers": rss2,
+        }));
+    }
+    let base = rows.first().cloned().unwrap_or_default();
+    let eff = |row: &Value, kind: &str| {
+        let b = base[kind]["cpu_us_per_request"].as_f64().unwrap_or(0.0);
+        let x = row[kind]["cpu_us_per_request"].as_f64().unwrap_or(f64::MAX);
+        100.0 * b / x
+    };
+    let mut md = String::from("# Benchmark\n\n");
+    md.push_str(&format!(
+        "{seconds} s per workload, {concurrency} connections, Envoy with 2 workers, mock upstream, streams of {CHUNKS} chunks.\nEfficiency = plain Envoy's CPU per request / this setup's (100 % = free).\n\n"
+    ));
+    md.push_str("| setup | JSON rps | JSON CPU µs/req | JSON eff. | p50 / p99 ms | SSE rps | SSE CPU µs/req | SSE eff. | plugin µs/chunk | TTFB p50 ms | RSS MB 1w / 2w |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in &rows {
+        let per_chunk = (row["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0)
+            - base["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0))
+            / f64::from(CHUNKS);
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.1} | {:.0} / {:.0} |\n",
+            row["setup"].as_str().unwrap_or_default(),
+            row["json"]["rps"].as_f64().unwrap_or(0.0),
+            row["json"]["cpu_us_per_request"].as_f64().unwrap_or(0.0),
+            eff(row, "json"),
+            row["json"]["p50_ms"].as_f64().unwrap_or(0.0),
+            row["json"]["p99_ms"].as_f64().unwrap_or(0.0),
+            row["sse"]["rps"].as_f64().unwrap_or(0.0),
+            row["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0),
+            eff(row, "sse"),
+            per_chunk,
+            row["sse"]["ttfb_p50_ms"].as_f64().unwrap_or(0.0),
+            row["rss_mb_1_worker"].as_f64().unwrap_or(0.0),
+            row["rss_mb_2_workers"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    md.push_str("\n| module | bytes |\n|---|---|\n");
+    let mut sizes = Vec::new();
+    for plugin in [
+        "ai-statistics",
+        "ai-moderation",
+        "ai-prompt-decorator",
+        "ai-proxy",
+        "ai-gateway",
+    ] {
+        let size = std::fs::metadata(wasm_path(plugin))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        md.push_str(&format!("| {plugin}.wasm | {size} |\n"));
+        sizes.push(json!({"module": plugin, "bytes": size}));
+    }
+    let dir = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&json!({"rows": rows, "modules": sizes}))?,
+    )?;
+    println!("{md}");
+    Ok(())
+}
