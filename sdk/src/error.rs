@@ -17,6 +17,8 @@ pub struct ErrorReply {
     pub code: Option<String>,
     /// A prepared answer (content type, body) sent instead of the error JSON.
     pub raw: Option<Box<(String, String)>>,
+    /// Extra response headers (rate-limit headers, `retry-after`, …).
+    pub headers: Option<Box<Vec<(String, String)>>>,
 }
 
 impl ErrorReply {
@@ -33,6 +35,7 @@ impl ErrorReply {
             error_type: error_type.to_string(),
             code: code.map(str::to_string),
             raw: None,
+            headers: None,
         }
     }
 
@@ -52,6 +55,14 @@ impl ErrorReply {
     /// 500 `server_error` for a gateway-side failure.
     pub fn internal(message: impl Into<String>) -> Self {
         ErrorReply::new(500, "server_error", Some("gateway_error"), message)
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .push((name.to_string(), value.into()));
+        self
     }
 
     /// Anthropic's error type for this status.

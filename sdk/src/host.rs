@@ -52,6 +52,18 @@ pub trait Host {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, Status>;
+    /// Sends a unary gRPC request to an Envoy cluster (HTTP/2); the answer arrives in
+    /// `on_grpc_call_response`.
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, Status>;
+    /// The message of the gRPC answer being delivered.
+    fn grpc_call_response_body(&self, size: usize) -> Option<Vec<u8>>;
     /// A header of the answer to the callout being delivered (`:status` included).
     fn http_call_response_header(&self, name: &str) -> Option<String>;
     /// The body of the answer to the callout being delivered.
@@ -142,6 +154,21 @@ mod wasm {
             timeout: Duration,
         ) -> Result<u32, Status> {
             hc::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
+        }
+        fn dispatch_grpc_call(
+            &self,
+            cluster: &str,
+            service: &str,
+            method: &str,
+            message: &[u8],
+            timeout: Duration,
+        ) -> Result<u32, Status> {
+            hc::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
+        }
+        fn grpc_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+            hc::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                .ok()
+                .flatten()
         }
         fn http_call_response_header(&self, name: &str) -> Option<String> {
             hc::get_map_value(MapType::HttpCallResponseHeaders, name)
@@ -382,6 +409,25 @@ impl Host for MockHost {
             body: body.map(<[u8]>::to_vec),
         });
         Ok(calls.len() as u32)
+    }
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        _timeout: Duration,
+    ) -> Result<u32, Status> {
+        let mut calls = self.callouts.borrow_mut();
+        calls.push(Callout {
+            cluster: cluster.to_string(),
+            headers: vec![(":path".to_string(), format!("/{service}/{method}"))],
+            body: Some(message.to_vec()),
+        });
+        Ok(calls.len() as u32)
+    }
+    fn grpc_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        slice(&self.call_response_body.borrow(), 0, size)
     }
     fn http_call_response_header(&self, name: &str) -> Option<String> {
         find(&self.call_response_headers.borrow(), name)

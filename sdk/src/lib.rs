@@ -13,6 +13,8 @@ pub mod pipeline;
 pub mod sse;
 pub mod template;
 #[cfg(feature = "tokens")]
+pub mod meter;
+#[cfg(feature = "tokens")]
 pub mod tokens;
 pub mod usage;
 

@@ -118,6 +118,18 @@ pub trait Stage {
     /// The stream is done (also after a local reply or a client reset): last chance to record.
     fn on_log(&mut self, _host: &dyn Host, _ex: &mut Exchange) {}
 
+    /// The answer to a gRPC callout this stage made (`status` is the gRPC status code).
+    fn on_grpc_call_response(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+        _token: u32,
+        _status: u32,
+        _message: &[u8],
+    ) -> CallResult {
+        CallResult::NotMine
+    }
+
     /// Whether the stage is waiting for a callout before the request may go on (asked right
     /// after `on_request_body`).
     fn request_pending(&self) -> bool {
@@ -367,8 +379,26 @@ impl Pipeline {
     /// `on_http_call_response` of the HTTP context: hands the answer to the stage that made the
     /// callout and resumes what it held.
     pub fn on_http_call_response(&mut self, host: &dyn Host, token: u32, body_size: usize) {
+        self.on_call_result(host, |stage, host, ex| {
+            stage.on_http_call_response(host, ex, token, body_size)
+        });
+    }
+
+    /// `on_grpc_call_response` of the HTTP context.
+    pub fn on_grpc_call_response(&mut self, host: &dyn Host, token: u32, status: u32, size: usize) {
+        let message = host.grpc_call_response_body(size).unwrap_or_default();
+        self.on_call_result(host, |stage, host, ex| {
+            stage.on_grpc_call_response(host, ex, token, status, &message)
+        });
+    }
+
+    fn on_call_result(
+        &mut self,
+        host: &dyn Host,
+        mut ask: impl FnMut(&mut dyn Stage, &dyn Host, &mut Exchange) -> CallResult,
+    ) {
         for i in 0..self.stages.len() {
-            match self.stages[i].on_http_call_response(host, &mut self.ex, token, body_size) {
+            match ask(self.stages[i].as_mut(), host, &mut self.ex) {
                 CallResult::NotMine => continue,
                 CallResult::Wait => return,
                 CallResult::ResumeResponse => {

@@ -192,6 +192,11 @@ impl Context for Filter {
         self.pipeline
             .on_http_call_response(&WasmHost, token_id, body_size);
     }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.pipeline
+            .on_grpc_call_response(&WasmHost, token_id, status_code, response_size);
+    }
 }
 
 impl HttpContext for Filter {

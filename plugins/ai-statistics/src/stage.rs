@@ -9,9 +9,8 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
-use sdk::sse::SseDecoder;
-use sdk::tokens::{self, Encoding, TokenCounter};
-use sdk::usage::{self, StreamUsage, Usage};
+use sdk::meter::{Doc, UsageMeter};
+use sdk::usage;
 use serde_json::{json, Map, Value};
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -20,10 +19,6 @@ use std::time::SystemTime;
 pub const PROVIDER_FACT: &str = "ai_gateway.provider";
 /// Filter-state key of the access-log JSON (`%FILTER_STATE(wasm.ai_log:PLAIN)%`).
 pub const AI_LOG: &str = "ai_log";
-/// Generated text kept before the tokenizer is started for an estimate.
-const PENDING_TEXT: usize = 64 * 1024;
-/// Largest non-streaming answer parsed for usage.
-const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 
 /// Config plus the VM's metric registry.
 pub struct Shared {
@@ -47,12 +42,7 @@ pub struct StatsStage {
     status: u32,
     chat_round: usize,
     prompt: Option<String>,
-    sse: Option<SseDecoder>,
-    json_body: Vec<u8>,
-    stream_usage: StreamUsage,
-    json_usage: Option<Usage>,
-    pending: String,
-    counter: Option<TokenCounter>,
+    meter: Option<UsageMeter>,
     attrs: Collected,
 }
 
@@ -72,26 +62,13 @@ impl StatsStage {
             status: 0,
             chat_round: 0,
             prompt: None,
-            sse: None,
-            json_body: Vec::new(),
-            stream_usage: StreamUsage::default(),
-            json_usage: None,
-            pending: String::new(),
-            counter: None,
+            meter: None,
             attrs: Collected::default(),
         }
     }
 
     fn config(&self) -> Option<&StatsConfig> {
         self.shared.rules.get(self.active?)
-    }
-
-    fn encoding(&self) -> Encoding {
-        tokens::encoding_for_model(
-            self.response_model
-                .as_deref()
-                .unwrap_or(&self.request_model),
-        )
     }
 
     /// Offers attribute values from one JSON document of `source`.
@@ -125,59 +102,6 @@ impl StatsStage {
             if let Some(v) = value {
                 self.attrs.offer(i, a, v, config.value_length_limit);
             }
-        }
-    }
-
-    fn on_event_json(&mut self, data: &Value, estimate: bool) {
-        self.stream_usage.on_event(data);
-        if self.response_model.is_none() {
-            self.response_model = usage::response_model(data);
-        }
-        self.collect_json(ValueSource::ResponseStreamingBody, data);
-        if estimate && self.stream_usage.usage().is_none() {
-            let mut text = String::new();
-            usage::delta_text(data, &mut text);
-            self.pending.push_str(&text);
-            if self.pending.len() > PENDING_TEXT {
-                let encoding = self.encoding();
-                let counter = self
-                    .counter
-                    .get_or_insert_with(|| TokenCounter::new(encoding));
-                counter.push(&std::mem::take(&mut self.pending));
-            }
-        }
-    }
-
-    fn final_usage(&mut self, estimate: bool) -> Usage {
-        if let Some(u) = self
-            .json_usage
-            .clone()
-            .or_else(|| self.stream_usage.usage())
-        {
-            return u;
-        }
-        if !estimate {
-            return Usage::default();
-        }
-        let encoding = self.encoding();
-        let input = self
-            .prompt
-            .as_deref()
-            .and_then(|p| tokens::count(encoding, p))
-            .unwrap_or(0);
-        let output = match self.counter.as_mut() {
-            Some(c) => {
-                c.push(&std::mem::take(&mut self.pending));
-                c.finish().unwrap_or(0)
-            }
-            None => tokens::count(encoding, &self.pending).unwrap_or(0),
-        };
-        Usage {
-            input,
-            output,
-            total: input + output,
-            estimated: true,
-            ..Usage::default()
         }
     }
 }
@@ -289,13 +213,14 @@ impl Stage for StatsStage {
             .response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        self.collect_headers(ValueSource::ResponseHeader, |name| {
-            host.response_header(name)
-        });
+        self.collect_headers(ValueSource::ResponseHeader, |name| host.response_header(name));
         let content_type = host.response_header("content-type").unwrap_or_default();
-        if content_type.contains("text/event-stream") {
-            self.sse = Some(SseDecoder::default());
-        }
+        let estimate = self.config().is_some_and(|c| c.estimate_tokens);
+        self.meter = Some(UsageMeter::new(
+            content_type.contains("text/event-stream"),
+            estimate,
+            &self.request_model,
+        ));
         BodyMode::Stream
     }
 
@@ -306,44 +231,23 @@ impl Stage for StatsStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> Vec<u8> {
-        if self.active.is_none() {
+        let Some(mut meter) = self.meter.take() else {
             return chunk;
-        }
-        let estimate = self.config().is_some_and(|c| c.estimate_tokens);
+        };
         if self.first_byte.is_none() && !chunk.is_empty() {
             self.first_byte = Some(host.now());
         }
-        if let Some(mut decoder) = self.sse.take() {
-            let mut events = Vec::new();
-            let ok = decoder.feed(&chunk, &mut events).is_ok();
-            if end {
-                decoder.finish(&mut events);
-            }
-            for ev in &events {
-                if let Ok(data) = serde_json::from_str::<Value>(&ev.data) {
-                    self.on_event_json(&data, estimate);
-                }
-            }
-            if ok {
-                self.sse = Some(decoder);
-            }
-        } else if self.json_body.len() + chunk.len() <= MAX_JSON_BODY {
-            self.json_body.extend_from_slice(&chunk);
-        }
+        meter.feed(&chunk, end, |doc, json| {
+            let source = match doc {
+                Doc::Event => ValueSource::ResponseStreamingBody,
+                Doc::Body => ValueSource::ResponseBody,
+            };
+            self.collect_json(source, json);
+        });
         if end {
             self.end = Some(host.now());
-            if self.sse.is_none() && !self.json_body.is_empty() {
-                if let Ok(doc) = serde_json::from_slice::<Value>(&self.json_body) {
-                    self.json_usage = usage::from_json(&doc);
-                    self.response_model = usage::response_model(&doc);
-                    if estimate && self.json_usage.is_none() {
-                        usage::response_text(&doc, &mut self.pending);
-                    }
-                    self.collect_json(ValueSource::ResponseBody, &doc);
-                }
-                self.json_body = Vec::new();
-            }
         }
+        self.meter = Some(meter);
         chunk
     }
 
@@ -353,7 +257,15 @@ impl Stage for StatsStage {
             return;
         };
         let end = self.end.unwrap_or_else(|| host.now());
-        let usage = self.final_usage(config.estimate_tokens);
+        let usage = match self.meter.as_mut() {
+            Some(m) => m.finish(self.prompt.as_deref()),
+            None => usage::Usage::default(),
+        };
+        self.response_model = self
+            .meter
+            .as_ref()
+            .and_then(|m| m.response_model())
+            .map(str::to_string);
         let provider = host
             .property(&[PROVIDER_FACT])
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -362,7 +274,7 @@ impl Stage for StatsStage {
             .response_model
             .clone()
             .unwrap_or_else(|| self.request_model.clone());
-        let stream = self.sse.is_some() || self.stream;
+        let stream = self.meter.as_ref().is_some_and(UsageMeter::is_stream) || self.stream;
         let record = Record {
             route: ex.route_name(host).unwrap_or_default(),
             cluster: ex.cluster_name(host).unwrap_or_default(),
