@@ -11,6 +11,7 @@ use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
 use ai_statistics::AiStatistics;
+use ai_token_ratelimit::AiTokenRatelimit;
 use sdk::config::{object_from_bytes, ConfigError};
 use sdk::shell::{load, LoadResult, Loaded};
 
@@ -30,6 +31,7 @@ type Parsed = Result<(Box<dyn Loaded>, Vec<String>), ConfigError>;
 fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
     Some(match name {
         "ai-statistics" => load::<AiStatistics>(bytes),
+        "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),

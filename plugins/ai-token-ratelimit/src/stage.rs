@@ -1,0 +1,314 @@
+//! The rate-limit core: find the request's counter, reserve its estimated tokens before it
+//! leaves, and charge the real usage (or the estimate) once the answer is done.
+
+use crate::config::{Backend, RateLimitConfig, Source};
+use crate::local::{self, Budget};
+use crate::rls;
+use sdk::api::ApiKind;
+use sdk::config::{RuleSet, Selected};
+use sdk::error::ErrorReply;
+use sdk::host::{Host, LogLevel, MetricType};
+use sdk::meter::UsageMeter;
+use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
+use sdk::{tokens, usage};
+use serde_json::Value;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The counter a request is charged to.
+#[derive(Debug, Clone)]
+struct Counter {
+    id: String,
+    limit: u64,
+    window: u64,
+}
+
+/// Per-request state (lives in the HTTP context).
+pub struct RateLimitStage {
+    rules: Rc<RuleSet<RateLimitConfig>>,
+    active: Option<Selected>,
+    counter: Option<Counter>,
+    reserved: u64,
+    budget: Option<Budget>,
+    prompt: Option<String>,
+    model: String,
+    meter: Option<UsageMeter>,
+    call: Option<u32>,
+    charged: bool,
+}
+
+impl RateLimitStage {
+    /// A stage over the parsed rule set.
+    pub fn new(rules: Rc<RuleSet<RateLimitConfig>>) -> RateLimitStage {
+        RateLimitStage {
+            rules,
+            active: None,
+            counter: None,
+            reserved: 0,
+            budget: None,
+            prompt: None,
+            model: String::new(),
+            meter: None,
+            call: None,
+            charged: false,
+        }
+    }
+
+    fn config(&self) -> Option<&RateLimitConfig> {
+        self.rules.get(self.active?)
+    }
+
+    fn rejection(&self, host: &dyn Host, config: &RateLimitConfig, budget: &Budget) -> ErrorReply {
+        let name = format!("ai_token_ratelimit.rejected.rule=.={};.;", config.rule_name);
+        if let Ok(id) = host.define_metric(MetricType::Counter, &name) {
+            let _ = host.increment_metric(id, 1);
+        }
+        ErrorReply::new(config.rejected_code, "tokens", Some("rate_limit_exceeded"), config.rejected_msg.clone())
+            .with_header("x-ratelimit-limit-tokens", budget.limit.to_string())
+            .with_header("x-ratelimit-remaining-tokens", budget.remaining.to_string())
+            .with_header("x-ratelimit-reset-tokens", format!("{}s", budget.reset))
+            .with_header("retry-after", budget.reset.to_string())
+            .with_header("x-tokenratelimit-reset", budget.reset.to_string())
+    }
+
+    /// Charges the difference between the real usage and the reservation.
+    fn reconcile(&mut self, host: &dyn Host) {
+        if self.charged {
+            return;
+        }
+        self.charged = true;
+        let rules = self.rules.clone();
+        let (Some(config), Some(counter), Some(meter)) =
+            (self.active.and_then(|id| rules.get(id)), self.counter.clone(), self.meter.as_mut())
+        else {
+            return;
+        };
+        let used = meter.finish(self.prompt.as_deref());
+        let actual = used.input + used.output;
+        let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(self.reserved).unwrap_or(i64::MAX);
+        match config.backend {
+            Backend::Local => {
+                let start = self.budget.map_or(0, |b| b.window_start);
+                local::adjust(host, &counter.id, counter.window, start, now(host), delta);
+            }
+            // The service API cannot give tokens back: only what exceeds the reservation is charged.
+            Backend::Rls if delta > 0 => {
+                if let Some(rls) = &config.rls {
+                    let msg = rls::request(&rls.domain, &counter.id, counter.limit, counter.window, delta.unsigned_abs());
+                    let timeout = Duration::from_millis(rls.timeout);
+                    let _ = host.dispatch_grpc_call(&rls.cluster, rls::SERVICE, rls::METHOD, &msg, timeout);
+                }
+            }
+            Backend::Rls => {}
+        }
+    }
+}
+
+fn now(host: &dyn Host) -> u64 {
+    host.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn query_param(path: &str, name: &str) -> Option<String> {
+    let (_, query) = path.split_once('?')?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn cookie(header: &str, name: &str) -> Option<String> {
+    header.split(';').find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// The value a rule item limits on, read from the request.
+fn source_value(host: &dyn Host, ex: &Exchange, source: &Source, consumer_header: &str) -> Option<String> {
+    match source {
+        Source::Header(h) => host.request_header(h),
+        Source::Param(p) => query_param(&ex.path, p),
+        Source::Consumer => host.request_header(consumer_header),
+        Source::Cookie(c) => host.request_header("cookie").and_then(|h| cookie(&h, c)),
+        Source::IpHeader(h) => host
+            .request_header(h)
+            .and_then(|v| v.split(',').next().map(|s| s.trim().to_string())),
+        Source::RemoteAddr => host.property(&["source", "address"]).map(|a| {
+            let a = String::from_utf8_lossy(&a).into_owned();
+            match a.rsplit_once(':') {
+                Some((ip, port)) if port.chars().all(|c| c.is_ascii_digit()) => {
+                    ip.trim_start_matches('[').trim_end_matches(']').to_string()
+                }
+                _ => a,
+            }
+        }),
+        Source::Global => Some(String::new()),
+    }
+    .filter(|v| !v.is_empty() || *source == Source::Global)
+}
+
+fn output_allowance(body: &RequestBody, default: u64) -> u64 {
+    let from = |v: Option<&Value>| v.and_then(Value::as_u64);
+    match body {
+        RequestBody::Chat(c) => from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens"))),
+        RequestBody::Messages(m) => m.max_tokens,
+        RequestBody::Json(v) => from(v.get("max_completion_tokens")).or(from(v.get("max_tokens"))),
+    }
+    .unwrap_or(default)
+}
+
+impl Stage for RateLimitStage {
+    fn name(&self) -> &'static str {
+        "ai-token-ratelimit"
+    }
+
+    fn on_request_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<Need, ErrorReply> {
+        let llm = matches!(
+            ex.api(),
+            ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Completions | ApiKind::Embeddings
+        );
+        if !llm {
+            return Ok(Need::Nothing);
+        }
+        let rules = self.rules.clone();
+        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
+            return Ok(Need::Nothing);
+        };
+        let Some(config) = rules.get(id) else { return Ok(Need::Nothing) };
+        for (i, item) in config.compiled.iter().enumerate() {
+            let Some(value) = source_value(host, ex, &item.source, &config.consumer_header) else {
+                continue;
+            };
+            let Some((j, key)) = item.keys.iter().enumerate().find(|(_, k)| k.matcher.matches(&value)) else {
+                continue;
+            };
+            let mut counter_id = format!("{}/{i}/{j}", config.rule_name);
+            if item.per_value {
+                counter_id.push('/');
+                counter_id.push_str(&value);
+            }
+            self.counter = Some(Counter { id: counter_id, limit: key.limit, window: key.window });
+            self.active = Some(id);
+            return Ok(Need::Body);
+        }
+        Ok(Need::Nothing)
+    }
+
+    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        let rules = self.rules.clone();
+        let (Some(config), Some(counter), Some(body)) =
+            (self.active.and_then(|id| rules.get(id)), self.counter.clone(), ex.body.as_ref())
+        else {
+            return Ok(());
+        };
+        let doc = match body {
+            RequestBody::Chat(c) => serde_json::to_value(c).ok(),
+            RequestBody::Messages(m) => serde_json::to_value(m).ok(),
+            RequestBody::Json(v) => Some(v.clone()),
+        };
+        let mut prompt = String::new();
+        if let Some(doc) = &doc {
+            usage::request_text(doc, &mut prompt);
+            self.model = doc.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+        }
+        let input = tokens::count(tokens::encoding_for_model(&self.model), &prompt).unwrap_or(0);
+        self.prompt = Some(prompt);
+        self.reserved = input + output_allowance(body, config.default_max_tokens);
+        match config.backend {
+            Backend::Local => match local::reserve(host, &counter.id, counter.limit, counter.window, now(host), self.reserved) {
+                Ok(budget) => self.budget = Some(budget),
+                Err(budget) => {
+                    self.counter = None;
+                    return Err(self.rejection(host, config, &budget));
+                }
+            },
+            Backend::Rls => {
+                let Some(rls) = &config.rls else { return Ok(()) };
+                let msg = rls::request(&rls.domain, &counter.id, counter.limit, counter.window, self.reserved);
+                let timeout = Duration::from_millis(rls.timeout);
+                match host.dispatch_grpc_call(&rls.cluster, rls::SERVICE, rls::METHOD, &msg, timeout) {
+                    Ok(call) => self.call = Some(call),
+                    Err(e) => {
+                        host.log(LogLevel::Warn, &format!("[ai-token-ratelimit] rate limit service not called: {e:?}"));
+                        if rls.failure_mode_deny {
+                            return Err(ErrorReply::new(503, "server_error", Some("rate_limit_service_unavailable"), "the rate limit service is unavailable"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn request_pending(&self) -> bool {
+        self.call.is_some()
+    }
+
+    fn on_grpc_call_response(&mut self, host: &dyn Host, _ex: &mut Exchange, token: u32, status: u32, message: &[u8]) -> CallResult {
+        if self.call != Some(token) {
+            return CallResult::NotMine;
+        }
+        self.call = None;
+        let rules = self.rules.clone();
+        let (Some(config), Some(counter)) = (self.active.and_then(|id| rules.get(id)), self.counter.clone()) else {
+            return CallResult::ResumeRequest;
+        };
+        let deny_on_failure = config.rls.as_ref().is_some_and(|r| r.failure_mode_deny);
+        match (status, rls::answer(message)) {
+            (0, Some((over, remaining, reset))) => {
+                let budget = Budget {
+                    limit: counter.limit,
+                    remaining: remaining.unwrap_or(0),
+                    reset: reset.unwrap_or(counter.window),
+                    window_start: 0,
+                };
+                if over {
+                    self.counter = None;
+                    return CallResult::Reply(self.rejection(host, config, &budget));
+                }
+                self.budget = Some(budget);
+                CallResult::ResumeRequest
+            }
+            _ => {
+                host.log(LogLevel::Warn, &format!("[ai-token-ratelimit] rate limit service failed (grpc status {status})"));
+                self.counter = None;
+                if deny_on_failure {
+                    CallResult::Reply(ErrorReply::new(503, "server_error", Some("rate_limit_service_unavailable"), "the rate limit service is unavailable"))
+                } else {
+                    CallResult::ResumeRequest
+                }
+            }
+        }
+    }
+
+    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+        if self.counter.is_none() || self.config().is_none() {
+            return BodyMode::Untouched;
+        }
+        if let Some(b) = self.budget {
+            host.set_response_header("x-ratelimit-limit-tokens", Some(&b.limit.to_string()));
+            host.set_response_header("x-ratelimit-remaining-tokens", Some(&b.remaining.to_string()));
+            host.set_response_header("x-ratelimit-reset-tokens", Some(&format!("{}s", b.reset)));
+        }
+        let stream = host
+            .response_header("content-type")
+            .is_some_and(|t| t.contains("text/event-stream"));
+        self.meter = Some(UsageMeter::new(stream, true, &self.model));
+        BodyMode::Stream
+    }
+
+    fn on_response_body(&mut self, host: &dyn Host, _ex: &mut Exchange, chunk: Vec<u8>, end: bool) -> Vec<u8> {
+        if let Some(meter) = self.meter.as_mut() {
+            meter.feed(&chunk, end, |_, _| {});
+            if end {
+                self.reconcile(host);
+            }
+        }
+        chunk
+    }
+
+    fn on_log(&mut self, host: &dyn Host, _ex: &mut Exchange) {
+        // An answer cut short (client gone) is still charged for what was seen.
+        self.reconcile(host);
+    }
+}
