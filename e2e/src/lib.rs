@@ -83,3 +83,88 @@ pub fn run_sdk_script(script: &str, args: &[&str]) -> Result<serde_json::Value> 
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+/// A redis-server on a free loopback port; stopped on drop.
+pub struct Redis {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts `redis-server` (installed by `make setup`) without persistence.
+    pub fn start() -> Result<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server (run `make setup`): {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err("redis-server did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(Redis { child, port })
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test rate limit service (`e2e/src/bin/rls-server`); stopped on drop.
+pub struct RateLimitService {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl RateLimitService {
+    /// Starts the service binary (`env!("CARGO_BIN_EXE_rls-server")`) against Redis on `redis_port`.
+    pub fn start(bin: &str, redis_port: u16) -> Result<RateLimitService> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .args([
+                "--port",
+                "0",
+                "--redis",
+                &format!("redis://127.0.0.1:{redis_port}"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("unexpected rls-server banner: {line:?}"))?;
+        Ok(RateLimitService { child, port })
+    }
+}
+
+impl Drop for RateLimitService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

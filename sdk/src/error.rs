@@ -106,11 +106,11 @@ impl ErrorReply {
             .raw
             .as_ref()
             .map_or("application/json", |r| r.0.as_str());
-        host.send_http_response(
-            self.status,
-            &[("content-type", content_type)],
-            body.as_bytes(),
-        );
+        let mut headers = vec![("content-type", content_type)];
+        if let Some(extra) = &self.headers {
+            headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        host.send_http_response(self.status, &headers, body.as_bytes());
     }
 }
 
@@ -148,5 +148,12 @@ mod tests {
             reply.headers,
             vec![("content-type".to_string(), "application/json".to_string())]
         );
+        ErrorReply::new(429, "tokens", None, "slow")
+            .with_header("retry-after", "7")
+            .send(&host, ClientProtocol::OpenAi);
+        let reply = host.local_reply().unwrap();
+        assert!(reply
+            .headers
+            .contains(&("retry-after".to_string(), "7".to_string())));
     }
 }

@@ -9,11 +9,11 @@ pub mod config;
 pub mod error;
 pub mod host;
 pub mod llm;
+#[cfg(feature = "tokens")]
+pub mod meter;
 pub mod pipeline;
 pub mod sse;
 pub mod template;
-#[cfg(feature = "tokens")]
-pub mod meter;
 #[cfg(feature = "tokens")]
 pub mod tokens;
 pub mod usage;

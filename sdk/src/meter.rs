@@ -62,7 +62,11 @@ impl UsageMeter {
     }
 
     fn encoding(&self) -> Encoding {
-        tokens::encoding_for_model(self.response_model.as_deref().unwrap_or(&self.request_model))
+        tokens::encoding_for_model(
+            self.response_model
+                .as_deref()
+                .unwrap_or(&self.request_model),
+        )
     }
 
     /// Feeds one chunk of the answer; `observe` sees each stream event and the whole JSON answer.
@@ -109,7 +113,9 @@ impl UsageMeter {
             usage::delta_text(data, &mut self.pending);
             if self.pending.len() > PENDING_TEXT {
                 let encoding = self.encoding();
-                let counter = self.counter.get_or_insert_with(|| TokenCounter::new(encoding));
+                let counter = self
+                    .counter
+                    .get_or_insert_with(|| TokenCounter::new(encoding));
                 counter.push(&std::mem::take(&mut self.pending));
             }
         }
@@ -117,7 +123,11 @@ impl UsageMeter {
 
     /// The usage: reported, or estimated from `prompt` and the generated text.
     pub fn finish(&mut self, prompt: Option<&str>) -> Usage {
-        if let Some(u) = self.json_usage.clone().or_else(|| self.stream_usage.usage()) {
+        if let Some(u) = self
+            .json_usage
+            .clone()
+            .or_else(|| self.stream_usage.usage())
+        {
             return u;
         }
         if !self.estimate {
@@ -167,8 +177,14 @@ mod tests {
         m.feed(body, true, |doc, _| assert_eq!(doc, Doc::Body));
         let u = m.finish(Some("say hello"));
         assert!(u.estimated);
-        assert_eq!(u.output, tokens::count(Encoding::O200k, "hello world").unwrap());
-        assert_eq!(u.input, tokens::count(Encoding::O200k, "say hello").unwrap());
+        assert_eq!(
+            u.output,
+            tokens::count(Encoding::O200k, "hello world").unwrap()
+        );
+        assert_eq!(
+            u.input,
+            tokens::count(Encoding::O200k, "say hello").unwrap()
+        );
         assert_eq!(m.response_model(), Some("gpt-4o"));
     }
 }

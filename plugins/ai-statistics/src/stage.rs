@@ -8,8 +8,8 @@ use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
-use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
 use sdk::meter::{Doc, UsageMeter};
+use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
 use sdk::usage;
 use serde_json::{json, Map, Value};
 use std::rc::Rc;
@@ -213,7 +213,9 @@ impl Stage for StatsStage {
             .response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        self.collect_headers(ValueSource::ResponseHeader, |name| host.response_header(name));
+        self.collect_headers(ValueSource::ResponseHeader, |name| {
+            host.response_header(name)
+        });
         let content_type = host.response_header("content-type").unwrap_or_default();
         let estimate = self.config().is_some_and(|c| c.estimate_tokens);
         self.meter = Some(UsageMeter::new(

@@ -34,8 +34,14 @@ impl Threshold {
         .collect();
         match set.as_slice() {
             [one] => Ok(*one),
-            [] => Err(ConfigError::new(at, "needs one of token_per_second, token_per_minute, token_per_hour, token_per_day")),
-            _ => Err(ConfigError::new(at, "set only one of token_per_second, token_per_minute, token_per_hour, token_per_day")),
+            [] => Err(ConfigError::new(
+                at,
+                "needs one of token_per_second, token_per_minute, token_per_hour, token_per_day",
+            )),
+            _ => Err(ConfigError::new(
+                at,
+                "set only one of token_per_second, token_per_minute, token_per_hour, token_per_day",
+            )),
         }
     }
 }
@@ -188,14 +194,18 @@ impl Matcher {
             Matcher::Exact(v) => v == value,
             Matcher::Any => true,
             Matcher::Regex(re) => re.is_match(value),
-            Matcher::Cidr(net, bits) => value.parse::<IpAddr>().is_ok_and(|ip| in_network(ip, *net, *bits)),
+            Matcher::Cidr(net, bits) => value
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| in_network(ip, *net, *bits)),
         }
     }
 }
 
 fn in_network(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     let (ip, net, width) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32),
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32u32)
+        }
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128u32),
         _ => return false,
     };
@@ -234,18 +244,33 @@ fn compile_key(k: &LimitKey, ip: bool, at: &str) -> Result<Key, ConfigError> {
     let matcher = if k.key == "*" {
         Matcher::Any
     } else if let Some(re) = k.key.strip_prefix("regexp:") {
-        Matcher::Regex(Regex::new(re).map_err(|e| ConfigError::new(format!("{at}.key"), e.to_string()))?)
+        Matcher::Regex(
+            Regex::new(re).map_err(|e| ConfigError::new(format!("{at}.key"), e.to_string()))?,
+        )
     } else if ip {
         let (addr, bits) = match k.key.split_once('/') {
-            Some((a, b)) => (a, b.parse::<u8>().map_err(|_| ConfigError::new(format!("{at}.key"), "bad prefix length"))?),
+            Some((a, b)) => (
+                a,
+                b.parse::<u8>()
+                    .map_err(|_| ConfigError::new(format!("{at}.key"), "bad prefix length"))?,
+            ),
             None => (k.key.as_str(), 128),
         };
-        let net: IpAddr = addr.parse().map_err(|_| ConfigError::new(format!("{at}.key"), format!("`{}` is not an IP address or CIDR", k.key)))?;
+        let net: IpAddr = addr.parse().map_err(|_| {
+            ConfigError::new(
+                format!("{at}.key"),
+                format!("`{}` is not an IP address or CIDR", k.key),
+            )
+        })?;
         Matcher::Cidr(net, bits)
     } else {
         Matcher::Exact(k.key.clone())
     };
-    Ok(Key { matcher, limit, window })
+    Ok(Key {
+        matcher,
+        limit,
+        window,
+    })
 }
 
 impl Validate for RateLimitConfig {
@@ -256,7 +281,10 @@ impl Validate for RateLimitConfig {
                 "stock Envoy has no Redis host calls: for a cluster-wide budget set `backend: rls` and an `rls` block pointing at a rate limit service (Limitador or envoyproxy/ratelimit backed by Redis); drop `redis` for a per-Envoy budget",
             ));
         }
-        if self.global_threshold.is_none() && self.rule_items.is_empty() && self.rule_name.is_empty() {
+        if self.global_threshold.is_none()
+            && self.rule_items.is_empty()
+            && self.rule_name.is_empty()
+        {
             // `{}`: nothing to limit (the plugin passes every request).
             return Ok(());
         }
@@ -264,7 +292,10 @@ impl Validate for RateLimitConfig {
             return Err(ConfigError::new("rule_name", "required"));
         }
         if self.backend == Backend::Rls && self.rls.as_ref().is_none_or(|r| r.cluster.is_empty()) {
-            return Err(ConfigError::new("rls.cluster", "required with `backend: rls`"));
+            return Err(ConfigError::new(
+                "rls.cluster",
+                "required with `backend: rls`",
+            ));
         }
         if !(200..600).contains(&self.rejected_code) {
             return Err(ConfigError::new("rejected_code", "must be an HTTP status"));
@@ -275,7 +306,11 @@ impl Validate for RateLimitConfig {
             compiled.push(Item {
                 source: Source::Global,
                 per_value: false,
-                keys: vec![Key { matcher: Matcher::Any, limit, window }],
+                keys: vec![Key {
+                    matcher: Matcher::Any,
+                    limit,
+                    window,
+                }],
             });
         }
         for (i, item) in self.rule_items.iter().enumerate() {
@@ -305,12 +340,18 @@ impl Validate for RateLimitConfig {
                     Some(h) => Source::IpHeader(h.to_ascii_lowercase()),
                     None if value == "from-remote-addr" => Source::RemoteAddr,
                     None => {
-                        return Err(ConfigError::new(format!("{at}.limit_by_per_ip"), "use from-header-<name> or from-remote-addr"))
+                        return Err(ConfigError::new(
+                            format!("{at}.limit_by_per_ip"),
+                            "use from-header-<name> or from-remote-addr",
+                        ))
                     }
                 },
             };
             if item.limit_keys.is_empty() {
-                return Err(ConfigError::new(format!("{at}.limit_keys"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("{at}.limit_keys"),
+                    "must not be empty",
+                ));
             }
             let ip = *kind == "ip";
             let keys = item
@@ -319,10 +360,17 @@ impl Validate for RateLimitConfig {
                 .enumerate()
                 .map(|(j, k)| compile_key(k, ip, &format!("{at}.limit_keys[{j}]")))
                 .collect::<Result<_, _>>()?;
-            compiled.push(Item { source, per_value: *per_value, keys });
+            compiled.push(Item {
+                source,
+                per_value: *per_value,
+                keys,
+            });
         }
         if compiled.is_empty() {
-            return Err(ConfigError::new("rule_items", "set global_threshold or rule_items"));
+            return Err(ConfigError::new(
+                "rule_items",
+                "set global_threshold or rule_items",
+            ));
         }
         self.compiled = compiled;
         Ok(())
@@ -335,7 +383,8 @@ mod tests {
     use sdk::config::{RuleMode, RuleSet};
 
     fn parse(json: &str) -> Result<RateLimitConfig, ConfigError> {
-        RuleSet::<RateLimitConfig>::parse(json.as_bytes(), RuleMode::Independent).map(|s| s.global.unwrap())
+        RuleSet::<RateLimitConfig>::parse(json.as_bytes(), RuleMode::Independent)
+            .map(|s| s.global.unwrap())
     }
 
     #[test]
@@ -355,12 +404,27 @@ mod tests {
     fn errors_name_fields() {
         let cases = [
             (r#"{"rule_name":"r","redis":{"service_name":"x"}}"#, "redis"),
-            (r#"{"global_threshold":{"token_per_minute":1}}"#, "rule_name"),
-            (r#"{"rule_name":"r","global_threshold":{}}"#, "global_threshold"),
+            (
+                r#"{"global_threshold":{"token_per_minute":1}}"#,
+                "rule_name",
+            ),
+            (
+                r#"{"rule_name":"r","global_threshold":{}}"#,
+                "global_threshold",
+            ),
             (r#"{"rule_name":"r"}"#, "rule_items"),
-            (r#"{"rule_name":"r","rule_items":[{"limit_keys":[]}]}"#, "rule_items[0]"),
-            (r#"{"rule_name":"r","rule_items":[{"limit_by_per_ip":"from-remote-addr","limit_keys":[{"key":"nope","token_per_day":1}]}]}"#, "rule_items[0].limit_keys[0].key"),
-            (r#"{"rule_name":"r","backend":"rls","global_threshold":{"token_per_minute":1}}"#, "rls.cluster"),
+            (
+                r#"{"rule_name":"r","rule_items":[{"limit_keys":[]}]}"#,
+                "rule_items[0]",
+            ),
+            (
+                r#"{"rule_name":"r","rule_items":[{"limit_by_per_ip":"from-remote-addr","limit_keys":[{"key":"nope","token_per_day":1}]}]}"#,
+                "rule_items[0].limit_keys[0].key",
+            ),
+            (
+                r#"{"rule_name":"r","backend":"rls","global_threshold":{"token_per_minute":1}}"#,
+                "rls.cluster",
+            ),
         ];
         for (json, path) in cases {
             assert_eq!(parse(json).unwrap_err().path, path, "{json}");

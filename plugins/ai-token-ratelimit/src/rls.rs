@@ -104,8 +104,14 @@ pub fn request(domain: &str, counter: &str, limit: u64, window: u64, tokens: u64
         domain: domain.to_string(),
         descriptors: vec![RateLimitDescriptor {
             entries: vec![
-                Entry { key: "counter".into(), value: counter.to_string() },
-                Entry { key: "limit".into(), value: format!("{limit}/{window}") },
+                Entry {
+                    key: "counter".into(),
+                    value: counter.to_string(),
+                },
+                Entry {
+                    key: "limit".into(),
+                    value: format!("{limit}/{window}"),
+                },
             ],
         }],
         hits_addend: u32::try_from(tokens.max(1)).unwrap_or(u32::MAX),
@@ -140,11 +146,20 @@ mod tests {
             overall_code: 2,
             statuses: vec![DescriptorStatus {
                 code: 2,
-                current_limit: Some(RateLimit { requests_per_unit: 1000, unit: 2 }),
+                current_limit: Some(RateLimit {
+                    requests_per_unit: 1000,
+                    unit: 2,
+                }),
                 limit_remaining: 0,
-                duration_until_reset: Some(Duration { seconds: 42, nanos: 0 }),
+                duration_until_reset: Some(Duration {
+                    seconds: 42,
+                    nanos: 0,
+                }),
             }],
         };
-        assert_eq!(answer(&resp.encode_to_vec()), Some((true, Some(0), Some(42))));
+        assert_eq!(
+            answer(&resp.encode_to_vec()),
+            Some((true, Some(0), Some(42)))
+        );
     }
 }

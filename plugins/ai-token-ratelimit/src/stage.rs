@@ -63,12 +63,17 @@ impl RateLimitStage {
         if let Ok(id) = host.define_metric(MetricType::Counter, &name) {
             let _ = host.increment_metric(id, 1);
         }
-        ErrorReply::new(config.rejected_code, "tokens", Some("rate_limit_exceeded"), config.rejected_msg.clone())
-            .with_header("x-ratelimit-limit-tokens", budget.limit.to_string())
-            .with_header("x-ratelimit-remaining-tokens", budget.remaining.to_string())
-            .with_header("x-ratelimit-reset-tokens", format!("{}s", budget.reset))
-            .with_header("retry-after", budget.reset.to_string())
-            .with_header("x-tokenratelimit-reset", budget.reset.to_string())
+        ErrorReply::new(
+            config.rejected_code,
+            "tokens",
+            Some("rate_limit_exceeded"),
+            config.rejected_msg.clone(),
+        )
+        .with_header("x-ratelimit-limit-tokens", budget.limit.to_string())
+        .with_header("x-ratelimit-remaining-tokens", budget.remaining.to_string())
+        .with_header("x-ratelimit-reset-tokens", format!("{}s", budget.reset))
+        .with_header("retry-after", budget.reset.to_string())
+        .with_header("x-tokenratelimit-reset", budget.reset.to_string())
     }
 
     /// Charges the difference between the real usage and the reservation.
@@ -78,14 +83,17 @@ impl RateLimitStage {
         }
         self.charged = true;
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), Some(meter)) =
-            (self.active.and_then(|id| rules.get(id)), self.counter.clone(), self.meter.as_mut())
-        else {
+        let (Some(config), Some(counter), Some(meter)) = (
+            self.active.and_then(|id| rules.get(id)),
+            self.counter.clone(),
+            self.meter.as_mut(),
+        ) else {
             return;
         };
         let used = meter.finish(self.prompt.as_deref());
         let actual = used.input + used.output;
-        let delta = i64::try_from(actual).unwrap_or(i64::MAX) - i64::try_from(self.reserved).unwrap_or(i64::MAX);
+        let delta = i64::try_from(actual).unwrap_or(i64::MAX)
+            - i64::try_from(self.reserved).unwrap_or(i64::MAX);
         match config.backend {
             Backend::Local => {
                 let start = self.budget.map_or(0, |b| b.window_start);
@@ -94,9 +102,21 @@ impl RateLimitStage {
             // The service API cannot give tokens back: only what exceeds the reservation is charged.
             Backend::Rls if delta > 0 => {
                 if let Some(rls) = &config.rls {
-                    let msg = rls::request(&rls.domain, &counter.id, counter.limit, counter.window, delta.unsigned_abs());
+                    let msg = rls::request(
+                        &rls.domain,
+                        &counter.id,
+                        counter.limit,
+                        counter.window,
+                        delta.unsigned_abs(),
+                    );
                     let timeout = Duration::from_millis(rls.timeout);
-                    let _ = host.dispatch_grpc_call(&rls.cluster, rls::SERVICE, rls::METHOD, &msg, timeout);
+                    let _ = host.dispatch_grpc_call(
+                        &rls.cluster,
+                        rls::SERVICE,
+                        rls::METHOD,
+                        &msg,
+                        timeout,
+                    );
                 }
             }
             Backend::Rls => {}
@@ -105,7 +125,9 @@ impl RateLimitStage {
 }
 
 fn now(host: &dyn Host) -> u64 {
-    host.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    host.now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn query_param(path: &str, name: &str) -> Option<String> {
@@ -124,7 +146,12 @@ fn cookie(header: &str, name: &str) -> Option<String> {
 }
 
 /// The value a rule item limits on, read from the request.
-fn source_value(host: &dyn Host, ex: &Exchange, source: &Source, consumer_header: &str) -> Option<String> {
+fn source_value(
+    host: &dyn Host,
+    ex: &Exchange,
+    source: &Source,
+    consumer_header: &str,
+) -> Option<String> {
     match source {
         Source::Header(h) => host.request_header(h),
         Source::Param(p) => query_param(&ex.path, p),
@@ -150,7 +177,9 @@ fn source_value(host: &dyn Host, ex: &Exchange, source: &Source, consumer_header
 fn output_allowance(body: &RequestBody, default: u64) -> u64 {
     let from = |v: Option<&Value>| v.and_then(Value::as_u64);
     match body {
-        RequestBody::Chat(c) => from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens"))),
+        RequestBody::Chat(c) => {
+            from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens")))
+        }
         RequestBody::Messages(m) => m.max_tokens,
         RequestBody::Json(v) => from(v.get("max_completion_tokens")).or(from(v.get("max_tokens"))),
     }
@@ -162,10 +191,17 @@ impl Stage for RateLimitStage {
         "ai-token-ratelimit"
     }
 
-    fn on_request_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<Need, ErrorReply> {
+    fn on_request_headers(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply> {
         let llm = matches!(
             ex.api(),
-            ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Completions | ApiKind::Embeddings
+            ApiKind::ChatCompletions
+                | ApiKind::AnthropicMessages
+                | ApiKind::Completions
+                | ApiKind::Embeddings
         );
         if !llm {
             return Ok(Need::Nothing);
@@ -174,12 +210,19 @@ impl Stage for RateLimitStage {
         let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
-        let Some(config) = rules.get(id) else { return Ok(Need::Nothing) };
+        let Some(config) = rules.get(id) else {
+            return Ok(Need::Nothing);
+        };
         for (i, item) in config.compiled.iter().enumerate() {
             let Some(value) = source_value(host, ex, &item.source, &config.consumer_header) else {
                 continue;
             };
-            let Some((j, key)) = item.keys.iter().enumerate().find(|(_, k)| k.matcher.matches(&value)) else {
+            let Some((j, key)) = item
+                .keys
+                .iter()
+                .enumerate()
+                .find(|(_, k)| k.matcher.matches(&value))
+            else {
                 continue;
             };
             let mut counter_id = format!("{}/{i}/{j}", config.rule_name);
@@ -187,7 +230,11 @@ impl Stage for RateLimitStage {
                 counter_id.push('/');
                 counter_id.push_str(&value);
             }
-            self.counter = Some(Counter { id: counter_id, limit: key.limit, window: key.window });
+            self.counter = Some(Counter {
+                id: counter_id,
+                limit: key.limit,
+                window: key.window,
+            });
             self.active = Some(id);
             return Ok(Need::Body);
         }
@@ -196,9 +243,11 @@ impl Stage for RateLimitStage {
 
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), Some(body)) =
-            (self.active.and_then(|id| rules.get(id)), self.counter.clone(), ex.body.as_ref())
-        else {
+        let (Some(config), Some(counter), Some(body)) = (
+            self.active.and_then(|id| rules.get(id)),
+            self.counter.clone(),
+            ex.body.as_ref(),
+        ) else {
             return Ok(());
         };
         let doc = match body {
@@ -209,13 +258,24 @@ impl Stage for RateLimitStage {
         let mut prompt = String::new();
         if let Some(doc) = &doc {
             usage::request_text(doc, &mut prompt);
-            self.model = doc.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+            self.model = doc
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
         }
         let input = tokens::count(tokens::encoding_for_model(&self.model), &prompt).unwrap_or(0);
         self.prompt = Some(prompt);
         self.reserved = input + output_allowance(body, config.default_max_tokens);
         match config.backend {
-            Backend::Local => match local::reserve(host, &counter.id, counter.limit, counter.window, now(host), self.reserved) {
+            Backend::Local => match local::reserve(
+                host,
+                &counter.id,
+                counter.limit,
+                counter.window,
+                now(host),
+                self.reserved,
+            ) {
                 Ok(budget) => self.budget = Some(budget),
                 Err(budget) => {
                     self.counter = None;
@@ -223,15 +283,37 @@ impl Stage for RateLimitStage {
                 }
             },
             Backend::Rls => {
-                let Some(rls) = &config.rls else { return Ok(()) };
-                let msg = rls::request(&rls.domain, &counter.id, counter.limit, counter.window, self.reserved);
+                let Some(rls) = &config.rls else {
+                    return Ok(());
+                };
+                let msg = rls::request(
+                    &rls.domain,
+                    &counter.id,
+                    counter.limit,
+                    counter.window,
+                    self.reserved,
+                );
                 let timeout = Duration::from_millis(rls.timeout);
-                match host.dispatch_grpc_call(&rls.cluster, rls::SERVICE, rls::METHOD, &msg, timeout) {
+                match host.dispatch_grpc_call(
+                    &rls.cluster,
+                    rls::SERVICE,
+                    rls::METHOD,
+                    &msg,
+                    timeout,
+                ) {
                     Ok(call) => self.call = Some(call),
                     Err(e) => {
-                        host.log(LogLevel::Warn, &format!("[ai-token-ratelimit] rate limit service not called: {e:?}"));
+                        host.log(
+                            LogLevel::Warn,
+                            &format!("[ai-token-ratelimit] rate limit service not called: {e:?}"),
+                        );
                         if rls.failure_mode_deny {
-                            return Err(ErrorReply::new(503, "server_error", Some("rate_limit_service_unavailable"), "the rate limit service is unavailable"));
+                            return Err(ErrorReply::new(
+                                503,
+                                "server_error",
+                                Some("rate_limit_service_unavailable"),
+                                "the rate limit service is unavailable",
+                            ));
                         }
                     }
                 }
@@ -244,13 +326,23 @@ impl Stage for RateLimitStage {
         self.call.is_some()
     }
 
-    fn on_grpc_call_response(&mut self, host: &dyn Host, _ex: &mut Exchange, token: u32, status: u32, message: &[u8]) -> CallResult {
+    fn on_grpc_call_response(
+        &mut self,
+        host: &dyn Host,
+        _ex: &mut Exchange,
+        token: u32,
+        status: u32,
+        message: &[u8],
+    ) -> CallResult {
         if self.call != Some(token) {
             return CallResult::NotMine;
         }
         self.call = None;
         let rules = self.rules.clone();
-        let (Some(config), Some(counter)) = (self.active.and_then(|id| rules.get(id)), self.counter.clone()) else {
+        let (Some(config), Some(counter)) = (
+            self.active.and_then(|id| rules.get(id)),
+            self.counter.clone(),
+        ) else {
             return CallResult::ResumeRequest;
         };
         let deny_on_failure = config.rls.as_ref().is_some_and(|r| r.failure_mode_deny);
@@ -270,10 +362,20 @@ impl Stage for RateLimitStage {
                 CallResult::ResumeRequest
             }
             _ => {
-                host.log(LogLevel::Warn, &format!("[ai-token-ratelimit] rate limit service failed (grpc status {status})"));
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "[ai-token-ratelimit] rate limit service failed (grpc status {status})"
+                    ),
+                );
                 self.counter = None;
                 if deny_on_failure {
-                    CallResult::Reply(ErrorReply::new(503, "server_error", Some("rate_limit_service_unavailable"), "the rate limit service is unavailable"))
+                    CallResult::Reply(ErrorReply::new(
+                        503,
+                        "server_error",
+                        Some("rate_limit_service_unavailable"),
+                        "the rate limit service is unavailable",
+                    ))
                 } else {
                     CallResult::ResumeRequest
                 }
@@ -287,7 +389,10 @@ impl Stage for RateLimitStage {
         }
         if let Some(b) = self.budget {
             host.set_response_header("x-ratelimit-limit-tokens", Some(&b.limit.to_string()));
-            host.set_response_header("x-ratelimit-remaining-tokens", Some(&b.remaining.to_string()));
+            host.set_response_header(
+                "x-ratelimit-remaining-tokens",
+                Some(&b.remaining.to_string()),
+            );
             host.set_response_header("x-ratelimit-reset-tokens", Some(&format!("{}s", b.reset)));
         }
         let stream = host
@@ -297,7 +402,13 @@ impl Stage for RateLimitStage {
         BodyMode::Stream
     }
 
-    fn on_response_body(&mut self, host: &dyn Host, _ex: &mut Exchange, chunk: Vec<u8>, end: bool) -> Vec<u8> {
+    fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        _ex: &mut Exchange,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> Vec<u8> {
         if let Some(meter) = self.meter.as_mut() {
             meter.feed(&chunk, end, |_, _| {});
             if end {
