@@ -16,8 +16,9 @@ use sdk::config::{object_from_bytes, ConfigError};
 use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
-pub const ORDER: [&str; 4] = [
+pub const ORDER: [&str; 5] = [
     "ai-statistics",
+    "ai-token-ratelimit",
     "ai-moderation",
     "ai-prompt-decorator",
     "ai-proxy",
@@ -105,6 +106,17 @@ mod tests {
             .collect();
         assert_eq!(names, ["ai-prompt-decorator", "ai-proxy"]);
         assert_eq!(warnings, ["unknown plugin `ai-nope` ignored"]);
+    }
+
+    #[test]
+    fn every_plugin_has_a_place_in_the_order() {
+        for name in ORDER {
+            assert!(load_one(name, b"{}").is_some(), "{name}");
+        }
+        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let (loaded, warnings) = combined(all.as_bytes()).unwrap();
+        assert_eq!(loaded.len(), 5);
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
