@@ -708,3 +708,22 @@ fn endpoints_compression_and_unknown_keys() {
     // streamIncludeUsage: false leaves the request's stream options alone.
     assert!(got["body_json"].get("stream_options").is_none());
 }
+
+#[test]
+fn custom_settings_reach_the_provider() {
+    let config = r#"{"provider":{"type":"claude","apiTokens":["k"],"customSettings":[
+        {"name":"max_tokens","value":77},{"name":"temperature","value":0.5,"overwrite":false},
+        {"name":"metadata.user_id","value":"gateway"}]}}"#;
+    let gw = gateway(config);
+    let body =
+        json!({"model": "m", "temperature": 0.9, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .post("/v1/chat/completions", &[], &body.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let sent = gw.last_upstream_request().unwrap()["body_json"].clone();
+    assert_eq!(sent["max_tokens"], 77);
+    assert_eq!(sent["temperature"], 0.9);
+    assert_eq!(sent["metadata"]["user_id"], "gateway");
+    assert_eq!(resp.json().unwrap()["object"], "chat.completion");
+}

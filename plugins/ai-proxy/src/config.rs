@@ -86,6 +86,48 @@ pub struct ProviderConfig {
     pub failover: FailoverConfig,
     /// Retry failed non-streaming requests with another key.
     pub retry_on_failure: RetryConfig,
+    /// Fields set in every request body sent to the provider.
+    pub custom_settings: Vec<CustomSetting>,
+}
+
+/// One `customSettings` entry: a field set in the provider's request body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomSetting {
+    /// Field name; dots reach into objects (`thinking.budget_tokens`).
+    pub name: String,
+    /// Value to set.
+    pub value: Value,
+    /// `auto` (default) or `raw`; both use the name as given for the current provider families.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Replace a value the client sent (default true).
+    #[serde(default = "yes")]
+    pub overwrite: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl CustomSetting {
+    /// Sets the field in `body` (an object), creating objects along a dotted name.
+    pub fn apply(&self, body: &mut Value) {
+        let mut parts: Vec<&str> = self.name.split('.').collect();
+        let Some(last) = parts.pop() else { return };
+        let mut target = body;
+        for part in parts {
+            let Some(obj) = target.as_object_mut() else {
+                return;
+            };
+            target = obj.entry(part).or_insert_with(|| Value::Object(Map::new()));
+        }
+        if let Some(obj) = target.as_object_mut() {
+            if self.overwrite || !obj.contains_key(last) {
+                obj.insert(last.to_string(), self.value.clone());
+            }
+        }
+    }
 }
 
 impl Validate for ProxyConfig {
@@ -123,10 +165,53 @@ impl Validate for ProxyConfig {
             }
             (None, true) => return Ok(()),
         };
+        for (i, c) in chosen.custom_settings.iter().enumerate() {
+            let bad_mode = c.mode.as_deref().is_some_and(|m| m != "auto" && m != "raw");
+            if c.name.is_empty() || c.name.split('.').any(str::is_empty) || bad_mode {
+                return Err(ConfigError::new(
+                    format!("{at}.customSettings[{i}]"),
+                    "needs a field `name` (dots for nested fields) and `mode` auto or raw",
+                ));
+            }
+        }
         let mapping = ModelMapping::parse(&chosen.model_mapping)
             .map_err(|e| e.under(&format!("{at}.modelMapping")))?;
         let provider = providers::resolve(&chosen, mapping).map_err(|e| e.under(&at))?;
         self.active = Some(provider);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn custom_settings_set_fields() {
+        let settings: Vec<CustomSetting> = serde_json::from_value(json!([
+            {"name": "max_tokens", "value": 77},
+            {"name": "temperature", "value": 0.5, "overwrite": false},
+            {"name": "thinking.budget_tokens", "value": 1024, "mode": "raw"}
+        ]))
+        .unwrap();
+        let mut body = json!({"temperature": 0.9, "max_tokens": 5});
+        for s in &settings {
+            s.apply(&mut body);
+        }
+        assert_eq!(
+            body,
+            json!({"temperature": 0.9, "max_tokens": 77, "thinking": {"budget_tokens": 1024}})
+        );
+    }
+
+    #[test]
+    fn bad_custom_setting_names_the_entry() {
+        let c: ProxyConfig =
+            serde_json::from_value(json!({"provider": {"type": "openai", "apiTokens": ["k"],
+            "customSettings": [{"name": "a..b", "value": 1}]}}))
+            .unwrap();
+        let mut c = c;
+        assert_eq!(c.validate().unwrap_err().path, "provider.customSettings[0]");
     }
 }

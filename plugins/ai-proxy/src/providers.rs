@@ -165,6 +165,8 @@ pub struct Provider {
     pub failover: Option<Failover>,
     /// Retries of failed non-streaming requests with another key, when enabled.
     pub retry: Option<Retry>,
+    /// Fields set in every request body.
+    pub custom_settings: Vec<crate::config::CustomSetting>,
     /// Shared-data key of this provider's key health.
     pub health_key: String,
     /// Cluster the provider's traffic goes to (learned from requests; used by health checks).
@@ -300,6 +302,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         passthrough_client_key: c.passthrough_client_key,
         failover: Failover::compile(&c.failover)?,
         retry: Retry::compile(&c.retry_on_failure)?,
+        custom_settings: c.custom_settings.clone(),
         health_key: String::new(),
         cluster: RefCell::new(None),
         inflight: RefCell::new(HashMap::new()),

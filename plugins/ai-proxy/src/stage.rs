@@ -297,6 +297,21 @@ impl Stage for ProxyStage {
             RequestBody::Messages(m) => m.stream == Some(true),
             RequestBody::Json(v) => v.get("stream") == Some(&Value::Bool(true)),
         };
+        let translated = if p.custom_settings.is_empty() {
+            translated
+        } else {
+            let value = match translated {
+                RequestBody::Chat(c) => serde_json::to_value(c),
+                RequestBody::Messages(m) => serde_json::to_value(m),
+                RequestBody::Json(v) => Ok(v),
+            };
+            let mut value = value
+                .map_err(|e| ErrorReply::internal(format!("cannot encode the request: {e}")))?;
+            for setting in &p.custom_settings {
+                setting.apply(&mut value);
+            }
+            RequestBody::Json(value)
+        };
         if streaming {
             // A stream is answered as it arrives: it cannot be replayed with another key.
             self.replay = None;
