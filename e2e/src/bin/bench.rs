@@ -158,12 +158,16 @@ fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Lo
     total
 }
 
+/// A budget no benchmark spends: the rate limiter does all its work and refuses nothing.
+const UNLIMITED: &str = r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
+
 fn options(setup: &Setup, workers: u32) -> Options {
     Options {
         plain: setup.plain,
         concurrency: Some(workers),
         ..Options::shipped()
     }
+    .with_plugin("ai-token-ratelimit", UNLIMITED)
 }
 
 /// RSS of a fresh Envoy after `n` requests (estimates included, so the tokenizer is built).
@@ -181,6 +185,20 @@ fn rss_after_warmup(mock: &Mock, setup: &Setup, workers: u32) -> Result<f64> {
     }
     std::thread::sleep(Duration::from_millis(300));
     Ok(rss_mb(envoy.pid()))
+}
+
+/// Streams one answer of 1 MB of text (1000 pieces of 1000 bytes, moderated in windows when the
+/// chain has ai-moderation); returns whether it arrived whole, and Envoy's RSS before and after.
+fn big_stream(envoy: &Envoy) -> Result<(bool, f64, f64)> {
+    let before = rss_mb(envoy.pid());
+    let client = Client::new(Duration::from_secs(120));
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long answer"}]}).to_string();
+    let headers = [("x-mock-chunks", "1000"), ("x-mock-piece-bytes", "1000")];
+    let (status, reads) = client.post_stream(&format!("{}/v1/chat/completions", envoy.url()), &headers, &body)?;
+    let bytes: usize = reads.iter().map(|(_, b)| b.len()).sum();
+    let last = reads.last().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let complete = status == 200 && bytes > 1_000_000 && last.contains("[DONE]");
+    Ok((complete, before, rss_mb(envoy.pid())))
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -217,6 +235,7 @@ fn main() -> Result<()> {
         let _ = run_load(&envoy, false, 1, concurrency); // warm-up
         let mut json_load = run_load(&envoy, false, seconds, concurrency);
         let mut sse_load = run_load(&envoy, true, seconds, concurrency);
+        let (big_ok, rss_before_big, rss_after_big) = big_stream(&envoy)?;
         mock.clear()?;
         rows.push(json!({
             "setup": setup.name,
@@ -229,6 +248,7 @@ fn main() -> Result<()> {
                     "ttfb_p50_ms": percentile(&mut sse_load.ttfb_ms, 0.5), "ttfb_p99_ms": percentile(&mut sse_load.ttfb_ms, 0.99)},
             "rss_mb_1_worker": rss1,
             "rss_mb_2_workers": rss2,
+            "stream_1mb": {"complete": big_ok, "rss_mb_before": rss_before_big, "rss_mb_after": rss_after_big},
         }));
     }
     let base = rows.first().cloned().unwrap_or_default();
@@ -241,13 +261,13 @@ fn main() -> Result<()> {
     md.push_str(&format!(
         "{seconds} s per workload, {concurrency} connections, Envoy with 2 workers, mock upstream, streams of {CHUNKS} chunks.\nEfficiency = plain Envoy's CPU per request / this setup's (100 % = free).\n\n"
     ));
-    md.push_str("| setup | JSON rps | JSON CPU µs/req | JSON eff. | p50 / p99 ms | SSE rps | SSE CPU µs/req | SSE eff. | plugin µs/chunk | TTFB p50 ms | RSS MB 1w / 2w |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| setup | JSON rps | JSON CPU µs/req | JSON eff. | p50 / p99 ms | SSE rps | SSE CPU µs/req | SSE eff. | plugin µs/chunk | TTFB p50 ms | RSS MB 1w / 2w | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for row in &rows {
         let per_chunk = (row["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0)
             - base["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0))
             / f64::from(CHUNKS);
         md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.1} | {:.0} / {:.0} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.1} | {:.0} / {:.0} | {} |\n",
             row["setup"].as_str().unwrap_or_default(),
             row["json"]["rps"].as_f64().unwrap_or(0.0),
             row["json"]["cpu_us_per_request"].as_f64().unwrap_or(0.0),
@@ -261,6 +281,17 @@ fn main() -> Result<()> {
             row["sse"]["ttfb_p50_ms"].as_f64().unwrap_or(0.0),
             row["rss_mb_1_worker"].as_f64().unwrap_or(0.0),
             row["rss_mb_2_workers"].as_f64().unwrap_or(0.0),
+            row["json"]["errors"].as_u64().unwrap_or(0) + row["sse"]["errors"].as_u64().unwrap_or(0),
+        ));
+    }
+    md.push_str("\n| setup | 1 MB streamed answer | Envoy RSS before → after (MB) |\n|---|---|---|\n");
+    for row in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} → {:.0} |\n",
+            row["setup"].as_str().unwrap_or_default(),
+            if row["stream_1mb"]["complete"] == true { "complete" } else { "INCOMPLETE" },
+            row["stream_1mb"]["rss_mb_before"].as_f64().unwrap_or(0.0),
+            row["stream_1mb"]["rss_mb_after"].as_f64().unwrap_or(0.0),
         ));
     }
     md.push_str("\n| module | bytes |\n|---|---|\n");

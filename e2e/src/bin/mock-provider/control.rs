@@ -30,6 +30,8 @@ pub struct MockControl {
     pub delay: Duration,
     /// `x-mock-chunks`: number of content chunks in a stream.
     pub chunks: usize,
+    /// `x-mock-piece-bytes`: pad each default stream piece to this many bytes.
+    pub piece_bytes: Option<usize>,
     /// `x-mock-chunk-delay-ms`: pause between stream frames.
     pub chunk_delay: Duration,
     /// `x-mock-reset-after`: abort the connection after this many frames.
@@ -46,6 +48,7 @@ impl Default for MockControl {
             status: None,
             delay: Duration::ZERO,
             chunks: DEFAULT_CHUNKS,
+            piece_bytes: None,
             chunk_delay: Duration::ZERO,
             reset_after: None,
             content: None,
@@ -96,6 +99,7 @@ impl MockControl {
             status,
             delay: Duration::from_millis(number("x-mock-delay-ms")?.unwrap_or(0)),
             chunks: count("x-mock-chunks")?.unwrap_or(DEFAULT_CHUNKS),
+            piece_bytes: count("x-mock-piece-bytes")?,
             chunk_delay: Duration::from_millis(number("x-mock-chunk-delay-ms")?.unwrap_or(0)),
             reset_after: count("x-mock-reset-after")?,
             content: text("x-mock-content"),
@@ -237,6 +241,7 @@ mod tests {
                 status: Some(StatusCode::SERVICE_UNAVAILABLE),
                 delay: Duration::from_millis(20),
                 chunks: 3,
+                piece_bytes: None,
                 chunk_delay: Duration::from_millis(7),
                 reset_after: Some(2),
                 content: Some("hello there".into()),

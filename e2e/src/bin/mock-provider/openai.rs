@@ -141,7 +141,15 @@ pub fn split_pieces(text: &str) -> Vec<String> {
 pub fn stream_pieces(control: &MockControl) -> Vec<String> {
     match &control.content {
         Some(text) => split_pieces(text),
-        None => (0..control.chunks).map(|i| format!("w{i} ")).collect(),
+        None => (0..control.chunks)
+            .map(|i| {
+                let piece = format!("w{i}");
+                match control.piece_bytes {
+                    Some(n) if n > piece.len() + 1 => format!("{piece}{} ", "x".repeat(n - piece.len() - 1)),
+                    _ => format!("{piece} "),
+                }
+            })
+            .collect(),
     }
 }
 
