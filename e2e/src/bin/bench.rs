@@ -159,7 +159,8 @@ fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Lo
 }
 
 /// A budget no benchmark spends: the rate limiter does all its work and refuses nothing.
-const UNLIMITED: &str = r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
+const UNLIMITED: &str =
+    r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
 
 fn options(setup: &Setup, workers: u32) -> Options {
     Options {
@@ -194,9 +195,16 @@ fn big_stream(envoy: &Envoy) -> Result<(bool, f64, f64)> {
     let client = Client::new(Duration::from_secs(120));
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "a long answer"}]}).to_string();
     let headers = [("x-mock-chunks", "1000"), ("x-mock-piece-bytes", "1000")];
-    let (status, reads) = client.post_stream(&format!("{}/v1/chat/completions", envoy.url()), &headers, &body)?;
+    let (status, reads) = client.post_stream(
+        &format!("{}/v1/chat/completions", envoy.url()),
+        &headers,
+        &body,
+    )?;
     let bytes: usize = reads.iter().map(|(_, b)| b.len()).sum();
-    let last = reads.last().map(|(_, b)| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let last = reads
+        .last()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
     let complete = status == 200 && bytes > 1_000_000 && last.contains("[DONE]");
     Ok((complete, before, rss_mb(envoy.pid())))
 }
@@ -284,12 +292,18 @@ fn main() -> Result<()> {
             row["json"]["errors"].as_u64().unwrap_or(0) + row["sse"]["errors"].as_u64().unwrap_or(0),
         ));
     }
-    md.push_str("\n| setup | 1 MB streamed answer | Envoy RSS before → after (MB) |\n|---|---|---|\n");
+    md.push_str(
+        "\n| setup | 1 MB streamed answer | Envoy RSS before → after (MB) |\n|---|---|---|\n",
+    );
     for row in &rows {
         md.push_str(&format!(
             "| {} | {} | {:.0} → {:.0} |\n",
             row["setup"].as_str().unwrap_or_default(),
-            if row["stream_1mb"]["complete"] == true { "complete" } else { "INCOMPLETE" },
+            if row["stream_1mb"]["complete"] == true {
+                "complete"
+            } else {
+                "INCOMPLETE"
+            },
             row["stream_1mb"]["rss_mb_before"].as_f64().unwrap_or(0.0),
             row["stream_1mb"]["rss_mb_after"].as_f64().unwrap_or(0.0),
         ));

@@ -145,7 +145,9 @@ pub fn stream_pieces(control: &MockControl) -> Vec<String> {
             .map(|i| {
                 let piece = format!("w{i}");
                 match control.piece_bytes {
-                    Some(n) if n > piece.len() + 1 => format!("{piece}{} ", "x".repeat(n - piece.len() - 1)),
+                    Some(n) if n > piece.len() + 1 => {
+                        format!("{piece}{} ", "x".repeat(n - piece.len() - 1))
+                    }
                     _ => format!("{piece} "),
                 }
             })
