@@ -23,6 +23,26 @@ pub enum RequestBody {
     Json(Value),
 }
 
+impl RequestBody {
+    /// The body as a JSON value.
+    pub fn to_json(&self) -> Option<Value> {
+        match self {
+            RequestBody::Chat(c) => serde_json::to_value(c).ok(),
+            RequestBody::Messages(m) => serde_json::to_value(m).ok(),
+            RequestBody::Json(v) => Some(v.clone()),
+        }
+    }
+
+    /// The `model` it names.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            RequestBody::Chat(c) => c.model.as_deref(),
+            RequestBody::Messages(m) => m.model.as_deref(),
+            RequestBody::Json(v) => v.get("model").and_then(Value::as_str),
+        }
+    }
+}
+
 /// What the stages share about one request.
 #[derive(Debug, Default)]
 pub struct Exchange {
@@ -43,6 +63,7 @@ pub struct Exchange {
     pub replace_held_response: bool,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
+    prompt: Option<String>,
 }
 
 impl Exchange {
@@ -68,6 +89,19 @@ impl Exchange {
         self.cluster_name
             .get_or_insert_with(|| prop_string(host, &["xds", "cluster_name"]))
             .clone()
+    }
+
+    /// The client's prompt text (for token estimates), extracted once per request from the body
+    /// as the client sent it and shared by every stage that asks.
+    pub fn prompt_text(&mut self) -> &str {
+        let body = &self.body;
+        self.prompt.get_or_insert_with(|| {
+            let mut text = String::new();
+            if let Some(doc) = body.as_ref().and_then(RequestBody::to_json) {
+                crate::usage::request_text(&doc, &mut text);
+            }
+            text
+        })
     }
 
     /// A request fact for `_rules_` matching.

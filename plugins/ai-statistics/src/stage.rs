@@ -157,50 +157,32 @@ impl Stage for StatsStage {
             return Ok(());
         };
         let estimate = config.estimate_tokens;
-        let wants_doc = estimate
-            || config
-                .attributes
-                .iter()
-                .any(|a| a.value_source == ValueSource::RequestBody);
-        let (model, stream, round, doc) = match &ex.body {
-            Some(RequestBody::Chat(c)) => (
-                c.model.clone(),
+        let body_attributes = config
+            .attributes
+            .iter()
+            .any(|a| a.value_source == ValueSource::RequestBody);
+        let Some(body) = ex.body.as_ref() else {
+            return Ok(());
+        };
+        self.request_model = body.model().unwrap_or_default().to_string();
+        (self.stream, self.chat_round) = match body {
+            RequestBody::Chat(c) => (
                 c.stream == Some(true),
                 c.messages.iter().filter(|m| m.role == "user").count(),
-                if wants_doc {
-                    serde_json::to_value(c).ok()
-                } else {
-                    None
-                },
             ),
-            Some(RequestBody::Messages(m)) => (
-                m.model.clone(),
+            RequestBody::Messages(m) => (
                 m.stream == Some(true),
                 m.messages.iter().filter(|m| m.role == "user").count(),
-                if wants_doc {
-                    serde_json::to_value(m).ok()
-                } else {
-                    None
-                },
             ),
-            Some(RequestBody::Json(v)) => (
-                v.get("model").and_then(Value::as_str).map(str::to_string),
-                v.get("stream") == Some(&Value::Bool(true)),
-                0,
-                wants_doc.then(|| v.clone()),
-            ),
-            None => (None, false, 0, None),
+            RequestBody::Json(v) => (v.get("stream") == Some(&Value::Bool(true)), 0),
         };
-        self.request_model = model.unwrap_or_default();
-        self.stream = stream;
-        self.chat_round = round;
-        if let Some(doc) = doc {
-            if estimate {
-                let mut prompt = String::new();
-                usage::request_text(&doc, &mut prompt);
-                self.prompt = Some(prompt);
+        if body_attributes {
+            if let Some(doc) = body.to_json() {
+                self.collect_json(ValueSource::RequestBody, &doc);
             }
-            self.collect_json(ValueSource::RequestBody, &doc);
+        }
+        if estimate {
+            self.prompt = Some(ex.prompt_text().to_string());
         }
         Ok(())
     }

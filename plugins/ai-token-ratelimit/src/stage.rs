@@ -10,7 +10,7 @@ use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::meter::UsageMeter;
 use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
-use sdk::{tokens, usage};
+use sdk::tokens;
 use serde_json::Value;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -250,23 +250,12 @@ impl Stage for RateLimitStage {
         ) else {
             return Ok(());
         };
-        let doc = match body {
-            RequestBody::Chat(c) => serde_json::to_value(c).ok(),
-            RequestBody::Messages(m) => serde_json::to_value(m).ok(),
-            RequestBody::Json(v) => Some(v.clone()),
-        };
-        let mut prompt = String::new();
-        if let Some(doc) = &doc {
-            usage::request_text(doc, &mut prompt);
-            self.model = doc
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-        }
+        self.model = body.model().unwrap_or_default().to_string();
+        let allowance = output_allowance(body, config.default_max_tokens);
+        let prompt = ex.prompt_text().to_string();
         let input = tokens::count(tokens::encoding_for_model(&self.model), &prompt).unwrap_or(0);
         self.prompt = Some(prompt);
-        self.reserved = input + output_allowance(body, config.default_max_tokens);
+        self.reserved = input + allowance;
         match config.backend {
             Backend::Local => match local::reserve(
                 host,
