@@ -111,6 +111,20 @@ fn denied_requests_never_reach_the_provider() {
         })
         .map(|s| s.value);
     assert_eq!(count, Some(5.0));
+    // The guardrail result reaches the access log.
+    let mut blocked = 0;
+    for _ in 0..200 {
+        blocked = gw
+            .envoy
+            .access_log()
+            .matches("\"guardrail\":\"blocked\"")
+            .count();
+        if blocked >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(blocked, 5, "{}", gw.envoy.access_log());
 }
 
 const SERVICE: &str = r#"{"service": {"cluster": "llm_upstream", "timeout": 500, "failOpen": true},
@@ -246,6 +260,15 @@ fn streamed_answer_is_cut_at_the_offending_window_local_rules() {
     let config = r#"{"checkRequest": false, "checkResponse": true, "denyWords": ["forbidden"], "streamWindow": 36}"#;
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
     check_cut(&gw);
+    let denied = gw.envoy.prometheus().unwrap();
+    let response_denials = denied
+        .iter()
+        .find(|s| {
+            s.name == "ai_moderation_denied"
+                && s.labels.get("direction").map(String::as_str) == Some("response")
+        })
+        .map(|s| s.value);
+    assert_eq!(response_denials, Some(1.0));
 }
 
 #[test]
