@@ -2,6 +2,7 @@
 //! config rendered from the shipped `envoy/` files, and stops both when dropped (also when a test
 //! fails).
 
+pub mod cli;
 pub mod envoy;
 pub mod http;
 pub mod mock;

@@ -56,28 +56,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
         port: 8089,
         redis: "redis://127.0.0.1:6379".to_owned(),
     };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg, None),
-        };
-        if flag == "-h" || flag == "--help" {
-            return Ok(Command::Help);
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+    let Some(flags) = e2e::cli::flags(args)? else {
+        return Ok(Command::Help);
+    };
+    for (flag, value) in flags {
         match flag.as_str() {
-            "--host" => parsed.host = value()?,
-            "--port" => {
-                let v = value()?;
-                parsed.port = v.parse().map_err(|_| format!("invalid port {v:?}"))?;
-            }
-            "--redis" => parsed.redis = value()?,
+            "--host" => parsed.host = value,
+            "--port" => parsed.port = e2e::cli::port(&value)?,
+            "--redis" => parsed.redis = value,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
