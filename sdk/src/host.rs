@@ -16,8 +16,9 @@ pub trait Host {
     fn request_header(&self, name: &str) -> Option<String>;
     /// All request headers, pseudo-headers included.
     fn request_headers(&self) -> Vec<(String, String)>;
-    /// Sets (`Some`) or removes (`None`) a request header.
-    fn set_request_header(&self, name: &str, value: Option<&str>);
+    /// Sets (`Some`) or removes (`None`) a request header; false when the host refused (stock
+    /// Envoy has no request headers to change once the header callback returned).
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
     /// One response header (lowercase name).
     fn response_header(&self, name: &str) -> Option<String>;
     /// Sets (`Some`) or removes (`None`) a response header.
@@ -84,6 +85,96 @@ pub trait Host {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WasmHost;
 
+/// Header-map host calls that return errors instead of panicking (the SDK's `hostcalls` panic on
+/// any status but `Ok`/`NotFound`, and on header values that are not UTF-8).
+#[allow(unsafe_code)]
+mod raw {
+    use proxy_wasm::types::MapType;
+    use std::ptr::null_mut;
+
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        #[link_name = "proxy_get_header_map_value"]
+        fn get_value(map: MapType, k: *const u8, ks: usize, v: *mut *mut u8, vs: *mut usize)
+            -> u32;
+        #[link_name = "proxy_get_header_map_pairs"]
+        fn get_pairs(map: MapType, v: *mut *mut u8, vs: *mut usize) -> u32;
+        #[link_name = "proxy_replace_header_map_value"]
+        fn replace(map: MapType, k: *const u8, ks: usize, v: *const u8, vs: usize) -> u32;
+        #[link_name = "proxy_remove_header_map_value"]
+        fn remove(map: MapType, k: *const u8, ks: usize) -> u32;
+    }
+
+    /// Takes ownership of a host-allocated buffer (allocated through the SDK's
+    /// `proxy_on_memory_allocate`, i.e. this module's global allocator).
+    unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+        if data.is_null() {
+            Vec::new()
+        } else {
+            Vec::from_raw_parts(data, size, size)
+        }
+    }
+
+    pub fn header(map: MapType, name: &str) -> Option<String> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: the host writes a buffer it allocated with our allocator, or nothing.
+        let status = unsafe { get_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+        let bytes = unsafe { take(data, size) };
+        (status == 0).then(|| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub fn headers(map: MapType) -> Vec<(String, String)> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: as in `header`.
+        let status = unsafe { get_pairs(map, &mut data, &mut size) };
+        let bytes = unsafe { take(data, size) };
+        if status != 0 {
+            return Vec::new();
+        }
+        super::decode_pairs(&bytes)
+    }
+
+    pub fn set_header(map: MapType, name: &str, value: Option<&str>) -> bool {
+        // SAFETY: pointers and lengths of live slices.
+        let status = unsafe {
+            match value {
+                Some(v) => replace(map, name.as_ptr(), name.len(), v.as_ptr(), v.len()),
+                None => remove(map, name.as_ptr(), name.len()),
+            }
+        };
+        status == 0
+    }
+}
+
+/// Decodes the proxy-wasm header-pairs encoding (count, sizes, then NUL-terminated strings);
+/// malformed input yields the pairs read so far.
+pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    let word = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let Some(count) = word(0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(count.min(256));
+    let mut p = 4usize.saturating_add(count.saturating_mul(8));
+    for n in 0..count {
+        let (Some(ks), Some(vs)) = (word(4 + n * 8), word(8 + n * 8)) else {
+            break;
+        };
+        let (Some(k), Some(v)) = (bytes.get(p..p + ks), bytes.get(p + ks + 1..p + ks + 1 + vs))
+        else {
+            break;
+        };
+        out.push((
+            String::from_utf8_lossy(k).into_owned(),
+            String::from_utf8_lossy(v).into_owned(),
+        ));
+        p += ks + vs + 2;
+    }
+    out
+}
+
 mod wasm {
     use super::*;
     use proxy_wasm::hostcalls as hc;
@@ -91,23 +182,19 @@ mod wasm {
 
     impl Host for WasmHost {
         fn request_header(&self, name: &str) -> Option<String> {
-            hc::get_map_value(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten()
+            raw::header(MapType::HttpRequestHeaders, name)
         }
         fn request_headers(&self) -> Vec<(String, String)> {
-            hc::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+            raw::headers(MapType::HttpRequestHeaders)
         }
-        fn set_request_header(&self, name: &str, value: Option<&str>) {
-            let _ = hc::set_map_value(MapType::HttpRequestHeaders, name, value);
+        fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
+            raw::set_header(MapType::HttpRequestHeaders, name, value)
         }
         fn response_header(&self, name: &str) -> Option<String> {
-            hc::get_map_value(MapType::HttpResponseHeaders, name)
-                .ok()
-                .flatten()
+            raw::header(MapType::HttpResponseHeaders, name)
         }
         fn set_response_header(&self, name: &str, value: Option<&str>) {
-            let _ = hc::set_map_value(MapType::HttpResponseHeaders, name, value);
+            raw::set_header(MapType::HttpResponseHeaders, name, value);
         }
         fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
             hc::get_buffer(BufferType::HttpRequestBody, start, size)
@@ -171,9 +258,7 @@ mod wasm {
                 .flatten()
         }
         fn http_call_response_header(&self, name: &str) -> Option<String> {
-            hc::get_map_value(MapType::HttpCallResponseHeaders, name)
-                .ok()
-                .flatten()
+            raw::header(MapType::HttpCallResponseHeaders, name)
         }
         fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
             hc::get_buffer(BufferType::HttpCallResponseBody, 0, size)
@@ -251,6 +336,8 @@ pub struct MockHost {
     pub resumed: RefCell<(u32, u32)>,
     /// Clock, seconds since the epoch.
     pub clock: RefCell<Duration>,
+    /// When set, request headers can no longer change (stock Envoy after the header callback).
+    pub request_headers_sealed: std::cell::Cell<bool>,
 }
 
 fn find(list: &[(String, String)], name: &str) -> Option<String> {
@@ -324,8 +411,12 @@ impl Host for MockHost {
     fn request_headers(&self) -> Vec<(String, String)> {
         self.request_headers.borrow().clone()
     }
-    fn set_request_header(&self, name: &str, value: Option<&str>) {
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
+        if self.request_headers_sealed.get() {
+            return false;
+        }
         put(&mut self.request_headers.borrow_mut(), name, value);
+        true
     }
     fn response_header(&self, name: &str) -> Option<String> {
         find(&self.response_headers.borrow(), name)
@@ -499,5 +590,36 @@ mod tests {
         assert_eq!(host.metric("c"), Some(3));
         host.send_http_response(400, &[("content-type", "application/json")], b"{}");
         assert_eq!(host.local_reply().map(|r| r.status), Some(400));
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::decode_pairs;
+
+    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend((k.len() as u32).to_le_bytes());
+            out.extend((v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend(*k);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_pairs_and_survives_bad_input() {
+        let bytes = encode(&[(b":path", b"/v1"), (b"x-bin", b"a\xffb")]);
+        let pairs = decode_pairs(&bytes);
+        assert_eq!(pairs[0], (":path".into(), "/v1".into()));
+        assert_eq!(pairs[1], ("x-bin".into(), "a\u{fffd}b".into()));
+        assert_eq!(decode_pairs(&bytes[..bytes.len() - 4]).len(), 1);
+        assert!(decode_pairs(&[]).is_empty());
+        assert!(decode_pairs(&[9, 0, 0, 0]).is_empty());
     }
 }

@@ -470,9 +470,11 @@ fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option
         if let Some(token) = token {
             match p.auth {
                 Auth::Bearer => {
-                    host.set_request_header("authorization", Some(&format!("Bearer {token}")))
+                    host.set_request_header("authorization", Some(&format!("Bearer {token}")));
                 }
-                Auth::Header(name) => host.set_request_header(name, Some(token)),
+                Auth::Header(name) => {
+                    host.set_request_header(name, Some(token));
+                }
             }
         }
     }

@@ -5,8 +5,11 @@
 //! Serves HTTP/1.1 and h2c (prior knowledge) on the same port.
 
 mod anthropic;
+mod bedrock;
+mod cohere;
 mod conn;
 mod control;
+mod gemini;
 mod moderation;
 mod openai;
 mod record;
@@ -70,6 +73,9 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(anthropic::routes())
+        .merge(gemini::routes())
+        .merge(bedrock::routes())
+        .merge(cohere::routes())
         .merge(moderation::routes())
         .merge(record::routes())
         .fallback(reply::not_found)

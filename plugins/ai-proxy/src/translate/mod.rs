@@ -1,8 +1,18 @@
 //! Pure translations between wire formats (no host calls): request bodies, response bodies and
 //! stream events.
 
+pub mod bedrock;
 pub mod claude;
+pub mod cohere;
+pub mod coze;
+pub mod deepl;
+pub mod dify;
+pub mod gemini;
 pub mod messages;
+pub mod qwen;
+pub mod triton;
+
+use sdk::sse::{SseDecoder, SseEvent};
 
 /// A request that cannot be expressed in the target format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,16 +24,74 @@ impl std::fmt::Display for TranslateError {
     }
 }
 
+/// What happens to a provider's reasoning ("thinking") text in OpenAI-shaped answers
+/// (Higress `reasoningContentMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasoningMode {
+    /// Sent as `reasoning_content` beside `content` (DeepSeek style).
+    #[default]
+    Passthrough,
+    /// Dropped.
+    Ignore,
+    /// Put in front of `content`, wrapped in `<think>…</think>\n`.
+    Concat,
+}
+
 /// A stream translator: upstream SSE events in, client SSE wire text out.
 pub trait StreamTranslator {
     /// Translates one upstream event.
-    fn on_event(&mut self, event: &sdk::sse::SseEvent, out: &mut String);
+    fn on_event(&mut self, event: &SseEvent, out: &mut String);
     /// The upstream stream ended.
     fn finish(&mut self, out: &mut String);
 }
 
+/// A stream translator over raw upstream bytes (binary framings such as AWS event streams, or
+/// SSE through [`SseTranslator`]): client SSE wire text out.
+pub trait ChunkTranslator {
+    /// Translates one upstream chunk; `end` marks the last one.
+    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String);
+}
+
+/// An SSE decoder in front of a [`StreamTranslator`]; memory is the decoder's unfinished tail
+/// plus the translator's own state.
+pub struct SseTranslator<T> {
+    decoder: SseDecoder,
+    inner: T,
+}
+
+impl<T: StreamTranslator> SseTranslator<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        SseTranslator {
+            decoder: SseDecoder::default(),
+            inner,
+        }
+    }
+}
+
+impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
+    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
+        let mut events = Vec::new();
+        if let Err(e) = self.decoder.feed(chunk, &mut events) {
+            let err = serde_json::json!({"error": {"message": e.to_string(), "type": "server_error", "code": "bad_upstream_stream"}});
+            out.push_str(&SseEvent::data(err.to_string()).encode());
+            self.inner.finish(out);
+            return;
+        }
+        if end {
+            self.decoder.finish(&mut events);
+        }
+        for ev in &events {
+            self.inner.on_event(ev, out);
+        }
+        if end {
+            self.inner.finish(out);
+        }
+    }
+}
+
 impl StreamTranslator for claude::ClaudeStream {
-    fn on_event(&mut self, event: &sdk::sse::SseEvent, out: &mut String) {
+    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
         claude::ClaudeStream::on_event(self, event, out)
     }
     fn finish(&mut self, out: &mut String) {
@@ -32,7 +100,7 @@ impl StreamTranslator for claude::ClaudeStream {
 }
 
 impl StreamTranslator for messages::MessagesStream {
-    fn on_event(&mut self, event: &sdk::sse::SseEvent, out: &mut String) {
+    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
         messages::MessagesStream::on_event(self, event, out)
     }
     fn finish(&mut self, out: &mut String) {
