@@ -11,7 +11,7 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: help setup build run test unit e2e bench lint fmt clean
+.PHONY: trial-config help setup build run test unit e2e bench lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
@@ -60,11 +60,14 @@ build: .make/rust-target
 		printf "dist/%s.wasm\t%s bytes\n" $$p $$(stat -c %s dist/$$p.wasm); \
 	done
 
-# Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with envoy/envoy.yaml.
+# Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with every plugin in one filter
+# (dist/ai-gateway.wasm, config in .run/ecds/ai-gateway.yaml, made from envoy/ecds/*.yaml);
+# `make run MODE=plugins` runs the five modules of envoy/envoy.yaml instead.
 # With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
-run: setup build
-	$(CARGO) build -q -p e2e --bin mock-provider --bin render-config
-	@config=$$(./target/debug/render-config $$( [ -n "$$OPENAI_API_KEY" ] && echo openai || echo mock )); \
+MODE ?= gateway
+run: setup build trial-config
+	$(CARGO) build -q -p e2e --bin mock-provider
+	@config=.run/envoy.yaml; \
 	./target/debug/mock-provider --port 8081 & mock=$$!; \
 	trap 'kill $$mock 2>/dev/null; wait $$mock 2>/dev/null' EXIT INT TERM; \
 	if [ -n "$$OPENAI_API_KEY" ]; then echo "upstream: api.openai.com (OPENAI_API_KEY)"; else echo "upstream: mock provider on 127.0.0.1:8081"; fi; \
@@ -77,6 +80,11 @@ run: setup build
 	echo "  curl -s localhost:8081/__mock/requests    # what the provider received (mock only)"; \
 	echo "Ctrl-C stops both."; echo; \
 	$(ENVOY) -c $$config --disable-hot-restart -l warning --log-format '[%Y-%m-%d %T][%l][%n] %v'
+
+# Writes .run/envoy.yaml (and .run/ecds/ai-gateway.yaml) for `make run` and docker compose.
+trial-config:
+	$(CARGO) build -q -p e2e --bin render-config
+	./target/debug/render-config $$( [ -n "$$OPENAI_API_KEY" ] && echo openai || echo mock ) $(MODE)
 
 lint: .make/rust-target
 	$(CARGO) fmt --all -- --check

@@ -68,8 +68,22 @@ fn without_plugins(bootstrap: &str) -> Result<String> {
     Ok(format!("{}{}", &bootstrap[..start], &bootstrap[end..]))
 }
 
+/// Points the `ai-proxy-headers` filter at the module and VM of the mode under test.
+fn companion_module(bootstrap: &str, dist: &Path, mode: Mode) -> String {
+    let (wasm, vm) = match mode {
+        Mode::Plugins => ("ai-proxy", "ai-proxy"),
+        Mode::Bundle | Mode::Gateway => ("ai-gateway", "ai-gateway"),
+    };
+    bootstrap
+        .replace(
+            "filename: dist/ai-proxy.wasm",
+            &format!("filename: {}/{wasm}.wasm", dist.display()),
+        )
+        .replace("vm_id: ai-proxy\n", &format!("vm_id: {vm}\n"))
+}
+
 /// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
-fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
+pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
     let start = bootstrap
         .find("          - name: ai-statistics\n")
         .ok_or("no ai-statistics filter in envoy.yaml")?;
@@ -271,6 +285,49 @@ fn write_ecds(
     Ok(written)
 }
 
+/// The local trial in the one-filter form: `envoy.yaml` with one `ai-gateway` filter (root id
+/// `ai-gateway`, `dist/ai-gateway.wasm`) whose ECDS file `<ecds_dir>/ai-gateway.yaml` holds every
+/// shipped plugin config keyed by plugin name. Paths stay relative to the workspace root.
+pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, String)> {
+    let root = workspace_root();
+    let mut combined = serde_json::Map::new();
+    let mut template = None;
+    for plugin in [
+        "ai-statistics",
+        "ai-token-ratelimit",
+        "ai-moderation",
+        "ai-prompt-decorator",
+        "ai-proxy",
+    ] {
+        let text = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
+        let config =
+            shipped_config(&text).ok_or(format!("no config in envoy/ecds/{plugin}.yaml"))?;
+        let value: Value = serde_json::from_str(&config)
+            .map_err(|e| format!("envoy/ecds/{plugin}.yaml config is not JSON: {e}"))?;
+        combined.insert(plugin.to_string(), value);
+        if plugin == "ai-proxy" {
+            template = Some(text);
+        }
+    }
+    let template = template.ok_or("no ai-proxy ECDS file")?;
+    let pretty = serde_json::to_string_pretty(&Value::Object(combined))?;
+    let marker = "value: |\n";
+    let at = template
+        .find(marker)
+        .ok_or("no `value: |` in the ai-proxy ECDS file")?
+        + marker.len();
+    let indent = "          ";
+    let body: String = pretty.lines().map(|l| format!("{indent}{l}\n")).collect();
+    let ecds = format!("{}{body}", template[..at].replace("ai-proxy", "ai-gateway"));
+    let bootstrap = single_filter(shipped, Path::new(ecds_dir))?
+        .replace(
+            "filename: dist/ai-proxy.wasm",
+            "filename: dist/ai-gateway.wasm",
+        )
+        .replace("vm_id: ai-proxy\n", "vm_id: ai-gateway\n");
+    Ok((bootstrap, ecds))
+}
+
 /// Routes the shipped config to OpenAI instead of the mock: TLS upstream, `Host` rewritten,
 /// the client's `Authorization` replaced by `Bearer $OPENAI_API_KEY` read by Envoy at run time.
 pub fn render_openai_upstream(shipped: &str) -> Result<String> {
@@ -371,6 +428,7 @@ impl Envoy {
                 &format!("port_value: {port}"),
             )?;
         }
+        bootstrap = companion_module(&bootstrap, &dist, mode);
         if options.plain {
             bootstrap = without_plugins(&bootstrap)?;
         } else if mode == Mode::Gateway {

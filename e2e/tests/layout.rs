@@ -15,6 +15,11 @@ fn docker_compose_mounts_exist() {
         let line = line.trim();
         if let Some(spec) = line.strip_prefix("- ./") {
             let host = spec.split(':').next().unwrap();
+            if host == ".run" {
+                // Written by `make trial-config` (see the trial test below).
+                mounts += 1;
+                continue;
+            }
             assert!(
                 root.join(host).exists(),
                 "docker-compose mounts ./{host}, which does not exist"
@@ -25,9 +30,35 @@ fn docker_compose_mounts_exist() {
             assert!(root.join(file).exists(), "missing {file}");
         }
     }
-    assert!(mounts >= 2, "expected envoy/ and dist/ mounts");
+    assert!(mounts >= 3, "expected envoy/, dist/ and .run/ mounts");
     assert!(compose.contains("envoyproxy/envoy:v1.40.0"));
-    assert!(compose.contains("envoy/envoy.yaml"));
+    assert!(compose.contains(".run/envoy.yaml"));
+}
+
+#[test]
+fn the_trial_runs_every_plugin_in_one_filter() {
+    let root = workspace_root();
+    let shipped = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
+    let (bootstrap, ecds) = e2e::envoy::render_trial_gateway(&shipped, ".run/ecds").unwrap();
+    assert!(bootstrap.contains("path: .run/ecds/ai-gateway.yaml"));
+    assert!(!bootstrap.contains("envoy/ecds/"));
+    assert!(
+        bootstrap.contains("filename: dist/ai-gateway.wasm"),
+        "the companion filter"
+    );
+    assert!(ecds.contains("root_id: ai-gateway"));
+    assert!(ecds.contains("filename: dist/ai-gateway.wasm"));
+    let config = e2e::envoy::shipped_config(&ecds).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+    for plugin in [
+        "ai-statistics",
+        "ai-token-ratelimit",
+        "ai-moderation",
+        "ai-prompt-decorator",
+        "ai-proxy",
+    ] {
+        assert!(v[plugin].is_object(), "{plugin} missing from {config}");
+    }
 }
 
 #[test]

@@ -338,6 +338,8 @@ pub struct MockHost {
     pub clock: RefCell<Duration>,
     /// When set, request headers can no longer change (stock Envoy after the header callback).
     pub request_headers_sealed: std::cell::Cell<bool>,
+    /// Host calls made, by [`Host`] method name (each is one wasm↔host crossing in Envoy).
+    pub calls: RefCell<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 fn find(list: &[(String, String)], name: &str) -> Option<String> {
@@ -394,6 +396,25 @@ impl MockHost {
         self.reply.borrow().clone()
     }
 
+    /// Total host calls made so far.
+    pub fn host_calls(&self) -> u64 {
+        self.calls.borrow().values().sum()
+    }
+
+    /// Host calls made so far by method, sorted by name.
+    pub fn host_call_counts(&self) -> Vec<(&'static str, u64)> {
+        self.calls.borrow().iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Forgets the host calls counted so far.
+    pub fn reset_host_calls(&self) {
+        self.calls.borrow_mut().clear();
+    }
+
+    fn tally(&self, method: &'static str) {
+        *self.calls.borrow_mut().entry(method).or_insert(0) += 1;
+    }
+
     /// Value of a metric by name.
     pub fn metric(&self, name: &str) -> Option<i64> {
         self.metrics
@@ -406,12 +427,15 @@ impl MockHost {
 
 impl Host for MockHost {
     fn request_header(&self, name: &str) -> Option<String> {
+        self.tally("request_header");
         find(&self.request_headers.borrow(), name)
     }
     fn request_headers(&self) -> Vec<(String, String)> {
+        self.tally("request_headers");
         self.request_headers.borrow().clone()
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
+        self.tally("set_request_header");
         if self.request_headers_sealed.get() {
             return false;
         }
@@ -419,39 +443,49 @@ impl Host for MockHost {
         true
     }
     fn response_header(&self, name: &str) -> Option<String> {
+        self.tally("response_header");
         find(&self.response_headers.borrow(), name)
     }
     fn set_response_header(&self, name: &str, value: Option<&str>) {
+        self.tally("set_response_header");
         put(&mut self.response_headers.borrow_mut(), name, value);
     }
     fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
+        self.tally("request_body");
         slice(&self.request_body.borrow(), start, size)
     }
     fn set_request_body(&self, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
+        self.tally("set_request_body");
         splice(&mut self.request_body.borrow_mut(), start, size, value)
     }
     fn response_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
+        self.tally("response_body");
         slice(&self.response_body.borrow(), start, size)
     }
     fn set_response_body(&self, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
+        self.tally("set_response_body");
         splice(&mut self.response_body.borrow_mut(), start, size, value)
     }
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.tally("property");
         self.properties.borrow().get(&path.join(".")).cloned()
     }
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status> {
+        self.tally("set_property");
         self.properties
             .borrow_mut()
             .insert(path.join("."), value.to_vec());
         Ok(())
     }
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.tally("shared_data");
         match self.shared.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),
         }
     }
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        self.tally("set_shared_data");
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, c)| *c);
         if let (Some(want), Some(have)) = (cas, current) {
@@ -464,6 +498,7 @@ impl Host for MockHost {
         Ok(())
     }
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        self.tally("define_metric");
         let mut metrics = self.metrics.borrow_mut();
         if let Some(i) = metrics.iter().position(|(n, _, _)| n == name) {
             return Ok(i as u32);
@@ -472,12 +507,14 @@ impl Host for MockHost {
         Ok((metrics.len() - 1) as u32)
     }
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        self.tally("increment_metric");
         let mut metrics = self.metrics.borrow_mut();
         let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
         m.2 += offset;
         Ok(())
     }
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.tally("record_metric");
         let mut metrics = self.metrics.borrow_mut();
         let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
         m.2 = i64::try_from(value).unwrap_or(i64::MAX);
@@ -490,6 +527,7 @@ impl Host for MockHost {
         body: Option<&[u8]>,
         _timeout: Duration,
     ) -> Result<u32, Status> {
+        self.tally("dispatch_http_call");
         let mut calls = self.callouts.borrow_mut();
         calls.push(Callout {
             cluster: cluster.to_string(),
@@ -509,6 +547,7 @@ impl Host for MockHost {
         message: &[u8],
         _timeout: Duration,
     ) -> Result<u32, Status> {
+        self.tally("dispatch_grpc_call");
         let mut calls = self.callouts.borrow_mut();
         calls.push(Callout {
             cluster: cluster.to_string(),
@@ -518,15 +557,19 @@ impl Host for MockHost {
         Ok(calls.len() as u32)
     }
     fn grpc_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.tally("grpc_call_response_body");
         slice(&self.call_response_body.borrow(), 0, size)
     }
     fn http_call_response_header(&self, name: &str) -> Option<String> {
+        self.tally("http_call_response_header");
         find(&self.call_response_headers.borrow(), name)
     }
     fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        self.tally("http_call_response_body");
         slice(&self.call_response_body.borrow(), 0, size)
     }
     fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        self.tally("send_http_response");
         *self.reply.borrow_mut() = Some(LocalReply {
             status,
             headers: headers
@@ -537,15 +580,19 @@ impl Host for MockHost {
         });
     }
     fn resume_request(&self) {
+        self.tally("resume_request");
         self.resumed.borrow_mut().0 += 1;
     }
     fn resume_response(&self) {
+        self.tally("resume_response");
         self.resumed.borrow_mut().1 += 1;
     }
     fn now(&self) -> SystemTime {
+        self.tally("now");
         SystemTime::UNIX_EPOCH + *self.clock.borrow()
     }
     fn log(&self, level: LogLevel, message: &str) {
+        self.tally("log");
         self.logs.borrow_mut().push((level, message.to_string()));
     }
 }

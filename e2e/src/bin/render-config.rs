@@ -1,24 +1,38 @@
-//! Writes the Envoy config `make run` uses into `.run/`: the shipped `envoy/envoy.yaml` as is
-//! (mock provider upstream), or, with `openai`, the same config routed to api.openai.com with the
-//! key taken from Envoy's environment (`OPENAI_API_KEY`), never written to disk.
+//! Writes the Envoy config `make run` (and docker compose) uses into `.run/`.
+//!
+//! `render-config [mock|openai] [gateway|plugins]`: the upstream is the mock provider, or
+//! api.openai.com with the key taken from Envoy's environment (`OPENAI_API_KEY`, never written to
+//! disk); the plugins run as one `ai-gateway` filter (default: `.run/ecds/ai-gateway.yaml` holds
+//! every plugin's config) or as the five filters of `envoy/envoy.yaml` (`envoy/ecds/*.yaml`).
 
-use e2e::envoy::render_openai_upstream;
+use e2e::envoy::{render_openai_upstream, render_trial_gateway};
 use e2e::workspace_root;
 use std::fs;
 
 fn main() -> e2e::Result<()> {
-    let upstream = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "mock".to_string());
+    let mut args = std::env::args().skip(1);
+    let upstream = args.next().unwrap_or_else(|| "mock".to_string());
+    let mode = args.next().unwrap_or_else(|| "gateway".to_string());
     let root = workspace_root();
     let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
-    let out = match upstream.as_str() {
+    let routed = match upstream.as_str() {
         "mock" => shipped,
         "openai" => render_openai_upstream(&shipped)?,
         other => return Err(format!("unknown upstream `{other}` (mock | openai)").into()),
     };
     let dir = root.join(".run");
-    fs::create_dir_all(&dir)?;
+    fs::create_dir_all(dir.join("ecds"))?;
+    let out = match mode.as_str() {
+        "gateway" => {
+            let (bootstrap, ecds) = render_trial_gateway(&routed, ".run/ecds")?;
+            let next = dir.join("ecds/.ai-gateway.yaml");
+            fs::write(&next, ecds)?;
+            fs::rename(&next, dir.join("ecds/ai-gateway.yaml"))?;
+            bootstrap
+        }
+        "plugins" => routed,
+        other => return Err(format!("unknown mode `{other}` (gateway | plugins)").into()),
+    };
     fs::write(dir.join("envoy.yaml"), out)?;
     println!("{}", dir.join("envoy.yaml").display());
     Ok(())

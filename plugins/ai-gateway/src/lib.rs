@@ -36,6 +36,8 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
+        // The companion filter after Envoy's buffer filter (see ai_proxy::late).
+        ai_proxy::late::ROOT_ID => load::<ai_proxy::late::ProxyHeaders>(bytes),
         _ => return None,
     })
 }

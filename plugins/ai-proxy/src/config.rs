@@ -17,9 +17,39 @@ pub struct ProxyConfig {
     pub providers: Vec<ProviderConfig>,
     /// Id of the provider to use from `providers`.
     pub active_provider_id: Option<String>,
+    /// Providers tried in order when the active one fails.
+    pub fallback: FallbackConfig,
     /// The provider resolved at load time.
     #[serde(skip)]
     pub active: Option<Provider>,
+    /// The fallback providers, resolved at load time, in order.
+    #[serde(skip)]
+    pub fallbacks: Vec<Provider>,
+    /// Statuses that send a request to the next fallback.
+    #[serde(skip)]
+    pub fallback_on: Vec<regex::Regex>,
+}
+
+/// `fallback`: other providers (from `providers`, by id) that answer when the active one fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FallbackConfig {
+    /// Ids of providers from `providers`, tried in order.
+    pub provider_ids: Vec<String>,
+    /// Statuses (regular expressions) that trigger the fallback.
+    pub on_status: Vec<String>,
+    /// Timeout of one fallback request, milliseconds.
+    pub timeout: u64,
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            provider_ids: Vec::new(),
+            on_status: vec!["429".into(), "5.*".into()],
+            timeout: 120_000,
+        }
+    }
 }
 
 /// `protocol`: how the client talks to the gateway.
@@ -80,8 +110,58 @@ pub struct ProviderConfig {
     pub vllm_custom_url: Option<String>,
     /// cloudflare: account id.
     pub cloudflare_account_id: Option<String>,
-    /// qwen: use DashScope's OpenAI-compatible mode.
+    /// qwen: use DashScope's OpenAI-compatible mode (default true; false: the native API).
     pub qwen_enable_compatible: Option<bool>,
+    /// qwen: DashScope host (e.g. `dashscope-intl.aliyuncs.com`).
+    pub qwen_domain: Option<String>,
+    /// gemini: API version in the path (default `v1beta`); claude: `anthropic-version` too.
+    pub api_version: Option<String>,
+    /// gemini/vertex: `safetySettings`, category → threshold.
+    pub gemini_safety_setting: Map<String, Value>,
+    /// gemini/vertex: `thinkingBudget` sent when the client asks for none.
+    pub gemini_thinking_budget: Option<i64>,
+    /// vertex: region, e.g. `us-central1`.
+    pub vertex_region: Option<String>,
+    /// vertex: project id.
+    pub vertex_project_id: Option<String>,
+    /// vertex: the service-account JSON key.
+    pub vertex_auth_key: Option<String>,
+    /// vertex: Envoy cluster reaching `oauth2.googleapis.com` for token exchange.
+    pub vertex_auth_service_name: Option<String>,
+    /// vertex: refresh the access token this many seconds before it expires (default 60).
+    pub vertex_token_refresh_ahead: Option<u64>,
+    /// vertex: use Vertex AI's OpenAI-compatible endpoint.
+    #[serde(rename = "vertexOpenAICompatible")]
+    pub vertex_openai_compatible: bool,
+    /// bedrock: AWS access key id (SigV4).
+    pub aws_access_key: Option<String>,
+    /// bedrock: AWS secret access key (SigV4).
+    pub aws_secret_key: Option<String>,
+    /// bedrock: AWS session token for temporary credentials.
+    pub aws_session_token: Option<String>,
+    /// bedrock: region, e.g. `us-east-1`.
+    pub aws_region: Option<String>,
+    /// bedrock: `additionalModelRequestFields` sent with every request.
+    pub bedrock_additional_fields: Map<String, Value>,
+    /// deepl: target language.
+    pub target_lang: Option<String>,
+    /// dify: API base URL of a self-hosted Dify.
+    pub dify_api_url: Option<String>,
+    /// dify: app type `Chat`, `Completion`, `Agent` or `Workflow`.
+    pub bot_type: Option<String>,
+    /// dify workflow: input variable the prompt goes into.
+    pub input_variable: Option<String>,
+    /// dify workflow: output variable the answer comes from.
+    pub output_variable: Option<String>,
+    /// triton: model version in the path.
+    pub triton_model_version: Option<String>,
+    /// triton: server host.
+    pub triton_domain: Option<String>,
+    /// Reasoning text in answers: `passthrough` (default), `ignore` or `concat`.
+    pub reasoning_content_mode: Option<String>,
+    /// Envoy cluster for callouts to this provider (fallback, token exchange); default: the
+    /// route's cluster.
+    pub cluster: Option<String>,
     /// Take failing keys out and health-check them back in.
     pub failover: FailoverConfig,
     /// Retry failed non-streaming requests with another key.
@@ -178,6 +258,23 @@ impl Validate for ProxyConfig {
             .map_err(|e| e.under(&format!("{at}.modelMapping")))?;
         let provider = providers::resolve(&chosen, mapping).map_err(|e| e.under(&at))?;
         self.active = Some(provider);
+        for (i, id) in self.fallback.provider_ids.iter().enumerate() {
+            let at = format!("fallback.providerIds[{i}]");
+            let Some(index) = self.providers.iter().position(|p| &p.id == id) else {
+                return Err(ConfigError::new(
+                    at,
+                    format!("no provider in `providers` has id `{id}`"),
+                ));
+            };
+            let c = &self.providers[index];
+            let mapping = ModelMapping::parse(&c.model_mapping)
+                .map_err(|e| e.under(&format!("providers[{index}].modelMapping")))?;
+            let p = providers::resolve(c, mapping)
+                .map_err(|e| e.under(&format!("providers[{index}]")))?;
+            self.fallbacks.push(p);
+        }
+        self.fallback_on =
+            crate::failover::compile_statuses(&self.fallback.on_status, "fallback.onStatus")?;
         Ok(())
     }
 }

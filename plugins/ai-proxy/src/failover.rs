@@ -5,7 +5,7 @@
 //! root context's tick: a tiny chat request per unhealthy key to the cluster the provider's
 //! traffic uses.
 
-use crate::providers::{Auth, Family, Provider};
+use crate::providers::Provider;
 use regex::Regex;
 use sdk::config::ConfigError;
 use sdk::host::{Host, LogLevel, Status};
@@ -273,21 +273,17 @@ pub fn health_check(host: &dyn Host, p: &Provider) {
         // The same body is valid for OpenAI chat completions and Anthropic Messages.
         let body = serde_json::json!({"model": f.config.health_check_model, "max_tokens": 1,
             "messages": [{"role": "user", "content": "ping"}]});
-        let bearer = format!("Bearer {token}");
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", p.chat.as_str()),
-            (":authority", p.host.as_str()),
-            ("content-type", "application/json"),
-            ("x-ai-gateway-health-check", "1"),
+        let mut owned = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), p.chat.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+            ("x-ai-gateway-health-check".to_string(), "1".to_string()),
         ];
-        match p.auth {
-            Auth::Bearer => headers.push(("authorization", bearer.as_str())),
-            Auth::Header(name) => headers.push((name, token.as_str())),
-        }
-        if p.family == Family::Claude {
-            headers.push(("anthropic-version", p.claude_version.as_str()));
-        }
+        owned.extend(crate::native::static_headers(p, Some(token.as_str())));
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let body = body.to_string();
         let timeout = Duration::from_millis(f.config.health_check_timeout);
         match host.dispatch_http_call(&cluster, &headers, Some(body.as_bytes()), timeout) {

@@ -6,11 +6,16 @@
 //! by chunk.
 
 pub mod config;
+pub mod eventstream;
 pub mod failover;
+pub mod late;
 pub mod mapping;
+pub mod native;
 pub mod providers;
+pub mod sigv4;
 pub mod stage;
 pub mod translate;
+pub mod vertex;
 
 use config::ProxyConfig;
 use sdk::config::{ConfigError, RuleMode, RuleSet};
@@ -77,8 +82,18 @@ fn providers(config: &RuleSet<ProxyConfig>) -> impl Iterator<Item = &providers::
 
 #[cfg(all(target_arch = "wasm32", feature = "standalone"))]
 proxy_wasm::main! {{
-    sdk::shell::start::<AiProxy>();
+    sdk::shell::start_with(AiProxy::NAME, loader);
 }}
+
+/// The module's root ids: `ai-proxy-headers` is the companion filter, anything else ai-proxy.
+pub fn loader(root_id: &str, bytes: &[u8]) -> sdk::shell::LoadResult {
+    let (loaded, warnings) = if root_id == late::ROOT_ID {
+        sdk::shell::load::<late::ProxyHeaders>(bytes)?
+    } else {
+        sdk::shell::load::<AiProxy>(bytes)?
+    };
+    Ok((vec![loaded], warnings))
+}
 
 #[cfg(test)]
 mod tests {

@@ -3,8 +3,10 @@
 use crate::config::{Protocol, ProviderConfig};
 use crate::failover::{Failover, Retry};
 use crate::mapping::ModelMapping;
+use crate::translate::ReasoningMode;
 use sdk::api::ApiKind;
 use sdk::config::ConfigError;
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -15,6 +17,12 @@ pub enum Auth {
     Bearer,
     /// The key in a named header (`api-key` for Azure, `x-api-key` for Anthropic).
     Header(&'static str),
+    /// `Authorization: <scheme> <key>` (DeepL's `DeepL-Auth-Key`).
+    Scheme(&'static str),
+    /// AWS SigV4, signed per request over the body.
+    SigV4,
+    /// `Authorization: Bearer` with an OAuth access token fetched by the gateway (Vertex AI).
+    OAuth,
 }
 
 /// The upstream API family.
@@ -24,6 +32,62 @@ pub enum Family {
     OpenAi,
     /// Anthropic Messages.
     Claude,
+    /// Google Gemini `generateContent` (AI Studio and Vertex AI).
+    Gemini,
+    /// AWS Bedrock Converse.
+    Bedrock,
+    /// Cohere v2 chat.
+    Cohere,
+    /// Alibaba DashScope native text generation.
+    Qwen,
+    /// Dify apps.
+    Dify,
+    /// NVIDIA Triton generate extension.
+    Triton,
+    /// DeepL translation.
+    Deepl,
+}
+
+/// Settings of the natively translated families.
+#[derive(Debug, Default)]
+pub enum Native {
+    /// OpenAI-compatible and Anthropic providers.
+    #[default]
+    None,
+    /// Gemini and Vertex AI.
+    Gemini(GeminiSettings),
+    /// Bedrock.
+    Bedrock(BedrockSettings),
+    /// Dify.
+    Dify(crate::translate::dify::DifyOptions),
+    /// Triton.
+    Triton(crate::translate::triton::TritonOptions),
+    /// DeepL.
+    Deepl(crate::translate::deepl::DeeplOptions),
+}
+
+/// Gemini/Vertex settings.
+#[derive(Debug, Default)]
+pub struct GeminiSettings {
+    /// Path up to the model: `/v1beta/models`, `/v1/projects/P/locations/R/publishers/google/models`.
+    pub model_prefix: String,
+    /// `safetySettings` sent with every request.
+    pub safety_settings: Option<serde_json::Value>,
+    /// `thinkingBudget` when the client asks for none.
+    pub thinking_budget: Option<i64>,
+    /// Vertex service account (OAuth) settings.
+    pub vertex: Option<crate::vertex::ServiceAccount>,
+}
+
+/// Bedrock settings.
+#[derive(Debug, Default)]
+pub struct BedrockSettings {
+    /// AWS region.
+    pub region: String,
+    /// SigV4 credentials (none: API keys from `apiTokens`).
+    pub credentials: Option<crate::sigv4::Credentials>,
+    /// `additionalModelRequestFields`.
+    pub additional_fields: Option<serde_json::Value>,
 }
 
 /// One row of the OpenAI-compatible table.
@@ -114,8 +178,8 @@ const OPENAI_COMPATIBLE: &[Spec] = &[
     },
 ];
 
-/// Higress types not served yet, so a config naming one fails loudly instead of misrouting.
-const NOT_YET: &[&str] = &[
+/// Natively translated types (resolved in `resolve_native`).
+const NATIVE: &[&str] = &[
     "gemini", "vertex", "bedrock", "cohere", "dify", "coze", "triton", "deepl",
 ];
 
@@ -167,6 +231,12 @@ pub struct Provider {
     pub retry: Option<Retry>,
     /// Fields set in every request body.
     pub custom_settings: Vec<crate::config::CustomSetting>,
+    /// Settings of natively translated families.
+    pub native: Native,
+    /// What happens to reasoning text in answers.
+    pub reasoning: crate::translate::ReasoningMode,
+    /// Envoy cluster for callouts to this provider, when not the route's.
+    pub call_cluster: Option<String>,
     /// Shared-data key of this provider's key health.
     pub health_key: String,
     /// Cluster the provider's traffic goes to (learned from requests; used by health checks).
@@ -265,12 +335,17 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
     if kind.is_empty() {
         return Err(ConfigError::new("type", "missing provider type"));
     }
-    if NOT_YET.contains(&kind) {
-        return Err(ConfigError::new(
-            "type",
-            format!("provider type `{kind}` is not supported by this build yet"),
-        ));
-    }
+    let reasoning = match c.reasoning_content_mode.as_deref().unwrap_or("passthrough") {
+        "passthrough" | "normal" | "" => ReasoningMode::Passthrough,
+        "ignore" => ReasoningMode::Ignore,
+        "concat" => ReasoningMode::Concat,
+        other => {
+            return Err(ConfigError::new(
+                "reasoningContentMode",
+                format!("unknown mode `{other}` (passthrough, ignore or concat)"),
+            ))
+        }
+    };
     let mut p = Provider {
         kind: kind.to_string(),
         family: Family::OpenAi,
@@ -303,12 +378,17 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         failover: Failover::compile(&c.failover)?,
         retry: Retry::compile(&c.retry_on_failure)?,
         custom_settings: c.custom_settings.clone(),
+        native: Native::None,
+        reasoning,
+        call_cluster: c.cluster.clone().filter(|c| !c.is_empty()),
         health_key: String::new(),
         cluster: RefCell::new(None),
         inflight: RefCell::new(HashMap::new()),
         id: c.id.clone(),
     };
-    if kind == "claude" {
+    if NATIVE.contains(&kind) || (kind == "qwen" && c.qwen_enable_compatible == Some(false)) {
+        resolve_native(c, &mut p)?;
+    } else if kind == "claude" {
         p.family = Family::Claude;
         p.host = "api.anthropic.com".into();
         p.base = "/v1".into();
@@ -372,11 +452,10 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
                 let account = required(&c.cloudflare_account_id, "cloudflareAccountId", kind)?;
                 p.base = format!("/client/v4/accounts/{account}/ai/v1");
             }
-            "qwen" if c.qwen_enable_compatible == Some(false) => {
-                return Err(ConfigError::new(
-                    "qwenEnableCompatible",
-                    "qwen's native DashScope API is not supported by this build yet; use the compatible mode (true)",
-                ));
+            "qwen" => {
+                if let Some(d) = c.qwen_domain.as_deref().filter(|d| !d.is_empty()) {
+                    p.host = d.to_string();
+                }
             }
             _ => {}
         }
@@ -432,7 +511,8 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
     }
     if p.tokens.is_empty()
         && !p.passthrough_client_key
-        && !matches!(kind, "ollama" | "vllm" | "generic")
+        && !matches!(p.auth, Auth::SigV4 | Auth::OAuth)
+        && !matches!(kind, "ollama" | "vllm" | "generic" | "triton")
     {
         return Err(ConfigError::new(
             "apiTokens",
@@ -442,13 +522,181 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
     Ok(p)
 }
 
+/// Host, paths, auth and settings of the natively translated types.
+fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigError> {
+    let kind = p.kind.clone();
+    let kind = kind.as_str();
+    p.passthrough = false;
+    let non_empty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    let safety = (!c.gemini_safety_setting.is_empty()).then(|| {
+        Value::Array(
+            c.gemini_safety_setting
+                .iter()
+                .map(|(category, threshold)| {
+                    serde_json::json!({"category": category, "threshold": threshold})
+                })
+                .collect(),
+        )
+    });
+    match kind {
+        "gemini" => {
+            p.family = Family::Gemini;
+            p.host = "generativelanguage.googleapis.com".into();
+            p.auth = Auth::Header("x-goog-api-key");
+            let version = non_empty(&c.api_version).unwrap_or_else(|| "v1beta".into());
+            p.base = format!("/{version}");
+            p.models = Some(format!("/{version}/models"));
+            p.native = Native::Gemini(GeminiSettings {
+                model_prefix: format!("/{version}/models"),
+                safety_settings: safety,
+                thinking_budget: c.gemini_thinking_budget,
+                vertex: None,
+            });
+        }
+        "vertex" => {
+            let account = match non_empty(&c.vertex_auth_key) {
+                Some(key) => Some(crate::vertex::ServiceAccount::parse(&key, c)?),
+                None => None,
+            };
+            if c.vertex_openai_compatible {
+                let Some(account) = account else {
+                    return Err(ConfigError::new(
+                        "vertexAuthKey",
+                        "required with vertexOpenAICompatible (Vertex's OpenAI endpoint takes OAuth tokens)",
+                    ));
+                };
+                p.family = Family::OpenAi;
+                p.host = account.host.clone();
+                p.base = format!(
+                    "/v1/projects/{}/locations/{}/endpoints/openapi",
+                    account.project, account.region
+                );
+                p.chat = format!("{}/chat/completions", p.base);
+                p.auth = Auth::OAuth;
+                p.native = Native::Gemini(GeminiSettings {
+                    vertex: Some(account),
+                    ..GeminiSettings::default()
+                });
+                return Ok(());
+            }
+            p.family = Family::Gemini;
+            let prefix = match &account {
+                Some(a) => {
+                    p.host = a.host.clone();
+                    p.auth = Auth::OAuth;
+                    format!(
+                        "/v1/projects/{}/locations/{}/publishers/google/models",
+                        a.project, a.region
+                    )
+                }
+                None => {
+                    // Express mode: an API key from `apiTokens`.
+                    p.host = "aiplatform.googleapis.com".into();
+                    p.auth = Auth::Header("x-goog-api-key");
+                    "/v1/publishers/google/models".to_string()
+                }
+            };
+            p.native = Native::Gemini(GeminiSettings {
+                model_prefix: prefix,
+                safety_settings: safety,
+                thinking_budget: c.gemini_thinking_budget,
+                vertex: account,
+            });
+        }
+        "bedrock" => {
+            p.family = Family::Bedrock;
+            let region = required(&c.aws_region, "awsRegion", kind)?.to_string();
+            p.host = format!("bedrock-runtime.{region}.amazonaws.com");
+            let credentials = match (non_empty(&c.aws_access_key), non_empty(&c.aws_secret_key)) {
+                (Some(access_key), Some(secret_key)) => Some(crate::sigv4::Credentials {
+                    access_key,
+                    secret_key,
+                    session_token: non_empty(&c.aws_session_token),
+                }),
+                (Some(_), None) => {
+                    return Err(ConfigError::new(
+                        "awsSecretKey",
+                        "required with awsAccessKey",
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        "awsAccessKey",
+                        "required with awsSecretKey",
+                    ))
+                }
+                (None, None) => None,
+            };
+            p.auth = if credentials.is_some() {
+                Auth::SigV4
+            } else {
+                // Bedrock API keys.
+                Auth::Bearer
+            };
+            p.native = Native::Bedrock(BedrockSettings {
+                region,
+                credentials,
+                additional_fields: (!c.bedrock_additional_fields.is_empty())
+                    .then(|| Value::Object(c.bedrock_additional_fields.clone())),
+            });
+        }
+        "cohere" => {
+            p.family = Family::Cohere;
+            p.host = "api.cohere.com".into();
+            p.chat = "/v2/chat".into();
+            p.embeddings = Some("/v2/embed".into());
+            p.models = Some("/v1/models".into());
+        }
+        "qwen" => {
+            p.family = Family::Qwen;
+            p.host = non_empty(&c.qwen_domain).unwrap_or_else(|| "dashscope.aliyuncs.com".into());
+            p.chat = "/api/v1/services/aigc/text-generation/generation".into();
+        }
+        "dify" => {
+            p.family = Family::Dify;
+            let opts = crate::translate::dify::DifyOptions::from_config(c)?;
+            p.host =
+                crate::translate::dify::dify_host(c.dify_api_url.as_deref().unwrap_or_default());
+            p.chat = opts.path().to_string();
+            p.native = Native::Dify(opts);
+        }
+        "coze" => {
+            // Coze's chat API has no OpenAI-shaped form: as in Higress, the client's own Coze
+            // request passes through with host and key set.
+            p.family = Family::OpenAi;
+            p.host = crate::translate::coze::COZE_HOST.into();
+            p.protocol = Protocol::Original;
+        }
+        "triton" => {
+            p.family = Family::Triton;
+            p.host = required(&c.triton_domain, "tritonDomain", kind)?.to_string();
+            p.native = Native::Triton(crate::translate::triton::TritonOptions::from_config(c)?);
+        }
+        "deepl" => {
+            p.family = Family::Deepl;
+            let free = p.tokens.first().is_some_and(|t| t.ends_with(":fx"));
+            p.host = if free {
+                "api-free.deepl.com"
+            } else {
+                "api.deepl.com"
+            }
+            .into();
+            p.chat = "/v2/translate".into();
+            p.auth = Auth::Scheme("DeepL-Auth-Key");
+            p.native = Native::Deepl(crate::translate::deepl::DeeplOptions::from_config(c)?);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Every type name the config accepts (served now or refused with a clear error).
 pub fn all_types() -> impl Iterator<Item = &'static str> {
     OPENAI_COMPATIBLE
         .iter()
         .map(|s| s.kind)
         .chain(["claude"])
-        .chain(NOT_YET.iter().copied())
+        .chain(NATIVE.iter().copied())
 }
 
 #[cfg(test)]
@@ -474,7 +722,7 @@ mod tests {
         }
         assert_eq!(
             all_types().count(),
-            OPENAI_COMPATIBLE.len() + 1 + NOT_YET.len()
+            OPENAI_COMPATIBLE.len() + 1 + NATIVE.len()
         );
     }
 
@@ -528,7 +776,19 @@ mod tests {
                 "azureServiceUrl",
             ),
             (json!({"type": "nope", "apiTokens": ["k"]}), "type"),
-            (json!({"type": "gemini", "apiTokens": ["k"]}), "type"),
+            (json!({"type": "bedrock", "apiTokens": ["k"]}), "awsRegion"),
+            (
+                json!({"type": "bedrock", "awsRegion": "us-east-1", "awsAccessKey": "a"}),
+                "awsSecretKey",
+            ),
+            (
+                json!({"type": "vertex", "apiTokens": ["k"], "vertexOpenAICompatible": true}),
+                "vertexAuthKey",
+            ),
+            (
+                json!({"type": "openai", "apiTokens": ["k"], "reasoningContentMode": "x"}),
+                "reasoningContentMode",
+            ),
             (json!({"type": "openai"}), "apiTokens"),
             (
                 json!({"type": "openai", "apiTokens": ["k"], "capabilities": {"x": "/y"}}),

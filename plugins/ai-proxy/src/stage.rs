@@ -1,17 +1,14 @@
 //! The ai-proxy core: pick the provider, point the request at it, translate both ways.
 
 use crate::config::{Protocol, ProxyConfig};
-use crate::failover;
-use crate::providers::{Auth, Family, Provider};
-use crate::translate::{claude, messages, StreamTranslator};
+use crate::providers::{Auth, Family, Native, Provider};
+use crate::translate::{ChunkTranslator, ReasoningMode};
+use crate::{failover, late, native, vertex};
 use sdk::api::{ApiKind, ClientProtocol};
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
-use sdk::host::Host;
-use sdk::llm::{anthropic, openai};
+use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
-use sdk::sse::{SseDecoder, SseEvent};
-use serde_json::{json, Value};
 use std::rc::Rc;
 
 /// Filter-state key (`wasm.ai_gateway.provider`) holding the provider type of the request.
@@ -20,23 +17,28 @@ pub const PROVIDER_FACT: &str = "ai_gateway.provider";
 /// Client headers that carry a key; never forwarded unless configured.
 const CLIENT_KEY_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
-/// Longest error text from a non-JSON upstream answer kept in the JSON error.
-const MAX_ERROR_TEXT: usize = 512;
-
 /// How the response is rewritten.
 enum Response {
     /// Passed through.
     Untouched,
     /// An error answer rewritten into the client's error shape.
-    Error { status: u32 },
-    /// Anthropic JSON → OpenAI JSON.
-    ClaudeJson,
-    /// Anthropic SSE → OpenAI SSE.
-    ClaudeStream(SseDecoder, claude::ClaudeStream),
-    /// OpenAI JSON → Anthropic JSON.
-    MessagesJson,
-    /// OpenAI SSE → Anthropic SSE.
-    MessagesStream(SseDecoder, messages::MessagesStream),
+    Error {
+        status: u32,
+        error_type: Option<String>,
+    },
+    /// Buffered and translated whole.
+    Json,
+    /// Translated chunk by chunk.
+    Stream(Box<dyn ChunkTranslator>),
+}
+
+/// A callout this request waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// `retryOnFailure`: the same provider with another key.
+    Retry,
+    /// `fallback`: the next provider.
+    Fallback(usize),
 }
 
 /// Per-request state (lives in the HTTP context).
@@ -44,7 +46,21 @@ pub struct ProxyStage {
     rules: Rc<RuleSet<ProxyConfig>>,
     active: Option<Selected>,
     token: Option<usize>,
+    /// Upstream path chosen from the headers.
+    path: String,
+    stream: bool,
+    model: String,
+    /// Family and reasoning mode of the provider whose answer the client gets.
+    answering: Option<(Family, ReasoningMode)>,
+    /// The fallback whose answer the client gets (none: the active provider).
+    answered_by_fallback: Option<usize>,
     replay: Option<Replay>,
+    /// The client's body, kept for fallback providers.
+    fallback_body: Option<RequestBody>,
+    next_fallback: usize,
+    pending: Option<(u32, Call)>,
+    /// A callout's answer that replaces the upstream's.
+    replacement: Option<Vec<u8>>,
     response: Response,
 }
 
@@ -55,13 +71,27 @@ impl ProxyStage {
             rules,
             active: None,
             token: None,
+            path: String::new(),
+            stream: false,
+            model: String::new(),
+            answering: None,
+            answered_by_fallback: None,
             replay: None,
+            fallback_body: None,
+            next_fallback: 0,
+            pending: None,
+            replacement: None,
             response: Response::Untouched,
         }
     }
 
-    fn provider(&self) -> Option<&Provider> {
-        self.rules.get(self.active?)?.active.as_ref()
+    /// The provider whose answer the client gets.
+    fn answering_provider<'a>(&self, rules: &'a RuleSet<ProxyConfig>) -> Option<&'a Provider> {
+        let config = rules.get(self.active?)?;
+        match self.answered_by_fallback {
+            Some(i) => config.fallbacks.get(i),
+            None => config.active.as_ref(),
+        }
     }
 
     /// Decides how the answer is rewritten, from its status and content type.
@@ -69,42 +99,52 @@ impl ProxyStage {
         &mut self,
         host: &dyn Host,
         client: ClientProtocol,
-        family: Family,
         status: u32,
         content_type: &str,
+        error_type: Option<String>,
     ) -> BodyMode {
-        let translate = translating(client, family);
+        let Some((family, reasoning)) = self.answering else {
+            return BodyMode::Untouched;
+        };
+        let translate = native::translating(client, family);
         let is_json = content_type.contains("json");
         if status >= 400 {
             if translate || !is_json {
-                self.response = Response::Error { status };
+                self.response = Response::Error { status, error_type };
                 host.set_response_header("content-type", Some("application/json"));
                 return BodyMode::Buffer;
             }
             self.response = Response::Untouched;
             return BodyMode::Untouched;
         }
-        if !translate {
-            self.response = Response::Untouched;
+        // Dify agents always stream upstream; a non-streaming client gets the whole answer.
+        let streamed = !(family == Family::Dify && !self.stream)
+            && content_type.contains("text/event-stream")
+            || content_type.contains("vnd.amazon.eventstream");
+        let rules = self.rules.clone();
+        let Some(p) = self.answering_provider(&rules) else {
             return BodyMode::Untouched;
-        }
-        let stream = content_type.contains("text/event-stream");
-        self.response = match (client, stream) {
-            (ClientProtocol::OpenAi, true) => Response::ClaudeStream(
-                SseDecoder::default(),
-                // Always end with a usage chunk: the OpenAI SDKs accept it, and counting needs it.
-                claude::ClaudeStream::new(true),
-            ),
-            (ClientProtocol::OpenAi, false) => Response::ClaudeJson,
-            (ClientProtocol::Anthropic, true) => {
-                Response::MessagesStream(SseDecoder::default(), messages::MessagesStream::new())
-            }
-            (ClientProtocol::Anthropic, false) => Response::MessagesJson,
         };
-        if stream {
-            BodyMode::Stream
-        } else {
-            BodyMode::Buffer
+        match native::plan(client, family, streamed, &self.model, reasoning, &p.native) {
+            native::Plan::Untouched => {
+                self.response = Response::Untouched;
+                BodyMode::Untouched
+            }
+            native::Plan::Json => {
+                self.response = Response::Json;
+                let ct = if self.stream && client == ClientProtocol::OpenAi {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                };
+                host.set_response_header("content-type", Some(ct));
+                BodyMode::Buffer
+            }
+            native::Plan::Stream(t) => {
+                self.response = Response::Stream(t);
+                host.set_response_header("content-type", Some("text/event-stream"));
+                BodyMode::Stream
+            }
         }
     }
 
@@ -125,31 +165,112 @@ impl ProxyStage {
         let Some(index) = (0..p.tokens.len()).find(|i| !replay.tried.contains(i)) else {
             return false;
         };
-        let Some(cluster) = ex.cluster_name(host) else {
+        let Some(cluster) = p.call_cluster.clone().or_else(|| ex.cluster_name(host)) else {
             return false;
         };
-        let Some(token) = p.tokens.get(index) else {
-            return false;
-        };
-        let bearer = format!("Bearer {token}");
+        let token = p.tokens.get(index).map(String::as_str);
         let mut headers = vec![
-            (":method", "POST"),
-            (":path", replay.path.as_str()),
-            (":authority", p.host.as_str()),
-            ("content-type", "application/json"),
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), replay.path.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
         ];
-        match p.auth {
-            Auth::Bearer => headers.push(("authorization", bearer.as_str())),
-            Auth::Header(name) => headers.push((name, token.as_str())),
-        }
-        if p.family == Family::Claude {
-            headers.push(("anthropic-version", p.claude_version.as_str()));
-        }
-        match host.dispatch_http_call(&cluster, &headers, Some(&replay.body), retry.timeout) {
+        headers.extend(native::static_headers(p, token));
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match host.dispatch_http_call(&cluster, &refs, Some(&replay.body), retry.timeout) {
             Ok(call) => {
-                replay.call = Some(call);
+                self.pending = Some((call, Call::Retry));
                 replay.tried.push(index);
                 replay.retries_left -= 1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// `fallback`: sends the client's request, translated, to the next fallback provider.
+    fn try_fallback(&mut self, host: &dyn Host, ex: &mut Exchange, status: Option<u32>) -> bool {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return false;
+        };
+        let failed = match status {
+            None => true,
+            Some(s) => {
+                let s = s.to_string();
+                config.fallback_on.iter().any(|re| re.is_match(&s))
+            }
+        };
+        if !failed {
+            return false;
+        }
+        while let Some(p) = config.fallbacks.get(self.next_fallback) {
+            let index = self.next_fallback;
+            self.next_fallback += 1;
+            let Some(body) = self.fallback_body.clone() else {
+                return false;
+            };
+            if self.send_fallback(host, ex, p, body, config.fallback.timeout, index) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn send_fallback(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+        p: &Provider,
+        body: RequestBody,
+        timeout_ms: u64,
+        index: usize,
+    ) -> bool {
+        let api = ex.api();
+        let Some(path) = p.path_for(api, &ex.path) else {
+            return false;
+        };
+        let Ok(out) = native::outbound(p, body, api, host.now(), &path) else {
+            return false;
+        };
+        let Ok(bytes) = native::encode(&out.body) else {
+            return false;
+        };
+        let Some(cluster) = p.call_cluster.clone().or_else(|| ex.cluster_name(host)) else {
+            return false;
+        };
+        let token = p.next_token();
+        let mut headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), path),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        headers.extend(native::static_headers(p, token));
+        if p.auth == Auth::OAuth {
+            if let Some(t) = vertex::access_token(host, p) {
+                headers.push(("authorization".into(), format!("Bearer {t}")));
+            }
+        }
+        for (name, value) in out.late {
+            headers.retain(|(n, _)| *n != name);
+            if let Some(v) = value {
+                headers.push((name, v));
+            }
+        }
+        let refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let timeout = std::time::Duration::from_millis(timeout_ms);
+        match host.dispatch_http_call(&cluster, &refs, Some(&bytes), timeout) {
+            Ok(call) => {
+                host.log(
+                    LogLevel::Info,
+                    &format!("[ai-proxy] falling back to provider `{}`", p.name()),
+                );
+                self.pending = Some((call, Call::Fallback(index)));
                 true
             }
             Err(_) => false,
@@ -163,15 +284,6 @@ struct Replay {
     body: Vec<u8>,
     tried: Vec<usize>,
     retries_left: u32,
-    call: Option<u32>,
-    replacement: Option<Vec<u8>>,
-}
-
-fn translating(client: ClientProtocol, family: Family) -> bool {
-    matches!(
-        (client, family),
-        (ClientProtocol::OpenAi, Family::Claude) | (ClientProtocol::Anthropic, Family::OpenAi)
-    )
 }
 
 impl Stage for ProxyStage {
@@ -192,6 +304,7 @@ impl Stage for ProxyStage {
             return Ok(Need::Nothing);
         };
         self.active = Some(id);
+        self.answering = Some((p.family, p.reasoning));
         // A fact for the other plugins (ai-statistics labels metrics with it).
         let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
         let api = ex.api();
@@ -201,37 +314,41 @@ impl Stage for ProxyStage {
         self.token = failover::choose(host, p);
         let token = self.token.and_then(|i| p.tokens.get(i)).map(String::as_str);
         if p.protocol == Protocol::Original {
-            set_upstream(host, p, None, token);
+            set_upstream(host, p, None, token)?;
             return Ok(Need::Nothing);
         }
-        let Some(path) = p.path_for(api, &ex.path) else {
-            return Err(ErrorReply::new(
-                404,
-                "invalid_request_error",
-                Some("unsupported_endpoint"),
-                format!(
-                    "{} {} is not available for provider type `{}`",
-                    ex.method,
-                    ex.path.split('?').next().unwrap_or_default(),
-                    p.kind
-                ),
-            ));
+        let path = match p.path_for(api, &ex.path) {
+            Some(path) if !path.is_empty() || native::path_from_body(p, api) => path,
+            _ => {
+                return Err(ErrorReply::new(
+                    404,
+                    "invalid_request_error",
+                    Some("unsupported_endpoint"),
+                    format!(
+                        "{} {} is not available for provider type `{}`",
+                        ex.method,
+                        ex.path.split('?').next().unwrap_or_default(),
+                        p.kind
+                    ),
+                ))
+            }
         };
-        set_upstream(host, p, Some(&path), token);
+        let from_body = native::path_from_body(p, api);
+        set_upstream(host, p, (!from_body).then_some(path.as_str()), token)?;
+        self.path = path.clone();
         if p.retry.is_some() {
             self.replay = Some(Replay {
-                path: path.clone(),
+                path,
                 body: Vec::new(),
                 tried: self.token.into_iter().collect(),
                 retries_left: p.retry.as_ref().map_or(0, |r| r.max_retries),
-                call: None,
-                replacement: None,
             });
         }
-        if p.family == Family::Claude && api == ApiKind::AnthropicMessages {
-            if host.request_header("anthropic-version").is_none() {
-                host.set_request_header("anthropic-version", Some(&p.claude_version));
-            }
+        if p.family == Family::Claude
+            && api == ApiKind::AnthropicMessages
+            && host.request_header("anthropic-version").is_some()
+        {
+            // The client's own version wins on a pass-through.
         } else if p.family == Family::Claude {
             host.set_request_header("anthropic-version", Some(&p.claude_version));
         }
@@ -244,89 +361,38 @@ impl Stage for ProxyStage {
         })
     }
 
-    fn on_request_body(&mut self, _host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
-        let Some(p) = self.provider() else {
+    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
             return Ok(());
         };
-        let translated = match ex.body.take() {
-            Some(RequestBody::Chat(mut chat)) => {
-                let model = p.mapping.map(chat.model.as_deref().unwrap_or_default());
-                match p.family {
-                    Family::Claude => {
-                        let req = claude::to_claude_request(&chat, &model, p.claude_max_tokens)
-                            .map_err(|e| ErrorReply::bad_request("unsupported_request", e.0))?;
-                        RequestBody::Messages(req)
-                    }
-                    Family::OpenAi => {
-                        chat.model = Some(model);
-                        if chat.stream == Some(true) && p.include_usage {
-                            ask_for_usage(&mut chat.extra);
-                        }
-                        RequestBody::Chat(chat)
-                    }
-                }
-            }
-            Some(RequestBody::Messages(mut msgs)) => {
-                let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
-                match p.family {
-                    Family::Claude => {
-                        msgs.model = Some(model);
-                        RequestBody::Messages(msgs)
-                    }
-                    Family::OpenAi => RequestBody::Chat(
-                        messages::to_openai_request(&msgs, &model, p.include_usage)
-                            .map_err(|e| ErrorReply::bad_request("unsupported_request", e.0))?,
-                    ),
-                }
-            }
-            Some(RequestBody::Json(mut v)) => {
-                if let Some(model) = v.get("model").and_then(Value::as_str) {
-                    v["model"] = json!(p.mapping.map(model));
-                }
-                if v.get("stream") == Some(&Value::Bool(true)) && p.include_usage {
-                    if let Some(obj) = v.as_object_mut() {
-                        ask_for_usage(obj);
-                    }
-                }
-                RequestBody::Json(v)
-            }
-            None => return Ok(()),
+        let Some(p) = config.active.as_ref() else {
+            return Ok(());
         };
-        let streaming = match &translated {
-            RequestBody::Chat(c) => c.stream == Some(true),
-            RequestBody::Messages(m) => m.stream == Some(true),
-            RequestBody::Json(v) => v.get("stream") == Some(&Value::Bool(true)),
+        let Some(body) = ex.body.take() else {
+            return Ok(());
         };
-        let translated = if p.custom_settings.is_empty() {
-            translated
-        } else {
-            let value = match translated {
-                RequestBody::Chat(c) => serde_json::to_value(c),
-                RequestBody::Messages(m) => serde_json::to_value(m),
-                RequestBody::Json(v) => Ok(v),
-            };
-            let mut value = value
-                .map_err(|e| ErrorReply::internal(format!("cannot encode the request: {e}")))?;
-            for setting in &p.custom_settings {
-                setting.apply(&mut value);
-            }
-            RequestBody::Json(value)
-        };
-        if streaming {
+        if !config.fallbacks.is_empty() {
+            self.fallback_body = Some(body.clone());
+        }
+        let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
+        late::apply(host, &out.late);
+        self.stream = out.stream;
+        self.model = out.model;
+        if self.stream {
             // A stream is answered as it arrives: it cannot be replayed with another key.
             self.replay = None;
         } else if let Some(replay) = self.replay.as_mut() {
-            let bytes = match &translated {
-                RequestBody::Chat(c) => serde_json::to_vec(c),
-                RequestBody::Messages(m) => serde_json::to_vec(m),
-                RequestBody::Json(v) => serde_json::to_vec(v),
-            };
-            match bytes {
+            match native::encode(&out.body) {
                 Ok(b) => replay.body = b,
                 Err(_) => self.replay = None,
             }
+            // Headers decided from the body (signatures) cannot be redone for another key.
+            if !out.late.is_empty() {
+                self.replay = None;
+            }
         }
-        ex.body = Some(translated);
+        ex.body = Some(out.body);
         ex.body_changed = true;
         Ok(())
     }
@@ -353,8 +419,12 @@ impl Stage for ProxyStage {
         if self.retry_with_another_key(host, ex, p, status) {
             return BodyMode::Hold;
         }
+        if status >= 400 && self.try_fallback(host, ex, Some(status)) {
+            return BodyMode::Hold;
+        }
         let content_type = host.response_header("content-type").unwrap_or_default();
-        self.plan_response(host, ex.protocol(), p.family, status, &content_type)
+        let error_type = host.response_header("x-amzn-errortype");
+        self.plan_response(host, ex.protocol(), status, &content_type, error_type)
     }
 
     fn on_http_call_response(
@@ -365,45 +435,65 @@ impl Stage for ProxyStage {
         body_size: usize,
     ) -> CallResult {
         let rules = self.rules.clone();
-        let Some(p) = self
-            .active
-            .and_then(|id| rules.get(id))
-            .and_then(|c| c.active.as_ref())
-        else {
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
             return CallResult::NotMine;
         };
-        let Some(replay) = self.replay.as_mut().filter(|r| r.call == Some(token)) else {
+        let Some((_, call)) = self.pending.filter(|(t, _)| *t == token) else {
             return CallResult::NotMine;
         };
-        replay.call = None;
+        self.pending = None;
         let status = host
             .http_call_response_header(":status")
             .and_then(|s| s.parse::<u32>().ok());
-        if let (Some(status), Some(index)) = (status, replay.tried.last().copied()) {
-            failover::report(host, p, index, status);
+        let answered_by = match call {
+            Call::Retry => config.active.as_ref(),
+            Call::Fallback(i) => config.fallbacks.get(i),
+        };
+        if let (Call::Retry, Some(p)) = (call, config.active.as_ref()) {
+            if let (Some(status), Some(index)) = (
+                status,
+                self.replay.as_ref().and_then(|r| r.tried.last().copied()),
+            ) {
+                failover::report(host, p, index, status);
+            }
+            if let Some(status) = status {
+                if self.retry_with_another_key(host, ex, p, status) {
+                    return CallResult::Wait;
+                }
+            }
         }
-        if let Some(status) = status {
-            if self.retry_with_another_key(host, ex, p, status) {
-                return CallResult::Wait;
+        let failed = status.is_none_or(|s| s >= 400);
+        if failed && self.try_fallback(host, ex, status) {
+            return CallResult::Wait;
+        }
+        match (status, answered_by) {
+            (Some(status), Some(p)) => {
+                let content_type = host
+                    .http_call_response_header("content-type")
+                    .unwrap_or_default();
+                let error_type = host.http_call_response_header("x-amzn-errortype");
+                let body = host.http_call_response_body(body_size).unwrap_or_default();
+                host.set_response_header(":status", Some(&status.to_string()));
+                host.set_response_header("content-type", Some(&content_type));
+                self.replacement = Some(body);
+                self.answering = Some((p.family, p.reasoning));
+                if let Call::Fallback(i) = call {
+                    self.answered_by_fallback = Some(i);
+                    let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
+                    host.set_response_header("x-ai-gateway-fallback", Some(p.name()));
+                }
+                self.plan_response(host, ex.protocol(), status, &content_type, error_type);
             }
-            let content_type = host
-                .http_call_response_header("content-type")
-                .unwrap_or_default();
-            let body = host.http_call_response_body(body_size).unwrap_or_default();
-            host.set_response_header(":status", Some(&status.to_string()));
-            host.set_response_header("content-type", Some(&content_type));
-            if let Some(replay) = self.replay.as_mut() {
-                replay.replacement = Some(body);
+            _ => {
+                // The callout itself failed (timeout, reset): the first answer goes out as it was.
+                let status = host
+                    .response_header(":status")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(502);
+                let content_type = host.response_header("content-type").unwrap_or_default();
+                let error_type = host.response_header("x-amzn-errortype");
+                self.plan_response(host, ex.protocol(), status, &content_type, error_type);
             }
-            self.plan_response(host, ex.protocol(), p.family, status, &content_type);
-        } else {
-            // The retry itself failed (timeout, reset): the first answer goes out as it was.
-            let status = host
-                .response_header(":status")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(502);
-            let content_type = host.response_header("content-type").unwrap_or_default();
-            self.plan_response(host, ex.protocol(), p.family, status, &content_type);
         }
         CallResult::ResumeResponse
     }
@@ -416,50 +506,52 @@ impl Stage for ProxyStage {
         end: bool,
     ) -> Vec<u8> {
         let client = ex.protocol();
-        // A retried answer replaces the first one's body.
-        let chunk = match self.replay.as_mut().and_then(|r| r.replacement.take()) {
+        // A callout's answer replaces the first one's body.
+        let chunk = match self.replacement.take() {
             Some(body) if end => body,
-            _ => chunk,
+            Some(body) => {
+                self.replacement = Some(body);
+                chunk
+            }
+            None => chunk,
         };
+        let Some((family, reasoning)) = self.answering else {
+            return chunk;
+        };
+        let rules = self.rules.clone();
         match &mut self.response {
             Response::Untouched => chunk,
-            Response::Error { status } => {
-                let reply = match client {
-                    ClientProtocol::OpenAi if is_json(&chunk) => {
-                        claude::claude_error_to_openai(*status, &chunk)
-                    }
-                    ClientProtocol::Anthropic if is_json(&chunk) => {
-                        messages::openai_error_to_anthropic(*status, &chunk)
-                    }
-                    _ => text_error(*status, &chunk),
-                };
-                reply.body(client).into_bytes()
+            Response::Error { status, error_type } => {
+                native::translate_error(client, family, *status, &chunk, error_type.as_deref())
             }
-            Response::ClaudeJson => {
-                match serde_json::from_slice::<anthropic::MessagesResponse>(&chunk) {
-                    Ok(resp) => {
-                        serde_json::to_vec(&claude::from_claude_response(&resp)).unwrap_or(chunk)
-                    }
-                    Err(e) => bad_answer(client, &e),
-                }
+            Response::Json => native::translate_json(
+                client,
+                family,
+                self.answering_provider(&rules)
+                    .map_or(&Native::None, |p| &p.native),
+                ex.api(),
+                &chunk,
+                &self.model,
+                reasoning,
+                self.stream,
+            )
+            .unwrap_or_else(|e| bad_answer(client, &e)),
+            Response::Stream(tr) => {
+                let mut out = String::new();
+                tr.feed(&chunk, end, &mut out);
+                out.into_bytes()
             }
-            Response::MessagesJson => {
-                match serde_json::from_slice::<openai::ChatResponse>(&chunk) {
-                    Ok(resp) => {
-                        serde_json::to_vec(&messages::to_messages_response(&resp)).unwrap_or(chunk)
-                    }
-                    Err(e) => bad_answer(client, &e),
-                }
-            }
-            Response::ClaudeStream(decoder, tr) => translate_stream(decoder, tr, &chunk, end),
-            Response::MessagesStream(decoder, tr) => translate_stream(decoder, tr, &chunk, end),
         }
     }
 }
 
 /// Points the request at the provider: host, path, key.
-fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option<&str>) {
-    host.set_request_header(":authority", Some(&p.host));
+fn set_upstream(
+    host: &dyn Host,
+    p: &Provider,
+    path: Option<&str>,
+    token: Option<&str>,
+) -> Result<(), ErrorReply> {
     if let Some(path) = path {
         host.set_request_header(":path", Some(path));
     }
@@ -467,16 +559,26 @@ fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option
         for h in CLIENT_KEY_HEADERS {
             host.set_request_header(h, None);
         }
-        if let Some(token) = token {
-            match p.auth {
-                Auth::Bearer => {
-                    host.set_request_header("authorization", Some(&format!("Bearer {token}")));
-                }
-                Auth::Header(name) => {
-                    host.set_request_header(name, Some(token));
-                }
-            }
-        }
+    }
+    for (name, value) in native::static_headers(p, token) {
+        host.set_request_header(&name, Some(&value));
+    }
+    if p.auth == Auth::OAuth && !p.passthrough_client_key {
+        let Some(t) = vertex::access_token(host, p) else {
+            return Err(ErrorReply::new(
+                503,
+                "server_error",
+                Some("provider_auth_pending"),
+                format!(
+                    "no access token for provider `{}` yet; retry shortly",
+                    p.name()
+                ),
+            ));
+        };
+        host.set_request_header("authorization", Some(&format!("Bearer {t}")));
+    }
+    if p.family != Family::OpenAi && p.family != Family::Claude {
+        host.set_request_header("content-type", Some("application/json"));
     }
     // Translation and error rewriting need plain bodies.
     host.set_request_header("accept-encoding", None);
@@ -484,38 +586,10 @@ fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option
         "x-envoy-upstream-rq-timeout-ms",
         Some(&p.timeout_ms.to_string()),
     );
+    Ok(())
 }
 
-fn ask_for_usage(extra: &mut serde_json::Map<String, Value>) {
-    let options = extra.entry("stream_options").or_insert_with(|| json!({}));
-    if let Some(obj) = options.as_object_mut() {
-        obj.entry("include_usage").or_insert(Value::Bool(true));
-    }
-}
-
-fn is_json(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok()
-}
-
-fn text_error(status: u32, body: &[u8]) -> ErrorReply {
-    let text = String::from_utf8_lossy(body);
-    let mut end = text.len().min(MAX_ERROR_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let message = match text[..end].trim() {
-        "" => format!("upstream answered {status}"),
-        t => t.to_string(),
-    };
-    let kind = if status >= 500 {
-        "server_error"
-    } else {
-        "invalid_request_error"
-    };
-    ErrorReply::new(status, kind, Some("upstream_error"), message)
-}
-
-fn bad_answer(client: ClientProtocol, e: &serde_json::Error) -> Vec<u8> {
+fn bad_answer(client: ClientProtocol, e: &str) -> Vec<u8> {
     ErrorReply::new(
         502,
         "server_error",
@@ -526,34 +600,6 @@ fn bad_answer(client: ClientProtocol, e: &serde_json::Error) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Decodes a chunk of upstream SSE and translates the events it completes; memory is the
-/// decoder's unfinished tail plus the translator's per-block state.
-fn translate_stream(
-    decoder: &mut SseDecoder,
-    tr: &mut impl StreamTranslator,
-    chunk: &[u8],
-    end: bool,
-) -> Vec<u8> {
-    let mut events = Vec::new();
-    let mut out = String::new();
-    if let Err(e) = decoder.feed(chunk, &mut events) {
-        let err = json!({"error": {"message": e.to_string(), "type": "server_error", "code": "bad_upstream_stream"}});
-        out.push_str(&SseEvent::data(err.to_string()).encode());
-        tr.finish(&mut out);
-        return out.into_bytes();
-    }
-    if end {
-        decoder.finish(&mut events);
-    }
-    for ev in &events {
-        tr.on_event(ev, &mut out);
-    }
-    if end {
-        tr.finish(&mut out);
-    }
-    out.into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +607,7 @@ mod tests {
     use sdk::config::RuleMode;
     use sdk::host::MockHost;
     use sdk::pipeline::Pipeline;
+    use serde_json::Value;
 
     fn pipeline(config: &str) -> Pipeline {
         let rules = RuleSet::parse(config.as_bytes(), RuleMode::Override).unwrap();

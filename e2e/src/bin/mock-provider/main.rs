@@ -11,6 +11,7 @@ mod conn;
 mod control;
 mod gemini;
 mod moderation;
+mod oauth;
 mod openai;
 mod record;
 mod reply;
@@ -77,6 +78,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(bedrock::routes())
         .merge(cohere::routes())
         .merge(moderation::routes())
+        .merge(oauth::routes())
         .merge(record::routes())
         .fallback(reply::not_found)
         .method_not_allowed_fallback(reply::method_not_allowed)

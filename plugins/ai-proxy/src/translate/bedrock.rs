@@ -1,1 +1,1943 @@
-//! Placeholder: being written.
+//! OpenAI chat completions client in front of AWS Bedrock's Converse API: the request goes out
+//! as a Converse body (`POST /model/{modelId}/converse` or `/converse-stream`), the JSON answer,
+//! the binary event stream (`application/vnd.amazon.eventstream`) and errors come back as chat
+//! completions.
+
+use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{ChunkTranslator, ReasoningMode, TranslateError};
+use crate::eventstream::{Decoder, Message};
+use crate::sigv4::uri_encode;
+use sdk::error::ErrorReply;
+use sdk::llm::{openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Map, Value};
+
+/// Completion id used in answers (Converse has none; the caller may set `x-amzn-requestid`).
+pub const DEFAULT_ID: &str = "chatcmpl-bedrock";
+/// `maxTokens` left for the answer on top of the thinking budget when the client set no limit.
+pub const THINKING_ANSWER_TOKENS: u64 = 4096;
+/// Smallest thinking budget Anthropic models accept.
+pub const MIN_THINKING_BUDGET: u64 = 1024;
+
+fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    value.and_then(|v| v.get(key)).and_then(Value::as_str)
+}
+
+/// The Converse path for a model id (given unencoded, e.g. `anthropic.claude-3-haiku-20240307-v1:0`
+/// or an inference-profile ARN): `/model/{id, URI-encoded}/converse[-stream]`.
+pub fn converse_path(model_id: &str, stream: bool) -> String {
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    format!("/model/{}/{action}", uri_encode(model_id))
+}
+
+/// Where cache points go (Higress `bedrockPromptCachePointPositions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePoints {
+    /// After the system prompt (`systemPrompt`).
+    pub system_prompt: bool,
+    /// At the end of the last user message (`lastUserMessage`).
+    pub last_user_message: bool,
+    /// At the end of the last message (`lastMessage`).
+    pub last_message: bool,
+}
+
+impl Default for CachePoints {
+    /// Higress's default when the map is absent: after the system prompt only.
+    fn default() -> Self {
+        CachePoints {
+            system_prompt: true,
+            last_user_message: false,
+            last_message: false,
+        }
+    }
+}
+
+impl CachePoints {
+    /// From the config map (`{"systemPrompt": true, "lastMessage": true}`; keys compared without
+    /// case, `_` or `-`). Positions not named are off; unknown keys are returned.
+    pub fn from_config(map: &Map<String, Value>) -> (Self, Vec<String>) {
+        let mut points = CachePoints {
+            system_prompt: false,
+            last_user_message: false,
+            last_message: false,
+        };
+        let mut unknown = Vec::new();
+        for (key, value) in map {
+            let on = value.as_bool().unwrap_or(false);
+            let norm: String = key
+                .chars()
+                .filter(|c| *c != '_' && *c != '-')
+                .flat_map(char::to_lowercase)
+                .collect();
+            match norm.as_str() {
+                "systemprompt" => points.system_prompt = on,
+                "lastusermessage" => points.last_user_message = on,
+                "lastmessage" => points.last_message = on,
+                _ => unknown.push(key.clone()),
+            }
+        }
+        (points, unknown)
+    }
+}
+
+/// Request options from the provider config.
+#[derive(Debug, Clone, Default)]
+pub struct BedrockOptions {
+    /// Model id (unencoded) the request goes to; decides Anthropic-only fields (thinking) and
+    /// whether cache points are supported (`amazon.nova`, `anthropic.claude`).
+    pub model: String,
+    /// Higress `bedrockAdditionalFields`: an object merged into `additionalModelRequestFields`
+    /// (its keys win over the translated ones).
+    pub additional_fields: Option<Value>,
+    /// Higress `bedrockPromptCachePointPositions`.
+    pub cache_points: CachePoints,
+    /// Higress `promptCacheRetention` (`in_memory` or `24h`), used when the request has no
+    /// `prompt_cache_retention`; no retention means no cache points.
+    pub cache_retention: Option<String>,
+}
+
+/// Whether `model` is an Anthropic model on Bedrock (ids, cross-region profiles).
+fn is_anthropic(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    m.contains("anthropic.") || m.contains("claude")
+}
+
+/// Thinking budget (`budget_tokens`) for an OpenAI `reasoning_effort`: minimal and low 1024,
+/// medium 4096, high 16384, xhigh 32768; `none` turns thinking off.
+pub fn thinking_budget(effort: &str) -> Result<Option<u64>, TranslateError> {
+    Ok(match effort {
+        "none" => None,
+        "minimal" | "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16_384),
+        "xhigh" => Some(32_768),
+        other => return Err(err(format!("reasoning_effort {other:?} is not supported"))),
+    })
+}
+
+/// Builds the Converse request body for an OpenAI chat request.
+///
+/// `system`/`developer` messages become `system` blocks, tool calls and tool results become
+/// `toolUse`/`toolResult` blocks, consecutive turns of one role are merged (Converse needs
+/// alternating roles), and OpenAI-only fields are dropped.
+pub fn to_converse_request(
+    req: &openai::ChatRequest,
+    opts: &BedrockOptions,
+) -> Result<Value, TranslateError> {
+    let x = &req.extra;
+    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(err("n > 1 is not supported by Bedrock"));
+    }
+
+    let mut system: Vec<Value> = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    let mut has_tool_blocks = false;
+    for msg in &req.messages {
+        match msg.role.as_str() {
+            "system" | "developer" => {
+                let text = msg
+                    .content
+                    .as_ref()
+                    .map(openai::Content::text)
+                    .unwrap_or_default();
+                if !text.is_empty() {
+                    system.push(json!({ "text": text }));
+                }
+            }
+            "user" => push_turn(&mut messages, "user", user_blocks(msg.content.as_ref())?),
+            "assistant" => {
+                let blocks = assistant_blocks(msg)?;
+                has_tool_blocks |= blocks.iter().any(|b| b.get("toolUse").is_some());
+                push_turn(&mut messages, "assistant", blocks);
+            }
+            "tool" => {
+                has_tool_blocks = true;
+                push_turn(&mut messages, "user", vec![tool_result_block(msg)?]);
+            }
+            other => return Err(err(format!("message role {other:?} is not supported"))),
+        }
+    }
+
+    let mut body = Map::new();
+
+    // Thinking (Anthropic models only): the budget must stay below maxTokens.
+    let max_tokens = x
+        .get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let effort = x.get("reasoning_effort").and_then(Value::as_str);
+    let mut thinking = match effort {
+        Some(e) if is_anthropic(&opts.model) => thinking_budget(e)?,
+        _ => None,
+    };
+    if let (Some(budget), Some(max)) = (thinking, max_tokens) {
+        // The client's limit covers thinking and answer: shrink the budget to fit, or think
+        // not at all when even the minimum does not fit.
+        let fitted = budget.min(max.saturating_sub(1));
+        thinking = (fitted >= MIN_THINKING_BUDGET).then_some(fitted);
+    }
+
+    let mut inference = Map::new();
+    match (max_tokens, thinking) {
+        (Some(max), _) => {
+            inference.insert("maxTokens".into(), json!(max));
+        }
+        (None, Some(budget)) => {
+            inference.insert("maxTokens".into(), json!(budget + THINKING_ANSWER_TOKENS));
+        }
+        (None, None) => {}
+    }
+    // Anthropic thinking refuses changed temperature/top_p, so they are left out with it.
+    if thinking.is_none() {
+        for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
+            if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+                inference.insert(to.into(), v.clone());
+            }
+        }
+    }
+    let stops: Vec<Value> = match x.get("stop") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
+        _ => Vec::new(),
+    };
+    if !stops.is_empty() {
+        inference.insert("stopSequences".into(), Value::Array(stops));
+    }
+
+    if let Some(tool_config) = tool_config(x, has_tool_blocks)? {
+        body.insert("toolConfig".into(), tool_config);
+    }
+
+    add_cache_points(req, opts, &mut system, &mut messages);
+
+    if !system.is_empty() {
+        body.insert("system".into(), Value::Array(system));
+    }
+    body.insert("messages".into(), Value::Array(messages));
+    if !inference.is_empty() {
+        body.insert("inferenceConfig".into(), Value::Object(inference));
+    }
+
+    let mut additional = Map::new();
+    if let Some(budget) = thinking {
+        additional.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+    }
+    if let Some(Value::Object(fields)) = &opts.additional_fields {
+        for (k, v) in fields {
+            additional.insert(k.clone(), v.clone());
+        }
+    }
+    if !additional.is_empty() {
+        body.insert(
+            "additionalModelRequestFields".into(),
+            Value::Object(additional),
+        );
+    }
+    Ok(Value::Object(body))
+}
+
+/// Appends `blocks` to the last turn when it has the same role, else as a new turn.
+fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
+    // An empty turn carries nothing (and Converse rejects empty content).
+    if blocks.is_empty() {
+        return;
+    }
+    if let Some(last) = messages.last_mut() {
+        if last.get("role").and_then(Value::as_str) == Some(role) {
+            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
+                content.extend(blocks);
+                return;
+            }
+        }
+    }
+    messages.push(json!({"role": role, "content": blocks}));
+}
+
+fn user_blocks(content: Option<&openai::Content>) -> Result<Vec<Value>, TranslateError> {
+    let mut blocks = Vec::new();
+    match content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(json!({ "text": s })),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(parts)) => {
+            for part in parts {
+                match part.kind.as_str() {
+                    "text" => {
+                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
+                            blocks.push(json!({ "text": t }));
+                        }
+                    }
+                    "image_url" => blocks.push(image_block(part)?),
+                    other => {
+                        return Err(err(format!(
+                            "content part type {other:?} is not supported by Bedrock"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// An `image` block from a base64 data URL (Converse takes no image URLs).
+fn image_block(part: &openai::ContentPart) -> Result<Value, TranslateError> {
+    let url = match part.extra.get("image_url") {
+        Some(Value::String(url)) => Some(url.as_str()),
+        other => str_of(other, "url"),
+    }
+    .ok_or_else(|| err("image_url part without a url"))?;
+    let Some(rest) = url.strip_prefix("data:") else {
+        return Err(err(
+            "Bedrock takes images only as base64 data URLs (data:image/png;base64,…)",
+        ));
+    };
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| err("malformed data URL in image_url"))?;
+    let mut params = meta.split(';');
+    let media_type = params.next().unwrap_or_default().to_ascii_lowercase();
+    if !params.any(|p| p == "base64") {
+        return Err(err("image data URLs must be base64"));
+    }
+    let format = match media_type.as_str() {
+        "image/png" => "png",
+        "image/jpeg" | "image/jpg" => "jpeg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        other => {
+            return Err(err(format!(
+                "image type {other:?} is not supported by Bedrock (png, jpeg, gif, webp)"
+            )))
+        }
+    };
+    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
+}
+
+fn assistant_blocks(msg: &openai::ChatMessage) -> Result<Vec<Value>, TranslateError> {
+    let mut blocks = Vec::new();
+    match &msg.content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(json!({ "text": s })),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(parts)) => {
+            for part in parts {
+                let text = match part.kind.as_str() {
+                    "text" => part.text.as_deref(),
+                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
+                    other => {
+                        return Err(err(format!(
+                            "assistant content part type {other:?} is not supported by Bedrock"
+                        )))
+                    }
+                };
+                if let Some(t) = text.filter(|t| !t.is_empty()) {
+                    blocks.push(json!({ "text": t }));
+                }
+            }
+        }
+    }
+    if let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
+        for call in calls {
+            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+            let function = call.get("function");
+            let name = str_of(function, "name").unwrap_or_default();
+            let args = str_of(function, "arguments").unwrap_or_default();
+            let input = if args.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_str::<Value>(args).map_err(|e| {
+                    err(format!(
+                        "arguments of tool call {id:?} are not valid JSON: {e}"
+                    ))
+                })?
+            };
+            if !input.is_object() {
+                return Err(err(format!(
+                    "arguments of tool call {id:?} must be a JSON object"
+                )));
+            }
+            blocks.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
+        }
+    }
+    Ok(blocks)
+}
+
+/// A `toolResult` block: a JSON object result as `{json}`, anything else as `{text}`.
+fn tool_result_block(msg: &openai::ChatMessage) -> Result<Value, TranslateError> {
+    let id = msg
+        .extra
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("tool message without tool_call_id"))?;
+    let text = msg
+        .content
+        .as_ref()
+        .map(openai::Content::text)
+        .unwrap_or_default();
+    let content = match serde_json::from_str::<Value>(&text) {
+        Ok(obj @ Value::Object(_)) => json!({ "json": obj }),
+        _ => json!({ "text": text }),
+    };
+    Ok(json!({"toolResult": {"toolUseId": id, "content": [content]}}))
+}
+
+/// `toolConfig` from `tools` and `tool_choice`. `none` leaves the tools out, unless the history
+/// holds tool blocks (Converse then requires `toolConfig`): the tools stay, without a choice.
+fn tool_config(x: &Extra, has_tool_blocks: bool) -> Result<Option<Value>, TranslateError> {
+    let tools: Vec<Value> = match x.get("tools") {
+        Some(Value::Array(tools)) => tools.iter().map(tool_spec).collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let choice = match x.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => Some(json!({"auto": {}})),
+            "required" => Some(json!({"any": {}})),
+            "none" if has_tool_blocks => None,
+            "none" => return Ok(None),
+            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
+        },
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = str_of(v.get("function"), "name")
+                .ok_or_else(|| err("tool_choice function without a name"))?;
+            Some(json!({"tool": {"name": name}}))
+        }
+        Some(_) => return Err(err("tool_choice of this shape is not supported by Bedrock")),
+    };
+    let mut config = Map::new();
+    config.insert("tools".into(), Value::Array(tools));
+    if let Some(c) = choice {
+        config.insert("toolChoice".into(), c);
+    }
+    Ok(Some(Value::Object(config)))
+}
+
+fn tool_spec(tool: &Value) -> Result<Value, TranslateError> {
+    let kind = tool
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("function");
+    if kind != "function" {
+        return Err(err(format!(
+            "tool type {kind:?} is not supported by Bedrock"
+        )));
+    }
+    let function = tool.get("function");
+    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
+    let mut spec = Map::new();
+    spec.insert("name".into(), json!(name));
+    if let Some(d) = str_of(function, "description").filter(|d| !d.is_empty()) {
+        spec.insert("description".into(), json!(d));
+    }
+    let schema = function
+        .and_then(|f| f.get("parameters"))
+        .filter(|p| p.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+    spec.insert("inputSchema".into(), json!({ "json": schema }));
+    Ok(json!({ "toolSpec": spec }))
+}
+
+/// Adds `cachePoint` blocks where configured, when a retention is asked for (request
+/// `prompt_cache_retention`, else the config) and the model supports prompt caching:
+/// `in_memory` → default TTL, `24h` → `ttl: "1h"` (Bedrock's longest).
+fn add_cache_points(
+    req: &openai::ChatRequest,
+    opts: &BedrockOptions,
+    system: &mut Vec<Value>,
+    messages: &mut [Value],
+) {
+    let retention = req
+        .extra
+        .get("prompt_cache_retention")
+        .and_then(Value::as_str)
+        .or(opts.cache_retention.as_deref())
+        .map(|r| r.trim().to_ascii_lowercase().replace(['-', ' '], "_"));
+    let point = match retention.as_deref() {
+        Some("in_memory" | "inmemory") => json!({"cachePoint": {"type": "default"}}),
+        Some("24h") => json!({"cachePoint": {"type": "default", "ttl": "1h"}}),
+        _ => return,
+    };
+    let model = opts.model.to_ascii_lowercase();
+    if !(model.contains("amazon.nova") || model.contains("anthropic.claude")) {
+        return;
+    }
+    let p = opts.cache_points;
+    if p.system_prompt && !system.is_empty() {
+        system.push(point.clone());
+    }
+    let mut marked: Option<usize> = None;
+    if p.last_user_message {
+        if let Some(i) = messages
+            .iter()
+            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        {
+            push_block(messages.get_mut(i), &point);
+            marked = Some(i);
+        }
+    }
+    if p.last_message {
+        let last = messages.len().checked_sub(1);
+        if last.is_some() && last != marked {
+            push_block(last.and_then(|i| messages.get_mut(i)), &point);
+        }
+    }
+}
+
+fn push_block(message: Option<&mut Value>, block: &Value) {
+    if let Some(content) = message
+        .and_then(|m| m.get_mut("content"))
+        .and_then(Value::as_array_mut)
+    {
+        content.push(block.clone());
+    }
+}
+
+/// OpenAI `finish_reason` for a Converse `stopReason`.
+fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "guardrail_intervened" | "content_filtered" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// Token counts of a Converse `usage` object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    input: u64,
+    output: u64,
+    cache_read: Option<u64>,
+    cache_write: u64,
+}
+
+impl Usage {
+    fn from_value(u: &Value) -> Usage {
+        let n = |k: &str| u.get(k).and_then(Value::as_u64);
+        Usage {
+            input: n("inputTokens").unwrap_or(0),
+            output: n("outputTokens").unwrap_or(0),
+            cache_read: n("cacheReadInputTokens"),
+            cache_write: n("cacheWriteInputTokens").unwrap_or(0),
+        }
+    }
+
+    /// OpenAI usage: `inputTokens` counts only uncached input, so cache reads and writes are
+    /// added to the prompt; cache reads are also `cached_tokens`.
+    fn openai(&self) -> openai::Usage {
+        let prompt = self.input + self.cache_read.unwrap_or(0) + self.cache_write;
+        let mut extra = Extra::new();
+        if let Some(cached) = self.cache_read {
+            extra.insert(
+                "prompt_tokens_details".into(),
+                json!({ "cached_tokens": cached }),
+            );
+        }
+        openai::Usage {
+            prompt_tokens: prompt,
+            completion_tokens: self.output,
+            total_tokens: prompt + self.output,
+            extra,
+        }
+    }
+}
+
+/// Builds the OpenAI chat completion for a Converse response body.
+///
+/// Text blocks are concatenated into `content`, `toolUse` blocks become `tool_calls`, and
+/// `reasoningContent` text is handled per `reasoning`.
+pub fn from_converse_response(
+    body: &[u8],
+    model: &str,
+    reasoning: ReasoningMode,
+) -> Result<openai::ChatResponse, TranslateError> {
+    let resp: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Bedrock response is not JSON: {e}")))?;
+    let content = resp
+        .pointer("/output/message/content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("Bedrock response without output.message.content"))?;
+    let mut text: Option<String> = None;
+    let mut thought: Option<String> = None;
+    let mut calls = Vec::new();
+    for block in content {
+        if let Some(t) = block.get("text").and_then(Value::as_str) {
+            text.get_or_insert_with(String::new).push_str(t);
+        } else if let Some(tool) = block.get("toolUse") {
+            let arguments = tool
+                .get("input")
+                .map_or_else(|| "{}".to_string(), Value::to_string);
+            calls.push(json!({
+                "id": str_of(Some(tool), "toolUseId").unwrap_or_default(),
+                "type": "function",
+                "function": {
+                    "name": str_of(Some(tool), "name").unwrap_or_default(),
+                    "arguments": arguments,
+                },
+            }));
+        } else if let Some(r) = block
+            .pointer("/reasoningContent/reasoningText/text")
+            .and_then(Value::as_str)
+        {
+            thought.get_or_insert_with(String::new).push_str(r);
+        }
+    }
+    let mut extra = Extra::new();
+    match (reasoning, thought) {
+        (ReasoningMode::Passthrough, Some(r)) => {
+            extra.insert("reasoning_content".into(), Value::String(r));
+        }
+        (ReasoningMode::Concat, Some(r)) => {
+            text = Some(format!("<think>{r}</think>\n{}", text.unwrap_or_default()));
+        }
+        _ => {}
+    }
+    if !calls.is_empty() {
+        extra.insert("tool_calls".into(), Value::Array(calls));
+    }
+    let usage = resp
+        .get("usage")
+        .map(|u| Usage::from_value(u).openai())
+        .unwrap_or_default();
+    Ok(openai::ChatResponse {
+        id: DEFAULT_ID.into(),
+        object: "chat.completion".into(),
+        created: 0,
+        model: model.to_string(),
+        choices: vec![openai::Choice {
+            index: 0,
+            message: openai::ChatMessage {
+                role: "assistant".into(),
+                content: text.map(openai::Content::Text),
+                extra,
+            },
+            finish_reason: resp
+                .get("stopReason")
+                .and_then(Value::as_str)
+                .map(|r| finish_reason(r).to_string()),
+            extra: Extra::new(),
+        }],
+        usage: Some(usage),
+        extra: Extra::new(),
+    })
+}
+
+/// The bare error name of `x-amzn-errortype` / `:exception-type` / `__type` values
+/// (`ValidationException:http://…`, `com.amazon…#ValidationException`).
+fn error_name(raw: &str) -> &str {
+    let name = raw.split(':').next().unwrap_or(raw);
+    name.rsplit('#').next().unwrap_or(name).trim()
+}
+
+/// (client status, OpenAI `error.type`) for a Bedrock error name; `None` when unknown.
+fn error_kind(name: &str) -> Option<(u32, &'static str)> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "validationexception" | "conflictexception" => (400, "invalid_request_error"),
+        "accessdeniedexception" => (403, "permission_error"),
+        "unrecognizedclientexception"
+        | "invalidsignatureexception"
+        | "incompletesignatureexception"
+        | "missingauthenticationtokenexception"
+        | "expiredtokenexception"
+        | "invalidclienttokenid" => (401, "authentication_error"),
+        "resourcenotfoundexception" => (404, "not_found_error"),
+        "throttlingexception" | "servicequotaexceededexception" | "toomanyrequestsexception" => {
+            (429, "rate_limit_exceeded")
+        }
+        "modelnotreadyexception" | "serviceunavailableexception" => (503, "server_error"),
+        "modeltimeoutexception" => (408, "server_error"),
+        "internalserverexception" => (500, "server_error"),
+        "modelerrorexception" | "modelstreamerrorexception" => (502, "server_error"),
+        _ => return None,
+    })
+}
+
+/// Turns a Bedrock error answer (`{"message": …}` with the type in `x-amzn-errortype`) into
+/// the OpenAI-style error the client gets; `code` is the Bedrock error name.
+pub fn bedrock_error_to_openai(
+    status: u32,
+    error_type_header: Option<&str>,
+    body: &[u8],
+) -> ErrorReply {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| str_of(Some(v), "message").or_else(|| str_of(Some(v), "Message")));
+    let name = error_type_header
+        .or_else(|| parsed.as_ref().and_then(|v| str_of(Some(v), "__type")))
+        .map(error_name)
+        .filter(|n| !n.is_empty());
+    let (status, kind) = match name.and_then(error_kind) {
+        Some(known) => known,
+        None => (status, openai_error_type_for_status(status)),
+    };
+    let message = match message {
+        Some(m) => m.to_string(),
+        None => body_excerpt(body, status),
+    };
+    ErrorReply::new(status, kind, name, message)
+}
+
+/// Translates a ConverseStream answer (binary event stream) into OpenAI
+/// `chat.completion.chunk` events; always ends with a usage chunk and `data: [DONE]`.
+///
+/// Memory: the decoder's unfinished message plus the open tool blocks.
+#[derive(Debug)]
+pub struct BedrockStream {
+    decoder: Decoder,
+    id: String,
+    model: String,
+    reasoning: ReasoningMode,
+    usage: Usage,
+    started: bool,
+    /// Concat mode: a `<think>` was sent and not closed yet.
+    thinking_open: bool,
+    /// Open `toolUse` blocks: (content block index, OpenAI tool call index).
+    open_tools: Vec<(u64, u64)>,
+    next_tool: u64,
+    done: bool,
+}
+
+fn emit(out: &mut String, value: &Value) {
+    SseEvent::data(value.to_string()).encode_into(out);
+}
+
+impl BedrockStream {
+    /// A translator for an answer from `model`.
+    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
+        BedrockStream {
+            decoder: Decoder::default(),
+            id: DEFAULT_ID.into(),
+            model: model.to_string(),
+            reasoning,
+            usage: Usage::default(),
+            started: false,
+            thinking_open: false,
+            open_tools: Vec::new(),
+            next_tool: 0,
+            done: false,
+        }
+    }
+
+    /// Uses `id` (e.g. the `x-amzn-requestid` answer header) as the completion id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut String) {
+        emit(
+            out,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }),
+        );
+    }
+
+    fn start(&mut self, out: &mut String) {
+        if !self.started {
+            self.started = true;
+            self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+        }
+    }
+
+    /// Concat mode: closes an open `<think>` before answer text or a tool call.
+    fn close_thinking(&mut self, out: &mut String) {
+        if self.thinking_open {
+            self.thinking_open = false;
+            self.chunk(json!({"content": "</think>\n"}), None, out);
+        }
+    }
+
+    fn text(&mut self, t: &str, out: &mut String) {
+        self.start(out);
+        if self.thinking_open {
+            self.thinking_open = false;
+            self.chunk(json!({ "content": format!("</think>\n{t}") }), None, out);
+        } else {
+            self.chunk(json!({ "content": t }), None, out);
+        }
+    }
+
+    fn reasoning_text(&mut self, t: &str, out: &mut String) {
+        match self.reasoning {
+            ReasoningMode::Ignore => {}
+            ReasoningMode::Passthrough => {
+                self.start(out);
+                self.chunk(json!({ "reasoning_content": t }), None, out);
+            }
+            ReasoningMode::Concat => {
+                self.start(out);
+                if self.thinking_open {
+                    self.chunk(json!({ "content": t }), None, out);
+                } else {
+                    self.thinking_open = true;
+                    self.chunk(json!({ "content": format!("<think>{t}") }), None, out);
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, msg: &Message, out: &mut String) {
+        match msg.header_str(":message-type").unwrap_or("event") {
+            "event" => {
+                let Some(kind) = msg.header_str(":event-type") else {
+                    return;
+                };
+                // Events that are not JSON objects are skipped.
+                let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(&msg.payload)
+                else {
+                    return;
+                };
+                self.on_event(kind, &Value::Object(payload), out);
+            }
+            "exception" => {
+                let name = msg.header_str(":exception-type").unwrap_or("exception");
+                let payload: Option<Value> = serde_json::from_slice(&msg.payload).ok();
+                let message = payload
+                    .as_ref()
+                    .and_then(|p| str_of(Some(p), "message").or_else(|| str_of(Some(p), "Message")))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("upstream {name}"));
+                let kind = error_kind(error_name(name)).map_or("server_error", |(_, k)| k);
+                self.fail(&message, kind, Some(name), out);
+            }
+            "error" => {
+                let code = msg.header_str(":error-code").unwrap_or("error");
+                let message = msg
+                    .header_str(":error-message")
+                    .unwrap_or("upstream stream error")
+                    .to_string();
+                let kind = error_kind(error_name(code)).map_or("server_error", |(_, k)| k);
+                self.fail(&message, kind, Some(code), out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_event(&mut self, kind: &str, ev: &Value, out: &mut String) {
+        let index = ev
+            .get("contentBlockIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        match kind {
+            "messageStart" => self.start(out),
+            "contentBlockStart" => {
+                if let Some(tool) = ev.pointer("/start/toolUse") {
+                    self.start(out);
+                    self.close_thinking(out);
+                    let n = self.next_tool;
+                    self.next_tool = self.next_tool.saturating_add(1);
+                    self.open_tools.retain(|(block, _)| *block != index);
+                    self.open_tools.push((index, n));
+                    self.chunk(
+                        json!({"tool_calls": [{
+                            "index": n,
+                            "id": str_of(Some(tool), "toolUseId").unwrap_or_default(),
+                            "type": "function",
+                            "function": {
+                                "name": str_of(Some(tool), "name").unwrap_or_default(),
+                                "arguments": "",
+                            },
+                        }]}),
+                        None,
+                        out,
+                    );
+                }
+            }
+            "contentBlockDelta" => {
+                let delta = ev.get("delta");
+                if let Some(t) = str_of(delta, "text").filter(|t| !t.is_empty()) {
+                    self.text(t, out);
+                } else if let Some(input) = delta
+                    .and_then(|d| d.pointer("/toolUse/input"))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    let tool = self
+                        .open_tools
+                        .iter()
+                        .find(|(block, _)| *block == index)
+                        .map(|(_, n)| *n);
+                    if let Some(n) = tool {
+                        self.chunk(
+                            json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
+                            None,
+                            out,
+                        );
+                    }
+                } else if let Some(t) = delta
+                    .and_then(|d| d.pointer("/reasoningContent/text"))
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
+                    self.reasoning_text(t, out);
+                }
+                // reasoningContent.signature / redactedContent, citations: nothing to send.
+            }
+            "contentBlockStop" => self.open_tools.retain(|(block, _)| *block != index),
+            "messageStop" => {
+                self.start(out);
+                self.close_thinking(out);
+                let reason = ev
+                    .get("stopReason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("end_turn");
+                self.chunk(json!({}), Some(finish_reason(reason)), out);
+            }
+            "metadata" => {
+                if let Some(u) = ev.get("usage") {
+                    self.usage = Usage::from_value(u);
+                }
+                // The last event of a ConverseStream answer.
+                self.finish(out);
+            }
+            _ => {}
+        }
+    }
+
+    /// An upstream error: one error event, then `data: [DONE]`.
+    fn fail(&mut self, message: &str, kind: &str, code: Option<&str>, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        emit(
+            out,
+            &json!({"error": {"message": message, "type": kind, "code": code}}),
+        );
+        SseEvent::data("[DONE]").encode_into(out);
+    }
+
+    /// Upstream ended: the usage chunk and `data: [DONE]`, exactly once.
+    fn finish(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.close_thinking(out);
+        self.done = true;
+        emit(
+            out,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage.openai(),
+            }),
+        );
+        SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+impl ChunkTranslator for BedrockStream {
+    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
+        if self.done {
+            return;
+        }
+        let mut messages = Vec::new();
+        let decoded = self.decoder.feed(chunk, &mut messages);
+        for m in &messages {
+            self.on_message(m, out);
+            if self.done {
+                return;
+            }
+        }
+        let decoded = decoded.and_then(|()| if end { self.decoder.finish() } else { Ok(()) });
+        match decoded {
+            Err(e) => self.fail(
+                &format!("bad upstream event stream: {e}"),
+                "server_error",
+                Some("bad_upstream_stream"),
+                out,
+            ),
+            Ok(()) if end => self.finish(out),
+            Ok(()) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eventstream::{encode, HeaderValue};
+    use sdk::sse::SseDecoder;
+
+    const HAIKU: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+
+    fn chat(v: Value) -> openai::ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn opts(model: &str) -> BedrockOptions {
+        BedrockOptions {
+            model: model.into(),
+            ..BedrockOptions::default()
+        }
+    }
+
+    fn converse(v: Value) -> Value {
+        to_converse_request(&chat(v), &opts(HAIKU)).unwrap()
+    }
+
+    #[test]
+    fn paths_encode_the_model_id() {
+        assert_eq!(
+            converse_path(HAIKU, false),
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+        );
+        assert_eq!(
+            converse_path("arn:aws:bedrock:us-east-1:123:inference-profile/us.x", true),
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.x/converse-stream"
+        );
+    }
+
+    #[test]
+    fn system_messages_and_inference_config() {
+        let out = converse(json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "system", "content": ""},
+                {"role": "user", "content": "Hello"}
+            ],
+            "max_completion_tokens": 300,
+            "max_tokens": 999,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "stop": "END",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "user": "user-42",
+            "frequency_penalty": 0.5,
+            "parallel_tool_calls": false,
+            "n": 1
+        }));
+        assert_eq!(
+            out,
+            json!({
+                "system": [{"text": "You are terse."}, {"text": "Answer in French."}],
+                "messages": [{"role": "user", "content": [{"text": "Hello"}]}],
+                "inferenceConfig": {"maxTokens": 300, "temperature": 0.3, "topP": 0.9,
+                    "stopSequences": ["END"]}
+            })
+        );
+        let out = converse(json!({"messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 77, "stop": ["a", "b", 3]}));
+        assert_eq!(
+            out["inferenceConfig"],
+            json!({"maxTokens": 77, "stopSequences": ["a", "b"]})
+        );
+        let out = converse(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(
+            out,
+            json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+        );
+    }
+
+    #[test]
+    fn unsupported_requests_are_errors() {
+        let bad = [
+            json!({"messages": [{"role": "user", "content": "hi"}], "n": 2}),
+            json!({"messages": [{"role": "function", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio",
+                "input_audio": {"data": "AAA", "format": "wav"}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url",
+                "image_url": {"url": "https://example.com/cat.png"}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url",
+                "image_url": {"url": "data:image/svg+xml;base64,PHN2Zy8+"}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url",
+                "image_url": {"url": "data:image/png,rawbytes"}}]}]}),
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "code_interpreter"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "sometimes"}),
+            json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}),
+            json!({"messages": [{"role": "user", "content": "x"},
+                {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                    "function": {"name": "f", "arguments": "{\"a\": "}}]}]}),
+            json!({"messages": [{"role": "user", "content": "x"},
+                {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                    "function": {"name": "f", "arguments": "[1]"}}]}]}),
+        ];
+        for b in bad {
+            assert!(
+                to_converse_request(&chat(b.clone()), &opts(HAIKU)).is_err(),
+                "{b}"
+            );
+        }
+        let e = to_converse_request(
+            &chat(json!({"messages": [{"role": "user", "content": "hi"}], "n": 2})),
+            &opts(HAIKU),
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "n > 1 is not supported by Bedrock");
+    }
+
+    #[test]
+    fn images_from_data_urls() {
+        let out = converse(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Compare these."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+            {"type": "image_url", "image_url": "data:image/JPEG;base64,/9j/4AAQ"},
+            {"type": "image_url", "image_url": {"url": "data:image/webp;base64,UklGRg=="}},
+            {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD=="}}
+        ]}]}));
+        assert_eq!(
+            out["messages"][0]["content"],
+            json!([
+                {"text": "Compare these."},
+                {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}},
+                {"image": {"format": "jpeg", "source": {"bytes": "/9j/4AAQ"}}},
+                {"image": {"format": "webp", "source": {"bytes": "UklGRg=="}}},
+                {"image": {"format": "gif", "source": {"bytes": "R0lGOD=="}}}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_calls_results_and_merged_turns() {
+        let out = converse(json!({
+            "messages": [
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "user", "content": [{"type": "text", "text": "Both, please."}]},
+                {"role": "assistant", "content": "Checking both.", "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 18, \"unit\": \"C\"}"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "12:00"}]},
+                {"role": "user", "content": "And tomorrow?"},
+                {"role": "assistant", "content": ""},
+                {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't."}]}
+            ],
+            "tools": [{"type": "function", "function": {
+                "name": "get_weather",
+                "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                    "required": ["city"]},
+                "strict": true
+            }}, {"type": "function", "function": {"name": "now", "description": ""}}],
+            "tool_choice": "auto"
+        }));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"text": "Weather in Paris and Rome?"}, {"text": "Both, please."}]},
+                {"role": "assistant", "content": [
+                    {"text": "Checking both."},
+                    {"toolUse": {"toolUseId": "call_1", "name": "get_weather", "input": {"city": "Paris"}}},
+                    {"toolUse": {"toolUseId": "call_2", "name": "now", "input": {}}}
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "call_1", "content": [{"json": {"temp": 18, "unit": "C"}}]}},
+                    {"toolResult": {"toolUseId": "call_2", "content": [{"text": "12:00"}]}},
+                    {"text": "And tomorrow?"}
+                ]},
+                {"role": "assistant", "content": [{"text": "I can't."}]}
+            ])
+        );
+        assert_eq!(
+            out["toolConfig"],
+            json!({
+                "tools": [
+                    {"toolSpec": {"name": "get_weather", "description": "Current weather for a city",
+                        "inputSchema": {"json": {"type": "object",
+                            "properties": {"city": {"type": "string"}}, "required": ["city"]}}}},
+                    {"toolSpec": {"name": "now",
+                        "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+                ],
+                "toolChoice": {"auto": {}}
+            })
+        );
+    }
+
+    #[test]
+    fn tool_choice_variants() {
+        let base = json!({
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather"}}]
+        });
+        let with = |choice: Value| {
+            let mut req = base.clone();
+            req["tool_choice"] = choice;
+            converse(req).get("toolConfig").cloned()
+        };
+        assert_eq!(with(Value::Null).unwrap().get("toolChoice"), None);
+        assert_eq!(
+            with(json!("auto")).unwrap()["toolChoice"],
+            json!({"auto": {}})
+        );
+        assert_eq!(
+            with(json!("required")).unwrap()["toolChoice"],
+            json!({"any": {}})
+        );
+        assert_eq!(
+            with(json!({"type": "function", "function": {"name": "get_weather"}})).unwrap()
+                ["toolChoice"],
+            json!({"tool": {"name": "get_weather"}})
+        );
+        assert_eq!(with(json!("none")), None);
+        // `none` with tool blocks in the history keeps the tools (Converse requires them).
+        let mut history = base.clone();
+        history["messages"] = json!([
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+        ]);
+        history["tool_choice"] = json!("none");
+        let cfg = converse(history)["toolConfig"].clone();
+        assert_eq!(cfg["tools"][0]["toolSpec"]["name"], "get_weather");
+        assert!(cfg.get("toolChoice").is_none());
+        // tool_choice without tools is dropped.
+        let out = converse(
+            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}),
+        );
+        assert!(out.get("toolConfig").is_none());
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_thinking_for_anthropic_models() {
+        let req = |extra: Value| {
+            let mut r = json!({"messages": [{"role": "user", "content": "Think."}],
+                "temperature": 0.2, "top_p": 0.5});
+            if let (Value::Object(r), Value::Object(e)) = (&mut r, extra) {
+                r.extend(e);
+            }
+            chat(r)
+        };
+        let on =
+            |model: &str, extra: Value| to_converse_request(&req(extra), &opts(model)).unwrap();
+
+        for (effort, budget) in [
+            ("minimal", 1024),
+            ("low", 1024),
+            ("medium", 4096),
+            ("high", 16_384),
+            ("xhigh", 32_768),
+        ] {
+            let out = on(HAIKU, json!({"reasoning_effort": effort}));
+            assert_eq!(
+                out["additionalModelRequestFields"],
+                json!({"thinking": {"type": "enabled", "budget_tokens": budget}}),
+                "{effort}"
+            );
+            // No client limit: room for the answer on top of the budget; sampling left out.
+            assert_eq!(
+                out["inferenceConfig"],
+                json!({"maxTokens": budget + THINKING_ANSWER_TOKENS}),
+                "{effort}"
+            );
+        }
+        // The client's limit covers thinking: the budget shrinks to fit, or thinking is off.
+        let out = on(
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            json!({"reasoning_effort": "high", "max_tokens": 8000}),
+        );
+        assert_eq!(
+            out["additionalModelRequestFields"]["thinking"]["budget_tokens"],
+            7999
+        );
+        assert_eq!(out["inferenceConfig"], json!({"maxTokens": 8000}));
+        let out = on(
+            HAIKU,
+            json!({"reasoning_effort": "low", "max_completion_tokens": 1000}),
+        );
+        assert!(out.get("additionalModelRequestFields").is_none());
+        assert_eq!(
+            out["inferenceConfig"],
+            json!({"maxTokens": 1000, "temperature": 0.2, "topP": 0.5})
+        );
+        // `none`, and other model families: no thinking, sampling kept.
+        for (model, effort) in [
+            (HAIKU, "none"),
+            ("amazon.nova-pro-v1:0", "high"),
+            ("meta.llama3-70b-instruct-v1:0", "low"),
+        ] {
+            let out = on(model, json!({"reasoning_effort": effort}));
+            assert!(out.get("additionalModelRequestFields").is_none(), "{model}");
+            assert_eq!(
+                out["inferenceConfig"],
+                json!({"temperature": 0.2, "topP": 0.5})
+            );
+        }
+    }
+
+    #[test]
+    fn additional_fields_merge_over_translated_ones() {
+        let o = BedrockOptions {
+            model: HAIKU.into(),
+            additional_fields: Some(json!({"top_k": 40, "thinking": {"type": "disabled"}})),
+            ..BedrockOptions::default()
+        };
+        let out = to_converse_request(
+            &chat(
+                json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low"}),
+            ),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(
+            out["additionalModelRequestFields"],
+            json!({"thinking": {"type": "disabled"}, "top_k": 40})
+        );
+        let o = BedrockOptions {
+            additional_fields: Some(json!("not an object")),
+            ..opts(HAIKU)
+        };
+        let out = to_converse_request(
+            &chat(json!({"messages": [{"role": "user", "content": "x"}]})),
+            &o,
+        )
+        .unwrap();
+        assert!(out.get("additionalModelRequestFields").is_none());
+    }
+
+    #[test]
+    fn cache_points_follow_retention_positions_and_model() {
+        let req = |retention: Option<&str>| {
+            let mut r = json!({"messages": [
+                {"role": "system", "content": "Long instructions."},
+                {"role": "user", "content": "Q1"},
+                {"role": "assistant", "content": "A1"}
+            ]});
+            if let Some(ret) = retention {
+                r["prompt_cache_retention"] = json!(ret);
+            }
+            chat(r)
+        };
+        let point = json!({"cachePoint": {"type": "default"}});
+        // No retention anywhere: nothing.
+        let out = to_converse_request(&req(None), &opts(HAIKU)).unwrap();
+        assert_eq!(out["system"], json!([{"text": "Long instructions."}]));
+        // Request retention, default positions (system prompt only).
+        let out = to_converse_request(&req(Some("in_memory")), &opts(HAIKU)).unwrap();
+        assert_eq!(
+            out["system"],
+            json!([{"text": "Long instructions."}, point])
+        );
+        assert_eq!(out["messages"][1]["content"], json!([{"text": "A1"}]));
+        // Config retention 24h, every position.
+        let (points, unknown) = CachePoints::from_config(
+            json!({"system_prompt": false, "LastUserMessage": true, "last-message": true, "bogus": true})
+                .as_object()
+                .unwrap(),
+        );
+        assert_eq!(unknown, ["bogus"]);
+        let o = BedrockOptions {
+            model: "us.amazon.nova-pro-v1:0".into(),
+            cache_points: points,
+            cache_retention: Some("24h".into()),
+            ..BedrockOptions::default()
+        };
+        let out = to_converse_request(&req(None), &o).unwrap();
+        let ttl = json!({"cachePoint": {"type": "default", "ttl": "1h"}});
+        assert_eq!(out["system"], json!([{"text": "Long instructions."}]));
+        assert_eq!(out["messages"][0]["content"], json!([{"text": "Q1"}, ttl]));
+        assert_eq!(out["messages"][1]["content"], json!([{"text": "A1"}, ttl]));
+        // Last user message = last message: one point.
+        let out = to_converse_request(
+            &chat(json!({"messages": [{"role": "user", "content": "Q"}]})),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(out["messages"][0]["content"], json!([{"text": "Q"}, ttl]));
+        // Unsupported model or retention: nothing.
+        for (model, ret) in [
+            ("meta.llama3-70b-instruct-v1:0", "in_memory"),
+            (HAIKU, "forever"),
+        ] {
+            let out = to_converse_request(&req(Some(ret)), &opts(model)).unwrap();
+            assert_eq!(
+                out["system"],
+                json!([{"text": "Long instructions."}]),
+                "{model} {ret}"
+            );
+        }
+        assert!(CachePoints::default().system_prompt);
+    }
+
+    fn response(v: Value, reasoning: ReasoningMode) -> Value {
+        let out = from_converse_response(v.to_string().as_bytes(), HAIKU, reasoning).unwrap();
+        serde_json::to_value(out).unwrap()
+    }
+
+    #[test]
+    fn response_text_with_cache_usage() {
+        let out = response(
+            json!({
+                "output": {"message": {"role": "assistant", "content": [
+                    {"text": "Hello! "}, {"text": "How can I help?"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 12, "outputTokens": 9, "totalTokens": 2121,
+                    "cacheReadInputTokens": 2000, "cacheWriteInputTokens": 100},
+                "metrics": {"latencyMs": 512}
+            }),
+            ReasoningMode::Passthrough,
+        );
+        assert_eq!(
+            out,
+            json!({
+                "id": "chatcmpl-bedrock",
+                "object": "chat.completion",
+                "created": 0,
+                "model": HAIKU,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help?"},
+                    "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 2112, "completion_tokens": 9, "total_tokens": 2121,
+                    "prompt_tokens_details": {"cached_tokens": 2000}}
+            })
+        );
+    }
+
+    #[test]
+    fn response_tool_use_and_reasoning_modes() {
+        let body = json!({
+            "output": {"message": {"role": "assistant", "content": [
+                {"reasoningContent": {"reasoningText": {"text": "The user wants weather.", "signature": "EqQB"}}},
+                {"text": "Let me check."},
+                {"toolUse": {"toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "name": "get_weather",
+                    "input": {"location": "San Francisco, CA", "unit": "celsius"}}}
+            ]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 384, "outputTokens": 96, "totalTokens": 480}
+        });
+        let out = response(body.clone(), ReasoningMode::Passthrough);
+        let choice = &out["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], "Let me check.");
+        assert_eq!(
+            choice["message"]["reasoning_content"],
+            "The user wants weather."
+        );
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "celsius"})
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 384, "completion_tokens": 96, "total_tokens": 480})
+        );
+
+        let out = response(body.clone(), ReasoningMode::Ignore);
+        assert!(out["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none());
+        assert_eq!(out["choices"][0]["message"]["content"], "Let me check.");
+        let out = response(body, ReasoningMode::Concat);
+        assert!(out["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none());
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            "<think>The user wants weather.</think>\nLet me check."
+        );
+
+        // Only a tool call: no content at all.
+        let out = response(
+            json!({"output": {"message": {"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "t", "name": "now", "input": {}}}]}},
+                "stopReason": "tool_use"}),
+            ReasoningMode::Passthrough,
+        );
+        assert!(out["choices"][0]["message"].get("content").is_none());
+        assert_eq!(
+            out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            "{}"
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn finish_reasons_and_bad_bodies() {
+        for (stop, finish) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+            ("model_context_window_exceeded", "length"),
+            ("tool_use", "tool_calls"),
+            ("guardrail_intervened", "content_filter"),
+            ("content_filtered", "content_filter"),
+            ("malformed_model_output", "stop"),
+        ] {
+            let out = response(
+                json!({"output": {"message": {"role": "assistant", "content": []}}, "stopReason": stop}),
+                ReasoningMode::Passthrough,
+            );
+            assert_eq!(out["choices"][0]["finish_reason"], finish, "{stop}");
+        }
+        assert!(from_converse_response(b"<html>", HAIKU, ReasoningMode::Passthrough).is_err());
+        assert!(
+            from_converse_response(b"{\"output\": {}}", HAIKU, ReasoningMode::Passthrough).is_err()
+        );
+    }
+
+    #[test]
+    fn errors_map_to_openai_shape() {
+        let e = bedrock_error_to_openai(
+            400,
+            Some("ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            br#"{"message":"The provided model identifier is invalid."}"#,
+        );
+        assert_eq!(e.status, 400);
+        assert_eq!(e.error_type, "invalid_request_error");
+        assert_eq!(e.code.as_deref(), Some("ValidationException"));
+        assert_eq!(e.message, "The provided model identifier is invalid.");
+
+        for (name, status, status_out, kind) in [
+            ("AccessDeniedException", 403, 403, "permission_error"),
+            (
+                "UnrecognizedClientException",
+                403,
+                401,
+                "authentication_error",
+            ),
+            (
+                "InvalidSignatureException",
+                403,
+                401,
+                "authentication_error",
+            ),
+            ("ExpiredTokenException", 403, 401, "authentication_error"),
+            ("ResourceNotFoundException", 404, 404, "not_found_error"),
+            ("ThrottlingException", 429, 429, "rate_limit_exceeded"),
+            (
+                "ServiceQuotaExceededException",
+                400,
+                429,
+                "rate_limit_exceeded",
+            ),
+            ("ModelNotReadyException", 429, 503, "server_error"),
+            ("ServiceUnavailableException", 503, 503, "server_error"),
+            ("ModelTimeoutException", 408, 408, "server_error"),
+            ("InternalServerException", 500, 500, "server_error"),
+            ("ModelErrorException", 424, 502, "server_error"),
+            ("SomethingNewException", 418, 418, "server_error"),
+        ] {
+            let e = bedrock_error_to_openai(status, Some(name), br#"{"message":"m"}"#);
+            assert_eq!(
+                (e.status, e.error_type.as_str()),
+                (status_out, kind),
+                "{name}"
+            );
+            assert_eq!(e.code.as_deref(), Some(name));
+            assert_eq!(e.message, "m");
+        }
+        // The type from the body's `__type` when the header is absent.
+        let e = bedrock_error_to_openai(
+            400,
+            None,
+            br#"{"__type":"com.amazon.coral.validate#ValidationException","Message":"bad"}"#,
+        );
+        assert_eq!(
+            (e.status, e.code.as_deref(), e.message.as_str()),
+            (400, Some("ValidationException"), "bad")
+        );
+        // No type, not JSON: the status decides, the body is the message.
+        let e = bedrock_error_to_openai(502, None, b"upstream connect error");
+        assert_eq!((e.error_type.as_str(), e.code), ("server_error", None));
+        assert_eq!(e.message, "upstream connect error");
+        let e = bedrock_error_to_openai(403, None, b"");
+        assert_eq!(e.error_type, "permission_error");
+        assert_eq!(e.message, "upstream returned HTTP 403");
+    }
+
+    // ---- streams ----
+
+    fn event(kind: &str, payload: Value) -> Vec<u8> {
+        encode(
+            &[
+                (":event-type", HeaderValue::string(kind)),
+                (":content-type", HeaderValue::string("application/json")),
+                (":message-type", HeaderValue::string("event")),
+            ],
+            payload.to_string().as_bytes(),
+        )
+    }
+
+    fn exception(kind: &str, message: &str) -> Vec<u8> {
+        encode(
+            &[
+                (":exception-type", HeaderValue::string(kind)),
+                (":content-type", HeaderValue::string("application/json")),
+                (":message-type", HeaderValue::string("exception")),
+            ],
+            json!({ "message": message }).to_string().as_bytes(),
+        )
+    }
+
+    /// A ConverseStream answer with text, a tool call and usage (`p` is Bedrock's padding).
+    fn tool_stream() -> Vec<u8> {
+        [
+            event("messageStart", json!({"p": "abcdefghijk", "role": "assistant"})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": "Okay"}, "p": "abcd"})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0,
+                "delta": {"text": ", let's check the weather for San Francisco, CA:"}, "p": "ab"})),
+            event("contentBlockStop", json!({"contentBlockIndex": 0, "p": "abcdefgh"})),
+            event("contentBlockStart", json!({"contentBlockIndex": 1, "p": "abc",
+                "start": {"toolUse": {"toolUseId": "tooluse_Qx7pAb", "name": "get_weather"}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": ""}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"location\":"}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": " \"San Francisco, CA\", "}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"unit\": \"fahrenheit\"}"}}})),
+            event("contentBlockStop", json!({"contentBlockIndex": 1})),
+            event("messageStop", json!({"stopReason": "tool_use", "p": "abcdefghijklmnopqrstu"})),
+            event("metadata", json!({"usage": {"inputTokens": 472, "outputTokens": 89,
+                "totalTokens": 689, "cacheReadInputTokens": 128}, "metrics": {"latencyMs": 1021}, "p": "abc"})),
+        ]
+        .concat()
+    }
+
+    /// Feeds `wire` in `piece`-byte chunks (the last one marked `end`).
+    fn translate(wire: &[u8], piece: usize, reasoning: ReasoningMode) -> String {
+        let mut s = BedrockStream::new(HAIKU, reasoning);
+        let mut out = String::new();
+        let chunks: Vec<&[u8]> = wire.chunks(piece.max(1)).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            s.feed(c, i + 1 == chunks.len(), &mut out);
+        }
+        if chunks.is_empty() {
+            s.feed(b"", true, &mut out);
+        }
+        // Anything after the end changes nothing.
+        s.feed(b"", true, &mut out);
+        out
+    }
+
+    fn datas(out: &str) -> Vec<String> {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.feed(out.as_bytes(), &mut events).unwrap();
+        decoder.finish(&mut events);
+        assert!(events.iter().all(|e| e.event.is_none()));
+        events.into_iter().map(|e| e.data).collect()
+    }
+
+    fn chunks(out: &str) -> Vec<Value> {
+        let d = datas(out);
+        assert_eq!(d.iter().filter(|d| *d == "[DONE]").count(), 1, "{out}");
+        assert_eq!(d.last().map(String::as_str), Some("[DONE]"));
+        d.iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn stream_text_tool_call_and_usage() {
+        let out = translate(&tool_stream(), usize::MAX, ReasoningMode::Passthrough);
+        let chunks = chunks(&out);
+        for c in &chunks {
+            assert_eq!(c["id"], "chatcmpl-bedrock");
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["model"], HAIKU);
+        }
+        assert_eq!(
+            chunks[0]["choices"],
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])
+        );
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Okay, let's check the weather for San Francisco, CA:");
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+            .collect();
+        assert_eq!(calls.len(), 4); // start + 3 non-empty argument pieces
+        assert_eq!(
+            calls[0],
+            &json!([{"index": 0, "id": "tooluse_Qx7pAb", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}])
+        );
+        let args: String = calls
+            .iter()
+            .map(|c| c[0]["function"]["arguments"].as_str().unwrap())
+            .collect();
+        let args: Value = serde_json::from_str(&args).unwrap();
+        assert_eq!(
+            args,
+            json!({"location": "San Francisco, CA", "unit": "fahrenheit"})
+        );
+        let finishes: Vec<&Value> = chunks
+            .iter()
+            .map(|c| &c["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finishes, vec![&json!("tool_calls")]);
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 600, "completion_tokens": 89, "total_tokens": 689,
+                "prompt_tokens_details": {"cached_tokens": 128}})
+        );
+        assert_eq!(
+            chunks.iter().filter(|c| c.get("usage").is_some()).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn stream_output_does_not_depend_on_chunking() {
+        let wire = tool_stream();
+        let whole = translate(&wire, usize::MAX, ReasoningMode::Passthrough);
+        for piece in [1, 2, 3, 7, 16, 64, 333] {
+            assert_eq!(
+                translate(&wire, piece, ReasoningMode::Passthrough),
+                whole,
+                "piece {piece}"
+            );
+        }
+    }
+
+    fn reasoning_stream() -> Vec<u8> {
+        [
+            event("messageStart", json!({"role": "assistant"})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Two "}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "cities."}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "EqQB"}}})),
+            event("contentBlockStop", json!({"contentBlockIndex": 0})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"text": "Paris."}})),
+            event("contentBlockStop", json!({"contentBlockIndex": 1})),
+            event("messageStop", json!({"stopReason": "max_tokens"})),
+            event("metadata", json!({"usage": {"inputTokens": 10, "outputTokens": 30, "totalTokens": 40}})),
+        ]
+        .concat()
+    }
+
+    fn deltas(out: &str) -> Vec<Value> {
+        chunks(out)
+            .iter()
+            .filter(|c| c["choices"] != json!([]))
+            .map(|c| c["choices"][0]["delta"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn stream_reasoning_modes() {
+        let wire = reasoning_stream();
+        let pass = translate(&wire, 5, ReasoningMode::Passthrough);
+        assert_eq!(
+            deltas(&pass),
+            vec![
+                json!({"role": "assistant", "content": ""}),
+                json!({"reasoning_content": "Two "}),
+                json!({"reasoning_content": "cities."}),
+                json!({"content": "Paris."}),
+                json!({}),
+            ]
+        );
+        let usage = chunks(&pass).last().unwrap()["usage"].clone();
+        assert_eq!(
+            usage,
+            json!({"prompt_tokens": 10, "completion_tokens": 30, "total_tokens": 40})
+        );
+        let finish = &chunks(&pass)[4]["choices"][0]["finish_reason"];
+        assert_eq!(finish, "length");
+
+        let ignore = translate(&wire, 5, ReasoningMode::Ignore);
+        assert_eq!(
+            deltas(&ignore),
+            vec![
+                json!({"role": "assistant", "content": ""}),
+                json!({"content": "Paris."}),
+                json!({})
+            ]
+        );
+
+        let concat = translate(&wire, 5, ReasoningMode::Concat);
+        let text: String = deltas(&concat)
+            .iter()
+            .filter_map(|d| d["content"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(text, "<think>Two cities.</think>\nParis.");
+        assert!(deltas(&concat)
+            .iter()
+            .all(|d| d.get("reasoning_content").is_none()));
+
+        // Concat: thinking closed before a tool call, and at the end when nothing follows it.
+        let wire = [
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm."}}})),
+            event("contentBlockStart", json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}})),
+        ]
+        .concat();
+        let d = deltas(&translate(&wire, 1000, ReasoningMode::Concat));
+        assert_eq!(d[0], json!({"role": "assistant", "content": ""}));
+        assert_eq!(d[1], json!({"content": "<think>Hmm."}));
+        assert_eq!(d[2], json!({"content": "</think>\n"}));
+        assert_eq!(d[3]["tool_calls"][0]["id"], "t1");
+        let wire = event(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm."}}}),
+        );
+        let out = translate(&wire, 1000, ReasoningMode::Concat);
+        let text: String = deltas(&out)
+            .iter()
+            .filter_map(|d| d["content"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(text, "<think>Hmm.</think>\n");
+    }
+
+    #[test]
+    fn stream_second_tool_gets_the_next_index() {
+        let wire = [
+            event("messageStart", json!({"role": "assistant"})),
+            event("contentBlockStart", json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "a", "name": "w"}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{}"}}})),
+            event("contentBlockStop", json!({"contentBlockIndex": 0})),
+            event("contentBlockStart", json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "b", "name": "w"}}})),
+            event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"c\":1}"}}})),
+            // A piece for a block that is not open is dropped.
+            event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "x"}}})),
+            event("contentBlockStop", json!({"contentBlockIndex": 1})),
+            event("messageStop", json!({"stopReason": "tool_use"})),
+            // Unknown events and non-JSON payloads are skipped.
+            event("somethingNew", json!({"x": 1})),
+            encode(&[(":event-type", HeaderValue::string("contentBlockDelta"))], b"not json"),
+        ]
+        .concat();
+        // No metadata: the usage chunk comes at the end with zeros.
+        let out = translate(&wire, 9, ReasoningMode::Passthrough);
+        let d = deltas(&out);
+        assert_eq!(d[1]["tool_calls"][0]["index"], 0);
+        assert_eq!(d[2]["tool_calls"][0]["function"]["arguments"], "{}");
+        assert_eq!(d[3]["tool_calls"][0]["index"], 1);
+        assert_eq!(d[3]["tool_calls"][0]["id"], "b");
+        assert_eq!(d[4]["tool_calls"][0]["index"], 1);
+        assert_eq!(d.len(), 6);
+        assert_eq!(
+            chunks(&out).last().unwrap()["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn stream_exceptions_become_one_error_event() {
+        for (name, kind) in [
+            ("throttlingException", "rate_limit_exceeded"),
+            ("validationException", "invalid_request_error"),
+            ("modelStreamErrorException", "server_error"),
+            ("internalServerException", "server_error"),
+        ] {
+            let wire = [
+                event("messageStart", json!({"role": "assistant"})),
+                event(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": "Hi"}}),
+                ),
+                exception(name, "Too many tokens, please wait before trying again."),
+                event(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 0, "delta": {"text": "ignored"}}),
+                ),
+            ]
+            .concat();
+            for piece in [1, 7, 10_000] {
+                let out = translate(&wire, piece, ReasoningMode::Passthrough);
+                let d = datas(&out);
+                assert_eq!(d.len(), 4, "{name}: {out}");
+                assert_eq!(
+                    serde_json::from_str::<Value>(&d[2]).unwrap(),
+                    json!({"error": {"message": "Too many tokens, please wait before trying again.",
+                        "type": kind, "code": name}})
+                );
+                assert_eq!(d[3], "[DONE]");
+            }
+        }
+        // Generic event-stream error frames.
+        let wire = encode(
+            &[
+                (":message-type", HeaderValue::string("error")),
+                (":error-code", HeaderValue::string("InternalFailure")),
+                (":error-message", HeaderValue::string("boom")),
+            ],
+            b"",
+        );
+        let d = datas(&translate(&wire, 100, ReasoningMode::Passthrough));
+        assert_eq!(
+            serde_json::from_str::<Value>(&d[0]).unwrap(),
+            json!({"error": {"message": "boom", "type": "server_error", "code": "InternalFailure"}})
+        );
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn stream_decode_errors_end_the_stream() {
+        // A corrupted CRC after one good event.
+        let mut wire = tool_stream();
+        let first = event(
+            "messageStart",
+            json!({"p": "abcdefghijk", "role": "assistant"}),
+        )
+        .len();
+        wire[first + 20] ^= 0xff;
+        for piece in [1, 50, 100_000] {
+            let out = translate(&wire, piece, ReasoningMode::Passthrough);
+            let d = datas(&out);
+            assert_eq!(d.len(), 3, "{out}");
+            let err: Value = serde_json::from_str(&d[1]).unwrap();
+            assert_eq!(err["error"]["code"], "bad_upstream_stream");
+            assert_eq!(err["error"]["type"], "server_error");
+            assert_eq!(d[2], "[DONE]");
+        }
+        // Truncated at the end: the pending message is an error too.
+        let wire = tool_stream();
+        let out = translate(&wire[..wire.len() - 10], 64, ReasoningMode::Passthrough);
+        let d = datas(&out);
+        let err: Value = serde_json::from_str(&d[d.len() - 2]).unwrap();
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended inside a message"));
+        assert_eq!(d.iter().filter(|x| *x == "[DONE]").count(), 1);
+        // Not an event stream at all.
+        let out = translate(b"{\"message\":\"nope\"}", 100, ReasoningMode::Passthrough);
+        assert_eq!(datas(&out).len(), 2);
+        // Empty upstream: usage and [DONE] only.
+        let out = translate(b"", 100, ReasoningMode::Passthrough);
+        assert_eq!(chunks(&out).len(), 1);
+    }
+
+    #[test]
+    fn stream_id_can_be_set() {
+        let mut s = BedrockStream::new("m", ReasoningMode::Passthrough).with_id("req-123");
+        let mut out = String::new();
+        s.feed(&tool_stream(), true, &mut out);
+        assert!(chunks(&out).iter().all(|c| c["id"] == "req-123"));
+    }
+}

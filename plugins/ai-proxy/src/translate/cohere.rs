@@ -1,1 +1,1696 @@
-//! Placeholder: being written.
+//! OpenAI chat completions and embeddings client in front of Cohere's API v2: chat goes out as a
+//! `POST /v2/chat` body, embeddings as `POST /v2/embed`; answers, streams and errors come back in
+//! OpenAI's shapes.
+//!
+//! Also home of the OpenAI chunk writer and the reasoning-text gate shared with the DashScope
+//! translator ([`super::qwen`]).
+
+use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{ReasoningMode, StreamTranslator, TranslateError};
+use sdk::error::ErrorReply;
+use sdk::llm::{openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Map, Value};
+
+/// Cohere's API host.
+pub const DEFAULT_HOST: &str = "api.cohere.com";
+/// Chat path (JSON answer, or SSE when the body has `stream: true`).
+pub const CHAT_PATH: &str = "/v2/chat";
+/// Embeddings path.
+pub const EMBED_PATH: &str = "/v2/embed";
+
+fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    value.and_then(|v| v.get(key)).and_then(Value::as_str)
+}
+
+/// A token count that may be written as an integer or a float (`12` or `12.0`).
+pub(crate) fn count(value: Option<&Value>) -> Option<u64> {
+    let v = value?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            // Saturating float-to-int conversion; counts are far below 2^53.
+            .map(|f| f.round() as u64)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request
+// ---------------------------------------------------------------------------------------------
+
+/// Builds the Cohere v2 chat body for an OpenAI chat request, sent to `model`.
+///
+/// `system`/`developer` become system messages; assistant text next to tool calls becomes the
+/// `tool_plan`; `top_p` → `p`, `top_k` → `k`, `stop` → `stop_sequences`,
+/// `max_completion_tokens`/`max_tokens` → `max_tokens`, `reasoning_effort` → `thinking`;
+/// OpenAI-only fields are dropped.
+pub fn to_cohere_request(req: &openai::ChatRequest, model: &str) -> Result<Value, TranslateError> {
+    let x = &req.extra;
+    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+        return Err(err("n > 1 is not supported by Cohere"));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for msg in &req.messages {
+        match msg.role.as_str() {
+            "system" | "developer" => {
+                let text = msg
+                    .content
+                    .as_ref()
+                    .map(openai::Content::text)
+                    .unwrap_or_default();
+                if !text.is_empty() {
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+            }
+            "user" => {
+                if let Some(content) = user_content(msg.content.as_ref())? {
+                    messages.push(json!({"role": "user", "content": content}));
+                }
+            }
+            "assistant" => {
+                if let Some(m) = assistant_message(msg)? {
+                    messages.push(m);
+                }
+            }
+            "tool" => messages.push(tool_message(msg)?),
+            other => return Err(err(format!("message role {other:?} is not supported"))),
+        }
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), Value::String(model.to_string()));
+    out.insert("messages".into(), Value::Array(messages));
+    if req.stream == Some(true) {
+        out.insert("stream".into(), Value::Bool(true));
+    }
+
+    add_tools(x, &mut out)?;
+
+    let max_tokens = x
+        .get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    if let Some(n) = max_tokens {
+        out.insert("max_tokens".into(), Value::from(n));
+    }
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "p"),
+        ("top_k", "k"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("presence_penalty", "presence_penalty"),
+    ] {
+        if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+            out.insert(to.into(), v.clone());
+        }
+    }
+    if let Some(seed) = x.get("seed").and_then(Value::as_u64) {
+        out.insert("seed".into(), Value::from(seed));
+    }
+    let stops: Vec<Value> = match x.get("stop") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
+        _ => Vec::new(),
+    };
+    if !stops.is_empty() {
+        out.insert("stop_sequences".into(), Value::Array(stops));
+    }
+    if let Some(format) = response_format(x.get("response_format"))? {
+        out.insert("response_format".into(), format);
+    }
+    if let Some(thinking) = thinking(x)? {
+        out.insert("thinking".into(), thinking);
+    }
+    Ok(Value::Object(out))
+}
+
+/// User content: a string stays a string; parts become `text` / `image_url` blocks.
+fn user_content(content: Option<&openai::Content>) -> Result<Option<Value>, TranslateError> {
+    Ok(match content {
+        None => None,
+        Some(openai::Content::Text(s)) => Some(Value::String(s.clone())),
+        Some(openai::Content::Parts(parts)) => {
+            let mut blocks = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part.kind.as_str() {
+                    "text" => {
+                        if let Some(t) = part.text.as_deref() {
+                            blocks.push(json!({"type": "text", "text": t}));
+                        }
+                    }
+                    "image_url" => {
+                        let image = match part.extra.get("image_url") {
+                            Some(Value::String(url)) => json!({ "url": url }),
+                            Some(obj @ Value::Object(_)) if str_of(Some(obj), "url").is_some() => {
+                                let mut image = Map::new();
+                                for key in ["url", "detail"] {
+                                    if let Some(v) = obj.get(key) {
+                                        image.insert(key.into(), v.clone());
+                                    }
+                                }
+                                Value::Object(image)
+                            }
+                            _ => return Err(err("image_url part without a url")),
+                        };
+                        blocks.push(json!({"type": "image_url", "image_url": image}));
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "content part type {other:?} is not supported by Cohere"
+                        )))
+                    }
+                }
+            }
+            (!blocks.is_empty()).then_some(Value::Array(blocks))
+        }
+    })
+}
+
+/// The text of an assistant message: the string, or its `text`/`refusal` parts joined.
+fn assistant_text(content: Option<&openai::Content>) -> Result<String, TranslateError> {
+    Ok(match content {
+        None => String::new(),
+        Some(openai::Content::Text(s)) => s.clone(),
+        Some(openai::Content::Parts(parts)) => {
+            let mut texts = Vec::new();
+            for part in parts {
+                match part.kind.as_str() {
+                    "text" => texts.extend(part.text.as_deref()),
+                    "refusal" => texts.extend(part.extra.get("refusal").and_then(Value::as_str)),
+                    other => {
+                        return Err(err(format!(
+                            "assistant content part type {other:?} is not supported by Cohere"
+                        )))
+                    }
+                }
+            }
+            texts.join("\n")
+        }
+    })
+}
+
+/// OpenAI `tool_calls` of an assistant message, normalised (arguments always a string).
+fn openai_tool_calls(msg: &openai::ChatMessage) -> Vec<Value> {
+    let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .map(|call| {
+            let function = call.get("function");
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(v @ Value::Object(_)) => v.to_string(),
+                _ => "{}".to_string(),
+            };
+            json!({
+                "id": call.get("id").and_then(Value::as_str).unwrap_or_default(),
+                "type": "function",
+                "function": {
+                    "name": str_of(function, "name").unwrap_or_default(),
+                    "arguments": arguments,
+                },
+            })
+        })
+        .collect()
+}
+
+fn assistant_message(msg: &openai::ChatMessage) -> Result<Option<Value>, TranslateError> {
+    let text = assistant_text(msg.content.as_ref())?;
+    let calls = openai_tool_calls(msg);
+    Ok(if !calls.is_empty() {
+        let mut m = json!({"role": "assistant", "tool_calls": calls});
+        if !text.is_empty() {
+            m["tool_plan"] = Value::String(text);
+        }
+        Some(m)
+    } else if !text.is_empty() {
+        Some(json!({"role": "assistant", "content": text}))
+    } else {
+        None
+    })
+}
+
+fn tool_message(msg: &openai::ChatMessage) -> Result<Value, TranslateError> {
+    let id = msg
+        .extra
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("tool message without tool_call_id"))?;
+    let text = msg
+        .content
+        .as_ref()
+        .map(openai::Content::text)
+        .unwrap_or_default();
+    Ok(json!({"role": "tool", "tool_call_id": id, "content": text}))
+}
+
+/// `tools`, `strict_tools` and `tool_choice`. A named tool choice keeps only that tool and
+/// makes it `REQUIRED` (Cohere cannot name the tool to call).
+fn add_tools(x: &Extra, out: &mut Map<String, Value>) -> Result<(), TranslateError> {
+    let Some(Value::Array(tools)) = x.get("tools") else {
+        return Ok(());
+    };
+    let mut converted = Vec::with_capacity(tools.len());
+    let mut strict = false;
+    for tool in tools {
+        let kind = tool
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("function");
+        if kind != "function" {
+            return Err(err(format!(
+                "tool type {kind:?} is not supported by Cohere"
+            )));
+        }
+        let function = tool.get("function");
+        let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
+        let parameters = function
+            .and_then(|f| f.get("parameters"))
+            .filter(|p| p.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+        let mut f = Map::new();
+        f.insert("name".into(), Value::String(name.to_string()));
+        if let Some(d) = str_of(function, "description") {
+            f.insert("description".into(), Value::String(d.to_string()));
+        }
+        f.insert("parameters".into(), parameters);
+        strict |= function
+            .and_then(|f| f.get("strict"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        converted.push(json!({"type": "function", "function": f}));
+    }
+    if converted.is_empty() {
+        return Ok(());
+    }
+    let choice = match x.get("tool_choice") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => None,
+            "none" => Some("NONE"),
+            "required" => Some("REQUIRED"),
+            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
+        },
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = str_of(v.get("function"), "name")
+                .ok_or_else(|| err("tool_choice function without a name"))?;
+            converted.retain(|t| str_of(t.get("function"), "name") == Some(name));
+            if converted.is_empty() {
+                return Err(err(format!(
+                    "tool_choice names {name:?}, which is not in tools"
+                )));
+            }
+            Some("REQUIRED")
+        }
+        Some(_) => return Err(err("tool_choice of this shape is not supported by Cohere")),
+    };
+    out.insert("tools".into(), Value::Array(converted));
+    if strict {
+        out.insert("strict_tools".into(), Value::Bool(true));
+    }
+    if let Some(c) = choice {
+        out.insert("tool_choice".into(), Value::String(c.to_string()));
+    }
+    Ok(())
+}
+
+/// OpenAI `response_format` → Cohere's: `json_schema` becomes `json_object` with the schema.
+fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateError> {
+    let Some(format) = format.filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    Ok(match format.get("type").and_then(Value::as_str) {
+        Some("text") => Some(json!({"type": "text"})),
+        Some("json_object") => Some(json!({"type": "json_object"})),
+        Some("json_schema") => {
+            let mut out = json!({"type": "json_object"});
+            if let Some(schema) = format
+                .get("json_schema")
+                .and_then(|s| s.get("schema"))
+                .filter(|s| s.is_object())
+            {
+                out["json_schema"] = schema.clone();
+            }
+            Some(out)
+        }
+        other => {
+            return Err(err(format!(
+                "response_format type {:?} is not supported by Cohere",
+                other.unwrap_or("")
+            )))
+        }
+    })
+}
+
+/// Cohere `thinking`: from a `thinking` object the client sent (Cohere's `token_budget` or
+/// Anthropic's `budget_tokens`), else from `reasoning_effort` (`none` disables, any other
+/// level enables without a budget).
+fn thinking(x: &Extra) -> Result<Option<Value>, TranslateError> {
+    if let Some(t) = x.get("thinking").filter(|t| t.is_object()) {
+        let kind = match t.get("type").and_then(Value::as_str) {
+            Some(k @ ("enabled" | "disabled")) => k,
+            other => {
+                return Err(err(format!(
+                    "thinking type {:?} is not supported by Cohere",
+                    other.unwrap_or("")
+                )))
+            }
+        };
+        let mut out = json!({ "type": kind });
+        let budget = count(t.get("token_budget")).or_else(|| count(t.get("budget_tokens")));
+        if let Some(b) = budget.filter(|_| kind == "enabled") {
+            out["token_budget"] = Value::from(b);
+        }
+        return Ok(Some(out));
+    }
+    Ok(match x.get("reasoning_effort").and_then(Value::as_str) {
+        None => None,
+        Some("none") => Some(json!({"type": "disabled"})),
+        Some(_) => Some(json!({"type": "enabled"})),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared OpenAI output helpers (also used by the DashScope translator)
+// ---------------------------------------------------------------------------------------------
+
+/// `content` and `reasoning_content` of a whole answer under `mode`.
+pub(crate) fn apply_reasoning(
+    mode: ReasoningMode,
+    content: Option<String>,
+    reasoning: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let reasoning = reasoning.filter(|r| !r.is_empty());
+    match (mode, reasoning) {
+        (ReasoningMode::Passthrough, r) => (content, r),
+        (ReasoningMode::Ignore, _) | (ReasoningMode::Concat, None) => (content, None),
+        (ReasoningMode::Concat, Some(r)) => (
+            Some(format!(
+                "<think>{r}</think>\n{}",
+                content.unwrap_or_default()
+            )),
+            None,
+        ),
+    }
+}
+
+/// The assistant choice of a non-streamed answer.
+pub(crate) fn openai_choice(
+    content: Option<String>,
+    reasoning: Option<String>,
+    tool_calls: Vec<Value>,
+    finish_reason: Option<&str>,
+) -> openai::Choice {
+    let mut extra = Extra::new();
+    if let Some(r) = reasoning {
+        extra.insert("reasoning_content".into(), Value::String(r));
+    }
+    if !tool_calls.is_empty() {
+        extra.insert("tool_calls".into(), Value::Array(tool_calls));
+    }
+    openai::Choice {
+        index: 0,
+        message: openai::ChatMessage {
+            role: "assistant".into(),
+            content: content.map(openai::Content::Text),
+            extra,
+        },
+        finish_reason: finish_reason.map(str::to_string),
+        extra: Extra::new(),
+    }
+}
+
+/// OpenAI usage; cached prompt tokens and reasoning tokens go in the detail objects when the
+/// upstream reports them.
+pub(crate) fn openai_usage(
+    prompt: u64,
+    completion: u64,
+    total: Option<u64>,
+    cached: Option<u64>,
+    reasoning: Option<u64>,
+) -> openai::Usage {
+    let mut extra = Extra::new();
+    if let Some(c) = cached {
+        extra.insert(
+            "prompt_tokens_details".into(),
+            json!({ "cached_tokens": c }),
+        );
+    }
+    if let Some(r) = reasoning {
+        extra.insert(
+            "completion_tokens_details".into(),
+            json!({ "reasoning_tokens": r }),
+        );
+    }
+    openai::Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total.unwrap_or(0).max(prompt.saturating_add(completion)),
+        extra,
+    }
+}
+
+/// Writes OpenAI `chat.completion.chunk` events for one answer.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkWriter {
+    /// Completion id.
+    pub id: String,
+    /// Model name in every chunk.
+    pub model: String,
+}
+
+impl ChunkWriter {
+    fn write(out: &mut String, value: &Value) {
+        SseEvent::data(value.to_string()).encode_into(out);
+    }
+
+    /// One chunk with a delta (and a finish reason on the last one).
+    pub fn delta(&self, out: &mut String, delta: Value, finish_reason: Option<&str>) {
+        Self::write(
+            out,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }),
+        );
+    }
+
+    /// The usage chunk (`choices: []`).
+    pub fn usage(&self, out: &mut String, usage: &openai::Usage) {
+        Self::write(
+            out,
+            &json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [],
+                "usage": usage,
+            }),
+        );
+    }
+
+    /// An upstream error as one `{"error":{…}}` event.
+    pub fn error(out: &mut String, message: &str, kind: &str, code: Option<&str>) {
+        Self::write(
+            out,
+            &json!({"error": {"message": message, "type": kind, "code": code}}),
+        );
+    }
+
+    /// `data: [DONE]`.
+    pub fn done(out: &mut String) {
+        SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+/// Streams reasoning and answer text under a [`ReasoningMode`]; in `Concat` it opens `<think>`
+/// before the first reasoning piece and closes it before the first answer piece.
+#[derive(Debug, Default)]
+pub(crate) struct ReasoningText {
+    mode: ReasoningMode,
+    open: bool,
+}
+
+impl ReasoningText {
+    /// A gate for `mode`, nothing open.
+    pub fn new(mode: ReasoningMode) -> Self {
+        ReasoningText { mode, open: false }
+    }
+
+    /// A reasoning piece.
+    pub fn reasoning(&mut self, w: &ChunkWriter, out: &mut String, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        match self.mode {
+            ReasoningMode::Passthrough => w.delta(out, json!({ "reasoning_content": text }), None),
+            ReasoningMode::Ignore => {}
+            ReasoningMode::Concat => {
+                let text = if self.open {
+                    text.to_string()
+                } else {
+                    self.open = true;
+                    format!("<think>{text}")
+                };
+                w.delta(out, json!({ "content": text }), None);
+            }
+        }
+    }
+
+    /// An answer piece.
+    pub fn content(&mut self, w: &ChunkWriter, out: &mut String, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let text = if self.open {
+            self.open = false;
+            format!("</think>\n{text}")
+        } else {
+            text.to_string()
+        };
+        w.delta(out, json!({ "content": text }), None);
+    }
+
+    /// Closes an open `<think>` (before tool calls, the finish chunk or the end).
+    pub fn close(&mut self, w: &ChunkWriter, out: &mut String) {
+        if self.open {
+            self.open = false;
+            w.delta(out, json!({"content": "</think>\n"}), None);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response
+// ---------------------------------------------------------------------------------------------
+
+/// OpenAI `finish_reason` for a Cohere one; None for `ERROR`/`TIMEOUT` (failed generations).
+fn finish_reason(reason: &str) -> Option<&'static str> {
+    match reason {
+        "MAX_TOKENS" => Some("length"),
+        "TOOL_CALL" => Some("tool_calls"),
+        "ERROR" | "TIMEOUT" => None,
+        // COMPLETE, STOP_SEQUENCE and anything newer.
+        _ => Some("stop"),
+    }
+}
+
+/// OpenAI usage for a Cohere `usage` object: `tokens` (what the model saw and produced), else
+/// `billed_units`; `cached_tokens` are part of the prompt.
+fn cohere_usage(usage: &Value) -> Option<openai::Usage> {
+    let tokens = usage
+        .get("tokens")
+        .filter(|t| t.get("input_tokens").is_some() || t.get("output_tokens").is_some())
+        .or_else(|| usage.get("billed_units"))?;
+    let prompt = count(tokens.get("input_tokens")).unwrap_or(0);
+    let completion = count(tokens.get("output_tokens")).unwrap_or(0);
+    Some(openai_usage(
+        prompt,
+        completion,
+        None,
+        count(usage.get("cached_tokens")),
+        None,
+    ))
+}
+
+/// Cohere tool calls → OpenAI ones.
+fn tool_calls_of(calls: Option<&Value>) -> Vec<Value> {
+    let Some(calls) = calls.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .map(|call| {
+            let function = call.get("function");
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v @ Value::Object(_)) => v.to_string(),
+                _ => "{}".to_string(),
+            };
+            json!({
+                "id": call.get("id").and_then(Value::as_str).unwrap_or_default(),
+                "type": "function",
+                "function": {
+                    "name": str_of(function, "name").unwrap_or_default(),
+                    "arguments": arguments,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Builds the OpenAI chat completion for a Cohere v2 chat answer.
+///
+/// Text blocks are joined into `content` (the `tool_plan` stands in when there is no text),
+/// `thinking` blocks become reasoning per `reasoning`, and `tool_calls` carry over. A
+/// generation that ended in `ERROR` or `TIMEOUT` is an error.
+pub fn from_cohere_response(
+    body: &[u8],
+    model: &str,
+    reasoning: ReasoningMode,
+) -> Result<openai::ChatResponse, TranslateError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| err(format!("Cohere answer is not JSON: {e}")))?;
+    let message = v
+        .get("message")
+        .filter(|m| m.is_object())
+        .ok_or_else(|| err("Cohere answer without a message"))?;
+    let raw_finish = v.get("finish_reason").and_then(Value::as_str);
+    let finish = match raw_finish {
+        Some(r) => Some(
+            finish_reason(r)
+                .ok_or_else(|| err(format!("Cohere generation ended with finish_reason {r}")))?,
+        ),
+        None => None,
+    };
+
+    let mut text: Option<String> = None;
+    let mut thought: Option<String> = None;
+    match message.get("content") {
+        Some(Value::String(s)) => text = Some(s.clone()),
+        Some(Value::Array(blocks)) => {
+            for block in blocks {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => text
+                        .get_or_insert_with(String::new)
+                        .push_str(str_of(Some(block), "text").unwrap_or_default()),
+                    Some("thinking") => thought
+                        .get_or_insert_with(String::new)
+                        .push_str(str_of(Some(block), "thinking").unwrap_or_default()),
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    if text.as_deref().is_none_or(str::is_empty) {
+        if let Some(plan) = message.get("tool_plan").and_then(Value::as_str) {
+            if !plan.is_empty() {
+                text = Some(plan.to_string());
+            }
+        }
+    }
+    let calls = tool_calls_of(message.get("tool_calls"));
+    let (content, reasoning_content) = apply_reasoning(reasoning, text, thought);
+
+    Ok(openai::ChatResponse {
+        id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        object: "chat.completion".into(),
+        created: 0,
+        model: model.to_string(),
+        choices: vec![openai_choice(content, reasoning_content, calls, finish)],
+        usage: v.get("usage").and_then(cohere_usage),
+        extra: Extra::new(),
+    })
+}
+
+/// Turns a Cohere error answer (`{"message"}` or `{"id","message"}`) into the OpenAI-style
+/// error the client gets; the type follows the HTTP status.
+pub fn cohere_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty());
+    let kind = match status {
+        // A request or answer with a blocked token; a request cancelled by the client.
+        498 => "invalid_request_error",
+        499 => "request_cancelled",
+        s => openai_error_type_for_status(s),
+    };
+    match message {
+        Some(m) => ErrorReply::new(status, kind, None, m),
+        None => ErrorReply::new(status, kind, None, body_excerpt(body, status)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream
+// ---------------------------------------------------------------------------------------------
+
+/// Translates Cohere v2 chat SSE events into OpenAI `chat.completion.chunk` events.
+///
+/// Keeps the message id, the open tool calls' indices, the usage of `message-end` and the
+/// `<think>` state; nothing of the text.
+#[derive(Debug, Default)]
+pub struct CohereStream {
+    w: ChunkWriter,
+    text: ReasoningText,
+    started: bool,
+    /// Tool calls seen: (Cohere index, OpenAI index).
+    tools: Vec<(u64, u32)>,
+    current_tool: Option<u32>,
+    usage: Option<openai::Usage>,
+    done: bool,
+}
+
+impl CohereStream {
+    /// A translator for an answer from `model`, reasoning text handled per `reasoning`.
+    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
+        CohereStream {
+            w: ChunkWriter {
+                id: String::new(),
+                model: model.to_string(),
+            },
+            text: ReasoningText::new(reasoning),
+            ..CohereStream::default()
+        }
+    }
+
+    fn start(&mut self, out: &mut String) {
+        if !self.started {
+            self.started = true;
+            self.w
+                .delta(out, json!({"role": "assistant", "content": ""}), None);
+        }
+    }
+
+    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
+    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        if self.done {
+            return;
+        }
+        if event.data.trim() == "[DONE]" {
+            self.finish(out);
+            return;
+        }
+        // Anything that is not JSON (keep-alives, comments) is skipped.
+        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+            return;
+        };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(event.event.as_deref())
+            .unwrap_or_default();
+        let message = v.get("delta").and_then(|d| d.get("message"));
+        match kind {
+            "message-start" => {
+                if let Some(id) = v.get("id").and_then(Value::as_str) {
+                    self.w.id = id.to_string();
+                }
+                self.start(out);
+            }
+            "content-start" | "content-delta" => {
+                self.start(out);
+                let content = message.and_then(|m| m.get("content"));
+                if let Some(t) = str_of(content, "thinking") {
+                    self.text.reasoning(&self.w, out, t);
+                }
+                if let Some(t) = str_of(content, "text") {
+                    self.text.content(&self.w, out, t);
+                }
+            }
+            "tool-plan-delta" => {
+                self.start(out);
+                if let Some(t) = str_of(message, "tool_plan") {
+                    self.text.content(&self.w, out, t);
+                }
+            }
+            "tool-call-start" => {
+                self.start(out);
+                self.text.close(&self.w, out);
+                let call = message.and_then(|m| m.get("tool_calls"));
+                let function = call.and_then(|c| c.get("function"));
+                let tool = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+                let cohere_index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                self.tools.push((cohere_index, tool));
+                self.current_tool = Some(tool);
+                self.w.delta(
+                    out,
+                    json!({"tool_calls": [{
+                        "index": tool,
+                        "id": str_of(call, "id").unwrap_or_default(),
+                        "type": "function",
+                        "function": {
+                            "name": str_of(function, "name").unwrap_or_default(),
+                            "arguments": str_of(function, "arguments").unwrap_or_default(),
+                        },
+                    }]}),
+                    None,
+                );
+            }
+            "tool-call-delta" => {
+                let tool = v
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| self.tools.iter().rev().find(|(c, _)| *c == i))
+                    .map(|(_, t)| *t)
+                    .or(self.current_tool);
+                let args = str_of(
+                    message
+                        .and_then(|m| m.get("tool_calls"))
+                        .and_then(|c| c.get("function")),
+                    "arguments",
+                )
+                .filter(|a| !a.is_empty());
+                if let (Some(tool), Some(args)) = (tool, args) {
+                    self.w.delta(
+                        out,
+                        json!({"tool_calls": [{"index": tool, "function": {"arguments": args}}]}),
+                        None,
+                    );
+                }
+            }
+            "tool-call-end" => self.current_tool = None,
+            "message-end" => self.message_end(v.get("delta"), out),
+            // content-end, citation-start/end, debug, …
+            _ => {}
+        }
+    }
+
+    fn message_end(&mut self, delta: Option<&Value>, out: &mut String) {
+        self.start(out);
+        self.text.close(&self.w, out);
+        if let Some(u) = delta.and_then(|d| d.get("usage")).and_then(cohere_usage) {
+            self.usage = Some(u);
+        }
+        let reason = str_of(delta, "finish_reason");
+        let error = str_of(delta, "error").filter(|e| !e.is_empty());
+        match (reason.map(finish_reason), error) {
+            (Some(Some(finish)), None) => self.w.delta(out, json!({}), Some(finish)),
+            (None, None) => {}
+            (_, error) => {
+                let message = match (error, reason) {
+                    (Some(e), _) => e.to_string(),
+                    (None, r) => format!(
+                        "Cohere generation ended with finish_reason {}",
+                        r.unwrap_or_default()
+                    ),
+                };
+                ChunkWriter::error(out, &message, "server_error", reason);
+            }
+        }
+        self.finish(out);
+    }
+
+    /// Upstream ended (or sent `[DONE]`/`message-end`): emits the usage chunk when the upstream
+    /// reported usage, then `data: [DONE]`, exactly once.
+    pub fn finish(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.text.close(&self.w, out);
+        if let Some(u) = &self.usage {
+            self.w.usage(out, u);
+        }
+        ChunkWriter::done(out);
+    }
+}
+
+impl StreamTranslator for CohereStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        CohereStream::on_event(self, event, out)
+    }
+    fn finish(&mut self, out: &mut String) {
+        CohereStream::finish(self, out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embeddings
+// ---------------------------------------------------------------------------------------------
+
+/// Builds the `POST /v2/embed` body for an OpenAI embeddings request: `input` (a string or
+/// strings) → `texts`, `input_type` `search_document` unless the client names one,
+/// `embedding_types: ["float"]`, `dimensions` → `output_dimension`. Token arrays are refused.
+pub fn to_cohere_embed(req: &Value, model: &str) -> Result<Value, TranslateError> {
+    let texts: Vec<Value> = match req.get("input") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) if !items.is_empty() => {
+            if !items.iter().all(Value::is_string) {
+                return Err(err(
+                    "Cohere embeds text only: input must be a string or strings",
+                ));
+            }
+            items.clone()
+        }
+        _ => {
+            return Err(err(
+                "input must be a string or a non-empty array of strings",
+            ))
+        }
+    };
+    let input_type = req
+        .get("input_type")
+        .and_then(Value::as_str)
+        .unwrap_or("search_document");
+    let mut out = json!({
+        "model": model,
+        "texts": texts,
+        "input_type": input_type,
+        "embedding_types": ["float"],
+    });
+    if let Some(d) = req.get("dimensions").and_then(Value::as_u64) {
+        out["output_dimension"] = Value::from(d);
+    }
+    if let Some(t) = req.get("truncate").and_then(Value::as_str) {
+        out["truncate"] = Value::String(t.to_string());
+    }
+    Ok(out)
+}
+
+/// Builds the OpenAI embeddings answer for a Cohere embed answer (`embeddings.float`, or the
+/// bare array of the float-only format); usage is the billed input tokens.
+pub fn from_cohere_embed(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| err(format!("Cohere answer is not JSON: {e}")))?;
+    let embeddings = v.get("embeddings");
+    let vectors = match embeddings {
+        Some(Value::Array(list)) => list,
+        Some(obj) => obj
+            .get("float")
+            .or_else(|| obj.get("base64"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| err("Cohere embed answer without float embeddings"))?,
+        None => return Err(err("Cohere embed answer without embeddings")),
+    };
+    let data: Vec<Value> = vectors
+        .iter()
+        .enumerate()
+        .map(|(index, e)| json!({"object": "embedding", "index": index, "embedding": e}))
+        .collect();
+    let meta = v.get("meta");
+    let tokens = count(
+        meta.and_then(|m| m.get("tokens"))
+            .and_then(|t| t.get("input_tokens")),
+    )
+    .or_else(|| {
+        count(
+            meta.and_then(|m| m.get("billed_units"))
+                .and_then(|b| b.get("input_tokens")),
+        )
+    })
+    .unwrap_or(0);
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdk::sse::SseDecoder;
+
+    fn chat(v: Value) -> openai::ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn cohere(v: Value) -> Value {
+        to_cohere_request(&chat(v), "command-a-03-2025").unwrap()
+    }
+
+    #[test]
+    fn maps_messages_and_sampling_fields() {
+        let out = cohere(json!({
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hello"},
+                {"role": "assistant", "content": "Bonjour"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}}
+                ]}
+            ],
+            "max_completion_tokens": 300,
+            "max_tokens": 999,
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "top_k": 40,
+            "frequency_penalty": 0.1,
+            "presence_penalty": 0.2,
+            "seed": 7,
+            "stop": "END",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "user": "u-1",
+            "logprobs": true
+        }));
+        assert_eq!(
+            out,
+            json!({
+                "model": "command-a-03-2025",
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "system", "content": "Answer in French."},
+                    {"role": "user", "content": "Hello"},
+                    {"role": "assistant", "content": "Bonjour"},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "low"}}
+                    ]}
+                ],
+                "stream": true,
+                "max_tokens": 300,
+                "temperature": 0.3,
+                "p": 0.9,
+                "k": 40,
+                "frequency_penalty": 0.1,
+                "presence_penalty": 0.2,
+                "seed": 7,
+                "stop_sequences": ["END"]
+            })
+        );
+        let out = cohere(json!({"messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 5, "stop": ["a", "b"], "stream": false}));
+        assert_eq!(out["max_tokens"], 5);
+        assert_eq!(out["stop_sequences"], json!(["a", "b"]));
+        assert!(out.get("stream").is_none());
+    }
+
+    #[test]
+    fn rejects_what_cohere_cannot_take() {
+        let bad = [
+            json!({"messages": [{"role": "user", "content": "x"}], "n": 2}),
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}),
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            json!({"messages": [{"role": "function", "content": "x"}]}),
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "code_interpreter"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "grammar"}}),
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "thinking": {"type": "adaptive"}}),
+        ];
+        for req in bad {
+            assert!(to_cohere_request(&chat(req.clone()), "m").is_err(), "{req}");
+        }
+    }
+
+    #[test]
+    fn tools_tool_calls_and_results() {
+        let out = cohere(json!({
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "I will look it up.", "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "12:00"}]},
+                {"role": "assistant", "content": null}
+            ],
+            "tools": [
+                {"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                    "strict": true}},
+                {"type": "function", "function": {"name": "now"}}
+            ],
+            "tool_choice": "required",
+            "parallel_tool_calls": false
+        }));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+                ], "tool_plan": "I will look it up."},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+                {"role": "tool", "tool_call_id": "call_2", "content": "12:00"}
+            ])
+        );
+        assert_eq!(
+            out["tools"],
+            json!([
+                {"type": "function", "function": {"name": "get_weather", "description": "Weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+                {"type": "function", "function": {"name": "now",
+                    "parameters": {"type": "object", "properties": {}}}}
+            ])
+        );
+        assert_eq!(out["strict_tools"], true);
+        assert_eq!(out["tool_choice"], "REQUIRED");
+        assert!(out.get("parallel_tool_calls").is_none());
+    }
+
+    #[test]
+    fn tool_choice_forms() {
+        let base = json!({
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "a"}},
+                      {"type": "function", "function": {"name": "b"}}]
+        });
+        let with = |choice: Value| {
+            let mut req = base.clone();
+            req["tool_choice"] = choice;
+            to_cohere_request(&chat(req), "m")
+        };
+        let auto = with(json!("auto")).unwrap();
+        assert!(auto.get("tool_choice").is_none());
+        assert_eq!(auto["tools"].as_array().unwrap().len(), 2);
+        assert_eq!(with(json!("none")).unwrap()["tool_choice"], "NONE");
+        let named = with(json!({"type": "function", "function": {"name": "b"}})).unwrap();
+        assert_eq!(named["tool_choice"], "REQUIRED");
+        assert_eq!(
+            named["tools"],
+            json!([{"type": "function", "function": {"name": "b",
+                "parameters": {"type": "object", "properties": {}}}}])
+        );
+        assert!(with(json!({"type": "function", "function": {"name": "zzz"}})).is_err());
+        assert!(with(json!("sometimes")).is_err());
+        // Without tools, tool_choice is dropped.
+        let out = cohere(
+            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+        );
+        assert!(out.get("tool_choice").is_none() && out.get("tools").is_none());
+    }
+
+    #[test]
+    fn response_format_and_thinking() {
+        let with = |extra: Value| {
+            let mut req = json!({"messages": [{"role": "user", "content": "json please"}]});
+            for (k, v) in extra.as_object().unwrap() {
+                req[k] = v.clone();
+            }
+            cohere(req)
+        };
+        assert_eq!(
+            with(json!({"response_format": {"type": "json_object"}}))["response_format"],
+            json!({"type": "json_object"})
+        );
+        assert_eq!(
+            with(
+                json!({"response_format": {"type": "json_schema", "json_schema": {"name": "p",
+                "schema": {"type": "object", "required": ["a"]}, "strict": true}}})
+            )["response_format"],
+            json!({"type": "json_object", "json_schema": {"type": "object", "required": ["a"]}})
+        );
+        assert_eq!(
+            with(json!({"response_format": {"type": "text"}}))["response_format"],
+            json!({"type": "text"})
+        );
+        assert_eq!(
+            with(json!({"reasoning_effort": "high"}))["thinking"],
+            json!({"type": "enabled"})
+        );
+        assert_eq!(
+            with(json!({"reasoning_effort": "none"}))["thinking"],
+            json!({"type": "disabled"})
+        );
+        assert_eq!(
+            with(json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}))["thinking"],
+            json!({"type": "enabled", "token_budget": 2048})
+        );
+        assert_eq!(
+            with(json!({"thinking": {"type": "disabled", "token_budget": 5}}))["thinking"],
+            json!({"type": "disabled"})
+        );
+        assert!(with(json!({})).get("thinking").is_none());
+    }
+
+    fn response(v: Value, mode: ReasoningMode) -> Value {
+        serde_json::to_value(
+            from_cohere_response(v.to_string().as_bytes(), "command-a-03-2025", mode).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn response_text_with_usage() {
+        let out = response(
+            json!({
+                "id": "c14c80c3-18eb-4519-9460-6c92edd8cfb4",
+                "finish_reason": "COMPLETE",
+                "message": {"role": "assistant", "content": [
+                    {"type": "text", "text": "LLMs are "}, {"type": "text", "text": "models."}]},
+                "usage": {"billed_units": {"input_tokens": 5, "output_tokens": 418},
+                    "tokens": {"input_tokens": 71, "output_tokens": 418}, "cached_tokens": 64}
+            }),
+            ReasoningMode::Passthrough,
+        );
+        assert_eq!(
+            out,
+            json!({
+                "id": "c14c80c3-18eb-4519-9460-6c92edd8cfb4",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "command-a-03-2025",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "LLMs are models."},
+                    "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 71, "completion_tokens": 418, "total_tokens": 489,
+                    "prompt_tokens_details": {"cached_tokens": 64}}
+            })
+        );
+        // billed_units when tokens are absent; floats are accepted.
+        let out = response(
+            json!({"id": "x", "finish_reason": "MAX_TOKENS",
+                "message": {"role": "assistant", "content": [{"type": "text", "text": "cut"}]},
+                "usage": {"billed_units": {"input_tokens": 9.0, "output_tokens": 3}}}),
+            ReasoningMode::Passthrough,
+        );
+        assert_eq!(out["choices"][0]["finish_reason"], "length");
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12})
+        );
+    }
+
+    #[test]
+    fn response_tool_call_with_plan() {
+        let out = response(
+            json!({
+                "id": "5ab2b9c2-1bd4-4c45-9a5e-1b5b8b3dbd4c",
+                "finish_reason": "TOOL_CALL",
+                "message": {
+                    "role": "assistant",
+                    "tool_plan": "I will find the sales summary.",
+                    "tool_calls": [{"id": "query_daily_sales_report_0ab7t6vnzr5c", "type": "function",
+                        "function": {"name": "query_daily_sales_report", "arguments": "{\"day\":\"2023-09-29\"}"}}]
+                },
+                "usage": {"tokens": {"input_tokens": 1320, "output_tokens": 51}}
+            }),
+            ReasoningMode::Passthrough,
+        );
+        let choice = &out["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(
+            choice["message"]["content"],
+            "I will find the sales summary."
+        );
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            json!([{"id": "query_daily_sales_report_0ab7t6vnzr5c", "type": "function",
+                "function": {"name": "query_daily_sales_report", "arguments": "{\"day\":\"2023-09-29\"}"}}])
+        );
+    }
+
+    #[test]
+    fn response_thinking_per_mode() {
+        let body = json!({"id": "t", "finish_reason": "COMPLETE", "message": {"role": "assistant",
+            "content": [{"type": "thinking", "thinking": "Alice has 2 sisters."},
+                        {"type": "text", "text": "3."}]}});
+        let pass = response(body.clone(), ReasoningMode::Passthrough);
+        assert_eq!(pass["choices"][0]["message"]["content"], "3.");
+        assert_eq!(
+            pass["choices"][0]["message"]["reasoning_content"],
+            "Alice has 2 sisters."
+        );
+        let ignore = response(body.clone(), ReasoningMode::Ignore);
+        assert_eq!(
+            ignore["choices"][0]["message"],
+            json!({"role": "assistant", "content": "3."})
+        );
+        let concat = response(body, ReasoningMode::Concat);
+        assert_eq!(
+            concat["choices"][0]["message"],
+            json!({"role": "assistant", "content": "<think>Alice has 2 sisters.</think>\n3."})
+        );
+        assert!(concat.get("usage").is_none());
+    }
+
+    #[test]
+    fn failed_generations_and_bad_bodies_are_errors() {
+        for reason in ["ERROR", "TIMEOUT"] {
+            let body = json!({"id": "x", "finish_reason": reason,
+                "message": {"role": "assistant", "content": []}});
+            let e = from_cohere_response(body.to_string().as_bytes(), "m", ReasoningMode::Ignore)
+                .unwrap_err();
+            assert!(e.0.contains(reason), "{e}");
+        }
+        assert!(from_cohere_response(b"nope", "m", ReasoningMode::Ignore).is_err());
+        assert!(from_cohere_response(b"{\"id\":\"x\"}", "m", ReasoningMode::Ignore).is_err());
+        for (reason, finish) in [("STOP_SEQUENCE", "stop"), ("COMPLETE", "stop")] {
+            let body =
+                json!({"id": "x", "finish_reason": reason, "message": {"role": "assistant"}});
+            let out = response(body, ReasoningMode::Ignore);
+            assert_eq!(out["choices"][0]["finish_reason"], finish);
+            assert!(out["choices"][0]["message"].get("content").is_none());
+        }
+    }
+
+    #[test]
+    fn errors_map_to_openai_shape() {
+        let e = cohere_error_to_openai(
+            401,
+            br#"{"id":"2f0f5d1c-0d2c-4a52-9a1a-7a2a4c2d1f00","message":"invalid api token"}"#,
+        );
+        assert_eq!(
+            (e.status, e.error_type.as_str(), e.code, e.message.as_str()),
+            (401, "authentication_error", None, "invalid api token")
+        );
+        for (status, kind) in [
+            (400, "invalid_request_error"),
+            (422, "invalid_request_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (429, "rate_limit_exceeded"),
+            (498, "invalid_request_error"),
+            (499, "request_cancelled"),
+            (500, "server_error"),
+            (503, "server_error"),
+        ] {
+            let e = cohere_error_to_openai(status, br#"{"message":"m"}"#);
+            assert_eq!(e.error_type, kind, "{status}");
+            assert_eq!(e.message, "m");
+        }
+        let e = cohere_error_to_openai(502, b"<html>bad gateway</html>");
+        assert_eq!(e.message, "<html>bad gateway</html>");
+        assert_eq!(
+            cohere_error_to_openai(504, b"").message,
+            "upstream returned HTTP 504"
+        );
+    }
+
+    const TOOL_STREAM: &str = concat!(
+        "event: message-start\n",
+        "data: {\"id\":\"29f14a5a-11de-4cae-9800-25e4747408ea\",\"type\":\"message-start\",\"delta\":{\"message\":{\"role\":\"assistant\",\"content\":[],\"tool_plan\":\"\",\"tool_calls\":[],\"citations\":[]}}}\n\n",
+        "event: tool-plan-delta\n",
+        "data: {\"type\":\"tool-plan-delta\",\"delta\":{\"message\":{\"tool_plan\":\"I will\"}}}\n\n",
+        "event: tool-plan-delta\n",
+        "data: {\"type\":\"tool-plan-delta\",\"delta\":{\"message\":{\"tool_plan\":\" check.\"}}}\n\n",
+        "event: tool-call-start\n",
+        "data: {\"type\":\"tool-call-start\",\"index\":0,\"delta\":{\"message\":{\"tool_calls\":{\"id\":\"get_weather_nsz5zm3w56q3\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}}}}\n\n",
+        "event: tool-call-delta\n",
+        "data: {\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":{\"tool_calls\":{\"function\":{\"arguments\":\"{\\n    \\\"\"}}}}}\n\n",
+        "event: tool-call-delta\n",
+        "data: {\"type\":\"tool-call-delta\",\"index\":0,\"delta\":{\"message\":{\"tool_calls\":{\"function\":{\"arguments\":\"location\\\": \\\"Toronto\\\"}\"}}}}}\n\n",
+        "event: tool-call-end\n",
+        "data: {\"type\":\"tool-call-end\",\"index\":0}\n\n",
+        "event: tool-call-start\n",
+        "data: {\"type\":\"tool-call-start\",\"index\":1,\"delta\":{\"message\":{\"tool_calls\":{\"id\":\"get_time_1\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"\"}}}}}\n\n",
+        "event: tool-call-delta\n",
+        "data: {\"type\":\"tool-call-delta\",\"index\":1,\"delta\":{\"message\":{\"tool_calls\":{\"function\":{\"arguments\":\"{}\"}}}}}\n\n",
+        "event: tool-call-end\n",
+        "data: {\"type\":\"tool-call-end\",\"index\":1}\n\n",
+        "event: message-end\n",
+        "data: {\"type\":\"message-end\",\"delta\":{\"finish_reason\":\"TOOL_CALL\",\"usage\":{\"billed_units\":{\"input_tokens\":50,\"output_tokens\":26},\"tokens\":{\"input_tokens\":793,\"output_tokens\":61},\"cached_tokens\":176}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
+    fn translate(wire: &str, piece: usize, mode: ReasoningMode) -> String {
+        let mut decoder = SseDecoder::default();
+        let mut stream = CohereStream::new("command-a-03-2025", mode);
+        let mut out = String::new();
+        let mut events = Vec::new();
+        for chunk in wire.as_bytes().chunks(piece) {
+            decoder.feed(chunk, &mut events).unwrap();
+            for ev in events.drain(..) {
+                stream.on_event(&ev, &mut out);
+            }
+        }
+        decoder.finish(&mut events);
+        for ev in events.drain(..) {
+            stream.on_event(&ev, &mut out);
+        }
+        stream.finish(&mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    /// The JSON chunks of a translated stream; checks it ends in exactly one `[DONE]`.
+    fn chunks(out: &str) -> Vec<Value> {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.feed(out.as_bytes(), &mut events).unwrap();
+        decoder.finish(&mut events);
+        assert!(events.iter().all(|e| e.event.is_none()));
+        assert_eq!(events.iter().filter(|e| e.data == "[DONE]").count(), 1);
+        assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"));
+        events
+            .iter()
+            .filter(|e| e.data != "[DONE]")
+            .map(|e| serde_json::from_str(&e.data).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn stream_tool_plan_and_two_tool_calls() {
+        let out = translate(TOOL_STREAM, usize::MAX, ReasoningMode::Passthrough);
+        let chunks = chunks(&out);
+        for c in &chunks {
+            assert_eq!(c["id"], "29f14a5a-11de-4cae-9800-25e4747408ea");
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["model"], "command-a-03-2025");
+        }
+        assert_eq!(
+            chunks[0]["choices"],
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])
+        );
+        let text: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "I will check.");
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+            .collect();
+        assert_eq!(calls.len(), 5);
+        assert_eq!(
+            calls[0],
+            &json!([{"index": 0, "id": "get_weather_nsz5zm3w56q3", "type": "function",
+                "function": {"name": "get_weather", "arguments": ""}}])
+        );
+        let args: String = calls
+            .iter()
+            .filter(|c| c[0]["index"] == 0)
+            .filter_map(|c| c[0]["function"]["arguments"].as_str())
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"location": "Toronto"})
+        );
+        assert_eq!(calls[3][0]["id"], "get_time_1");
+        assert_eq!(calls[3][0]["index"], 1);
+        assert_eq!(
+            calls[4],
+            &json!([{"index": 1, "function": {"arguments": "{}"}}])
+        );
+
+        let finishes: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"].get(0))
+            .map(|c| &c["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finishes, vec![&json!("tool_calls")]);
+        let usage = chunks.last().unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 793, "completion_tokens": 61, "total_tokens": 854,
+                "prompt_tokens_details": {"cached_tokens": 176}})
+        );
+    }
+
+    #[test]
+    fn stream_output_does_not_depend_on_batching() {
+        let whole = translate(TOOL_STREAM, usize::MAX, ReasoningMode::Passthrough);
+        for piece in [1, 3, 17, 200] {
+            assert_eq!(
+                translate(TOOL_STREAM, piece, ReasoningMode::Passthrough),
+                whole,
+                "piece {piece}"
+            );
+        }
+        // Without `event:` lines the `type` in the data decides.
+        let bare: String = TOOL_STREAM
+            .lines()
+            .filter(|l| !l.starts_with("event:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(translate(&bare, 9, ReasoningMode::Passthrough), whole);
+    }
+
+    fn thinking_stream() -> String {
+        let events = [
+            json!({"id": "r1", "type": "message-start", "delta": {"message": {"role": "assistant"}}}),
+            json!({"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "thinking", "thinking": ""}}}}),
+            json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"thinking": "Two "}}}}),
+            json!({"type": "content-delta", "index": 0, "delta": {"message": {"content": {"thinking": "sisters."}}}}),
+            json!({"type": "content-end", "index": 0}),
+            json!({"type": "content-start", "index": 1, "delta": {"message": {"content": {"type": "text", "text": ""}}}}),
+            json!({"type": "content-delta", "index": 1, "delta": {"message": {"content": {"text": "Three"}}}}),
+            json!({"type": "citation-start", "index": 0, "delta": {"message": {"citations": {"start": 0, "end": 5, "text": "Three"}}}}),
+            json!({"type": "citation-end", "index": 0}),
+            json!({"type": "content-delta", "index": 1, "delta": {"message": {"content": {"text": "."}}}}),
+            json!({"type": "content-end", "index": 1}),
+            json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE",
+                "usage": {"tokens": {"input_tokens": 10, "output_tokens": 7}}}}),
+        ];
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect()
+    }
+
+    fn deltas(out: &str) -> Vec<Value> {
+        chunks(out)
+            .into_iter()
+            .filter_map(|c| c["choices"].get(0).map(|c| c["delta"].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn stream_thinking_per_mode() {
+        let wire = thinking_stream();
+        let pass = deltas(&translate(&wire, 64, ReasoningMode::Passthrough));
+        assert_eq!(
+            pass,
+            vec![
+                json!({"role": "assistant", "content": ""}),
+                json!({"reasoning_content": "Two "}),
+                json!({"reasoning_content": "sisters."}),
+                json!({"content": "Three"}),
+                json!({"content": "."}),
+                json!({}),
+            ]
+        );
+        let ignore = deltas(&translate(&wire, 64, ReasoningMode::Ignore));
+        assert_eq!(
+            ignore,
+            vec![
+                json!({"role": "assistant", "content": ""}),
+                json!({"content": "Three"}),
+                json!({"content": "."}),
+                json!({}),
+            ]
+        );
+        let concat = translate(&wire, 64, ReasoningMode::Concat);
+        let text: String = deltas(&concat)
+            .iter()
+            .filter_map(|d| d["content"].as_str())
+            .collect();
+        assert_eq!(text, "<think>Two sisters.</think>\nThree.");
+        let usage = chunks(&concat).pop().unwrap();
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17})
+        );
+    }
+
+    #[test]
+    fn stream_closes_think_before_tool_calls_and_on_early_end() {
+        let mut s = CohereStream::new("m", ReasoningMode::Concat);
+        let mut out = String::new();
+        let ev = |v: Value| SseEvent::data(v.to_string());
+        s.on_event(
+            &ev(json!({"type": "content-delta", "delta": {"message": {"content": {"thinking": "hmm"}}}})),
+            &mut out,
+        );
+        s.on_event(
+            &ev(
+                json!({"type": "tool-call-start", "index": 0, "delta": {"message": {"tool_calls":
+                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}}}}),
+            ),
+            &mut out,
+        );
+        let d = deltas(&{
+            let mut o = out.clone();
+            s.finish(&mut o);
+            o
+        });
+        assert_eq!(d[0], json!({"role": "assistant", "content": ""}));
+        assert_eq!(d[1], json!({"content": "<think>hmm"}));
+        assert_eq!(d[2], json!({"content": "</think>\n"}));
+        assert_eq!(d[3]["tool_calls"][0]["id"], "t1");
+
+        // Ended before any usage: no usage chunk, still one [DONE].
+        let mut s = CohereStream::new("m", ReasoningMode::Concat);
+        let mut out = String::new();
+        s.on_event(
+            &ev(json!({"type": "content-delta", "delta": {"message": {"content": {"thinking": "hmm"}}}})),
+            &mut out,
+        );
+        s.finish(&mut out);
+        s.finish(&mut out);
+        let c = chunks(&out);
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c[2]["choices"][0]["delta"],
+            json!({"content": "</think>\n"})
+        );
+    }
+
+    #[test]
+    fn stream_failed_generation_is_an_error_event() {
+        let mut s = CohereStream::new("m", ReasoningMode::Passthrough);
+        let mut out = String::new();
+        let ev = |v: Value| SseEvent::data(v.to_string());
+        s.on_event(&ev(json!({"id": "e1", "type": "message-start"})), &mut out);
+        s.on_event(
+            &ev(json!({"type": "content-delta", "delta": {"message": {"content": {"text": "par"}}}})),
+            &mut out,
+        );
+        s.on_event(
+            &ev(json!({"type": "message-end", "delta": {"finish_reason": "ERROR",
+                "error": "internal failure", "usage": {"tokens": {"input_tokens": 3, "output_tokens": 1}}}})),
+            &mut out,
+        );
+        s.on_event(&SseEvent::data("[DONE]"), &mut out);
+        s.finish(&mut out);
+        let c = chunks(&out);
+        assert_eq!(c.len(), 4);
+        assert_eq!(
+            c[2],
+            json!({"error": {"message": "internal failure", "type": "server_error", "code": "ERROR"}})
+        );
+        assert_eq!(c[3]["usage"]["total_tokens"], 4);
+
+        let mut s = CohereStream::new("m", ReasoningMode::Passthrough);
+        let mut out = String::new();
+        s.on_event(
+            &ev(json!({"type": "message-end", "delta": {"finish_reason": "TIMEOUT"}})),
+            &mut out,
+        );
+        let c = chunks(&out);
+        assert_eq!(c[1]["error"]["code"], "TIMEOUT");
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn embed_request_and_answer() {
+        let out = to_cohere_embed(
+            &json!({"input": ["hello", "goodbye"], "model": "text-embedding-3-small",
+                "dimensions": 512, "encoding_format": "float", "user": "u"}),
+            "embed-v4.0",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"model": "embed-v4.0", "texts": ["hello", "goodbye"],
+                "input_type": "search_document", "embedding_types": ["float"],
+                "output_dimension": 512})
+        );
+        let out = to_cohere_embed(
+            &json!({"input": "one", "input_type": "search_query"}),
+            "embed-english-v3.0",
+        )
+        .unwrap();
+        assert_eq!(out["texts"], json!(["one"]));
+        assert_eq!(out["input_type"], "search_query");
+        for bad in [json!({"input": [1, 2]}), json!({"input": []}), json!({})] {
+            assert!(to_cohere_embed(&bad, "m").is_err(), "{bad}");
+        }
+
+        let body = json!({
+            "id": "da6e531f-54c6-4a73-bf92-f60566d8d753",
+            "texts": ["hello", "goodbye"],
+            "embeddings": {"float": [[0.016296387, -0.008354187], [-0.04699707, 0.5]]},
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": 2}},
+            "response_type": "embeddings_by_type"
+        });
+        let out = from_cohere_embed(body.to_string().as_bytes(), "embed-v4.0").unwrap();
+        assert_eq!(
+            out,
+            json!({"object": "list", "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.016296387, -0.008354187]},
+                {"object": "embedding", "index": 1, "embedding": [-0.04699707, 0.5]}],
+                "model": "embed-v4.0",
+                "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+        );
+        let floats = json!({"id": "x", "embeddings": [[1.0]], "response_type": "embeddings_floats",
+            "meta": {"billed_units": {"input_tokens": 1}}});
+        let out = from_cohere_embed(floats.to_string().as_bytes(), "m").unwrap();
+        assert_eq!(out["data"][0]["embedding"], json!([1.0]));
+        assert!(from_cohere_embed(b"{\"id\":\"x\"}", "m").is_err());
+        assert!(from_cohere_embed(b"{\"embeddings\":{\"int8\":[[1]]}}", "m").is_err());
+    }
+}

@@ -1,1 +1,2430 @@
-//! Placeholder: being written.
+//! OpenAI chat completions client in front of a Google Gemini upstream (Gemini API or Vertex AI
+//! `generateContent`): the request goes out as a `GenerateContentRequest`; the response, the
+//! `streamGenerateContent?alt=sse` stream, errors and `batchEmbedContents` answers come back
+//! OpenAI-shaped.
+//!
+//! Thought signatures (Gemini 2.5/3 `thoughtSignature` on `functionCall` parts) survive a round
+//! trip through plain OpenAI clients: they ride on the tool call both as
+//! `extra_content.google.thought_signature` and inside the id (`<id>__thought__<signature>`), and
+//! are put back on the `functionCall` part when the tool call returns in the history.
+
+use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{ReasoningMode, StreamTranslator, TranslateError};
+use sdk::error::ErrorReply;
+use sdk::llm::{openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Map, Value};
+
+/// Separator between a tool call id and the thought signature encoded into it.
+pub const THOUGHT_SEPARATOR: &str = "__thought__";
+
+/// `thinkingBudget` for `reasoning_effort` `minimal`/`low`, `medium` and `high` (the budgets
+/// Google's own OpenAI-compatible endpoint uses).
+const BUDGET_LOW: i64 = 1024;
+const BUDGET_MEDIUM: i64 = 8192;
+const BUDGET_HIGH: i64 = 24576;
+
+/// Most candidates a stream keeps state for (Gemini allows `candidateCount` up to 8).
+const MAX_STREAM_CANDIDATES: usize = 16;
+
+/// JSON-schema keywords Gemini's `Schema` (an OpenAPI subset) accepts as they are.
+const SCHEMA_KEYS: &[&str] = &[
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "maxItems",
+    "minItems",
+    "required",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "example",
+    "propertyOrdering",
+    "default",
+    "minimum",
+    "maximum",
+];
+
+/// `format` values Gemini accepts (others are rejected with 400).
+const SCHEMA_FORMATS: &[&str] = &["enum", "date-time", "float", "double", "int32", "int64"];
+
+/// Provider settings the translation needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GeminiOptions {
+    /// Higress `geminiSafetySetting`: a `{category: threshold}` map (or a ready
+    /// `safetySettings` array), sent as `safetySettings`.
+    pub safety_settings: Option<Value>,
+    /// Higress `reasoningContentMode`: thoughts are asked for (`includeThoughts`) unless `Ignore`.
+    pub reasoning: ReasoningMode,
+    /// Higress `geminiThinkingBudget`: `thinkingBudget` sent when the request has no
+    /// `reasoning_effort` (0 turns thinking off, -1 lets the model decide).
+    pub thinking_budget: Option<i64>,
+}
+
+fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    value.and_then(|v| v.get(key)).and_then(Value::as_str)
+}
+
+/// Builds the `GenerateContentRequest` body for an OpenAI chat request (the model goes in the
+/// path, not the body).
+///
+/// `system`/`developer` messages become `systemInstruction`, `assistant` turns `model` turns,
+/// tool calls and results `functionCall`/`functionResponse` parts; consecutive turns of one role
+/// are merged; sampling fields go into `generationConfig`.
+pub fn to_gemini_request(
+    req: &openai::ChatRequest,
+    opts: &GeminiOptions,
+) -> Result<Value, TranslateError> {
+    let x = &req.extra;
+    let mut system: Vec<Value> = Vec::new();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    // (tool call id, function name) of the assistant tool calls seen so far.
+    let mut calls: Vec<(String, String)> = Vec::new();
+    for msg in &req.messages {
+        match msg.role.as_str() {
+            "system" | "developer" => {
+                let text = msg
+                    .content
+                    .as_ref()
+                    .map(openai::Content::text)
+                    .unwrap_or_default();
+                if !text.is_empty() {
+                    system.push(json!({ "text": text }));
+                }
+            }
+            "user" => push_turn(&mut turns, "user", user_parts(msg.content.as_ref())?),
+            "assistant" => push_turn(&mut turns, "model", model_parts(msg, &mut calls)?),
+            "tool" | "function" => {
+                push_turn(&mut turns, "user", vec![function_response(msg, &calls)?]);
+            }
+            other => return Err(err(format!("message role {other:?} is not supported"))),
+        }
+    }
+    if turns.is_empty() {
+        return Err(err(
+            "Gemini needs at least one user or assistant message with content",
+        ));
+    }
+
+    let mut out = Map::new();
+    let contents = turns
+        .into_iter()
+        .map(|(role, parts)| json!({"role": role, "parts": parts}))
+        .collect();
+    out.insert("contents".into(), Value::Array(contents));
+    if !system.is_empty() {
+        out.insert("systemInstruction".into(), json!({ "parts": system }));
+    }
+
+    if let Some(Value::Array(tools)) = x.get("tools") {
+        let tools = gemini_tools(tools)?;
+        if !tools.is_empty() {
+            out.insert("tools".into(), Value::Array(tools));
+            if let Some(config) = tool_config(x.get("tool_choice"))? {
+                out.insert("toolConfig".into(), config);
+            }
+        }
+    }
+
+    let config = generation_config(x, opts)?;
+    if !config.is_empty() {
+        out.insert("generationConfig".into(), Value::Object(config));
+    }
+
+    match &opts.safety_settings {
+        Some(Value::Object(map)) if !map.is_empty() => {
+            let settings = map
+                .iter()
+                .map(|(category, threshold)| json!({"category": category, "threshold": threshold}))
+                .collect();
+            out.insert("safetySettings".into(), Value::Array(settings));
+        }
+        Some(Value::Array(items)) if !items.is_empty() => {
+            out.insert("safetySettings".into(), Value::Array(items.clone()));
+        }
+        _ => {}
+    }
+    Ok(Value::Object(out))
+}
+
+/// Appends `parts` as a turn, merged into the last turn when it has the same role (Gemini wants
+/// user and model turns to alternate). Empty turns are dropped.
+fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, parts: Vec<Value>) {
+    if parts.is_empty() {
+        return;
+    }
+    match turns.last_mut() {
+        Some((last, existing)) if *last == role => existing.extend(parts),
+        _ => turns.push((role, parts)),
+    }
+}
+
+fn user_parts(content: Option<&openai::Content>) -> Result<Vec<Value>, TranslateError> {
+    let mut parts = Vec::new();
+    match content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => parts.push(json!({ "text": s })),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(items)) => {
+            for part in items {
+                match part.kind.as_str() {
+                    "text" => {
+                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
+                            parts.push(json!({ "text": t }));
+                        }
+                    }
+                    "image_url" => {
+                        let url = match part.extra.get("image_url") {
+                            Some(Value::String(url)) => Some(url.as_str()),
+                            other => str_of(other, "url"),
+                        }
+                        .ok_or_else(|| err("image_url part without a url"))?;
+                        parts.push(media_part(url)?);
+                    }
+                    "input_audio" => {
+                        let audio = part.extra.get("input_audio");
+                        let data = str_of(audio, "data")
+                            .ok_or_else(|| err("input_audio part without data"))?;
+                        let format = str_of(audio, "format").unwrap_or("wav");
+                        parts.push(json!({"inlineData": {
+                            "mimeType": format!("audio/{format}"), "data": data}}));
+                    }
+                    "file" => {
+                        let data =
+                            str_of(part.extra.get("file"), "file_data").ok_or_else(|| {
+                                err("file parts need file_data (a base64 data URL) for Gemini")
+                            })?;
+                        parts.push(media_part(data)?);
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "content part type {other:?} is not supported by Gemini"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// `inlineData` for a base64 data URL, `fileData` for an http(s) URL.
+fn media_part(url: &str) -> Result<Value, TranslateError> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) = rest
+            .split_once(',')
+            .ok_or_else(|| err("malformed data URL"))?;
+        let mut params = meta.split(';');
+        let mime = params.next().unwrap_or_default();
+        if mime.is_empty() || !params.any(|p| p == "base64") {
+            return Err(err("data URLs must be base64 with a media type"));
+        }
+        Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(json!({"fileData": {"mimeType": mime_from_url(url), "fileUri": url}}))
+    } else {
+        Err(err("media URLs must be http(s) URLs or base64 data URLs"))
+    }
+}
+
+/// The media type a URL's file extension suggests (images are the default).
+fn mime_from_url(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "pdf" => "application/pdf",
+        "mp3" => "audio/mp3",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => "image/jpeg",
+    }
+}
+
+/// The thought signature of an OpenAI tool call: `extra_content.google.thought_signature`, else
+/// the part of the id after [`THOUGHT_SEPARATOR`].
+fn signature_of(call: &Value) -> Option<&str> {
+    call.pointer("/extra_content/google/thought_signature")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            call.get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.split_once(THOUGHT_SEPARATOR))
+                .map(|(_, sig)| sig)
+                .filter(|s| !s.is_empty())
+        })
+}
+
+fn model_parts(
+    msg: &openai::ChatMessage,
+    calls: &mut Vec<(String, String)>,
+) -> Result<Vec<Value>, TranslateError> {
+    let mut parts = Vec::new();
+    match &msg.content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => parts.push(json!({ "text": s })),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(items)) => {
+            for part in items {
+                let text = match part.kind.as_str() {
+                    "text" => part.text.as_deref(),
+                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
+                    other => {
+                        return Err(err(format!(
+                            "assistant content part type {other:?} is not supported by Gemini"
+                        )))
+                    }
+                };
+                if let Some(t) = text.filter(|t| !t.is_empty()) {
+                    parts.push(json!({ "text": t }));
+                }
+            }
+        }
+    }
+    if let Some(tool_calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
+        for call in tool_calls {
+            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+            let function = call.get("function");
+            let name = str_of(function, "name")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| err(format!("tool call {id:?} without a function name")))?;
+            let args = str_of(function, "arguments").unwrap_or_default();
+            let args = if args.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_str::<Value>(args).map_err(|e| {
+                    err(format!(
+                        "arguments of tool call {id:?} are not valid JSON: {e}"
+                    ))
+                })?
+            };
+            if !args.is_object() {
+                return Err(err(format!(
+                    "arguments of tool call {id:?} must be a JSON object"
+                )));
+            }
+            let mut part = Map::new();
+            part.insert("functionCall".into(), json!({"name": name, "args": args}));
+            if let Some(sig) = signature_of(call) {
+                part.insert("thoughtSignature".into(), Value::String(sig.to_string()));
+            }
+            parts.push(Value::Object(part));
+            calls.push((id.to_string(), name.to_string()));
+        }
+    }
+    Ok(parts)
+}
+
+/// A `functionResponse` part for a `tool` (or legacy `function`) message.
+fn function_response(
+    msg: &openai::ChatMessage,
+    calls: &[(String, String)],
+) -> Result<Value, TranslateError> {
+    let own_name = msg.extra.get("name").and_then(Value::as_str);
+    let name = match msg.extra.get("tool_call_id").and_then(Value::as_str) {
+        Some(id) => {
+            let base = |s: &str| {
+                s.split(THOUGHT_SEPARATOR)
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            // The latest call with that id (generated ids repeat across turns); the id without
+            // its signature when the client stripped it.
+            calls
+                .iter()
+                .rev()
+                .find(|(call, _)| call == id)
+                .or_else(|| calls.iter().rev().find(|(call, _)| base(call) == base(id)))
+                .map(|(_, name)| name.as_str())
+                .or(own_name)
+                .ok_or_else(|| {
+                    err(format!(
+                        "tool message refers to unknown tool_call_id {id:?}"
+                    ))
+                })?
+        }
+        None => own_name.ok_or_else(|| err("tool message without tool_call_id"))?,
+    };
+    let text = msg
+        .content
+        .as_ref()
+        .map(openai::Content::text)
+        .unwrap_or_default();
+    // Gemini wants an object; anything else goes under "output" (its documented key).
+    let response = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(obj)) => Value::Object(obj),
+        Ok(other) => json!({ "output": other }),
+        Err(_) => json!({ "output": text }),
+    };
+    Ok(json!({"functionResponse": {"name": name, "response": response}}))
+}
+
+/// Gemini `tools`: every OpenAI function in one `functionDeclarations` tool, Google's own tools
+/// (`googleSearch`, `codeExecution`, `urlContext`, …, given without a `type`) as they are.
+fn gemini_tools(tools: &[Value]) -> Result<Vec<Value>, TranslateError> {
+    let mut declarations = Vec::new();
+    let mut native = Vec::new();
+    for tool in tools {
+        match tool.get("type").and_then(Value::as_str) {
+            Some("function") => declarations.push(function_declaration(tool)?),
+            None if tool.get("function").is_some() => {
+                declarations.push(function_declaration(tool)?)
+            }
+            None if tool.is_object() => native.push(tool.clone()),
+            other => {
+                return Err(err(format!(
+                    "tool type {:?} is not supported by Gemini",
+                    other.unwrap_or_default()
+                )))
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if !declarations.is_empty() {
+        out.push(json!({ "functionDeclarations": declarations }));
+    }
+    out.extend(native);
+    Ok(out)
+}
+
+fn function_declaration(tool: &Value) -> Result<Value, TranslateError> {
+    let function = tool.get("function");
+    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
+    let mut out = Map::new();
+    out.insert("name".into(), Value::String(name.to_string()));
+    if let Some(d) = str_of(function, "description") {
+        out.insert("description".into(), Value::String(d.to_string()));
+    }
+    if let Some(params) = function.and_then(|f| f.get("parameters")) {
+        let params = clean_schema(params);
+        // Gemini rejects an OBJECT schema without properties: a function without parameters.
+        let empty_object = params.get("type").and_then(Value::as_str) == Some("object")
+            && params.get("properties").is_none();
+        if params.as_object().is_some_and(|p| !p.is_empty()) && !empty_object {
+            out.insert("parameters".into(), params);
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// A JSON schema cut down to what Gemini's `Schema` accepts: unknown keywords (`$schema`,
+/// `additionalProperties`, `strict`, `$ref`, …) dropped, `type: [T, "null"]` as `nullable`,
+/// `const` as a one-value `enum`, `oneOf` as `anyOf`, empty `properties` dropped.
+pub fn clean_schema(schema: &Value) -> Value {
+    let Some(obj) = schema.as_object() else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in obj {
+        match key.as_str() {
+            "type" => match value {
+                Value::String(t) => {
+                    out.insert("type".into(), Value::String(t.clone()));
+                }
+                Value::Array(types) => {
+                    let first = types
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .find(|t| *t != "null");
+                    if let Some(t) = first {
+                        out.insert("type".into(), Value::String(t.to_string()));
+                    }
+                    if types.iter().any(|t| t == "null") {
+                        out.insert("nullable".into(), Value::Bool(true));
+                    }
+                }
+                _ => {}
+            },
+            "properties" => {
+                if let Some(props) = value.as_object().filter(|p| !p.is_empty()) {
+                    let props = props
+                        .iter()
+                        .map(|(name, s)| (name.clone(), clean_schema(s)))
+                        .collect();
+                    out.insert("properties".into(), Value::Object(props));
+                }
+            }
+            "items" => {
+                out.insert("items".into(), clean_schema(value));
+            }
+            "anyOf" | "oneOf" => {
+                if let Some(options) = value.as_array() {
+                    let options = options.iter().map(clean_schema).collect();
+                    out.insert("anyOf".into(), Value::Array(options));
+                }
+            }
+            "const" if !obj.contains_key("enum") => {
+                out.insert("enum".into(), Value::Array(vec![value.clone()]));
+            }
+            "format" if value.as_str().is_some_and(|f| SCHEMA_FORMATS.contains(&f)) => {
+                out.insert("format".into(), value.clone());
+            }
+            k if SCHEMA_KEYS.contains(&k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    // `required` may only name properties that exist.
+    if let Some(Value::Array(required)) = out.get("required") {
+        let props = out.get("properties").and_then(Value::as_object);
+        let kept: Vec<Value> = required
+            .iter()
+            .filter(|r| {
+                r.as_str()
+                    .is_some_and(|r| props.is_some_and(|p| p.contains_key(r)))
+            })
+            .cloned()
+            .collect();
+        if kept.is_empty() {
+            out.remove("required");
+        } else {
+            out.insert("required".into(), Value::Array(kept));
+        }
+    }
+    Value::Object(out)
+}
+
+fn tool_config(choice: Option<&Value>) -> Result<Option<Value>, TranslateError> {
+    let mode = |m: &str| json!({"functionCallingConfig": {"mode": m}});
+    Ok(match choice {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "auto" => mode("AUTO"),
+            "none" => mode("NONE"),
+            "required" => mode("ANY"),
+            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
+        }),
+        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = str_of(v.get("function"), "name")
+                .ok_or_else(|| err("tool_choice function without a name"))?;
+            Some(json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}))
+        }
+        Some(_) => return Err(err("tool_choice of this shape is not supported by Gemini")),
+    })
+}
+
+fn generation_config(
+    x: &Extra,
+    opts: &GeminiOptions,
+) -> Result<Map<String, Value>, TranslateError> {
+    let mut gc = Map::new();
+    for (from, to) in [
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("top_k", "topK"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ] {
+        if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+            gc.insert(to.into(), v.clone());
+        }
+    }
+    let max = x
+        .get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    if let Some(max) = max {
+        gc.insert("maxOutputTokens".into(), max.into());
+    }
+    let stops: Vec<Value> = match x.get("stop") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
+        _ => Vec::new(),
+    };
+    if !stops.is_empty() {
+        gc.insert("stopSequences".into(), Value::Array(stops));
+    }
+    if let Some(n) = x.get("n").and_then(Value::as_u64) {
+        gc.insert("candidateCount".into(), n.into());
+    }
+    if let Some(format) = x.get("response_format") {
+        match format.get("type").and_then(Value::as_str) {
+            Some("json_object") => {
+                gc.insert("responseMimeType".into(), "application/json".into());
+            }
+            Some("json_schema") => {
+                gc.insert("responseMimeType".into(), "application/json".into());
+                if let Some(schema) = format.pointer("/json_schema/schema") {
+                    gc.insert("responseSchema".into(), clean_schema(schema));
+                }
+            }
+            Some("text") | None => {}
+            Some(other) => {
+                return Err(err(format!(
+                    "response_format {other:?} is not supported by Gemini"
+                )))
+            }
+        }
+    }
+    if let Some(thinking) = thinking_config(x, opts)? {
+        gc.insert("thinkingConfig".into(), thinking);
+    }
+    Ok(gc)
+}
+
+/// `thinkingConfig` from Google's OpenAI-compatible `extra_body.google.thinking_config`, else
+/// from `reasoning_effort`, else from the configured budget.
+fn thinking_config(x: &Extra, opts: &GeminiOptions) -> Result<Option<Value>, TranslateError> {
+    if let Some(Value::Object(tc)) = x
+        .get("extra_body")
+        .and_then(|e| e.pointer("/google/thinking_config"))
+    {
+        let mut out = Map::new();
+        for (key, value) in tc {
+            let key = match key.as_str() {
+                "thinking_budget" => "thinkingBudget",
+                "include_thoughts" => "includeThoughts",
+                "thinking_level" => "thinkingLevel",
+                other => other,
+            };
+            out.insert(key.to_string(), value.clone());
+        }
+        return Ok(Some(Value::Object(out)));
+    }
+    let budget = match x.get("reasoning_effort") {
+        None | Some(Value::Null) => opts.thinking_budget,
+        Some(Value::String(effort)) => Some(match effort.as_str() {
+            "none" => 0,
+            "minimal" | "low" => BUDGET_LOW,
+            "medium" => BUDGET_MEDIUM,
+            "high" => BUDGET_HIGH,
+            other => {
+                return Err(err(format!(
+                    "reasoning_effort {other:?} is not supported by Gemini"
+                )))
+            }
+        }),
+        Some(_) => return Err(err("reasoning_effort must be a string")),
+    };
+    Ok(budget.map(|budget| {
+        if budget == 0 || opts.reasoning == ReasoningMode::Ignore {
+            json!({ "thinkingBudget": budget })
+        } else {
+            json!({"thinkingBudget": budget, "includeThoughts": true})
+        }
+    }))
+}
+
+/// OpenAI `finish_reason` for a Gemini `finishReason`.
+fn finish_reason(reason: &str, has_calls: bool) -> &'static str {
+    match reason {
+        "MAX_TOKENS" => "length",
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT" => "content_filter",
+        _ if has_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// OpenAI usage for a Gemini `usageMetadata`: thoughts count as completion (and reasoning)
+/// tokens, tool-use prompt tokens as prompt tokens.
+fn openai_usage(meta: Option<&Value>) -> openai::Usage {
+    let n = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_u64);
+    let prompt = n("promptTokenCount")
+        .unwrap_or(0)
+        .saturating_add(n("toolUsePromptTokenCount").unwrap_or(0));
+    let thoughts = n("thoughtsTokenCount");
+    let completion = n("candidatesTokenCount")
+        .unwrap_or(0)
+        .saturating_add(thoughts.unwrap_or(0));
+    let mut extra = Extra::new();
+    if let Some(cached) = n("cachedContentTokenCount") {
+        extra.insert(
+            "prompt_tokens_details".into(),
+            json!({ "cached_tokens": cached }),
+        );
+    }
+    if let Some(thoughts) = thoughts {
+        extra.insert(
+            "completion_tokens_details".into(),
+            json!({ "reasoning_tokens": thoughts }),
+        );
+    }
+    openai::Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: n("totalTokenCount").unwrap_or(prompt.saturating_add(completion)),
+        extra,
+    }
+}
+
+/// The OpenAI tool call for a `functionCall` part: id from the call (else `call_<n>`), with the
+/// part's thought signature appended to the id and under `extra_content.google`.
+fn openai_tool_call(part: &Value, n: u32) -> Option<Map<String, Value>> {
+    let call = part.get("functionCall")?;
+    let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
+    let arguments = match call.get("args") {
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(args) => args.to_string(),
+    };
+    let base = call
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map_or_else(|| format!("call_{n}"), str::to_string);
+    let signature = part
+        .get("thoughtSignature")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let mut out = Map::new();
+    out.insert(
+        "id".into(),
+        Value::String(match signature {
+            Some(sig) => format!("{base}{THOUGHT_SEPARATOR}{sig}"),
+            None => base,
+        }),
+    );
+    out.insert("type".into(), "function".into());
+    out.insert(
+        "function".into(),
+        json!({"name": name, "arguments": arguments}),
+    );
+    if let Some(sig) = signature {
+        out.insert(
+            "extra_content".into(),
+            json!({"google": {"thought_signature": sig}}),
+        );
+    }
+    Some(out)
+}
+
+fn parts_of(candidate: &Value) -> &[Value] {
+    candidate
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn is_thought(part: &Value) -> bool {
+    part.get("thought").and_then(Value::as_bool) == Some(true)
+}
+
+fn candidate_index(candidate: &Value, position: usize) -> u32 {
+    candidate
+        .get("index")
+        .and_then(Value::as_u64)
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX))
+}
+
+fn block_reason(resp: &Value) -> Option<&str> {
+    resp.pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+}
+
+fn blocked_message(reason: &str) -> String {
+    format!("The prompt was blocked by Gemini ({reason}).")
+}
+
+/// Builds the OpenAI chat completion for a `GenerateContentResponse` body; `model` is reported
+/// as the answering model.
+///
+/// Text parts make `content`, `thought` parts reasoning (per `reasoning`), `functionCall` parts
+/// `tool_calls`; a blocked prompt is a `content_filter` answer with a `refusal`.
+pub fn from_gemini_response(
+    body: &[u8],
+    model: &str,
+    reasoning: ReasoningMode,
+) -> Result<openai::ChatResponse, TranslateError> {
+    let resp: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Gemini response is not valid JSON: {e}")))?;
+    let resp = match resp {
+        Value::Array(chunks) => merge_chunks(chunks)?,
+        one => one,
+    };
+    if let Some(error) = resp.get("error") {
+        let message = str_of(Some(error), "message").unwrap_or("unknown error");
+        return Err(err(format!("Gemini returned an error: {message}")));
+    }
+    let candidates = resp
+        .get("candidates")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut choices = Vec::new();
+    for (position, candidate) in candidates.iter().enumerate() {
+        let mut text: Option<String> = None;
+        let mut thoughts: Option<String> = None;
+        let mut calls: Vec<Value> = Vec::new();
+        for part in parts_of(candidate) {
+            let n = u32::try_from(calls.len()).unwrap_or(u32::MAX);
+            if let Some(call) = openai_tool_call(part, n) {
+                calls.push(Value::Object(call));
+            } else if let Some(t) = part.get("text").and_then(Value::as_str) {
+                let target = if is_thought(part) {
+                    &mut thoughts
+                } else {
+                    &mut text
+                };
+                target.get_or_insert_with(String::new).push_str(t);
+            }
+        }
+        let mut extra = Extra::new();
+        match (reasoning, thoughts) {
+            (ReasoningMode::Passthrough, Some(r)) => {
+                extra.insert("reasoning_content".into(), Value::String(r));
+            }
+            (ReasoningMode::Concat, Some(r)) => {
+                text = Some(format!("<think>{r}</think>\n{}", text.unwrap_or_default()));
+            }
+            _ => {}
+        }
+        let reason = candidate
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .unwrap_or("STOP");
+        let finish = finish_reason(reason, !calls.is_empty());
+        if !calls.is_empty() {
+            extra.insert("tool_calls".into(), Value::Array(calls));
+        }
+        choices.push(openai::Choice {
+            index: candidate_index(candidate, position),
+            message: openai::ChatMessage {
+                role: "assistant".into(),
+                content: text.map(openai::Content::Text),
+                extra,
+            },
+            finish_reason: Some(finish.to_string()),
+            extra: Extra::new(),
+        });
+    }
+    if choices.is_empty() {
+        let mut extra = Extra::new();
+        let finish = match block_reason(&resp) {
+            Some(reason) => {
+                extra.insert("refusal".into(), Value::String(blocked_message(reason)));
+                "content_filter"
+            }
+            None => "stop",
+        };
+        choices.push(openai::Choice {
+            index: 0,
+            message: openai::ChatMessage {
+                role: "assistant".into(),
+                content: None,
+                extra,
+            },
+            finish_reason: Some(finish.to_string()),
+            extra: Extra::new(),
+        });
+    }
+    Ok(openai::ChatResponse {
+        id: response_id(&resp).unwrap_or_else(|| "chatcmpl-gemini".to_string()),
+        object: "chat.completion".into(),
+        created: 0,
+        model: answer_model(model, &resp),
+        choices,
+        usage: Some(openai_usage(resp.get("usageMetadata"))),
+        extra: Extra::new(),
+    })
+}
+
+/// One response from the chunks of a `streamGenerateContent` JSON array: parts appended per
+/// candidate, the last `finishReason` and `usageMetadata`, the first of everything else. An
+/// error chunk is the answer.
+fn merge_chunks(chunks: Vec<Value>) -> Result<Value, TranslateError> {
+    let mut merged = Map::new();
+    // (candidate index, merged candidate)
+    let mut candidates: Vec<(u32, Map<String, Value>)> = Vec::new();
+    for chunk in chunks {
+        let Value::Object(chunk) = chunk else {
+            return Err(err("Gemini response array holds a non-object"));
+        };
+        if chunk.contains_key("error") {
+            return Ok(Value::Object(chunk));
+        }
+        for (key, value) in chunk {
+            match key.as_str() {
+                "candidates" => {
+                    let Value::Array(list) = value else { continue };
+                    for (position, candidate) in list.into_iter().enumerate() {
+                        let index = candidate_index(&candidate, position);
+                        let Value::Object(candidate) = candidate else {
+                            continue;
+                        };
+                        let pos = match candidates.iter().position(|(i, _)| *i == index) {
+                            Some(pos) => pos,
+                            None => {
+                                candidates.push((index, Map::new()));
+                                candidates.len() - 1
+                            }
+                        };
+                        let Some((_, target)) = candidates.get_mut(pos) else {
+                            continue;
+                        };
+                        merge_candidate(target, candidate);
+                    }
+                }
+                "usageMetadata" | "promptFeedback" => {
+                    merged.insert(key, value);
+                }
+                _ => {
+                    merged.entry(key).or_insert(value);
+                }
+            }
+        }
+    }
+    let list = candidates
+        .into_iter()
+        .map(|(_, c)| Value::Object(c))
+        .collect();
+    merged.insert("candidates".into(), Value::Array(list));
+    Ok(Value::Object(merged))
+}
+
+fn merge_candidate(target: &mut Map<String, Value>, candidate: Map<String, Value>) {
+    for (key, value) in candidate {
+        if key != "content" {
+            target.insert(key, value);
+            continue;
+        }
+        let parts = value
+            .get("parts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let content = target
+            .entry("content")
+            .or_insert_with(|| json!({"role": "model", "parts": []}));
+        if let Some(existing) = content.get_mut("parts").and_then(Value::as_array_mut) {
+            existing.extend(parts);
+        }
+    }
+}
+
+fn response_id(resp: &Value) -> Option<String> {
+    resp.get("responseId")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|id| format!("chatcmpl-{id}"))
+}
+
+fn answer_model(model: &str, resp: &Value) -> String {
+    if model.is_empty() {
+        resp.get("modelVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        model.to_string()
+    }
+}
+
+/// OpenAI `error.type` for a Google RPC status (`INVALID_ARGUMENT`, …), else for the HTTP status.
+fn openai_error_type(google_status: Option<&str>, http_status: u32) -> &'static str {
+    match google_status {
+        Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
+            "invalid_request_error"
+        }
+        Some("UNAUTHENTICATED") => "authentication_error",
+        Some("PERMISSION_DENIED") => "permission_error",
+        Some("NOT_FOUND") => "not_found_error",
+        Some("RESOURCE_EXHAUSTED") => "rate_limit_exceeded",
+        Some("INTERNAL" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "UNKNOWN" | "CANCELLED") => {
+            "server_error"
+        }
+        _ => openai_error_type_for_status(http_status),
+    }
+}
+
+/// Whether a Google error says the API key itself is invalid (`details[].reason`).
+fn key_invalid(error: &Value) -> bool {
+    error
+        .get("details")
+        .and_then(Value::as_array)
+        .is_some_and(|details| {
+            details
+                .iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        })
+}
+
+/// Turns a Google error response (`{"error":{"code","message","status"}}`, also wrapped in an
+/// array as `streamGenerateContent` sends it) into the OpenAI-style error the client gets; `code`
+/// is the Google status. An invalid API key (Google answers 400) becomes a 401.
+pub fn gemini_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let root = match &parsed {
+        Some(Value::Array(items)) => items.first(),
+        other => other.as_ref(),
+    };
+    let error = root.and_then(|v| v.get("error"));
+    let message = str_of(error, "message").filter(|m| !m.is_empty());
+    let (Some(error), Some(message)) = (error, message) else {
+        return ErrorReply::new(
+            status,
+            openai_error_type_for_status(status),
+            None,
+            body_excerpt(body, status),
+        );
+    };
+    if key_invalid(error) {
+        return ErrorReply::new(
+            401,
+            "authentication_error",
+            Some("API_KEY_INVALID"),
+            message,
+        );
+    }
+    let google_status = str_of(Some(error), "status");
+    // Not Google-shaped but carrying a string code (OpenAI-style gateways): keep that code.
+    let code = google_status.or_else(|| str_of(Some(error), "code"));
+    ErrorReply::new(
+        status,
+        openai_error_type(google_status, status),
+        code,
+        message,
+    )
+}
+
+/// Per-candidate state of a stream.
+#[derive(Debug, Clone, Default)]
+struct StreamChoice {
+    index: u32,
+    tools: u32,
+    /// A `<think>` opened in `Concat` mode and not closed yet.
+    thinking: bool,
+    finished: bool,
+}
+
+/// Translates a `streamGenerateContent?alt=sse` stream (one `GenerateContentResponse` per
+/// event) into OpenAI `chat.completion.chunk` events, ending with a usage chunk and `[DONE]`.
+///
+/// Keeps the id, the last `usageMetadata` and a few counters per candidate.
+#[derive(Debug, Default)]
+pub struct GeminiStream {
+    model: String,
+    reasoning: ReasoningMode,
+    id: Option<String>,
+    usage: Option<Value>,
+    choices: Vec<StreamChoice>,
+    done: bool,
+}
+
+fn emit(out: &mut String, value: &Value) {
+    SseEvent::data(value.to_string()).encode_into(out);
+}
+
+impl GeminiStream {
+    /// A translator reporting `model`, with thoughts handled per `reasoning`.
+    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
+        GeminiStream {
+            model: model.to_string(),
+            reasoning,
+            ..GeminiStream::default()
+        }
+    }
+
+    fn chunk(&self, index: u32, delta: Value, finish: Option<&str>, out: &mut String) {
+        emit(
+            out,
+            &json!({
+                "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+            }),
+        );
+    }
+
+    /// Position of the state of candidate `index`, created (with the role chunk sent) on first
+    /// sight; `None` past [`MAX_STREAM_CANDIDATES`].
+    fn choice(&mut self, index: u32, out: &mut String) -> Option<usize> {
+        if let Some(pos) = self.choices.iter().position(|c| c.index == index) {
+            return Some(pos);
+        }
+        if self.choices.len() >= MAX_STREAM_CANDIDATES {
+            return None;
+        }
+        self.chunk(
+            index,
+            json!({"role": "assistant", "content": ""}),
+            None,
+            out,
+        );
+        self.choices.push(StreamChoice {
+            index,
+            ..StreamChoice::default()
+        });
+        Some(self.choices.len() - 1)
+    }
+
+    /// Ends an open `<think>` of the candidate at `pos`.
+    fn close_thinking(&mut self, pos: usize, out: &mut String) {
+        let Some(state) = self.choices.get_mut(pos) else {
+            return;
+        };
+        if state.thinking {
+            state.thinking = false;
+            let index = state.index;
+            self.chunk(index, json!({"content": "</think>\n"}), None, out);
+        }
+    }
+
+    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
+    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        if self.done {
+            return;
+        }
+        // Anything that is not JSON (comments, keep-alives) is skipped.
+        let Ok(resp) = serde_json::from_str::<Value>(&event.data) else {
+            return;
+        };
+        if let Some(error) = resp.get("error") {
+            let google_status = str_of(Some(error), "status");
+            let http = error
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(500);
+            emit(
+                out,
+                &json!({"error": {
+                    "message": str_of(Some(error), "message").unwrap_or("upstream stream error"),
+                    "type": openai_error_type(google_status, http),
+                    "code": google_status,
+                }}),
+            );
+            SseEvent::data("[DONE]").encode_into(out);
+            self.done = true;
+            return;
+        }
+        if self.id.is_none() {
+            self.id = response_id(&resp);
+        }
+        if self.model.is_empty() {
+            self.model = answer_model("", &resp);
+        }
+        if let Some(usage) = resp.get("usageMetadata").filter(|u| u.is_object()) {
+            // Every chunk may carry it; the last one has the final counts.
+            self.usage = Some(usage.clone());
+        }
+        let candidates = resp
+            .get("candidates")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for (position, candidate) in candidates.iter().enumerate() {
+            self.candidate(candidate, position, out);
+        }
+        if candidates.is_empty() {
+            if let Some(reason) = block_reason(&resp) {
+                if let Some(pos) = self.choice(0, out) {
+                    self.finish_choice(pos, "content_filter", out, Some(blocked_message(reason)));
+                }
+            }
+        }
+    }
+
+    fn candidate(&mut self, candidate: &Value, position: usize, out: &mut String) {
+        let index = candidate_index(candidate, position);
+        let Some(pos) = self.choice(index, out) else {
+            return;
+        };
+        for part in parts_of(candidate) {
+            let tools = self.choices.get(pos).map_or(0, |c| c.tools);
+            if let Some(mut call) = openai_tool_call(part, tools) {
+                self.close_thinking(pos, out);
+                let mut delta = Map::new();
+                delta.insert("index".into(), tools.into());
+                delta.append(&mut call);
+                self.chunk(
+                    index,
+                    json!({"tool_calls": [Value::Object(delta)]}),
+                    None,
+                    out,
+                );
+                if let Some(state) = self.choices.get_mut(pos) {
+                    state.tools = state.tools.saturating_add(1);
+                }
+                continue;
+            }
+            let Some(text) = part
+                .get("text")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+            else {
+                continue;
+            };
+            if !is_thought(part) {
+                self.close_thinking(pos, out);
+                self.chunk(index, json!({ "content": text }), None, out);
+                continue;
+            }
+            match self.reasoning {
+                ReasoningMode::Passthrough => {
+                    self.chunk(index, json!({ "reasoning_content": text }), None, out);
+                }
+                ReasoningMode::Ignore => {}
+                ReasoningMode::Concat => {
+                    let opened = self.choices.get_mut(pos).is_some_and(|state| {
+                        let first = !state.thinking;
+                        state.thinking = true;
+                        first
+                    });
+                    let piece = if opened {
+                        format!("<think>{text}")
+                    } else {
+                        text.to_string()
+                    };
+                    self.chunk(index, json!({ "content": piece }), None, out);
+                }
+            }
+        }
+        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
+            let has_calls = self.choices.get(pos).is_some_and(|c| c.tools > 0);
+            self.finish_choice(pos, finish_reason(reason, has_calls), out, None);
+        }
+    }
+
+    /// Sends the finish chunk of the candidate at `pos`, once.
+    fn finish_choice(
+        &mut self,
+        pos: usize,
+        reason: &str,
+        out: &mut String,
+        refusal: Option<String>,
+    ) {
+        self.close_thinking(pos, out);
+        let Some(state) = self.choices.get_mut(pos) else {
+            return;
+        };
+        if state.finished {
+            return;
+        }
+        state.finished = true;
+        let index = state.index;
+        let delta = match refusal {
+            Some(r) => json!({ "refusal": r }),
+            None => json!({}),
+        };
+        self.chunk(index, delta, Some(reason), out);
+    }
+
+    /// Upstream ended: closes an open `<think>`, then sends the usage chunk (the last
+    /// `usageMetadata`, zeros if none came) and `data: [DONE]`, exactly once.
+    pub fn finish(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        for pos in 0..self.choices.len() {
+            self.close_thinking(pos, out);
+        }
+        self.done = true;
+        emit(
+            out,
+            &json!({
+                "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [],
+                "usage": openai_usage(self.usage.as_ref()),
+            }),
+        );
+        SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+impl StreamTranslator for GeminiStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        GeminiStream::on_event(self, event, out)
+    }
+    fn finish(&mut self, out: &mut String) {
+        GeminiStream::finish(self, out)
+    }
+}
+
+/// Builds the `batchEmbedContents` body for an OpenAI `/v1/embeddings` body: one request per
+/// input string, `dimensions` as `outputDimensionality`.
+pub fn to_gemini_embeddings(req: &Value, model: &str) -> Result<Value, TranslateError> {
+    let inputs: Vec<&str> = match req.get("input") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    err("Gemini embeddings take strings (token arrays are not supported)")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(err(
+                "input must be a string or a non-empty array of strings",
+            ))
+        }
+    };
+    let name = if model.starts_with("models/") {
+        model.to_string()
+    } else {
+        format!("models/{model}")
+    };
+    let dimensions = req.get("dimensions").and_then(Value::as_u64);
+    let requests: Vec<Value> = inputs
+        .into_iter()
+        .map(|text| {
+            let mut r = Map::new();
+            r.insert("model".into(), Value::String(name.clone()));
+            r.insert("content".into(), json!({"parts": [{ "text": text }]}));
+            if let Some(d) = dimensions {
+                r.insert("outputDimensionality".into(), d.into());
+            }
+            Value::Object(r)
+        })
+        .collect();
+    Ok(json!({ "requests": requests }))
+}
+
+/// Builds the OpenAI embeddings list for a `batchEmbedContents` (or `embedContent`) answer;
+/// usage is `usageMetadata.promptTokenCount` when present, else 0.
+pub fn from_gemini_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let resp: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Gemini embeddings response is not valid JSON: {e}")))?;
+    if let Some(error) = resp.get("error") {
+        let message = str_of(Some(error), "message").unwrap_or("unknown error");
+        return Err(err(format!("Gemini returned an error: {message}")));
+    }
+    let embeddings: Vec<&Value> = match (resp.get("embeddings"), resp.get("embedding")) {
+        (Some(Value::Array(items)), _) => items.iter().collect(),
+        (None, Some(one)) => vec![one],
+        _ => return Err(err("Gemini embeddings response has no embeddings")),
+    };
+    let data = embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(index, e)| {
+            let values = e.get("values").cloned().unwrap_or_else(|| json!([]));
+            json!({"object": "embedding", "index": index, "embedding": values})
+        })
+        .collect::<Vec<_>>();
+    let prompt = resp
+        .pointer("/usageMetadata/promptTokenCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdk::sse::SseDecoder;
+
+    fn chat(v: Value) -> openai::ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn gemini(v: Value) -> Value {
+        to_gemini_request(&chat(v), &GeminiOptions::default()).unwrap()
+    }
+
+    fn gemini_with(v: Value, opts: &GeminiOptions) -> Value {
+        to_gemini_request(&chat(v), opts).unwrap()
+    }
+
+    #[test]
+    fn system_roles_and_generation_config() {
+        let opts = GeminiOptions {
+            safety_settings: Some(json!({"HARM_CATEGORY_HARASSMENT": "BLOCK_NONE",
+                "HARM_CATEGORY_HATE_SPEECH": "BLOCK_ONLY_HIGH"})),
+            ..GeminiOptions::default()
+        };
+        let out = gemini_with(
+            json!({
+                "model": "gemini-2.5-flash",
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                    {"role": "user", "content": "Hello"},
+                    {"role": "user", "content": [{"type": "text", "text": "Are you there?"}]},
+                    {"role": "assistant", "content": "Oui."},
+                    {"role": "assistant", "content": [{"type": "text", "text": "Bonjour."}]},
+                    {"role": "user", "content": ""},
+                    {"role": "user", "content": "Merci"}
+                ],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "temperature": 0.3,
+                "top_p": 0.9,
+                "max_tokens": 999,
+                "max_completion_tokens": 300,
+                "stop": "END",
+                "n": 2,
+                "seed": 7,
+                "presence_penalty": 0.1,
+                "frequency_penalty": 0.2,
+                "user": "u-1",
+                "logit_bias": {"1": 2}
+            }),
+            &opts,
+        );
+        assert_eq!(
+            out,
+            json!({
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Hello"}, {"text": "Are you there?"}]},
+                    {"role": "model", "parts": [{"text": "Oui."}, {"text": "Bonjour."}]},
+                    {"role": "user", "parts": [{"text": "Merci"}]}
+                ],
+                "systemInstruction": {"parts": [{"text": "You are terse."}, {"text": "Answer in French."}]},
+                "generationConfig": {
+                    "temperature": 0.3, "topP": 0.9, "seed": 7, "presencePenalty": 0.1,
+                    "frequencyPenalty": 0.2, "maxOutputTokens": 300, "stopSequences": ["END"],
+                    "candidateCount": 2
+                },
+                "safetySettings": [
+                    {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"},
+                    {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_ONLY_HIGH"}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn minimal_request_and_errors() {
+        let out = gemini(json!({"messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 77, "stop": ["a", "b"]}));
+        assert_eq!(
+            out,
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                "generationConfig": {"maxOutputTokens": 77, "stopSequences": ["a", "b"]}})
+        );
+        let out = gemini(json!({"messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(
+            out,
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        );
+        // A ready safetySettings array passes through.
+        let opts = GeminiOptions {
+            safety_settings: Some(
+                json!([{"category": "HARM_CATEGORY_CIVIC_INTEGRITY", "threshold": "OFF"}]),
+            ),
+            ..GeminiOptions::default()
+        };
+        let out = gemini_with(
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+            &opts,
+        );
+        assert_eq!(
+            out["safetySettings"],
+            json!([{"category": "HARM_CATEGORY_CIVIC_INTEGRITY", "threshold": "OFF"}])
+        );
+
+        let fails = |v: Value| {
+            to_gemini_request(&chat(v), &GeminiOptions::default())
+                .unwrap_err()
+                .0
+        };
+        assert!(
+            fails(json!({"messages": [{"role": "system", "content": "x"}]}))
+                .contains("at least one")
+        );
+        assert!(
+            fails(json!({"messages": [{"role": "critic", "content": "x"}]})).contains("critic")
+        );
+        assert!(fails(json!({"messages": [{"role": "user", "content": [
+            {"type": "video", "video": {}}]}]}))
+        .contains("video"));
+        assert!(fails(json!({"messages": [{"role": "user", "content": "x"}],
+            "reasoning_effort": "extreme"}))
+        .contains("extreme"));
+        assert!(fails(json!({"messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "xml"}}))
+        .contains("xml"));
+    }
+
+    #[test]
+    fn tools_schemas_and_tool_choice() {
+        let base = json!({
+            "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [
+                {"type": "function", "function": {
+                    "name": "get_weather",
+                    "description": "Current weather for a city",
+                    "strict": true,
+                    "parameters": {
+                        "$schema": "http://json-schema.org/draft-07/schema#",
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "city": {"type": "string", "description": "City", "format": "uri", "minLength": 1},
+                            "unit": {"type": ["string", "null"], "enum": ["c", "f"]},
+                            "when": {"type": "string", "format": "date-time"},
+                            "tags": {"type": "array", "items": {"type": "string", "$ref": "#/x"}},
+                            "mode": {"const": "fast"},
+                            "opts": {"type": "object", "additionalProperties": {"type": "string"},
+                                "properties": {}},
+                            "alt": {"oneOf": [{"type": "string"}, {"type": "integer", "exclusiveMinimum": 0}]}
+                        },
+                        "required": ["city", "ghost"],
+                        "$defs": {"x": {"type": "string"}}
+                    }
+                }},
+                {"type": "function", "function": {"name": "now",
+                    "parameters": {"type": "object", "properties": {}, "additionalProperties": false}}},
+                {"type": "function", "function": {"name": "ping"}},
+                {"googleSearch": {}}
+            ]
+        });
+        let out = gemini(base.clone());
+        assert_eq!(
+            out["tools"],
+            json!([
+                {"functionDeclarations": [
+                    {"name": "get_weather", "description": "Current weather for a city",
+                     "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "city": {"type": "string", "description": "City", "minLength": 1},
+                            "unit": {"type": "string", "nullable": true, "enum": ["c", "f"]},
+                            "when": {"type": "string", "format": "date-time"},
+                            "tags": {"type": "array", "items": {"type": "string"}},
+                            "mode": {"enum": ["fast"]},
+                            "opts": {"type": "object"},
+                            "alt": {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+                        },
+                        "required": ["city"]
+                     }},
+                    {"name": "now"},
+                    {"name": "ping"}
+                ]},
+                {"googleSearch": {}}
+            ])
+        );
+        assert!(out.get("toolConfig").is_none());
+
+        let with = |choice: Value| {
+            let mut req = base.clone();
+            req["tool_choice"] = choice;
+            gemini(req)["toolConfig"].clone()
+        };
+        assert_eq!(
+            with(json!("auto")),
+            json!({"functionCallingConfig": {"mode": "AUTO"}})
+        );
+        assert_eq!(
+            with(json!("none")),
+            json!({"functionCallingConfig": {"mode": "NONE"}})
+        );
+        assert_eq!(
+            with(json!("required")),
+            json!({"functionCallingConfig": {"mode": "ANY"}})
+        );
+        assert_eq!(
+            with(json!({"type": "function", "function": {"name": "get_weather"}})),
+            json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}})
+        );
+        let mut bad = base.clone();
+        bad["tool_choice"] = json!("sometimes");
+        assert!(to_gemini_request(&chat(bad), &GeminiOptions::default()).is_err());
+        let mut bad = base;
+        bad["tools"] = json!([{"type": "web_search_preview"}]);
+        assert!(to_gemini_request(&chat(bad), &GeminiOptions::default()).is_err());
+
+        // tool_choice without tools is dropped.
+        let out =
+            gemini(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "auto"}));
+        assert!(out.get("toolConfig").is_none());
+        assert!(out.get("tools").is_none());
+    }
+
+    #[test]
+    fn tool_calls_and_results_become_function_parts() {
+        let out = gemini(json!({
+            "messages": [
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": "Checking both.", "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                    {"id": "call_2", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Rome\"}"}},
+                    {"id": "call_3", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\": 18}"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "24C"}]},
+                {"role": "tool", "tool_call_id": "call_3", "content": "[1, 2]"},
+                {"role": "user", "content": "And tomorrow?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function",
+                     "function": {"name": "forecast", "arguments": "{\"day\":1}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "20C"}
+            ]
+        }));
+        assert_eq!(
+            out["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "Weather in Paris and Rome?"}]},
+                {"role": "model", "parts": [
+                    {"text": "Checking both."},
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}},
+                    {"functionCall": {"name": "now", "args": {}}}
+                ]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "24C"}}},
+                    {"functionResponse": {"name": "now", "response": {"output": [1, 2]}}},
+                    {"text": "And tomorrow?"}
+                ]},
+                {"role": "model", "parts": [
+                    {"functionCall": {"name": "forecast", "args": {"day": 1}}}
+                ]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "forecast", "response": {"output": "20C"}}}
+                ]}
+            ])
+        );
+
+        let fails = |v: Value| {
+            to_gemini_request(&chat(v), &GeminiOptions::default())
+                .unwrap_err()
+                .0
+        };
+        let e = fails(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "tool", "tool_call_id": "nope", "content": "1"}]}));
+        assert!(e.contains("unknown tool_call_id"), "{e}");
+        let e = fails(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": "{\"a\": "}}]}]}));
+        assert!(e.contains("not valid JSON"), "{e}");
+        let e = fails(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                "function": {"name": "f", "arguments": "[1]"}}]}]}));
+        assert!(e.contains("JSON object"), "{e}");
+
+        // A tool message naming its function, and the legacy `function` role.
+        let out = gemini(json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "tool", "tool_call_id": "unknown", "name": "lookup", "content": "ok"},
+            {"role": "function", "name": "legacy", "content": "{\"a\":1}"}]}));
+        assert_eq!(
+            out["contents"][0]["parts"],
+            json!([{"text": "x"},
+                {"functionResponse": {"name": "lookup", "response": {"output": "ok"}}},
+                {"functionResponse": {"name": "legacy", "response": {"a": 1}}}])
+        );
+    }
+
+    #[test]
+    fn media_parts() {
+        let out = gemini(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Compare these."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp?size=2"}},
+            {"type": "image_url", "image_url": "https://example.com/dog"},
+            {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "mp3"}},
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}}
+        ]}]}));
+        assert_eq!(
+            out["contents"][0]["parts"],
+            json!([
+                {"text": "Compare these."},
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                {"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/cat.webp?size=2"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/dog"}},
+                {"inlineData": {"mimeType": "audio/mp3", "data": "UklGRg=="}},
+                {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+            ])
+        );
+        for url in [
+            "ftp://x/y.png",
+            "data:image/svg+xml,<svg/>",
+            "data:;base64,AAAA",
+        ] {
+            let bad = chat(json!({"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}]}));
+            assert!(
+                to_gemini_request(&bad, &GeminiOptions::default()).is_err(),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasoning_effort_and_thinking_budget() {
+        let req = |effort: Value| {
+            let mut v = json!({"messages": [{"role": "user", "content": "x"}]});
+            if !effort.is_null() {
+                v["reasoning_effort"] = effort;
+            }
+            v
+        };
+        let thinking = |v: Value, opts: &GeminiOptions| {
+            gemini_with(v, opts)
+                .pointer("/generationConfig/thinkingConfig")
+                .cloned()
+        };
+        let pass = GeminiOptions::default();
+        let ignore = GeminiOptions {
+            reasoning: ReasoningMode::Ignore,
+            ..GeminiOptions::default()
+        };
+        for (effort, budget) in [
+            ("minimal", 1024),
+            ("low", 1024),
+            ("medium", 8192),
+            ("high", 24576),
+        ] {
+            assert_eq!(
+                thinking(req(json!(effort)), &pass),
+                Some(json!({"thinkingBudget": budget, "includeThoughts": true})),
+                "{effort}"
+            );
+            assert_eq!(
+                thinking(req(json!(effort)), &ignore),
+                Some(json!({ "thinkingBudget": budget })),
+                "{effort}"
+            );
+        }
+        assert_eq!(
+            thinking(req(json!("none")), &pass),
+            Some(json!({"thinkingBudget": 0}))
+        );
+        assert_eq!(thinking(req(Value::Null), &pass), None);
+        // The configured budget applies only when the client asks for nothing.
+        let budget = GeminiOptions {
+            thinking_budget: Some(-1),
+            reasoning: ReasoningMode::Concat,
+            ..GeminiOptions::default()
+        };
+        assert_eq!(
+            thinking(req(Value::Null), &budget),
+            Some(json!({"thinkingBudget": -1, "includeThoughts": true}))
+        );
+        assert_eq!(
+            thinking(req(json!("high")), &budget),
+            Some(json!({"thinkingBudget": 24576, "includeThoughts": true}))
+        );
+        // Google's OpenAI-compatible extension wins.
+        let mut v = req(json!("high"));
+        v["extra_body"] = json!({"google": {"thinking_config": {"thinking_level": "low", "include_thoughts": false}}});
+        assert_eq!(
+            thinking(v, &pass),
+            Some(json!({"thinkingLevel": "low", "includeThoughts": false}))
+        );
+        assert!(to_gemini_request(&chat(req(json!(3))), &pass).is_err());
+    }
+
+    #[test]
+    fn response_formats() {
+        let out = gemini(json!({"messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_object"}}));
+        assert_eq!(
+            out["generationConfig"],
+            json!({"responseMimeType": "application/json"})
+        );
+        let out = gemini(json!({"messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "person", "strict": true,
+                "schema": {"type": "object", "additionalProperties": false,
+                    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                    "required": ["name", "age"]}}}}));
+        assert_eq!(
+            out["generationConfig"],
+            json!({"responseMimeType": "application/json", "responseSchema": {"type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"]}})
+        );
+        let out = gemini(json!({"messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "text"}}));
+        assert!(out.get("generationConfig").is_none());
+    }
+
+    fn response(v: Value, mode: ReasoningMode) -> Value {
+        let body = v.to_string();
+        serde_json::to_value(from_gemini_response(body.as_bytes(), "gemini-2.5-pro", mode).unwrap())
+            .unwrap()
+    }
+
+    const THOUGHT_RESPONSE: &str = r#"{
+        "candidates": [{
+            "content": {"parts": [
+                {"text": "The user greets me.", "thought": true},
+                {"text": "Hello! "},
+                {"text": "How can I help?"}
+            ], "role": "model"},
+            "finishReason": "STOP",
+            "index": 0,
+            "safetyRatings": [{"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]
+        }],
+        "usageMetadata": {"promptTokenCount": 12, "candidatesTokenCount": 7, "totalTokenCount": 49,
+            "cachedContentTokenCount": 4, "thoughtsTokenCount": 30,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 12}]},
+        "modelVersion": "gemini-2.5-pro",
+        "responseId": "mzJ0aO2JN7SVz7IPsq"
+    }"#;
+
+    #[test]
+    fn response_text_thoughts_and_usage() {
+        let v: Value = serde_json::from_str(THOUGHT_RESPONSE).unwrap();
+        let out = response(v.clone(), ReasoningMode::Passthrough);
+        assert_eq!(
+            out,
+            json!({
+                "id": "chatcmpl-mzJ0aO2JN7SVz7IPsq",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gemini-2.5-pro",
+                "choices": [{"index": 0, "message": {"role": "assistant",
+                    "content": "Hello! How can I help?",
+                    "reasoning_content": "The user greets me."}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 37, "total_tokens": 49,
+                    "prompt_tokens_details": {"cached_tokens": 4},
+                    "completion_tokens_details": {"reasoning_tokens": 30}}
+            })
+        );
+        let out = response(v.clone(), ReasoningMode::Ignore);
+        assert_eq!(
+            out["choices"][0]["message"],
+            json!({"role": "assistant", "content": "Hello! How can I help?"})
+        );
+        let out = response(v, ReasoningMode::Concat);
+        assert_eq!(
+            out["choices"][0]["message"],
+            json!({"role": "assistant",
+                "content": "<think>The user greets me.</think>\nHello! How can I help?"})
+        );
+        // Without usage, ids or a model name.
+        let body = br#"{"candidates": [{"content": {"parts": [{"text": "hi"}], "role": "model"}}],
+            "modelVersion": "gemini-2.0-flash"}"#;
+        let out = from_gemini_response(body, "", ReasoningMode::Passthrough).unwrap();
+        assert_eq!(out.id, "chatcmpl-gemini");
+        assert_eq!(out.model, "gemini-2.0-flash");
+        assert_eq!(out.choices[0].finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            out.usage,
+            Some(openai::Usage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+                extra: Extra::new()
+            })
+        );
+        assert!(from_gemini_response(b"not json", "m", ReasoningMode::Passthrough).is_err());
+        let e = from_gemini_response(
+            br#"{"error": {"code": 500, "message": "boom", "status": "INTERNAL"}}"#,
+            "m",
+            ReasoningMode::Passthrough,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("boom"));
+    }
+
+    #[test]
+    fn response_from_a_streamed_json_array() {
+        let body = json!([
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}],
+             "usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 3}, "responseId": "r1",
+             "modelVersion": "gemini-2.5-flash"},
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"},
+                {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "c2ln"}]},
+                "finishReason": "STOP", "index": 0}],
+             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7},
+             "responseId": "r1"}
+        ]);
+        let out = response(body, ReasoningMode::Passthrough);
+        assert_eq!(out["id"], "chatcmpl-r1");
+        let message = &out["choices"][0]["message"];
+        assert_eq!(message["content"], "Hello");
+        assert_eq!(message["tool_calls"][0]["id"], "call_0__thought__c2ln");
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7})
+        );
+        let e = from_gemini_response(
+            br#"[{"candidates": []}, {"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}]"#,
+            "m",
+            ReasoningMode::Passthrough,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("overloaded"), "{e}");
+        assert!(from_gemini_response(b"[1]", "m", ReasoningMode::Passthrough).is_err());
+    }
+
+    #[test]
+    fn response_function_calls_with_signatures() {
+        let out = response(
+            json!({
+                "candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "Let me check."},
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                     "thoughtSignature": "CiIBVKhc7oDm+Q=="},
+                    {"functionCall": {"id": "fc-7", "name": "now"}}
+                ]}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 50, "candidatesTokenCount": 20,
+                    "toolUsePromptTokenCount": 5, "totalTokenCount": 75}
+            }),
+            ReasoningMode::Passthrough,
+        );
+        let choice = &out["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], "Let me check.");
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            json!([
+                {"id": "call_0__thought__CiIBVKhc7oDm+Q==", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                 "extra_content": {"google": {"thought_signature": "CiIBVKhc7oDm+Q=="}}},
+                {"id": "fc-7", "type": "function", "function": {"name": "now", "arguments": "{}"}}
+            ])
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 55, "completion_tokens": 20, "total_tokens": 75})
+        );
+    }
+
+    /// The assistant message of a translated response, as an OpenAI client sends it back.
+    fn replay(message: &Value, strip_extra: bool) -> Value {
+        let mut message = message.clone();
+        if strip_extra {
+            for call in message["tool_calls"].as_array_mut().unwrap() {
+                call.as_object_mut().unwrap().remove("extra_content");
+            }
+        }
+        message
+    }
+
+    #[test]
+    fn thought_signatures_round_trip() {
+        let upstream = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+             "thoughtSignature": "EjQKMgFVSsZbSig+abc/def="},
+            {"functionCall": {"name": "get_time", "args": {"tz": "CET"}}}
+        ]}, "finishReason": "STOP"}]});
+        let out = response(upstream, ReasoningMode::Passthrough);
+        let message = &out["choices"][0]["message"];
+
+        // A client keeping the whole tool call, one keeping only id/type/function, and one that
+        // keeps extra_content but rewrites ids.
+        let mut renamed = replay(message, false);
+        for (i, call) in renamed["tool_calls"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            call["id"] = json!(format!("client_{i}"));
+        }
+        for assistant in [replay(message, false), replay(message, true), renamed] {
+            let ids: Vec<String> = assistant["tool_calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect();
+            let next = gemini(json!({"messages": [
+                {"role": "user", "content": "Weather and time in Paris?"},
+                assistant,
+                {"role": "tool", "tool_call_id": ids[0], "content": "{\"temp\": 18}"},
+                {"role": "tool", "tool_call_id": ids[1], "content": "09:00"}
+            ]}));
+            assert_eq!(
+                next["contents"][1],
+                json!({"role": "model", "parts": [
+                    {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                     "thoughtSignature": "EjQKMgFVSsZbSig+abc/def="},
+                    {"functionCall": {"name": "get_time", "args": {"tz": "CET"}}}
+                ]}),
+                "{ids:?}"
+            );
+            assert_eq!(
+                next["contents"][2]["parts"],
+                json!([
+                    {"functionResponse": {"name": "get_weather", "response": {"temp": 18}}},
+                    {"functionResponse": {"name": "get_time", "response": {"output": "09:00"}}}
+                ])
+            );
+        }
+
+        // The streamed tool call carries the same id and extra_content.
+        let event = json!({"candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+             "thoughtSignature": "EjQKMgFVSsZbSig+abc/def="}]}, "finishReason": "STOP"}]});
+        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut wire = String::new();
+        s.on_event(&SseEvent::data(event.to_string()), &mut wire);
+        let streamed = chunks(&wire)
+            .into_iter()
+            .find_map(|c| c["choices"][0]["delta"].get("tool_calls").cloned())
+            .unwrap();
+        assert_eq!(streamed[0]["id"], message["tool_calls"][0]["id"]);
+        assert_eq!(
+            streamed[0]["extra_content"],
+            message["tool_calls"][0]["extra_content"]
+        );
+    }
+
+    #[test]
+    fn finish_reasons_and_blocked_prompts() {
+        for (reason, calls, finish) in [
+            ("STOP", false, "stop"),
+            ("STOP", true, "tool_calls"),
+            ("MAX_TOKENS", false, "length"),
+            ("MAX_TOKENS", true, "length"),
+            ("SAFETY", false, "content_filter"),
+            ("RECITATION", false, "content_filter"),
+            ("BLOCKLIST", false, "content_filter"),
+            ("PROHIBITED_CONTENT", false, "content_filter"),
+            ("SPII", false, "content_filter"),
+            ("MALFORMED_FUNCTION_CALL", false, "stop"),
+            ("OTHER", false, "stop"),
+        ] {
+            let mut parts = vec![json!({"text": "x"})];
+            if calls {
+                parts.push(json!({"functionCall": {"name": "f", "args": {}}}));
+            }
+            let out = response(
+                json!({"candidates": [{"content": {"parts": parts}, "finishReason": reason}]}),
+                ReasoningMode::Passthrough,
+            );
+            assert_eq!(out["choices"][0]["finish_reason"], finish, "{reason}");
+        }
+
+        let out = response(
+            json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+                "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}}),
+            ReasoningMode::Passthrough,
+        );
+        assert_eq!(
+            out["choices"],
+            json!([{"index": 0, "message": {"role": "assistant",
+                "refusal": "The prompt was blocked by Gemini (SAFETY)."},
+                "finish_reason": "content_filter"}])
+        );
+        assert_eq!(out["usage"]["prompt_tokens"], 9);
+
+        // Several candidates are several choices.
+        let out = response(
+            json!({"candidates": [
+                {"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP", "index": 0},
+                {"content": {"parts": [{"text": "b"}]}, "finishReason": "MAX_TOKENS", "index": 1}]}),
+            ReasoningMode::Passthrough,
+        );
+        assert_eq!(out["choices"][1]["index"], 1);
+        assert_eq!(out["choices"][1]["message"]["content"], "b");
+        assert_eq!(out["choices"][1]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn errors_map_to_openai_shape() {
+        let e = gemini_error_to_openai(
+            400,
+            br#"{"error": {"code": 400, "message": "* GenerateContentRequest.contents: contents is not specified\n", "status": "INVALID_ARGUMENT"}}"#,
+        );
+        assert_eq!(e.status, 400);
+        assert_eq!(e.error_type, "invalid_request_error");
+        assert_eq!(e.code.as_deref(), Some("INVALID_ARGUMENT"));
+        assert!(e.message.contains("contents is not specified"));
+
+        for (status, google, mapped) in [
+            (401, "UNAUTHENTICATED", "authentication_error"),
+            (403, "PERMISSION_DENIED", "permission_error"),
+            (404, "NOT_FOUND", "not_found_error"),
+            (429, "RESOURCE_EXHAUSTED", "rate_limit_exceeded"),
+            (500, "INTERNAL", "server_error"),
+            (503, "UNAVAILABLE", "server_error"),
+            (504, "DEADLINE_EXCEEDED", "server_error"),
+            (400, "FAILED_PRECONDITION", "invalid_request_error"),
+        ] {
+            let body = json!({"error": {"code": status, "message": "m", "status": google}});
+            let e = gemini_error_to_openai(status, body.to_string().as_bytes());
+            assert_eq!(
+                (e.status, e.error_type.as_str()),
+                (status, mapped),
+                "{google}"
+            );
+        }
+
+        // Google answers a bad key with 400; clients and key failover expect 401.
+        let e = gemini_error_to_openai(
+            400,
+            br#"{"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]}}"#,
+        );
+        assert_eq!(e.status, 401);
+        assert_eq!(e.error_type, "authentication_error");
+        assert_eq!(e.code.as_deref(), Some("API_KEY_INVALID"));
+
+        // streamGenerateContent without alt=sse wraps the error in an array.
+        let e = gemini_error_to_openai(
+            429,
+            br#"[{"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}]"#,
+        );
+        assert_eq!(e.error_type, "rate_limit_exceeded");
+        assert_eq!(e.message, "Quota exceeded");
+
+        // OpenAI-shaped errors (a gateway in between), non-JSON and empty bodies.
+        let e = gemini_error_to_openai(
+            503,
+            br#"{"error": {"message": "mock failure 503", "type": "mock_error", "code": "503"}}"#,
+        );
+        assert_eq!(
+            (e.error_type.as_str(), e.code.as_deref(), e.message.as_str()),
+            ("server_error", Some("503"), "mock failure 503")
+        );
+        let e = gemini_error_to_openai(502, b"<html>Bad Gateway</html>");
+        assert_eq!(
+            (e.error_type.as_str(), e.code, e.message.as_str()),
+            ("server_error", None, "<html>Bad Gateway</html>")
+        );
+        let e = gemini_error_to_openai(404, b"");
+        assert_eq!(e.error_type, "not_found_error");
+        assert_eq!(e.message, "upstream returned HTTP 404");
+    }
+
+    fn sse(events: &[Value]) -> String {
+        events
+            .iter()
+            .map(|e| format!("data: {e}\r\n\r\n"))
+            .collect()
+    }
+
+    /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
+    fn translate(wire: &str, piece: usize, mode: ReasoningMode) -> String {
+        let mut decoder = SseDecoder::default();
+        let mut stream = GeminiStream::new("gemini-2.5-flash", mode);
+        let mut out = String::new();
+        let mut events = Vec::new();
+        for chunk in wire.as_bytes().chunks(piece) {
+            decoder.feed(chunk, &mut events).unwrap();
+            for ev in events.drain(..) {
+                stream.on_event(&ev, &mut out);
+            }
+        }
+        decoder.finish(&mut events);
+        for ev in events.drain(..) {
+            stream.on_event(&ev, &mut out);
+        }
+        stream.finish(&mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    fn datas(out: &str) -> Vec<String> {
+        let mut decoder = SseDecoder::default();
+        let mut events = Vec::new();
+        decoder.feed(out.as_bytes(), &mut events).unwrap();
+        decoder.finish(&mut events);
+        assert!(events.iter().all(|e| e.event.is_none()));
+        events.into_iter().map(|e| e.data).collect()
+    }
+
+    fn chunks(out: &str) -> Vec<Value> {
+        datas(out)
+            .iter()
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    fn stream_events() -> Vec<Value> {
+        let meta = json!({"modelVersion": "gemini-2.5-flash", "responseId": "resp-1"});
+        let with = |mut v: Value| {
+            for (k, val) in meta.as_object().unwrap() {
+                v[k] = val.clone();
+            }
+            v
+        };
+        vec![
+            with(
+                json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"text": "Thinking about ", "thought": true}]}, "index": 0}],
+                "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10}}),
+            ),
+            with(
+                json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"text": "weather.", "thought": true}]}, "index": 0}],
+                "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 10}}),
+            ),
+            with(
+                json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"text": "It is "}]}, "index": 0}],
+                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 2, "totalTokenCount": 30,
+                    "thoughtsTokenCount": 18}}),
+            ),
+            with(
+                json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"text": "sunny."},
+                {"functionCall": {"name": "log", "args": {"msg": "done", "n": [1, 2]}},
+                 "thoughtSignature": "c2lnLTE="}]},
+                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 9, "totalTokenCount": 41,
+                    "cachedContentTokenCount": 3, "thoughtsTokenCount": 22}}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn stream_text_thoughts_tool_call_and_last_usage() {
+        let out = translate(
+            &sse(&stream_events()),
+            usize::MAX,
+            ReasoningMode::Passthrough,
+        );
+        assert!(out.ends_with("data: [DONE]\n\n"));
+        assert_eq!(out.matches("[DONE]").count(), 1);
+        let chunks = chunks(&out);
+        for c in &chunks {
+            assert_eq!(c["id"], "chatcmpl-resp-1");
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["model"], "gemini-2.5-flash");
+        }
+        let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(
+            chunks[0]["choices"],
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])
+        );
+        assert_eq!(deltas[1], &json!({"reasoning_content": "Thinking about "}));
+        assert_eq!(deltas[2], &json!({"reasoning_content": "weather."}));
+        assert_eq!(deltas[3], &json!({"content": "It is "}));
+        assert_eq!(deltas[4], &json!({"content": "sunny."}));
+        // The whole call at once: id, name and all arguments.
+        assert_eq!(
+            deltas[5],
+            &json!({"tool_calls": [{"index": 0, "id": "call_0__thought__c2lnLTE=", "type": "function",
+                "function": {"name": "log", "arguments": "{\"msg\":\"done\",\"n\":[1,2]}"},
+                "extra_content": {"google": {"thought_signature": "c2lnLTE="}}}]})
+        );
+        assert_eq!(chunks[6]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(deltas[6], &json!({}));
+        let usage = &chunks[7];
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(
+            usage["usage"],
+            json!({"prompt_tokens": 10, "completion_tokens": 31, "total_tokens": 41,
+                "prompt_tokens_details": {"cached_tokens": 3},
+                "completion_tokens_details": {"reasoning_tokens": 22}})
+        );
+        assert_eq!(chunks.len(), 8);
+    }
+
+    #[test]
+    fn stream_output_does_not_depend_on_batching() {
+        let wire = sse(&stream_events());
+        let whole = translate(&wire, usize::MAX, ReasoningMode::Passthrough);
+        for piece in [1, 2, 7, 64, 333] {
+            assert_eq!(
+                translate(&wire, piece, ReasoningMode::Passthrough),
+                whole,
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_reasoning_modes() {
+        let wire = sse(&stream_events());
+        let content = |mode| -> String {
+            chunks(&translate(&wire, 5, mode))
+                .iter()
+                .filter_map(|c| {
+                    c["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        assert_eq!(
+            content(ReasoningMode::Concat),
+            "<think>Thinking about weather.</think>\nIt is sunny."
+        );
+        assert_eq!(content(ReasoningMode::Ignore), "It is sunny.");
+        let out = translate(&wire, 5, ReasoningMode::Ignore);
+        assert!(!out.contains("reasoning_content"));
+        assert!(!translate(&wire, 5, ReasoningMode::Concat).contains("reasoning_content"));
+
+        // Thoughts then a tool call (no text): the think block closes before the call; a
+        // stream ending inside thoughts closes it at the end.
+        let events = [
+            json!({"candidates": [{"content": {"parts": [{"text": "hmm", "thought": true}]}}]}),
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {}}}]}}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "again", "thought": true}]}}]}),
+        ];
+        let deltas: Vec<Value> = chunks(&translate(&sse(&events), 3, ReasoningMode::Concat))
+            .iter()
+            .map(|c| c["choices"][0]["delta"].clone())
+            .collect();
+        assert_eq!(deltas[1], json!({"content": "<think>hmm"}));
+        assert_eq!(deltas[2], json!({"content": "</think>\n"}));
+        assert_eq!(deltas[3]["tool_calls"][0]["id"], "call_0");
+        assert_eq!(deltas[4], json!({"content": "<think>again"}));
+        assert_eq!(deltas[5], json!({"content": "</think>\n"}));
+        assert_eq!(deltas[6], Value::Null); // the usage chunk
+    }
+
+    #[test]
+    fn stream_error_event_ends_the_stream() {
+        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut out = String::new();
+        s.on_event(
+            &SseEvent::data(
+                json!({"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]}).to_string(),
+            ),
+            &mut out,
+        );
+        out.clear();
+        s.on_event(
+            &SseEvent::data(r#"{"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}"#),
+            &mut out,
+        );
+        s.on_event(
+            &SseEvent::data(
+                json!({"candidates": [{"content": {"parts": [{"text": "lo"}]}}]}).to_string(),
+            ),
+            &mut out,
+        );
+        s.finish(&mut out);
+        let d = datas(&out);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            serde_json::from_str::<Value>(&d[0]).unwrap(),
+            json!({"error": {"message": "The model is overloaded. Please try again later.",
+                "type": "server_error", "code": "UNAVAILABLE"}})
+        );
+        assert_eq!(d[1], "[DONE]");
+
+        // A 429 error without a status string is typed from its code.
+        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut out = String::new();
+        s.on_event(
+            &SseEvent::data(r#"{"error": {"code": 429, "message": "slow"}}"#),
+            &mut out,
+        );
+        assert_eq!(chunks(&out)[0]["error"]["type"], "rate_limit_exceeded");
+    }
+
+    #[test]
+    fn stream_cut_short_blocked_and_several_candidates() {
+        // Nothing at all: still a usage chunk and [DONE].
+        let out = translate("", 1, ReasoningMode::Passthrough);
+        let c = chunks(&out);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0]["usage"]["total_tokens"], 0);
+        assert_eq!(c[0]["id"], "chatcmpl-gemini");
+        assert!(out.ends_with("data: [DONE]\n\n"));
+
+        // A blocked prompt.
+        let wire = sse(&[
+            json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+            "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4}}),
+        ]);
+        let c = chunks(&translate(&wire, 4, ReasoningMode::Passthrough));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[1]["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(
+            c[1]["choices"][0]["delta"]["refusal"],
+            "The prompt was blocked by Gemini (PROHIBITED_CONTENT)."
+        );
+        assert_eq!(c[2]["usage"]["prompt_tokens"], 4);
+
+        // Two candidates, each with its role chunk, content and finish; junk events skipped.
+        let mut wire = sse(&[
+            json!({"candidates": [
+                {"content": {"parts": [{"text": "a"}]}, "index": 0},
+                {"content": {"parts": [{"text": "b"}]}, "index": 1}]}),
+            json!({"candidates": [
+                {"content": {"parts": [{"text": "c"}]}, "index": 1, "finishReason": "MAX_TOKENS"},
+                {"content": {"parts": []}, "index": 0, "finishReason": "STOP"}]}),
+        ]);
+        wire.push_str(": keep-alive\n\ndata: not json\n\n");
+        let c = chunks(&translate(&wire, 3, ReasoningMode::Passthrough));
+        let by = |i: u64| -> Vec<Value> {
+            c.iter()
+                .filter(|c| c["choices"][0]["index"] == i)
+                .map(|c| c["choices"][0].clone())
+                .collect()
+        };
+        assert_eq!(by(0).len(), 3);
+        assert_eq!(by(1).len(), 4);
+        assert_eq!(by(1)[3]["finish_reason"], "length");
+        assert_eq!(by(0)[2]["finish_reason"], "stop");
+        assert_eq!(c.len(), 8);
+    }
+
+    #[test]
+    fn embeddings_both_ways() {
+        let out = to_gemini_embeddings(
+            &json!({"model": "text-embedding-004", "input": ["hello world", "bye"], "dimensions": 256,
+                "encoding_format": "float"}),
+            "text-embedding-004",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"requests": [
+                {"model": "models/text-embedding-004", "content": {"parts": [{"text": "hello world"}]},
+                 "outputDimensionality": 256},
+                {"model": "models/text-embedding-004", "content": {"parts": [{"text": "bye"}]},
+                 "outputDimensionality": 256}
+            ]})
+        );
+        let out =
+            to_gemini_embeddings(&json!({"input": "one"}), "models/gemini-embedding-001").unwrap();
+        assert_eq!(
+            out,
+            json!({"requests": [{"model": "models/gemini-embedding-001",
+                "content": {"parts": [{"text": "one"}]}}]})
+        );
+        for bad in [json!({"input": [1, 2, 3]}), json!({"input": []}), json!({})] {
+            assert!(to_gemini_embeddings(&bad, "m").is_err(), "{bad}");
+        }
+
+        let out = from_gemini_embeddings(
+            br#"{"embeddings": [{"values": [0.1, -0.2]}, {"values": [0.3, 0.4]}]}"#,
+            "text-embedding-004",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"object": "list", "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.1, -0.2]},
+                {"object": "embedding", "index": 1, "embedding": [0.3, 0.4]}],
+                "model": "text-embedding-004",
+                "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        );
+        let out = from_gemini_embeddings(
+            br#"{"embedding": {"values": [1.0]}, "usageMetadata": {"promptTokenCount": 3}}"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(out["data"][0]["embedding"], json!([1.0]));
+        assert_eq!(out["usage"]["prompt_tokens"], 3);
+        assert!(from_gemini_embeddings(b"{}", "m").is_err());
+        assert!(from_gemini_embeddings(b"[", "m").is_err());
+        assert!(from_gemini_embeddings(
+            br#"{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}"#,
+            "m"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,543 @@
+//! The request and answer of one provider family, as the stage and the fallback callouts need
+//! them: the upstream body, the headers decided from it, and how the answer is translated back
+//! into the client's format.
+
+use crate::config::Protocol;
+use crate::providers::{Auth, Family, Native, Provider};
+use crate::sigv4;
+use crate::translate::{
+    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, triton, ChunkTranslator,
+    ReasoningMode, SseTranslator, TranslateError,
+};
+use sdk::api::{ApiKind, ClientProtocol};
+use sdk::error::ErrorReply;
+use sdk::llm::openai;
+use sdk::pipeline::RequestBody;
+use serde_json::{json, Value};
+use std::time::SystemTime;
+
+/// Longest error text from a non-JSON upstream answer kept in the JSON error.
+const MAX_ERROR_TEXT: usize = 512;
+
+/// The request as it goes to the provider.
+pub struct Outbound {
+    /// Upstream body.
+    pub body: RequestBody,
+    /// Headers decided from the body (`:path` with the model, signatures, …).
+    pub late: Vec<(String, Option<String>)>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The model sent upstream (after mapping).
+    pub model: String,
+}
+
+fn bad_request(e: TranslateError) -> ErrorReply {
+    ErrorReply::bad_request("unsupported_request", e.0)
+}
+
+/// Headers that point a request at the provider (host, key, version headers), independent of the
+/// body. `token` is the chosen key.
+pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)> {
+    let mut out = vec![(":authority".to_string(), p.host.clone())];
+    if let Some(token) = token.filter(|_| !p.passthrough_client_key) {
+        match p.auth {
+            Auth::Bearer => out.push(("authorization".into(), format!("Bearer {token}"))),
+            Auth::Header(name) => out.push((name.into(), token.to_string())),
+            Auth::Scheme(scheme) => out.push(("authorization".into(), format!("{scheme} {token}"))),
+            // Signed per request from the body, or a token fetched by the gateway.
+            Auth::SigV4 | Auth::OAuth => {}
+        }
+    }
+    if p.family == Family::Claude {
+        out.push(("anthropic-version".into(), p.claude_version.clone()));
+    }
+    out
+}
+
+/// Whether the upstream path depends on the body (the model is part of it).
+pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
+    matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)
+        && matches!(
+            api,
+            ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
+        )
+}
+
+/// Translates the client's body for provider `p`. `path` is the upstream path chosen from the
+/// headers (used when it does not depend on the body).
+pub fn outbound(
+    p: &Provider,
+    body: RequestBody,
+    api: ApiKind,
+    now: SystemTime,
+    path: &str,
+) -> Result<Outbound, ErrorReply> {
+    // An Anthropic client to a non-Anthropic provider goes through the OpenAI shape.
+    let body = match body {
+        RequestBody::Messages(msgs) if p.family != Family::Claude => {
+            let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
+            let include_usage = p.include_usage || p.family != Family::OpenAi;
+            RequestBody::Chat(
+                messages::to_openai_request(&msgs, &model, include_usage).map_err(bad_request)?,
+            )
+        }
+        other => other,
+    };
+    let stream = match &body {
+        RequestBody::Chat(c) => c.stream == Some(true),
+        RequestBody::Messages(m) => m.stream == Some(true),
+        RequestBody::Json(v) => v.get("stream") == Some(&Value::Bool(true)),
+    };
+    let mut out = Outbound {
+        model: String::new(),
+        body,
+        late: Vec::new(),
+        stream,
+    };
+    match std::mem::replace(&mut out.body, RequestBody::Json(Value::Null)) {
+        RequestBody::Chat(mut chat) => {
+            let model = p.mapping.map(chat.model.as_deref().unwrap_or_default());
+            out.model = model.clone();
+            out.body = chat_body(p, &mut chat, &model, stream, &mut out.late)?;
+        }
+        RequestBody::Messages(mut msgs) => {
+            // Only Anthropic upstreams get here.
+            let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
+            msgs.model = Some(model.clone());
+            out.model = model;
+            out.body = RequestBody::Messages(msgs);
+        }
+        RequestBody::Json(mut v) => {
+            let model = v
+                .get("model")
+                .and_then(Value::as_str)
+                .map(|m| p.mapping.map(m));
+            out.model = model.clone().unwrap_or_default();
+            out.body = match (p.family, api) {
+                (Family::Gemini, ApiKind::Embeddings) => {
+                    let model = model.unwrap_or_default();
+                    out.late.push((
+                        ":path".into(),
+                        Some(gemini_path(p, &model, "batchEmbedContents")),
+                    ));
+                    RequestBody::Json(
+                        gemini::to_gemini_embeddings(&v, &model).map_err(bad_request)?,
+                    )
+                }
+                (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
+                    cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
+                ),
+                (Family::OpenAi | Family::Claude, _) => {
+                    if let Some(model) = model {
+                        v["model"] = json!(model);
+                    }
+                    if stream && p.include_usage && p.family == Family::OpenAi {
+                        if let Some(obj) = v.as_object_mut() {
+                            ask_for_usage(obj);
+                        }
+                    }
+                    RequestBody::Json(v)
+                }
+                (family, api) => {
+                    return Err(ErrorReply::new(
+                        404,
+                        "invalid_request_error",
+                        Some("unsupported_endpoint"),
+                        format!(
+                            "{api:?} is not available for provider type `{}` ({family:?})",
+                            p.kind
+                        ),
+                    ))
+                }
+            };
+        }
+    }
+    if !p.custom_settings.is_empty() {
+        let mut value = match std::mem::replace(&mut out.body, RequestBody::Json(Value::Null)) {
+            RequestBody::Chat(c) => serde_json::to_value(c),
+            RequestBody::Messages(m) => serde_json::to_value(m),
+            RequestBody::Json(v) => Ok(v),
+        }
+        .map_err(|e| ErrorReply::internal(format!("cannot encode the request: {e}")))?;
+        for setting in &p.custom_settings {
+            setting.apply(&mut value);
+        }
+        out.body = RequestBody::Json(value);
+    }
+    if p.auth == Auth::SigV4 {
+        out.late.extend(sign(p, &out, path, now)?);
+    }
+    Ok(out)
+}
+
+/// The upstream body of a chat request.
+fn chat_body(
+    p: &Provider,
+    chat: &mut openai::ChatRequest,
+    model: &str,
+    stream: bool,
+    late: &mut Vec<(String, Option<String>)>,
+) -> Result<RequestBody, ErrorReply> {
+    Ok(match (&p.family, &p.native) {
+        (Family::OpenAi, _) => {
+            chat.model = Some(model.to_string());
+            if stream && p.include_usage {
+                ask_for_usage(&mut chat.extra);
+            }
+            RequestBody::Chat(chat.clone())
+        }
+        (Family::Claude, _) => RequestBody::Messages(
+            claude::to_claude_request(chat, model, p.claude_max_tokens).map_err(bad_request)?,
+        ),
+        (Family::Gemini, Native::Gemini(g)) => {
+            let action = if stream {
+                "streamGenerateContent?alt=sse"
+            } else {
+                "generateContent"
+            };
+            late.push((":path".into(), Some(gemini_path(p, model, action))));
+            let opts = gemini::GeminiOptions {
+                safety_settings: g.safety_settings.clone(),
+                reasoning: p.reasoning,
+                thinking_budget: g.thinking_budget,
+            };
+            RequestBody::Json(gemini::to_gemini_request(chat, &opts).map_err(bad_request)?)
+        }
+        (Family::Bedrock, Native::Bedrock(b)) => {
+            late.push((":path".into(), Some(bedrock::converse_path(model, stream))));
+            let opts = bedrock::BedrockOptions {
+                model: model.to_string(),
+                additional_fields: b.additional_fields.clone(),
+                ..bedrock::BedrockOptions::default()
+            };
+            RequestBody::Json(bedrock::to_converse_request(chat, &opts).map_err(bad_request)?)
+        }
+        (Family::Cohere, _) => {
+            RequestBody::Json(cohere::to_cohere_request(chat, model).map_err(bad_request)?)
+        }
+        (Family::Qwen, _) => {
+            late.push((
+                ":path".into(),
+                Some(qwen::chat_path(chat, model).to_string()),
+            ));
+            if stream {
+                late.push(("x-dashscope-sse".into(), Some("enable".into())));
+            }
+            RequestBody::Json(qwen::to_qwen_request(chat, model).map_err(bad_request)?)
+        }
+        (Family::Dify, Native::Dify(o)) => {
+            RequestBody::Json(dify::to_dify_request(chat, model, o).map_err(bad_request)?)
+        }
+        (Family::Triton, Native::Triton(o)) => {
+            late.push((":path".into(), Some(triton::triton_path(model, o, stream))));
+            RequestBody::Json(triton::to_triton_request(chat, model, o).map_err(bad_request)?)
+        }
+        (Family::Deepl, Native::Deepl(o)) => {
+            RequestBody::Json(deepl::to_deepl_request(chat, model, o).map_err(bad_request)?)
+        }
+        (family, _) => {
+            return Err(ErrorReply::internal(format!(
+                "provider `{}` ({family:?}) has no settings",
+                p.kind
+            )))
+        }
+    })
+}
+
+fn gemini_path(p: &Provider, model: &str, action: &str) -> String {
+    match &p.native {
+        Native::Gemini(g) => format!("{}/{}:{action}", g.model_prefix, encode_segment(model)),
+        _ => String::new(),
+    }
+}
+
+/// Percent-encodes a path segment (RFC 3986 unreserved characters stay).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn ask_for_usage(extra: &mut serde_json::Map<String, Value>) {
+    let options = extra.entry("stream_options").or_insert_with(|| json!({}));
+    if let Some(obj) = options.as_object_mut() {
+        obj.entry("include_usage").or_insert(Value::Bool(true));
+    }
+}
+
+/// The encoded upstream body.
+pub fn encode(body: &RequestBody) -> Result<Vec<u8>, ErrorReply> {
+    match body {
+        RequestBody::Chat(c) => serde_json::to_vec(c),
+        RequestBody::Messages(m) => serde_json::to_vec(m),
+        RequestBody::Json(v) => serde_json::to_vec(v),
+    }
+    .map_err(|e| ErrorReply::internal(format!("cannot encode the request: {e}")))
+}
+
+/// AWS SigV4 headers for the request as it will be sent.
+fn sign(
+    p: &Provider,
+    out: &Outbound,
+    path: &str,
+    now: SystemTime,
+) -> Result<Vec<(String, Option<String>)>, ErrorReply> {
+    let Native::Bedrock(b) = &p.native else {
+        return Ok(Vec::new());
+    };
+    let Some(creds) = &b.credentials else {
+        return Ok(Vec::new());
+    };
+    let path = out
+        .late
+        .iter()
+        .rev()
+        .find(|(n, _)| n == ":path")
+        .and_then(|(_, v)| v.clone())
+        .unwrap_or_else(|| path.to_string());
+    let body = encode(&out.body)?;
+    let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+    let headers = [
+        ("host", p.host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let req = sigv4::RequestParts {
+        method: "POST",
+        path,
+        query,
+        headers: &headers,
+        payload: &body,
+    };
+    Ok(sigv4::sign(&req, &b.region, "bedrock", now, creds, true)
+        .into_iter()
+        .map(|(n, v)| (n, Some(v)))
+        .collect())
+}
+
+/// How an answer is rewritten for the client.
+pub enum Plan {
+    /// Passed through.
+    Untouched,
+    /// Buffered and translated whole.
+    Json,
+    /// Translated chunk by chunk.
+    Stream(Box<dyn ChunkTranslator>),
+}
+
+/// Whether answers from `family` need rewriting for `client`.
+pub fn translating(client: ClientProtocol, family: Family) -> bool {
+    !matches!(
+        (client, family),
+        (ClientProtocol::OpenAi, Family::OpenAi) | (ClientProtocol::Anthropic, Family::Claude)
+    )
+}
+
+/// The stream translator from `family`'s stream to OpenAI SSE.
+fn openai_stream(
+    family: Family,
+    model: &str,
+    reasoning: ReasoningMode,
+    native: &Native,
+) -> Option<Box<dyn ChunkTranslator>> {
+    Some(match family {
+        Family::OpenAi => return None,
+        // Always end with a usage chunk: the OpenAI SDKs accept it, and counting needs it.
+        Family::Claude => Box::new(SseTranslator::new(claude::ClaudeStream::new(true))),
+        Family::Gemini => Box::new(SseTranslator::new(gemini::GeminiStream::new(
+            model, reasoning,
+        ))),
+        Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, reasoning)),
+        Family::Cohere => Box::new(SseTranslator::new(cohere::CohereStream::new(
+            model, reasoning,
+        ))),
+        Family::Qwen => Box::new(SseTranslator::new(qwen::QwenStream::new(model, reasoning))),
+        Family::Dify => match native {
+            Native::Dify(o) => Box::new(SseTranslator::new(dify::DifyStream::new(model, o))),
+            _ => return None,
+        },
+        Family::Triton => Box::new(SseTranslator::new(triton::TritonStream::new(model))),
+        Family::Deepl => return None,
+    })
+}
+
+/// OpenAI SSE text → a second translator (for Anthropic clients of non-Anthropic providers).
+struct Chain {
+    first: Box<dyn ChunkTranslator>,
+    second: Box<dyn ChunkTranslator>,
+}
+
+impl ChunkTranslator for Chain {
+    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
+        let mut mid = String::new();
+        self.first.feed(chunk, end, &mut mid);
+        self.second.feed(mid.as_bytes(), end, out);
+    }
+}
+
+/// Plans the rewrite of a successful answer.
+pub fn plan(
+    client: ClientProtocol,
+    family: Family,
+    stream: bool,
+    model: &str,
+    reasoning: ReasoningMode,
+    native: &Native,
+) -> Plan {
+    if !translating(client, family) {
+        return Plan::Untouched;
+    }
+    if !stream {
+        return Plan::Json;
+    }
+    let to_messages = || -> Box<dyn ChunkTranslator> {
+        Box::new(SseTranslator::new(messages::MessagesStream::new()))
+    };
+    match (client, openai_stream(family, model, reasoning, native)) {
+        (ClientProtocol::OpenAi, Some(t)) => Plan::Stream(t),
+        (ClientProtocol::Anthropic, Some(first)) => Plan::Stream(Box::new(Chain {
+            first,
+            second: to_messages(),
+        })),
+        (ClientProtocol::Anthropic, None) if family == Family::OpenAi => {
+            Plan::Stream(to_messages())
+        }
+        // A provider without streams answered JSON to a stream request: buffered.
+        _ => Plan::Json,
+    }
+}
+
+/// Translates a whole successful answer.
+#[allow(clippy::too_many_arguments)]
+pub fn translate_json(
+    client: ClientProtocol,
+    family: Family,
+    native: &Native,
+    api: ApiKind,
+    body: &[u8],
+    model: &str,
+    reasoning: ReasoningMode,
+    stream: bool,
+) -> Result<Vec<u8>, String> {
+    let e = |e: TranslateError| e.0;
+    if api == ApiKind::Embeddings {
+        let v = match family {
+            Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,
+            Family::Cohere => cohere::from_cohere_embed(body, model).map_err(e)?,
+            _ => return Ok(body.to_vec()),
+        };
+        return Ok(v.to_string().into_bytes());
+    }
+    let chat = match family {
+        Family::OpenAi => {
+            serde_json::from_slice::<openai::ChatResponse>(body).map_err(|e| e.to_string())?
+        }
+        Family::Claude => {
+            let resp = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            claude::from_claude_response(&resp)
+        }
+        Family::Gemini => gemini::from_gemini_response(body, model, reasoning).map_err(e)?,
+        Family::Bedrock => bedrock::from_converse_response(body, model, reasoning).map_err(e)?,
+        Family::Cohere => cohere::from_cohere_response(body, model, reasoning).map_err(e)?,
+        Family::Qwen => qwen::from_qwen_response(body, model, reasoning).map_err(e)?,
+        Family::Dify => match native {
+            Native::Dify(o) => dify::from_dify_response(body, model, o).map_err(e)?,
+            _ => return Err("dify settings missing".into()),
+        },
+        Family::Triton => triton::from_triton_response(body, model).map_err(e)?,
+        Family::Deepl => deepl::from_deepl_response(body, model).map_err(e)?,
+    };
+    let encoded = match client {
+        ClientProtocol::OpenAi if stream => {
+            // A stream request answered whole (DeepL, or a fallback callout): sent as SSE.
+            return Ok(as_sse(&chat).into_bytes());
+        }
+        ClientProtocol::OpenAi => serde_json::to_vec(&chat),
+        ClientProtocol::Anthropic => serde_json::to_vec(&messages::to_messages_response(&chat)),
+    };
+    encoded.map_err(|e| e.to_string())
+}
+
+/// A whole answer as an OpenAI stream: one content chunk, the finish, usage, `[DONE]`.
+fn as_sse(chat: &openai::ChatResponse) -> String {
+    let mut out = String::new();
+    let mut push = |v: Value| {
+        sdk::sse::SseEvent::data(v.to_string()).encode_into(&mut out);
+    };
+    for choice in &chat.choices {
+        let mut delta = serde_json::to_value(&choice.message).unwrap_or_else(|_| json!({}));
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (i, call) in calls.iter_mut().enumerate() {
+                call["index"] = json!(i);
+            }
+        }
+        push(
+            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
+            "model": chat.model, "choices": [{"index": choice.index, "delta": delta, "finish_reason": choice.finish_reason}]}),
+        );
+    }
+    if chat.usage.is_some() {
+        push(
+            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
+            "model": chat.model, "choices": [], "usage": chat.usage}),
+        );
+    }
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
+/// An upstream error answer in the client's error shape.
+pub fn translate_error(
+    client: ClientProtocol,
+    family: Family,
+    status: u32,
+    body: &[u8],
+    error_type: Option<&str>,
+) -> Vec<u8> {
+    let json = serde_json::from_slice::<Value>(body).is_ok();
+    let reply = match (client, family) {
+        (ClientProtocol::Anthropic, Family::OpenAi) if json => {
+            messages::openai_error_to_anthropic(status, body)
+        }
+        (_, Family::Claude) if json => claude::claude_error_to_openai(status, body),
+        (_, Family::Gemini) => gemini::gemini_error_to_openai(status, body),
+        (_, Family::Bedrock) => bedrock::bedrock_error_to_openai(status, error_type, body),
+        (_, Family::Cohere) => cohere::cohere_error_to_openai(status, body),
+        (_, Family::Qwen) => qwen::qwen_error_to_openai(status, body),
+        (_, Family::Dify) => dify::dify_error_to_openai(status, body),
+        (_, Family::Triton) => triton::triton_error_to_openai(status, body),
+        (_, Family::Deepl) => deepl::deepl_error_to_openai(status, body),
+        (ClientProtocol::OpenAi, Family::OpenAi) if json => return body.to_vec(),
+        _ => text_error(status, body),
+    };
+    reply.body(client).into_bytes()
+}
+
+/// A JSON error for a non-JSON error answer.
+pub fn text_error(status: u32, body: &[u8]) -> ErrorReply {
+    let text = String::from_utf8_lossy(body);
+    let mut end = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = match text[..end].trim() {
+        "" => format!("upstream answered {status}"),
+        t => t.to_string(),
+    };
+    let kind = if status >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    ErrorReply::new(status, kind, Some("upstream_error"), message)
+}
+
+/// Whether the answer of a provider in this protocol mode is left alone entirely.
+pub fn passthrough(p: &Provider) -> bool {
+    p.protocol == Protocol::Original
+}
