@@ -1,6 +1,9 @@
 """Drives the gateway with the official OpenAI Python SDK and prints what it parsed as JSON.
 
-usage: openai_client.py BASE_URL MODEL   (BASE_URL like http://127.0.0.1:10000/v1)
+usage: openai_client.py BASE_URL MODEL [followup]   (BASE_URL like http://127.0.0.1:10000/v1)
+
+With `followup`, the tool call is answered in a second turn that sends the assistant message back
+as the SDK parsed it (what carries provider state such as Gemini's thought signatures).
 """
 import json
 import sys
@@ -45,6 +48,13 @@ def main() -> None:
     call = r.choices[0].message.tool_calls[0]
     out["tool"] = {"name": call.function.name, "arguments": json.loads(call.function.arguments),
                    "finish": r.choices[0].finish_reason}
+    if len(sys.argv) > 3 and sys.argv[3] == "followup":
+        assistant = r.choices[0].message.model_dump(exclude_none=True)
+        f = client.chat.completions.create(model=model, tools=TOOLS, messages=[
+            {"role": "user", "content": "Weather in Paris?"}, assistant,
+            {"role": "tool", "tool_call_id": call.id, "content": "{\"sky\": \"sunny\"}"}])
+        out["followup"] = {"content": f.choices[0].message.content,
+                           "finish": f.choices[0].finish_reason}
 
     stream = client.chat.completions.create(
         model=model, tools=TOOLS, stream=True, messages=[{"role": "user", "content": "Weather in Paris?"}])

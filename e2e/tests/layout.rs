@@ -41,7 +41,7 @@ fn the_trial_runs_every_plugin_in_one_filter() {
     let shipped = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
     let (bootstrap, ecds) = e2e::envoy::render_trial_gateway(&shipped, ".run/ecds").unwrap();
     assert!(bootstrap.contains("path: .run/ecds/ai-gateway.yaml"));
-    assert!(!bootstrap.contains("envoy/ecds/"));
+    assert!(!bootstrap.contains("path: envoy/ecds/"));
     assert!(
         bootstrap.contains("filename: dist/ai-gateway.wasm"),
         "the companion filter"

@@ -2,6 +2,7 @@
 //! with tiktoken when it does not. Memory: the unfinished SSE tail plus at most 64 KiB of
 //! generated text before counting starts (a JSON answer is kept whole to be parsed).
 
+use crate::pipeline::Exchange;
 use crate::sse::SseDecoder;
 use crate::tokens::{self, Encoding, TokenCounter};
 use crate::usage::{self, StreamUsage, Usage};
@@ -69,6 +70,44 @@ impl UsageMeter {
         )
     }
 
+    /// [`UsageMeter::feed`] for a pipeline stage: stream events and the JSON answer are taken
+    /// from the exchange, parsed once for every stage that sees the same bytes.
+    pub fn feed_shared(
+        &mut self,
+        ex: &mut Exchange,
+        chunk: &[u8],
+        end: bool,
+        mut observe: impl FnMut(Doc, &Value),
+    ) {
+        if let Some(decoder) = self.sse.as_ref() {
+            if !decoder.is_idle() {
+                return self.feed(chunk, end, observe);
+            }
+            let (events, idle_after) = ex.response_events(chunk);
+            if !(idle_after || end) {
+                // A partial event at the end: this meter's own decoder keeps it.
+                return self.feed(chunk, end, observe);
+            }
+            for ev in events {
+                if let Some(data) = &ev.json {
+                    self.on_event(data);
+                    observe(Doc::Event, data);
+                }
+            }
+            return;
+        }
+        if !(end && self.json_body.is_empty()) {
+            return self.feed(chunk, end, observe);
+        }
+        // The whole answer in one piece (the pipeline buffered it).
+        if !chunk.is_empty() && chunk.len() <= MAX_JSON_BODY {
+            if let Some(doc) = ex.response_json(chunk) {
+                self.on_json(doc);
+                observe(Doc::Body, doc);
+            }
+        }
+    }
+
     /// Feeds one chunk of the answer; `observe` sees each stream event and the whole JSON answer.
     pub fn feed(&mut self, chunk: &[u8], end: bool, mut observe: impl FnMut(Doc, &Value)) {
         if let Some(decoder) = self.sse.as_mut() {
@@ -93,14 +132,18 @@ impl UsageMeter {
         }
         if end && !self.json_body.is_empty() {
             if let Ok(doc) = serde_json::from_slice::<Value>(&self.json_body) {
-                self.json_usage = usage::from_json(&doc);
-                self.response_model = usage::response_model(&doc);
-                if self.estimate && self.json_usage.is_none() {
-                    usage::response_text(&doc, &mut self.pending);
-                }
+                self.on_json(&doc);
                 observe(Doc::Body, &doc);
             }
             self.json_body = Vec::new();
+        }
+    }
+
+    fn on_json(&mut self, doc: &Value) {
+        self.json_usage = usage::from_json(doc);
+        self.response_model = usage::response_model(doc);
+        if self.estimate && self.json_usage.is_none() {
+            usage::response_text(doc, &mut self.pending);
         }
     }
 

@@ -9,8 +9,11 @@ use crate::config::MatchKey;
 use crate::error::ErrorReply;
 use crate::host::{Host, LogLevel};
 use crate::llm::{anthropic, openai};
+use crate::sse::{SseDecoder, SseEvent};
 use proxy_wasm::types::Action;
+use serde::Deserialize;
 use serde_json::Value;
+use std::time::SystemTime;
 
 /// The request body, parsed once, in the shape its API defines.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,10 +64,55 @@ pub struct Exchange {
     /// Set by a response stage whose returned bytes replace everything Envoy holds, not just
     /// the new chunk (a moderation cut).
     pub replace_held_response: bool,
+    /// Set by a response stage that edited the chunk in place (same `Vec`, same length). The
+    /// pipeline writes a chunk back when a stage returned another `Vec` or another length, or
+    /// when this is set; returning the chunk it was given means "unchanged".
+    pub response_edited: bool,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
     prompt: Option<String>,
+    /// The request body as the client sent it, while the body stages run.
+    client_json: Option<Value>,
+    /// All request headers, read once when the headers arrived (None outside a pipeline).
+    request_headers: Option<Vec<(String, String)>>,
+    /// Response headers read so far, by name.
+    response_headers: Vec<(String, Option<String>)>,
+    /// The time of the current callback, read once.
+    now: Option<SystemTime>,
+    /// Response bytes decoded and parsed once per callback for every stage that reads them.
+    docs: ResponseDocs,
 }
+
+/// One event of a streamed answer, its `data` parsed as JSON when it is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedEvent {
+    /// The decoded event.
+    pub event: SseEvent,
+    /// `data` as JSON, when it parses.
+    pub json: Option<Value>,
+}
+
+/// What [`Exchange::response_events`] and [`Exchange::response_json`] last parsed.
+#[derive(Debug, Default)]
+struct ResponseDocs {
+    kind: DocKind,
+    key: Vec<u8>,
+    events: Vec<ParsedEvent>,
+    /// Whether the bytes ended where an event ends (a decoder fed them would hold nothing).
+    idle_after: bool,
+    json: Option<Value>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum DocKind {
+    #[default]
+    Nothing,
+    Events,
+    Json,
+}
+
+/// Largest parsed response kept for the next stage (bigger ones are dropped after the callback).
+const KEEP_DOC_BYTES: usize = 64 * 1024;
 
 impl Exchange {
     /// The API kind (`Other` before headers were seen).
@@ -92,16 +140,139 @@ impl Exchange {
     }
 
     /// The client's prompt text (for token estimates), extracted once per request from the body
-    /// as the client sent it and shared by every stage that asks.
+    /// as the client sent it and shared by every stage that asks (later calls, even after other
+    /// stages edited the body, return the same text).
     pub fn prompt_text(&mut self) -> &str {
-        let body = &self.body;
-        self.prompt.get_or_insert_with(|| {
+        if self.prompt.is_none() {
             let mut text = String::new();
-            if let Some(doc) = body.as_ref().and_then(RequestBody::to_json) {
-                crate::usage::request_text(&doc, &mut text);
+            match self.client_json() {
+                Some(doc) => crate::usage::request_text(doc, &mut text),
+                None => {
+                    if let Some(doc) = self.body.as_ref().and_then(RequestBody::to_json) {
+                        crate::usage::request_text(&doc, &mut text);
+                    }
+                }
             }
-            text
-        })
+            self.prompt = Some(text);
+        }
+        self.prompt.as_deref().unwrap_or_default()
+    }
+
+    /// The request body as JSON, as the client sent it: available to the stages while they see
+    /// the body (`on_request_body`), without converting the parsed body back.
+    pub fn client_json(&self) -> Option<&Value> {
+        match (&self.client_json, &self.body) {
+            (Some(v), _) => Some(v),
+            (None, Some(RequestBody::Json(v))) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A request header (lowercase name). Inside a pipeline the headers were read once when they
+    /// arrived, and changes made through [`Exchange::set_request_header`] are seen; otherwise
+    /// the host is asked.
+    pub fn request_header(&self, host: &dyn Host, name: &str) -> Option<String> {
+        match &self.request_headers {
+            Some(list) => list
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone()),
+            None => host.request_header(name),
+        }
+    }
+
+    /// Sets or removes a request header, keeping the exchange's copy in step.
+    pub fn set_request_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) -> bool {
+        let done = host.set_request_header(name, value);
+        if done {
+            if let Some(list) = self.request_headers.as_mut() {
+                list.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+                if let Some(v) = value {
+                    list.push((name.to_ascii_lowercase(), v.to_string()));
+                }
+            }
+        }
+        done
+    }
+
+    /// A response header (lowercase name), read from the host once per name.
+    pub fn response_header(&mut self, host: &dyn Host, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.response_headers.iter().find(|(k, _)| k == name) {
+            return v.clone();
+        }
+        let value = host.response_header(name);
+        self.response_headers
+            .push((name.to_string(), value.clone()));
+        value
+    }
+
+    /// Sets or removes a response header, keeping the exchange's copy in step.
+    pub fn set_response_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) {
+        host.set_response_header(name, value);
+        self.response_headers.retain(|(k, _)| k != name);
+        self.response_headers
+            .push((name.to_string(), value.map(str::to_string)));
+    }
+
+    /// Wall-clock time, read from the host once per callback.
+    pub fn now(&mut self, host: &dyn Host) -> SystemTime {
+        *self.now.get_or_insert_with(|| host.now())
+    }
+
+    /// The SSE events in `data` (fed to a fresh decoder, then finished), with their `data`
+    /// parsed as JSON. Decoded once per callback for all stages that pass the same bytes.
+    /// Also says whether `data` ended where an event ends (see [`SseDecoder::is_idle`]).
+    pub fn response_events(&mut self, data: &[u8]) -> (&[ParsedEvent], bool) {
+        let docs = &mut self.docs;
+        if docs.kind != DocKind::Events || docs.key != data {
+            let mut decoder = SseDecoder::default();
+            let mut events = Vec::new();
+            // An oversized event ends decoding; the events before it still count.
+            let _ = decoder.feed(data, &mut events);
+            docs.idle_after = decoder.is_idle();
+            decoder.finish(&mut events);
+            docs.events.clear();
+            docs.events
+                .extend(events.into_iter().map(|event| ParsedEvent {
+                    json: serde_json::from_str(&event.data).ok(),
+                    event,
+                }));
+            docs.json = None;
+            docs.key.clear();
+            docs.key.extend_from_slice(data);
+            docs.kind = DocKind::Events;
+        }
+        (&docs.events, docs.idle_after)
+    }
+
+    /// `body` parsed as JSON, once per callback for all stages that pass the same bytes.
+    pub fn response_json(&mut self, body: &[u8]) -> Option<&Value> {
+        let docs = &mut self.docs;
+        if docs.kind != DocKind::Json || docs.key != body {
+            docs.json = serde_json::from_slice(body).ok();
+            docs.events.clear();
+            docs.key.clear();
+            docs.key.extend_from_slice(body);
+            docs.kind = DocKind::Json;
+        }
+        docs.json.as_ref()
+    }
+
+    /// Starts a host callback: the time is read again, parsed response bytes are forgotten.
+    fn begin_callback(&mut self) {
+        self.now = None;
+        self.forget_docs();
+    }
+
+    fn forget_docs(&mut self) {
+        let docs = &mut self.docs;
+        docs.kind = DocKind::Nothing;
+        docs.json = None;
+        docs.events.clear();
+        docs.key.clear();
+        if docs.key.capacity() > KEEP_DOC_BYTES {
+            docs.key = Vec::new();
+        }
     }
 
     /// A request fact for `_rules_` matching.
@@ -265,6 +436,7 @@ impl Pipeline {
     }
 
     fn reply(&mut self, host: &dyn Host, stage: &str, err: &ErrorReply) -> Action {
+        self.ex.client_json = None;
         host.log(
             LogLevel::Debug,
             &format!("[{stage}] local reply {}: {}", err.status, err.message),
@@ -279,10 +451,13 @@ impl Pipeline {
         if self.stages.is_empty() {
             return Action::Continue;
         }
-        let header = |n: &str| host.request_header(n).unwrap_or_default();
-        self.ex.method = header(":method");
-        self.ex.path = header(":path");
-        self.ex.authority = header(":authority");
+        self.ex.begin_callback();
+        // One host call for every header the stages read (pseudo-headers included).
+        self.ex.request_headers = Some(host.request_headers());
+        let header = |ex: &Exchange, n: &str| ex.request_header(host, n).unwrap_or_default();
+        self.ex.method = header(&self.ex, ":method");
+        self.ex.path = header(&self.ex, ":path");
+        self.ex.authority = header(&self.ex, ":authority");
         self.ex.api = Some(ApiKind::detect(&self.ex.method, &self.ex.path));
         for i in 0..self.stages.len() {
             match self.stages[i].on_request_headers(host, &mut self.ex) {
@@ -300,7 +475,7 @@ impl Pipeline {
             return self.finish_body(host, &[]);
         }
         // The body may be rewritten and headers cannot change once this callback returns.
-        host.set_request_header("content-length", None);
+        self.ex.set_request_header(host, "content-length", None);
         // Not `Pause`: Envoy turns a paused header callback into StopAllIteration and then never
         // delivers the body. Headers continue; the body is held in `on_request_body` instead.
         Action::Continue
@@ -322,13 +497,17 @@ impl Pipeline {
         if !end_of_stream {
             return Action::Pause;
         }
+        self.ex.begin_callback();
         let raw = host.request_body(0, body_size).unwrap_or_default();
         self.finish_body(host, &raw)
     }
 
     fn finish_body(&mut self, host: &dyn Host, raw: &[u8]) -> Action {
-        match parse_body(self.ex.api(), raw) {
-            Ok(body) => self.ex.body = Some(body),
+        match parse_body_keeping_json(self.ex.api(), raw) {
+            Ok((body, json)) => {
+                self.ex.body = Some(body);
+                self.ex.client_json = json;
+            }
             Err(e) => return self.reply(host, "pipeline", &e),
         }
         self.run_body_stages(host, 0, raw.len())
@@ -349,6 +528,8 @@ impl Pipeline {
                 return Action::Pause;
             }
         }
+        // Every stage has seen the body: the client's JSON is no longer needed.
+        self.ex.client_json = None;
         if self.ex.body_changed {
             let bytes = match &self.ex.body {
                 Some(RequestBody::Chat(b)) => serde_json::to_vec(b),
@@ -382,6 +563,7 @@ impl Pipeline {
         if self.replied || self.stages.is_empty() {
             return Action::Continue;
         }
+        self.ex.begin_callback();
         self.response_modes = self
             .stages
             .iter_mut()
@@ -395,7 +577,7 @@ impl Pipeline {
             .max()
             .unwrap_or(BodyMode::Untouched);
         if self.response_mode != BodyMode::Untouched {
-            host.set_response_header("content-length", None);
+            self.ex.set_response_header(host, "content-length", None);
         }
         if self.response_mode == BodyMode::Hold {
             return Action::Pause;
@@ -405,6 +587,7 @@ impl Pipeline {
 
     /// `on_log`: stages in response order.
     pub fn on_log(&mut self, host: &dyn Host) {
+        self.ex.begin_callback();
         for stage in self.stages.iter_mut().rev() {
             stage.on_log(host, &mut self.ex);
         }
@@ -431,6 +614,9 @@ impl Pipeline {
         host: &dyn Host,
         mut ask: impl FnMut(&mut dyn Stage, &dyn Host, &mut Exchange) -> CallResult,
     ) {
+        self.ex.begin_callback();
+        // A stage may rewrite the response headers from a callout answer.
+        self.ex.response_headers.clear();
         for i in 0..self.stages.len() {
             match ask(self.stages[i].as_mut(), host, &mut self.ex) {
                 CallResult::NotMine => continue,
@@ -470,11 +656,13 @@ impl Pipeline {
             BodyMode::Untouched => Action::Continue,
             BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
             mode => {
+                self.ex.begin_callback();
                 let seen = self.response_seen.min(body_size);
                 let fresh = body_size - seen;
-                let original = host.response_body(seen, fresh).unwrap_or_default();
+                let mut bytes = host.response_body(seen, fresh).unwrap_or_default();
+                // The chunk as Envoy holds it: a stage that passes it on returns the same `Vec`.
+                let original = (bytes.as_ptr(), bytes.len());
                 let end = end_of_stream || mode != BodyMode::Stream;
-                let mut bytes = original.clone();
                 let stages = self.stages.iter_mut().rev().zip(self.response_modes.iter());
                 let mut held = false;
                 for (stage, wants) in stages {
@@ -483,6 +671,9 @@ impl Pipeline {
                         held |= stage.response_held();
                     }
                 }
+                self.ex.forget_docs();
+                let changed = std::mem::take(&mut self.ex.response_edited)
+                    || (bytes.as_ptr(), bytes.len()) != original;
                 if std::mem::take(&mut self.ex.replace_held_response) {
                     if let Err(status) = host.set_response_body(0, body_size, &bytes) {
                         host.log(
@@ -490,7 +681,7 @@ impl Pipeline {
                             &format!("cannot rewrite response body: {status:?}"),
                         );
                     }
-                } else if bytes != original {
+                } else if changed {
                     if let Err(status) = host.set_response_body(seen, fresh, &bytes) {
                         host.log(
                             LogLevel::Error,
@@ -512,6 +703,14 @@ impl Pipeline {
 
 /// Parses a request body for its API; errors are 400s that say what is wrong.
 pub fn parse_body(api: ApiKind, raw: &[u8]) -> Result<RequestBody, ErrorReply> {
+    parse_body_keeping_json(api, raw).map(|(body, _)| body)
+}
+
+/// [`parse_body`], also returning the JSON it was read from when the body is typed.
+fn parse_body_keeping_json(
+    api: ApiKind,
+    raw: &[u8],
+) -> Result<(RequestBody, Option<Value>), ErrorReply> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| {
         ErrorReply::bad_request(
             "invalid_json",
@@ -525,13 +724,13 @@ pub fn parse_body(api: ApiKind, raw: &[u8]) -> Result<RequestBody, ErrorReply> {
         )
     };
     match api {
-        ApiKind::ChatCompletions => serde_json::from_value(value)
-            .map(RequestBody::Chat)
+        ApiKind::ChatCompletions => openai::ChatRequest::deserialize(&value)
+            .map(|b| (RequestBody::Chat(b), Some(value)))
             .map_err(|e| shape_error("chat completions", e)),
-        ApiKind::AnthropicMessages => serde_json::from_value(value)
-            .map(RequestBody::Messages)
+        ApiKind::AnthropicMessages => anthropic::MessagesRequest::deserialize(&value)
+            .map(|b| (RequestBody::Messages(b), Some(value)))
             .map_err(|e| shape_error("messages", e)),
-        _ => Ok(RequestBody::Json(value)),
+        _ => Ok((RequestBody::Json(value), None)),
     }
 }
 

@@ -103,6 +103,15 @@ impl SseDecoder {
         }
     }
 
+    /// Whether the decoder holds nothing: no unfinished line, no fields of an unfinished event,
+    /// no pending CR. Then feeding it bytes gives the same events as feeding a new decoder.
+    pub fn is_idle(&self) -> bool {
+        self.line.is_empty()
+            && !self.skip_lf
+            && !self.data_seen
+            && self.current == SseEvent::default()
+    }
+
     /// Bytes held for an unfinished line or event.
     pub fn buffered(&self) -> usize {
         self.line.len() + self.current.data.len()

@@ -8,8 +8,6 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
-use sdk::sse::SseDecoder;
-use serde_json::Value;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -70,10 +68,6 @@ impl ModerationStage {
             blocked: false,
             finished: false,
         }
-    }
-
-    fn config(&self) -> Option<&ModerationConfig> {
-        self.rules.get(self.active?)
     }
 
     /// Records a decision: a metric and the guardrail fields for the access log.
@@ -340,21 +334,22 @@ impl Stage for ModerationStage {
         self.request_call.is_some()
     }
 
-    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
-        let Some(config) = self.config() else {
+    fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
             return BodyMode::Untouched;
         };
         if !config.checks(Direction::Response) {
             return BodyMode::Untouched;
         }
-        let status: u32 = host
-            .response_header(":status")
+        let status: u32 = ex
+            .response_header(host, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         if !(200..300).contains(&status) {
             return BodyMode::Untouched;
         }
-        let content_type = host.response_header("content-type").unwrap_or_default();
+        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         if content_type.contains("text/event-stream") {
             self.answer = Answer::Stream {
                 tail: Vec::new(),
@@ -386,8 +381,8 @@ impl Stage for ModerationStage {
                     return chunk;
                 };
                 let mut text = String::new();
-                if let Ok(doc) = serde_json::from_slice::<Value>(&chunk) {
-                    sdk::usage::response_text(&doc, &mut text);
+                if let Some(doc) = ex.response_json(&chunk) {
+                    sdk::usage::response_text(doc, &mut text);
                 }
                 self.finished = true;
                 if let Some(hit) = config.rules(Direction::Response).find(&text) {
@@ -414,23 +409,27 @@ impl Stage for ModerationStage {
                 window,
                 ending,
             } => {
-                let mut data = std::mem::take(tail);
-                data.extend_from_slice(&chunk);
+                // Without a held tail the chunk itself is passed on (unchanged when whole).
+                let mut data = if tail.is_empty() {
+                    chunk
+                } else {
+                    let mut data = std::mem::take(tail);
+                    data.extend_from_slice(&chunk);
+                    data
+                };
                 let cut = if end {
                     data.len()
                 } else {
                     complete_events(&data)
                 };
-                *tail = data.split_off(cut);
-                let mut decoder = SseDecoder::default();
-                let mut events = Vec::new();
-                let _ = decoder.feed(&data, &mut events);
-                decoder.finish(&mut events);
+                if cut < data.len() {
+                    *tail = data.split_off(cut);
+                }
                 let mut ready = false;
-                for ev in &events {
-                    if let Ok(json) = serde_json::from_str::<Value>(&ev.data) {
-                        ending.observe(&json);
-                        ready |= window.push_event(&json);
+                for ev in ex.response_events(&data).0 {
+                    if let Some(json) = &ev.json {
+                        ending.observe(json);
+                        ready |= window.push_event(json);
                     }
                 }
                 self.held += data.len();

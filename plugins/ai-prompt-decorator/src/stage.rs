@@ -39,8 +39,8 @@ impl DecoratorStage {
     }
 }
 
-fn render(host: &dyn Host, list: &[MessageTemplate]) -> Vec<Rendered> {
-    let header = |name: &str| host.request_header(name);
+fn render(host: &dyn Host, ex: &Exchange, list: &[MessageTemplate]) -> Vec<Rendered> {
+    let header = |name: &str| ex.request_header(host, name);
     list.iter()
         .map(|m| Rendered {
             role: m.role.clone(),
@@ -74,8 +74,8 @@ impl Stage for DecoratorStage {
         };
         self.active = Some(id);
         // Headers are readable now, so placeholders are filled now.
-        self.prepend = render(host, &config.prepend);
-        self.append = render(host, &config.append);
+        self.prepend = render(host, ex, &config.prepend);
+        self.append = render(host, ex, &config.append);
         Ok(Need::Body)
     }
 

@@ -44,40 +44,40 @@ impl Plugin for AiProxy {
     }
 
     fn tick_period(config: &Self::Config) -> Option<Duration> {
-        providers(config)
+        let health = providers(config)
             .filter_map(|p| p.failover.as_ref())
-            .map(|f| f.config.health_check_interval)
-            .min()
-            .map(|ms| Duration::from_millis(ms.max(100)))
+            .map(|f| Duration::from_millis(f.config.health_check_interval.max(100)));
+        let vertex = providers(config)
+            .any(|p| matches!(&p.native, providers::Native::Gemini(g) if g.vertex.is_some()))
+            .then_some(vertex::TICK_PERIOD);
+        health.chain(vertex).min()
     }
 
     fn on_tick(config: &Self::Config, host: &dyn Host) {
         for p in providers(config) {
             failover::health_check(host, p);
+            vertex::refresh(host, p);
         }
     }
 
-    fn on_root_call_response(
-        config: &Self::Config,
-        host: &dyn Host,
-        token: u32,
-        _body_size: usize,
-    ) {
+    fn on_root_call_response(config: &Self::Config, host: &dyn Host, token: u32, body_size: usize) {
         for p in providers(config) {
-            if failover::on_health_response(host, p, token) {
+            if failover::on_health_response(host, p, token)
+                || vertex::on_token_response(host, p, token, body_size)
+            {
                 return;
             }
         }
     }
 }
 
-/// Every resolved provider of the config (global and rules).
+/// Every resolved provider of the config (global and rules, active and fallbacks).
 fn providers(config: &RuleSet<ProxyConfig>) -> impl Iterator<Item = &providers::Provider> {
     config
         .global
         .iter()
         .chain(config.rules.iter().map(|r| &r.config))
-        .filter_map(|c| c.active.as_ref())
+        .flat_map(|c| c.active.iter().chain(c.fallbacks.iter()))
 }
 
 #[cfg(all(target_arch = "wasm32", feature = "standalone"))]

@@ -213,6 +213,9 @@ fn chat_body(
             RequestBody::Json(bedrock::to_converse_request(chat, &opts).map_err(bad_request)?)
         }
         (Family::Cohere, _) => {
+            if stream {
+                late.push(("accept".into(), Some("text/event-stream".into())));
+            }
             RequestBody::Json(cohere::to_cohere_request(chat, model).map_err(bad_request)?)
         }
         (Family::Qwen, _) => {
@@ -222,6 +225,7 @@ fn chat_body(
             ));
             if stream {
                 late.push(("x-dashscope-sse".into(), Some("enable".into())));
+                late.push(("accept".into(), Some("text/event-stream".into())));
             }
             RequestBody::Json(qwen::to_qwen_request(chat, model).map_err(bad_request)?)
         }

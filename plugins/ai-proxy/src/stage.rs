@@ -118,9 +118,9 @@ impl ProxyStage {
             return BodyMode::Untouched;
         }
         // Dify agents always stream upstream; a non-streaming client gets the whole answer.
-        let streamed = !(family == Family::Dify && !self.stream)
-            && content_type.contains("text/event-stream")
-            || content_type.contains("vnd.amazon.eventstream");
+        let streamed = (self.stream || family != Family::Dify)
+            && (content_type.contains("text/event-stream")
+                || content_type.contains("vnd.amazon.eventstream"));
         let rules = self.rules.clone();
         let Some(p) = self.answering_provider(&rules) else {
             return BodyMode::Untouched;

@@ -62,7 +62,8 @@ pub struct ServiceAccount {
     pub region: String,
     client_email: String,
     key_id: Option<String>,
-    signer: SigningKey<Sha256>,
+    /// Boxed: the key is large and `Provider`s embed this struct.
+    signer: Box<SigningKey<Sha256>>,
     /// `aud` of the JWT: the token endpoint URL.
     token_uri: String,
     /// `:authority` of the exchange.
@@ -113,7 +114,7 @@ fn split_token_uri(uri: &str) -> Option<(String, String)> {
     Some((host.to_string(), path.to_string()))
 }
 
-fn signing_key(pem: &str) -> Result<SigningKey<Sha256>, ConfigError> {
+fn signing_key(pem: &str) -> Result<Box<SigningKey<Sha256>>, ConfigError> {
     // Keys pasted with their JSON escapes left in (`\n` as two characters).
     let pem = if pem.contains('\n') {
         pem.to_string()
@@ -128,7 +129,7 @@ fn signing_key(pem: &str) -> Result<SigningKey<Sha256>, ConfigError> {
             ))
         })?,
     };
-    Ok(SigningKey::<Sha256>::new(key))
+    Ok(Box::new(SigningKey::<Sha256>::new(key)))
 }
 
 impl ServiceAccount {

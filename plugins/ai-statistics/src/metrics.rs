@@ -55,11 +55,113 @@ pub struct Record {
 }
 
 /// Metric ids and seen label values of one VM (config-level state, not per request).
+///
+/// Names are formatted and metrics defined once per label tuple; a request then only looks its
+/// tuple up and increments.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    ids: RefCell<HashMap<String, (u32, MetricType)>>,
+    ids: RefCell<HashMap<String, u32>>,
+    families: RefCell<HashMap<Labels, [Option<u32>; SLOTS]>>,
     seen: RefCell<HashMap<LabelKind, HashSet<String>>>,
     max_values: usize,
+}
+
+/// The bounded labels of one request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Labels {
+    route: String,
+    cluster: String,
+    model: String,
+    consumer: String,
+    provider: String,
+    estimated: bool,
+}
+
+/// The metrics one label tuple has, in the order they are recorded.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    InputToken,
+    OutputToken,
+    TotalToken,
+    ServiceDuration,
+    DurationCount,
+    FirstTokenDuration,
+    StreamDurationCount,
+    TokenUsageInput,
+    TokenUsageOutput,
+    InferenceInput,
+    InferenceOutput,
+    RequestDuration,
+    TimeToFirstToken,
+}
+
+const SLOTS: usize = 13;
+
+impl Slot {
+    fn kind(self) -> MetricType {
+        match self {
+            Slot::TokenUsageInput
+            | Slot::TokenUsageOutput
+            | Slot::RequestDuration
+            | Slot::TimeToFirstToken => MetricType::Histogram,
+            _ => MetricType::Counter,
+        }
+    }
+
+    /// The stat name for `labels`.
+    fn name(self, l: &Labels) -> String {
+        let higress = |metric: &str| {
+            let dotless = |s: &str| s.replace('.', "_");
+            format!(
+                "route.{}.upstream.{}.model.{}.consumer.{}.metric.{metric}",
+                dotless(&l.route),
+                dotless(&l.cluster),
+                dotless(&l.model),
+                dotless(&l.consumer)
+            )
+        };
+        let source = if l.estimated { "estimated" } else { "reported" };
+        let otel = |metric: &str, extra: &[(&str, &str)]| {
+            let mut s = String::from(metric);
+            let base = [
+                ("gen_ai_operation_name", "chat"),
+                ("gen_ai_provider_name", l.provider.as_str()),
+                ("gen_ai_request_model", l.model.as_str()),
+                ("route", l.route.as_str()),
+                ("consumer", l.consumer.as_str()),
+            ];
+            for (k, v) in base.iter().chain(extra) {
+                s.push('.');
+                s.push_str(k);
+                s.push_str("=.=");
+                s.push_str(v);
+                s.push_str(";.;");
+            }
+            s
+        };
+        let tokens = |t| [("gen_ai_token_type", t), ("usage_source", source)];
+        match self {
+            Slot::InputToken => higress("input_token"),
+            Slot::OutputToken => higress("output_token"),
+            Slot::TotalToken => higress("total_token"),
+            Slot::ServiceDuration => higress("llm_service_duration"),
+            Slot::DurationCount => higress("llm_duration_count"),
+            Slot::FirstTokenDuration => higress("llm_first_token_duration"),
+            Slot::StreamDurationCount => higress("llm_stream_duration_count"),
+            Slot::TokenUsageInput => otel("gen_ai.client.token.usage", &tokens("input")),
+            Slot::TokenUsageOutput => otel("gen_ai.client.token.usage", &tokens("output")),
+            Slot::InferenceInput => otel(
+                "gen_ai.client.inference.usage.input_tokens",
+                &[("usage_source", source)],
+            ),
+            Slot::InferenceOutput => otel(
+                "gen_ai.client.inference.usage.output_tokens",
+                &[("usage_source", source)],
+            ),
+            Slot::RequestDuration => otel("gen_ai.server.request.duration", &[]),
+            Slot::TimeToFirstToken => otel("gen_ai.server.time_to_first_token", &[]),
+        }
+    }
 }
 
 impl Metrics {
@@ -76,16 +178,15 @@ impl Metrics {
         if value.is_empty() {
             return UNKNOWN.to_string();
         }
-        let clean: String = value
-            .chars()
-            .map(|c| {
-                if c == ';' || c == '=' || c.is_control() {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let dirty = |c: char| c == ';' || c == '=' || c.is_control();
+        let clean: String = if value.contains(dirty) {
+            value
+                .chars()
+                .map(|c| if dirty(c) { '_' } else { c })
+                .collect()
+        } else {
+            value.to_string()
+        };
         let mut seen = self.seen.borrow_mut();
         let set = seen.entry(kind).or_default();
         if set.contains(&clean) {
@@ -98,19 +199,38 @@ impl Metrics {
         clean
     }
 
-    fn add(&self, host: &dyn Host, kind: MetricType, name: String, value: u64) {
-        let cached = self.ids.borrow().get(&name).copied();
-        let id = match cached {
-            Some((id, _)) => id,
-            None => match host.define_metric(kind, &name) {
-                Ok(id) => {
-                    self.ids.borrow_mut().insert(name, (id, kind));
-                    id
-                }
-                Err(_) => return,
-            },
+    /// Adds `value` to the metric in `slot` of `ids`, defining it on first use.
+    fn add(
+        &self,
+        host: &dyn Host,
+        labels: &Labels,
+        ids: &mut [Option<u32>],
+        slot: Slot,
+        value: u64,
+    ) {
+        let Some(cell) = ids.get_mut(slot as usize) else {
+            return;
         };
-        let _ = match kind {
+        let id = match *cell {
+            Some(id) => id,
+            None => {
+                let name = slot.name(labels);
+                let known = self.ids.borrow().get(&name).copied();
+                let id = match known {
+                    Some(id) => id,
+                    None => match host.define_metric(slot.kind(), &name) {
+                        Ok(id) => {
+                            self.ids.borrow_mut().insert(name, id);
+                            id
+                        }
+                        Err(_) => return,
+                    },
+                };
+                *cell = Some(id);
+                id
+            }
+        };
+        let _ = match slot.kind() {
             MetricType::Counter => {
                 host.increment_metric(id, i64::try_from(value).unwrap_or(i64::MAX))
             }
@@ -120,94 +240,43 @@ impl Metrics {
 
     /// Records one request in the enabled naming sets.
     pub fn record(&self, host: &dyn Host, r: &Record, higress: bool, otel: bool) {
-        let route = self.bound(LabelKind::Route, &r.route);
-        let cluster = self.bound(LabelKind::Cluster, &r.cluster);
-        let model = self.bound(LabelKind::Model, &r.model);
-        let consumer = self.bound(LabelKind::Consumer, &r.consumer);
-        let provider = self.bound(LabelKind::Provider, &r.provider);
+        if !higress && !otel {
+            return;
+        }
+        let labels = Labels {
+            route: self.bound(LabelKind::Route, &r.route),
+            cluster: self.bound(LabelKind::Cluster, &r.cluster),
+            model: self.bound(LabelKind::Model, &r.model),
+            consumer: self.bound(LabelKind::Consumer, &r.consumer),
+            provider: self.bound(LabelKind::Provider, &r.provider),
+            estimated: r.usage.estimated,
+        };
+        let cached = self.families.borrow().get(&labels).copied();
+        let mut ids = cached.unwrap_or([None; SLOTS]);
+        let mut add = |slot: Slot, value: u64| self.add(host, &labels, &mut ids, slot, value);
         if higress {
-            let dotless = |s: &str| s.replace('.', "_");
-            let prefix = format!(
-                "route.{}.upstream.{}.model.{}.consumer.{}.metric.",
-                dotless(&route),
-                dotless(&cluster),
-                dotless(&model),
-                dotless(&consumer)
-            );
-            let counter = |name: &str, v: u64| {
-                self.add(host, MetricType::Counter, format!("{prefix}{name}"), v)
-            };
-            counter("input_token", r.usage.input);
-            counter("output_token", r.usage.output);
-            counter("total_token", r.usage.total);
-            counter("llm_service_duration", r.duration_ms);
-            counter("llm_duration_count", 1);
+            add(Slot::InputToken, r.usage.input);
+            add(Slot::OutputToken, r.usage.output);
+            add(Slot::TotalToken, r.usage.total);
+            add(Slot::ServiceDuration, r.duration_ms);
+            add(Slot::DurationCount, 1);
             if let Some(ttft) = r.first_token_ms {
-                counter("llm_first_token_duration", ttft);
-                counter("llm_stream_duration_count", 1);
+                add(Slot::FirstTokenDuration, ttft);
+                add(Slot::StreamDurationCount, 1);
             }
         }
         if otel {
-            let source = if r.usage.estimated {
-                "estimated"
-            } else {
-                "reported"
-            };
-            let labels = |extra: &[(&str, &str)]| {
-                let mut s = String::new();
-                let base = [
-                    ("gen_ai_operation_name", "chat"),
-                    ("gen_ai_provider_name", provider.as_str()),
-                    ("gen_ai_request_model", model.as_str()),
-                    ("route", route.as_str()),
-                    ("consumer", consumer.as_str()),
-                ];
-                for (k, v) in base.iter().chain(extra) {
-                    s.push_str(&format!(".{k}=.={v};.;"));
-                }
-                s
-            };
-            let tokens = |t: &str| labels(&[("gen_ai_token_type", t), ("usage_source", source)]);
-            self.add(
-                host,
-                MetricType::Histogram,
-                format!("gen_ai.client.token.usage{}", tokens("input")),
-                r.usage.input,
-            );
-            self.add(
-                host,
-                MetricType::Histogram,
-                format!("gen_ai.client.token.usage{}", tokens("output")),
-                r.usage.output,
-            );
-            let usage = labels(&[("usage_source", source)]);
-            self.add(
-                host,
-                MetricType::Counter,
-                format!("gen_ai.client.inference.usage.input_tokens{usage}"),
-                r.usage.input,
-            );
-            self.add(
-                host,
-                MetricType::Counter,
-                format!("gen_ai.client.inference.usage.output_tokens{usage}"),
-                r.usage.output,
-            );
-            let plain = labels(&[]);
-            self.add(
-                host,
-                MetricType::Histogram,
-                format!("gen_ai.server.request.duration{plain}"),
-                r.duration_ms,
-            );
+            add(Slot::TokenUsageInput, r.usage.input);
+            add(Slot::TokenUsageOutput, r.usage.output);
+            add(Slot::InferenceInput, r.usage.input);
+            add(Slot::InferenceOutput, r.usage.output);
+            add(Slot::RequestDuration, r.duration_ms);
             if let Some(ttft) = r.first_token_ms {
-                self.add(
-                    host,
-                    MetricType::Histogram,
-                    format!("gen_ai.server.time_to_first_token{plain}"),
-                    ttft,
-                );
+                add(Slot::TimeToFirstToken, ttft);
             }
+        }
+        if cached != Some(ids) {
+            self.families.borrow_mut().insert(labels, ids);
         }
     }
 }

@@ -11,7 +11,7 @@ use sdk::host::{Host, LogLevel};
 use sdk::meter::{Doc, UsageMeter};
 use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
 use sdk::usage;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -41,7 +41,6 @@ pub struct StatsStage {
     stream: bool,
     status: u32,
     chat_round: usize,
-    prompt: Option<String>,
     meter: Option<UsageMeter>,
     attrs: Collected,
 }
@@ -61,7 +60,6 @@ impl StatsStage {
             stream: false,
             status: 0,
             chat_round: 0,
-            prompt: None,
             meter: None,
             attrs: Collected::default(),
         }
@@ -106,6 +104,50 @@ impl StatsStage {
     }
 }
 
+/// One value of the access-log object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LogValue<'a> {
+    Text(&'a str),
+    Number(u64),
+    Bool(bool),
+}
+
+/// The `wasm.ai_log` object: keys in first-set order, a key set again keeps its place and takes
+/// the new value (as a JSON object built by inserting would).
+#[derive(Debug, Default)]
+struct LogFields<'a> {
+    fields: Vec<(&'a str, LogValue<'a>)>,
+}
+
+impl<'a> LogFields<'a> {
+    fn set(&mut self, key: &'a str, value: LogValue<'a>) {
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((key, value)),
+        }
+    }
+
+    /// The object as compact JSON.
+    fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.push(b'{');
+        for (i, (key, value)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, key);
+            out.push(b':');
+            let _ = match value {
+                LogValue::Text(s) => serde_json::to_writer(&mut out, s),
+                LogValue::Number(n) => serde_json::to_writer(&mut out, n),
+                LogValue::Bool(b) => serde_json::to_writer(&mut out, b),
+            };
+        }
+        out.push(b'}');
+        out
+    }
+}
+
 fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
     let d = b?.duration_since(a?).ok()?;
     u64::try_from(d.as_millis()).ok()
@@ -142,13 +184,15 @@ impl Stage for StatsStage {
         let Some(config) = shared.rules.get(id) else {
             return Ok(Need::Nothing);
         };
-        self.start = Some(host.now());
-        self.consumer = host
-            .request_header(&config.consumer_header)
+        self.start = Some(ex.now(host));
+        self.consumer = ex
+            .request_header(host, &config.consumer_header)
             .unwrap_or_default();
         self.attrs = Collected::new(config.attributes.len());
         self.collect_headers(ValueSource::FixedValue, |_| None);
-        self.collect_headers(ValueSource::RequestHeader, |name| host.request_header(name));
+        self.collect_headers(ValueSource::RequestHeader, |name| {
+            ex.request_header(host, name)
+        });
         Ok(Need::Body)
     }
 
@@ -177,28 +221,34 @@ impl Stage for StatsStage {
             RequestBody::Json(v) => (v.get("stream") == Some(&Value::Bool(true)), 0),
         };
         if body_attributes {
-            if let Some(doc) = body.to_json() {
-                self.collect_json(ValueSource::RequestBody, &doc);
+            match ex.client_json() {
+                Some(doc) => self.collect_json(ValueSource::RequestBody, doc),
+                None => {
+                    if let Some(doc) = body.to_json() {
+                        self.collect_json(ValueSource::RequestBody, &doc);
+                    }
+                }
             }
         }
         if estimate {
-            self.prompt = Some(ex.prompt_text().to_string());
+            // Taken now, from the body as the client sent it; the exchange keeps it for on_log.
+            ex.prompt_text();
         }
         Ok(())
     }
 
-    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+    fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
         if self.active.is_none() {
             return BodyMode::Untouched;
         }
-        self.status = host
-            .response_header(":status")
+        self.status = ex
+            .response_header(host, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         self.collect_headers(ValueSource::ResponseHeader, |name| {
             host.response_header(name)
         });
-        let content_type = host.response_header("content-type").unwrap_or_default();
+        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         let estimate = self.config().is_some_and(|c| c.estimate_tokens);
         self.meter = Some(UsageMeter::new(
             content_type.contains("text/event-stream"),
@@ -211,7 +261,7 @@ impl Stage for StatsStage {
     fn on_response_body(
         &mut self,
         host: &dyn Host,
-        _ex: &mut Exchange,
+        ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
     ) -> Vec<u8> {
@@ -219,9 +269,9 @@ impl Stage for StatsStage {
             return chunk;
         };
         if self.first_byte.is_none() && !chunk.is_empty() {
-            self.first_byte = Some(host.now());
+            self.first_byte = Some(ex.now(host));
         }
-        meter.feed(&chunk, end, |doc, json| {
+        meter.feed_shared(ex, &chunk, end, |doc, json| {
             let source = match doc {
                 Doc::Event => ValueSource::ResponseStreamingBody,
                 Doc::Body => ValueSource::ResponseBody,
@@ -229,7 +279,7 @@ impl Stage for StatsStage {
             self.collect_json(source, json);
         });
         if end {
-            self.end = Some(host.now());
+            self.end = Some(ex.now(host));
         }
         self.meter = Some(meter);
         chunk
@@ -240,9 +290,13 @@ impl Stage for StatsStage {
         let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
             return;
         };
-        let end = self.end.unwrap_or_else(|| host.now());
+        let end = match self.end {
+            Some(end) => end,
+            None => ex.now(host),
+        };
+        let prompt = config.estimate_tokens.then(|| ex.prompt_text());
         let usage = match self.meter.as_mut() {
-            Some(m) => m.finish(self.prompt.as_deref()),
+            Some(m) => m.finish(prompt),
             None => usage::Usage::default(),
         };
         self.response_model = self
@@ -262,11 +316,11 @@ impl Stage for StatsStage {
         let record = Record {
             route: ex.route_name(host).unwrap_or_default(),
             cluster: ex.cluster_name(host).unwrap_or_default(),
-            model: model.clone(),
-            consumer: self.consumer.clone(),
-            provider: provider.clone(),
+            model,
+            consumer: std::mem::take(&mut self.consumer),
+            provider,
             stream,
-            usage: usage.clone(),
+            usage,
             first_token_ms: if stream {
                 ms_between(self.start, self.first_byte)
             } else {
@@ -278,42 +332,42 @@ impl Stage for StatsStage {
             .metrics
             .record(host, &record, config.higress_metrics, config.otel_metrics);
 
-        let mut log = Map::new();
-        log.insert("model".into(), json!(model));
-        log.insert("request_model".into(), json!(self.request_model));
-        log.insert("provider".into(), json!(provider));
-        log.insert("route".into(), json!(record.route));
-        log.insert("cluster".into(), json!(record.cluster));
-        log.insert("consumer".into(), json!(self.consumer));
-        log.insert(
-            "response_type".into(),
-            json!(if stream { "stream" } else { "normal" }),
-        );
-        log.insert("status".into(), json!(self.status));
-        log.insert("chat_round".into(), json!(self.chat_round));
-        log.insert("input_token".into(), json!(usage.input));
-        log.insert("output_token".into(), json!(usage.output));
-        log.insert("total_token".into(), json!(usage.total));
-        log.insert("cached_input_token".into(), json!(usage.cached_input));
-        log.insert("reasoning_token".into(), json!(usage.reasoning));
-        log.insert("usage_estimated".into(), json!(usage.estimated));
+        let usage = &record.usage;
+        let mut log = LogFields::default();
+        log.set("model", LogValue::Text(&record.model));
+        log.set("request_model", LogValue::Text(&self.request_model));
+        log.set("provider", LogValue::Text(&record.provider));
+        log.set("route", LogValue::Text(&record.route));
+        log.set("cluster", LogValue::Text(&record.cluster));
+        log.set("consumer", LogValue::Text(&record.consumer));
+        let response_type = if stream { "stream" } else { "normal" };
+        log.set("response_type", LogValue::Text(response_type));
+        log.set("status", LogValue::Number(u64::from(self.status)));
+        log.set("chat_round", LogValue::Number(self.chat_round as u64));
+        log.set("input_token", LogValue::Number(usage.input));
+        log.set("output_token", LogValue::Number(usage.output));
+        log.set("total_token", LogValue::Number(usage.total));
+        log.set("cached_input_token", LogValue::Number(usage.cached_input));
+        log.set("reasoning_token", LogValue::Number(usage.reasoning));
+        log.set("usage_estimated", LogValue::Bool(usage.estimated));
         if let Some(ttft) = record.first_token_ms {
-            log.insert("llm_first_token_duration".into(), json!(ttft));
+            log.set("llm_first_token_duration", LogValue::Number(ttft));
         }
-        log.insert("llm_service_duration".into(), json!(record.duration_ms));
-        for (i, value) in self.attrs.finish(&config.attributes) {
-            let Some(a) = config.attributes.get(i) else {
+        log.set("llm_service_duration", LogValue::Number(record.duration_ms));
+        let values: Vec<(usize, String)> = self.attrs.finish(&config.attributes).collect();
+        for (i, value) in &values {
+            let Some(a) = config.attributes.get(*i) else {
                 continue;
             };
             if a.as_separate_log_field {
                 let _ = host.set_property(&[a.key.as_str()], value.as_bytes());
             }
             if a.apply_to_log {
-                log.insert(a.key.clone(), json!(value));
+                log.set(&a.key, LogValue::Text(value));
             }
         }
-        let text = Value::Object(log).to_string();
-        if host.set_property(&[AI_LOG], text.as_bytes()).is_err() {
+        let text = log.to_json();
+        if host.set_property(&[AI_LOG], &text).is_err() {
             host.log(LogLevel::Debug, "[ai-statistics] cannot write wasm.ai_log");
         }
     }

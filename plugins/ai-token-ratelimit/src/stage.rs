@@ -30,7 +30,6 @@ pub struct RateLimitStage {
     counter: Option<Counter>,
     reserved: u64,
     budget: Option<Budget>,
-    prompt: Option<String>,
     model: String,
     meter: Option<UsageMeter>,
     call: Option<u32>,
@@ -46,7 +45,6 @@ impl RateLimitStage {
             counter: None,
             reserved: 0,
             budget: None,
-            prompt: None,
             model: String::new(),
             meter: None,
             call: None,
@@ -77,7 +75,7 @@ impl RateLimitStage {
     }
 
     /// Charges the difference between the real usage and the reservation.
-    fn reconcile(&mut self, host: &dyn Host) {
+    fn reconcile(&mut self, host: &dyn Host, ex: &mut Exchange) {
         if self.charged {
             return;
         }
@@ -90,14 +88,21 @@ impl RateLimitStage {
         ) else {
             return;
         };
-        let used = meter.finish(self.prompt.as_deref());
+        let used = meter.finish(Some(ex.prompt_text()));
         let actual = used.input + used.output;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);
         match config.backend {
             Backend::Local => {
                 let start = self.budget.map_or(0, |b| b.window_start);
-                local::adjust(host, &counter.id, counter.window, start, now(host), delta);
+                local::adjust(
+                    host,
+                    &counter.id,
+                    counter.window,
+                    start,
+                    now(host, ex),
+                    delta,
+                );
             }
             // The service API cannot give tokens back: only what exceeds the reservation is charged.
             Backend::Rls if delta > 0 => {
@@ -124,8 +129,8 @@ impl RateLimitStage {
     }
 }
 
-fn now(host: &dyn Host) -> u64 {
-    host.now()
+fn now(host: &dyn Host, ex: &mut Exchange) -> u64 {
+    ex.now(host)
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
@@ -153,12 +158,14 @@ fn source_value(
     consumer_header: &str,
 ) -> Option<String> {
     match source {
-        Source::Header(h) => host.request_header(h),
+        Source::Header(h) => ex.request_header(host, h),
         Source::Param(p) => query_param(&ex.path, p),
-        Source::Consumer => host.request_header(consumer_header),
-        Source::Cookie(c) => host.request_header("cookie").and_then(|h| cookie(&h, c)),
-        Source::IpHeader(h) => host
-            .request_header(h)
+        Source::Consumer => ex.request_header(host, consumer_header),
+        Source::Cookie(c) => ex
+            .request_header(host, "cookie")
+            .and_then(|h| cookie(&h, c)),
+        Source::IpHeader(h) => ex
+            .request_header(host, h)
             .and_then(|v| v.split(',').next().map(|s| s.trim().to_string())),
         Source::RemoteAddr => host.property(&["source", "address"]).map(|a| {
             let a = String::from_utf8_lossy(&a).into_owned();
@@ -252,9 +259,8 @@ impl Stage for RateLimitStage {
         };
         self.model = body.model().unwrap_or_default().to_string();
         let allowance = output_allowance(body, config.default_max_tokens);
-        let prompt = ex.prompt_text().to_string();
-        let input = tokens::count(tokens::encoding_for_model(&self.model), &prompt).unwrap_or(0);
-        self.prompt = Some(prompt);
+        let encoding = tokens::encoding_for_model(&self.model);
+        let input = tokens::count(encoding, ex.prompt_text()).unwrap_or(0);
         self.reserved = input + allowance;
         match config.backend {
             Backend::Local => match local::reserve(
@@ -262,7 +268,7 @@ impl Stage for RateLimitStage {
                 &counter.id,
                 counter.limit,
                 counter.window,
-                now(host),
+                now(host, ex),
                 self.reserved,
             ) {
                 Ok(budget) => self.budget = Some(budget),
@@ -372,20 +378,20 @@ impl Stage for RateLimitStage {
         }
     }
 
-    fn on_response_headers(&mut self, host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+    fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
         if self.counter.is_none() || self.config().is_none() {
             return BodyMode::Untouched;
         }
         if let Some(b) = self.budget {
-            host.set_response_header("x-ratelimit-limit-tokens", Some(&b.limit.to_string()));
-            host.set_response_header(
-                "x-ratelimit-remaining-tokens",
-                Some(&b.remaining.to_string()),
-            );
-            host.set_response_header("x-ratelimit-reset-tokens", Some(&format!("{}s", b.reset)));
+            let limit = b.limit.to_string();
+            let remaining = b.remaining.to_string();
+            let reset = format!("{}s", b.reset);
+            ex.set_response_header(host, "x-ratelimit-limit-tokens", Some(&limit));
+            ex.set_response_header(host, "x-ratelimit-remaining-tokens", Some(&remaining));
+            ex.set_response_header(host, "x-ratelimit-reset-tokens", Some(&reset));
         }
-        let stream = host
-            .response_header("content-type")
+        let stream = ex
+            .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
         self.meter = Some(UsageMeter::new(stream, true, &self.model));
         BodyMode::Stream
@@ -394,21 +400,21 @@ impl Stage for RateLimitStage {
     fn on_response_body(
         &mut self,
         host: &dyn Host,
-        _ex: &mut Exchange,
+        ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
     ) -> Vec<u8> {
         if let Some(meter) = self.meter.as_mut() {
-            meter.feed(&chunk, end, |_, _| {});
+            meter.feed_shared(ex, &chunk, end, |_, _| {});
             if end {
-                self.reconcile(host);
+                self.reconcile(host, ex);
             }
         }
         chunk
     }
 
-    fn on_log(&mut self, host: &dyn Host, _ex: &mut Exchange) {
+    fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
         // An answer cut short (client gone) is still charged for what was seen.
-        self.reconcile(host);
+        self.reconcile(host, ex);
     }
 }

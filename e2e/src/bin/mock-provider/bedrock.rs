@@ -110,7 +110,6 @@ fn error_kind(status: StatusCode) -> &'static str {
 
 /// The reply for `x-mock-status` / `/__mock/fail` on a Bedrock path, for the control middleware
 /// (which answers those in the OpenAI shape until it routes `/model/*` here).
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn failure(status: StatusCode) -> Response {
     error(
         status,
@@ -1102,6 +1101,127 @@ mod tests {
         assert_eq!(
             v["usage"],
             json!({"inputTokens": 2, "outputTokens": 7, "totalTokens": 9})
+        );
+    }
+
+    /// The routes behind the real app, over HTTP: percent-encoded model ids, signed headers as
+    /// received, the JSON answer and the event stream.
+    #[tokio::test]
+    async fn serves_signed_requests_over_http() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = crate::app(std::sync::Arc::new(crate::record::Shared::default()));
+        tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
+        let host = addr.to_string();
+        let result = tokio::task::spawn_blocking(move || {
+            let client = e2e::http::Client::new(Duration::from_secs(10));
+            let body = r#"{"messages":[{"role":"user","content":[{"text":"Say hi"}]}]}"#;
+            let send = |path: &str, extra: &[(&str, &str)], sign_body: &str| {
+                let base = [
+                    ("host", host.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let req = RequestParts {
+                    method: "POST",
+                    path,
+                    query: "",
+                    headers: &base,
+                    payload: sign_body.as_bytes(),
+                };
+                let added = sigv4::sign(
+                    &req,
+                    "us-east-1",
+                    "bedrock",
+                    SystemTime::now(),
+                    &mock_creds(None),
+                    true,
+                );
+                let mut headers: Vec<(&str, &str)> = added
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                headers.extend_from_slice(extra);
+                client
+                    .post(&format!("http://{host}{path}"), &headers, body)
+                    .unwrap()
+            };
+            let ok = send(MODEL_PATH, &[], body);
+            let forged = send(MODEL_PATH, &[], "{}");
+            // The stream is binary: read it raw.
+            let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream";
+            let base = [
+                ("host", host.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let req = RequestParts {
+                method: "POST",
+                path,
+                query: "",
+                headers: &base,
+                payload: body.as_bytes(),
+            };
+            let added = sigv4::sign(
+                &req,
+                "us-east-1",
+                "bedrock",
+                SystemTime::now(),
+                &mock_creds(None),
+                true,
+            );
+            let mut builder = ureq::http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{host}{path}"))
+                .header("content-type", "application/json")
+                .header("x-mock-chunks", "2");
+            for (n, v) in &added {
+                builder = builder.header(n.as_str(), v.as_str());
+            }
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let mut resp = agent.run(builder.body(body.to_owned()).unwrap()).unwrap();
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            let bytes = resp.body_mut().read_to_vec().unwrap();
+            (ok, forged, resp.status().as_u16(), content_type, bytes)
+        })
+        .await
+        .unwrap();
+        let (ok, forged, stream_status, content_type, bytes) = result;
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(ok.header("x-amzn-requestid"), Some("mock-bedrock-1"));
+        let v = ok.json().unwrap();
+        assert_eq!(
+            v["output"]["message"]["content"][0]["text"],
+            "mock reply from anthropic.claude-3-haiku-20240307-v1:0"
+        );
+        assert_eq!(
+            v["usage"],
+            json!({"inputTokens": 2, "outputTokens": 4, "totalTokens": 6})
+        );
+        assert_eq!(stream_status, 200);
+        assert_eq!(content_type, "application/vnd.amazon.eventstream");
+        let mut d = Decoder::default();
+        let mut msgs = Vec::new();
+        d.feed(&bytes, &mut msgs).unwrap();
+        d.finish().unwrap();
+        assert_eq!(
+            kinds(&msgs),
+            [
+                "messageStart",
+                "contentBlockDelta",
+                "contentBlockDelta",
+                "contentBlockStop",
+                "messageStop",
+                "metadata"
+            ]
+        );
+        assert_eq!(forged.status, 403);
+        assert_eq!(
+            forged
+                .header("x-amzn-errortype")
+                .and_then(|t| t.split(':').next()),
+            Some("InvalidSignatureException")
         );
     }
 }

@@ -68,7 +68,6 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 
 /// The reply for `x-mock-status` / `/__mock/fail` on the Cohere paths, for the control
 /// middleware (which answers OpenAI-shaped errors until it routes `/v2/*` here).
-#[allow(dead_code)]
 pub fn failure(status: StatusCode) -> Response {
     error(status, &format!("mock failure {}", status.as_u16()))
 }

@@ -159,8 +159,16 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
             tokio::time::sleep(control.delay).await;
             let forced = shared.take_failure(parts.uri.path(), &parts.headers);
             if let Some(status) = forced.or(control.status) {
-                if parts.uri.path() == "/v1/messages" {
+                // Each wire format fails in its provider's error shape.
+                let path = parts.uri.path();
+                if path == "/v1/messages" {
                     crate::anthropic::failure(status)
+                } else if path.contains("/models/") && path.contains(':') {
+                    crate::gemini::failure(status)
+                } else if path.starts_with("/v2/") {
+                    crate::cohere::failure(status)
+                } else if path.starts_with("/model/") {
+                    crate::bedrock::failure(status)
                 } else {
                     reply::mock_failure(status)
                 }

@@ -178,7 +178,6 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 
 /// The reply for `x-mock-status` / `/__mock/fail` on a Gemini path, for the control middleware
 /// (which answers those in the OpenAI shape until it routes Gemini paths here).
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn failure(status: StatusCode) -> Response {
     error(status, &format!("mock failure {}", status.as_u16()))
 }

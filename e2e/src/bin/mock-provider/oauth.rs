@@ -41,6 +41,9 @@ const DEFAULT_TTL: u64 = 3600;
 const MAX_ASSERTION_LIFETIME: u64 = 3600;
 /// Clock skew tolerated for `iat`, seconds.
 const SKEW: u64 = 60;
+/// Google's answer to an assertion outside its time window.
+const TIMEFRAME: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a \
+    reasonable timeframe. Check your iat and exp values in the JWT claim.";
 /// Header setting the token lifetime (on the key registration or on one exchange).
 const TTL_HEADER: &str = "x-mock-token-ttl";
 
@@ -234,10 +237,10 @@ pub fn check_claims(
         return Err("iat and exp must be numbers".into());
     };
     if exp <= now {
-        return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim. (expired)".into());
+        return Err(format!("{TIMEFRAME} (expired)"));
     }
     if iat > now + SKEW || exp <= iat || exp - iat > MAX_ASSERTION_LIFETIME {
-        return Err("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.".into());
+        return Err(TIMEFRAME.into());
     }
     Ok((iss.to_string(), scope.to_string()))
 }

@@ -1,0 +1,264 @@
+//! ai-proxy to natively translated providers (Gemini, Vertex AI, Cohere, Bedrock) through a real
+//! Envoy: the official `openai` SDK parses every answer; usage is what the upstream reported.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use e2e::envoy::Options;
+use e2e::{run_sdk_script, Gateway};
+use serde_json::{json, Value};
+
+const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
+
+fn gateway(config: &str) -> Gateway {
+    Gateway::start(MOCK, &Options::plugin("ai-proxy", config)).unwrap()
+}
+
+/// Runs the SDK script (text, stream, tool call, streamed tool call, tool follow-up turn).
+fn sdk(gw: &Gateway, model: &str) -> Value {
+    run_sdk_script(
+        "openai_client.py",
+        &[&format!("{}/v1", gw.envoy.url()), model, "followup"],
+    )
+    .unwrap()
+}
+
+fn usage(prompt: u64, completion: u64) -> (u64, u64, u64) {
+    (prompt, completion, prompt + completion)
+}
+
+fn usage_of(v: &Value) -> (u64, u64, u64) {
+    (
+        v["prompt_tokens"].as_u64().unwrap(),
+        v["completion_tokens"].as_u64().unwrap(),
+        v["total_tokens"].as_u64().unwrap(),
+    )
+}
+
+fn assert_sdk_answers(out: &Value, text: &str) {
+    assert_eq!(out["text"]["content"], text, "{out}");
+    assert_eq!(out["text"]["finish"], "stop");
+    // "Be brief." + "Say hello" = 4 prompt words; the answer's words are the output tokens.
+    let words = text.split_whitespace().count() as u64;
+    assert_eq!(usage_of(&out["text"]["usage"]), usage(4, words), "{out}");
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    assert_eq!(out["stream"]["finish"], "stop");
+    assert_eq!(usage_of(&out["stream"]["usage"]), usage(1, 5), "{out}");
+    let call =
+        json!({"name": "get_weather", "arguments": {"location": "Paris"}, "finish": "tool_calls"});
+    assert_eq!(out["tool"], call);
+    assert_eq!(out["tool_stream"], call);
+    assert_eq!(out["followup"]["content"], text, "{out}");
+}
+
+#[test]
+fn gemini_through_the_openai_sdk() {
+    let gw = gateway(
+        r#"{"provider":{"type":"gemini","apiTokens":["g-key"],"modelMapping":{"*":"gemini-2.5-flash"},
+            "geminiSafetySetting":{"HARM_CATEGORY_HARASSMENT":"BLOCK_NONE"}}}"#,
+    );
+    let out = sdk(&gw, "gpt-4o");
+    assert_sdk_answers(&out, "mock reply from gemini-2.5-flash");
+    let sent = gw.mock.requests().unwrap();
+    let paths: Vec<&str> = sent.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+        ]
+    );
+    assert_eq!(sent[1]["query"], "alt=sse");
+    for r in &sent {
+        assert_eq!(r["headers"]["host"], "generativelanguage.googleapis.com");
+        assert_eq!(r["headers"]["x-goog-api-key"], "g-key");
+        assert!(r["headers"].get("authorization").is_none(), "{r}");
+    }
+    let first = &sent[0]["body_json"];
+    assert_eq!(first["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(first["safetySettings"][0]["threshold"], "BLOCK_NONE");
+    assert!(first.get("model").is_none() && first.get("messages").is_none());
+    // The follow-up carried the thought signature back (the mock refuses a call without it).
+    let followup = &sent[3]["body_json"]["contents"][1]["parts"][0];
+    assert!(followup["thoughtSignature"].is_string(), "{followup}");
+
+    // Thinking: reasoning_content, and thought tokens inside completion_tokens.
+    let body = json!({"model": "gpt-4o", "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "think"}]});
+    let resp = gw
+        .post("/v1/chat/completions", &[], &body.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning_content"],
+        "Thinking about the answer."
+    );
+    assert_eq!(
+        v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        4
+    );
+    assert_eq!(v["usage"]["completion_tokens"], 4 + 4);
+
+    // Provider errors in OpenAI's shape, with the provider's status.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-status", "429")],
+            &body.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert!(resp.json().unwrap()["error"]["message"].is_string());
+    assert!(!gw.envoy.log().contains("g-key"));
+}
+
+#[test]
+fn vertex_express_mode_and_cohere() {
+    let gw = gateway(r#"{"provider":{"type":"vertex","apiTokens":["v-key"]}}"#);
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            r#"{"model":"gemini-2.5-pro","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(resp.body.contains("\"content\":\"w0 \""), "{}", resp.body);
+    assert!(resp.body.trim_end().ends_with("data: [DONE]"));
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["path"],
+        "/v1/publishers/google/models/gemini-2.5-pro:streamGenerateContent"
+    );
+    assert_eq!(got["headers"]["host"], "aiplatform.googleapis.com");
+    assert_eq!(got["headers"]["x-goog-api-key"], "v-key");
+    drop(gw);
+
+    let gw = gateway(r#"{"provider":{"type":"cohere","apiTokens":["co-key"]}}"#);
+    let out = sdk(&gw, "command-a");
+    assert_sdk_answers_cohere(&out);
+    let sent = gw.mock.requests_to("/v2/chat").unwrap();
+    assert_eq!(sent.len(), 5);
+    for r in &sent {
+        assert_eq!(r["headers"]["host"], "api.cohere.com");
+        assert_eq!(r["headers"]["authorization"], "Bearer co-key");
+    }
+    assert_eq!(sent[1]["headers"]["accept"], "text/event-stream");
+    let resp = gw
+        .post(
+            "/v1/embeddings",
+            &[],
+            r#"{"model":"embed-v4.0","input":["a b","c"]}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(gw.last_upstream_request().unwrap()["path"], "/v2/embed");
+}
+
+fn assert_sdk_answers_cohere(out: &Value) {
+    assert_eq!(out["text"]["content"], "mock reply from command-a", "{out}");
+    assert_eq!(usage_of(&out["text"]["usage"]), usage(4, 4), "{out}");
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    assert_eq!(usage_of(&out["stream"]["usage"]), usage(1, 5), "{out}");
+    let call =
+        json!({"name": "get_weather", "arguments": {"location": "Paris"}, "finish": "tool_calls"});
+    assert_eq!(out["tool"], call);
+    assert_eq!(out["tool_stream"], call);
+    assert_eq!(
+        out["followup"]["content"], "mock reply from command-a",
+        "{out}"
+    );
+}
+
+#[test]
+fn bedrock_signed_with_sigv4_through_the_openai_sdk() {
+    let model = "anthropic.claude-3-haiku-20240307-v1:0";
+    let gw = gateway(&format!(
+        r#"{{"provider":{{"type":"bedrock","awsAccessKey":"AKIDMOCKBEDROCK",
+            "awsSecretKey":"mock-bedrock-secret","awsRegion":"us-east-1",
+            "modelMapping":{{"*":"{model}"}}}}}}"#
+    ));
+    // The mock checks every SigV4 signature against the request it received (403 otherwise).
+    let out = sdk(&gw, "gpt-4o");
+    assert_sdk_answers(&out, &format!("mock reply from {model}"));
+    let sent = gw.mock.requests().unwrap();
+    assert_eq!(sent.len(), 5);
+    assert_eq!(
+        sent[0]["path"],
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
+    );
+    assert_eq!(
+        sent[1]["path"],
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"
+    );
+    for r in &sent {
+        assert_eq!(
+            r["headers"]["host"],
+            "bedrock-runtime.us-east-1.amazonaws.com"
+        );
+        let auth = r["headers"]["authorization"].as_str().unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDMOCKBEDROCK/"),
+            "{auth}"
+        );
+        assert!(r["headers"]["x-amz-date"].is_string());
+    }
+    assert_eq!(sent[0]["body_json"]["system"][0]["text"], "Be brief.");
+    assert!(sent[2]["body_json"]["toolConfig"]["tools"][0]["toolSpec"]["name"] == "get_weather");
+
+    // Bedrock's errors (type in `x-amzn-errortype`) in OpenAI's shape.
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post("/v1/chat/completions", &[("x-mock-status", "429")], body)
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert_eq!(resp.json().unwrap()["error"]["type"], "rate_limit_exceeded");
+    // An exception inside the event stream: one error event, then [DONE].
+    let stream = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-stream-error", "429")],
+            stream,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.body.contains("mock stream failure 429"),
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.body.trim_end().ends_with("data: [DONE]"),
+        "{}",
+        resp.body
+    );
+    assert!(!gw.envoy.log().contains("mock-bedrock-secret"));
+    drop(gw);
+
+    // A Bedrock API key instead of AWS credentials.
+    let gw = gateway(
+        r#"{"provider":{"type":"bedrock","apiTokens":["mock-bedrock-api-key"],"awsRegion":"eu-west-1"}}"#,
+    );
+    let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["message"]["content"],
+        "mock reply from m"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["headers"]["authorization"],
+        "Bearer mock-bedrock-api-key"
+    );
+    assert_eq!(
+        got["headers"]["host"],
+        "bedrock-runtime.eu-west-1.amazonaws.com"
+    );
+}
