@@ -16,7 +16,7 @@
 //! collected.
 
 use proxy_wasm::types::Action;
-use sdk::host::{Host, MockHost};
+use sdk::host::MockHost;
 use sdk::pipeline::Pipeline;
 use sdk::shell::Loaded;
 use serde_json::{json, Value};
@@ -63,6 +63,17 @@ const CHUNKS: usize = 80;
 const UNLIMITED: &str =
     r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
 
+/// A failed check of the harness.
+type Checked<T> = Result<T, String>;
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Checked<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
 /// The JSON config in a shipped ECDS file (the `value: |` block).
 fn shipped_config(ecds: &str) -> Option<String> {
     let at = ecds.find("value: |\n")? + "value: |\n".len();
@@ -76,34 +87,42 @@ fn shipped_config(ecds: &str) -> Option<String> {
 }
 
 /// The one-filter config: every shipped plugin config keyed by plugin name.
-fn gateway_config() -> Vec<u8> {
+fn gateway_config() -> Checked<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/ecds");
     let mut combined = serde_json::Map::new();
     for plugin in ai_gateway::ORDER {
-        let text = std::fs::read_to_string(format!("{dir}/{plugin}.yaml"))
-            .unwrap_or_else(|e| panic!("{dir}/{plugin}.yaml: {e}"));
+        let path = format!("{dir}/{plugin}.yaml");
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         let config = if plugin == "ai-token-ratelimit" {
             UNLIMITED.to_string()
         } else {
-            shipped_config(&text).unwrap_or_else(|| panic!("no config in {plugin}.yaml"))
+            shipped_config(&text).ok_or_else(|| format!("no config in {path}"))?
         };
-        let value: Value = serde_json::from_str(&config).expect("plugin config is JSON");
+        let value: Value =
+            serde_json::from_str(&config).map_err(|e| format!("{plugin} config: {e}"))?;
         combined.insert(plugin.to_string(), value);
     }
-    Value::Object(combined).to_string().into_bytes()
+    Ok(Value::Object(combined).to_string().into_bytes())
 }
 
-fn load() -> Vec<Box<dyn Loaded>> {
-    let (loaded, warnings) = ai_gateway::loader(ai_gateway::GATEWAY, &gateway_config())
-        .unwrap_or_else(|e| panic!("config rejected: {e}"));
-    assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(loaded.len(), 5);
-    loaded
+fn load() -> Checked<Vec<Box<dyn Loaded>>> {
+    let (loaded, warnings) = ai_gateway::loader(ai_gateway::GATEWAY, &gateway_config()?)
+        .map_err(|e| format!("config rejected: {e}"))?;
+    ensure(warnings.is_empty(), || format!("{warnings:?}"))?;
+    ensure(loaded.len() == 5, || format!("{} plugins loaded", loaded.len()))?;
+    Ok(loaded)
+}
+
+/// Runs plugin code: everything inside counts as the plugins' cost (callgrind: inclusive cost of
+/// `profile::plugin` minus the `MockHost` methods called from it).
+#[inline(never)]
+fn plugin<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// What `create_http_context` builds for one request.
 fn pipeline(loaded: &[Box<dyn Loaded>]) -> Pipeline {
-    Pipeline::new(loaded.iter().flat_map(|p| p.stages()).collect())
+    plugin(|| Pipeline::new(loaded.iter().flat_map(|p| p.stages()).collect()))
 }
 
 fn request_body(stream: bool) -> Vec<u8> {
@@ -154,12 +173,15 @@ fn response_headers(host: &MockHost, content_type: &str, length: Option<usize>) 
 }
 
 /// The request half, as Envoy delivers it (headers, then the whole body: the buffer filter).
-fn send_request(p: &mut Pipeline, host: &MockHost) {
+fn send_request(p: &mut Pipeline, host: &MockHost) -> Checked<()> {
     let size = host.request_body.borrow().len();
-    assert_eq!(p.on_request_headers(host, false), Action::Continue);
+    let headers = plugin(|| p.on_request_headers(host, false));
+    ensure(headers == Action::Continue, || format!("headers: {headers:?}"))?;
     host.request_headers_sealed.set(true);
-    assert_eq!(p.on_request_body(host, size, true), Action::Continue);
-    assert!(!p.replied(), "{:?}", host.local_reply());
+    let body = plugin(|| p.on_request_body(host, size, true));
+    ensure(body == Action::Continue && !p.replied(), || {
+        format!("body: {body:?}, reply {:?}", host.local_reply())
+    })
 }
 
 fn json_answer() -> Vec<u8> {
@@ -213,7 +235,7 @@ impl Downstream {
     fn deliver(&mut self, p: &mut Pipeline, host: &MockHost, data: &[u8], end: bool) {
         host.response_body.borrow_mut().extend_from_slice(data);
         let size = host.response_body.borrow().len();
-        let action = p.on_response_body(host, size, end);
+        let action = plugin(|| p.on_response_body(host, size, end));
         if action == Action::Continue || end {
             let mut buffer = host.response_body.borrow_mut();
             self.received.extend_from_slice(&buffer);
@@ -223,25 +245,27 @@ impl Downstream {
 }
 
 /// One non-streaming request and answer.
-fn json_request(loaded: &[Box<dyn Loaded>], usage: bool) -> MockHost {
+fn json_request(loaded: &[Box<dyn Loaded>], usage: bool) -> Checked<MockHost> {
     let host = request_host(&request_body(false));
     let mut p = pipeline(loaded);
-    send_request(&mut p, &host);
+    send_request(&mut p, &host)?;
     let mut answer = json_answer();
     if !usage {
-        let mut v: Value = serde_json::from_slice(&answer).expect("json");
+        let mut v: Value = serde_json::from_slice(&answer).map_err(|e| e.to_string())?;
         v.as_object_mut().map(|o| o.remove("usage"));
         answer = v.to_string().into_bytes();
     }
     response_headers(&host, "application/json", Some(answer.len()));
-    assert_eq!(p.on_response_headers(&host), Action::Continue);
+    let headers = plugin(|| p.on_response_headers(&host));
+    ensure(headers == Action::Continue, || format!("{headers:?}"))?;
     let mut down = Downstream {
         received: Vec::new(),
     };
     down.deliver(&mut p, &host, &answer, true);
-    p.on_log(&host);
-    assert_eq!(down.received, answer);
-    host
+    plugin(|| p.on_log(&host));
+    plugin(|| drop(p));
+    ensure(down.received == answer, || "answer changed".to_string())?;
+    Ok(host)
 }
 
 #[inline(never)]
@@ -257,86 +281,84 @@ fn stream_chunks(p: &mut Pipeline, host: &MockHost, frames: &[Vec<u8>]) -> Vec<u
 }
 
 /// One streamed request and its answer.
-fn sse_request(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>]) -> MockHost {
+fn sse_request(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>]) -> Checked<MockHost> {
     let host = request_host(&request_body(true));
     let mut p = pipeline(loaded);
-    send_request(&mut p, &host);
+    send_request(&mut p, &host)?;
     response_headers(&host, "text/event-stream", None);
-    assert_eq!(p.on_response_headers(&host), Action::Continue);
+    let headers = plugin(|| p.on_response_headers(&host));
+    ensure(headers == Action::Continue, || format!("{headers:?}"))?;
     let received = stream_chunks(&mut p, &host, frames);
-    p.on_log(&host);
-    assert_eq!(received, frames.concat());
-    host
+    plugin(|| p.on_log(&host));
+    plugin(|| drop(p));
+    ensure(received == frames.concat(), || "stream changed".to_string())?;
+    Ok(host)
 }
 
 #[inline(never)]
-fn measure_json(loaded: &[Box<dyn Loaded>], n: usize) -> MockHost {
-    let mut last = None;
+fn measure_json(loaded: &[Box<dyn Loaded>], n: usize) -> Checked<MockHost> {
+    let mut last = MockHost::default();
     for _ in 0..n {
-        last = Some(black_box(json_request(loaded, true)));
+        last = black_box(json_request(loaded, true)?);
     }
-    last.unwrap_or_default()
+    Ok(last)
 }
 
 #[inline(never)]
-fn measure_sse(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>], n: usize) -> MockHost {
-    let mut last = None;
+fn measure_sse(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>], n: usize) -> Checked<MockHost> {
+    let mut last = MockHost::default();
     for _ in 0..n {
-        last = Some(black_box(sse_request(loaded, frames)));
+        last = black_box(sse_request(loaded, frames)?);
     }
-    last.unwrap_or_default()
+    Ok(last)
 }
 
 /// Checks that the stages did their work, and prints the host calls of one request.
-fn report(what: &str, host: &MockHost) {
-    let upstream: Value =
-        serde_json::from_slice(&host.request_body.borrow()).expect("upstream body is JSON");
+fn report(what: &str, host: &MockHost) -> Checked<()> {
+    let upstream: Value = serde_json::from_slice(&host.request_body.borrow())
+        .map_err(|e| format!("upstream body: {e}"))?;
     let messages = upstream["messages"].as_array().map_or(0, Vec::len);
-    assert_eq!(messages, 4, "decorator added its messages: {upstream}");
-    let log = host
-        .properties
-        .borrow()
-        .get("ai_log")
-        .cloned()
-        .expect("ai_log written");
-    let log: Value = serde_json::from_slice(&log).expect("ai_log is JSON");
+    ensure(messages == 4, || format!("decorator: {upstream}"))?;
+    let log = host.properties.borrow().get("ai_log").cloned();
+    let log: Value = serde_json::from_slice(&log.unwrap_or_default())
+        .map_err(|e| format!("ai_log: {e}"))?;
+    ensure(log["input_token"].as_u64().is_some_and(|n| n > 0), || {
+        format!("no usage in {log}")
+    })?;
     println!("{what}: ai_log {log}");
     let calls = host.host_call_counts();
     println!("{what}: {} host calls per request", host.host_calls());
     for (name, n) in calls {
         println!("  {name:<22} {n}");
     }
+    Ok(())
 }
 
-fn main() {
+fn main() -> Checked<()> {
     let args: Vec<String> = std::env::args().collect();
     let mode = args.get(1).map_or("json", String::as_str);
     let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(100);
     let before = LIVE.load(Ordering::Relaxed);
-    let loaded = load();
+    let loaded = load()?;
     let frames = sse_frames(true);
     match mode {
         "json" => {
             for _ in 0..20 {
-                json_request(&loaded, true);
+                json_request(&loaded, true)?;
             }
-            let host = measure_json(&loaded, n);
-            report("json", &host);
+            report("json", &measure_json(&loaded, n)?)
         }
         "sse" => {
             for _ in 0..5 {
-                sse_request(&loaded, &frames);
+                sse_request(&loaded, &frames)?;
             }
-            let host = measure_sse(&loaded, &frames, n);
-            report("sse", &host);
+            report("sse", &measure_sse(&loaded, &frames, n)?)
         }
         "memory" => {
             let config = LIVE.load(Ordering::Relaxed) - before;
             let start_peak = PEAK.load(Ordering::Relaxed);
-            let host = json_request(&loaded, false);
-            report("json without usage", &host);
-            let frames = sse_frames(false);
-            sse_request(&loaded, &frames);
+            report("json without usage", &json_request(&loaded, false)?)?;
+            report("sse without usage", &sse_request(&loaded, &sse_frames(false))?)?;
             println!(
                 "heap: config {:.2} MB; after estimates live {:.2} MB, peak {:.2} MB (was {:.2})",
                 config as f64 / 1e6,
@@ -344,7 +366,8 @@ fn main() {
                 PEAK.load(Ordering::Relaxed) as f64 / 1e6,
                 start_peak as f64 / 1e6,
             );
+            Ok(())
         }
-        other => panic!("unknown mode {other} (json, sse, memory)"),
+        other => Err(format!("unknown mode {other} (json, sse, memory)")),
     }
 }
