@@ -262,3 +262,64 @@ fn bedrock_signed_with_sigv4_through_the_openai_sdk() {
         "bedrock-runtime.eu-west-1.amazonaws.com"
     );
 }
+
+#[test]
+fn vertex_with_a_service_account_token() {
+    use rand_chacha::rand_core::SeedableRng;
+    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
+    let private_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let account = json!({"type": "service_account", "project_id": "proj",
+        "private_key": private_pem, "client_email": "gw@proj.iam.gserviceaccount.com"});
+    let config = json!({"provider": {"type": "vertex", "vertexAuthKey": account.to_string(),
+        "vertexRegion": "us-central1", "vertexAuthServiceName": "llm_upstream"}});
+    let gw = gateway(&config.to_string());
+    // Tokens live 4 s, so the gateway must refresh them while the test runs.
+    let resp = gw
+        .client
+        .post(
+            &format!("{}/__mock/oauth/key", gw.mock.url()),
+            &[("x-mock-token-ttl", "4")],
+            &public_pem,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 204, "{}", resp.body);
+
+    let body = r#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#;
+    let first_token = |gw: &Gateway| -> String {
+        for _ in 0..100 {
+            let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
+            if resp.status == 200 {
+                let got = gw.last_upstream_request().unwrap();
+                return got["headers"]["authorization"].as_str().unwrap().to_string();
+            }
+            // Until the first exchange answers: a 503 that says so.
+            assert_eq!(resp.status, 503, "{}", resp.body);
+            assert_eq!(resp.json().unwrap()["error"]["code"], "provider_auth_pending");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("no token after 10 s");
+    };
+    let token = first_token(&gw);
+    assert!(token.starts_with("Bearer mock-token-"), "{token}");
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["path"],
+        "/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+    );
+    assert_eq!(got["headers"]["host"], "us-central1-aiplatform.googleapis.com");
+    let exchange = gw.mock.requests_to("/token").unwrap();
+    assert!(!exchange.is_empty());
+    assert_eq!(exchange[0]["headers"]["host"], "oauth2.googleapis.com");
+
+    // The token is refreshed before it expires, for every worker: requests keep succeeding.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let later = gw.last_upstream_request().unwrap()["headers"]["authorization"].clone();
+    assert_ne!(later.as_str().unwrap(), token, "the token was refreshed");
+    assert!(!gw.envoy.log().contains("PRIVATE KEY"));
+}

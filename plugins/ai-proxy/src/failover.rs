@@ -270,23 +270,30 @@ pub fn health_check(host: &dyn Host, p: &Provider) {
         let Some(token) = p.tokens.get(index) else {
             continue;
         };
-        // The same body is valid for OpenAI chat completions and Anthropic Messages.
-        let body = serde_json::json!({"model": f.config.health_check_model, "max_tokens": 1,
+        // A one-token chat request, translated for the provider like any client request.
+        let ping = serde_json::json!({"model": f.config.health_check_model, "max_tokens": 1,
             "messages": [{"role": "user", "content": "ping"}]});
-        let mut owned = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), p.chat.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-            ("x-ai-gateway-health-check".to_string(), "1".to_string()),
-        ];
-        owned.extend(crate::native::static_headers(p, Some(token.as_str())));
+        let Ok(chat) = serde_json::from_value(ping) else {
+            continue;
+        };
+        let request = crate::native::callout_request(
+            host,
+            p,
+            sdk::pipeline::RequestBody::Chat(chat),
+            sdk::api::ApiKind::ChatCompletions,
+            "/v1/chat/completions",
+            Some(token.as_str()),
+        );
+        let Ok((mut owned, body)) = request else {
+            continue;
+        };
+        owned.push(("x-ai-gateway-health-check".to_string(), "1".to_string()));
         let headers: Vec<(&str, &str)> = owned
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let body = body.to_string();
         let timeout = Duration::from_millis(f.config.health_check_timeout);
-        match host.dispatch_http_call(&cluster, &headers, Some(body.as_bytes()), timeout) {
+        match host.dispatch_http_call(&cluster, &headers, Some(&body), timeout) {
             Ok(call) => {
                 p.inflight.borrow_mut().insert(call, index);
             }

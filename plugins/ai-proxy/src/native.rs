@@ -54,6 +54,42 @@ pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)
     out
 }
 
+/// Header name/value pairs.
+pub type Headers = Vec<(String, String)>;
+
+/// A whole request to `p` for an HTTP callout (fallbacks, health checks): headers, pseudo-headers
+/// included, and the encoded body.
+pub fn callout_request(
+    host: &dyn sdk::host::Host,
+    p: &Provider,
+    body: RequestBody,
+    api: ApiKind,
+    client_path: &str,
+    token: Option<&str>,
+) -> Result<(Headers, Vec<u8>), ErrorReply> {
+    let path = p.path_for(api, client_path).unwrap_or_default();
+    let out = outbound(p, body, api, host.now(), &path)?;
+    let bytes = encode(&out.body)?;
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), path),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    headers.extend(static_headers(p, token));
+    if p.auth == Auth::OAuth {
+        if let Some(t) = crate::vertex::access_token(host, p) {
+            headers.push(("authorization".into(), format!("Bearer {t}")));
+        }
+    }
+    for (name, value) in out.late {
+        headers.retain(|(n, _)| *n != name);
+        if let Some(v) = value {
+            headers.push((name, v));
+        }
+    }
+    Ok((headers, bytes))
+}
+
 /// Whether the upstream path depends on the body (the model is part of it).
 pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
     matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)

@@ -228,37 +228,14 @@ impl ProxyStage {
         timeout_ms: u64,
         index: usize,
     ) -> bool {
-        let api = ex.api();
-        let Some(path) = p.path_for(api, &ex.path) else {
-            return false;
-        };
-        let Ok(out) = native::outbound(p, body, api, host.now(), &path) else {
-            return false;
-        };
-        let Ok(bytes) = native::encode(&out.body) else {
-            return false;
-        };
         let Some(cluster) = p.call_cluster.clone().or_else(|| ex.cluster_name(host)) else {
             return false;
         };
-        let token = p.next_token();
-        let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), path),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        headers.extend(native::static_headers(p, token));
-        if p.auth == Auth::OAuth {
-            if let Some(t) = vertex::access_token(host, p) {
-                headers.push(("authorization".into(), format!("Bearer {t}")));
-            }
-        }
-        for (name, value) in out.late {
-            headers.retain(|(n, _)| *n != name);
-            if let Some(v) = value {
-                headers.push((name, v));
-            }
-        }
+        let Ok((headers, bytes)) =
+            native::callout_request(host, p, body, ex.api(), &ex.path, p.next_token())
+        else {
+            return false;
+        };
         let refs: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
