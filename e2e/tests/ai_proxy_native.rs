@@ -323,3 +323,42 @@ fn vertex_with_a_service_account_token() {
     assert_ne!(later.as_str().unwrap(), token, "the token was refreshed");
     assert!(!gw.envoy.log().contains("PRIVATE KEY"));
 }
+
+#[test]
+fn anthropic_clients_reach_gemini_and_bedrock() {
+    let configs = [
+        (
+            r#"{"provider":{"type":"gemini","apiTokens":["g-key"]}}"#,
+            "gemini-2.5-flash",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+        ),
+        (
+            r#"{"provider":{"type":"bedrock","apiTokens":["mock-bedrock-api-key"],"awsRegion":"us-east-1"}}"#,
+            "amazon.nova-pro-v1:0",
+            "/model/amazon.nova-pro-v1%3A0/converse",
+        ),
+    ];
+    for (config, model, path) in configs {
+        let gw = gateway(config);
+        let out = run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), model]).unwrap();
+        assert_eq!(out["text"]["content"], format!("mock reply from {model}"), "{out}");
+        assert_eq!(out["text"]["stop"], "end_turn");
+        assert_eq!(out["text"]["usage"], json!({"input": 4, "output": 4}));
+        assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+        assert_eq!(out["stream"]["usage"]["output"], 5);
+        let call = json!({"name": "get_weather", "input": {"location": "Paris"}, "stop": "tool_use"});
+        assert_eq!(out["tool"], call, "{model}");
+        assert_eq!(out["tool_stream"], call, "{model}");
+        assert_eq!(gw.mock.requests().unwrap()[0]["path"], path);
+
+        // Errors in Anthropic's shape.
+        let body = json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+        let resp = gw
+            .post("/v1/messages", &[("x-mock-status", "503")], &body.to_string())
+            .unwrap();
+        assert_eq!(resp.status, 503, "{}", resp.body);
+        let v = resp.json().unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(v["error"]["message"].is_string());
+    }
+}
