@@ -143,6 +143,12 @@ pub struct ProviderConfig {
     pub aws_region: Option<String>,
     /// bedrock: `additionalModelRequestFields` sent with every request.
     pub bedrock_additional_fields: Map<String, Value>,
+    /// bedrock: where prompt cache points go (`systemPrompt`, `lastUserMessage`, `lastMessage`).
+    pub bedrock_prompt_cache_point_positions: Map<String, Value>,
+    /// Prompt cache retention (`in_memory` or `24h`) when the request names none.
+    pub prompt_cache_retention: Option<String>,
+    /// qwen: turn DashScope's web search on.
+    pub qwen_enable_search: bool,
     /// deepl: target language.
     pub target_lang: Option<String>,
     /// dify: API base URL of a self-hosted Dify.

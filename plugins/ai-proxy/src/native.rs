@@ -244,7 +244,8 @@ fn chat_body(
             let opts = bedrock::BedrockOptions {
                 model: model.to_string(),
                 additional_fields: b.additional_fields.clone(),
-                ..bedrock::BedrockOptions::default()
+                cache_points: b.cache_points,
+                cache_retention: b.cache_retention.clone(),
             };
             RequestBody::Json(bedrock::to_converse_request(chat, &opts).map_err(bad_request)?)
         }
@@ -263,7 +264,13 @@ fn chat_body(
                 late.push(("x-dashscope-sse".into(), Some("enable".into())));
                 late.push(("accept".into(), Some("text/event-stream".into())));
             }
-            RequestBody::Json(qwen::to_qwen_request(chat, model).map_err(bad_request)?)
+            let mut body = qwen::to_qwen_request(chat, model).map_err(bad_request)?;
+            if p.qwen_enable_search {
+                if let Some(params) = body.get_mut("parameters").and_then(Value::as_object_mut) {
+                    params.entry("enable_search").or_insert(Value::Bool(true));
+                }
+            }
+            RequestBody::Json(body)
         }
         (Family::Dify, Native::Dify(o)) => {
             RequestBody::Json(dify::to_dify_request(chat, model, o).map_err(bad_request)?)
@@ -580,4 +587,108 @@ pub fn text_error(status: u32, body: &[u8]) -> ErrorReply {
 /// Whether the answer of a provider in this protocol mode is left alone entirely.
 pub fn passthrough(p: &Provider) -> bool {
     p.protocol == Protocol::Original
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::ModelMapping;
+    use crate::providers::resolve;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn provider(v: Value) -> Result<Provider, sdk::config::ConfigError> {
+        let c: crate::config::ProviderConfig = serde_json::from_value(v).unwrap();
+        let mapping = ModelMapping::parse(&c.model_mapping).unwrap();
+        resolve(&c, mapping)
+    }
+
+    fn chat(stream: bool) -> RequestBody {
+        RequestBody::Chat(
+            serde_json::from_value(json!({"model": "m-1:0", "stream": stream,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .unwrap(),
+        )
+    }
+
+    fn late<'a>(out: &'a Outbound, name: &str) -> Option<&'a str> {
+        out.late
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    #[test]
+    fn gemini_and_bedrock_paths_come_from_the_body() {
+        let g =
+            provider(json!({"type": "gemini", "apiTokens": ["k"], "apiVersion": "v1"})).unwrap();
+        let out = outbound(&g, chat(true), ApiKind::ChatCompletions, now(), "").unwrap();
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/v1/models/m-1%3A0:streamGenerateContent?alt=sse")
+        );
+        assert!(out.stream);
+        let b = provider(json!({"type": "bedrock", "awsRegion": "us-east-1",
+            "awsAccessKey": "AKID", "awsSecretKey": "secret"}))
+        .unwrap();
+        let out = outbound(&b, chat(false), ApiKind::ChatCompletions, now(), "").unwrap();
+        assert_eq!(late(&out, ":path"), Some("/model/m-1%3A0/converse"));
+        let auth = late(&out, "authorization").unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/20231114/us-east-1/bedrock/"),
+            "{auth}"
+        );
+        assert_eq!(late(&out, "x-amz-date"), Some("20231114T221320Z"));
+        // The static headers carry no key for SigV4.
+        assert!(static_headers(&b, None)
+            .iter()
+            .all(|(n, _)| n != "authorization"));
+    }
+
+    #[test]
+    fn type_settings_reach_the_body() {
+        let q = provider(json!({"type": "qwen", "qwenEnableCompatible": false,
+            "qwenEnableSearch": true, "apiTokens": ["k"]}))
+        .unwrap();
+        let out = outbound(&q, chat(true), ApiKind::ChatCompletions, now(), "").unwrap();
+        let RequestBody::Json(body) = &out.body else {
+            panic!("json body")
+        };
+        assert_eq!(body["parameters"]["enable_search"], true);
+        assert_eq!(late(&out, "x-dashscope-sse"), Some("enable"));
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/api/v1/services/aigc/text-generation/generation")
+        );
+        let err = provider(
+            json!({"type": "bedrock", "awsRegion": "r", "apiTokens": ["k"],
+            "bedrockPromptCachePointPositions": {"middle": true}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "bedrockPromptCachePointPositions.middle");
+        let d =
+            provider(json!({"type": "deepl", "apiTokens": ["k:fx"], "targetLang": "DE"})).unwrap();
+        assert_eq!(d.host, "api-free.deepl.com");
+        assert!(static_headers(&d, Some("k:fx")).contains(&(
+            "authorization".to_string(),
+            "DeepL-Auth-Key k:fx".to_string()
+        )));
+    }
+
+    #[test]
+    fn whole_answers_to_stream_requests_become_sse() {
+        let chat: openai::ChatResponse =
+            serde_json::from_value(json!({"id": "c", "object": "chat.completion",
+            "created": 1, "model": "m", "choices": [{"index": 0, "message": {"role": "assistant",
+            "content": "hallo"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
+            .unwrap();
+        let sse = as_sse(&chat);
+        assert!(sse.contains("\"content\":\"hallo\""), "{sse}");
+        assert!(sse.contains("\"total_tokens\":2"), "{sse}");
+        assert!(sse.ends_with("data: [DONE]\n\n"));
+    }
 }

@@ -88,6 +88,10 @@ pub struct BedrockSettings {
     pub credentials: Option<crate::sigv4::Credentials>,
     /// `additionalModelRequestFields`.
     pub additional_fields: Option<serde_json::Value>,
+    /// Prompt cache points.
+    pub cache_points: crate::translate::bedrock::CachePoints,
+    /// Prompt cache retention when the request names none.
+    pub cache_retention: Option<String>,
 }
 
 /// One row of the OpenAI-compatible table.
@@ -233,6 +237,8 @@ pub struct Provider {
     pub custom_settings: Vec<crate::config::CustomSetting>,
     /// Settings of natively translated families.
     pub native: Native,
+    /// qwen native: `parameters.enable_search` on every request.
+    pub qwen_enable_search: bool,
     /// What happens to reasoning text in answers.
     pub reasoning: crate::translate::ReasoningMode,
     /// Envoy cluster for callouts to this provider, when not the route's.
@@ -379,6 +385,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         retry: Retry::compile(&c.retry_on_failure)?,
         custom_settings: c.custom_settings.clone(),
         native: Native::None,
+        qwen_enable_search: false,
         reasoning,
         call_cluster: c.cluster.clone().filter(|c| !c.is_empty()),
         health_key: String::new(),
@@ -633,9 +640,20 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                 // Bedrock API keys.
                 Auth::Bearer
             };
+            let (cache_points, unknown) = crate::translate::bedrock::CachePoints::from_config(
+                &c.bedrock_prompt_cache_point_positions,
+            );
+            if let Some(key) = unknown.first() {
+                return Err(ConfigError::new(
+                    format!("bedrockPromptCachePointPositions.{key}"),
+                    "unknown position (systemPrompt, lastUserMessage, lastMessage)",
+                ));
+            }
             p.native = Native::Bedrock(BedrockSettings {
                 region,
                 credentials,
+                cache_points,
+                cache_retention: non_empty(&c.prompt_cache_retention),
                 additional_fields: (!c.bedrock_additional_fields.is_empty())
                     .then(|| Value::Object(c.bedrock_additional_fields.clone())),
             });
@@ -649,6 +667,7 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
         }
         "qwen" => {
             p.family = Family::Qwen;
+            p.qwen_enable_search = c.qwen_enable_search;
             p.host = non_empty(&c.qwen_domain).unwrap_or_else(|| "dashscope.aliyuncs.com".into());
             p.chat = "/api/v1/services/aigc/text-generation/generation".into();
         }
