@@ -271,7 +271,10 @@ fn vertex_with_a_service_account_token() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let key = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
     let private_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-    let public_pem = key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let public_pem = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     let account = json!({"type": "service_account", "project_id": "proj",
         "private_key": private_pem, "client_email": "gw@proj.iam.gserviceaccount.com"});
     let config = json!({"provider": {"type": "vertex", "vertexAuthKey": account.to_string(),
@@ -294,11 +297,17 @@ fn vertex_with_a_service_account_token() {
             let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
             if resp.status == 200 {
                 let got = gw.last_upstream_request().unwrap();
-                return got["headers"]["authorization"].as_str().unwrap().to_string();
+                return got["headers"]["authorization"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
             }
             // Until the first exchange answers: a 503 that says so.
             assert_eq!(resp.status, 503, "{}", resp.body);
-            assert_eq!(resp.json().unwrap()["error"]["code"], "provider_auth_pending");
+            assert_eq!(
+                resp.json().unwrap()["error"]["code"],
+                "provider_auth_pending"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         panic!("no token after 10 s");
@@ -310,7 +319,10 @@ fn vertex_with_a_service_account_token() {
         got["path"],
         "/v1/projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
     );
-    assert_eq!(got["headers"]["host"], "us-central1-aiplatform.googleapis.com");
+    assert_eq!(
+        got["headers"]["host"],
+        "us-central1-aiplatform.googleapis.com"
+    );
     let exchange = gw.mock.requests_to("/token").unwrap();
     assert!(!exchange.is_empty());
     assert_eq!(exchange[0]["headers"]["host"], "oauth2.googleapis.com");
@@ -341,12 +353,17 @@ fn anthropic_clients_reach_gemini_and_bedrock() {
     for (config, model, path) in configs {
         let gw = gateway(config);
         let out = run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), model]).unwrap();
-        assert_eq!(out["text"]["content"], format!("mock reply from {model}"), "{out}");
+        assert_eq!(
+            out["text"]["content"],
+            format!("mock reply from {model}"),
+            "{out}"
+        );
         assert_eq!(out["text"]["stop"], "end_turn");
         assert_eq!(out["text"]["usage"], json!({"input": 4, "output": 4}));
         assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
         assert_eq!(out["stream"]["usage"]["output"], 5);
-        let call = json!({"name": "get_weather", "input": {"location": "Paris"}, "stop": "tool_use"});
+        let call =
+            json!({"name": "get_weather", "input": {"location": "Paris"}, "stop": "tool_use"});
         assert_eq!(out["tool"], call, "{model}");
         assert_eq!(out["tool_stream"], call, "{model}");
         assert_eq!(gw.mock.requests().unwrap()[0]["path"], path);
@@ -354,7 +371,11 @@ fn anthropic_clients_reach_gemini_and_bedrock() {
         // Errors in Anthropic's shape.
         let body = json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
         let resp = gw
-            .post("/v1/messages", &[("x-mock-status", "503")], &body.to_string())
+            .post(
+                "/v1/messages",
+                &[("x-mock-status", "503")],
+                &body.to_string(),
+            )
             .unwrap();
         assert_eq!(resp.status, 503, "{}", resp.body);
         let v = resp.json().unwrap();

@@ -293,22 +293,9 @@ fn chat_body(
 
 fn gemini_path(p: &Provider, model: &str, action: &str) -> String {
     match &p.native {
-        Native::Gemini(g) => format!("{}/{}:{action}", g.model_prefix, encode_segment(model)),
+        Native::Gemini(g) => format!("{}/{}:{action}", g.model_prefix, sigv4::uri_encode(model)),
         _ => String::new(),
     }
-}
-
-/// Percent-encodes a path segment (RFC 3986 unreserved characters stay).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn ask_for_usage(extra: &mut serde_json::Map<String, Value>) {

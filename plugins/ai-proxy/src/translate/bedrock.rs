@@ -326,25 +326,8 @@ fn image_block(part: &openai::ContentPart) -> Result<Value, TranslateError> {
 
 fn assistant_blocks(msg: &openai::ChatMessage) -> Result<Vec<Value>, TranslateError> {
     let mut blocks = Vec::new();
-    match &msg.content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(json!({ "text": s })),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(parts)) => {
-            for part in parts {
-                let text = match part.kind.as_str() {
-                    "text" => part.text.as_deref(),
-                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
-                    other => {
-                        return Err(err(format!(
-                            "assistant content part type {other:?} is not supported by Bedrock"
-                        )))
-                    }
-                };
-                if let Some(t) = text.filter(|t| !t.is_empty()) {
-                    blocks.push(json!({ "text": t }));
-                }
-            }
-        }
+    for t in super::assistant_texts(msg, "Bedrock")? {
+        blocks.push(json!({ "text": t }));
     }
     if let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
         for call in calls {

@@ -75,27 +75,6 @@ pub fn deepl_host(model: &str, key: &str) -> &'static str {
     }
 }
 
-/// The text of a message; DeepL translates text only.
-fn message_text(msg: &openai::ChatMessage) -> Result<String, TranslateError> {
-    match &msg.content {
-        None => Ok(String::new()),
-        Some(openai::Content::Text(s)) => Ok(s.clone()),
-        Some(openai::Content::Parts(parts)) => {
-            let mut texts = Vec::new();
-            for part in parts {
-                if part.kind != "text" {
-                    return Err(err(format!(
-                        "content part type {:?} is not supported by DeepL (text only)",
-                        part.kind
-                    )));
-                }
-                texts.extend(part.text.as_deref());
-            }
-            Ok(texts.join("\n"))
-        }
-    }
-}
-
 /// Builds the `/v2/translate` body for an OpenAI chat request.
 ///
 /// Each non-system message with text becomes one `text` entry, in order; `system`/`developer`
@@ -112,7 +91,7 @@ pub fn to_deepl_request(
     let mut texts = Vec::new();
     let mut context = Vec::new();
     for msg in &req.messages {
-        let text = message_text(msg)?;
+        let text = super::text_only(msg, "DeepL")?;
         if text.is_empty() {
             continue;
         }

@@ -274,25 +274,8 @@ fn model_parts(
     calls: &mut Vec<(String, String)>,
 ) -> Result<Vec<Value>, TranslateError> {
     let mut parts = Vec::new();
-    match &msg.content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => parts.push(json!({ "text": s })),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(items)) => {
-            for part in items {
-                let text = match part.kind.as_str() {
-                    "text" => part.text.as_deref(),
-                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
-                    other => {
-                        return Err(err(format!(
-                            "assistant content part type {other:?} is not supported by Gemini"
-                        )))
-                    }
-                };
-                if let Some(t) = text.filter(|t| !t.is_empty()) {
-                    parts.push(json!({ "text": t }));
-                }
-            }
-        }
+    for t in super::assistant_texts(msg, "Gemini")? {
+        parts.push(json!({ "text": t }));
     }
     if let Some(tool_calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
         for call in tool_calls {

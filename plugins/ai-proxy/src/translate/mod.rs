@@ -12,6 +12,7 @@ pub mod messages;
 pub mod qwen;
 pub mod triton;
 
+use sdk::llm::openai;
 use sdk::sse::{SseDecoder, SseEvent};
 
 /// A request that cannot be expressed in the target format.
@@ -22,6 +23,58 @@ impl std::fmt::Display for TranslateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The text of a message whose target takes text only (`service` names it in the error).
+pub fn text_only(msg: &openai::ChatMessage, service: &str) -> Result<String, TranslateError> {
+    match &msg.content {
+        None => Ok(String::new()),
+        Some(openai::Content::Text(s)) => Ok(s.clone()),
+        Some(openai::Content::Parts(parts)) => {
+            let mut texts = Vec::new();
+            for part in parts {
+                if part.kind != "text" {
+                    return Err(TranslateError(format!(
+                        "content part type {:?} is not supported by {service} (text only)",
+                        part.kind
+                    )));
+                }
+                texts.extend(part.text.as_deref());
+            }
+            Ok(texts.join("\n"))
+        }
+    }
+}
+
+/// The non-empty texts of an assistant message (string content, `text` and `refusal` parts);
+/// any other part is an error naming `provider`.
+pub fn assistant_texts<'a>(
+    msg: &'a openai::ChatMessage,
+    provider: &str,
+) -> Result<Vec<&'a str>, TranslateError> {
+    let mut out = Vec::new();
+    match &msg.content {
+        Some(openai::Content::Text(s)) if !s.is_empty() => out.push(s.as_str()),
+        None | Some(openai::Content::Text(_)) => {}
+        Some(openai::Content::Parts(parts)) => {
+            for part in parts {
+                let text = match part.kind.as_str() {
+                    "text" => part.text.as_deref(),
+                    "refusal" => part
+                        .extra
+                        .get("refusal")
+                        .and_then(serde_json::Value::as_str),
+                    other => {
+                        return Err(TranslateError(format!(
+                            "assistant content part type {other:?} is not supported by {provider}"
+                        )))
+                    }
+                };
+                out.extend(text.filter(|t| !t.is_empty()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What happens to a provider's reasoning ("thinking") text in OpenAI-shaped answers

@@ -42,19 +42,6 @@ impl TritonOptions {
     }
 }
 
-/// Percent-encodes a path segment (RFC 3986 unreserved characters stay).
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The upstream path: `/v2/models/{model}[/versions/{version}]/generate`, `generate_stream`
 /// when streaming.
 pub fn triton_path(model: &str, opts: &TritonOptions, stream: bool) -> String {
@@ -64,34 +51,13 @@ pub fn triton_path(model: &str, opts: &TritonOptions, stream: bool) -> String {
         "generate"
     };
     if opts.model_version.is_empty() {
-        format!("/v2/models/{}/{action}", segment(model))
+        format!("/v2/models/{}/{action}", crate::sigv4::uri_encode(model))
     } else {
         format!(
             "/v2/models/{}/versions/{}/{action}",
-            segment(model),
-            segment(&opts.model_version)
+            crate::sigv4::uri_encode(model),
+            crate::sigv4::uri_encode(&opts.model_version)
         )
-    }
-}
-
-/// The text of a message; non-text parts cannot go to the generate endpoint.
-fn message_text(msg: &openai::ChatMessage) -> Result<String, TranslateError> {
-    match &msg.content {
-        None => Ok(String::new()),
-        Some(openai::Content::Text(s)) => Ok(s.clone()),
-        Some(openai::Content::Parts(parts)) => {
-            let mut texts = Vec::new();
-            for part in parts {
-                if part.kind != "text" {
-                    return Err(err(format!(
-                        "content part type {:?} is not supported by Triton generate (text only)",
-                        part.kind
-                    )));
-                }
-                texts.extend(part.text.as_deref());
-            }
-            Ok(texts.join("\n"))
-        }
     }
 }
 
@@ -114,7 +80,7 @@ pub fn to_triton_request(
         .messages
         .last()
         .ok_or_else(|| err("no message to send to Triton"))?;
-    let text = message_text(last)?;
+    let text = super::text_only(last, "Triton generate")?;
     if text.is_empty() {
         return Err(err("the last message has no text to send to Triton"));
     }
