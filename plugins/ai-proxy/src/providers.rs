@@ -745,6 +745,64 @@ mod tests {
         );
     }
 
+    /// Higress ai-proxy's 36 type names (its provider initializers), each with the keys it needs.
+    #[test]
+    fn every_higress_type_name_is_accepted() {
+        let higress = [
+            "openai",
+            "azure",
+            "moonshot",
+            "qwen",
+            "baichuan",
+            "yi",
+            "zhipuai",
+            "deepseek",
+            "groq",
+            "grok",
+            "openrouter",
+            "fireworks",
+            "baidu",
+            "ai360",
+            "github",
+            "mistral",
+            "minimax",
+            "cloudflare",
+            "spark",
+            "ollama",
+            "claude",
+            "hunyuan",
+            "stepfun",
+            "cohere",
+            "doubao",
+            "coze",
+            "gemini",
+            "vertex",
+            "bedrock",
+            "together-ai",
+            "dify",
+            "deepl",
+            "triton",
+            "longcat",
+            "vllm",
+            "generic",
+        ];
+        assert_eq!(higress.len(), 36);
+        let mut ours: Vec<&str> = all_types().collect();
+        ours.sort_unstable();
+        let mut theirs = higress.to_vec();
+        theirs.sort_unstable();
+        assert_eq!(ours, theirs);
+        for kind in higress {
+            let p = provider(json!({"type": kind, "apiTokens": ["k"],
+                "azureServiceUrl": "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-06-01",
+                "ollamaServerHost": "ollama", "vllmServerHost": "vllm:8000", "genericHost": "llm.internal",
+                "cloudflareAccountId": "acc", "awsRegion": "us-east-1", "targetLang": "DE",
+                "tritonDomain": "triton:8000"}));
+            let p = p.unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert!(!p.host.is_empty(), "{kind}");
+        }
+    }
+
     #[test]
     fn azure_paths_keep_the_api_version() {
         let p = provider(json!({"type": "azure", "apiTokens": ["k"],
