@@ -117,7 +117,21 @@ fn gemini_through_the_openai_sdk() {
 
 #[test]
 fn vertex_express_mode_and_cohere() {
-    let gw = gateway(r#"{"provider":{"type":"vertex","apiTokens":["v-key"]}}"#);
+    let gw = gateway(
+        r#"{"provider":{"type":"vertex","apiTokens":["v-key"],"reasoningContentMode":"concat"}}"#,
+    );
+    // `reasoningContentMode: concat`: the thoughts in front of the answer, in <think> tags.
+    let think = r#"{"model":"gemini-2.5-pro","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw.post("/v1/chat/completions", &[], think).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "<think>Thinking about the answer.</think>\nmock reply from gemini-2.5-pro"
+    );
+    assert!(v["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
     let resp = gw
         .post(
             "/v1/chat/completions",

@@ -6,8 +6,8 @@ use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
 use crate::translate::{
-    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, triton, ChunkTranslator,
-    ReasoningMode, SseTranslator, TranslateError,
+    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, triton,
+    ChunkTranslator, ReasoningMode, SseTranslator, TranslateError,
 };
 use sdk::api::{ApiKind, ClientProtocol};
 use sdk::error::ErrorReply;
@@ -423,11 +423,26 @@ pub fn plan(
     reasoning: ReasoningMode,
     native: &Native,
 ) -> Plan {
-    if !translating(client, family) {
+    let filter_reasoning = client == ClientProtocol::OpenAi
+        && reasoning != ReasoningMode::Passthrough
+        && matches!(family, Family::OpenAi | Family::Claude);
+    if !translating(client, family) && !filter_reasoning {
         return Plan::Untouched;
     }
     if !stream {
         return Plan::Json;
+    }
+    if filter_reasoning {
+        let filter: Box<dyn ChunkTranslator> = Box::new(SseTranslator::new(
+            reasoning::ReasoningFilter::new(reasoning),
+        ));
+        return Plan::Stream(match openai_stream(family, model, reasoning, native) {
+            Some(first) => Box::new(Chain {
+                first,
+                second: filter,
+            }),
+            None => filter,
+        });
     }
     let to_messages = || -> Box<dyn ChunkTranslator> {
         Box::new(SseTranslator::new(messages::MessagesStream::new()))
@@ -486,6 +501,10 @@ pub fn translate_json(
         Family::Triton => triton::from_triton_response(body, model).map_err(e)?,
         Family::Deepl => deepl::from_deepl_response(body, model).map_err(e)?,
     };
+    let mut chat = chat;
+    if matches!(family, Family::OpenAi | Family::Claude) {
+        reasoning::apply_to_response(&mut chat, reasoning);
+    }
     let encoded = match client {
         ClientProtocol::OpenAi if stream => {
             // A stream request answered whole (DeepL, or a fallback callout): sent as SSE.

@@ -73,11 +73,22 @@ pub fn to_claude_request(
         }
     }
 
-    let max_tokens = x
+    let client_max = x
         .get("max_completion_tokens")
         .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64))
-        .unwrap_or(default_max_tokens);
+        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let mut max_tokens = client_max.unwrap_or(default_max_tokens);
+    let thinking = thinking_budget(x.get("reasoning_effort"))?.and_then(|budget| {
+        // Anthropic needs max_tokens above the budget: without a client limit the answer keeps
+        // its default room; with one the budget shrinks to fit, and below 1024 thinking is off.
+        match client_max {
+            None => {
+                max_tokens = max_tokens.saturating_add(budget);
+                Some(budget)
+            }
+            Some(limit) => Some(budget.min(limit.saturating_sub(1))).filter(|b| *b >= 1024),
+        }
+    });
 
     let mut extra = Extra::new();
     for key in ["temperature", "top_p"] {
@@ -116,6 +127,15 @@ pub fn to_claude_request(
     if let Some(user) = x.get("user").and_then(Value::as_str) {
         extra.insert("metadata".into(), json!({ "user_id": user }));
     }
+    if let Some(budget) = thinking {
+        extra.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+        // Anthropic refuses sampling changes while thinking.
+        extra.remove("temperature");
+        extra.remove("top_p");
+    }
 
     Ok(anthropic::MessagesRequest {
         model: Some(model.to_string()),
@@ -125,6 +145,23 @@ pub fn to_claude_request(
         stream: req.stream,
         extra,
     })
+}
+
+/// Thinking budget for OpenAI's `reasoning_effort` (`none`: no thinking).
+fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, TranslateError> {
+    let Some(effort) = effort.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match effort.as_str() {
+        Some("none") => Ok(None),
+        Some("minimal" | "low") => Ok(Some(1024)),
+        Some("medium") => Ok(Some(4096)),
+        Some("high") => Ok(Some(16384)),
+        Some("xhigh") => Ok(Some(32768)),
+        _ => Err(err(format!(
+            "reasoning_effort {effort} is not one of none, minimal, low, medium, high, xhigh"
+        ))),
+    }
 }
 
 /// Appends `blocks` as a new turn, or to the last turn when `merge` and the role matches.
@@ -972,6 +1009,45 @@ mod tests {
                     "prompt_tokens_details": {"cached_tokens": 2000}}
             })
         );
+    }
+
+    #[test]
+    fn reasoning_effort_becomes_thinking() {
+        let req = |v: Value| -> openai::ChatRequest { serde_json::from_value(v).unwrap() };
+        let msgs = json!([{"role": "user", "content": "hi"}]);
+        let r = to_claude_request(
+            &req(json!({"messages": msgs, "reasoning_effort": "medium", "temperature": 0.2})),
+            "m",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(
+            r.extra["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4096})
+        );
+        assert_eq!(r.max_tokens, Some(8192));
+        assert!(r.extra.get("temperature").is_none());
+        let r = to_claude_request(
+            &req(json!({"messages": msgs, "reasoning_effort": "high", "max_tokens": 2000})),
+            "m",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(r.extra["thinking"]["budget_tokens"], 1999);
+        assert_eq!(r.max_tokens, Some(2000));
+        let r = to_claude_request(
+            &req(json!({"messages": msgs, "reasoning_effort": "low", "max_tokens": 500})),
+            "m",
+            4096,
+        )
+        .unwrap();
+        assert!(r.extra.get("thinking").is_none());
+        assert!(to_claude_request(
+            &req(json!({"messages": msgs, "reasoning_effort": "max"})),
+            "m",
+            1
+        )
+        .is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod dify;
 pub mod gemini;
 pub mod messages;
 pub mod qwen;
+pub mod reasoning;
 pub mod triton;
 
 use sdk::llm::openai;
