@@ -628,6 +628,18 @@ mod tests {
     }
 
     #[test]
+    fn mock_counts_host_calls() {
+        let host = MockHost::with_request_headers(&[(":path", "/")]);
+        host.request_header(":path");
+        host.request_header(":path");
+        host.now();
+        assert_eq!(host.host_calls(), 3);
+        assert_eq!(host.host_call_counts(), [("now", 1), ("request_header", 2)]);
+        host.reset_host_calls();
+        assert_eq!(host.host_calls(), 0);
+    }
+
+    #[test]
     fn mock_metrics_and_reply() {
         let host = MockHost::default();
         let id = host.define_metric(MetricType::Counter, "c");

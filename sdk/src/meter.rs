@@ -5,8 +5,8 @@
 use crate::pipeline::Exchange;
 use crate::sse::SseDecoder;
 use crate::tokens::{self, Encoding, TokenCounter};
+use crate::usage::json::{Json, JsonDoc, JsonRead};
 use crate::usage::{self, StreamUsage, Usage};
-use serde_json::Value;
 
 /// Generated text kept before the tokenizer is started for an estimate.
 const PENDING_TEXT: usize = 64 * 1024;
@@ -34,6 +34,8 @@ pub struct UsageMeter {
     response_model: Option<String>,
     request_model: String,
     estimate: bool,
+    /// Reused for the documents this meter parses itself.
+    doc: JsonDoc,
 }
 
 impl UsageMeter {
@@ -49,6 +51,7 @@ impl UsageMeter {
             response_model: None,
             request_model: request_model.to_string(),
             estimate,
+            doc: JsonDoc::new(),
         }
     }
 
@@ -77,7 +80,7 @@ impl UsageMeter {
         ex: &mut Exchange,
         chunk: &[u8],
         end: bool,
-        mut observe: impl FnMut(Doc, &Value),
+        mut observe: impl FnMut(Doc, Json<'_>),
     ) {
         if let Some(decoder) = self.sse.as_ref() {
             if !decoder.is_idle() {
@@ -89,7 +92,7 @@ impl UsageMeter {
                 return self.feed(chunk, end, observe);
             }
             for ev in events {
-                if let Some(data) = &ev.json {
+                if let Some(data) = ev.json() {
                     self.on_event(data);
                     observe(Doc::Event, data);
                 }
@@ -109,37 +112,44 @@ impl UsageMeter {
     }
 
     /// Feeds one chunk of the answer; `observe` sees each stream event and the whole JSON answer.
-    pub fn feed(&mut self, chunk: &[u8], end: bool, mut observe: impl FnMut(Doc, &Value)) {
-        if let Some(decoder) = self.sse.as_mut() {
-            let mut events = Vec::new();
-            if decoder.feed(chunk, &mut events).is_err() {
+    pub fn feed(&mut self, chunk: &[u8], end: bool, mut observe: impl FnMut(Doc, Json<'_>)) {
+        if let Some(mut decoder) = self.sse.take() {
+            let mut doc = std::mem::take(&mut self.doc);
+            let mut on_event = |event: &crate::sse::SseEvent| {
+                if doc.parse(&event.data) {
+                    if let Some(data) = doc.root() {
+                        self.on_event(data);
+                        observe(Doc::Event, data);
+                    }
+                }
+            };
+            if decoder.feed_with(chunk, &mut on_event).is_err() {
                 // An oversized event: stop decoding (what was seen still counts).
-                *decoder = SseDecoder::default();
+                decoder = SseDecoder::default();
             }
             if end {
-                decoder.finish(&mut events);
+                decoder.finish_with(&mut on_event);
             }
-            for ev in &events {
-                if let Ok(data) = serde_json::from_str::<Value>(&ev.data) {
-                    self.on_event(&data);
-                    observe(Doc::Event, &data);
-                }
-            }
+            self.doc = doc;
+            self.sse = Some(decoder);
             return;
         }
         if self.json_body.len() + chunk.len() <= MAX_JSON_BODY {
             self.json_body.extend_from_slice(chunk);
         }
         if end && !self.json_body.is_empty() {
-            if let Ok(doc) = serde_json::from_slice::<Value>(&self.json_body) {
-                self.on_json(&doc);
-                observe(Doc::Body, &doc);
+            let mut doc = JsonDoc::new();
+            if doc.parse_bytes(&self.json_body) {
+                if let Some(root) = doc.root() {
+                    self.on_json(root);
+                    observe(Doc::Body, root);
+                }
             }
             self.json_body = Vec::new();
         }
     }
 
-    fn on_json(&mut self, doc: &Value) {
+    fn on_json<'a, J: JsonRead<'a>>(&mut self, doc: J) {
         self.json_usage = usage::from_json(doc);
         self.response_model = usage::response_model(doc);
         if self.estimate && self.json_usage.is_none() {
@@ -147,7 +157,7 @@ impl UsageMeter {
         }
     }
 
-    fn on_event(&mut self, data: &Value) {
+    fn on_event<'a, J: JsonRead<'a>>(&mut self, data: J) {
         self.stream_usage.on_event(data);
         if self.response_model.is_none() {
             self.response_model = usage::response_model(data);
@@ -164,13 +174,16 @@ impl UsageMeter {
         }
     }
 
-    /// The usage: reported, or estimated from `prompt` and the generated text.
-    pub fn finish(&mut self, prompt: Option<&str>) -> Usage {
-        if let Some(u) = self
-            .json_usage
+    /// The usage the answer reported, if it did.
+    pub fn reported(&self) -> Option<Usage> {
+        self.json_usage
             .clone()
             .or_else(|| self.stream_usage.usage())
-        {
+    }
+
+    /// The usage: reported, or estimated from `prompt` and the generated text.
+    pub fn finish(&mut self, prompt: Option<&str>) -> Usage {
+        if let Some(u) = self.reported() {
             return u;
         }
         if !self.estimate {
@@ -192,6 +205,168 @@ impl UsageMeter {
             estimated: true,
             ..Usage::default()
         }
+    }
+}
+
+/// How the last chunk's documents can be shown again to the next stage that feeds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// No documents.
+    Nothing,
+    /// The events of the exchange's parse of the chunk.
+    Events,
+    /// The exchange's parse of the chunk as a JSON answer.
+    Json,
+    /// The first `n` documents kept in `docs`.
+    Kept(usize),
+}
+
+/// The answer's [`UsageMeter`], kept in the exchange: the stages that meter one answer (usage
+/// statistics, rate limiting) share it, and each chunk is metered once however many of them
+/// feed it. Stages that share it must see the same bytes (no stage between them edits the
+/// answer).
+#[derive(Debug)]
+pub struct SharedMeter {
+    meter: UsageMeter,
+    /// (callback, chunk address, chunk length, end) of the last chunk fed.
+    last: Option<(u64, usize, usize, bool)>,
+    replay: Replay,
+    docs: Vec<(Doc, JsonDoc)>,
+    /// The estimate, once made.
+    estimated: Option<Usage>,
+}
+
+impl SharedMeter {
+    /// Starts the answer's meter in `ex`, or joins the one another stage started (estimates are
+    /// then collected if any stage wants them).
+    pub fn start(ex: &mut Exchange, stream: bool, estimate: bool, request_model: &str) {
+        match ex.shared_meter.as_mut() {
+            Some(shared) => shared.meter.estimate |= estimate,
+            None => {
+                ex.shared_meter = Some(SharedMeter {
+                    meter: UsageMeter::new(stream, estimate, request_model),
+                    last: None,
+                    replay: Replay::Nothing,
+                    docs: Vec::new(),
+                    estimated: None,
+                })
+            }
+        }
+    }
+
+    /// The answer's meter, if a stage started one.
+    pub fn get(ex: &Exchange) -> Option<&UsageMeter> {
+        ex.shared_meter.as_ref().map(|s| &s.meter)
+    }
+
+    /// Feeds `chunk` to the answer's meter, unless another stage already fed it this chunk in
+    /// this callback; `observe` sees the chunk's documents either way.
+    pub fn feed(
+        ex: &mut Exchange,
+        chunk: &[u8],
+        end: bool,
+        mut observe: impl FnMut(Doc, Json<'_>),
+    ) {
+        let Some(mut shared) = ex.shared_meter.take() else {
+            return;
+        };
+        let id = (ex.callback(), chunk.as_ptr() as usize, chunk.len(), end);
+        if shared.last == Some(id) {
+            shared.show_again(ex, chunk, &mut observe);
+        } else {
+            shared.last = Some(id);
+            shared.feed_once(ex, chunk, end, &mut observe);
+        }
+        ex.shared_meter = Some(shared);
+    }
+
+    fn feed_once(
+        &mut self,
+        ex: &mut Exchange,
+        chunk: &[u8],
+        end: bool,
+        observe: &mut impl FnMut(Doc, Json<'_>),
+    ) {
+        let shares_parse = match self.meter.sse.as_ref() {
+            Some(decoder) => decoder.is_idle() && (end || ex.response_events(chunk).1),
+            None => end && self.meter.json_body.is_empty() && chunk.len() <= MAX_JSON_BODY,
+        };
+        if shares_parse {
+            self.replay = if self.meter.sse.is_some() {
+                Replay::Events
+            } else {
+                Replay::Json
+            };
+            self.meter.feed_shared(ex, chunk, end, observe);
+            return;
+        }
+        // This meter parses the chunk itself: keep what it observed for the next stage.
+        let mut kept = 0;
+        let docs = &mut self.docs;
+        self.meter.feed(chunk, end, |kind, json| {
+            observe(kind, json);
+            if docs.len() <= kept {
+                docs.push((kind, JsonDoc::new()));
+            }
+            if let Some(slot) = docs.get_mut(kept) {
+                slot.0 = kind;
+                slot.1.parse(&json.to_json_string());
+                kept += 1;
+            }
+        });
+        self.replay = Replay::Kept(kept);
+    }
+
+    fn show_again(
+        &mut self,
+        ex: &mut Exchange,
+        chunk: &[u8],
+        observe: &mut impl FnMut(Doc, Json<'_>),
+    ) {
+        match self.replay {
+            Replay::Nothing => {}
+            Replay::Events => {
+                for ev in ex.response_events(chunk).0 {
+                    if let Some(json) = ev.json() {
+                        observe(Doc::Event, json);
+                    }
+                }
+            }
+            Replay::Json => {
+                if let Some(json) = ex.response_json(chunk) {
+                    observe(Doc::Body, json);
+                }
+            }
+            Replay::Kept(n) => {
+                for (kind, doc) in self.docs.iter().take(n) {
+                    if let Some(json) = doc.root() {
+                        observe(*kind, json);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usage: reported, or (with `estimate`) estimated from the client's prompt and the
+    /// generated text, or zeros. The estimate is made once.
+    pub fn finish(ex: &mut Exchange, estimate: bool) -> Usage {
+        let Some(mut shared) = ex.shared_meter.take() else {
+            return Usage::default();
+        };
+        let usage = match shared.meter.reported() {
+            Some(u) => u,
+            None if !estimate || !shared.meter.estimate => Usage::default(),
+            None => match shared.estimated.clone() {
+                Some(u) => u,
+                None => {
+                    let u = shared.meter.finish(Some(ex.prompt_text()));
+                    shared.estimated = Some(u.clone());
+                    u
+                }
+            },
+        };
+        ex.shared_meter = Some(shared);
+        usage
     }
 }
 
@@ -229,5 +404,80 @@ mod tests {
             tokens::count(Encoding::O200k, "say hello").unwrap()
         );
         assert_eq!(m.response_model(), Some("gpt-4o"));
+    }
+
+    /// Two stages feeding the same chunks in the same callbacks, as the pipeline calls them.
+    fn two_stages(chunks: &[&[u8]], estimate: bool) -> (Exchange, usize) {
+        let mut ex = Exchange::default();
+        SharedMeter::start(&mut ex, true, estimate, "gpt-4o");
+        SharedMeter::start(&mut ex, true, false, "gpt-4o");
+        let mut seen = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            ex.begin_callback();
+            let chunk = chunk.to_vec();
+            let end = i + 1 == chunks.len();
+            SharedMeter::feed(&mut ex, &chunk, end, |_, _| seen += 1);
+            SharedMeter::feed(&mut ex, &chunk, end, |_, _| seen += 1);
+        }
+        (ex, seen)
+    }
+
+    #[test]
+    fn shared_meter_meters_each_chunk_once() {
+        let text = "data: {\"choices\":[{\"delta\":{\"content\":\"hi there, how are you\"}}]}\n\n";
+        // Whole events per chunk (the exchange's parse), then an event split across chunks
+        // (the meter's own decoder, its documents kept for the second stage).
+        for chunks in [
+            vec![
+                text.as_bytes(),
+                text.as_bytes(),
+                b"data: [DONE]\n\n".as_slice(),
+            ],
+            vec![
+                &text.as_bytes()[..20],
+                &text.as_bytes()[20..],
+                text.as_bytes(),
+            ],
+        ] {
+            let (mut ex, seen) = two_stages(&chunks, true);
+            // Each stage saw both events.
+            assert_eq!(seen, 4, "{chunks:?}");
+            let u = SharedMeter::finish(&mut ex, true);
+            // Two deltas, each metered once (fed twice, the text would be there four times).
+            let twice = "hi there, how are you".repeat(2);
+            assert!(u.estimated);
+            assert_eq!(Some(u.output), tokens::count(Encoding::O200k, &twice));
+            assert_ne!(
+                u.output,
+                tokens::count(Encoding::O200k, &twice.repeat(2)).unwrap()
+            );
+            // The estimate is made once; without estimates a stage gets zeros.
+            assert_eq!(SharedMeter::finish(&mut ex, true), u);
+            assert_eq!(SharedMeter::finish(&mut ex, false), Usage::default());
+            assert!(SharedMeter::get(&ex).is_some_and(UsageMeter::is_stream));
+        }
+    }
+
+    #[test]
+    fn shared_meter_reports_usage_and_estimates_only_when_asked() {
+        let stream = b"data: {\"model\":\"gpt-4o-2024\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n";
+        let (mut ex, _) = two_stages(&[stream.as_slice()], false);
+        let u = SharedMeter::finish(&mut ex, false);
+        assert_eq!((u.input, u.output, u.estimated), (3, 2, false));
+        assert_eq!(
+            SharedMeter::get(&ex).and_then(UsageMeter::response_model),
+            Some("gpt-4o-2024")
+        );
+        // No stage wanted estimates: none were collected.
+        let (mut ex, _) = two_stages(
+            &[b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"],
+            false,
+        );
+        assert_eq!(SharedMeter::finish(&mut ex, true), Usage::default());
+        // Nothing started: zeros.
+        assert_eq!(
+            SharedMeter::finish(&mut Exchange::default(), true),
+            Usage::default()
+        );
     }
 }

@@ -10,6 +10,7 @@ use crate::error::ErrorReply;
 use crate::host::{Host, LogLevel};
 use crate::llm::{anthropic, openai};
 use crate::sse::{SseDecoder, SseEvent};
+use crate::usage::json::{Json, JsonDoc};
 use proxy_wasm::types::Action;
 use serde::Deserialize;
 use serde_json::Value;
@@ -79,28 +80,42 @@ pub struct Exchange {
     response_headers: Vec<(String, Option<String>)>,
     /// The time of the current callback, read once.
     now: Option<SystemTime>,
+    /// The first time read for this request.
+    started: Option<SystemTime>,
     /// Response bytes decoded and parsed once per callback for every stage that reads them.
     docs: ResponseDocs,
+    /// Host callbacks so far.
+    callbacks: u64,
+    /// The answer's usage meter, shared by the stages that meter it.
+    #[cfg(feature = "tokens")]
+    pub(crate) shared_meter: Option<crate::meter::SharedMeter>,
 }
 
-/// One event of a streamed answer, its `data` parsed as JSON when it is JSON.
-#[derive(Debug, Clone, PartialEq)]
+/// The `data` of one event of a streamed answer, parsed as JSON.
+#[derive(Debug, Clone, Default)]
 pub struct ParsedEvent {
-    /// The decoded event.
-    pub event: SseEvent,
-    /// `data` as JSON, when it parses.
-    pub json: Option<Value>,
+    doc: JsonDoc,
 }
 
-/// What [`Exchange::response_events`] and [`Exchange::response_json`] last parsed.
+impl ParsedEvent {
+    /// `data` as JSON, when it is JSON.
+    pub fn json(&self) -> Option<Json<'_>> {
+        self.doc.root()
+    }
+}
+
+/// What [`Exchange::response_events`] and [`Exchange::response_json`] last parsed; the
+/// buffers are reused from callback to callback.
 #[derive(Debug, Default)]
 struct ResponseDocs {
     kind: DocKind,
     key: Vec<u8>,
+    /// The first `count` are the events of `key`.
     events: Vec<ParsedEvent>,
+    count: usize,
     /// Whether the bytes ended where an event ends (a decoder fed them would hold nothing).
     idle_after: bool,
-    json: Option<Value>,
+    body: JsonDoc,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +231,18 @@ impl Exchange {
 
     /// Wall-clock time, read from the host once per callback.
     pub fn now(&mut self, host: &dyn Host) -> SystemTime {
-        *self.now.get_or_insert_with(|| host.now())
+        let now = *self.now.get_or_insert_with(|| host.now());
+        self.started.get_or_insert(now);
+        now
+    }
+
+    /// When this request started: the first time a stage read (read now if none did), without
+    /// another host call later on.
+    pub fn started(&mut self, host: &dyn Host) -> SystemTime {
+        match self.started {
+            Some(t) => t,
+            None => self.now(host),
+        }
     }
 
     /// The SSE events in `data` (fed to a fresh decoder, then finished), with their `data`
@@ -226,52 +252,69 @@ impl Exchange {
         let docs = &mut self.docs;
         if docs.kind != DocKind::Events || docs.key != data {
             let mut decoder = SseDecoder::default();
-            let mut events = Vec::new();
+            let (events, count) = (&mut docs.events, &mut docs.count);
+            *count = 0;
+            let mut on_event = |event: &SseEvent| {
+                if events.len() <= *count {
+                    events.push(ParsedEvent::default());
+                }
+                if let Some(slot) = events.get_mut(*count) {
+                    slot.doc.parse(&event.data);
+                    *count += 1;
+                }
+            };
             // An oversized event ends decoding; the events before it still count.
-            let _ = decoder.feed(data, &mut events);
-            docs.idle_after = decoder.is_idle();
-            decoder.finish(&mut events);
-            docs.events.clear();
-            docs.events
-                .extend(events.into_iter().map(|event| ParsedEvent {
-                    json: serde_json::from_str(&event.data).ok(),
-                    event,
-                }));
-            docs.json = None;
+            let _ = decoder.feed_with(data, &mut on_event);
+            let idle_after = decoder.is_idle();
+            decoder.finish_with(&mut on_event);
+            docs.idle_after = idle_after;
             docs.key.clear();
             docs.key.extend_from_slice(data);
             docs.kind = DocKind::Events;
         }
-        (&docs.events, docs.idle_after)
+        let events = docs.events.get(..docs.count).unwrap_or_default();
+        (events, docs.idle_after)
     }
 
     /// `body` parsed as JSON, once per callback for all stages that pass the same bytes.
-    pub fn response_json(&mut self, body: &[u8]) -> Option<&Value> {
+    pub fn response_json(&mut self, body: &[u8]) -> Option<Json<'_>> {
         let docs = &mut self.docs;
         if docs.kind != DocKind::Json || docs.key != body {
-            docs.json = serde_json::from_slice(body).ok();
-            docs.events.clear();
+            docs.body.parse_bytes(body);
             docs.key.clear();
             docs.key.extend_from_slice(body);
             docs.kind = DocKind::Json;
         }
-        docs.json.as_ref()
+        docs.body.root()
     }
 
     /// Starts a host callback: the time is read again, parsed response bytes are forgotten.
-    fn begin_callback(&mut self) {
+    pub(crate) fn begin_callback(&mut self) {
         self.now = None;
+        self.callbacks += 1;
         self.forget_docs();
+    }
+
+    /// Which host callback this is (counts up; stages use it to tell one callback from the
+    /// next).
+    pub fn callback(&self) -> u64 {
+        self.callbacks
     }
 
     fn forget_docs(&mut self) {
         let docs = &mut self.docs;
         docs.kind = DocKind::Nothing;
-        docs.json = None;
-        docs.events.clear();
+        docs.count = 0;
         docs.key.clear();
         if docs.key.capacity() > KEEP_DOC_BYTES {
             docs.key = Vec::new();
+        }
+        if docs.body.capacity() > KEEP_DOC_BYTES {
+            docs.body = JsonDoc::new();
+        }
+        let big = |e: &ParsedEvent| e.doc.capacity() > KEEP_DOC_BYTES;
+        if docs.events.iter().any(big) {
+            docs.events = Vec::new();
         }
     }
 
@@ -859,5 +902,186 @@ mod tests {
         );
         host.set_prop("xds.route_name", "r2");
         assert_eq!(ex.route_name(&host).as_deref(), Some("r1"));
+    }
+
+    /// Passes response chunks on: as given, rewritten, or edited in place.
+    #[derive(Clone, Copy)]
+    enum Rewrite {
+        Keep,
+        New,
+        InPlace,
+    }
+
+    struct Responder {
+        rewrite: Rewrite,
+        events: Vec<String>,
+    }
+
+    impl Stage for Responder {
+        fn name(&self) -> &'static str {
+            "responder"
+        }
+        fn on_request_headers(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            // Read from the exchange's copy: no host call.
+            assert_eq!(ex.request_header(host, "x-user").as_deref(), Some("ann"));
+            assert_eq!(ex.now(host), ex.now(host));
+            assert_eq!(ex.started(host), ex.now(host));
+            Ok(Need::Nothing)
+        }
+        fn on_request_body(&mut self, _: &dyn Host, _: &mut Exchange) -> Result<(), ErrorReply> {
+            Ok(())
+        }
+        fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
+            assert_eq!(ex.response_header(host, ":status").as_deref(), Some("200"));
+            assert_eq!(ex.response_header(host, ":status").as_deref(), Some("200"));
+            ex.set_response_header(host, "x-seen", Some("1"));
+            assert_eq!(ex.response_header(host, "x-seen").as_deref(), Some("1"));
+            BodyMode::Stream
+        }
+        fn on_response_body(
+            &mut self,
+            _: &dyn Host,
+            ex: &mut Exchange,
+            mut chunk: Vec<u8>,
+            _: bool,
+        ) -> Vec<u8> {
+            let (events, _) = ex.response_events(&chunk);
+            for e in events {
+                let text = e.json().and_then(|j| j.get("t")).and_then(|t| t.as_str());
+                self.events.push(text.unwrap_or_default().to_string());
+            }
+            match self.rewrite {
+                Rewrite::Keep => chunk,
+                Rewrite::New => chunk.iter().map(u8::to_ascii_uppercase).collect(),
+                Rewrite::InPlace => {
+                    chunk.make_ascii_uppercase();
+                    ex.response_edited = true;
+                    chunk
+                }
+            }
+        }
+    }
+
+    use crate::usage::json::JsonRead;
+
+    #[test]
+    fn headers_time_and_response_chunks_cost_one_host_call_each() {
+        for rewrite in [Rewrite::Keep, Rewrite::New, Rewrite::InPlace] {
+            let host = chat_host("{}");
+            host.request_headers
+                .borrow_mut()
+                .push(("x-user".into(), "ann".into()));
+            *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+            let mut p = Pipeline::new(vec![Box::new(Responder {
+                rewrite,
+                events: Vec::new(),
+            })]);
+            host.reset_host_calls();
+            assert_eq!(p.on_request_headers(&host, true), Action::Continue);
+            let calls = host.host_call_counts();
+            assert_eq!(calls, [("now", 1), ("request_headers", 1)], "{calls:?}");
+            host.reset_host_calls();
+            p.on_response_headers(&host);
+            let calls = host.host_call_counts();
+            assert_eq!(
+                calls,
+                [("response_header", 1), ("set_response_header", 2)],
+                "{calls:?}"
+            );
+            host.reset_host_calls();
+            *host.response_body.borrow_mut() = b"data: {\"t\":\"a\"}\n\n".to_vec();
+            assert_eq!(p.on_response_body(&host, 16, false), Action::Continue);
+            let written = host.host_call_counts().contains(&("set_response_body", 1));
+            let body = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+            match rewrite {
+                Rewrite::Keep => {
+                    assert!(!written);
+                    assert_eq!(body, "data: {\"t\":\"a\"}\n\n");
+                }
+                Rewrite::New | Rewrite::InPlace => {
+                    assert!(written);
+                    assert_eq!(body, "DATA: {\"T\":\"A\"}\n\n");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn response_documents_are_parsed_for_the_bytes_given() {
+        let mut ex = Exchange::default();
+        let (events, idle) = ex.response_events(b"data: {\"t\":1}\n\ndata: [DONE]\n\n");
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            events[0]
+                .json()
+                .and_then(|j| j.get("t"))
+                .and_then(|t| t.as_u64()),
+            Some(1)
+        );
+        assert!(events[1].json().is_none());
+        assert!(idle);
+        // Same bytes: the same parse; other bytes: parsed again.
+        assert_eq!(
+            ex.response_events(b"data: {\"t\":1}\n\ndata: [DONE]\n\n")
+                .0
+                .len(),
+            2
+        );
+        let (events, idle) = ex.response_events(b"data: {\"t\":2}\n\ndata: {\"t\"");
+        // The unfinished event is still delivered (as a decoder's finish would), but the bytes
+        // did not end where an event ends.
+        assert_eq!(events.len(), 2);
+        assert!(!idle);
+        let body = ex
+            .response_json(br#"{"usage":{"total_tokens":3}}"#)
+            .map(|j| j.to_json_string());
+        assert_eq!(body.as_deref(), Some(r#"{"usage":{"total_tokens":3}}"#));
+        assert!(ex.response_json(b"{oops").is_none());
+        ex.begin_callback();
+        assert!(ex.response_events(b"").0.is_empty());
+    }
+
+    /// Asks for the prompt while the body passes.
+    struct Prompter;
+
+    impl Stage for Prompter {
+        fn name(&self) -> &'static str {
+            "prompter"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Body)
+        }
+        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+            assert!(ex.client_json().is_some_and(|j| j.get("model").is_some()));
+            ex.prompt_text();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn client_json_and_prompt_come_from_the_body_as_sent() {
+        let host = chat_host(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut p = Pipeline::new(vec![
+            Box::new(Prompter),
+            Box::new(Tagger {
+                need: Need::Body,
+                refuse: false,
+            }),
+        ]);
+        p.on_request_headers(&host, false);
+        let size = host.request_body.borrow().len();
+        p.on_request_body(&host, size, true);
+        // The tagger added a message; the prompt is the client's.
+        assert_eq!(p.ex.prompt_text(), "hi");
+        // The client's JSON is dropped once every stage saw the body.
+        assert!(p.ex.client_json().is_none());
     }
 }

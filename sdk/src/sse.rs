@@ -109,7 +109,9 @@ impl SseDecoder {
         self.line.is_empty()
             && !self.skip_lf
             && !self.data_seen
-            && self.current == SseEvent::default()
+            && self.current.event.is_none()
+            && self.current.id.is_none()
+            && self.current.retry.is_none()
     }
 
     /// Bytes held for an unfinished line or event.
@@ -119,6 +121,16 @@ impl SseDecoder {
 
     /// Decodes `chunk`, pushing every event it completes onto `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseError> {
+        self.feed_with(chunk, |event| out.push(event.clone()))
+    }
+
+    /// Decodes `chunk`, handing every event it completes to `on_event` (the event is reused
+    /// for the next one: nothing is allocated per event once warm).
+    pub fn feed_with(
+        &mut self,
+        chunk: &[u8],
+        mut on_event: impl FnMut(&SseEvent),
+    ) -> Result<(), SseError> {
         let mut rest = chunk;
         if self.skip_lf {
             if let Some(tail) = rest.strip_prefix(b"\n") {
@@ -131,7 +143,7 @@ impl SseDecoder {
         while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
             let (head, tail) = rest.split_at(pos);
             let is_cr = tail.first() == Some(&b'\r');
-            let mut tail = &tail[1..];
+            let mut tail = tail.get(1..).unwrap_or_default();
             if is_cr {
                 if tail.is_empty() {
                     self.skip_lf = true;
@@ -140,11 +152,11 @@ impl SseDecoder {
                 }
             }
             if self.line.is_empty() {
-                self.process_line(head, out);
+                self.process_line(head, &mut on_event);
             } else {
                 self.line.extend_from_slice(head);
                 let line = std::mem::take(&mut self.line);
-                self.process_line(&line, out);
+                self.process_line(&line, &mut on_event);
                 self.line = line;
                 self.line.clear();
             }
@@ -159,29 +171,40 @@ impl SseDecoder {
 
     /// Ends the stream: an event left without its blank line is still delivered.
     pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out);
-        }
-        self.dispatch(out);
+        self.finish_with(|event| out.push(event.clone()));
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
-        if line.is_empty() {
-            self.dispatch(out);
-            return;
+    /// [`SseDecoder::finish`], handing the last event to `on_event`.
+    pub fn finish_with(&mut self, mut on_event: impl FnMut(&SseEvent)) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.process_line(&line, &mut on_event);
         }
-        if line[0] == b':' {
+        self.dispatch(&mut on_event);
+    }
+
+    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(&SseEvent)) {
+        let Some(&first) = line.first() else {
+            self.dispatch(on_event);
+            return;
+        };
+        if first == b':' {
             return;
         }
         let (name, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
-                let v = &line[i + 1..];
-                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+                let v = line.get(i + 1..).unwrap_or_default();
+                (
+                    line.get(..i).unwrap_or_default(),
+                    v.strip_prefix(b" ").unwrap_or(v),
+                )
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match name {
             b"data" => {
                 if self.data_seen {
@@ -205,12 +228,16 @@ impl SseDecoder {
         }
     }
 
-    /// A blank line: deliver the event if it had data (per the spec), then start afresh.
-    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
-        let event = std::mem::take(&mut self.current);
+    /// A blank line: deliver the event if it had data (per the spec), then start afresh
+    /// (keeping the data buffer).
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&SseEvent)) {
         if self.data_seen {
-            out.push(event);
+            on_event(&self.current);
         }
+        self.current.data.clear();
+        self.current.event = None;
+        self.current.id = None;
+        self.current.retry = None;
         self.data_seen = false;
     }
 }

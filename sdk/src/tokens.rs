@@ -1,17 +1,20 @@
-//! Token estimates with tiktoken BPEs, for answers whose provider reports no usage.
+//! Token estimates with the o200k and cl100k BPEs, for answers whose provider reports no usage
+//! and for the rate limiter's reservations.
 //!
-//! Building a BPE parses its embedded table (o200k: 200k ranks) and takes tens of MB; it is
-//! done lazily, at most once per thread — once per wasm VM — on first use of that encoding.
+//! Counts equal tiktoken's ordinary encoding (see [`bpe`] for how, from compact tables). The
+//! rank index (about 1 MB for o200k, 0.5 MB for cl100k) and the pre-tokenizer are built lazily,
+//! at most once per thread — once per wasm VM — on first use of that encoding.
 //!
-//! Text is always encoded in slices of at most 4 KiB, cut where the pre-tokenizer would split
-//! anyway (see [`TokenCounter`]), so a count is exact for ordinary text while one encoding call
-//! never holds the tokens of a huge text, and the regex (whose errors, such as fancy-regex's
-//! backtracking limit, tiktoken-rs unwraps — a panic aborts the VM) never runs over a huge input.
+//! Text is always counted in slices of at most 4 KiB, cut where the pre-tokenizer would split
+//! anyway (see [`TokenCounter`]), so a count is exact for ordinary text while a counter never
+//! holds more than a window of a streamed text.
+
+pub mod bpe;
 
 use std::cell::OnceCell;
 use std::thread::LocalKey;
 
-use tiktoken_rs::CoreBPE;
+use bpe::Encoder;
 
 /// BPE used for an estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,27 +62,27 @@ pub fn encoding_for_model(model: &str) -> Encoding {
 }
 
 thread_local! {
-    static O200K: OnceCell<Option<CoreBPE>> = const { OnceCell::new() };
-    static CL100K: OnceCell<Option<CoreBPE>> = const { OnceCell::new() };
+    static O200K: OnceCell<Option<Encoder>> = const { OnceCell::new() };
+    static CL100K: OnceCell<Option<Encoder>> = const { OnceCell::new() };
 }
 
-fn slot(encoding: Encoding) -> &'static LocalKey<OnceCell<Option<CoreBPE>>> {
+fn slot(encoding: Encoding) -> &'static LocalKey<OnceCell<Option<Encoder>>> {
     match encoding {
         Encoding::O200k => &O200K,
         Encoding::Cl100k => &CL100K,
     }
 }
 
-fn build(encoding: Encoding) -> Option<CoreBPE> {
+fn build(encoding: Encoding) -> Option<Encoder> {
     match encoding {
-        Encoding::O200k => tiktoken_rs::o200k_base().ok(),
-        Encoding::Cl100k => tiktoken_rs::cl100k_base().ok(),
+        Encoding::O200k => Encoder::o200k(),
+        Encoding::Cl100k => Encoder::cl100k(),
     }
 }
 
 /// Runs `f` with this thread's BPE for `encoding`, building it on first use. A failed build is
 /// remembered (not retried) and gives None.
-fn with_bpe<R>(encoding: Encoding, f: impl FnOnce(&CoreBPE) -> R) -> Option<R> {
+fn with_bpe<R>(encoding: Encoding, f: impl FnOnce(&Encoder) -> R) -> Option<R> {
     slot(encoding)
         .try_with(|cell| cell.get_or_init(|| build(encoding)).as_ref().map(f))
         .ok()
@@ -108,18 +111,12 @@ pub fn count(encoding: Encoding, text: &str) -> Option<u64> {
             let Some((head, tail)) = rest.split_at_checked(cut_point(rest)) else {
                 break;
             };
-            total = total.saturating_add(encoded_len(bpe, head));
+            total = total.saturating_add(bpe.count(head)?);
             rest = tail;
         }
-        total.saturating_add(encoded_len(bpe, rest))
+        Some(total.saturating_add(bpe.count(rest)?))
     })
-}
-
-fn encoded_len(bpe: &CoreBPE, text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
-    }
-    u64::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u64::MAX)
+    .flatten()
 }
 
 /// Where to cut `s` (longer than `WINDOW`): a char boundary in `1..=WINDOW`.
@@ -255,9 +252,25 @@ impl TokenCounter {
 mod tests {
     use super::*;
 
-    /// Count without any cutting: the reference the windowed counts must match.
+    thread_local! {
+        static REFERENCE: (tiktoken_rs::CoreBPE, tiktoken_rs::CoreBPE) =
+            (tiktoken_rs::o200k_base().unwrap(), tiktoken_rs::cl100k_base().unwrap());
+    }
+
+    /// tiktoken's count, without any cutting: the reference every count must match.
     fn raw(encoding: Encoding, text: &str) -> u64 {
-        with_bpe(encoding, |bpe| bpe.encode_ordinary(text).len() as u64).unwrap()
+        REFERENCE.with(|(o200k, cl100k)| {
+            let bpe = match encoding {
+                Encoding::O200k => o200k,
+                Encoding::Cl100k => cl100k,
+            };
+            bpe.encode_ordinary(text).len() as u64
+        })
+    }
+
+    /// This module's count of `text` in one piece (no windows).
+    fn whole(encoding: Encoding, text: &str) -> u64 {
+        with_bpe(encoding, |bpe| bpe.count(text)).flatten().unwrap()
     }
 
     /// Deterministic pseudo-random numbers (64-bit LCG).
@@ -350,6 +363,167 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Random text over characters that exercise every branch of both pre-tokenizer patterns:
+    /// letters of each case class and script, combining marks, digits of several scripts, every
+    /// kind of whitespace and line break, punctuation, apostrophe contractions in any case,
+    /// emoji, and long runs (which merge with the heap).
+    fn mixed(len: usize, seed: u64) -> String {
+        const ATOMS: &[&str] = &[
+            "a",
+            "Z",
+            "é",
+            "É",
+            "ǅ",
+            "ʰ",
+            "ß",
+            "ﬁ",
+            "ω",
+            "Ω",
+            "д",
+            "Ж",
+            "א",
+            "ع",
+            "ह",
+            "ि",
+            "中",
+            "文",
+            "カ",
+            "ﾟ",
+            "한",
+            "ก",
+            "\u{301}",
+            "\u{20dd}",
+            "0",
+            "7",
+            "٣",
+            "५",
+            "Ⅻ",
+            "½",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r",
+            "\r\n",
+            "\u{b}",
+            "\u{c}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2003}",
+            "\u{3000}",
+            "\u{2028}",
+            ".",
+            ",",
+            "!",
+            "?",
+            "-",
+            "/",
+            "//",
+            "\"",
+            "(",
+            ")",
+            "'",
+            "'s",
+            "'T",
+            "'re",
+            "'VE",
+            "'m",
+            "'ll",
+            "'D",
+            "’",
+            "$",
+            "€",
+            "😀",
+            "👍🏽",
+            "🇫🇷",
+            "<|endoftext|>",
+            "the",
+            " the",
+            "The",
+            "THE",
+            " hello",
+            "world",
+            "1234567",
+            "...",
+            "-->",
+            "\u{0}",
+        ];
+        let mut rng = Lcg(seed);
+        let mut out = String::new();
+        while out.len() < len {
+            match rng.next(40) {
+                // A long run: one atom repeated.
+                0 => {
+                    let atom = ATOMS[rng.next(ATOMS.len())];
+                    for _ in 0..(20 + rng.next(200)) {
+                        out.push_str(atom);
+                    }
+                }
+                _ => out.push_str(ATOMS[rng.next(ATOMS.len())]),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn counts_equal_tiktoken_on_mixed_text() {
+        let mut pieces = 0;
+        for seed in 0..60 {
+            let text = mixed(300 + 40 * seed as usize, seed);
+            for encoding in [Encoding::O200k, Encoding::Cl100k] {
+                assert_eq!(
+                    whole(encoding, &text),
+                    raw(encoding, &text),
+                    "{encoding:?} {text:?}"
+                );
+            }
+            // Every prefix of a short text: pieces end at every possible place.
+            if seed % 10 == 0 {
+                for (cut, _) in text.char_indices().take(300) {
+                    let head = &text[..cut];
+                    for encoding in [Encoding::O200k, Encoding::Cl100k] {
+                        assert_eq!(whole(encoding, head), raw(encoding, head), "{head:?}");
+                    }
+                    pieces += 1;
+                }
+            }
+        }
+        assert!(pieces > 1000);
+    }
+
+    #[test]
+    fn long_pieces_merge_like_tiktoken() {
+        // Runs of letters, digits and symbols far over 100 bytes: one piece each.
+        let texts = [
+            "a".repeat(1000),
+            "ab".repeat(700),
+            "xyz".repeat(333),
+            "Hello".repeat(300),
+            "é".repeat(400),
+            "!?".repeat(400),
+            "аб".repeat(300),
+            "漢字".repeat(200),
+            format!("{}{}", "A".repeat(150), "z".repeat(150)),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZH".repeat(4),
+        ];
+        for text in &texts {
+            for encoding in [Encoding::O200k, Encoding::Cl100k] {
+                assert_eq!(
+                    whole(encoding, text),
+                    raw(encoding, text),
+                    "{encoding:?} {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compact_tables_hold_every_token() {
+        for (encoding, size) in [(Encoding::O200k, 199_998), (Encoding::Cl100k, 100_256)] {
+            assert_eq!(with_bpe(encoding, |b| b.vocabulary()), Some(size));
+        }
     }
 
     #[test]

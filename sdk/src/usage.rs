@@ -18,7 +18,9 @@
 //! `Usage::input` always counts every prompt token, cached or not; `total` is the provider's
 //! total, but never less than `input + output`.
 
-use serde_json::{Map, Value};
+pub mod json;
+
+use json::{pick, JsonRead};
 
 /// Token usage of one request, whatever the provider's format.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +44,7 @@ pub struct Usage {
 /// Usage in a non-streaming response body of any supported format; None when it carries none.
 ///
 /// A JSON array (Gemini's `streamGenerateContent` without `alt=sse`) is read as a stream.
-pub fn from_json(body: &Value) -> Option<Usage> {
+pub fn from_json<'a, J: JsonRead<'a>>(body: J) -> Option<Usage> {
     let mut acc = StreamUsage::default();
     acc.on_event(body);
     acc.usage()
@@ -96,11 +98,11 @@ pub struct StreamUsage {
 
 impl StreamUsage {
     /// One stream event's JSON (`data:` of an SSE event, or a decoded Bedrock event payload).
-    pub fn on_event(&mut self, data: &Value) {
-        match data {
-            Value::Array(events) => events.iter().for_each(|e| self.on_event(e)),
-            Value::Object(event) => self.on_object(event),
-            _ => {}
+    pub fn on_event<'a, J: JsonRead<'a>>(&mut self, data: J) {
+        if data.is_array() {
+            data.items().for_each(|e| self.on_event(e));
+        } else if data.is_object() {
+            self.on_object(data);
         }
     }
 
@@ -109,8 +111,21 @@ impl StreamUsage {
         self.counts.map(Counts::to_usage)
     }
 
-    fn on_object(&mut self, event: &Map<String, Value>) {
-        let kind = str_at(event, "type");
+    fn on_object<'a, J: JsonRead<'a>>(&mut self, event: J) {
+        let [kind, usage, message, response, usage_metadata, metadata, object] = pick(
+            event,
+            [
+                "type",
+                "usage",
+                "message",
+                "response",
+                "usageMetadata",
+                "metadata",
+                "object",
+            ],
+        );
+        let kind = kind.and_then(J::as_str);
+        let object_of = |x: Option<J>| x.filter(|x| x.is_object());
         if kind == Some("message_delta") {
             // Anthropic: cumulative output, and input/cache fields only when present.
             let fields = [
@@ -119,8 +134,7 @@ impl StreamUsage {
                 "cache_creation_input_tokens",
                 "output_tokens",
             ];
-            let usage = event.get("usage").and_then(Value::as_object);
-            if let Some(usage) = usage.filter(|u| has_any(u, &fields)) {
+            if let Some(usage) = object_of(usage).filter(|u| has_any(*u, &fields)) {
                 let counts = self.counts.get_or_insert_with(Counts::default);
                 if let Some(n) = num(usage, "input_tokens") {
                     counts.input = n;
@@ -138,30 +152,34 @@ impl StreamUsage {
             return;
         }
         if kind == Some("message_start") {
-            if let Some(message) = event.get("message").and_then(Value::as_object) {
+            if let Some(message) = object_of(message) {
                 self.on_object(message);
             }
             return;
         }
         if kind.is_some_and(|k| k.starts_with("response.")) {
             // Responses API stream: usage sits in the `response` of the final events.
-            if let Some(response) = event.get("response").and_then(Value::as_object) {
+            if let Some(response) = object_of(response) {
                 self.replace(usage_object(response, true));
             }
             return;
         }
-        if let Some(meta) = event.get("usageMetadata").and_then(Value::as_object) {
+        if let Some(meta) = object_of(usage_metadata) {
             self.replace(gemini_counts(meta));
             return;
         }
-        if let Some(metadata) = event.get("metadata").and_then(Value::as_object) {
+        if let Some(metadata) = object_of(metadata) {
             // Bedrock ConverseStream `metadata` event, wrapped by its event type.
-            if metadata.contains_key("usage") {
+            if metadata.get("usage").is_some() {
                 self.replace(usage_object(metadata, false));
                 return;
             }
         }
-        let responses = str_at(event, "object") == Some("response");
+        if usage.is_none() {
+            // No `usage` member: `usage_object` would find nothing.
+            return;
+        }
+        let responses = object.and_then(J::as_str) == Some("response");
         self.replace(usage_object(event, responses));
     }
 
@@ -173,13 +191,13 @@ impl StreamUsage {
 }
 
 /// The counts in `holder.usage`, whatever its dialect.
-fn usage_object(holder: &Map<String, Value>, responses_api: bool) -> Option<Counts> {
-    let u = holder.get("usage")?.as_object()?;
+fn usage_object<'a, J: JsonRead<'a>>(holder: J, responses_api: bool) -> Option<Counts> {
+    let u = holder.get("usage").filter(|u| u.is_object())?;
     if has_any(u, &["prompt_tokens", "completion_tokens"]) {
         // OpenAI chat / completions / embeddings.
         let cached = u
             .get("prompt_tokens_details")
-            .and_then(Value::as_object)
+            .filter(|x| x.is_object())
             .and_then(|d| num(d, "cached_tokens"))
             // DeepSeek reports its cache hits here instead.
             .or_else(|| num(u, "prompt_cache_hit_tokens"))
@@ -242,7 +260,7 @@ fn usage_object(holder: &Map<String, Value>, responses_api: bool) -> Option<Coun
 
 /// Gemini `usageMetadata`. `promptTokenCount` already includes the cached content; tokens of
 /// tool-use prompts are counted separately and added to the input; thoughts are output.
-fn gemini_counts(m: &Map<String, Value>) -> Option<Counts> {
+fn gemini_counts<'a, J: JsonRead<'a>>(m: J) -> Option<Counts> {
     if !has_any(
         m,
         &[
@@ -271,7 +289,7 @@ fn gemini_counts(m: &Map<String, Value>) -> Option<Counts> {
 }
 
 /// A non-negative integer field (integral floats such as `12.0` accepted).
-fn num(obj: &Map<String, Value>, key: &str) -> Option<u64> {
+fn num<'a, J: JsonRead<'a>>(obj: J, key: &str) -> Option<u64> {
     let v = obj.get(key)?;
     v.as_u64().or_else(|| {
         v.as_f64()
@@ -281,33 +299,36 @@ fn num(obj: &Map<String, Value>, key: &str) -> Option<u64> {
 }
 
 /// `obj[outer][inner]` as a number, 0 when absent.
-fn detail(obj: &Map<String, Value>, outer: &str, inner: &str) -> u64 {
+fn detail<'a, J: JsonRead<'a>>(obj: J, outer: &str, inner: &str) -> u64 {
     obj.get(outer)
-        .and_then(Value::as_object)
+        .filter(|x| x.is_object())
         .and_then(|d| num(d, inner))
         .unwrap_or(0)
 }
 
-fn has_any(obj: &Map<String, Value>, keys: &[&str]) -> bool {
+fn has_any<'a, J: JsonRead<'a>>(obj: J, keys: &[&str]) -> bool {
     keys.iter()
-        .any(|k| obj.get(*k).is_some_and(|v| !v.is_null()))
+        .any(|k| obj.get(k).is_some_and(|v| !v.is_null()))
 }
 
-fn str_at<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    obj.get(key).and_then(Value::as_str)
+fn str_at<'a, J: JsonRead<'a>>(obj: J, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(J::as_str)
 }
 
 /// The model named in a response body or stream event (`model`, Gemini `modelVersion`), if any.
 ///
 /// Also looks in Anthropic's `message_start` (`message.model`) and the Responses API's stream
 /// events (`response.model`).
-pub fn response_model(body: &Value) -> Option<String> {
-    let obj = body.as_object()?;
+pub fn response_model<'a, J: JsonRead<'a>>(body: J) -> Option<String> {
+    let obj = body;
+    if !obj.is_object() {
+        return None;
+    }
     let direct = str_at(obj, "model").or_else(|| str_at(obj, "modelVersion"));
     let nested = || {
         ["message", "response"].iter().find_map(|k| {
-            obj.get(*k)
-                .and_then(Value::as_object)
+            obj.get(k)
+                .filter(|x| x.is_object())
                 .and_then(|inner| str_at(inner, "model"))
         })
     };
@@ -335,15 +356,13 @@ impl Sink<'_> {
     }
 
     /// A JSON value as text: strings as they are, anything else serialised.
-    fn push_json(&mut self, v: &Value) {
-        match v {
-            Value::Null => {}
-            Value::String(s) => self.push(s),
-            other => {
-                if let Ok(s) = serde_json::to_string(other) {
-                    self.push(&s);
-                }
-            }
+    fn push_json<'a, J: JsonRead<'a>>(&mut self, v: J) {
+        if v.is_null() {
+            return;
+        }
+        match v.as_str() {
+            Some(s) => self.push(s),
+            None => self.push(&v.to_json_string()),
         }
     }
 }
@@ -352,7 +371,7 @@ impl Sink<'_> {
 ///
 /// Pieces (choices, content blocks, parts) are separated by `\n`. Reasoning text and tool-call
 /// arguments count as generated text. A JSON array (Gemini's chunk list) is joined as a stream.
-pub fn response_text(body: &Value, out: &mut String) {
+pub fn response_text<'a, J: JsonRead<'a>>(body: J, out: &mut String) {
     // A JSON array is a stream of chunks (Gemini without `alt=sse`): join them as deltas.
     let mut sink = Sink {
         out,
@@ -364,7 +383,7 @@ pub fn response_text(body: &Value, out: &mut String) {
 /// Appends the generated text carried by one stream event (any format) to `out`.
 ///
 /// Pieces are appended as they are, so that the deltas of a stream join into its text.
-pub fn delta_text(data: &Value, out: &mut String) {
+pub fn delta_text<'a, J: JsonRead<'a>>(data: J, out: &mut String) {
     let mut sink = Sink {
         out,
         separate: false,
@@ -382,31 +401,52 @@ const RESPONSES_TEXT_DELTAS: &[&str] = &[
 ];
 
 /// Text of a response body or a stream event.
-fn answer_text(v: &Value, sink: &mut Sink<'_>) {
-    let obj = match v {
-        Value::Array(items) => return items.iter().for_each(|i| answer_text(i, sink)),
-        Value::Object(obj) => obj,
-        _ => return,
-    };
-    let kind = str_at(obj, "type");
+fn answer_text<'a, J: JsonRead<'a>>(v: J, sink: &mut Sink<'_>) {
+    if v.is_array() {
+        return v.items().for_each(|i| answer_text(i, sink));
+    }
+    if !v.is_object() {
+        return;
+    }
+    let [kind, choices, candidates, content, delta, content_block, object, output, block_delta, block_index] =
+        pick(
+            v,
+            [
+                "type",
+                "choices",
+                "candidates",
+                "content",
+                "delta",
+                "content_block",
+                "object",
+                "output",
+                "contentBlockDelta",
+                "contentBlockIndex",
+            ],
+        );
+    let kind = kind.and_then(J::as_str);
+    let object_of = |x: Option<J>| x.filter(|x| x.is_object());
     // OpenAI chat / completions, JSON and stream chunks.
-    if let Some(choices) = obj.get("choices").and_then(Value::as_array) {
-        for choice in choices.iter().filter_map(Value::as_object) {
-            for key in ["message", "delta"] {
-                if let Some(m) = choice.get(key).and_then(Value::as_object) {
-                    block_text(m, sink);
-                }
+    if let Some(choices) = choices.filter(|x| x.is_array()) {
+        for choice in choices.items().filter(|x| x.is_object()) {
+            let [message, delta, text] = pick(choice, ["message", "delta", "text"]);
+            for m in [message, delta]
+                .into_iter()
+                .flatten()
+                .filter(|x| x.is_object())
+            {
+                block_text(m, sink);
             }
-            if let Some(text) = str_at(choice, "text") {
+            if let Some(text) = text.and_then(J::as_str) {
                 sink.push(text);
             }
         }
         return;
     }
     // Gemini, JSON and stream chunks.
-    if let Some(candidates) = obj.get("candidates").and_then(Value::as_array) {
-        for candidate in candidates.iter().filter_map(Value::as_object) {
-            if let Some(content) = candidate.get("content").and_then(Value::as_object) {
+    if let Some(candidates) = candidates.filter(|x| x.is_array()) {
+        for candidate in candidates.items().filter(|x| x.is_object()) {
+            if let Some(content) = object_of(candidate.get("content")) {
                 block_text(content, sink);
             }
         }
@@ -415,31 +455,27 @@ fn answer_text(v: &Value, sink: &mut Sink<'_>) {
     match kind {
         // Anthropic JSON: the content blocks.
         Some("message") => {
-            if let Some(content) = obj.get("content") {
+            if let Some(content) = content {
                 content_text(content, sink);
             }
             return;
         }
         // Anthropic stream: text, thinking and tool input deltas.
         Some("content_block_delta") => {
-            if let Some(delta) = obj.get("delta").and_then(Value::as_object) {
+            if let Some(delta) = object_of(delta) {
                 block_text(delta, sink);
             }
             return;
         }
         // Anthropic stream: a text block may open with text; tool input comes as deltas.
         Some("content_block_start") => {
-            if let Some(text) = obj
-                .get("content_block")
-                .and_then(Value::as_object)
-                .and_then(|b| str_at(b, "text"))
-            {
+            if let Some(text) = object_of(content_block).and_then(|b| str_at(b, "text")) {
                 sink.push(text);
             }
             return;
         }
         Some(k) if RESPONSES_TEXT_DELTAS.contains(&k) => {
-            if let Some(delta) = str_at(obj, "delta") {
+            if let Some(delta) = delta.and_then(J::as_str) {
                 sink.push(delta);
             }
             return;
@@ -447,34 +483,24 @@ fn answer_text(v: &Value, sink: &mut Sink<'_>) {
         _ => {}
     }
     // OpenAI Responses API JSON: the output items.
-    if str_at(obj, "object") == Some("response") {
-        if let Some(items) = obj.get("output").and_then(Value::as_array) {
-            for item in items.iter().filter_map(Value::as_object) {
+    if object.and_then(J::as_str) == Some("response") {
+        if let Some(items) = output.filter(|x| x.is_array()) {
+            for item in items.items().filter(|x| x.is_object()) {
                 block_text(item, sink);
             }
         }
         return;
     }
     // Bedrock Converse JSON.
-    if let Some(message) = obj
-        .get("output")
-        .and_then(Value::as_object)
-        .and_then(|o| o.get("message"))
-        .and_then(Value::as_object)
-    {
+    if let Some(message) = object_of(object_of(output).and_then(|o| o.get("message"))) {
         block_text(message, sink);
         return;
     }
     // Bedrock ConverseStream `contentBlockDelta`, wrapped or as the bare event payload.
-    let delta = obj
-        .get("contentBlockDelta")
-        .and_then(Value::as_object)
+    let delta = object_of(block_delta)
         .and_then(|d| d.get("delta"))
-        .or_else(|| {
-            obj.get("delta")
-                .filter(|_| obj.contains_key("contentBlockIndex"))
-        });
-    if let Some(delta) = delta.and_then(Value::as_object) {
+        .or_else(|| delta.filter(|_| block_index.is_some()));
+    if let Some(delta) = object_of(delta) {
         block_text(delta, sink);
     }
 }
@@ -485,121 +511,136 @@ fn answer_text(v: &Value, sink: &mut Sink<'_>) {
 /// (`messages`, `contents`, Responses `input`), legacy `prompt`, embeddings `input`, tool calls
 /// and results in the history, and tool definitions (`tools`, Bedrock `toolConfig.tools`,
 /// serialised), which providers also bill as input.
-pub fn request_text(body: &Value, out: &mut String) {
-    let Some(obj) = body.as_object() else {
+pub fn request_text<'a, J: JsonRead<'a>>(body: J, out: &mut String) {
+    let obj = body;
+    if !obj.is_object() {
         return;
-    };
+    }
     let mut sink = Sink {
         out,
         separate: true,
     };
-    for key in [
-        "system",
-        "systemInstruction",
-        "system_instruction",
-        "instructions",
-    ] {
-        if let Some(v) = obj.get(key) {
-            content_text(v, &mut sink);
-        }
+    // One pass over the members; system prompts, then the conversation (`content`: Gemini
+    // `embedContent`), then tool definitions.
+    let members = pick(
+        obj,
+        [
+            "system",
+            "systemInstruction",
+            "system_instruction",
+            "instructions",
+            "messages",
+            "contents",
+            "prompt",
+            "input",
+            "content",
+            "tools",
+            "toolConfig",
+        ],
+    );
+    let [.., tools, tool_config] = members;
+    for v in members.into_iter().take(9).flatten() {
+        content_text(v, &mut sink);
     }
-    // `content`: Gemini `embedContent`.
-    for key in ["messages", "contents", "prompt", "input", "content"] {
-        if let Some(v) = obj.get(key) {
-            content_text(v, &mut sink);
-        }
-    }
-    let tool_config = obj
-        .get("toolConfig")
-        .and_then(Value::as_object)
+    let tool_config = tool_config
+        .filter(|x| x.is_object())
         .and_then(|c| c.get("tools"));
-    for tools in [obj.get("tools"), tool_config].into_iter().flatten() {
-        if let Some(tools) = tools.as_array() {
-            tools.iter().for_each(|t| sink.push_json(t));
-        }
+    for tools in [tools, tool_config].into_iter().flatten() {
+        tools.items().for_each(|t| sink.push_json(t));
     }
 }
 
 /// Text of a content value: a string, a list of strings or blocks, or one block.
-fn content_text(v: &Value, sink: &mut Sink<'_>) {
-    match v {
-        Value::String(s) => sink.push(s),
-        Value::Array(items) => items.iter().for_each(|i| content_text(i, sink)),
-        Value::Object(o) => block_text(o, sink),
-        _ => {}
+fn content_text<'a, J: JsonRead<'a>>(v: J, sink: &mut Sink<'_>) {
+    if let Some(s) = v.as_str() {
+        sink.push(s);
+    } else if v.is_array() {
+        v.items().for_each(|i| content_text(i, sink));
+    } else if v.is_object() {
+        block_text(v, sink);
     }
 }
 
 /// Text of one message, content block, part, output item or delta, in any format.
-fn block_text(o: &Map<String, Value>, sink: &mut Sink<'_>) {
-    let kind = str_at(o, "type");
+fn block_text<'a, J: JsonRead<'a>>(o: J, sink: &mut Sink<'_>) {
+    // One pass over the members; the pieces then go out in this fixed order.
+    let [kind, text, thinking, reasoning, refusal, partial, content, parts, summary, tool_calls, function, arguments, output, input, function_call, function_response, tool_use, tool_result, json, reasoning_content] =
+        pick(
+            o,
+            [
+                "type",
+                "text",
+                "thinking",
+                "reasoning_content",
+                "refusal",
+                "partial_json",
+                "content",
+                "parts",
+                "summary",
+                "tool_calls",
+                "function",
+                "arguments",
+                "output",
+                "input",
+                "functionCall",
+                "functionResponse",
+                "toolUse",
+                "toolResult",
+                "json",
+                "reasoningContent",
+            ],
+        );
+    let kind = kind.and_then(J::as_str);
+    let object_of = |x: Option<J>| x.filter(|x| x.is_object());
     // Plain text: OpenAI parts, Anthropic/Bedrock blocks, Gemini parts, Responses items, deltas.
-    for key in [
-        "text",
-        "thinking",
-        "reasoning_content",
-        "refusal",
-        "partial_json",
-    ] {
-        if let Some(text) = str_at(o, key) {
+    for piece in [text, thinking, reasoning, refusal, partial] {
+        if let Some(text) = piece.and_then(J::as_str) {
             sink.push(text);
         }
     }
     // Nested content: messages, tool results, Gemini contents, Responses message items.
-    for key in ["content", "parts", "summary", "tool_calls"] {
-        if let Some(v) = o.get(key) {
-            content_text(v, sink);
-        }
+    for v in [content, parts, summary, tool_calls].into_iter().flatten() {
+        content_text(v, sink);
     }
     // OpenAI tool calls (`function.arguments`) and Responses `function_call` items.
-    if let Some(f) = o.get("function").and_then(Value::as_object) {
-        if let Some(args) = str_at(f, "arguments") {
-            sink.push(args);
-        }
+    if let Some(args) = object_of(function).and_then(|f| str_at(f, "arguments")) {
+        sink.push(args);
     }
-    if let Some(args) = str_at(o, "arguments") {
+    if let Some(args) = arguments.and_then(J::as_str) {
         sink.push(args);
     }
     if kind == Some("function_call_output") {
-        if let Some(output) = o.get("output") {
+        if let Some(output) = output {
             content_text(output, sink);
         }
     }
     // Anthropic tool use: the input object.
     if matches!(kind, Some("tool_use" | "server_tool_use" | "mcp_tool_use")) {
-        if let Some(input) = o.get("input") {
+        if let Some(input) = input {
             sink.push_json(input);
         }
     }
     // Gemini function calls and responses.
-    for (key, inner) in [("functionCall", "args"), ("functionResponse", "response")] {
-        if let Some(v) = o
-            .get(key)
-            .and_then(Value::as_object)
-            .and_then(|f| f.get(inner))
-        {
+    for (v, inner) in [(function_call, "args"), (function_response, "response")] {
+        if let Some(v) = object_of(v).and_then(|f| f.get(inner)) {
             sink.push_json(v);
         }
     }
     // Bedrock blocks: tool use input (object, or string in stream deltas), tool results,
     // JSON tool-result content, reasoning (`reasoningText.text`, or `text` in stream deltas).
-    if let Some(tool) = o.get("toolUse").and_then(Value::as_object) {
-        if let Some(input) = tool.get("input") {
-            sink.push_json(input);
-        }
+    if let Some(input) = object_of(tool_use).and_then(|t| t.get("input")) {
+        sink.push_json(input);
     }
-    if let Some(result) = o.get("toolResult").and_then(Value::as_object) {
+    if let Some(result) = object_of(tool_result) {
         block_text(result, sink);
     }
     if kind.is_none() {
-        if let Some(json) = o.get("json") {
+        if let Some(json) = json {
             sink.push_json(json);
         }
     }
-    if let Some(reasoning) = o.get("reasoningContent").and_then(Value::as_object) {
-        let text = reasoning
-            .get("reasoningText")
-            .and_then(Value::as_object)
+    if let Some(reasoning) = object_of(reasoning_content) {
+        let text = object_of(reasoning.get("reasoningText"))
             .and_then(|r| str_at(r, "text"))
             .or_else(|| str_at(reasoning, "text"));
         if let Some(text) = text {
@@ -611,7 +652,7 @@ fn block_text(o: &Map<String, Value>, sink: &mut Sink<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn usage(input: u64, output: u64, total: u64) -> Usage {
         Usage {
@@ -622,27 +663,63 @@ mod tests {
         }
     }
 
+    /// The same document as a [`json::JsonDoc`]: every reader must give what it gives for the
+    /// `Value`, so each test below checks both representations.
+    fn doc(v: &Value) -> json::JsonDoc {
+        let mut doc = json::JsonDoc::new();
+        assert!(doc.parse(&v.to_string()));
+        doc
+    }
+
+    /// [`super::from_json`] on the `Value` and on the document, which must agree.
+    fn from_json(body: &Value) -> Option<Usage> {
+        let want = super::from_json(body);
+        assert_eq!(super::from_json(doc(body).root().unwrap()), want);
+        want
+    }
+
     fn stream(events: &[Value]) -> Option<Usage> {
         let mut acc = StreamUsage::default();
         events.iter().for_each(|e| acc.on_event(e));
+        let mut fast = StreamUsage::default();
+        for e in events {
+            let d = doc(e);
+            fast.on_event(d.root().unwrap());
+            assert_eq!(response_model(d.root().unwrap()), response_model(e));
+        }
+        assert_eq!(fast.usage(), acc.usage());
         acc.usage()
     }
 
     fn stream_text(events: &[Value]) -> String {
         let mut out = String::new();
         events.iter().for_each(|e| delta_text(e, &mut out));
+        let mut fast = String::new();
+        events
+            .iter()
+            .for_each(|e| delta_text(doc(e).root().unwrap(), &mut fast));
+        assert_eq!(fast, out);
         out
     }
 
     fn text_of(body: &Value) -> String {
         let mut out = String::new();
         response_text(body, &mut out);
+        let d = doc(body);
+        let mut fast = String::new();
+        response_text(d.root().unwrap(), &mut fast);
+        assert_eq!(fast, out);
+        assert_eq!(super::from_json(d.root().unwrap()), super::from_json(body));
+        assert_eq!(response_model(d.root().unwrap()), response_model(body));
         out
     }
 
     fn prompt_of(body: &Value) -> String {
         let mut out = String::new();
         request_text(body, &mut out);
+        let mut fast = String::new();
+        request_text(doc(body).root().unwrap(), &mut fast);
+        assert_eq!(fast, out);
         out
     }
 

@@ -3,7 +3,7 @@
 //! per request, RPS, latency, time to first byte, RSS and module sizes; writes
 //! `target/bench/report.md` and `report.json`.
 //!
-//! usage: bench [--seconds N] [--concurrency N]
+//! usage: bench [--seconds N] [--concurrency N] [--only plain,plugins,bundle,gateway]
 
 use e2e::envoy::{Envoy, Mode, Options};
 use e2e::http::Client;
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// One configuration under test.
 struct Setup {
     name: &'static str,
+    /// Its name for `--only`.
+    key: &'static str,
     mode: Mode,
     plain: bool,
 }
@@ -22,21 +24,25 @@ struct Setup {
 const SETUPS: [Setup; 4] = [
     Setup {
         name: "plain Envoy",
+        key: "plain",
         mode: Mode::Plugins,
         plain: true,
     },
     Setup {
         name: "5 filters (own .wasm)",
+        key: "plugins",
         mode: Mode::Plugins,
         plain: false,
     },
     Setup {
         name: "bundle by root_id",
+        key: "bundle",
         mode: Mode::Bundle,
         plain: false,
     },
     Setup {
         name: "one ai-gateway filter",
+        key: "gateway",
         mode: Mode::Gateway,
         plain: false,
     },
@@ -227,7 +233,17 @@ fn main() -> Result<()> {
         .ok_or("no exe dir")?;
     let mock = Mock::start(&mock_bin.display().to_string())?;
     let mut rows = Vec::new();
-    for setup in &SETUPS {
+    let args: Vec<String> = std::env::args().collect();
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_string).collect());
+    // The baseline always runs: efficiency is relative to it.
+    let chosen = SETUPS
+        .iter()
+        .filter(|s| s.plain || only.as_ref().is_none_or(|o| o.iter().any(|k| k == s.key)));
+    for setup in chosen {
         std::env::set_var(
             "AI_GATEWAY_MODE",
             match setup.mode {

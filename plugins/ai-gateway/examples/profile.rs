@@ -109,7 +109,9 @@ fn load() -> Checked<Vec<Box<dyn Loaded>>> {
     let (loaded, warnings) = ai_gateway::loader(ai_gateway::GATEWAY, &gateway_config()?)
         .map_err(|e| format!("config rejected: {e}"))?;
     ensure(warnings.is_empty(), || format!("{warnings:?}"))?;
-    ensure(loaded.len() == 5, || format!("{} plugins loaded", loaded.len()))?;
+    ensure(loaded.len() == 5, || {
+        format!("{} plugins loaded", loaded.len())
+    })?;
     Ok(loaded)
 }
 
@@ -176,7 +178,9 @@ fn response_headers(host: &MockHost, content_type: &str, length: Option<usize>) 
 fn send_request(p: &mut Pipeline, host: &MockHost) -> Checked<()> {
     let size = host.request_body.borrow().len();
     let headers = plugin(|| p.on_request_headers(host, false));
-    ensure(headers == Action::Continue, || format!("headers: {headers:?}"))?;
+    ensure(headers == Action::Continue, || {
+        format!("headers: {headers:?}")
+    })?;
     host.request_headers_sealed.set(true);
     let body = plugin(|| p.on_request_body(host, size, true));
     ensure(body == Action::Continue && !p.replied(), || {
@@ -320,8 +324,8 @@ fn report(what: &str, host: &MockHost) -> Checked<()> {
     let messages = upstream["messages"].as_array().map_or(0, Vec::len);
     ensure(messages == 4, || format!("decorator: {upstream}"))?;
     let log = host.properties.borrow().get("ai_log").cloned();
-    let log: Value = serde_json::from_slice(&log.unwrap_or_default())
-        .map_err(|e| format!("ai_log: {e}"))?;
+    let log: Value =
+        serde_json::from_slice(&log.unwrap_or_default()).map_err(|e| format!("ai_log: {e}"))?;
     ensure(log["input_token"].as_u64().is_some_and(|n| n > 0), || {
         format!("no usage in {log}")
     })?;
@@ -358,7 +362,10 @@ fn main() -> Checked<()> {
             let config = LIVE.load(Ordering::Relaxed) - before;
             let start_peak = PEAK.load(Ordering::Relaxed);
             report("json without usage", &json_request(&loaded, false)?)?;
-            report("sse without usage", &sse_request(&loaded, &sse_frames(false))?)?;
+            report(
+                "sse without usage",
+                &sse_request(&loaded, &sse_frames(false))?,
+            )?;
             println!(
                 "heap: config {:.2} MB; after estimates live {:.2} MB, peak {:.2} MB (was {:.2})",
                 config as f64 / 1e6,

@@ -6,6 +6,7 @@ use sdk::api::ClientProtocol;
 use sdk::error::ErrorReply;
 use sdk::llm::{anthropic, openai};
 use sdk::sse::SseEvent;
+use sdk::usage::json::{pick, JsonRead};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -293,24 +294,25 @@ pub fn response_text_anthropic(resp: &anthropic::MessagesResponse) -> String {
 /// The answer text one stream event's JSON carries: OpenAI chunk `choices[].delta.content` and
 /// `reasoning_content`; Anthropic `content_block_delta` `text_delta.text` and
 /// `thinking_delta.thinking`. Empty for anything else.
-pub fn event_text(data: &Value) -> String {
+pub fn event_text<'a, J: JsonRead<'a>>(data: J) -> String {
     let mut out = String::new();
-    if let Some(choices) = data.get("choices").and_then(Value::as_array) {
-        for delta in choices.iter().filter_map(|c| c.get("delta")) {
-            for key in ["reasoning_content", "content"] {
-                if let Some(s) = delta.get(key).and_then(Value::as_str) {
-                    out.push_str(s);
-                }
+    let [choices, kind, delta] = pick(data, ["choices", "type", "delta"]);
+    if let Some(choices) = choices.filter(|c| c.is_array()) {
+        for delta in choices.items().filter_map(|c| c.get("delta")) {
+            for s in pick(delta, ["reasoning_content", "content"])
+                .into_iter()
+                .filter_map(|v| v.and_then(J::as_str))
+            {
+                out.push_str(s);
             }
         }
-    } else if data.get("type").and_then(Value::as_str) == Some("content_block_delta") {
-        let delta = data.get("delta");
-        let key = match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+    } else if kind.and_then(J::as_str) == Some("content_block_delta") {
+        let key = match delta.and_then(|d| d.get("type")).and_then(J::as_str) {
             Some("text_delta") => "text",
             Some("thinking_delta") => "thinking",
             _ => return out,
         };
-        if let Some(s) = delta.and_then(|d| d.get(key)).and_then(Value::as_str) {
+        if let Some(s) = delta.and_then(|d| d.get(key)).and_then(J::as_str) {
             out.push_str(s);
         }
     }
@@ -472,7 +474,7 @@ impl Window {
     /// the window is ready to check: the text added since the last roll reached `size` chars,
     /// or the text just added ends a sentence and at least `size / 4` chars were added since
     /// the last roll. An event without text returns false.
-    pub fn push_event(&mut self, data: &Value) -> bool {
+    pub fn push_event<'a, J: JsonRead<'a>>(&mut self, data: J) -> bool {
         let added = event_text(data);
         self.push_text(&added)
     }
@@ -579,53 +581,49 @@ impl StreamEnding {
     }
 
     /// Notes one forwarded event's JSON.
-    pub fn observe(&mut self, data: &Value) {
+    pub fn observe<'a, J: JsonRead<'a>>(&mut self, data: J) {
         match self.protocol {
             ClientProtocol::OpenAi => self.observe_openai(data),
             ClientProtocol::Anthropic => self.observe_anthropic(data),
         }
     }
 
-    fn observe_openai(&mut self, data: &Value) {
-        let text = |key: &str| {
-            data.get(key)
-                .and_then(Value::as_str)
+    fn observe_openai<'a, J: JsonRead<'a>>(&mut self, data: J) {
+        let [id, model, created, choices] = pick(data, ["id", "model", "created", "choices"]);
+        let text = |v: Option<J>| {
+            v.and_then(J::as_str)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
         };
         if self.id.is_none() {
-            self.id = text("id");
+            self.id = text(id);
         }
         if self.model.is_none() {
-            self.model = text("model");
+            self.model = text(model);
         }
         if self.created.is_none() {
-            self.created = data.get("created").and_then(Value::as_u64);
+            self.created = created.and_then(J::as_u64);
         }
-        for choice in data
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        for choice in choices.into_iter().flat_map(J::items) {
+            let [index, finish_reason] = pick(choice, ["index", "finish_reason"]);
+            let index = index.and_then(J::as_u64).unwrap_or(0);
             self.choices.insert(index);
-            if choice.get("finish_reason").is_some_and(Value::is_string) {
+            if finish_reason.is_some_and(J::is_string) {
                 self.finished.insert(index);
             }
         }
     }
 
-    fn observe_anthropic(&mut self, data: &Value) {
-        let index = || data.get("index").and_then(Value::as_u64).unwrap_or(0);
-        match data.get("type").and_then(Value::as_str) {
+    fn observe_anthropic<'a, J: JsonRead<'a>>(&mut self, data: J) {
+        let index = || data.get("index").and_then(J::as_u64).unwrap_or(0);
+        match data.get("type").and_then(J::as_str) {
             Some("message_start") => {
                 self.started = true;
                 let message = data.get("message");
                 let field = |key: &str| {
                     message
                         .and_then(|m| m.get(key))
-                        .and_then(Value::as_str)
+                        .and_then(J::as_str)
                         .map(str::to_string)
                 };
                 self.id = field("id");

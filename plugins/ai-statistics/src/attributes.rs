@@ -4,33 +4,41 @@
 //! is the last message).
 
 use crate::config::{Attribute, Rule, ValueSource};
-use serde_json::Value;
+use sdk::usage::json::JsonRead;
+use std::borrow::Cow;
 
 /// Looks up a dotted path.
-pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+pub fn lookup<'a, J: JsonRead<'a>>(value: J, path: &str) -> Option<J> {
     path.split('.')
         .filter(|p| !p.is_empty())
-        .try_fold(value, |v, part| match v {
-            Value::Object(map) => map.get(part),
-            Value::Array(items) => {
+        .try_fold(value, |v, part| {
+            if v.is_object() {
+                v.get(part)
+            } else if v.is_array() {
                 let i: i64 = part.parse().ok()?;
                 let index = if i < 0 {
-                    items.len().checked_sub(i.unsigned_abs() as usize)?
+                    v.items().count().checked_sub(i.unsigned_abs() as usize)?
                 } else {
-                    i as usize
+                    usize::try_from(i).ok()?
                 };
-                items.get(index)
+                v.items().nth(index)
+            } else {
+                None
             }
-            _ => None,
         })
 }
 
 /// A value as log text: strings as they are, anything else as JSON.
-pub fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+pub fn text<'a, J: JsonRead<'a>>(value: J) -> String {
+    text_of(value).into_owned()
+}
+
+/// [`text`], borrowing strings.
+pub fn text_of<'a, J: JsonRead<'a>>(value: J) -> Cow<'a, str> {
+    match value.as_str() {
+        Some(s) => Cow::Borrowed(s),
+        None if value.is_null() => Cow::Borrowed(""),
+        None => Cow::Owned(value.to_json_string()),
     }
 }
 
@@ -61,7 +69,7 @@ impl Collected {
     }
 
     /// Offers a value for attribute `i`; streamed values follow the attribute's rule.
-    pub fn offer(&mut self, i: usize, attr: &Attribute, value: String, limit: usize) {
+    pub fn offer(&mut self, i: usize, attr: &Attribute, value: &str, limit: usize) {
         let Some(slot) = self.values.get_mut(i) else {
             return;
         };
@@ -69,14 +77,22 @@ impl Collected {
         let next = match (attr.value_source, attr.rule, slot.take()) {
             (ValueSource::ResponseStreamingBody, Rule::Append, Some(mut old)) => {
                 if old.len() < limit {
-                    old.push_str(&value);
+                    old.push_str(value);
                 }
                 old
             }
             (ValueSource::ResponseStreamingBody, Rule::First, Some(old)) => old,
-            _ => value,
+            _ => value.to_string(),
         };
         *slot = Some(truncate(next, limit));
+    }
+
+    /// Whether an offer for attribute `i` would change nothing (a streamed `first` value is
+    /// already set), so the value need not be looked up.
+    pub fn settled(&self, i: usize, attr: &Attribute) -> bool {
+        attr.value_source == ValueSource::ResponseStreamingBody
+            && attr.rule == Rule::First
+            && self.values.get(i).is_some_and(Option::is_some)
     }
 
     /// The final values, defaults filled in: (attribute index, value).
@@ -125,14 +141,21 @@ mod tests {
         ] {
             let a = attr(rule);
             let mut c = Collected::new(1);
-            c.offer(0, &a, "ab".into(), 100);
-            c.offer(0, &a, "cd".into(), 100);
+            c.offer(0, &a, "ab", 100);
+            c.offer(0, &a, "cd", 100);
             if rule == Rule::Append {
-                c.offer(0, &a, "ef".into(), 100);
+                c.offer(0, &a, "ef", 100);
             }
             let got: Vec<_> = c.finish(std::slice::from_ref(&a)).collect();
             assert_eq!(got, vec![(0, truncate(want.to_string(), 5))]);
         }
         assert_eq!(truncate("héllo".into(), 2), "h");
+        // A streamed `first` value, once set, needs no more lookups.
+        let first = attr(Rule::First);
+        let mut c = Collected::new(1);
+        assert!(!c.settled(0, &first));
+        c.offer(0, &first, "ab", 100);
+        assert!(c.settled(0, &first));
+        assert!(!c.settled(0, &attr(Rule::Append)));
     }
 }

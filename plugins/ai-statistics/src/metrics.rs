@@ -332,4 +332,50 @@ mod tests {
         let otel = "gen_ai.client.inference.usage.output_tokens.gen_ai_operation_name=.=chat;.;.gen_ai_provider_name=.=openai;.;.gen_ai_request_model=.=gpt-4.1;.;.route=.=llm;.;.consumer=.=ann;.;.usage_source=.=reported;.;";
         assert_eq!(host.metric(otel), Some(6));
     }
+
+    #[test]
+    fn metrics_are_defined_once_per_name() {
+        let host = MockHost::default();
+        let m = Metrics::new(10);
+        let mut r = Record {
+            route: "llm".into(),
+            model: "m".into(),
+            usage: Usage {
+                input: 1,
+                output: 2,
+                total: 3,
+                ..Usage::default()
+            },
+            ..Record::default()
+        };
+        for _ in 0..3 {
+            m.record(&host, &r, true, true);
+        }
+        let defined = |host: &MockHost| {
+            host.host_call_counts()
+                .iter()
+                .find(|(n, _)| *n == "define_metric")
+                .map_or(0, |(_, c)| *c)
+        };
+        // 5 Higress counters, 5 OpenTelemetry metrics (no stream: no first-token metrics).
+        assert_eq!(defined(&host), 10);
+        assert_eq!(
+            host.metric("route.llm.upstream.unknown.model.m.consumer.unknown.metric.total_token"),
+            Some(9)
+        );
+        // Another tuple (a stream, estimated): its own names, defined once too.
+        r.first_token_ms = Some(5);
+        r.usage.estimated = true;
+        m.record(&host, &r, true, true);
+        m.record(&host, &r, true, true);
+        let estimated = "gen_ai.client.inference.usage.input_tokens.gen_ai_operation_name=.=chat;.;.gen_ai_provider_name=.=unknown;.;.gen_ai_request_model=.=m;.;.route=.=llm;.;.consumer=.=unknown;.;.usage_source=.=estimated;.;";
+        assert_eq!(host.metric(estimated), Some(2));
+        // Higress names do not carry the source: only the two stream metrics are new; the
+        // OpenTelemetry names with `estimated` (4) and time to first token (1) are new.
+        assert_eq!(defined(&host), 10 + 2 + 5);
+        assert_eq!(
+            host.metric("route.llm.upstream.unknown.model.m.consumer.unknown.metric.total_token"),
+            Some(15)
+        );
+    }
 }

@@ -8,9 +8,10 @@ use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
-use sdk::meter::{Doc, UsageMeter};
+use sdk::meter::{Doc, SharedMeter};
 use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
 use sdk::usage;
+use sdk::usage::json::JsonRead;
 use serde_json::Value;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -41,7 +42,8 @@ pub struct StatsStage {
     stream: bool,
     status: u32,
     chat_round: usize,
-    meter: Option<UsageMeter>,
+    /// Whether this stage feeds the answer's shared meter.
+    metered: bool,
     attrs: Collected,
 }
 
@@ -60,7 +62,7 @@ impl StatsStage {
             stream: false,
             status: 0,
             chat_round: 0,
-            meter: None,
+            metered: false,
             attrs: Collected::default(),
         }
     }
@@ -70,16 +72,16 @@ impl StatsStage {
     }
 
     /// Offers attribute values from one JSON document of `source`.
-    fn collect_json(&mut self, source: ValueSource, doc: &Value) {
+    fn collect_json<'a, J: JsonRead<'a>>(&mut self, source: ValueSource, doc: J) {
         let shared = self.shared.clone();
         let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
             return;
         };
         for (i, a) in config.attributes.iter().enumerate() {
-            if a.value_source == source {
+            if a.value_source == source && !self.attrs.settled(i, a) {
                 if let Some(v) = attributes::lookup(doc, &a.value) {
-                    self.attrs
-                        .offer(i, a, attributes::text(v), config.value_length_limit);
+                    let text = attributes::text_of(v);
+                    self.attrs.offer(i, a, &text, config.value_length_limit);
                 }
             }
         }
@@ -98,7 +100,7 @@ impl StatsStage {
                 _ => None,
             };
             if let Some(v) = value {
-                self.attrs.offer(i, a, v, config.value_length_limit);
+                self.attrs.offer(i, a, &v, config.value_length_limit);
             }
         }
     }
@@ -250,11 +252,9 @@ impl Stage for StatsStage {
         });
         let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         let estimate = self.config().is_some_and(|c| c.estimate_tokens);
-        self.meter = Some(UsageMeter::new(
-            content_type.contains("text/event-stream"),
-            estimate,
-            &self.request_model,
-        ));
+        let stream = content_type.contains("text/event-stream");
+        SharedMeter::start(ex, stream, estimate, &self.request_model);
+        self.metered = true;
         BodyMode::Stream
     }
 
@@ -265,13 +265,13 @@ impl Stage for StatsStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> Vec<u8> {
-        let Some(mut meter) = self.meter.take() else {
+        if !self.metered {
             return chunk;
-        };
+        }
         if self.first_byte.is_none() && !chunk.is_empty() {
             self.first_byte = Some(ex.now(host));
         }
-        meter.feed_shared(ex, &chunk, end, |doc, json| {
+        SharedMeter::feed(ex, &chunk, end, |doc, json| {
             let source = match doc {
                 Doc::Event => ValueSource::ResponseStreamingBody,
                 Doc::Body => ValueSource::ResponseBody,
@@ -281,7 +281,6 @@ impl Stage for StatsStage {
         if end {
             self.end = Some(ex.now(host));
         }
-        self.meter = Some(meter);
         chunk
     }
 
@@ -294,16 +293,14 @@ impl Stage for StatsStage {
             Some(end) => end,
             None => ex.now(host),
         };
-        let prompt = config.estimate_tokens.then(|| ex.prompt_text());
-        let usage = match self.meter.as_mut() {
-            Some(m) => m.finish(prompt),
-            None => usage::Usage::default(),
+        let usage = if self.metered {
+            SharedMeter::finish(ex, config.estimate_tokens)
+        } else {
+            usage::Usage::default()
         };
-        self.response_model = self
-            .meter
-            .as_ref()
-            .and_then(|m| m.response_model())
-            .map(str::to_string);
+        let meter = SharedMeter::get(ex).filter(|_| self.metered);
+        self.response_model = meter.and_then(|m| m.response_model()).map(str::to_string);
+        let stream = meter.is_some_and(|m| m.is_stream()) || self.stream;
         let provider = host
             .property(&[PROVIDER_FACT])
             .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -312,7 +309,6 @@ impl Stage for StatsStage {
             .response_model
             .clone()
             .unwrap_or_else(|| self.request_model.clone());
-        let stream = self.meter.as_ref().is_some_and(UsageMeter::is_stream) || self.stream;
         let record = Record {
             route: ex.route_name(host).unwrap_or_default(),
             cluster: ex.cluster_name(host).unwrap_or_default(),
@@ -370,5 +366,34 @@ impl Stage for StatsStage {
         if host.set_property(&[AI_LOG], &text).is_err() {
             host.log(LogLevel::Debug, "[ai-statistics] cannot write wasm.ai_log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn log_fields_write_what_a_json_object_would() {
+        let mut log = LogFields::default();
+        log.set("model", LogValue::Text("gpt-4o"));
+        log.set("status", LogValue::Number(200));
+        log.set("usage_estimated", LogValue::Bool(false));
+        log.set("answer", LogValue::Text("a \"quoted\"\nline ✓ \u{1}"));
+        // A key set again keeps its place and takes the new value (an attribute named like a
+        // built-in field).
+        log.set("model", LogValue::Text("override"));
+        let mut want = serde_json::Map::new();
+        want.insert("model".into(), json!("gpt-4o"));
+        want.insert("status".into(), json!(200));
+        want.insert("usage_estimated".into(), json!(false));
+        want.insert("answer".into(), json!("a \"quoted\"\nline ✓ \u{1}"));
+        want.insert("model".into(), json!("override"));
+        assert_eq!(
+            String::from_utf8(log.to_json()).unwrap(),
+            Value::Object(want).to_string()
+        );
+        assert_eq!(LogFields::default().to_json(), b"{}");
     }
 }

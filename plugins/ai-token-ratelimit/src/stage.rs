@@ -8,7 +8,7 @@ use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
-use sdk::meter::UsageMeter;
+use sdk::meter::SharedMeter;
 use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
 use sdk::tokens;
 use serde_json::Value;
@@ -31,7 +31,8 @@ pub struct RateLimitStage {
     reserved: u64,
     budget: Option<Budget>,
     model: String,
-    meter: Option<UsageMeter>,
+    /// Whether this stage feeds the answer's shared meter.
+    metered: bool,
     call: Option<u32>,
     charged: bool,
 }
@@ -46,7 +47,7 @@ impl RateLimitStage {
             reserved: 0,
             budget: None,
             model: String::new(),
-            meter: None,
+            metered: false,
             call: None,
             charged: false,
         }
@@ -81,14 +82,14 @@ impl RateLimitStage {
         }
         self.charged = true;
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), Some(meter)) = (
+        let (Some(config), Some(counter), true) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
-            self.meter.as_mut(),
+            self.metered,
         ) else {
             return;
         };
-        let used = meter.finish(Some(ex.prompt_text()));
+        let used = SharedMeter::finish(ex, true);
         let actual = used.input + used.output;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);
@@ -130,9 +131,11 @@ impl RateLimitStage {
 }
 
 fn now(host: &dyn Host, ex: &mut Exchange) -> u64 {
-    ex.now(host)
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    seconds(ex.now(host))
+}
+
+fn seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn query_param(path: &str, name: &str) -> Option<String> {
@@ -268,7 +271,7 @@ impl Stage for RateLimitStage {
                 &counter.id,
                 counter.limit,
                 counter.window,
-                now(host, ex),
+                seconds(ex.started(host)),
                 self.reserved,
             ) {
                 Ok(budget) => self.budget = Some(budget),
@@ -393,7 +396,8 @@ impl Stage for RateLimitStage {
         let stream = ex
             .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
-        self.meter = Some(UsageMeter::new(stream, true, &self.model));
+        SharedMeter::start(ex, stream, true, &self.model);
+        self.metered = true;
         BodyMode::Stream
     }
 
@@ -404,8 +408,8 @@ impl Stage for RateLimitStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> Vec<u8> {
-        if let Some(meter) = self.meter.as_mut() {
-            meter.feed_shared(ex, &chunk, end, |_, _| {});
+        if self.metered {
+            SharedMeter::feed(ex, &chunk, end, |_, _| {});
             if end {
                 self.reconcile(host, ex);
             }
