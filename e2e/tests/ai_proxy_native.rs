@@ -337,6 +337,9 @@ fn vertex_with_a_service_account_token() {
         got["headers"]["host"],
         "us-central1-aiplatform.googleapis.com"
     );
+    // The official SDK over Vertex: text, stream, tools, the signature round trip.
+    let out = sdk(&gw, "gemini-2.5-flash");
+    assert_sdk_answers(&out, "mock reply from gemini-2.5-flash");
     let exchange = gw.mock.requests_to("/token").unwrap();
     assert!(!exchange.is_empty());
     assert_eq!(exchange[0]["headers"]["host"], "oauth2.googleapis.com");
