@@ -4,6 +4,7 @@
 //! completions.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{err, max_tokens, str_of};
 use super::{ChunkTranslator, ReasoningMode, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::sigv4::uri_encode;
@@ -18,14 +19,6 @@ pub const DEFAULT_ID: &str = "chatcmpl-bedrock";
 pub const THINKING_ANSWER_TOKENS: u64 = 4096;
 /// Smallest thinking budget Anthropic models accept.
 pub const MIN_THINKING_BUDGET: u64 = 1024;
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
-}
 
 /// The Converse path for a model id (given unencoded, e.g. `anthropic.claude-3-haiku-20240307-v1:0`
 /// or an inference-profile ARN): `/model/{id, URI-encoded}/converse[-stream]`.
@@ -169,10 +162,7 @@ pub fn to_converse_request(
     let mut body = Map::new();
 
     // Thinking (Anthropic models only): the budget must stay below maxTokens.
-    let max_tokens = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let max_tokens = max_tokens(x);
     let effort = x.get("reasoning_effort").and_then(Value::as_str);
     let mut thinking = match effort {
         Some(e) if is_anthropic(&opts.model) => thinking_budget(e)?,

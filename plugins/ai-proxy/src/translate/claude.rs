@@ -2,6 +2,7 @@
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
 use super::TranslateError;
+use super::{err, max_tokens, str_of};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
 use sdk::llm::{openai, Extra};
@@ -10,14 +11,6 @@ use serde_json::{json, Map, Value};
 
 /// Longest upstream body text kept in an error message, in bytes.
 pub(crate) const MAX_ERROR_BODY: usize = 512;
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
-}
 
 /// Builds the Anthropic request for an OpenAI chat request, sent to `model`.
 ///
@@ -73,10 +66,7 @@ pub fn to_claude_request(
         }
     }
 
-    let client_max = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let client_max = max_tokens(x);
     let mut max_tokens = client_max.unwrap_or(default_max_tokens);
     let thinking = thinking_budget(x.get("reasoning_effort"))?.and_then(|budget| {
         // Anthropic needs max_tokens above the budget: without a client limit the answer keeps

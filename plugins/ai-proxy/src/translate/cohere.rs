@@ -6,6 +6,7 @@
 //! translator ([`super::qwen`]).
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{err, max_tokens, str_of};
 use super::{ReasoningMode, StreamTranslator, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::{openai, Extra};
@@ -18,14 +19,6 @@ pub const DEFAULT_HOST: &str = "api.cohere.com";
 pub const CHAT_PATH: &str = "/v2/chat";
 /// Embeddings path.
 pub const EMBED_PATH: &str = "/v2/embed";
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
-}
 
 /// A token count that may be written as an integer or a float (`12` or `12.0`).
 pub(crate) fn count(value: Option<&Value>) -> Option<u64> {
@@ -90,10 +83,7 @@ pub fn to_cohere_request(req: &openai::ChatRequest, model: &str) -> Result<Value
 
     add_tools(x, &mut out)?;
 
-    let max_tokens = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let max_tokens = max_tokens(x);
     if let Some(n) = max_tokens {
         out.insert("max_tokens".into(), Value::from(n));
     }

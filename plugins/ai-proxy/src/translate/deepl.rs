@@ -7,6 +7,7 @@
 //! DeepL does not stream and reports characters, not tokens, so answers carry no usage.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::err;
 use super::TranslateError;
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
@@ -38,10 +39,6 @@ const PASSED_FIELDS: &[&str] = &[
     "ignore_tags",
     "show_billed_characters",
 ];
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
 
 /// DeepL settings from the provider config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! the answer, the stream and errors come back as chat completions.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::err;
 use super::{StreamTranslator, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
@@ -16,10 +17,6 @@ pub const DIFY_HOST: &str = "api.dify.ai";
 
 /// `user` sent when the client gives none (Dify requires one).
 const DEFAULT_USER: &str = "api-user";
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
 
 /// A 502 for an upstream answer that cannot be read.
 fn bad_upstream(message: impl Into<String>) -> ErrorReply {

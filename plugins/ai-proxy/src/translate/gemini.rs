@@ -9,6 +9,7 @@
 //! are put back on the `functionCall` part when the tool call returns in the history.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::{err, max_tokens, str_of};
 use super::{ReasoningMode, StreamTranslator, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::{openai, Extra};
@@ -62,14 +63,6 @@ pub struct GeminiOptions {
     /// Higress `geminiThinkingBudget`: `thinkingBudget` sent when the request has no
     /// `reasoning_effort` (0 turns thinking off, -1 lets the model decide).
     pub thinking_budget: Option<i64>,
-}
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
 }
 
 /// Builds the `GenerateContentRequest` body for an OpenAI chat request (the model goes in the
@@ -518,10 +511,7 @@ fn generation_config(
             gc.insert(to.into(), v.clone());
         }
     }
-    let max = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let max = max_tokens(x);
     if let Some(max) = max {
         gc.insert("maxOutputTokens".into(), max.into());
     }

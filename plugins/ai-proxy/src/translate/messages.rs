@@ -4,18 +4,11 @@
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::TranslateError;
+use super::{err, str_of};
 use sdk::error::ErrorReply;
 use sdk::llm::{anthropic, openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
-}
 
 /// Builds the OpenAI chat request for an Anthropic Messages request, sent to `model`.
 ///

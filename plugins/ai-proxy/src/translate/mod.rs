@@ -26,6 +26,25 @@ impl std::fmt::Display for TranslateError {
     }
 }
 
+/// A translation error with `message`.
+pub(crate) fn err(message: impl Into<String>) -> TranslateError {
+    TranslateError(message.into())
+}
+
+/// The string `key` of an optional JSON object.
+pub(crate) fn str_of<'a>(value: Option<&'a serde_json::Value>, key: &str) -> Option<&'a str> {
+    value
+        .and_then(|v| v.get(key))
+        .and_then(serde_json::Value::as_str)
+}
+
+/// The client's output limit: `max_completion_tokens`, else the older `max_tokens`.
+pub(crate) fn max_tokens(x: &sdk::llm::Extra) -> Option<u64> {
+    x.get("max_completion_tokens")
+        .and_then(serde_json::Value::as_u64)
+        .or_else(|| x.get("max_tokens").and_then(serde_json::Value::as_u64))
+}
+
 /// The text of a message whose target takes text only (`service` names it in the error).
 pub fn text_only(msg: &openai::ChatMessage, service: &str) -> Result<String, TranslateError> {
     match &msg.content {

@@ -12,6 +12,7 @@ use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::cohere::{
     apply_reasoning, count, openai_choice, openai_usage, ChunkWriter, ReasoningText,
 };
+use super::{err, max_tokens, str_of};
 use super::{ReasoningMode, StreamTranslator, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::{openai, Extra};
@@ -29,14 +30,6 @@ pub const MULTIMODAL_GENERATION_PATH: &str =
 /// Bounds DashScope accepts for `top_p` (an open interval).
 const TOP_P_MIN: f64 = 0.000_001;
 const TOP_P_MAX: f64 = 0.999_999;
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
-
-fn str_of<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    value.and_then(|v| v.get(key)).and_then(Value::as_str)
-}
 
 /// Whether the request goes to the multimodal endpoint: a vision/audio model, or a message
 /// with a part that is not text.
@@ -125,10 +118,7 @@ pub fn to_qwen_request(req: &openai::ChatRequest, model: &str) -> Result<Value, 
     if let Some(top_p) = x.get("top_p").and_then(Value::as_f64) {
         p.insert("top_p".into(), json!(top_p.clamp(TOP_P_MIN, TOP_P_MAX)));
     }
-    let max_tokens = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let max_tokens = max_tokens(x);
     if let Some(n) = max_tokens {
         p.insert("max_tokens".into(), Value::from(n));
     }

@@ -7,6 +7,7 @@
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::dify::TextChunks;
+use super::{err, max_tokens};
 use super::{StreamTranslator, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
@@ -14,10 +15,6 @@ use sdk::error::ErrorReply;
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
-
-fn err(message: impl Into<String>) -> TranslateError {
-    TranslateError(message.into())
-}
 
 /// Triton settings from the provider config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,10 +88,7 @@ pub fn to_triton_request(
             parameters.insert(key.into(), v.clone());
         }
     }
-    let max_tokens = x
-        .get("max_completion_tokens")
-        .and_then(Value::as_u64)
-        .or_else(|| x.get("max_tokens").and_then(Value::as_u64));
+    let max_tokens = max_tokens(x);
     if let Some(n) = max_tokens {
         parameters.insert("max_tokens".into(), json!(n));
     }
