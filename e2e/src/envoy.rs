@@ -68,19 +68,50 @@ fn without_plugins(bootstrap: &str) -> Result<String> {
     Ok(format!("{}{}", &bootstrap[..start], &bootstrap[end..]))
 }
 
-/// Points the `ai-proxy-headers` filter at the module and VM of the mode under test.
-fn companion_module(bootstrap: &str, dist: &Path, mode: Mode) -> String {
+/// The fallback for hosts that cannot hold request headers: Envoy's buffer filter, then the
+/// `ai-proxy-headers` filter in ai-proxy's VM, before the router (README, "Without
+/// allow_on_headers_stop_iteration").
+fn with_companion(bootstrap: &str, dist: &Path, mode: Mode) -> Result<String> {
     let (wasm, vm) = match mode {
         Mode::Plugins => ("ai-proxy", "ai-proxy"),
         Mode::Bundle | Mode::Gateway => ("ai-gateway", "ai-gateway"),
     };
-    bootstrap
-        .replace(
-            "filename: dist/ai-proxy.wasm",
-            &format!("filename: {}/{wasm}.wasm", dist.display()),
-        )
-        .replace("vm_id: ai-proxy\n", &format!("vm_id: {vm}\n"))
+    let filters = format!(
+        "          - name: envoy.filters.http.buffer
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 33554432
+          - name: ai-proxy-headers
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: ai-proxy-headers
+                root_id: ai-proxy-headers
+                vm_config:
+                  vm_id: {vm}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {dist}/{wasm}.wasm }} }}
+",
+        dist = dist.display()
+    );
+    let router = "          - name: envoy.filters.http.router\n";
+    replace_once(bootstrap, router, &format!("{filters}{router}"))
 }
+
+/// How the plugins get to change request headers after reading the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderHold {
+    /// As shipped: `allow_on_headers_stop_iteration: true` in every plugin's config.
+    #[default]
+    Flag,
+    /// Without the flag: the buffer filter and the `ai-proxy-headers` companion.
+    Companion,
+    /// Without the flag and without the companion.
+    Neither,
+}
+
+/// The line of the shipped ECDS files that sets the flag.
+const HOLD_FLAG: &str = "      allow_on_headers_stop_iteration: true\n";
 
 /// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
 pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
@@ -88,8 +119,8 @@ pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
         .find("          - name: ai-statistics\n")
         .ok_or("no ai-statistics filter in envoy.yaml")?;
     let end = bootstrap
-        .find("          # Holds the request headers")
-        .ok_or("no buffer filter comment in envoy.yaml")?;
+        .find("          - name: envoy.filters.http.router\n")
+        .ok_or("no router in envoy.yaml")?;
     let filter = format!(
         "          - name: ai-gateway\n            config_discovery:\n              config_source:\n                path_config_source:\n                  path: {dir}/ai-gateway.yaml\n                  watched_directory: {{ path: {dir} }}\n              type_urls: [\"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\"]\n",
         dir = ecds_dir.display()
@@ -126,6 +157,8 @@ pub struct Options {
     pub plain: bool,
     /// Port of the rate limit service (`rate_limit_service` cluster).
     pub rls_port: Option<u16>,
+    /// How request headers decided from the body are applied.
+    pub header_hold: HeaderHold,
 }
 
 impl Options {
@@ -164,6 +197,7 @@ pub struct Envoy {
     child: Child,
     dir: tempfile::TempDir,
     mode: Mode,
+    header_hold: HeaderHold,
     /// Current plugin configs (gateway mode rebuilds the one combined config from them).
     configs: std::sync::Mutex<Vec<(String, String)>>,
     /// Listener port.
@@ -242,7 +276,12 @@ fn write_ecds(
     dir: &Path,
     configs: &[(String, String)],
     version: u32,
+    hold: HeaderHold,
 ) -> Result<Vec<String>> {
+    let flag = |text: String| match hold {
+        HeaderHold::Flag => text,
+        _ => text.replace(HOLD_FLAG, ""),
+    };
     let root = workspace_root();
     let dist = root.join("dist");
     let version_line = format!("version_info: \"{version}\"");
@@ -262,7 +301,7 @@ fn write_ecds(
             Some(&Value::Object(combined).to_string()),
         )?
         .replacen("version_info: \"1\"", &version_line, 1);
-        fs::write(dir.join("ai-gateway.yaml"), text)?;
+        fs::write(dir.join("ai-gateway.yaml"), flag(text))?;
         written.push("ai-gateway.yaml".to_string());
         return Ok(written);
     }
@@ -279,7 +318,7 @@ fn write_ecds(
                 .replace(&format!("vm_id: {plugin}"), "vm_id: ai-gateway");
         }
         let name = format!("{plugin}.yaml");
-        fs::write(dir.join(&name), text)?;
+        fs::write(dir.join(&name), flag(text))?;
         written.push(name);
     }
     Ok(written)
@@ -319,12 +358,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
     let indent = "          ";
     let body: String = pretty.lines().map(|l| format!("{indent}{l}\n")).collect();
     let ecds = format!("{}{body}", template[..at].replace("ai-proxy", "ai-gateway"));
-    let bootstrap = single_filter(shipped, Path::new(ecds_dir))?
-        .replace(
-            "filename: dist/ai-proxy.wasm",
-            "filename: dist/ai-gateway.wasm",
-        )
-        .replace("vm_id: ai-proxy\n", "vm_id: ai-gateway\n");
+    let bootstrap = single_filter(shipped, Path::new(ecds_dir))?;
     Ok((bootstrap, ecds))
 }
 
@@ -418,7 +452,7 @@ impl Envoy {
                 return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
             }
         }
-        write_ecds(mode, &ecds_dir, &configs, 1)?;
+        write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold)?;
         let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
         let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
         if let Some(port) = options.rls_port {
@@ -428,11 +462,13 @@ impl Envoy {
                 &format!("port_value: {port}"),
             )?;
         }
-        bootstrap = companion_module(&bootstrap, &dist, mode);
         if options.plain {
             bootstrap = without_plugins(&bootstrap)?;
         } else if mode == Mode::Gateway {
             bootstrap = single_filter(&bootstrap, &ecds_dir)?;
+        }
+        if options.header_hold == HeaderHold::Companion {
+            bootstrap = with_companion(&bootstrap, &dist, mode)?;
         }
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, bootstrap)?;
@@ -457,6 +493,7 @@ impl Envoy {
             child,
             dir,
             mode,
+            header_hold: options.header_hold,
             configs: std::sync::Mutex::new(configs),
             port: 0,
             admin_port: 0,
@@ -560,7 +597,7 @@ impl Envoy {
         }
         let staging = self.dir.path().join("staging");
         fs::create_dir_all(&staging)?;
-        let written = write_ecds(self.mode, &staging, &configs, version)?;
+        let written = write_ecds(self.mode, &staging, &configs, version, self.header_hold)?;
         let ecds = self.dir.path().join("ecds");
         for name in written {
             let only_this = self.mode == Mode::Gateway || name == format!("{plugin}.yaml");

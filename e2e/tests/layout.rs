@@ -42,10 +42,10 @@ fn the_trial_runs_every_plugin_in_one_filter() {
     let (bootstrap, ecds) = e2e::envoy::render_trial_gateway(&shipped, ".run/ecds").unwrap();
     assert!(bootstrap.contains("path: .run/ecds/ai-gateway.yaml"));
     assert!(!bootstrap.contains("path: envoy/ecds/"));
-    assert!(
-        bootstrap.contains("filename: dist/ai-gateway.wasm"),
-        "the companion filter"
-    );
+    // The plugin holds the request headers itself: no buffer filter, no companion filter.
+    assert!(!bootstrap.contains("envoy.filters.http.buffer"));
+    assert!(!bootstrap.contains("ai-proxy-headers"));
+    assert!(ecds.contains("allow_on_headers_stop_iteration: true"));
     assert!(ecds.contains("root_id: ai-gateway"));
     assert!(ecds.contains("filename: dist/ai-gateway.wasm"));
     let config = e2e::envoy::shipped_config(&ecds).unwrap();

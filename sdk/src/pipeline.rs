@@ -86,6 +86,12 @@ pub struct Exchange {
     docs: ResponseDocs,
     /// Host callbacks so far.
     callbacks: u64,
+    /// Whether the host holds the request headers back while the body is read, as far as the
+    /// plugin knows (see [`HeaderHold`]).
+    hold: HeaderHold,
+    /// Whether request headers written now still reach the upstream: inside the header callback,
+    /// and afterwards while the pipeline holds them.
+    headers_held: bool,
     /// The answer's usage meter, shared by the stages that meter it.
     #[cfg(feature = "tokens")]
     pub(crate) shared_meter: Option<crate::meter::SharedMeter>,
@@ -138,6 +144,27 @@ impl Exchange {
     /// The protocol error replies use.
     pub fn protocol(&self) -> ClientProtocol {
         self.api().client_protocol()
+    }
+
+    /// Whether request headers set now still reach the upstream (the pipeline holds them, or
+    /// this is the header callback). False once they went on ahead of the body.
+    pub fn request_headers_held(&self) -> bool {
+        self.headers_held
+    }
+
+    /// The size of the request headers as Envoy counts it (names plus values), from the copy
+    /// read when they arrived.
+    pub fn request_header_bytes(&self) -> usize {
+        self.request_headers
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
+    /// What the plugin knows of the host's header hold.
+    pub fn header_hold(&self) -> HeaderHold {
+        self.hold
     }
 
     /// The Envoy route name, read once.
@@ -341,6 +368,23 @@ pub enum Need {
     Nothing,
     /// The parsed request body.
     Body,
+    /// The parsed request body, and to change request headers after reading it.
+    BodyThenHeaders,
+}
+
+/// Whether a filter that pauses in its request-header callback still receives the body, so the
+/// headers can wait for it (Envoy's `allow_on_headers_stop_iteration`, Envoy >= 1.35; Higress's
+/// Envoy always). Learnt per plugin config: the first body callback of a held request proves it,
+/// body bytes that reach Envoy but never the filter disprove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderHold {
+    /// Not learnt yet: headers are held, and the shell watches the first such request.
+    #[default]
+    Unknown,
+    /// Headers wait for the body.
+    Works,
+    /// Headers go on ahead of the body (the body is held in the body callback instead).
+    Unavailable,
 }
 
 /// One plugin core, driven by the pipeline.
@@ -357,6 +401,16 @@ pub trait Stage {
 
     /// Sees the parsed body (called only if `on_request_headers` asked for it).
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply>;
+
+    /// The request headers go on ahead of the body (the host cannot hold them): a stage that
+    /// must change them after the body refuses the request here, before anything is sent.
+    fn on_headers_released(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+    ) -> Result<(), ErrorReply> {
+        Ok(())
+    }
 
     /// Sees the response headers (writable here) and says how it wants the body.
     fn on_response_headers(&mut self, _host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
@@ -456,6 +510,8 @@ pub struct Pipeline {
     resume_from: Option<(usize, usize)>,
     /// Response bytes already given to the stages while Envoy holds them.
     response_seen: usize,
+    /// The request headers are paused until the body has been read.
+    holding: bool,
 }
 
 impl Pipeline {
@@ -470,7 +526,55 @@ impl Pipeline {
             response_mode: BodyMode::Untouched,
             resume_from: None,
             response_seen: 0,
+            holding: false,
         }
+    }
+
+    /// Tells the pipeline what the plugin knows of the host's header hold (before each request).
+    pub fn set_header_hold(&mut self, hold: HeaderHold) {
+        self.ex.hold = hold;
+    }
+
+    /// The shared request state.
+    pub fn exchange(&self) -> &Exchange {
+        &self.ex
+    }
+
+    /// Whether the request headers are paused waiting for the body.
+    pub fn holding_headers(&self) -> bool {
+        self.holding && !self.replied
+    }
+
+    /// The host turned out not to deliver the body while the headers are paused: let them go
+    /// on ahead of it (or refuse the request when a stage needed them later).
+    pub fn release_held_headers(&mut self, host: &dyn Host) {
+        if !self.holding_headers() {
+            return;
+        }
+        self.ex.begin_callback();
+        self.ex.hold = HeaderHold::Unavailable;
+        if self.release_headers(host) {
+            host.resume_request();
+        }
+    }
+
+    /// Headers go on before the body: stages may refuse; the body may change length. Returns
+    /// false when a stage refused (a reply was sent).
+    fn release_headers(&mut self, host: &dyn Host) -> bool {
+        self.holding = false;
+        for i in 0..self.stages.len() {
+            if !self.wants_body[i] {
+                continue;
+            }
+            if let Err(e) = self.stages[i].on_headers_released(host, &mut self.ex) {
+                let name = self.stages[i].name();
+                self.reply(host, name, &e);
+                return false;
+            }
+        }
+        self.ex.set_request_header(host, "content-length", None);
+        self.ex.headers_held = false;
+        true
     }
 
     /// Whether a local reply was sent.
@@ -502,9 +606,10 @@ impl Pipeline {
         self.ex.path = header(&self.ex, ":path");
         self.ex.authority = header(&self.ex, ":authority");
         self.ex.api = Some(ApiKind::detect(&self.ex.method, &self.ex.path));
+        self.ex.headers_held = true;
         for i in 0..self.stages.len() {
             match self.stages[i].on_request_headers(host, &mut self.ex) {
-                Ok(need) => self.wants_body[i] = need == Need::Body,
+                Ok(need) => self.wants_body[i] = need != Need::Nothing,
                 Err(e) => {
                     let name = self.stages[i].name();
                     return self.reply(host, name, &e);
@@ -512,16 +617,29 @@ impl Pipeline {
             }
         }
         if !self.wants_body.contains(&true) {
+            self.ex.headers_held = false;
             return Action::Continue;
         }
         if end_of_stream {
             return self.finish_body(host, &[]);
         }
-        // The body may be rewritten and headers cannot change once this callback returns.
-        self.ex.set_request_header(host, "content-length", None);
-        // Not `Pause`: Envoy turns a paused header callback into StopAllIteration and then never
-        // delivers the body. Headers continue; the body is held in `on_request_body` instead.
-        Action::Continue
+        match self.ex.hold {
+            // Headers wait for the body: a refused request never reaches the upstream, and
+            // headers decided from the body are set on the request itself.
+            HeaderHold::Works | HeaderHold::Unknown => {
+                self.holding = true;
+                Action::Pause
+            }
+            // A paused header callback would stop the body too: headers go on, the body is
+            // held in `on_request_body` instead.
+            HeaderHold::Unavailable => {
+                if self.release_headers(host) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+        }
     }
 
     /// `on_http_request_body`.
@@ -573,6 +691,17 @@ impl Pipeline {
         }
         // Every stage has seen the body: the client's JSON is no longer needed.
         self.ex.client_json = None;
+        let action = self.write_body(host, raw_len);
+        if action == Action::Continue {
+            // Headers and body go on together now.
+            self.holding = false;
+            self.ex.headers_held = false;
+        }
+        action
+    }
+
+    /// Writes the body back if a stage changed it (with its new length while headers are held).
+    fn write_body(&mut self, host: &dyn Host, raw_len: usize) -> Action {
         if self.ex.body_changed {
             let bytes = match &self.ex.body {
                 Some(RequestBody::Chat(b)) => serde_json::to_vec(b),
@@ -587,6 +716,11 @@ impl Pipeline {
                             "cannot rewrite request body: {status:?}"
                         ));
                         return self.reply(host, "pipeline", &e);
+                    }
+                    if self.ex.headers_held {
+                        let length = bytes.len().to_string();
+                        self.ex
+                            .set_request_header(host, "content-length", Some(&length));
                     }
                 }
                 Err(err) => {

@@ -2,11 +2,12 @@
 
 use crate::config::ConfigError;
 use crate::host::{Host, LogLevel, WasmHost};
-use crate::pipeline::{Pipeline, Stage};
+use crate::pipeline::{HeaderHold, Pipeline, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
-use std::rc::Rc;
-use std::time::Duration;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime};
 
 /// What a plugin supplies to the shell.
 pub trait Plugin: 'static {
@@ -95,22 +96,144 @@ thread_local! {
 pub fn start_with(name: &'static str, loader: Loader) {
     crate::install_panic_hook(name);
     ENTRY.with(|e| e.set(Some((name, loader))));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
         let (name, loader) = ENTRY
             .with(|e| e.get())
             .unwrap_or(("ai-gateway", |_, _| Ok((Vec::new(), Vec::new()))));
         Box::new(Root {
+            context_id,
             name: name.to_string(),
             loader,
             loaded: Vec::new(),
+            probe: Rc::default(),
+            plugin_tick: None,
+            last_plugin_tick: None,
+            tick: None,
         })
     });
 }
 
 struct Root {
+    context_id: u32,
     name: String,
     loader: Loader,
     loaded: Vec<Box<dyn Loaded>>,
+    probe: Rc<HoldProbe>,
+    /// The plugins' own tick period, and when their tick last ran.
+    plugin_tick: Option<Duration>,
+    last_plugin_tick: Option<SystemTime>,
+    /// The tick period set on the host.
+    tick: Option<Duration>,
+}
+
+/// How often the root looks at requests whose headers wait for a body while the header hold is
+/// not learnt yet.
+const PROBE_TICK: Duration = Duration::from_millis(50);
+
+/// Without the request-size attribute, how long a held request may see no body before the hold
+/// is taken as unavailable.
+const PROBE_GIVE_UP: Duration = Duration::from_secs(1);
+
+/// Learns, per plugin config, whether the host delivers the body to a filter paused at its
+/// request headers (see [`HeaderHold`]).
+#[derive(Default)]
+struct HoldProbe {
+    state: Cell<HeaderHold>,
+    waiting: RefCell<Vec<Waiting>>,
+}
+
+/// A request held at its headers while the hold is not learnt yet.
+struct Waiting {
+    context_id: u32,
+    pipeline: Weak<RefCell<Pipeline>>,
+    /// `request.total_size` when the headers were paused.
+    size: Option<i64>,
+    /// Body bytes Envoy had received by then (the total less the headers).
+    body_before: i64,
+    since: SystemTime,
+}
+
+/// Envoy's `request.total_size`: headers plus the body bytes Envoy has received so far.
+fn request_size(host: &dyn Host) -> Option<i64> {
+    let bytes = host.property(&["request", "total_size"])?;
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(i64::from_le_bytes(raw))
+}
+
+impl HoldProbe {
+    /// A held request's first body callback: the hold works.
+    fn body_arrived(&self) {
+        if self.state.get() == HeaderHold::Unknown {
+            self.state.set(HeaderHold::Works);
+            self.waiting.borrow_mut().clear();
+        }
+    }
+
+    /// Looks at the waiting requests; when body bytes reached Envoy but not the filter, the hold
+    /// is unavailable and every waiting request is let go ahead of its body.
+    fn check(&self, name: &str) {
+        let host = WasmHost;
+        let now = host.now();
+        let mut waiting = std::mem::take(&mut *self.waiting.borrow_mut());
+        waiting.retain(|w| w.pipeline.strong_count() > 0);
+        let stuck = waiting.iter().any(|w| {
+            if proxy_wasm::hostcalls::set_effective_context(w.context_id).is_err() {
+                return false;
+            }
+            let waited = now.duration_since(w.since).unwrap_or_default();
+            match (w.size, request_size(&host)) {
+                // Body bytes reached Envoy (before or after the pause) and not the filter,
+                // although a host that holds headers passes them on at once.
+                (Some(before), Some(now_size)) => {
+                    now_size > before || (w.body_before > 0 && waited >= PROBE_TICK / 2)
+                }
+                _ => waited >= PROBE_GIVE_UP,
+            }
+        });
+        if !stuck {
+            let mut kept = self.waiting.borrow_mut();
+            waiting.append(&mut kept);
+            *kept = waiting;
+            return;
+        }
+        self.state.set(HeaderHold::Unavailable);
+        host.log(
+            LogLevel::Warn,
+            &format!(
+                "[{name}] Envoy does not pass the request body to a filter paused at its headers: \
+                 set `allow_on_headers_stop_iteration: true` in this Wasm filter's config \
+                 (Envoy >= 1.35). Until then request headers go on ahead of the body."
+            ),
+        );
+        for w in waiting {
+            let Some(pipeline) = w.pipeline.upgrade() else {
+                continue;
+            };
+            if proxy_wasm::hostcalls::set_effective_context(w.context_id).is_err() {
+                continue;
+            }
+            if let Ok(mut p) = pipeline.try_borrow_mut() {
+                p.release_held_headers(&host);
+            };
+        }
+    }
+}
+
+impl Root {
+    fn set_tick(&mut self, period: Option<Duration>) {
+        if self.tick != period {
+            let _ = proxy_wasm::hostcalls::set_tick_period(period.unwrap_or_default());
+            self.tick = period;
+        }
+    }
+
+    /// The tick the root needs now: fast while the header hold is being learnt.
+    fn wanted_tick(&self) -> Option<Duration> {
+        match self.probe.state.get() {
+            HeaderHold::Unknown => Some(self.plugin_tick.map_or(PROBE_TICK, |p| p.min(PROBE_TICK))),
+            _ => self.plugin_tick,
+        }
+    }
 }
 
 impl Context for Root {
@@ -145,11 +268,10 @@ impl RootContext for Root {
                 for w in warnings {
                     host.log(LogLevel::Warn, &format!("[{root_id}] {w}"));
                 }
-                if let Some(period) = loaded.iter().filter_map(|p| p.tick_period()).min() {
-                    let _ = proxy_wasm::hostcalls::set_tick_period(period);
-                }
+                self.plugin_tick = loaded.iter().filter_map(|p| p.tick_period()).min();
                 self.loaded = loaded;
                 self.name = root_id;
+                self.set_tick(self.wanted_tick());
                 true
             }
             Err(e) => {
@@ -160,15 +282,32 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        for plugin in &self.loaded {
-            plugin.on_tick(&WasmHost);
+        if self.probe.state.get() == HeaderHold::Unknown {
+            self.probe.check(&self.name);
+            // Host calls from here on are the root's own again.
+            let _ = proxy_wasm::hostcalls::set_effective_context(self.context_id);
         }
+        if let Some(period) = self.plugin_tick {
+            let now = WasmHost.now();
+            let due = self
+                .last_plugin_tick
+                .is_none_or(|last| now.duration_since(last).unwrap_or_default() >= period);
+            if due {
+                self.last_plugin_tick = Some(now);
+                for plugin in &self.loaded {
+                    plugin.on_tick(&WasmHost);
+                }
+            }
+        }
+        self.set_tick(self.wanted_tick());
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let stages = self.loaded.iter().flat_map(|p| p.stages()).collect();
         Some(Box::new(Filter {
-            pipeline: Pipeline::new(stages),
+            context_id,
+            pipeline: Rc::new(RefCell::new(Pipeline::new(stages))),
+            probe: self.probe.clone(),
         }))
     }
 
@@ -178,7 +317,21 @@ impl RootContext for Root {
 }
 
 struct Filter {
-    pipeline: Pipeline,
+    context_id: u32,
+    /// Shared with the root's probe while the request waits for the header hold to be learnt.
+    pipeline: Rc<RefCell<Pipeline>>,
+    probe: Rc<HoldProbe>,
+}
+
+impl Filter {
+    /// Runs `f` on the pipeline (a re-entrant callback, which Envoy does not make, is let
+    /// through untouched).
+    fn with<R>(&self, otherwise: R, f: impl FnOnce(&mut Pipeline) -> R) -> R {
+        match self.pipeline.try_borrow_mut() {
+            Ok(mut p) => f(&mut p),
+            Err(_) => otherwise,
+        }
+    }
 }
 
 impl Context for Filter {
@@ -189,36 +342,67 @@ impl Context for Filter {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        self.pipeline
-            .on_http_call_response(&WasmHost, token_id, body_size);
+        self.with((), |p| p.on_http_call_response(&WasmHost, token_id, body_size));
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
-        self.pipeline
-            .on_grpc_call_response(&WasmHost, token_id, status_code, response_size);
+        self.with((), |p| {
+            p.on_grpc_call_response(&WasmHost, token_id, status_code, response_size)
+        });
     }
 }
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.pipeline.on_request_headers(&WasmHost, end_of_stream)
+        let hold = self.probe.state.get();
+        let (action, holding, header_bytes) = self.with((Action::Continue, false, 0), |p| {
+            p.set_header_hold(hold);
+            let action = p.on_request_headers(&WasmHost, end_of_stream);
+            let bytes = p.exchange().request_header_bytes();
+            (action, p.holding_headers(), bytes)
+        });
+        if holding && hold == HeaderHold::Unknown {
+            let size = request_size(&WasmHost);
+            let headers = i64::try_from(header_bytes).unwrap_or(i64::MAX);
+            WasmHost.log(
+                LogLevel::Debug,
+                &format!(
+                    "request headers held while learning the header hold (request size {size:?}, \
+                     headers {headers} bytes)"
+                ),
+            );
+            self.probe.waiting.borrow_mut().push(Waiting {
+                context_id: self.context_id,
+                pipeline: Rc::downgrade(&self.pipeline),
+                size,
+                body_before: size.map_or(0, |s| s.saturating_sub(headers)),
+                since: WasmHost.now(),
+            });
+        }
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.pipeline
-            .on_request_body(&WasmHost, body_size, end_of_stream)
+        let probe = &self.probe;
+        self.with(Action::Continue, |p| {
+            if p.holding_headers() {
+                probe.body_arrived();
+            }
+            p.on_request_body(&WasmHost, body_size, end_of_stream)
+        })
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.pipeline.on_response_headers(&WasmHost)
+        self.with(Action::Continue, |p| p.on_response_headers(&WasmHost))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.pipeline
-            .on_response_body(&WasmHost, body_size, end_of_stream)
+        self.with(Action::Continue, |p| {
+            p.on_response_body(&WasmHost, body_size, end_of_stream)
+        })
     }
 
     fn on_log(&mut self) {
-        self.pipeline.on_log(&WasmHost);
+        self.with((), |p| p.on_log(&WasmHost));
     }
 }

@@ -1,16 +1,19 @@
 //! Request headers decided from the body (Gemini's model in the path, Bedrock's SigV4
 //! signature, …).
 //!
-//! Stock Envoy keeps a wasm filter's request headers writable only inside its header callback,
-//! so ai-proxy first tries to write them directly (Higress's Envoy allows it) and otherwise
-//! leaves them in filter state for the `ai-proxy-headers` filter, placed after Envoy's buffer
-//! filter, which sees the headers only once the whole body has been read.
+//! With `allow_on_headers_stop_iteration: true` in the Wasm filter's config (Envoy >= 1.35, and
+//! Higress's Envoy), the pipeline holds the request headers until the body is read, and ai-proxy
+//! sets these headers on the request itself. Where a host cannot hold them (Istio's `WasmPlugin`,
+//! older Envoy), the `ai-proxy-headers` companion filter, placed after Envoy's buffer filter and
+//! sharing ai-proxy's VM, applies them from filter state. Without either, such a request is
+//! refused with an error naming the fix; it never goes out with a wrong path or no signature.
 
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::pipeline::{Exchange, Need, Stage};
 use sdk::shell::Plugin;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// Filter-state key holding the headers still to apply (JSON `[[name, value|null], …]`).
@@ -19,23 +22,56 @@ pub const LATE_HEADERS_FACT: &str = "ai_gateway.upstream_headers";
 /// Root id of the companion filter.
 pub const ROOT_ID: &str = "ai-proxy-headers";
 
-/// Sets each header on the request, or, when the host refuses (stock Envoy after the header
-/// callback), leaves all of them for the `ai-proxy-headers` filter.
-pub fn apply(host: &dyn Host, headers: &[(String, Option<String>)]) {
+thread_local! {
+    /// Whether the companion filter was configured in this VM.
+    static COMPANION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the `ai-proxy-headers` filter runs in this VM (it shares ai-proxy's `vm_id`).
+pub fn companion_loaded() -> bool {
+    COMPANION.with(Cell::get)
+}
+
+/// The error for a provider whose headers depend on the body when nothing can apply them.
+pub fn cannot_apply(kind: &str) -> ErrorReply {
+    ErrorReply::new(
+        500,
+        "server_error",
+        Some("gateway_misconfigured"),
+        format!(
+            "ai-proxy: provider type `{kind}` needs request headers decided from the body, and \
+             this Envoy sends them before the body is read. Set \
+             `allow_on_headers_stop_iteration: true` in the ai-proxy Wasm filter's config \
+             (Envoy >= 1.35), or add the `ai-proxy-headers` filter after a buffer filter \
+             (see the README)."
+        ),
+    )
+}
+
+/// Sets each header on the request while the pipeline holds the headers; otherwise leaves them
+/// for the `ai-proxy-headers` filter, or refuses the request when that filter is not loaded.
+pub fn apply(
+    host: &dyn Host,
+    ex: &mut Exchange,
+    kind: &str,
+    headers: &[(String, Option<String>)],
+) -> Result<(), ErrorReply> {
     if headers.is_empty() {
-        return;
+        return Ok(());
     }
-    let mut refused = false;
-    for (name, value) in headers {
-        if !host.set_request_header(name, value.as_deref()) {
-            refused = true;
-            break;
-        }
+    if ex.request_headers_held()
+        && headers
+            .iter()
+            .all(|(name, value)| ex.set_request_header(host, name, value.as_deref()))
+    {
+        return Ok(());
     }
-    if refused {
-        let encoded = serde_json::to_vec(headers).unwrap_or_default();
-        let _ = host.set_property(&[LATE_HEADERS_FACT], &encoded);
+    if !companion_loaded() {
+        return Err(cannot_apply(kind));
     }
+    let encoded = serde_json::to_vec(headers).unwrap_or_default();
+    host.set_property(&[LATE_HEADERS_FACT], &encoded)
+        .map_err(|e| ErrorReply::internal(format!("cannot hand headers to {ROOT_ID}: {e:?}")))
 }
 
 /// The companion filter: applies the headers ai-proxy left in filter state.
@@ -46,6 +82,7 @@ impl Plugin for ProxyHeaders {
     const NAME: &'static str = ROOT_ID;
 
     fn parse_config(bytes: &[u8]) -> Result<((), Vec<String>), ConfigError> {
+        COMPANION.with(|c| c.set(true));
         let text = String::from_utf8_lossy(bytes);
         let warnings = match text.trim() {
             "" | "{}" | "null" => Vec::new(),

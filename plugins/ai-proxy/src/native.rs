@@ -90,6 +90,21 @@ pub fn callout_request(
     Ok((headers, bytes))
 }
 
+/// Whether request headers sent to `p` may depend on the body (model in the path, streaming
+/// switches, signatures): a superset of what [`outbound`] puts in `late`.
+pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
+    let body_api = matches!(
+        api,
+        ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
+    );
+    body_api
+        && (p.auth == Auth::SigV4
+            || matches!(
+                p.family,
+                Family::Gemini | Family::Bedrock | Family::Triton | Family::Qwen | Family::Cohere
+            ))
+}
+
 /// Whether the upstream path depends on the body (the model is part of it).
 pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
     matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)

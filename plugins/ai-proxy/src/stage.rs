@@ -48,6 +48,8 @@ pub struct ProxyStage {
     token: Option<usize>,
     /// Upstream path chosen from the headers.
     path: String,
+    /// The provider takes request headers decided from the body.
+    headers_from_body: bool,
     stream: bool,
     model: String,
     /// Family and reasoning mode of the provider whose answer the client gets.
@@ -72,6 +74,7 @@ impl ProxyStage {
             active: None,
             token: None,
             path: String::new(),
+            headers_from_body: false,
             stream: false,
             model: String::new(),
             answering: None,
@@ -329,6 +332,10 @@ impl Stage for ProxyStage {
         } else if p.family == Family::Claude {
             host.set_request_header("anthropic-version", Some(&p.claude_version));
         }
+        if native::headers_from_body(p, api) {
+            self.headers_from_body = true;
+            return Ok(Need::BodyThenHeaders);
+        }
         Ok(match api {
             ApiKind::ChatCompletions
             | ApiKind::AnthropicMessages
@@ -336,6 +343,19 @@ impl Stage for ProxyStage {
             | ApiKind::Embeddings => Need::Body,
             ApiKind::Models | ApiKind::Other => Need::Nothing,
         })
+    }
+
+    fn on_headers_released(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+    ) -> Result<(), ErrorReply> {
+        if !self.headers_from_body || late::companion_loaded() {
+            return Ok(());
+        }
+        let rules = self.rules.clone();
+        let kind = self.answering_provider(&rules).map_or("", |p| p.kind.as_str());
+        Err(late::cannot_apply(kind))
     }
 
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
@@ -353,7 +373,7 @@ impl Stage for ProxyStage {
             self.fallback_body = Some(body.clone());
         }
         let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
-        late::apply(host, &out.late);
+        late::apply(host, ex, &p.kind, &out.late)?;
         self.stream = out.stream;
         self.model = out.model;
         if self.stream {
