@@ -512,6 +512,11 @@ pub struct Pipeline {
     response_seen: usize,
     /// The request headers are paused until the body has been read.
     holding: bool,
+    /// A stage holds the response headers until its callout answers (`BodyMode::Hold`).
+    response_waiting: bool,
+    /// Response body Envoy buffered while the headers were held: its size, and whether it is
+    /// all of it.
+    response_buffered: Option<(usize, bool)>,
 }
 
 impl Pipeline {
@@ -527,6 +532,8 @@ impl Pipeline {
             resume_from: None,
             response_seen: 0,
             holding: false,
+            response_waiting: false,
+            response_buffered: None,
         }
     }
 
@@ -757,6 +764,7 @@ impl Pipeline {
             self.ex.set_response_header(host, "content-length", None);
         }
         if self.response_mode == BodyMode::Hold {
+            self.response_waiting = true;
             return Action::Pause;
         }
         Action::Continue
@@ -799,8 +807,7 @@ impl Pipeline {
                 CallResult::NotMine => continue,
                 CallResult::Wait => return,
                 CallResult::ResumeResponse => {
-                    self.response_seen = 0;
-                    host.resume_response();
+                    self.resume_response(host);
                     return;
                 }
                 CallResult::Reply(e) => {
@@ -821,6 +828,26 @@ impl Pipeline {
         }
     }
 
+    /// A stage's callout answered: the held response goes on. A body that arrived meanwhile
+    /// (hosts that hold headers deliver it) goes through the stages first, once it is whole.
+    fn resume_response(&mut self, host: &dyn Host) {
+        self.response_seen = 0;
+        if !std::mem::take(&mut self.response_waiting) {
+            host.resume_response();
+            return;
+        }
+        match self.response_buffered.take() {
+            None => host.resume_response(),
+            Some((size, true)) => {
+                if self.on_response_body(host, size, true) == Action::Continue {
+                    host.resume_response();
+                }
+            }
+            // The rest is still coming: the last body callback lets it all go.
+            Some((_, false)) => {}
+        }
+    }
+
     /// `on_http_response_body`. While a stage holds the body, Envoy keeps buffering and
     /// `body_size` grows; only the bytes not seen yet go through the stages.
     pub fn on_response_body(
@@ -829,6 +856,11 @@ impl Pipeline {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if self.response_waiting {
+            // Headers are held for a callout: the body waits with them, unseen.
+            self.response_buffered = Some((body_size, end_of_stream));
+            return Action::Pause;
+        }
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
             BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
