@@ -35,6 +35,28 @@ impl Response {
 /// One read of a streamed body and when it arrived.
 pub type TimedRead = (std::time::Instant, Vec<u8>);
 
+/// The API key test clients send unless a test sets its own (`authorization`, `x-api-key`) or
+/// `x-no-key` to send none: the shipped config authenticates callers with Envoy's api_key_auth,
+/// and the e2e config knows this key as the consumer `e2e` (the SDK scripts use it too).
+pub const TEST_KEY: &str = "client-side-key";
+
+fn with_key<'a>(headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let own = |name: &str| {
+        headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    };
+    let mut all: Vec<(&str, &str)> = headers
+        .iter()
+        .copied()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("x-no-key"))
+        .collect();
+    if !own("authorization") && !own("x-api-key") && !own("x-no-key") {
+        all.push(("authorization", "Bearer client-side-key"));
+    }
+    all
+}
+
 /// A client with a global timeout.
 #[derive(Clone)]
 pub struct Client {
@@ -62,8 +84,8 @@ impl Client {
         body: Option<&str>,
     ) -> Result<Response> {
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+        for (k, v) in with_key(headers) {
+            builder = builder.header(k, v);
         }
         let request = builder.body(body.unwrap_or_default().to_string())?;
         let mut resp = self.agent.run(request)?;
@@ -111,8 +133,8 @@ impl Client {
             .method("POST")
             .uri(url)
             .header("content-type", "application/json");
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
+        for (k, v) in with_key(headers) {
+            builder = builder.header(k, v);
         }
         let mut resp = self.agent.run(builder.body(body.to_string())?)?;
         let status = resp.status().as_u16();

@@ -49,7 +49,8 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 fn mixed_traffic_is_counted_exactly_or_estimated() {
     let options = Options::plugin("ai-statistics", STATS).with_plugin("ai-proxy", PROXY);
     let gw = Gateway::start(MOCK, &options).unwrap();
-    let user = [("x-mse-consumer", "ann"), ("x-team", "blue")];
+    // ann's key: Envoy's api_key_auth names the consumer.
+    let user = [("authorization", "Bearer sk-demo-ann"), ("x-team", "blue")];
     let chat = |model: &str, stream: bool| {
         json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello there friend"}]}).to_string()
     };

@@ -146,7 +146,7 @@ fn concurrent_requests_cannot_overspend_the_budget() {
 #[test]
 fn consumer_header_and_ip_keys_limit_independently() {
     let config = r#"{"rule_name": "keys", "rule_items": [
-        {"limit_by_per_consumer": "", "limit_keys": [{"key": "*", "token_per_hour": 500}]},
+        {"limit_by_per_consumer": "", "limit_keys": [{"key": "regexp:^(ann|bob)$", "token_per_hour": 500}]},
         {"limit_by_per_header": "x-team", "limit_keys": [{"key": "regexp:^team-", "token_per_hour": 500}]},
         {"limit_by_per_ip": "from-header-x-real-ip", "limit_keys": [{"key": "10.0.0.0/8", "token_per_hour": 500}]}
     ]}"#;
@@ -163,8 +163,15 @@ fn consumer_header_and_ip_keys_limit_independently() {
         assert_eq!(send(header), 200); // 600 charged: over the 500 budget
         assert_eq!(send(header), 429, "{header:?}");
     };
-    exhaust(("x-mse-consumer", "ann"));
-    assert_eq!(send(("x-mse-consumer", "bob")), 200);
+    // Consumers are named by Envoy's api_key_auth from the caller's key.
+    exhaust(("authorization", "Bearer sk-demo-ann"));
+    assert_eq!(send(("authorization", "Bearer sk-demo-bob")), 200);
+    // A consumer header sent by the client is not believed.
+    assert_eq!(
+        send(("x-mse-consumer", "bob")),
+        200,
+        "the default test consumer is not limited"
+    );
     exhaust(("x-team", "team-red"));
     assert_eq!(send(("x-team", "team-blue")), 200);
     assert_eq!(send(("x-team", "other")), 200); // no key matches: not limited
