@@ -230,11 +230,12 @@ pub fn render_bootstrap(
         &format!("port_value: {mock_port}"),
     )?;
     text = replace_once(&text, "address: 0.0.0.0", "address: 127.0.0.1")?;
-    // The key every test client sends by default (crate::http::TEST_KEY).
+    // The key every test client sends by default (crate::http::TEST_KEY), and one the
+    // leak checks send.
     text = replace_once(
         &text,
         "              - { key: sk-demo-ann, client: ann }\n",
-        "              - { key: sk-demo-ann, client: ann }\n              - { key: client-side-key, client: e2e }\n",
+        "              - { key: sk-demo-ann, client: ann }\n              - { key: client-side-key, client: e2e }\n              - { key: client-secret-key, client: e2e-secret }\n",
     )?;
     if !text.contains("envoy/ecds") {
         return Err("shipped envoy.yaml loads no ECDS file from envoy/ecds".into());

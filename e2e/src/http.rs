@@ -41,11 +41,7 @@ pub type TimedRead = (std::time::Instant, Vec<u8>);
 pub const TEST_KEY: &str = "client-side-key";
 
 fn with_key<'a>(headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let own = |name: &str| {
-        headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
-    };
+    let own = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     let mut all: Vec<(&str, &str)> = headers
         .iter()
         .copied()

@@ -262,7 +262,12 @@ fn shipped_trial_config_decorates_and_proxies() {
     let resp = gw
         .post(
             "/v1/chat/completions",
-            &[("x-user", "ann"), ("authorization", "Bearer client-key")],
+            // ann's demo key: the decorator names the consumer Envoy authenticated, whatever
+            // consumer header the client sent.
+            &[
+                ("authorization", "Bearer sk-demo-ann"),
+                ("x-mse-consumer", "mallory"),
+            ],
             &chat("Hello"),
         )
         .unwrap();

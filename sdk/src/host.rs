@@ -85,12 +85,15 @@ pub trait Host {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WasmHost;
 
-/// Header-map host calls that return errors instead of panicking (the SDK's `hostcalls` panic on
-/// any status but `Ok`/`NotFound`, and on header values that are not UTF-8).
+/// The proxy-wasm ABI called directly, every status returned as a value: the SDK's `hostcalls`
+/// panic on any status they do not expect (a body replaced in the middle, a property Envoy
+/// refuses, a header value that is not UTF-8), and a panic kills the worker's VM. Only the
+/// callouts go through the SDK, whose dispatcher must learn their tokens.
 #[allow(unsafe_code)]
-mod raw {
-    use proxy_wasm::types::MapType;
-    use std::ptr::null_mut;
+pub(crate) mod raw {
+    use super::Status;
+    use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+    use std::ptr::{null, null_mut};
 
     #[link(wasm_import_module = "env")]
     extern "C" {
@@ -103,6 +106,63 @@ mod raw {
         fn replace(map: MapType, k: *const u8, ks: usize, v: *const u8, vs: usize) -> u32;
         #[link_name = "proxy_remove_header_map_value"]
         fn remove(map: MapType, k: *const u8, ks: usize) -> u32;
+        fn proxy_get_buffer_bytes(
+            kind: BufferType,
+            start: usize,
+            max: usize,
+            data: *mut *mut u8,
+            size: *mut usize,
+        ) -> u32;
+        fn proxy_set_buffer_bytes(
+            kind: BufferType,
+            start: usize,
+            size: usize,
+            data: *const u8,
+            data_size: usize,
+        ) -> u32;
+        fn proxy_get_property(p: *const u8, ps: usize, v: *mut *mut u8, vs: *mut usize) -> u32;
+        fn proxy_set_property(p: *const u8, ps: usize, v: *const u8, vs: usize) -> u32;
+        fn proxy_get_shared_data(
+            k: *const u8,
+            ks: usize,
+            v: *mut *mut u8,
+            vs: *mut usize,
+            cas: *mut u32,
+        ) -> u32;
+        fn proxy_set_shared_data(k: *const u8, ks: usize, v: *const u8, vs: usize, cas: u32)
+            -> u32;
+        fn proxy_define_metric(kind: MetricType, n: *const u8, ns: usize, id: *mut u32) -> u32;
+        fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+        fn proxy_record_metric(id: u32, value: u64) -> u32;
+        fn proxy_send_local_response(
+            status: u32,
+            details: *const u8,
+            details_size: usize,
+            body: *const u8,
+            body_size: usize,
+            headers: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+        fn proxy_continue_stream(stream: u32) -> u32;
+        fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
+        fn proxy_log(level: LogLevel, m: *const u8, ms: usize) -> u32;
+        fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+        fn proxy_set_effective_context(context_id: u32) -> u32;
+    }
+
+    /// A host status as a result.
+    fn status(code: u32) -> Result<(), Status> {
+        match code {
+            0 => Ok(()),
+            1 => Err(Status::NotFound),
+            2 => Err(Status::BadArgument),
+            3 => Err(Status::SerializationFailure),
+            4 => Err(Status::ParseFailure),
+            7 => Err(Status::Empty),
+            8 => Err(Status::CasMismatch),
+            _ => Err(Status::InternalFailure),
+        }
     }
 
     /// Takes ownership of a host-allocated buffer (allocated through the SDK's
@@ -115,35 +175,187 @@ mod raw {
         }
     }
 
+    /// Bytes the host returned, when it returned any.
+    fn bytes(code: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+        // SAFETY: the host writes a buffer it allocated with our allocator, or nothing.
+        let owned = unsafe { take(data, size) };
+        (code == 0 && !data.is_null()).then_some(owned)
+    }
+
     pub fn header(map: MapType, name: &str) -> Option<String> {
         let (mut data, mut size) = (null_mut(), 0);
-        // SAFETY: the host writes a buffer it allocated with our allocator, or nothing.
-        let status = unsafe { get_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
-        let bytes = unsafe { take(data, size) };
-        (status == 0).then(|| String::from_utf8_lossy(&bytes).into_owned())
+        // SAFETY: pointers and lengths of live values.
+        let code = unsafe { get_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+        let found = bytes(code, data, size);
+        found.map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     pub fn headers(map: MapType) -> Vec<(String, String)> {
         let (mut data, mut size) = (null_mut(), 0);
         // SAFETY: as in `header`.
-        let status = unsafe { get_pairs(map, &mut data, &mut size) };
-        let bytes = unsafe { take(data, size) };
-        if status != 0 {
-            return Vec::new();
-        }
-        super::decode_pairs(&bytes)
+        let code = unsafe { get_pairs(map, &mut data, &mut size) };
+        bytes(code, data, size).map_or_else(Vec::new, |b| super::decode_pairs(&b))
     }
 
     pub fn set_header(map: MapType, name: &str, value: Option<&str>) -> bool {
         // SAFETY: pointers and lengths of live slices.
-        let status = unsafe {
+        let code = unsafe {
             match value {
                 Some(v) => replace(map, name.as_ptr(), name.len(), v.as_ptr(), v.len()),
                 None => remove(map, name.as_ptr(), name.len()),
             }
         };
-        status == 0
+        code == 0
     }
+
+    pub fn buffer(kind: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: as in `header`.
+        let code = unsafe { proxy_get_buffer_bytes(kind, start, max, &mut data, &mut size) };
+        bytes(code, data, size)
+    }
+
+    pub fn set_buffer(
+        kind: BufferType,
+        start: usize,
+        size: usize,
+        value: &[u8],
+    ) -> Result<(), Status> {
+        // SAFETY: pointer and length of a live slice.
+        status(unsafe { proxy_set_buffer_bytes(kind, start, size, value.as_ptr(), value.len()) })
+    }
+
+    /// A property path as the ABI takes it: the segments joined by NUL.
+    fn path_bytes(path: &[&str]) -> Vec<u8> {
+        path.join("\0").into_bytes()
+    }
+
+    pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+        let path = path_bytes(path);
+        let (mut data, mut size) = (null_mut(), 0);
+        // SAFETY: as in `header`.
+        let code = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+        bytes(code, data, size)
+    }
+
+    pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), Status> {
+        let path = path_bytes(path);
+        // SAFETY: pointers and lengths of live slices.
+        status(unsafe {
+            proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len())
+        })
+    }
+
+    pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        let (mut data, mut size, mut cas) = (null_mut(), 0, 0);
+        // SAFETY: as in `header`.
+        let code = unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        let value = bytes(code, data, size);
+        let cas = (code == 0 && cas != 0).then_some(cas);
+        (value, cas)
+    }
+
+    pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        // SAFETY: pointers and lengths of live slices.
+        status(unsafe {
+            proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas.unwrap_or(0),
+            )
+        })
+    }
+
+    pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+        let mut id = 0;
+        // SAFETY: pointer and length of a live string; `id` outlives the call.
+        status(unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) })?;
+        Ok(id)
+    }
+
+    pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+        // SAFETY: no pointers.
+        status(unsafe { proxy_increment_metric(id, offset) })
+    }
+
+    pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+        // SAFETY: no pointers.
+        status(unsafe { proxy_record_metric(id, value) })
+    }
+
+    pub fn send_local_response(code: u32, headers: &[(&str, &str)], body: &[u8]) {
+        let headers = super::encode_pairs(headers);
+        // SAFETY: pointers and lengths of live slices; -1: no gRPC status.
+        let _ = unsafe {
+            proxy_send_local_response(
+                code,
+                null(),
+                0,
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        };
+    }
+
+    /// Resumes the request (0) or the response (1) of the current HTTP context.
+    pub fn continue_stream(stream: u32) {
+        // SAFETY: no pointers.
+        let _ = unsafe { proxy_continue_stream(stream) };
+    }
+
+    pub fn now_nanos() -> Option<u64> {
+        let mut t = 0;
+        // SAFETY: `t` outlives the call.
+        status(unsafe { proxy_get_current_time_nanoseconds(&mut t) }).ok()?;
+        Some(t)
+    }
+
+    pub fn log(level: LogLevel, message: &str) {
+        // SAFETY: pointer and length of a live string.
+        let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+    }
+
+    /// Sets the calling root context's tick period (0 stops it).
+    pub fn set_tick_period(period: std::time::Duration) {
+        let millis = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: no pointers.
+        let _ = unsafe { proxy_set_tick_period_milliseconds(millis) };
+    }
+
+    /// Makes later host calls act on `context_id` (until the callback returns).
+    pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+        // SAFETY: no pointers.
+        status(unsafe { proxy_set_effective_context(context_id) })
+    }
+}
+
+/// Encodes header pairs for the ABI: count, sizes, then NUL-terminated names and values.
+pub fn encode_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 10)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.len()));
+        out.extend_from_slice(&len(v.len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// Decodes the proxy-wasm header-pairs encoding (count, sizes, then NUL-terminated strings);
@@ -197,41 +409,37 @@ mod wasm {
             raw::set_header(MapType::HttpResponseHeaders, name, value);
         }
         fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
-            hc::get_buffer(BufferType::HttpRequestBody, start, size)
-                .ok()
-                .flatten()
+            raw::buffer(BufferType::HttpRequestBody, start, size)
         }
         fn set_request_body(&self, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
-            hc::set_buffer(BufferType::HttpRequestBody, start, size, value)
+            raw::set_buffer(BufferType::HttpRequestBody, start, size, value)
         }
         fn response_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
-            hc::get_buffer(BufferType::HttpResponseBody, start, size)
-                .ok()
-                .flatten()
+            raw::buffer(BufferType::HttpResponseBody, start, size)
         }
         fn set_response_body(&self, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
-            hc::set_buffer(BufferType::HttpResponseBody, start, size, value)
+            raw::set_buffer(BufferType::HttpResponseBody, start, size, value)
         }
         fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            hc::get_property(path.to_vec()).ok().flatten()
+            raw::property(path)
         }
         fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), Status> {
-            hc::set_property(path.to_vec(), Some(value))
+            raw::set_property(path, value)
         }
         fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            hc::get_shared_data(key).unwrap_or((None, None))
+            raw::shared_data(key)
         }
         fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-            hc::set_shared_data(key, Some(value), cas)
+            raw::set_shared_data(key, value, cas)
         }
         fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
-            hc::define_metric(kind, name)
+            raw::define_metric(kind, name)
         }
         fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
-            hc::increment_metric(id, offset)
+            raw::increment_metric(id, offset)
         }
         fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-            hc::record_metric(id, value)
+            raw::record_metric(id, value)
         }
         fn dispatch_http_call(
             &self,
@@ -253,32 +461,30 @@ mod wasm {
             hc::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
         }
         fn grpc_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
-            hc::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
-                .ok()
-                .flatten()
+            raw::buffer(BufferType::GrpcReceiveBuffer, 0, size)
         }
         fn http_call_response_header(&self, name: &str) -> Option<String> {
             raw::header(MapType::HttpCallResponseHeaders, name)
         }
         fn http_call_response_body(&self, size: usize) -> Option<Vec<u8>> {
-            hc::get_buffer(BufferType::HttpCallResponseBody, 0, size)
-                .ok()
-                .flatten()
+            raw::buffer(BufferType::HttpCallResponseBody, 0, size)
         }
         fn send_http_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-            let _ = hc::send_http_response(status, headers.to_vec(), Some(body));
+            raw::send_local_response(status, headers, body);
         }
         fn resume_request(&self) {
-            let _ = hc::resume_http_request();
+            raw::continue_stream(0);
         }
         fn resume_response(&self) {
-            let _ = hc::resume_http_response();
+            raw::continue_stream(1);
         }
         fn now(&self) -> SystemTime {
-            hc::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)
+            raw::now_nanos().map_or(SystemTime::UNIX_EPOCH, |n| {
+                SystemTime::UNIX_EPOCH + Duration::from_nanos(n)
+            })
         }
         fn log(&self, level: LogLevel, message: &str) {
-            let _ = hc::log(level, message);
+            raw::log(level, message);
         }
     }
 }
@@ -355,14 +561,19 @@ fn put(list: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
     }
 }
 
+/// Envoy's rule for replacing buffered body bytes: from the start (drop `size` bytes, put
+/// `value` first) or at the end (append); anything in between is refused.
 fn splice(buf: &mut Vec<u8>, start: usize, size: usize, value: &[u8]) -> Result<(), Status> {
-    let end = start.checked_add(size).ok_or(Status::BadArgument)?;
-    if start > buf.len() {
-        return Err(Status::BadArgument);
+    if start == 0 {
+        let end = size.min(buf.len());
+        buf.splice(..end, value.iter().copied());
+        Ok(())
+    } else if start >= buf.len() {
+        buf.extend_from_slice(value);
+        Ok(())
+    } else {
+        Err(Status::BadArgument)
     }
-    let end = end.min(buf.len());
-    buf.splice(start..end, value.iter().copied());
-    Ok(())
 }
 
 fn slice(buf: &[u8], start: usize, size: usize) -> Option<Vec<u8>> {
@@ -611,7 +822,10 @@ mod tests {
         assert_eq!(host.request_body(6, 100).as_deref(), Some(&b"world"[..]));
         assert!(host.set_request_body(0, 11, b"bye").is_ok());
         assert_eq!(host.request_body(0, 100).as_deref(), Some(&b"bye"[..]));
-        assert_eq!(host.set_request_body(10, 1, b"x"), Err(Status::BadArgument));
+        // As in Envoy: replaced from the start, appended at the end, nothing in between.
+        assert_eq!(host.set_request_body(1, 1, b"x"), Err(Status::BadArgument));
+        assert!(host.set_request_body(3, 0, b"!").is_ok());
+        assert_eq!(host.request_body(0, 100).as_deref(), Some(&b"bye!"[..]));
     }
 
     #[test]

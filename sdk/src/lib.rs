@@ -25,7 +25,7 @@ pub mod shell;
 /// A panic still kills the worker's VM; the hook only makes the cause visible in Envoy's log.
 pub fn install_panic_hook(plugin: &'static str) {
     std::panic::set_hook(Box::new(move |info| {
-        let _ = proxy_wasm::hostcalls::log(
+        host::raw::log(
             proxy_wasm::types::LogLevel::Critical,
             &format!("[{plugin}] panic: {info}"),
         );

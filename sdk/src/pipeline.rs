@@ -890,6 +890,17 @@ impl Pipeline {
                             &format!("cannot rewrite response body: {status:?}"),
                         );
                     }
+                } else if changed && seen > 0 {
+                    // Envoy replaces buffered bytes only from the start: rewrite the held
+                    // prefix with the changed tail.
+                    let mut whole = host.response_body(0, seen).unwrap_or_default();
+                    whole.extend_from_slice(&bytes);
+                    if let Err(status) = host.set_response_body(0, body_size, &whole) {
+                        host.log(
+                            LogLevel::Error,
+                            &format!("cannot rewrite response body: {status:?}"),
+                        );
+                    }
                 } else if changed {
                     if let Err(status) = host.set_response_body(seen, fresh, &bytes) {
                         host.log(
@@ -996,14 +1007,107 @@ mod tests {
     fn body_is_parsed_edited_and_written_back() {
         let host = chat_host(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
         let mut p = pipeline(Need::Body, false);
-        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
-        assert_eq!(host.request_header("content-length"), None);
+        // Headers wait for the body (the hold is not learnt yet, so it is tried).
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert!(p.holding_headers());
         let size = host.request_body.borrow().len();
         assert_eq!(p.on_request_body(&host, size / 2, false), Action::Pause);
         assert_eq!(p.on_request_body(&host, size, true), Action::Continue);
-        let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert!(!p.holding_headers());
+        let written = host.request_body.borrow().clone();
+        let body: Value = serde_json::from_slice(&written).unwrap();
         assert_eq!(body["messages"][1]["content"], "tag");
         assert_eq!(body["model"], "m");
+        // The held headers go out with the new length.
+        assert_eq!(
+            host.request_header("content-length"),
+            Some(written.len().to_string())
+        );
+    }
+
+    #[test]
+    fn without_a_hold_headers_go_ahead_without_a_length() {
+        let host = chat_host(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let mut p = pipeline(Need::Body, false);
+        p.set_header_hold(HeaderHold::Unavailable);
+        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+        assert!(!p.exchange().request_headers_held());
+        assert_eq!(host.request_header("content-length"), None);
+        let size = host.request_body.borrow().len();
+        assert_eq!(p.on_request_body(&host, size, true), Action::Continue);
+        let body: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert_eq!(body["messages"][1]["content"], "tag");
+    }
+
+    /// Changes a header after reading the body, and refuses when headers went ahead.
+    struct LateHeader;
+
+    impl Stage for LateHeader {
+        fn name(&self) -> &'static str {
+            "late"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::BodyThenHeaders)
+        }
+        fn on_request_body(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<(), ErrorReply> {
+            assert!(ex.request_headers_held());
+            ex.set_request_header(host, ":path", Some("/from-body"));
+            Ok(())
+        }
+        fn on_headers_released(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<(), ErrorReply> {
+            Err(ErrorReply::internal("headers cannot follow the body"))
+        }
+    }
+
+    #[test]
+    fn headers_decided_from_the_body_are_set_while_held() {
+        let host = chat_host(r#"{"model":"m","messages":[]}"#);
+        let mut p = Pipeline::new(vec![Box::new(LateHeader)]);
+        p.set_header_hold(HeaderHold::Works);
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        let size = host.request_body.borrow().len();
+        assert_eq!(p.on_request_body(&host, size, true), Action::Continue);
+        assert_eq!(host.request_header(":path").as_deref(), Some("/from-body"));
+        assert!(host.local_reply().is_none());
+    }
+
+    #[test]
+    fn a_stage_refuses_when_headers_cannot_wait() {
+        // Known at the headers: refused before anything is sent.
+        let host = chat_host(r#"{"model":"m","messages":[]}"#);
+        let mut p = Pipeline::new(vec![Box::new(LateHeader)]);
+        p.set_header_hold(HeaderHold::Unavailable);
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(host.local_reply().unwrap().status, 500);
+
+        // Learnt while the request waited: refused, not resumed.
+        let host = chat_host(r#"{"model":"m","messages":[]}"#);
+        let mut p = Pipeline::new(vec![Box::new(LateHeader)]);
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        p.release_held_headers(&host);
+        assert_eq!(host.local_reply().unwrap().status, 500);
+        assert_eq!(host.resumed.borrow().0, 0);
+
+        // A stage that needs nothing later: the request is let go ahead of its body.
+        let host = chat_host(r#"{"model":"m","messages":[]}"#);
+        let mut p = pipeline(Need::Body, false);
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        p.release_held_headers(&host);
+        assert!(host.local_reply().is_none());
+        assert_eq!(host.resumed.borrow().0, 1);
+        assert_eq!(host.request_header("content-length"), None);
     }
 
     #[test]
@@ -1024,7 +1128,7 @@ mod tests {
             let end = body.is_empty();
             let first = p.on_request_headers(&host, end);
             if !end {
-                assert_eq!(first, Action::Continue);
+                assert_eq!(first, Action::Pause);
                 assert_eq!(p.on_request_body(&host, body.len(), true), Action::Pause);
             }
             let reply = host.local_reply().unwrap();

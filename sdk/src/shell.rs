@@ -1,7 +1,7 @@
 //! The proxy-wasm shell: thin root and HTTP contexts that hand everything to a [`Pipeline`].
 
 use crate::config::ConfigError;
-use crate::host::{Host, LogLevel, WasmHost};
+use crate::host::{raw, Host, LogLevel, WasmHost};
 use crate::pipeline::{HeaderHold, Pipeline, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
@@ -177,7 +177,7 @@ impl HoldProbe {
         let mut waiting = std::mem::take(&mut *self.waiting.borrow_mut());
         waiting.retain(|w| w.pipeline.strong_count() > 0);
         let stuck = waiting.iter().any(|w| {
-            if proxy_wasm::hostcalls::set_effective_context(w.context_id).is_err() {
+            if raw::set_effective_context(w.context_id).is_err() {
                 return false;
             }
             let waited = now.duration_since(w.since).unwrap_or_default();
@@ -209,7 +209,7 @@ impl HoldProbe {
             let Some(pipeline) = w.pipeline.upgrade() else {
                 continue;
             };
-            if proxy_wasm::hostcalls::set_effective_context(w.context_id).is_err() {
+            if raw::set_effective_context(w.context_id).is_err() {
                 continue;
             }
             if let Ok(mut p) = pipeline.try_borrow_mut() {
@@ -222,7 +222,7 @@ impl HoldProbe {
 impl Root {
     fn set_tick(&mut self, period: Option<Duration>) {
         if self.tick != period {
-            let _ = proxy_wasm::hostcalls::set_tick_period(period.unwrap_or_default());
+            raw::set_tick_period(period.unwrap_or_default());
             self.tick = period;
         }
     }
@@ -253,11 +253,7 @@ impl Context for Root {
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let host = WasmHost;
-        let bytes =
-            proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+        let bytes = raw::buffer(BufferType::PluginConfiguration, 0, usize::MAX).unwrap_or_default();
         let root_id = host
             .property(&["plugin_root_id"])
             .and_then(|v| String::from_utf8(v).ok())
@@ -285,7 +281,7 @@ impl RootContext for Root {
         if self.probe.state.get() == HeaderHold::Unknown {
             self.probe.check(&self.name);
             // Host calls from here on are the root's own again.
-            let _ = proxy_wasm::hostcalls::set_effective_context(self.context_id);
+            let _ = raw::set_effective_context(self.context_id);
         }
         if let Some(period) = self.plugin_tick {
             let now = WasmHost.now();
@@ -342,7 +338,9 @@ impl Context for Filter {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        self.with((), |p| p.on_http_call_response(&WasmHost, token_id, body_size));
+        self.with((), |p| {
+            p.on_http_call_response(&WasmHost, token_id, body_size)
+        });
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {

@@ -131,7 +131,7 @@ mod tests {
     use super::*;
     use proxy_wasm::types::Action;
     use sdk::host::MockHost;
-    use sdk::pipeline::Pipeline;
+    use sdk::pipeline::{HeaderHold, Pipeline};
 
     fn late() -> Vec<(String, Option<String>)> {
         vec![
@@ -143,13 +143,54 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn writes_directly_when_the_host_allows() {
+    /// Applies `late()` after reading the body, as ai-proxy does.
+    struct Applies;
+
+    impl Stage for Applies {
+        fn name(&self) -> &'static str {
+            "applies"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::BodyThenHeaders)
+        }
+        fn on_request_body(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<(), ErrorReply> {
+            apply(host, ex, "gemini", &late())
+        }
+    }
+
+    fn host() -> MockHost {
         let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
             (":path", "/v1/chat/completions"),
             ("authorization", "x"),
         ]);
-        apply(&host, &late());
+        *host.request_body.borrow_mut() = br#"{"model":"m","messages":[]}"#.to_vec();
+        host
+    }
+
+    fn run(host: &MockHost, hold: HeaderHold) -> (Action, Action) {
+        let mut p = Pipeline::new(vec![Box::new(Applies)]);
+        p.set_header_hold(hold);
+        let headers = p.on_request_headers(host, false);
+        let size = host.request_body.borrow().len();
+        (headers, p.on_request_body(host, size, true))
+    }
+
+    #[test]
+    fn writes_directly_while_headers_are_held() {
+        let host = host();
+        assert_eq!(
+            run(&host, HeaderHold::Works),
+            (Action::Pause, Action::Continue)
+        );
         assert_eq!(
             host.request_header(":path").as_deref(),
             Some("/v1beta/models/g:generateContent")
@@ -160,21 +201,19 @@ mod tests {
 
     #[test]
     fn otherwise_the_companion_filter_applies_them() {
-        let host = MockHost::with_request_headers(&[
-            (":path", "/v1/chat/completions"),
-            ("authorization", "x"),
-        ]);
-        host.request_headers_sealed.set(true);
-        apply(&host, &late());
+        let (cfg, warnings) = ProxyHeaders::parse_config(b"").unwrap();
+        assert!(warnings.is_empty() && companion_loaded());
+        let host = host();
+        assert_eq!(
+            run(&host, HeaderHold::Unavailable),
+            (Action::Continue, Action::Continue)
+        );
         assert_eq!(
             host.request_header(":path").as_deref(),
             Some("/v1/chat/completions")
         );
         assert!(host.property(&[LATE_HEADERS_FACT]).is_some());
-        // The next filter sees the headers after the body was buffered.
-        host.request_headers_sealed.set(false);
-        let (cfg, warnings) = ProxyHeaders::parse_config(b"").unwrap();
-        assert!(warnings.is_empty());
+        // The companion, after the buffer filter, sees the headers once the body is in.
         let mut p = Pipeline::new(ProxyHeaders::stages(&Rc::new(cfg)));
         assert_eq!(p.on_request_headers(&host, false), Action::Continue);
         assert_eq!(
@@ -182,6 +221,21 @@ mod tests {
             Some("/v1beta/models/g:generateContent")
         );
         assert_eq!(host.request_header("authorization"), None);
+    }
+
+    #[test]
+    fn without_either_the_request_is_refused() {
+        assert!(!companion_loaded());
+        let host = host();
+        run(&host, HeaderHold::Unavailable);
+        let reply = host.local_reply().unwrap();
+        assert_eq!(reply.status, 500);
+        let text = String::from_utf8_lossy(&reply.body);
+        assert!(text.contains("allow_on_headers_stop_iteration"), "{text}");
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/v1/chat/completions")
+        );
     }
 
     #[test]

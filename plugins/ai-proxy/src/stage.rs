@@ -354,7 +354,9 @@ impl Stage for ProxyStage {
             return Ok(());
         }
         let rules = self.rules.clone();
-        let kind = self.answering_provider(&rules).map_or("", |p| p.kind.as_str());
+        let kind = self
+            .answering_provider(&rules)
+            .map_or("", |p| p.kind.as_str());
         Err(late::cannot_apply(kind))
     }
 
@@ -613,7 +615,8 @@ mod tests {
 
     fn request(p: &mut Pipeline, host: &MockHost, body: &str) {
         *host.request_body.borrow_mut() = body.as_bytes().to_vec();
-        assert_eq!(p.on_request_headers(host, false), Action::Continue);
+        // Headers wait for the body, then go on with it.
+        assert_eq!(p.on_request_headers(host, false), Action::Pause);
         assert_eq!(p.on_request_body(host, body.len(), true), Action::Continue);
     }
 
