@@ -45,7 +45,7 @@ fn the_shipped_suite_serves_both_sdks() {
         let system = r["body_json"]["messages"][0]["content"]
             .as_str()
             .unwrap_or_default();
-        assert!(system.ends_with("The caller is e2e."), "{r}");
+        assert!(system.contains("The caller is e2e."), "{r}");
     }
     // ai-statistics counted them for that consumer.
     let samples = gw.envoy.prometheus().unwrap();
