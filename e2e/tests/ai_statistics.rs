@@ -275,3 +275,73 @@ fn mixed_traffic_is_counted_exactly_or_estimated() {
         .as_u64()
         .is_some());
 }
+
+/// An observability plugin never blocks or alters traffic: bodies it cannot read go through
+/// untouched and are counted; embeddings are their own operation; model names keep their dots.
+#[test]
+fn observes_without_touching_and_labels_what_it_saw() {
+    let gw = Gateway::start(MOCK, &Options::plugin("ai-statistics", "{}")).unwrap();
+    for body in [r#"{"model":"m"}"#, "{oops", "[]"] {
+        gw.mock.clear().unwrap();
+        let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
+        assert_ne!(resp.status, 500, "{}", resp.body);
+        let sent = gw.last_upstream_request().unwrap();
+        assert_eq!(sent["body"], body, "{sent}");
+    }
+    let chat = json!({"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]});
+    let resp = gw
+        .post("/v1/chat/completions", &[], &chat.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let embed = json!({"model": "text-embedding-3-small", "input": "hello there"});
+    let resp = gw.post("/v1/embeddings", &[], &embed.to_string()).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+
+    let mut samples = Vec::new();
+    for _ in 0..40 {
+        samples = gw.envoy.prometheus().unwrap();
+        let embedded = find(
+            &samples,
+            "gen_ai_client_inference_usage_input_tokens",
+            &[("gen_ai_operation_name", "embeddings")],
+        );
+        if embedded.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        value(
+            &samples,
+            "ai_statistics_unparsed_request",
+            &[("route", "llm")]
+        ),
+        3.0
+    );
+    assert!(find(
+        &samples,
+        "gen_ai_client_inference_usage_input_tokens",
+        &[
+            ("gen_ai_operation_name", "embeddings"),
+            ("gen_ai_request_model", "text-embedding-3-small")
+        ],
+    )
+    .is_some());
+    assert!(find(
+        &samples,
+        "gen_ai_client_inference_usage_input_tokens",
+        &[
+            ("gen_ai_operation_name", "chat"),
+            ("gen_ai_request_model", "gpt-3.5-turbo")
+        ],
+    )
+    .is_some());
+    assert_eq!(
+        value(
+            &samples,
+            "route_upstream_model_consumer_metric_input_token",
+            &[("ai_model", "gpt-3.5-turbo"), ("ai_consumer", "e2e")]
+        ),
+        1.0
+    );
+}

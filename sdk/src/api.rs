@@ -17,6 +17,17 @@ pub enum ApiKind {
     Other,
 }
 
+impl ApiKind {
+    /// The OpenTelemetry GenAI `gen_ai.operation.name` of a call to this API.
+    pub fn operation_name(self) -> &'static str {
+        match self {
+            ApiKind::Embeddings => "embeddings",
+            ApiKind::Completions => "text_completion",
+            _ => "chat",
+        }
+    }
+}
+
 /// The protocol the client speaks; decides the shape of error replies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientProtocol {

@@ -62,6 +62,9 @@ pub struct Exchange {
     pub body: Option<RequestBody>,
     /// Set by a stage that edited `body`; the body is then re-serialized.
     pub body_changed: bool,
+    /// Why the body is not what its API takes (not JSON, or JSON of another shape): the 400 a
+    /// stage that needs the typed body answers with. `body` then holds the JSON, if any.
+    pub body_error: Option<ErrorReply>,
     /// Set by a response stage whose returned bytes replace everything Envoy holds, not just
     /// the new chunk (a moderation cut).
     pub replace_held_response: bool,
@@ -670,14 +673,14 @@ impl Pipeline {
         self.finish_body(host, &raw)
     }
 
+    /// Parses the body once for every stage. A body that is not what its API takes is no
+    /// reason to refuse here: observing stages go on with what could be read, and the stages
+    /// that need it typed answer with [`Exchange::body_error`].
     fn finish_body(&mut self, host: &dyn Host, raw: &[u8]) -> Action {
-        match parse_body_keeping_json(self.ex.api(), raw) {
-            Ok((body, json)) => {
-                self.ex.body = Some(body);
-                self.ex.client_json = json;
-            }
-            Err(e) => return self.reply(host, "pipeline", &e),
-        }
+        let parsed = parse_request(self.ex.api(), raw);
+        self.ex.body = parsed.body;
+        self.ex.client_json = parsed.json;
+        self.ex.body_error = parsed.error;
         self.run_body_stages(host, 0, raw.len())
     }
 
@@ -921,36 +924,63 @@ impl Pipeline {
     }
 }
 
-/// Parses a request body for its API; errors are 400s that say what is wrong.
-pub fn parse_body(api: ApiKind, raw: &[u8]) -> Result<RequestBody, ErrorReply> {
-    parse_body_keeping_json(api, raw).map(|(body, _)| body)
+/// A request body as read for its API.
+struct Parsed {
+    /// The body: typed for its API, or JSON of another shape; none when not JSON.
+    body: Option<RequestBody>,
+    /// The JSON a typed body was read from.
+    json: Option<Value>,
+    /// Why the body is not what its API takes (a 400 for the stages that need it typed).
+    error: Option<ErrorReply>,
 }
 
-/// [`parse_body`], also returning the JSON it was read from when the body is typed.
-fn parse_body_keeping_json(
-    api: ApiKind,
-    raw: &[u8],
-) -> Result<(RequestBody, Option<Value>), ErrorReply> {
-    let value: Value = serde_json::from_slice(raw).map_err(|e| {
-        ErrorReply::bad_request(
-            "invalid_json",
-            format!("request body is not valid JSON: {e}"),
-        )
-    })?;
+/// Parses a request body for its API, keeping whatever could be read.
+fn parse_request(api: ApiKind, raw: &[u8]) -> Parsed {
+    let value: Value = match serde_json::from_slice(raw) {
+        Ok(v) => v,
+        Err(e) => {
+            return Parsed {
+                body: None,
+                json: None,
+                error: Some(ErrorReply::bad_request(
+                    "invalid_json",
+                    format!("request body is not valid JSON: {e}"),
+                )),
+            }
+        }
+    };
     let shape_error = |what: &str, e: serde_json::Error| {
         ErrorReply::bad_request(
             "invalid_request_body",
             format!("request body is not a valid {what} request: {e}"),
         )
     };
-    match api {
+    let typed = match api {
         ApiKind::ChatCompletions => openai::ChatRequest::deserialize(&value)
-            .map(|b| (RequestBody::Chat(b), Some(value)))
+            .map(RequestBody::Chat)
             .map_err(|e| shape_error("chat completions", e)),
         ApiKind::AnthropicMessages => anthropic::MessagesRequest::deserialize(&value)
-            .map(|b| (RequestBody::Messages(b), Some(value)))
+            .map(RequestBody::Messages)
             .map_err(|e| shape_error("messages", e)),
-        _ => Ok((RequestBody::Json(value), None)),
+        _ => {
+            return Parsed {
+                body: Some(RequestBody::Json(value)),
+                json: None,
+                error: None,
+            }
+        }
+    };
+    match typed {
+        Ok(body) => Parsed {
+            body: Some(body),
+            json: Some(value),
+            error: None,
+        },
+        Err(e) => Parsed {
+            body: Some(RequestBody::Json(value)),
+            json: None,
+            error: Some(e),
+        },
     }
 }
 
@@ -1121,7 +1151,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_json_and_missing_messages_are_400() {
+    fn bodies_not_of_their_api_go_on_untouched_with_the_reason() {
         for body in ["{oops", r#"{"model":"m"}"#, ""] {
             let host = chat_host(body);
             let mut p = pipeline(Need::Body, false);
@@ -1129,22 +1159,60 @@ mod tests {
             let first = p.on_request_headers(&host, end);
             if !end {
                 assert_eq!(first, Action::Pause);
-                assert_eq!(p.on_request_body(&host, body.len(), true), Action::Pause);
+                assert_eq!(p.on_request_body(&host, body.len(), true), Action::Continue);
             }
-            let reply = host.local_reply().unwrap();
-            assert_eq!(reply.status, 400, "{body}");
-            let v: Value = serde_json::from_slice(&reply.body).unwrap();
-            assert_eq!(v["error"]["type"], "invalid_request_error");
-            assert!(p.replied());
+            assert!(host.local_reply().is_none(), "{body}");
+            assert_eq!(&*host.request_body.borrow(), body.as_bytes());
+            let e = p.exchange().body_error.as_ref().unwrap();
+            assert_eq!(
+                (e.status, e.error_type.as_str()),
+                (400, "invalid_request_error")
+            );
+        }
+        // JSON of another shape stays readable as JSON.
+        let host = chat_host(r#"{"model":"m"}"#);
+        let mut p = pipeline(Need::Body, false);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, 13, true);
+        assert_eq!(
+            p.exchange().body.as_ref().and_then(RequestBody::model),
+            Some("m")
+        );
+    }
+
+    /// Needs the typed body: answers with the parse error.
+    struct Strict;
+
+    impl Stage for Strict {
+        fn name(&self) -> &'static str {
+            "strict"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Body)
+        }
+        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+            ex.body_error.clone().map_or(Ok(()), Err)
         }
     }
 
     #[test]
-    fn anthropic_clients_get_anthropic_errors() {
+    fn a_stage_that_needs_the_typed_body_answers_400_in_the_clients_shape() {
+        let host = chat_host("{oops");
+        let mut p = Pipeline::new(vec![Box::new(Strict)]);
+        p.on_request_headers(&host, false);
+        assert_eq!(p.on_request_body(&host, 5, true), Action::Pause);
+        let v: Value = serde_json::from_slice(&host.local_reply().unwrap().body).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "invalid_json");
+
         let host =
             MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/messages")]);
         *host.request_body.borrow_mut() = b"[]".to_vec();
-        let mut p = pipeline(Need::Body, false);
+        let mut p = Pipeline::new(vec![Box::new(Strict)]);
         p.on_request_headers(&host, false);
         p.on_request_body(&host, 2, true);
         let v: Value = serde_json::from_slice(&host.local_reply().unwrap().body).unwrap();

@@ -90,7 +90,8 @@ impl Stage for DecoratorStage {
             Some(RequestBody::Messages(msgs)) => {
                 decorate_anthropic(msgs, config, &self.prepend, &self.append)
             }
-            _ => return Ok(()),
+            // A chat request it cannot read cannot be decorated: refused, never sent bare.
+            _ => return ex.body_error.clone().map_or(Ok(()), Err),
         }
         ex.body_changed = true;
         Ok(())

@@ -368,6 +368,18 @@ impl Stage for ProxyStage {
         let Some(p) = config.active.as_ref() else {
             return Ok(());
         };
+        // A body that is not what its API takes goes on untouched only where ai-proxy passes
+        // that API through as is (the provider then answers it); a translation needs it typed.
+        if let Some(e) = &ex.body_error {
+            let passthrough = matches!(
+                (p.family, ex.api()),
+                (Family::OpenAi, ApiKind::ChatCompletions)
+                    | (Family::Claude, ApiKind::AnthropicMessages)
+            ) && config.fallbacks.is_empty();
+            if !passthrough {
+                return Err(e.clone());
+            }
+        }
         let Some(body) = ex.body.take() else {
             return Ok(());
         };

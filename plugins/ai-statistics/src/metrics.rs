@@ -44,6 +44,8 @@ pub struct Record {
     pub consumer: String,
     /// Provider type (from ai-proxy's filter state), if known.
     pub provider: String,
+    /// OpenTelemetry `gen_ai.operation.name`: `chat`, `embeddings`, `text_completion`.
+    pub operation: &'static str,
     /// Streamed answer.
     pub stream: bool,
     /// Tokens.
@@ -74,6 +76,7 @@ struct Labels {
     model: String,
     consumer: String,
     provider: String,
+    operation: &'static str,
     estimated: bool,
 }
 
@@ -110,21 +113,19 @@ impl Slot {
 
     /// The stat name for `labels`.
     fn name(self, l: &Labels) -> String {
+        // Values keep their dots (`gpt-3.5-turbo`, `outbound|443||llm.internal`): the
+        // stats_tags regexes find each value by the `.<next label>.` that follows it.
         let higress = |metric: &str| {
-            let dotless = |s: &str| s.replace('.', "_");
             format!(
                 "route.{}.upstream.{}.model.{}.consumer.{}.metric.{metric}",
-                dotless(&l.route),
-                dotless(&l.cluster),
-                dotless(&l.model),
-                dotless(&l.consumer)
+                l.route, l.cluster, l.model, l.consumer
             )
         };
         let source = if l.estimated { "estimated" } else { "reported" };
         let otel = |metric: &str, extra: &[(&str, &str)]| {
             let mut s = String::from(metric);
             let base = [
-                ("gen_ai_operation_name", "chat"),
+                ("gen_ai_operation_name", l.operation),
                 ("gen_ai_provider_name", l.provider.as_str()),
                 ("gen_ai_request_model", l.model.as_str()),
                 ("route", l.route.as_str()),
@@ -238,6 +239,27 @@ impl Metrics {
         };
     }
 
+    /// Counts a request whose body ai-statistics could not read as its API's (not JSON, or
+    /// another shape): it was observed and let through untouched.
+    pub fn count_unparsed(&self, host: &dyn Host, route: &str) {
+        let name = format!(
+            "ai_statistics.unparsed_request.route=.={};.;",
+            self.bound(LabelKind::Route, route)
+        );
+        let known = self.ids.borrow().get(&name).copied();
+        let id = match known {
+            Some(id) => id,
+            None => match host.define_metric(MetricType::Counter, &name) {
+                Ok(id) => {
+                    self.ids.borrow_mut().insert(name, id);
+                    id
+                }
+                Err(_) => return,
+            },
+        };
+        let _ = host.increment_metric(id, 1);
+    }
+
     /// Records one request in the enabled naming sets.
     pub fn record(&self, host: &dyn Host, r: &Record, higress: bool, otel: bool) {
         if !higress && !otel {
@@ -249,6 +271,11 @@ impl Metrics {
             model: self.bound(LabelKind::Model, &r.model),
             consumer: self.bound(LabelKind::Consumer, &r.consumer),
             provider: self.bound(LabelKind::Provider, &r.provider),
+            operation: if r.operation.is_empty() {
+                "chat"
+            } else {
+                r.operation
+            },
             estimated: r.usage.estimated,
         };
         let cached = self.families.borrow().get(&labels).copied();
@@ -307,6 +334,7 @@ mod tests {
             model: "gpt-4.1".into(),
             consumer: "ann".into(),
             provider: "openai".into(),
+            operation: "chat",
             stream: true,
             usage: Usage {
                 input: 7,
@@ -320,17 +348,26 @@ mod tests {
         m.record(&host, &r, true, true);
         m.record(&host, &r, true, true);
         assert_eq!(
-            host.metric("route.llm.upstream.up.model.gpt-4_1.consumer.ann.metric.input_token"),
+            // The model keeps its dot, as Higress writes it.
+            host.metric("route.llm.upstream.up.model.gpt-4.1.consumer.ann.metric.input_token"),
             Some(14)
         );
         assert_eq!(
             host.metric(
-                "route.llm.upstream.up.model.gpt-4_1.consumer.ann.metric.llm_stream_duration_count"
+                "route.llm.upstream.up.model.gpt-4.1.consumer.ann.metric.llm_stream_duration_count"
             ),
             Some(2)
         );
         let otel = "gen_ai.client.inference.usage.output_tokens.gen_ai_operation_name=.=chat;.;.gen_ai_provider_name=.=openai;.;.gen_ai_request_model=.=gpt-4.1;.;.route=.=llm;.;.consumer=.=ann;.;.usage_source=.=reported;.;";
         assert_eq!(host.metric(otel), Some(6));
+        // Embeddings are their own operation.
+        let r = Record {
+            operation: "embeddings",
+            ..r
+        };
+        m.record(&host, &r, false, true);
+        let otel = "gen_ai.client.inference.usage.input_tokens.gen_ai_operation_name=.=embeddings;.;.gen_ai_provider_name=.=openai;.;.gen_ai_request_model=.=gpt-4.1;.;.route=.=llm;.;.consumer=.=ann;.;.usage_source=.=reported;.;";
+        assert_eq!(host.metric(otel), Some(7));
     }
 
     #[test]

@@ -198,10 +198,15 @@ impl Stage for StatsStage {
         Ok(Need::Body)
     }
 
-    fn on_request_body(&mut self, _host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
         let Some(config) = self.config() else {
             return Ok(());
         };
+        if ex.body_error.is_some() {
+            // Observed and let through untouched, whatever the body is.
+            let route = ex.route_name(host).unwrap_or_default();
+            self.shared.metrics.count_unparsed(host, &route);
+        }
         let estimate = config.estimate_tokens;
         let body_attributes = config
             .attributes
@@ -315,6 +320,7 @@ impl Stage for StatsStage {
             model,
             consumer: std::mem::take(&mut self.consumer),
             provider,
+            operation: ex.api().operation_name(),
             stream,
             usage,
             first_token_ms: if stream {
