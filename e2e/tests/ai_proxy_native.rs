@@ -1,5 +1,6 @@
-//! ai-proxy to natively translated providers (Gemini, Vertex AI, Cohere, Bedrock) through a real
-//! Envoy: the official `openai` SDK parses every answer; usage is what the upstream reported.
+//! ai-proxy to natively translated providers (Gemini, Vertex AI, Cohere, Bedrock, DashScope,
+//! Triton) through a real Envoy: the official `openai` SDK parses every answer; usage is what the
+//! upstream reported.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -399,4 +400,242 @@ fn anthropic_clients_reach_gemini_and_bedrock() {
         assert_eq!(v["type"], "error", "{v}");
         assert!(v["error"]["message"].is_string());
     }
+}
+
+#[test]
+fn qwen_native_dashscope_through_the_openai_sdk() {
+    let gw = gateway(
+        r#"{"provider":{"type":"qwen","qwenEnableCompatible":false,"apiTokens":["ds-key"],
+            "modelMapping":{"*":"qwen-plus"}}}"#,
+    );
+    let out = sdk(&gw, "gpt-4o");
+    assert_sdk_answers(&out, "mock reply from qwen-plus");
+    let sent = gw.mock.requests().unwrap();
+    let paths: Vec<&str> = sent.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths, ["/api/v1/services/aigc/text-generation/generation"; 5],
+        "{sent:?}"
+    );
+    for (i, r) in sent.iter().enumerate() {
+        assert_eq!(r["headers"]["host"], "dashscope.aliyuncs.com");
+        assert_eq!(r["headers"]["authorization"], "Bearer ds-key");
+        let body = &r["body_json"];
+        assert_eq!(body["model"], "qwen-plus");
+        assert_eq!(body["parameters"]["result_format"], "message");
+        assert!(body.get("messages").is_none(), "{body}");
+        // The SDK's second and fifth calls stream: SSE asked for by header, incremental pieces.
+        let streamed = i == 1 || i == 4;
+        if streamed {
+            assert_eq!(r["headers"]["x-dashscope-sse"], "enable", "{r}");
+            assert_eq!(r["headers"]["accept"], "text/event-stream", "{r}");
+            assert_eq!(body["parameters"]["incremental_output"], true);
+        } else {
+            assert!(r["headers"].get("x-dashscope-sse").is_none(), "{r}");
+            assert!(body["parameters"].get("incremental_output").is_none());
+        }
+    }
+    let first = &sent[0]["body_json"];
+    assert_eq!(
+        first["input"]["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}])
+    );
+    assert_eq!(
+        sent[2]["body_json"]["parameters"]["tools"][0]["function"]["name"],
+        "get_weather"
+    );
+    // The follow-up sent the call back and answered it by id (the mock refuses a tool result
+    // that answers no call).
+    let followup = &sent[3]["body_json"]["input"]["messages"];
+    let call_id = followup[1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(followup[2]["role"], "tool");
+    assert_eq!(followup[2]["tool_call_id"], call_id);
+
+    // An image goes to the multimodal endpoint, content as DashScope's item lists.
+    let vision = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/dog.png"}},
+        {"type": "text", "text": "What is it?"}]}]});
+    let resp = gw
+        .post("/v1/chat/completions", &[], &vision.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "mock reply from qwen-plus"
+    );
+    assert_eq!(usage_of(&v["usage"]), usage(3, 4));
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["path"],
+        "/api/v1/services/aigc/multimodal-generation/generation"
+    );
+    assert_eq!(
+        got["body_json"]["input"]["messages"][0]["content"],
+        json!([{"image": "https://example.com/dog.png"}, {"text": "What is it?"}])
+    );
+
+    // DashScope's errors in OpenAI's shape, with DashScope's status and code.
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post("/v1/chat/completions", &[("x-mock-status", "429")], body)
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    let e = resp.json().unwrap();
+    assert_eq!(e["error"]["type"], "rate_limit_exceeded", "{e}");
+    assert_eq!(e["error"]["code"], "Throttling.RateQuota");
+    assert_eq!(e["error"]["message"], "mock failure 429");
+    // An error event inside the stream: one OpenAI error event, then [DONE].
+    let stream = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-stream-error", "500")],
+            stream,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains("\"content\":\"w0 \""), "{}", resp.body);
+    assert!(
+        resp.body.contains("mock stream failure 500"),
+        "{}",
+        resp.body
+    );
+    assert!(
+        resp.body.trim_end().ends_with("data: [DONE]"),
+        "{}",
+        resp.body
+    );
+    assert!(!gw.envoy.log().contains("ds-key"));
+}
+
+/// The `data:` payloads of an SSE body, `[DONE]` left out.
+fn sse_chunks(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn triton_generate_and_generate_stream() {
+    let gw = gateway(r#"{"provider":{"type":"triton","tritonDomain":"triton.internal:8000"}}"#);
+    let ask = |stream: bool| {
+        json!({"model": "llama3", "stream": stream, "stream_options": {"include_usage": true},
+            "temperature": 0.2, "max_tokens": 32,
+            "messages": [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Say hello"}]})
+    };
+    // The generate endpoint takes the last message only: 2 words in.
+    let resp = gw
+        .post("/v1/chat/completions", &[], &ask(false).to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "llama3");
+    assert_eq!(
+        v["choices"][0]["message"],
+        json!({"role": "assistant", "content": "mock reply from llama3"})
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(usage_of(&v["usage"]), usage(2, 4));
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v2/models/llama3/generate");
+    assert_eq!(got["headers"]["host"], "triton.internal:8000");
+    // No provider key configured: the client's own key does not travel upstream.
+    assert!(got["headers"].get("authorization").is_none(), "{got}");
+    assert_eq!(
+        got["body_json"],
+        json!({"text_input": "Say hello",
+            "parameters": {"stream": false, "temperature": 0.2, "max_tokens": 32}})
+    );
+
+    let url = format!("{}/v1/chat/completions", gw.envoy.url());
+    let (status, reads) = gw
+        .client
+        .post_stream(&url, &[], &ask(true).to_string())
+        .unwrap();
+    assert_eq!(status, 200);
+    let body: String = reads
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let chunks = sse_chunks(&body);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    assert_eq!(text, "w0 w1 w2 w3 w4 ");
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/finish_reason"))
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("stop")]);
+    assert_eq!(
+        usage_of(&chunks.last().unwrap()["usage"]),
+        usage(2, 5),
+        "{body}"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v2/models/llama3/generate_stream");
+    assert_eq!(got["body_json"]["parameters"]["stream"], true);
+    assert_eq!(gw.mock.requests().unwrap().len(), 2);
+
+    // A model that counts nothing: no usage.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-usage", "none")],
+            &ask(false).to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert!(resp.json().unwrap().get("usage").is_none(), "{}", resp.body);
+    // Triton's errors in OpenAI's shape, with Triton's status.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-status", "503")],
+            &ask(false).to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.body);
+    let e = resp.json().unwrap();
+    assert_eq!(e["error"]["message"], "mock failure 503", "{e}");
+    assert_eq!(e["error"]["type"], "server_error");
+    // An error inside the stream: one OpenAI error event, then [DONE].
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-stream-error", "500")],
+            &ask(true).to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.body.contains("Triton error: mock stream failure 500"),
+        "{}",
+        resp.body
+    );
+    assert!(resp.body.trim_end().ends_with("data: [DONE]"));
+    drop(gw);
+
+    // A pinned model version, and a provider key sent as a bearer token.
+    let gw = gateway(
+        r#"{"provider":{"type":"triton","tritonDomain":"triton.internal:8000",
+            "tritonModelVersion":"2","apiTokens":["triton-key"]}}"#,
+    );
+    let resp = gw
+        .post("/v1/chat/completions", &[], &ask(false).to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v2/models/llama3/versions/2/generate");
+    assert_eq!(got["headers"]["authorization"], "Bearer triton-key");
 }

@@ -116,6 +116,19 @@ impl MockControl {
     }
 }
 
+/// Header naming a status: a stream ends with that error (in the provider's shape) instead of
+/// its last event.
+pub const STREAM_ERROR_HEADER: &str = "x-mock-stream-error";
+
+/// The status named by `x-mock-stream-error`, if any and valid.
+pub fn stream_error(headers: &HeaderMap) -> Option<StatusCode> {
+    headers
+        .get(STREAM_ERROR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+}
+
 /// What handlers learn about the current request (a request extension).
 #[derive(Clone, Debug)]
 pub struct RequestCtx {
@@ -163,6 +176,11 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
                 let path = parts.uri.path();
                 if path == "/v1/messages" {
                     crate::anthropic::failure(status)
+                } else if path.starts_with("/api/v1/services/aigc/") {
+                    // DashScope's native API (OpenRouter's OpenAI paths are `/api/v1/…` too).
+                    crate::dashscope::failure(status)
+                } else if path.starts_with("/v2/models/") {
+                    crate::triton::failure(status)
                 } else if path.contains("/models/") && path.contains(':') {
                     crate::gemini::failure(status)
                 } else if path.starts_with("/v2/") {
@@ -256,6 +274,20 @@ mod tests {
                 usage: false,
             })
         );
+    }
+
+    #[test]
+    fn reads_the_stream_error_status() {
+        assert_eq!(stream_error(&HeaderMap::new()), None);
+        assert_eq!(
+            stream_error(&headers(&[(STREAM_ERROR_HEADER, " 429 ")])),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        assert_eq!(
+            stream_error(&headers(&[(STREAM_ERROR_HEADER, "soon")])),
+            None
+        );
+        assert_eq!(stream_error(&headers(&[(STREAM_ERROR_HEADER, "42")])), None);
     }
 
     #[test]

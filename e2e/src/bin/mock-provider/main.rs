@@ -9,6 +9,7 @@ mod bedrock;
 mod cohere;
 mod conn;
 mod control;
+mod dashscope;
 mod gemini;
 mod moderation;
 mod oauth;
@@ -16,6 +17,7 @@ mod openai;
 mod record;
 mod reply;
 mod stream;
+mod triton;
 
 use std::error::Error;
 use std::future::{Future, IntoFuture};
@@ -77,6 +79,8 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(gemini::routes())
         .merge(bedrock::routes())
         .merge(cohere::routes())
+        .merge(dashscope::routes())
+        .merge(triton::routes())
         .merge(moderation::routes())
         .merge(oauth::routes())
         .merge(record::routes())
