@@ -70,6 +70,9 @@ fn an_unknown_or_missing_key_gets_401_from_envoy() {
     ] {
         let resp = gw.post("/v1/chat/completions", &headers, &chat()).unwrap();
         assert_eq!(resp.status, 401, "{headers:?}: {}", resp.body);
+        let v = resp.json().unwrap();
+        assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+        assert_eq!(v["error"]["code"], "invalid_api_key");
     }
     assert!(gw.mock.requests().unwrap().is_empty());
 }
