@@ -615,6 +615,29 @@ impl Envoy {
         Ok(())
     }
 
+    /// The `ai_log` objects of the access log (one per request), waiting up to 10 s until
+    /// there are `want` (Envoy writes access logs in the background).
+    pub fn ai_logs(&self, want: usize) -> Vec<Value> {
+        let mut logs = Vec::new();
+        for _ in 0..200 {
+            logs = self
+                .access_log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|l| {
+                    l["ai_log"]
+                        .as_str()
+                        .and_then(|s| serde_json::from_str(s).ok())
+                })
+                .collect();
+            if logs.len() >= want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        logs
+    }
+
     /// Waits until Envoy's log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -279,3 +279,58 @@ fn streamed_answer_is_cut_at_the_offending_window_service() {
     check_cut(&gw);
     assert!(gw.mock.requests_to("/v1/moderations").unwrap().len() >= 5);
 }
+
+/// A short answer whose every event, the finishing one included, lands in the first held window:
+/// the cut still says why (a `content_filter` finish), through the official SDK too.
+#[test]
+fn a_short_stream_cut_in_its_first_window_says_why() {
+    let config = r#"{"checkRequest": false, "checkResponse": true, "denyWords": ["pangram"]}"#;
+    // An Anthropic upstream: OpenAI clients get its answer translated, Anthropic ones natively.
+    let proxy = r#"{"provider": {"type": "claude", "apiTokens": ["sk-ant"]}}"#;
+    let options = Options::plugin(PLUGIN, config).with_plugin("ai-proxy", proxy);
+    let gw = Gateway::start(MOCK, &options).unwrap();
+    let url = format!("{}/v1/chat/completions", gw.envoy.url());
+    let headers = [("x-mock-content", "the last word is pangram")];
+    let (status, reads) = gw
+        .client
+        .post_stream(&url, &headers, &chat("go", true))
+        .unwrap();
+    assert_eq!(status, 200);
+    let body = String::from_utf8(reads.into_iter().flat_map(|(_, b)| b).collect()).unwrap();
+    assert!(!body.contains("pangram"), "{body}");
+    let events = sse_events(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let finishes: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .map(|c| c["choices"][0]["finish_reason"].clone())
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finishes, [json!("content_filter")], "{body}");
+
+    // An Anthropic client gets a refusal stop.
+    let url = format!("{}/v1/messages", gw.envoy.url());
+    let req = json!({"model": "claude-x", "max_tokens": 50, "stream": true,
+        "messages": [{"role": "user", "content": "go"}]});
+    let (status, reads) = gw
+        .client
+        .post_stream(&url, &headers, &req.to_string())
+        .unwrap();
+    assert_eq!(status, 200);
+    let body = String::from_utf8(reads.into_iter().flat_map(|(_, b)| b).collect()).unwrap();
+    assert!(!body.contains("pangram"), "{body}");
+    let events: Vec<Value> = sse_events(&body)
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let stops: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e["delta"].get("stop_reason"))
+        .filter(|r| !r.is_null())
+        .collect();
+    assert_eq!(stops, [&json!("refusal")], "{body}");
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(json!("message_stop"))
+    );
+}

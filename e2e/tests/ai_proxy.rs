@@ -46,7 +46,7 @@ const TYPES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ),
     (
         "qwen",
-        "",
+        r#","qwenEnableCompatible":true"#,
         "dashscope.aliyuncs.com",
         "/compatible-mode/v1/chat/completions",
         "authorization",

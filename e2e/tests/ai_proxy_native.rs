@@ -113,6 +113,23 @@ fn gemini_through_the_openai_sdk() {
         .unwrap();
     assert_eq!(resp.status, 429, "{}", resp.body);
     assert!(resp.json().unwrap()["error"]["message"].is_string());
+
+    // Embeddings through `:batchEmbedContents`, answered in OpenAI's shape.
+    gw.mock.clear().unwrap();
+    let body = json!({"model": "text-embedding-3-small", "input": ["one", "two words"]});
+    let resp = gw.post("/v1/embeddings", &[], &body.to_string()).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["object"], "list", "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert!(v["data"][1]["embedding"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty()));
+    let sent = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        sent["path"],
+        "/v1beta/models/gemini-2.5-flash:batchEmbedContents"
+    );
     assert!(!gw.envoy.log().contains("g-key"));
 }
 

@@ -230,25 +230,7 @@ fn mixed_traffic_is_counted_exactly_or_estimated() {
     .is_some());
 
     // Access log: one JSON line per request with the ai_log fields and attributes.
-    let mut logs: Vec<Value> = Vec::new();
-    // Envoy flushes access logs in the background: wait up to 10 s.
-    for _ in 0..200 {
-        logs = gw
-            .envoy
-            .access_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|l| {
-                l["ai_log"]
-                    .as_str()
-                    .and_then(|s| serde_json::from_str(s).ok())
-            })
-            .collect();
-        if logs.len() >= 6 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let logs = gw.envoy.ai_logs(6);
     assert_eq!(logs.len(), 6, "{}", gw.envoy.access_log());
     let by_model = |m: &str| {
         logs.iter()
@@ -344,4 +326,51 @@ fn observes_without_touching_and_labels_what_it_saw() {
         ),
         1.0
     );
+}
+
+/// Higress's built-in attribute keys (`key` alone) read the client's protocol: OpenAI chat and
+/// Anthropic Messages, streamed or not; streamed tool calls are joined by index.
+#[test]
+fn higress_built_in_attributes() {
+    let stats = r#"{"attributes": [
+        {"key": "question", "apply_to_log": true},
+        {"key": "system", "apply_to_log": true},
+        {"key": "answer", "apply_to_log": true},
+        {"key": "tool_calls", "apply_to_log": true}
+    ]}"#;
+    let proxy = r#"{"provider":{"type":"openai","apiTokens":["k"]}}"#;
+    let options = Options::plugin("ai-statistics", stats).with_plugin("ai-proxy", proxy);
+    let gw = Gateway::start(MOCK, &options).unwrap();
+    let base = format!("{}/v1", gw.envoy.url());
+    e2e::run_sdk_script("openai_client.py", &[&base, "gpt-4o"]).unwrap();
+    e2e::run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), "claude-x"]).unwrap();
+    let logs = gw.envoy.ai_logs(8);
+    assert_eq!(logs.len(), 8, "{logs:?}\n{}", gw.envoy.access_log());
+    for model in ["gpt-4o", "claude-x"] {
+        let text = logs
+            .iter()
+            .find(|l| l["request_model"] == model && l["system"] == "Be brief.")
+            .unwrap_or_else(|| panic!("no {model} text answer in {logs:?}"));
+        assert_eq!(text["question"], "Say hello");
+        assert_eq!(text["answer"], format!("mock reply from {model}"));
+        let streamed = logs
+            .iter()
+            .find(|l| l["request_model"] == model && l["question"] == "Count")
+            .unwrap_or_else(|| panic!("no {model} stream in {logs:?}"));
+        assert_eq!(streamed["answer"], "w0 w1 w2 w3 w4 ", "{streamed}");
+    }
+    // OpenAI: the tool call of the JSON answer, and the streamed one joined from its pieces.
+    let calls: Vec<Value> = logs
+        .iter()
+        .filter(|l| l["request_model"] == "gpt-4o")
+        .filter_map(|l| l["tool_calls"].as_str())
+        .map(|s| serde_json::from_str(s).unwrap())
+        .collect();
+    assert!(calls.len() >= 2, "{logs:?}");
+    for call in &calls {
+        let f = &call[0]["function"];
+        assert_eq!(f["name"], "get_weather", "{call}");
+        let args: Value = serde_json::from_str(f["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"location": "Paris"}));
+    }
 }

@@ -53,6 +53,12 @@ pub trait Validate {
     fn validate(&mut self) -> Result<(), ConfigError> {
         Ok(())
     }
+
+    /// What loaded but works differently than configured, to log as warnings (asked after
+    /// `validate`).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Parses `value` into `T`; unknown keys are appended to `warnings` as full paths.
@@ -78,6 +84,7 @@ pub fn from_value<T: DeserializeOwned + Validate>(
         ConfigError::new(path, e.into_inner().to_string())
     })?;
     config.validate()?;
+    warnings.extend(config.warnings());
     Ok(config)
 }
 

@@ -123,11 +123,19 @@ mod tests {
 
     #[test]
     fn errors_name_the_plugin_and_field() {
-        let err =
-            combined(br#"{"ai-proxy": {"provider": {"type": "nope", "apiTokens": ["k"]}}}"#).err();
+        // A config that does not parse is refused whole, naming the field.
+        let err = combined(br#"{"ai-proxy": {"provider": {"type": 5, "apiTokens": ["k"]}}}"#).err();
         assert_eq!(
             err.map(|e| e.path),
             Some("ai-proxy.provider.type".to_string())
+        );
+        // A provider that parses but cannot be used loads; only its rule answers errors.
+        let (_, warnings) =
+            combined(br#"{"ai-proxy": {"provider": {"type": "nope", "apiTokens": ["k"]}}}"#)
+                .unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("provider.type")),
+            "{warnings:?}"
         );
         let err = loader("ai-unknown", b"{}").err();
         assert_eq!(err.map(|e| e.path), Some("root_id".to_string()));

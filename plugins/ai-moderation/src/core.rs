@@ -549,9 +549,60 @@ fn overlap_start(text: &str, keep: usize) -> usize {
 // Cut streams
 // ---------------------------------------------------------------------------------------------
 
-/// Tracks what a cut stream needs to end well-formed and builds that ending.
+/// Tracks what a cut stream needs to end well-formed and builds that ending. Events are seen
+/// when they arrive and count as the client's only once released: a choice that finished in a
+/// held window the cut drops still gets its `content_filter` ending.
 #[derive(Debug, Clone, Default)]
 pub struct StreamEnding {
+    /// Everything seen, held events included.
+    seen: Seen,
+    /// What the client has been sent.
+    released: Seen,
+}
+
+impl StreamEnding {
+    /// Nothing observed yet.
+    pub fn new(protocol: ClientProtocol) -> Self {
+        let seen = Seen {
+            protocol,
+            ..Seen::default()
+        };
+        StreamEnding {
+            released: seen.clone(),
+            seen,
+        }
+    }
+
+    /// Notes one event's JSON as it arrives.
+    pub fn observe<'a, J: JsonRead<'a>>(&mut self, data: J) {
+        self.seen.observe(data);
+    }
+
+    /// The events observed so far reached the client.
+    pub fn release(&mut self) {
+        self.released.clone_from(&self.seen);
+    }
+
+    /// SSE wire text that ends the stream after what the client was sent (see
+    /// [`Seen::ending`]); ids and model come from every event seen.
+    pub fn ending(&self) -> String {
+        let mut basis = self.released.clone();
+        if basis.id.is_none() {
+            basis.id.clone_from(&self.seen.id);
+        }
+        if basis.model.is_none() {
+            basis.model.clone_from(&self.seen.model);
+        }
+        if basis.created.is_none() {
+            basis.created = self.seen.created;
+        }
+        basis.ending()
+    }
+}
+
+/// What a stream's events showed.
+#[derive(Debug, Clone, Default)]
+struct Seen {
     protocol: ClientProtocol,
     /// OpenAI chunk id / Anthropic message id.
     id: Option<String>,
@@ -571,17 +622,9 @@ pub struct StreamEnding {
     stop_seen: bool,
 }
 
-impl StreamEnding {
-    /// Nothing observed yet.
-    pub fn new(protocol: ClientProtocol) -> Self {
-        StreamEnding {
-            protocol,
-            ..StreamEnding::default()
-        }
-    }
-
-    /// Notes one forwarded event's JSON.
-    pub fn observe<'a, J: JsonRead<'a>>(&mut self, data: J) {
+impl Seen {
+    /// Notes one event's JSON.
+    fn observe<'a, J: JsonRead<'a>>(&mut self, data: J) {
         match self.protocol {
             ClientProtocol::OpenAi => self.observe_openai(data),
             ClientProtocol::Anthropic => self.observe_anthropic(data),
@@ -648,7 +691,7 @@ impl StreamEnding {
     /// `content_block_stop` for an open block, `message_delta` with `stop_reason: "refusal"`
     /// and `usage.output_tokens` 0 (unless one was seen), and `message_stop`; empty when
     /// `message_stop` was already seen.
-    pub fn ending(&self) -> String {
+    fn ending(&self) -> String {
         let mut out = String::new();
         let model = self.model.as_deref().unwrap_or_default();
         match self.protocol {
@@ -1316,11 +1359,44 @@ mod tests {
     // ---- stream endings ----
 
     #[test]
+    fn a_finish_in_a_window_that_was_cut_still_gets_its_ending() {
+        // All events, the finishing one included, arrived in one held window that is cut.
+        let mut e = StreamEnding::new(ClientProtocol::OpenAi);
+        e.observe(&json!({"id": "c1", "created": 7, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": "a pangram"}, "finish_reason": null}]}));
+        e.observe(
+            &json!({"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        );
+        let events = decode(&e.ending());
+        assert_eq!(events.len(), 2, "{events:?}");
+        let chunk: Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(chunk["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(chunk["id"], "c1");
+        // Released events count: a finished choice needs no second ending.
+        e.release();
+        assert_eq!(decode(&e.ending()).len(), 1);
+
+        // Anthropic: a held message_stop does not end the client's stream.
+        let mut e = StreamEnding::new(ClientProtocol::Anthropic);
+        e.observe(&json!({"type": "message_start", "message": {"id": "msg_1", "model": "m"}}));
+        e.release();
+        e.observe(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+        e.observe(&json!({"type": "message_stop"}));
+        let types: Vec<String> = decode(&e.ending())
+            .iter()
+            .filter_map(|ev| serde_json::from_str::<Value>(&ev.data).ok())
+            .map(|v| v["type"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(types, ["message_delta", "message_stop"]);
+    }
+
+    #[test]
     fn openai_ending_reuses_ids() {
         let mut e = StreamEnding::new(ClientProtocol::OpenAi);
         e.observe(&json!({"id": "chatcmpl-9", "object": "chat.completion.chunk", "created": 1700000000,
             "model": "gpt-4o", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]}));
         e.observe(&json!({"id": "chatcmpl-9", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": null}]}));
+        e.release();
         let events = decode(&e.ending());
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].data, "[DONE]");
@@ -1354,6 +1430,7 @@ mod tests {
         e.observe(
             &json!({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
         );
+        e.release();
         let chunks = data(&decode(&e.ending()));
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0]["choices"][0]["index"], 1);
@@ -1375,6 +1452,7 @@ mod tests {
         e.observe(&json!({"type": "content_block_stop", "index": 0}));
         e.observe(&json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}));
         e.observe(&json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "hi"}}));
+        e.release();
         let events = decode(&e.ending());
         let kinds: Vec<_> = events
             .iter()
@@ -1409,6 +1487,7 @@ mod tests {
         anthropic_stream_start(&mut e);
         e.observe(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
         e.observe(&json!({"type": "content_block_stop", "index": 0}));
+        e.release();
         let kinds: Vec<_> = decode(&e.ending())
             .into_iter()
             .filter_map(|e| e.event)
@@ -1427,12 +1506,14 @@ mod tests {
         let mut e = StreamEnding::new(ClientProtocol::Anthropic);
         anthropic_stream_start(&mut e);
         e.observe(&json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}}));
+        e.release();
         let kinds: Vec<_> = decode(&e.ending())
             .into_iter()
             .filter_map(|e| e.event)
             .collect();
         assert_eq!(kinds, ["message_stop"]);
         e.observe(&json!({"type": "message_stop"}));
+        e.release();
         assert_eq!(e.ending(), "");
     }
 

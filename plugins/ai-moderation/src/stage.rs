@@ -29,7 +29,7 @@ enum Answer {
         /// Bytes of an event not complete yet (kept out of Envoy's buffer).
         tail: Vec<u8>,
         window: Window,
-        ending: StreamEnding,
+        ending: Box<StreamEnding>,
     },
 }
 
@@ -230,6 +230,13 @@ impl ModerationStage {
         false
     }
 
+    /// The held events went to the client.
+    fn released(&mut self) {
+        if let Answer::Stream { ending, .. } = &mut self.answer {
+            ending.release();
+        }
+    }
+
     fn ending(&self) -> Vec<u8> {
         match &self.answer {
             Answer::Stream { ending, .. } => ending.ending().into_bytes(),
@@ -359,7 +366,7 @@ impl Stage for ModerationStage {
             self.answer = Answer::Stream {
                 tail: Vec::new(),
                 window: Window::new(config.stream_window),
-                ending: StreamEnding::new(self.protocol),
+                ending: Box::new(StreamEnding::new(self.protocol)),
             };
             BodyMode::Stream
         } else {
@@ -457,6 +464,7 @@ impl Stage for ModerationStage {
                 }
                 if !self.holding {
                     self.held = 0;
+                    self.released();
                 }
                 data
             }
@@ -544,6 +552,7 @@ impl Stage for ModerationStage {
         }
         self.holding = false;
         self.held = 0;
+        self.released();
         CallResult::ResumeResponse
     }
 }

@@ -28,6 +28,10 @@ pub struct ProxyConfig {
     /// Statuses that send a request to the next fallback.
     #[serde(skip)]
     pub fallback_on: Vec<regex::Regex>,
+    /// Why this rule's providers cannot be used (a missing host or account, a key that does not
+    /// parse): the config still loads, and the requests this rule serves get a 500 naming it.
+    #[serde(skip)]
+    pub unusable: Option<ConfigError>,
 }
 
 /// `fallback`: other providers (from `providers`, by id) that answer when the active one fails.
@@ -217,7 +221,28 @@ impl CustomSetting {
 }
 
 impl Validate for ProxyConfig {
+    /// A rule whose providers cannot be resolved does not take the others down (as in
+    /// Higress): it is kept as unusable, logged, and answered with an error naming the key.
     fn validate(&mut self) -> Result<(), ConfigError> {
+        if let Err(e) = self.resolve() {
+            self.active = None;
+            self.fallbacks.clear();
+            self.unusable = Some(e);
+        }
+        Ok(())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.unusable
+            .iter()
+            .map(|e| format!("{e}; requests this rule serves are answered 500 until it is fixed"))
+            .collect()
+    }
+}
+
+impl ProxyConfig {
+    /// Resolves the active and fallback providers.
+    fn resolve(&mut self) -> Result<(), ConfigError> {
         let (chosen, at) = match (&self.provider, self.providers.is_empty()) {
             (Some(p), true) => (p.clone(), "provider".to_string()),
             (Some(_), false) => {
@@ -315,6 +340,7 @@ mod tests {
             "customSettings": [{"name": "a..b", "value": 1}]}}))
             .unwrap();
         let mut c = c;
-        assert_eq!(c.validate().unwrap_err().path, "provider.customSettings[0]");
+        c.validate().unwrap();
+        assert_eq!(c.unusable.unwrap().path, "provider.customSettings[0]");
     }
 }

@@ -210,6 +210,9 @@ pub struct Provider {
     pub models: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
     pub passthrough: bool,
+    /// Base of the paths that pass through, when not `base` (Azure: `/openai` or `/openai/v1`,
+    /// since its Responses, files and batches APIs are not per deployment).
+    pub passthrough_base: Option<String>,
     /// Key header.
     pub auth: Auth,
     /// Keys, rotated.
@@ -289,7 +292,8 @@ impl Provider {
             (ApiKind::Other, Family::OpenAi) if self.passthrough => {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
-                Some(format!("{}{rest}", self.base))
+                let base = self.passthrough_base.as_deref().unwrap_or(&self.base);
+                Some(format!("{base}{rest}"))
             }
             (ApiKind::Other, _) => None,
         }?;
@@ -363,6 +367,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         embeddings: None,
         models: None,
         passthrough: true,
+        passthrough_base: None,
         auth: Auth::Bearer,
         tokens: c
             .api_tokens
@@ -393,7 +398,8 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         inflight: RefCell::new(HashMap::new()),
         id: c.id.clone(),
     };
-    if NATIVE.contains(&kind) || (kind == "qwen" && c.qwen_enable_compatible == Some(false)) {
+    // As in Higress, `qwen` speaks DashScope's native API unless `qwenEnableCompatible: true`.
+    if NATIVE.contains(&kind) || (kind == "qwen" && c.qwen_enable_compatible != Some(true)) {
         resolve_native(c, &mut p)?;
     } else if kind == "claude" {
         p.family = Family::Claude;
@@ -418,10 +424,22 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
                     ConfigError::new("azureServiceUrl", "must be a URL like https://NAME.openai.azure.com/openai/deployments/DEPLOYMENT/chat/completions?api-version=…")
                 })?;
                 p.host = host;
-                p.base = path
-                    .strip_suffix("/chat/completions")
-                    .unwrap_or(&path)
-                    .to_string();
+                // `/openai/deployments/D/chat/completions`, `/openai/responses`,
+                // `/openai/v1/chat/completions`, or the host alone.
+                let path = path.trim_end_matches('/');
+                let base = ["/chat/completions", "/responses"]
+                    .iter()
+                    .find_map(|end| path.strip_suffix(end))
+                    .unwrap_or(path);
+                // The host alone: Azure's v1 API, where the model is in the body.
+                let base = if base.is_empty() { "/openai/v1" } else { base };
+                let root = match base.find("/openai") {
+                    Some(at) if base[at..].starts_with("/openai/v1") => &base[..at + 10],
+                    Some(at) => &base[..at + 7],
+                    None => base,
+                };
+                p.base = base.to_string();
+                p.passthrough_base = Some(root.to_string());
                 p.query = query;
                 p.auth = Auth::Header("api-key");
             }
@@ -553,6 +571,8 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             let version = non_empty(&c.api_version).unwrap_or_else(|| "v1beta".into());
             p.base = format!("/{version}");
             p.models = Some(format!("/{version}/models"));
+            // `:batchEmbedContents` under the model named in the body (see native::outbound).
+            p.embeddings = Some(String::new());
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: format!("/{version}/models"),
                 safety_settings: safety,
@@ -819,6 +839,43 @@ mod tests {
             Some("/openai/deployments/d/embeddings?api-version=2024-06-01")
         );
         assert_eq!(p.auth, Auth::Header("api-key"));
+    }
+
+    #[test]
+    fn azure_responses_and_other_apis_are_not_per_deployment() {
+        let at = |url: &str, client: &str| {
+            let p = provider(json!({"type": "azure", "apiTokens": ["k"], "azureServiceUrl": url}))
+                .unwrap();
+            p.path_for(ApiKind::Other, client)
+        };
+        let deployment = "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2025-04-01-preview";
+        assert_eq!(
+            at(deployment, "/v1/responses").as_deref(),
+            Some("/openai/responses?api-version=2025-04-01-preview")
+        );
+        let responses =
+            "https://r.openai.azure.com/openai/responses?api-version=2025-04-01-preview";
+        assert_eq!(
+            at(responses, "/v1/responses").as_deref(),
+            Some("/openai/responses?api-version=2025-04-01-preview")
+        );
+        let v1 = "https://r.openai.azure.com/openai/v1/chat/completions";
+        assert_eq!(
+            at(v1, "/v1/responses").as_deref(),
+            Some("/openai/v1/responses")
+        );
+        let host = "https://r.openai.azure.com";
+        assert_eq!(
+            at(host, "/v1/responses").as_deref(),
+            Some("/openai/v1/responses")
+        );
+        let p = provider(json!({"type": "azure", "apiTokens": ["k"], "azureServiceUrl": host}))
+            .unwrap();
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/openai/v1/chat/completions")
+        );
     }
 
     #[test]

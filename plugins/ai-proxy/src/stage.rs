@@ -280,7 +280,18 @@ impl Stage for ProxyStage {
         let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
-        let Some(p) = rules.get(id).and_then(|c| c.active.as_ref()) else {
+        let Some(config) = rules.get(id) else {
+            return Ok(Need::Nothing);
+        };
+        if let Some(e) = &config.unusable {
+            return Err(ErrorReply::new(
+                500,
+                "server_error",
+                Some("provider_misconfigured"),
+                format!("ai-proxy: the provider of this route is misconfigured: {e}"),
+            ));
+        }
+        let Some(p) = config.active.as_ref() else {
             return Ok(Need::Nothing);
         };
         self.active = Some(id);
@@ -672,6 +683,55 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn a_misconfigured_rule_is_refused_alone() {
+        // Higress loads these; a rule without its required key answers an error, the others
+        // serve.
+        let config = r#"{"provider": {"type": "openai", "apiTokens": ["k"]},
+            "_rules_": [
+                {"_match_domain_": ["cf.test"], "provider": {"type": "cloudflare", "apiTokens": ["c"]}},
+                {"_match_domain_": ["gen.test"], "provider": {"type": "generic", "apiTokens": ["g"]}}
+            ]}"#;
+        let rules: RuleSet<ProxyConfig> =
+            RuleSet::parse(config.as_bytes(), RuleMode::Override).unwrap();
+        for key in ["cloudflareAccountId", "genericHost"] {
+            assert!(
+                rules.warnings.iter().any(|w| w.contains(key)),
+                "{:?}",
+                rules.warnings
+            );
+        }
+        let rules = Rc::new(rules);
+        for (authority, refused) in [
+            ("cf.test", Some("cloudflareAccountId")),
+            ("gen.test", Some("genericHost")),
+            ("other.test", None),
+        ] {
+            let mut p = Pipeline::new(vec![Box::new(ProxyStage::new(rules.clone()))]);
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", "/v1/chat/completions"),
+                (":authority", authority),
+            ]);
+            p.on_request_headers(&host, false);
+            match refused {
+                Some(key) => {
+                    let reply = host.local_reply().unwrap();
+                    assert_eq!(reply.status, 500);
+                    let text = String::from_utf8_lossy(&reply.body);
+                    assert!(text.contains(key), "{text}");
+                }
+                None => {
+                    assert!(host.local_reply().is_none());
+                    assert_eq!(
+                        host.request_header("authorization").as_deref(),
+                        Some("Bearer k")
+                    );
+                }
+            }
+        }
     }
 
     #[test]

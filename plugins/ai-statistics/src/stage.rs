@@ -1,8 +1,8 @@
 //! The statistics core: observe a request and its answer, then record usage, timings and the
 //! access-log fields. Bodies pass untouched; streams are scanned event by event.
 
-use crate::attributes::{self, Collected};
-use crate::config::{StatsConfig, ValueSource};
+use crate::attributes::{self, Collected, StreamedToolCalls};
+use crate::config::{Builtin, StatsConfig, ValueSource};
 use crate::metrics::{Metrics, Record};
 use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
@@ -45,6 +45,8 @@ pub struct StatsStage {
     /// Whether this stage feeds the answer's shared meter.
     metered: bool,
     attrs: Collected,
+    /// Streamed tool calls, joined (only when a `tool_calls` built-in is configured).
+    tool_calls: Option<StreamedToolCalls>,
 }
 
 impl StatsStage {
@@ -64,6 +66,7 @@ impl StatsStage {
             chat_round: 0,
             metered: false,
             attrs: Collected::default(),
+            tool_calls: None,
         }
     }
 
@@ -78,11 +81,20 @@ impl StatsStage {
             return;
         };
         for (i, a) in config.attributes.iter().enumerate() {
-            if a.value_source == source && !self.attrs.settled(i, a) {
-                if let Some(v) = attributes::lookup(doc, &a.value) {
-                    let text = attributes::text_of(v);
-                    self.attrs.offer(i, a, &text, config.value_length_limit);
+            for src in a.sources.iter().filter(|s| s.from == source) {
+                if self.attrs.settled(i, src) {
+                    continue;
                 }
+                if let Some(v) = attributes::lookup(doc, &src.path) {
+                    let text = attributes::text_of(v);
+                    self.attrs
+                        .offer(i, a, src, &text, config.value_length_limit);
+                }
+            }
+        }
+        if source == ValueSource::ResponseStreamingBody {
+            if let Some(calls) = self.tool_calls.as_mut() {
+                calls.feed(doc);
             }
         }
     }
@@ -94,13 +106,14 @@ impl StatsStage {
             return;
         };
         for (i, a) in config.attributes.iter().enumerate() {
-            let value = match (a.value_source, source) {
-                (ValueSource::FixedValue, ValueSource::FixedValue) => Some(a.value.clone()),
-                (s, t) if s == t => get(&a.value),
-                _ => None,
-            };
-            if let Some(v) = value {
-                self.attrs.offer(i, a, &v, config.value_length_limit);
+            for src in a.sources.iter().filter(|s| s.from == source) {
+                let value = match source {
+                    ValueSource::FixedValue => Some(src.path.clone()),
+                    _ => get(&src.path),
+                };
+                if let Some(v) = value {
+                    self.attrs.offer(i, a, src, &v, config.value_length_limit);
+                }
             }
         }
     }
@@ -191,6 +204,11 @@ impl Stage for StatsStage {
             .request_header(host, &config.consumer_header)
             .unwrap_or_default();
         self.attrs = Collected::new(config.attributes.len());
+        self.tool_calls = config
+            .attributes
+            .iter()
+            .any(|a| a.builtin == Some(Builtin::ToolCalls))
+            .then(StreamedToolCalls::default);
         self.collect_headers(ValueSource::FixedValue, |_| None);
         self.collect_headers(ValueSource::RequestHeader, |name| {
             ex.request_header(host, name)
@@ -199,7 +217,8 @@ impl Stage for StatsStage {
     }
 
     fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
-        let Some(config) = self.config() else {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
             return Ok(());
         };
         if ex.body_error.is_some() {
@@ -211,7 +230,11 @@ impl Stage for StatsStage {
         let body_attributes = config
             .attributes
             .iter()
-            .any(|a| a.value_source == ValueSource::RequestBody);
+            .any(|a| a.sources.iter().any(|s| s.from == ValueSource::RequestBody));
+        let builtins = config
+            .attributes
+            .iter()
+            .any(|a| matches!(a.builtin, Some(Builtin::Question | Builtin::System)));
         let Some(body) = ex.body.as_ref() else {
             return Ok(());
         };
@@ -227,6 +250,20 @@ impl Stage for StatsStage {
             ),
             RequestBody::Json(v) => (v.get("stream") == Some(&Value::Bool(true)), 0),
         };
+        if builtins {
+            let (question, system) = attributes::question_and_system(body);
+            let limit = config.value_length_limit;
+            for (i, a) in config.attributes.iter().enumerate() {
+                let value = match a.builtin {
+                    Some(Builtin::Question) => question.clone(),
+                    Some(Builtin::System) => system.clone(),
+                    _ => None,
+                };
+                if let Some(v) = value {
+                    self.attrs.set(i, a, v, limit);
+                }
+            }
+        }
         if body_attributes {
             match ex.client_json() {
                 Some(doc) => self.collect_json(ValueSource::RequestBody, doc),
@@ -356,6 +393,14 @@ impl Stage for StatsStage {
             log.set("llm_first_token_duration", LogValue::Number(ttft));
         }
         log.set("llm_service_duration", LogValue::Number(record.duration_ms));
+        if let Some(calls) = self.tool_calls.as_ref().and_then(|c| c.finish()) {
+            let limit = config.value_length_limit;
+            for (i, a) in config.attributes.iter().enumerate() {
+                if a.builtin == Some(Builtin::ToolCalls) {
+                    self.attrs.set(i, a, calls.clone(), limit);
+                }
+            }
+        }
         let values: Vec<(usize, String)> = self.attrs.finish(&config.attributes).collect();
         for (i, value) in &values {
             let Some(a) = config.attributes.get(*i) else {

@@ -274,13 +274,19 @@ fn compile_key(k: &LimitKey, ip: bool, at: &str) -> Result<Key, ConfigError> {
 }
 
 impl Validate for RateLimitConfig {
-    fn validate(&mut self) -> Result<(), ConfigError> {
-        if self.redis.is_some() {
-            return Err(ConfigError::new(
-                "redis",
-                "stock Envoy has no Redis host calls: for a cluster-wide budget set `backend: rls` and an `rls` block pointing at a rate limit service (Limitador or envoyproxy/ratelimit backed by Redis); drop `redis` for a per-Envoy budget",
-            ));
+    fn warnings(&self) -> Vec<String> {
+        match (&self.redis, self.backend) {
+            (Some(_), Backend::Local) => vec![
+                "`redis`: stock Envoy has no Redis host call, so these budgets are counted per Envoy (shared by its workers). For one budget across a fleet set `backend: rls` and an `rls` block pointing at a rate limit service backed by Redis (Limitador, envoyproxy/ratelimit)".to_string(),
+            ],
+            (Some(_), Backend::Rls) => vec![
+                "`redis` is not used: budgets are counted by the rate limit service in `rls`".to_string(),
+            ],
+            _ => Vec::new(),
         }
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
         if self.global_threshold.is_none()
             && self.rule_items.is_empty()
             && self.rule_name.is_empty()
@@ -401,9 +407,31 @@ mod tests {
     }
 
     #[test]
+    fn higress_examples_with_a_redis_block_load_with_a_warning() {
+        let examples = [
+            r#"{"rule_name": "routeA-global-limit-rule", "global_threshold": {"token_per_minute": 1000},
+                "redis": {"service_name": "redis.static"}}"#,
+            r#"{"rule_name": "default_rule", "rule_items": [{"limit_by_param": "apikey", "limit_keys": [
+                {"key": "9a342114-ba8a-11ec-b1bf-00163e1250b5", "token_per_minute": 10},
+                {"key": "*", "token_per_hour": 1000}]}],
+                "redis": {"service_name": "redis.static", "service_port": 6379, "timeout": 1000}}"#,
+        ];
+        for example in examples {
+            let set = RuleSet::<RateLimitConfig>::parse(example.as_bytes(), RuleMode::Independent)
+                .unwrap();
+            assert!(
+                set.warnings
+                    .iter()
+                    .any(|w| w.contains("`redis`") && w.contains("per Envoy")),
+                "{:?}",
+                set.warnings
+            );
+        }
+    }
+
+    #[test]
     fn errors_name_fields() {
         let cases = [
-            (r#"{"rule_name":"r","redis":{"service_name":"x"}}"#, "redis"),
             (
                 r#"{"global_threshold":{"token_per_minute":1}}"#,
                 "rule_name",

@@ -667,21 +667,10 @@ mod tests {
 
     /// The OpenAI chunks the plugin makes of mock stream frames.
     fn stream_through_plugin(frames: &[Bytes]) -> Vec<Value> {
-        let mut t = SseTranslator::new(QwenStream::new("qwen-plus", ReasoningMode::Passthrough));
-        let mut out = String::new();
-        for (i, f) in frames.iter().enumerate() {
-            t.feed(f, i + 1 == frames.len(), &mut out);
-        }
-        let datas: Vec<&str> = out
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .collect();
-        assert_eq!(datas.last(), Some(&"[DONE]"), "{out}");
-        datas
-            .iter()
-            .filter(|d| **d != "[DONE]")
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect()
+        crate::stream::chunks_through(
+            &mut SseTranslator::new(QwenStream::new("qwen-plus", ReasoningMode::Passthrough)),
+            frames,
+        )
     }
 
     #[test]
