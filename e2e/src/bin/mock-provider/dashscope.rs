@@ -629,7 +629,7 @@ fn generation(ctx: &RequestCtx, headers: &HeaderMap, body: &[u8], multimodal: bo
 mod tests {
     use super::*;
     use ai_proxy::translate::qwen::{from_qwen_response, to_qwen_request, QwenStream};
-    use ai_proxy::translate::{ChunkTranslator, ReasoningMode, SseTranslator};
+    use ai_proxy::translate::{ReasoningMode, SseTranslator};
     use axum::http::HeaderValue;
 
     fn ask(extra: Value) -> Value {

@@ -84,6 +84,29 @@ pub fn sse_response(frames: Vec<Bytes>, pacing: Pacing) -> Response {
     response
 }
 
+/// The OpenAI chunks a plugin stream translator makes of mock stream frames (for the modules'
+/// tests: the plugin's parser is the contract the mock must satisfy).
+#[cfg(test)]
+pub fn chunks_through(
+    t: &mut impl ai_proxy::translate::ChunkTranslator,
+    frames: &[axum::body::Bytes],
+) -> Vec<serde_json::Value> {
+    let mut out = String::new();
+    for (i, f) in frames.iter().enumerate() {
+        t.feed(f, i + 1 == frames.len(), &mut out);
+    }
+    let datas: Vec<&str> = out
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"), "{out}");
+    datas
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,27 +155,4 @@ mod tests {
         assert_eq!(n, 3);
         assert!(start.elapsed() >= Duration::from_millis(60));
     }
-}
-
-/// The OpenAI chunks a plugin stream translator makes of mock stream frames (for the modules'
-/// tests: the plugin's parser is the contract the mock must satisfy).
-#[cfg(test)]
-pub fn chunks_through(
-    t: &mut impl ai_proxy::translate::ChunkTranslator,
-    frames: &[axum::body::Bytes],
-) -> Vec<serde_json::Value> {
-    let mut out = String::new();
-    for (i, f) in frames.iter().enumerate() {
-        t.feed(f, i + 1 == frames.len(), &mut out);
-    }
-    let datas: Vec<&str> = out
-        .split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .collect();
-    assert_eq!(datas.last(), Some(&"[DONE]"), "{out}");
-    datas
-        .iter()
-        .filter(|d| **d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
 }

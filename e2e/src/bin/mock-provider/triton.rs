@@ -239,7 +239,7 @@ mod tests {
         from_triton_response, to_triton_request, triton_error_to_openai, TritonOptions,
         TritonStream,
     };
-    use ai_proxy::translate::{ChunkTranslator, SseTranslator};
+    use ai_proxy::translate::SseTranslator;
 
     fn control() -> MockControl {
         MockControl::default()
