@@ -39,6 +39,8 @@ enum Call {
     Retry,
     /// `fallback`: the next provider.
     Fallback(usize),
+    /// A Vertex OAuth token for this request (none was there yet).
+    Token,
 }
 
 /// Per-request state (lives in the HTTP context).
@@ -50,6 +52,8 @@ pub struct ProxyStage {
     path: String,
     /// The provider takes request headers decided from the body.
     headers_from_body: bool,
+    /// The request waits for its provider's OAuth token (see [`Call::Token`]).
+    awaiting_token: bool,
     stream: bool,
     model: String,
     /// Family and reasoning mode of the provider whose answer the client gets.
@@ -75,6 +79,7 @@ impl ProxyStage {
             token: None,
             path: String::new(),
             headers_from_body: false,
+            awaiting_token: false,
             stream: false,
             model: String::new(),
             answering: None,
@@ -305,7 +310,9 @@ impl Stage for ProxyStage {
         self.token = failover::choose(host, p);
         let token = self.token.and_then(|i| p.tokens.get(i)).map(String::as_str);
         if p.protocol == Protocol::Original {
-            set_upstream(host, p, None, token)?;
+            if !set_upstream(host, p, None, token) {
+                return Err(auth_pending(p, "the token exchange has not answered"));
+            }
             return Ok(Need::Nothing);
         }
         let path = match p.path_for(api, &ex.path) {
@@ -325,7 +332,25 @@ impl Stage for ProxyStage {
             }
         };
         let from_body = native::path_from_body(p, api);
-        set_upstream(host, p, (!from_body).then_some(path.as_str()), token)?;
+        let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
+        let has_body = matches!(
+            api,
+            ApiKind::ChatCompletions
+                | ApiKind::AnthropicMessages
+                | ApiKind::Completions
+                | ApiKind::Embeddings
+        );
+        if !authorized {
+            // The first request after start: it waits for a token exchange of its own (the
+            // headers are held while the body is read), as Higress holds it.
+            match vertex::fetch_for_request(host, p).filter(|_| has_body) {
+                Some(call) => {
+                    self.pending = Some((call, Call::Token));
+                    self.awaiting_token = true;
+                }
+                None => return Err(auth_pending(p, "the token exchange could not be sent")),
+            }
+        }
         self.path = path.clone();
         if p.retry.is_some() {
             self.replay = Some(Replay {
@@ -343,7 +368,7 @@ impl Stage for ProxyStage {
         } else if p.family == Family::Claude {
             host.set_request_header("anthropic-version", Some(&p.claude_version));
         }
-        if native::headers_from_body(p, api) {
+        if native::headers_from_body(p, api) || self.awaiting_token {
             self.headers_from_body = true;
             return Ok(Need::BodyThenHeaders);
         }
@@ -356,15 +381,24 @@ impl Stage for ProxyStage {
         })
     }
 
+    fn request_pending(&self) -> bool {
+        self.awaiting_token
+    }
+
     fn on_headers_released(
         &mut self,
         _host: &dyn Host,
         _ex: &mut Exchange,
     ) -> Result<(), ErrorReply> {
+        let rules = self.rules.clone();
+        if self.awaiting_token {
+            if let Some(p) = self.answering_provider(&rules) {
+                return Err(auth_pending(p, "headers cannot wait for it on this Envoy"));
+            }
+        }
         if !self.headers_from_body || late::companion_loaded() {
             return Ok(());
         }
-        let rules = self.rules.clone();
         let kind = self
             .answering_provider(&rules)
             .map_or("", |p| p.kind.as_str());
@@ -464,12 +498,28 @@ impl Stage for ProxyStage {
             return CallResult::NotMine;
         };
         self.pending = None;
+        if call == Call::Token {
+            let Some(p) = config.active.as_ref() else {
+                return CallResult::NotMine;
+            };
+            self.awaiting_token = false;
+            return match vertex::on_request_token(host, p, body_size) {
+                Ok(t) => {
+                    let bearer = format!("Bearer {t}");
+                    ex.set_request_header(host, "authorization", Some(&bearer));
+                    CallResult::ResumeRequest
+                }
+                Err(e) => CallResult::Reply(auth_pending(p, &e)),
+            };
+        }
         let status = host
             .http_call_response_header(":status")
             .and_then(|s| s.parse::<u32>().ok());
         let answered_by = match call {
             Call::Retry => config.active.as_ref(),
             Call::Fallback(i) => config.fallbacks.get(i),
+            // Answered above.
+            Call::Token => return CallResult::NotMine,
         };
         if let (Call::Retry, Some(p)) = (call, config.active.as_ref()) {
             if let (Some(status), Some(index)) = (
@@ -568,12 +618,22 @@ impl Stage for ProxyStage {
 }
 
 /// Points the request at the provider: host, path, key.
-fn set_upstream(
-    host: &dyn Host,
-    p: &Provider,
-    path: Option<&str>,
-    token: Option<&str>,
-) -> Result<(), ErrorReply> {
+/// The 503 of a provider whose OAuth token is not there and cannot be waited for.
+fn auth_pending(p: &Provider, why: &str) -> ErrorReply {
+    ErrorReply::new(
+        503,
+        "server_error",
+        Some("provider_auth_pending"),
+        format!(
+            "no access token for provider `{}` yet ({why}); retry shortly",
+            p.name()
+        ),
+    )
+}
+
+/// Points the request at the provider: host, path, key. Returns false when the provider's
+/// OAuth token is not there yet (the caller waits for it or refuses).
+fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option<&str>) -> bool {
     if let Some(path) = path {
         host.set_request_header(":path", Some(path));
     }
@@ -585,19 +645,14 @@ fn set_upstream(
     for (name, value) in native::static_headers(p, token) {
         host.set_request_header(&name, Some(&value));
     }
+    let mut authorized = true;
     if p.auth == Auth::OAuth && !p.passthrough_client_key {
-        let Some(t) = vertex::access_token(host, p) else {
-            return Err(ErrorReply::new(
-                503,
-                "server_error",
-                Some("provider_auth_pending"),
-                format!(
-                    "no access token for provider `{}` yet; retry shortly",
-                    p.name()
-                ),
-            ));
-        };
-        host.set_request_header("authorization", Some(&format!("Bearer {t}")));
+        match vertex::access_token(host, p) {
+            Some(t) => {
+                host.set_request_header("authorization", Some(&format!("Bearer {t}")));
+            }
+            None => authorized = false,
+        }
     }
     if p.family != Family::OpenAi && p.family != Family::Claude {
         host.set_request_header("content-type", Some("application/json"));
@@ -608,7 +663,7 @@ fn set_upstream(
         "x-envoy-upstream-rq-timeout-ms",
         Some(&p.timeout_ms.to_string()),
     );
-    Ok(())
+    authorized
 }
 
 fn bad_answer(client: ClientProtocol, e: &str) -> Vec<u8> {

@@ -353,6 +353,27 @@ pub fn refresh(host: &dyn Host, p: &Provider) -> Option<u32> {
     if !claimed {
         return None;
     }
+    let call = send_exchange(host, p, sa, now)?;
+    PENDING.with(|m| m.borrow_mut().insert(sa.shared_key.clone(), call));
+    Some(call)
+}
+
+/// From a request that found no token: an exchange of its own, whose answer comes back to that
+/// request (which waits for it instead of failing). Returns the callout id.
+pub fn fetch_for_request(host: &dyn Host, p: &Provider) -> Option<u32> {
+    let sa = account(p)?;
+    send_exchange(host, p, sa, seconds(host))
+}
+
+/// The answer to [`fetch_for_request`]: the token, stored for every worker, or why there is
+/// none.
+pub fn on_request_token(host: &dyn Host, p: &Provider, body_size: usize) -> Result<String, String> {
+    let sa = account(p).ok_or("no service account")?;
+    store_answer(host, p, sa, body_size)
+}
+
+/// Sends the JWT-for-token exchange to the token service's cluster.
+fn send_exchange(host: &dyn Host, p: &Provider, sa: &ServiceAccount, now: u64) -> Option<u32> {
     let body = match sa.exchange_body(now) {
         Ok(b) => b,
         Err(e) => {
@@ -377,10 +398,7 @@ pub fn refresh(host: &dyn Host, p: &Provider) -> Option<u32> {
         Some(body.as_bytes()),
         EXCHANGE_TIMEOUT,
     ) {
-        Ok(call) => {
-            PENDING.with(|m| m.borrow_mut().insert(sa.shared_key.clone(), call));
-            Some(call)
-        }
+        Ok(call) => Some(call),
         Err(e) => {
             host.log(
                 LogLevel::Warn,
@@ -459,6 +477,18 @@ pub fn on_token_response(host: &dyn Host, p: &Provider, call: u32, body_size: us
     if !ours {
         return false;
     }
+    let _ = store_answer(host, p, sa, body_size);
+    true
+}
+
+/// Reads a token answer: stores the token for every worker and returns it, or on failure logs,
+/// keeps the current token and schedules a retry.
+fn store_answer(
+    host: &dyn Host,
+    p: &Provider,
+    sa: &ServiceAccount,
+    body_size: usize,
+) -> Result<String, String> {
     let now = seconds(host);
     let status = host
         .http_call_response_header(":status")
@@ -481,6 +511,7 @@ pub fn on_token_response(host: &dyn Host, p: &Provider, call: u32, body_size: us
                     p.name()
                 ),
             );
+            Ok(token)
         }
         Err(e) => {
             update(host, &sa.shared_key, |r| {
@@ -494,9 +525,9 @@ pub fn on_token_response(host: &dyn Host, p: &Provider, call: u32, body_size: us
                     p.name()
                 ),
             );
+            Err(e)
         }
     }
-    true
 }
 
 #[cfg(test)]
@@ -896,5 +927,54 @@ mod tests {
         assert_eq!(access_token(&host, &express), None);
         assert!(!on_token_response(&host, &express, 1, 0));
         assert!(host.callouts.borrow().is_empty());
+    }
+
+    #[test]
+    fn the_first_request_waits_for_a_token_of_its_own() {
+        use crate::stage::ProxyStage;
+        use proxy_wasm::types::Action;
+        use sdk::config::{RuleMode, RuleSet};
+        use sdk::pipeline::{HeaderHold, Pipeline};
+        use std::rc::Rc;
+
+        let config = json!({"provider": {"type": "vertex", "vertexRegion": "us-central1",
+            "vertexAuthKey": key_json(), "vertexAuthServiceName": "google_oauth"}});
+        let rules: RuleSet<crate::config::ProxyConfig> =
+            RuleSet::parse(config.to_string().as_bytes(), RuleMode::Override).unwrap();
+        let mut p = Pipeline::new(vec![Box::new(ProxyStage::new(Rc::new(rules)))]);
+        p.set_header_hold(HeaderHold::Works);
+        let host = host_at(1_700_000_000);
+        *host.request_headers.borrow_mut() = vec![
+            (":method".into(), "POST".into()),
+            (":path".into(), "/v1/chat/completions".into()),
+        ];
+        let body = br#"{"model":"gemini-2.5-flash","messages":[{"role":"user","content":"hi"}]}"#;
+        *host.request_body.borrow_mut() = body.to_vec();
+        // No token yet: the headers wait, and this request sends an exchange of its own.
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert!(host.local_reply().is_none());
+        assert_eq!(host.callouts.borrow().len(), 1);
+        // The body is read; the request still waits for the token.
+        assert_eq!(p.on_request_body(&host, body.len(), true), Action::Pause);
+        assert_eq!(host.resumed.borrow().0, 0);
+        answer(
+            &host,
+            "200",
+            json!({"access_token": "ya29.first", "expires_in": 3600}),
+        );
+        let size = host.call_response_body.borrow().len();
+        p.on_http_call_response(&host, 1, size);
+        assert_eq!(
+            host.request_header("authorization").as_deref(),
+            Some("Bearer ya29.first")
+        );
+        assert_eq!(host.resumed.borrow().0, 1);
+        assert!(host.local_reply().is_none());
+        // Stored for every later request and worker.
+        let provider = provider(json!({}));
+        assert_eq!(
+            access_token(&host, &provider).as_deref(),
+            Some("ya29.first")
+        );
     }
 }
