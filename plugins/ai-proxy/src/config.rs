@@ -86,8 +86,13 @@ pub struct ProviderConfig {
     pub timeout: Option<u64>,
     /// Overrides the provider's API host.
     pub provider_domain: Option<String>,
-    /// Overrides the provider's base path.
+    /// A prefix of the client's path: removed before mapping (`basePathHandling: removePrefix`,
+    /// the default) or put before the upstream path (`prepend`).
     pub base_path: Option<String>,
+    /// `removePrefix` or `prepend`.
+    pub base_path_handling: Option<String>,
+    /// Put before every upstream path (unless it already starts with it).
+    pub provider_base_path: Option<String>,
     /// Per-API path overrides, e.g. `{"openai/v1/chatcompletions": "/v2/chat"}`.
     pub capabilities: Map<String, Value>,
     /// Add `stream_options.include_usage` to streaming requests (default true).

@@ -67,12 +67,14 @@ pub fn callout_request(
     client_path: &str,
     token: Option<&str>,
 ) -> Result<(Headers, Vec<u8>), ErrorReply> {
-    let path = p.path_for(api, client_path).unwrap_or_default();
+    let path = p
+        .path_for(api, p.client_path(client_path))
+        .unwrap_or_default();
     let out = outbound(p, body, api, host.now(), &path)?;
     let bytes = encode(&out.body)?;
     let mut headers = vec![
         (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), path),
+        (":path".to_string(), p.upstream_path(&path)),
         ("content-type".to_string(), "application/json".to_string()),
     ];
     headers.extend(static_headers(p, token));
@@ -84,6 +86,11 @@ pub fn callout_request(
     for (name, value) in out.late {
         headers.retain(|(n, _)| *n != name);
         if let Some(v) = value {
+            let v = if name == ":path" {
+                p.upstream_path(&v)
+            } else {
+                v
+            };
             headers.push((name, v));
         }
     }

@@ -213,6 +213,10 @@ pub struct Provider {
     /// Base of the paths that pass through, when not `base` (Azure: `/openai` or `/openai/v1`,
     /// since its Responses, files and batches APIs are not per deployment).
     pub passthrough_base: Option<String>,
+    /// Higress `basePath` / `basePathHandling`.
+    pub base_path: BasePath,
+    /// Higress `providerBasePath`: put before every upstream path.
+    pub provider_base_path: String,
     /// Key header.
     pub auth: Auth,
     /// Keys, rotated.
@@ -283,6 +287,34 @@ impl Provider {
     }
 
     /// The upstream path for an API, or `None` when the provider lacks it.
+    /// The client's path as the provider sees it (`basePath` removed when so configured).
+    pub fn client_path<'a>(&self, path: &'a str) -> &'a str {
+        match &self.base_path {
+            BasePath::RemovePrefix(b) => match path.strip_prefix(b.as_str()) {
+                Some(rest) if rest.starts_with('/') || rest.starts_with('?') => rest,
+                _ => path,
+            },
+            _ => path,
+        }
+    }
+
+    /// An upstream path with `basePath` (when prepended) and `providerBasePath` put before it.
+    pub fn upstream_path(&self, path: &str) -> String {
+        let mut out = path.to_string();
+        for prefix in [
+            match &self.base_path {
+                BasePath::Prepend(b) => b.as_str(),
+                _ => "",
+            },
+            self.provider_base_path.as_str(),
+        ] {
+            if !prefix.is_empty() && !out.starts_with(prefix) {
+                out = format!("{prefix}{out}");
+            }
+        }
+        out
+    }
+
     pub fn path_for(&self, api: ApiKind, client_path: &str) -> Option<String> {
         let path = match (api, self.family) {
             (ApiKind::ChatCompletions | ApiKind::AnthropicMessages, _) => Some(self.chat.clone()),
@@ -312,6 +344,22 @@ impl Provider {
             format!("{path}?{}", query.join("&"))
         }
     }
+}
+
+/// A config string that is set and not blank, trimmed.
+pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Higress's `basePath` with its `basePathHandling`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BasePath {
+    /// Not set.
+    None,
+    /// Removed from the client's path before mapping.
+    RemovePrefix(String),
+    /// Put before the upstream path.
+    Prepend(String),
 }
 
 /// Splits `https://host[:port]/path?query` into (host, path, query).
@@ -368,6 +416,8 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         models: None,
         passthrough: true,
         passthrough_base: None,
+        base_path: BasePath::None,
+        provider_base_path: String::new(),
         auth: Auth::Bearer,
         tokens: c
             .api_tokens
@@ -492,21 +542,24 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
     if let Some(domain) = c.provider_domain.as_deref().filter(|d| !d.is_empty()) {
         p.host = domain.to_string();
     }
-    if let Some(base) = c.base_path.as_deref() {
-        let old = std::mem::replace(&mut p.base, base.trim_end_matches('/').to_string());
-        let rebase = |path: &mut String| {
-            if let Some(rest) = path.strip_prefix(old.as_str()) {
-                *path = format!("{}{rest}", p.base);
-            }
-        };
-        rebase(&mut p.chat);
-        for path in [&mut p.completions, &mut p.embeddings, &mut p.models]
-            .into_iter()
-            .flatten()
-        {
-            rebase(path);
+    let base_path = non_empty(&c.base_path).map(|b| b.trim_end_matches('/').to_string());
+    p.base_path = match (
+        base_path,
+        c.base_path_handling.as_deref().unwrap_or_default(),
+    ) {
+        (None, _) => BasePath::None,
+        (Some(b), "" | "removePrefix") => BasePath::RemovePrefix(b),
+        (Some(b), "prepend") => BasePath::Prepend(b),
+        (Some(_), other) => {
+            return Err(ConfigError::new(
+                "basePathHandling",
+                format!("unknown handling `{other}` (removePrefix or prepend)"),
+            ))
         }
-    }
+    };
+    p.provider_base_path = non_empty(&c.provider_base_path)
+        .map(|b| b.trim_end_matches('/').to_string())
+        .unwrap_or_default();
     for (key, value) in &c.capabilities {
         let Some(path) = value.as_str() else {
             return Err(ConfigError::new(
@@ -552,7 +605,7 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
     let kind = p.kind.clone();
     let kind = kind.as_str();
     p.passthrough = false;
-    let non_empty = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    let non_empty = |v: &Option<String>| non_empty(v).map(str::to_string);
     let safety = (!c.gemini_safety_setting.is_empty()).then(|| {
         Value::Array(
             c.gemini_safety_setting

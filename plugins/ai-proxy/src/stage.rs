@@ -179,7 +179,7 @@ impl ProxyStage {
         let token = p.tokens.get(index).map(String::as_str);
         let mut headers = vec![
             (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), replay.path.clone()),
+            (":path".to_string(), p.upstream_path(&replay.path)),
             ("content-type".to_string(), "application/json".to_string()),
         ];
         headers.extend(native::static_headers(p, token));
@@ -310,12 +310,15 @@ impl Stage for ProxyStage {
         self.token = failover::choose(host, p);
         let token = self.token.and_then(|i| p.tokens.get(i)).map(String::as_str);
         if p.protocol == Protocol::Original {
-            if !set_upstream(host, p, None, token) {
+            // The client's path, with only `basePath`/`providerBasePath` applied.
+            let original = p.upstream_path(p.client_path(&ex.path));
+            let path = (original != ex.path).then_some(original.as_str());
+            if !set_upstream(host, p, path, token) {
                 return Err(auth_pending(p, "the token exchange has not answered"));
             }
             return Ok(Need::Nothing);
         }
-        let path = match p.path_for(api, &ex.path) {
+        let path = match p.path_for(api, p.client_path(&ex.path)) {
             Some(path) if !path.is_empty() || native::path_from_body(p, api) => path,
             _ => {
                 return Err(ErrorReply::new(
@@ -432,7 +435,15 @@ impl Stage for ProxyStage {
             self.fallback_body = Some(body.clone());
         }
         let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
-        late::apply(host, ex, &p.kind, &out.late)?;
+        let late: Vec<(String, Option<String>)> = out
+            .late
+            .iter()
+            .map(|(name, value)| match (name.as_str(), value) {
+                (":path", Some(path)) => (name.clone(), Some(p.upstream_path(path))),
+                _ => (name.clone(), value.clone()),
+            })
+            .collect();
+        late::apply(host, ex, &p.kind, &late)?;
         self.stream = out.stream;
         self.model = out.model;
         if self.stream {
@@ -635,7 +646,7 @@ fn auth_pending(p: &Provider, why: &str) -> ErrorReply {
 /// OAuth token is not there yet (the caller waits for it or refuses).
 fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option<&str>) -> bool {
     if let Some(path) = path {
-        host.set_request_header(":path", Some(path));
+        host.set_request_header(":path", Some(&p.upstream_path(path)));
     }
     if !p.passthrough_client_key {
         for h in CLIENT_KEY_HEADERS {
@@ -738,6 +749,66 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn base_path_is_removed_or_prepended_as_in_higress() {
+        let cases = [
+            // removePrefix (the default): the client's prefix goes before mapping.
+            (
+                r#"{"provider": {"type": "openai", "apiTokens": ["k"], "basePath": "/ai"}}"#,
+                "/ai/v1/files?limit=1",
+                "/v1/files?limit=1",
+            ),
+            (
+                r#"{"provider": {"type": "openai", "apiTokens": ["k"], "basePath": "/ai"}}"#,
+                "/ai/v1/chat/completions",
+                "/v1/chat/completions",
+            ),
+            // prepend: put before the upstream path.
+            (
+                r#"{"provider": {"type": "deepseek", "apiTokens": ["k"], "basePath": "/proxy",
+                    "basePathHandling": "prepend"}}"#,
+                "/v1/chat/completions",
+                "/proxy/v1/chat/completions",
+            ),
+            // providerBasePath: always before the upstream path.
+            (
+                r#"{"provider": {"type": "openai", "apiTokens": ["k"], "providerBasePath": "/gw"}}"#,
+                "/v1/chat/completions",
+                "/gw/v1/chat/completions",
+            ),
+            // protocol original: the client's path, prefix removed.
+            (
+                r#"{"provider": {"type": "openai", "apiTokens": ["k"], "protocol": "original",
+                    "basePath": "/ai"}}"#,
+                "/ai/v1/chat/completions",
+                "/v1/chat/completions",
+            ),
+        ];
+        for (config, client, upstream) in cases {
+            let mut p = pipeline(config);
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", client),
+                (":authority", "gw"),
+            ]);
+            p.on_request_headers(&host, false);
+            assert!(host.local_reply().is_none(), "{config}");
+            assert_eq!(
+                host.request_header(":path").as_deref(),
+                Some(upstream),
+                "{config}"
+            );
+        }
+        let bad = r#"{"provider": {"type": "openai", "apiTokens": ["k"], "basePath": "/a",
+            "basePathHandling": "strip"}}"#;
+        let rules: RuleSet<ProxyConfig> =
+            RuleSet::parse(bad.as_bytes(), RuleMode::Override).unwrap();
+        assert!(rules
+            .warnings
+            .iter()
+            .any(|w| w.contains("basePathHandling")));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! arrives after a config reload is still recognised by the new config's provider.
 
 use crate::config::ProviderConfig;
-use crate::providers::{Native, Provider};
+use crate::providers::{non_empty, Native, Provider};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -89,10 +89,6 @@ impl std::fmt::Debug for ServiceAccount {
             .field("refresh_ahead", &self.refresh_ahead)
             .finish_non_exhaustive()
     }
-}
-
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn key_error(message: impl Into<String>) -> ConfigError {
