@@ -144,7 +144,7 @@ impl Default for RateLimitConfig {
             global_threshold: None,
             rule_items: Vec::new(),
             rejected_code: 429,
-            rejected_msg: "Too many tokens: the token rate limit is exceeded".into(),
+            rejected_msg: "Too many requests".into(),
             consumer_header: "x-mse-consumer".into(),
             default_max_tokens: 0,
             backend: Backend::Local,

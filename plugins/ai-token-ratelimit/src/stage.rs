@@ -62,17 +62,12 @@ impl RateLimitStage {
         if let Ok(id) = host.define_metric(MetricType::Counter, &name) {
             let _ = host.increment_metric(id, 1);
         }
-        ErrorReply::new(
-            config.rejected_code,
-            "tokens",
-            Some("rate_limit_exceeded"),
-            config.rejected_msg.clone(),
-        )
-        .with_header("x-ratelimit-limit-tokens", budget.limit.to_string())
-        .with_header("x-ratelimit-remaining-tokens", budget.remaining.to_string())
-        .with_header("x-ratelimit-reset-tokens", format!("{}s", budget.reset))
-        .with_header("retry-after", budget.reset.to_string())
-        .with_header("x-tokenratelimit-reset", budget.reset.to_string())
+        rejected(config)
+            .with_header("x-ratelimit-limit-tokens", budget.limit.to_string())
+            .with_header("x-ratelimit-remaining-tokens", budget.remaining.to_string())
+            .with_header("x-ratelimit-reset-tokens", format!("{}s", budget.reset))
+            .with_header("retry-after", budget.reset.to_string())
+            .with_header("x-tokenratelimit-reset", budget.reset.to_string())
     }
 
     /// Charges the difference between the real usage and the reservation.
@@ -420,5 +415,44 @@ impl Stage for RateLimitStage {
     fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
         // An answer cut short (client gone) is still charged for what was seen.
         self.reconcile(host, ex);
+    }
+}
+
+/// The refusal's body: a JSON object in `rejected_msg` is sent as is (Higress sends the message
+/// raw); text becomes the message of an error in the client's shape.
+fn rejected(config: &RateLimitConfig) -> ErrorReply {
+    let msg = &config.rejected_msg;
+    let is_object = msg.trim_start().starts_with('{')
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(msg).is_ok();
+    if is_object {
+        ErrorReply::raw(config.rejected_code, "application/json", msg.clone())
+    } else {
+        ErrorReply::new(
+            config.rejected_code,
+            "tokens",
+            Some("rate_limit_exceeded"),
+            msg.clone(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod rejected_tests {
+    use super::*;
+
+    #[test]
+    fn rejected_msg_is_text_or_a_whole_json_body() {
+        let mut config = RateLimitConfig::default();
+        let reply = rejected(&config);
+        assert_eq!(
+            (reply.status, reply.message.as_str()),
+            (429, "Too many requests")
+        );
+        assert!(reply.raw.is_none());
+        config.rejected_msg = r#"{"code":-1,"msg":"Too many requests"}"#.into();
+        let reply = rejected(&config);
+        let (content_type, body) = *reply.raw.unwrap();
+        assert_eq!(content_type, "application/json");
+        assert_eq!(body, config.rejected_msg);
     }
 }
