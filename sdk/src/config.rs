@@ -61,6 +61,20 @@ pub trait Validate {
     }
 }
 
+/// Deserializes a string that YAML configs may write as a bare number or boolean (`key: 102234`),
+/// as Higress reads them.
+pub fn string_or_scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match <Value as serde::Deserialize>::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(D::Error::custom(format!(
+            "invalid type: {other}, expected a string"
+        ))),
+    }
+}
+
 /// Parses `value` into `T`; unknown keys are appended to `warnings` as full paths.
 pub fn from_value<T: DeserializeOwned + Validate>(
     value: Value,

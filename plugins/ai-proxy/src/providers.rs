@@ -177,6 +177,10 @@ const OPENAI_COMPATIBLE: &[Spec] = &[
         ..spec("spark", "spark-api-open.xf-yun.com", "/v1")
     },
     Spec {
+        embeddings: false,
+        ..spec("galadriel", "api.galadriel.com", "/v1")
+    },
+    Spec {
         completions: true,
         ..spec("generic", "", "/v1")
     },
@@ -326,6 +330,17 @@ impl Provider {
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
                 let base = self.passthrough_base.as_deref().unwrap_or(&self.base);
                 Some(format!("{base}{rest}"))
+            }
+            // A provider's own API (Gemini's `…:countTokens`, Anthropic's `count_tokens`,
+            // DashScope's rerank, …) goes to it as the client sent it, with its host and key.
+            // Not to Bedrock: the signature covers bodies ai-proxy does not read here.
+            (ApiKind::Other, family) if family != Family::Bedrock && family != Family::OpenAi => {
+                Some(
+                    client_path
+                        .split_once('?')
+                        .map_or(client_path, |(p, _)| p)
+                        .to_string(),
+                )
             }
             (ApiKind::Other, _) => None,
         }?;
@@ -818,7 +833,8 @@ mod tests {
         );
     }
 
-    /// Higress ai-proxy's 36 type names (its provider initializers), each with the keys it needs.
+    /// Higress ai-proxy's type names (its provider initializers, less `kling`, its video API),
+    /// each with the keys it needs.
     #[test]
     fn every_higress_type_name_is_accepted() {
         let higress = [
@@ -858,8 +874,9 @@ mod tests {
             "longcat",
             "vllm",
             "generic",
+            "galadriel",
         ];
-        assert_eq!(higress.len(), 36);
+        assert_eq!(higress.len(), 37);
         let mut ours: Vec<&str> = all_types().collect();
         ours.sort_unstable();
         let mut theirs = higress.to_vec();
@@ -950,9 +967,24 @@ mod tests {
             p.path_for(ApiKind::Other, "/v1/files?limit=2").as_deref(),
             Some("/openai/v1/files?limit=2")
         );
+        // A native provider's own API passes as the client sent it (Higress forwards it too).
         let c = provider(json!({"type": "claude", "apiTokens": ["k"]})).unwrap();
-        assert_eq!(c.path_for(ApiKind::Other, "/v1/files"), None);
+        assert_eq!(
+            c.path_for(ApiKind::Other, "/v1/messages/count_tokens?beta=true")
+                .as_deref(),
+            Some("/v1/messages/count_tokens?beta=true")
+        );
         assert_eq!(c.path_for(ApiKind::Embeddings, "/v1/embeddings"), None);
+        let g = provider(json!({"type": "gemini", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(
+            g.path_for(ApiKind::Other, "/v1beta/models/g:countTokens")
+                .as_deref(),
+            Some("/v1beta/models/g:countTokens")
+        );
+        // Not to Bedrock: its signature covers a body ai-proxy does not read there (404).
+        let b = provider(json!({"type": "bedrock", "apiTokens": ["k"], "awsRegion": "us-east-1"}))
+            .unwrap();
+        assert_eq!(b.path_for(ApiKind::Other, "/model/m/count-tokens"), None);
     }
 
     #[test]

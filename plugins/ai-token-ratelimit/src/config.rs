@@ -49,7 +49,9 @@ impl Threshold {
 /// One `limit_keys` entry.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LimitKey {
-    /// Exact value, `regexp:<re>`, `*`, or for IPs an address or CIDR.
+    /// Exact value, `regexp:<re>`, `*`, or for IPs an address or CIDR (a bare number is read
+    /// as its text, as Higress does).
+    #[serde(deserialize_with = "sdk::config::string_or_scalar")]
     pub key: String,
     /// The budget.
     #[serde(flatten)]
