@@ -70,7 +70,10 @@ fn fourth_request_is_rejected_with_the_headers() {
     assert_eq!(resp.status, 429, "{}", resp.body);
     let v = resp.json().unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
-    assert_eq!(v["error"]["message"], "Too many requests", "Higress's default");
+    assert_eq!(
+        v["error"]["message"], "Too many requests",
+        "Higress's default"
+    );
     assert_eq!(resp.header("x-ratelimit-limit-tokens"), Some("1000"));
     assert_eq!(resp.header("x-ratelimit-remaining-tokens"), Some("100"));
     let reset: u64 = resp.header("retry-after").unwrap().parse().unwrap();

@@ -14,6 +14,7 @@ mod gemini;
 mod moderation;
 mod oauth;
 mod openai;
+mod realtime;
 mod record;
 mod reply;
 mod stream;
@@ -75,6 +76,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(openai::routes())
+        .merge(realtime::routes())
         .merge(anthropic::routes())
         .merge(gemini::routes())
         .merge(bedrock::routes())
