@@ -74,6 +74,28 @@ pub fn load<P: Plugin>(bytes: &[u8]) -> Result<(Box<dyn Loaded>, Vec<String>), C
     Ok((Box::new(LoadedPlugin::<P>(Rc::new(config))), warnings))
 }
 
+/// Loads every example of a JSON array of `{"name", "config"}` through `P`'s config parser (tests
+/// that replay documented configs). Returns how many loaded, or every failure with its name.
+pub fn load_examples<P: Plugin>(examples: &str) -> Result<usize, Vec<String>> {
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(examples).map_err(|e| vec![format!("not a JSON array: {e}")])?;
+    let mut failures = Vec::new();
+    for example in &list {
+        let name = example["name"].as_str().unwrap_or("unnamed");
+        let bytes = serde_json::to_vec(&example["config"]).unwrap_or_default();
+        match P::parse_config(&bytes) {
+            Ok(_) if example["config"].is_object() => {}
+            Ok(_) => failures.push(format!("[{name}] config is not an object")),
+            Err(e) => failures.push(format!("[{name}] {e}")),
+        }
+    }
+    match (failures.is_empty(), list.len()) {
+        (true, 0) => Err(vec!["no examples".into()]),
+        (true, n) => Ok(n),
+        (false, _) => Err(failures),
+    }
+}
+
 /// The plugins a root context runs, with config warnings to log.
 pub type LoadResult = Result<(Vec<Box<dyn Loaded>>, Vec<String>), ConfigError>;
 
