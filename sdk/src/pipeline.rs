@@ -60,18 +60,11 @@ pub struct Exchange {
     pub api: Option<ApiKind>,
     /// The parsed body, once read.
     pub body: Option<RequestBody>,
-    /// Set by a stage that edited `body`; the body is then re-serialized.
-    pub body_changed: bool,
+    /// A stage edited `body` (it said so with [`BodyOutcome`]): it is written back.
+    body_changed: bool,
     /// Why the body is not what its API takes (not JSON, or JSON of another shape): the 400 a
     /// stage that needs the typed body answers with. `body` then holds the JSON, if any.
     pub body_error: Option<ErrorReply>,
-    /// Set by a response stage whose returned bytes replace everything Envoy holds, not just
-    /// the new chunk (a moderation cut).
-    pub replace_held_response: bool,
-    /// Set by a response stage that edited the chunk in place (same `Vec`, same length). The
-    /// pipeline writes a chunk back when a stage returned another `Vec` or another length, or
-    /// when this is set; returning the chunk it was given means "unchanged".
-    pub response_edited: bool,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
     prompt: Option<String>,
@@ -402,8 +395,13 @@ pub trait Stage {
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply>;
 
-    /// Sees the parsed body (called only if `on_request_headers` asked for it).
-    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply>;
+    /// Sees the parsed body (called only if `on_request_headers` asked for it) and says what it
+    /// did: left it, changed `ex.body`, or waits for a callout before the request may go on.
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply>;
 
     /// The request headers go on ahead of the body (the host cannot hold them): a stage that
     /// must change them after the body refuses the request here, before anything is sent.
@@ -435,18 +433,6 @@ pub trait Stage {
         CallResult::NotMine
     }
 
-    /// Whether the stage is waiting for a callout before the request may go on (asked right
-    /// after `on_request_body`).
-    fn request_pending(&self) -> bool {
-        false
-    }
-
-    /// Whether the stage holds the response body (asked after each `on_response_body`): Envoy
-    /// keeps buffering until the stage releases it from a callout answer.
-    fn response_held(&self) -> bool {
-        false
-    }
-
     /// The answer to a callout this stage made.
     fn on_http_call_response(
         &mut self,
@@ -458,16 +444,98 @@ pub trait Stage {
         CallResult::NotMine
     }
 
-    /// Rewrites response body bytes: each chunk as it arrives (`Stream`) or the whole body once
-    /// (`Buffer`, with `end` true). Returns the bytes to pass on.
+    /// Sees response body bytes: each chunk as it arrives (`Stream`) or the whole body once
+    /// (`Buffer`, with `end` true). Says what goes on to the next stage and whether it changed
+    /// them, and whether Envoy keeps holding the answer.
     fn on_response_body(
         &mut self,
         _host: &dyn Host,
         _ex: &mut Exchange,
         chunk: Vec<u8>,
         _end: bool,
-    ) -> Vec<u8> {
-        chunk
+    ) -> ChunkOut {
+        ChunkOut::pass(chunk)
+    }
+}
+
+/// What a stage did with the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodyOutcome {
+    /// It edited `ex.body`.
+    pub changed: bool,
+    /// It waits for a callout before the request may go on (`on_http_call_response` resumes).
+    pub wait: bool,
+}
+
+impl BodyOutcome {
+    /// Read, left as it is.
+    pub const UNCHANGED: BodyOutcome = BodyOutcome {
+        changed: false,
+        wait: false,
+    };
+    /// `ex.body` was edited.
+    pub const CHANGED: BodyOutcome = BodyOutcome {
+        changed: true,
+        wait: false,
+    };
+
+    /// The same, and the request waits for a callout when `wait` is true.
+    pub fn waiting(self, wait: bool) -> BodyOutcome {
+        BodyOutcome { wait, ..self }
+    }
+}
+
+/// How response bytes a stage returns relate to the ones it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// The same bytes.
+    None,
+    /// Rewritten: they replace the chunk.
+    Edited,
+    /// They replace everything Envoy holds of the answer, not just this chunk (a cut).
+    ReplacesHeld,
+}
+
+/// What a stage passes on from a response chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkOut {
+    /// The bytes for the next stage (and then the client).
+    pub bytes: Vec<u8>,
+    /// How they relate to the bytes given.
+    pub change: Change,
+    /// Envoy keeps buffering the answer (the stage releases it from a callout answer).
+    pub hold: bool,
+}
+
+impl ChunkOut {
+    /// Unchanged.
+    pub fn pass(bytes: Vec<u8>) -> ChunkOut {
+        ChunkOut {
+            bytes,
+            change: Change::None,
+            hold: false,
+        }
+    }
+
+    /// Rewritten bytes.
+    pub fn edited(bytes: Vec<u8>) -> ChunkOut {
+        ChunkOut {
+            change: Change::Edited,
+            ..ChunkOut::pass(bytes)
+        }
+    }
+
+    /// Bytes that replace everything Envoy holds.
+    pub fn replace_held(bytes: Vec<u8>) -> ChunkOut {
+        ChunkOut {
+            change: Change::ReplacesHeld,
+            ..ChunkOut::pass(bytes)
+        }
+    }
+
+    /// The same, with Envoy holding the answer when `hold` is true.
+    pub fn holding(self, hold: bool) -> ChunkOut {
+        ChunkOut { hold, ..self }
     }
 }
 
@@ -690,13 +758,18 @@ impl Pipeline {
             if !self.wants_body[i] {
                 continue;
             }
-            if let Err(e) = self.stages[i].on_request_body(host, &mut self.ex) {
-                let name = self.stages[i].name();
-                return self.reply(host, name, &e);
-            }
-            if self.stages[i].request_pending() {
-                self.resume_from = Some((i + 1, raw_len));
-                return Action::Pause;
+            match self.stages[i].on_request_body(host, &mut self.ex) {
+                Err(e) => {
+                    let name = self.stages[i].name();
+                    return self.reply(host, name, &e);
+                }
+                Ok(outcome) => {
+                    self.ex.body_changed |= outcome.changed;
+                    if outcome.wait {
+                        self.resume_from = Some((i + 1, raw_len));
+                        return Action::Pause;
+                    }
+                }
             }
         }
         // Every stage has seen the body: the client's JSON is no longer needed.
@@ -872,21 +945,21 @@ impl Pipeline {
                 let seen = self.response_seen.min(body_size);
                 let fresh = body_size - seen;
                 let mut bytes = host.response_body(seen, fresh).unwrap_or_default();
-                // The chunk as Envoy holds it: a stage that passes it on returns the same `Vec`.
-                let original = (bytes.as_ptr(), bytes.len());
                 let end = end_of_stream || mode != BodyMode::Stream;
                 let stages = self.stages.iter_mut().rev().zip(self.response_modes.iter());
                 let mut held = false;
+                let mut change = Change::None;
                 for (stage, wants) in stages {
                     if *wants != BodyMode::Untouched {
-                        bytes = stage.on_response_body(host, &mut self.ex, bytes, end);
-                        held |= stage.response_held();
+                        let out = stage.on_response_body(host, &mut self.ex, bytes, end);
+                        bytes = out.bytes;
+                        change = change.max(out.change);
+                        held |= out.hold;
                     }
                 }
                 self.ex.forget_docs();
-                let changed = std::mem::take(&mut self.ex.response_edited)
-                    || (bytes.as_ptr(), bytes.len()) != original;
-                if std::mem::take(&mut self.ex.replace_held_response) {
+                let changed = change == Change::Edited;
+                if change == Change::ReplacesHeld {
                     if let Err(status) = host.set_response_body(0, body_size, &bytes) {
                         host.log(
                             LogLevel::Error,
@@ -1009,12 +1082,16 @@ mod tests {
             }
             Ok(self.need)
         }
-        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
             if let Some(RequestBody::Chat(chat)) = &mut ex.body {
                 chat.messages.push(openai::ChatMessage::text("user", "tag"));
-                ex.body_changed = true;
+                return Ok(BodyOutcome::CHANGED);
             }
-            Ok(())
+            Ok(BodyOutcome::UNCHANGED)
         }
     }
 
@@ -1087,10 +1164,10 @@ mod tests {
             &mut self,
             host: &dyn Host,
             ex: &mut Exchange,
-        ) -> Result<(), ErrorReply> {
+        ) -> Result<BodyOutcome, ErrorReply> {
             assert!(ex.request_headers_held());
             ex.set_request_header(host, ":path", Some("/from-body"));
-            Ok(())
+            Ok(BodyOutcome::UNCHANGED)
         }
         fn on_headers_released(
             &mut self,
@@ -1194,8 +1271,14 @@ mod tests {
         ) -> Result<Need, ErrorReply> {
             Ok(Need::Body)
         }
-        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
-            ex.body_error.clone().map_or(Ok(()), Err)
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            ex.body_error
+                .clone()
+                .map_or(Ok(BodyOutcome::UNCHANGED), Err)
         }
     }
 
@@ -1270,8 +1353,12 @@ mod tests {
             assert_eq!(ex.started(host), ex.now(host));
             Ok(Need::Nothing)
         }
-        fn on_request_body(&mut self, _: &dyn Host, _: &mut Exchange) -> Result<(), ErrorReply> {
-            Ok(())
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED)
         }
         fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
             assert_eq!(ex.response_header(host, ":status").as_deref(), Some("200"));
@@ -1286,19 +1373,20 @@ mod tests {
             ex: &mut Exchange,
             mut chunk: Vec<u8>,
             _: bool,
-        ) -> Vec<u8> {
+        ) -> ChunkOut {
             let (events, _) = ex.response_events(&chunk);
             for e in events {
                 let text = e.json().and_then(|j| j.get("t")).and_then(|t| t.as_str());
                 self.events.push(text.unwrap_or_default().to_string());
             }
             match self.rewrite {
-                Rewrite::Keep => chunk,
-                Rewrite::New => chunk.iter().map(u8::to_ascii_uppercase).collect(),
+                Rewrite::Keep => ChunkOut::pass(chunk),
+                Rewrite::New => {
+                    ChunkOut::edited(chunk.iter().map(u8::to_ascii_uppercase).collect())
+                }
                 Rewrite::InPlace => {
                     chunk.make_ascii_uppercase();
-                    ex.response_edited = true;
-                    chunk
+                    ChunkOut::edited(chunk)
                 }
             }
         }
@@ -1397,10 +1485,14 @@ mod tests {
         ) -> Result<Need, ErrorReply> {
             Ok(Need::Body)
         }
-        fn on_request_body(&mut self, _: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
             assert!(ex.client_json().is_some_and(|j| j.get("model").is_some()));
             ex.prompt_text();
-            Ok(())
+            Ok(BodyOutcome::UNCHANGED)
         }
     }
 

@@ -7,7 +7,9 @@ use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
-use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{
+    BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
+};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -230,6 +232,114 @@ impl ModerationStage {
         false
     }
 
+    /// Checks answer bytes; says what goes on.
+    fn moderate(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> ChunkOut {
+        if self.blocked || self.finished {
+            return if self.blocked {
+                ChunkOut::edited(Vec::new())
+            } else {
+                ChunkOut::pass(chunk)
+            };
+        }
+        match &mut self.answer {
+            Answer::Off => ChunkOut::pass(chunk),
+            Answer::Json => {
+                let rules = self.rules.clone();
+                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+                    return ChunkOut::pass(chunk);
+                };
+                let mut text = String::new();
+                if let Some(doc) = ex.response_json(&chunk) {
+                    sdk::usage::response_text(doc, &mut text);
+                }
+                self.finished = true;
+                if let Some(hit) = config.rules(Direction::Response).find(&text) {
+                    self.record(host, Direction::Response, true, "local", &hit);
+                    return ChunkOut::edited(
+                        core::deny_response(
+                            self.protocol,
+                            false,
+                            200,
+                            &config.deny_message,
+                            &self.model,
+                        )
+                        .1
+                        .into_bytes(),
+                    );
+                }
+                if let Some(token) = self.ask_service(host, config, &text) {
+                    self.response_call = Some(token);
+                    self.holding = true;
+                    self.held = chunk.len();
+                }
+                ChunkOut::pass(chunk)
+            }
+            Answer::Stream {
+                tail,
+                window,
+                ending,
+            } => {
+                // Without a held tail the chunk itself is passed on (unchanged when whole).
+                let mut changed = !tail.is_empty();
+                let mut data = if tail.is_empty() {
+                    chunk
+                } else {
+                    let mut data = std::mem::take(tail);
+                    data.extend_from_slice(&chunk);
+                    data
+                };
+                let cut = if end {
+                    data.len()
+                } else {
+                    complete_events(&data)
+                };
+                if cut < data.len() {
+                    *tail = data.split_off(cut);
+                    changed = true;
+                }
+                let out = |data| match changed {
+                    true => ChunkOut::edited(data),
+                    false => ChunkOut::pass(data),
+                };
+                let mut ready = false;
+                for ev in ex.response_events(&data).0 {
+                    if let Some(json) = ev.json() {
+                        ending.observe(json);
+                        ready |= window.push_event(json);
+                    }
+                }
+                self.held += data.len();
+                if self.response_call.is_some() {
+                    // A check is out: hold this too until its verdict.
+                    self.holding = true;
+                    return out(data);
+                }
+                if ready || end {
+                    if self.check_window(host, end) {
+                        self.blocked = true;
+                        self.holding = false;
+                        self.held = 0;
+                        return ChunkOut::replace_held(self.ending());
+                    }
+                    self.holding = self.response_call.is_some();
+                } else {
+                    self.holding = true;
+                }
+                if !self.holding {
+                    self.held = 0;
+                    self.released();
+                }
+                out(data)
+            }
+        }
+    }
+
     /// The held events went to the client.
     fn released(&mut self) {
         if let Answer::Stream { ending, .. } = &mut self.answer {
@@ -296,10 +406,14 @@ impl Stage for ModerationStage {
         Ok(Need::Body)
     }
 
-    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
         let rules = self.rules.clone();
         let Some(config) = self.active.and_then(|id| rules.get(id)) else {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some()));
         };
         let text = match &ex.body {
             Some(RequestBody::Chat(c)) => {
@@ -312,10 +426,10 @@ impl Stage for ModerationStage {
                 self.model = m.model.clone().unwrap_or_default();
                 core::request_text_anthropic(m, config.check_scope)
             }
-            _ => return Ok(()),
+            _ => return Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some())),
         };
         if !config.checks(Direction::Request) || text.trim().is_empty() {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some()));
         }
         if let Some(hit) = config.rules(Direction::Request).find(&text) {
             self.record(host, Direction::Request, true, "local", &hit);
@@ -339,11 +453,7 @@ impl Stage for ModerationStage {
         } else {
             self.record(host, Direction::Request, false, "local", "");
         }
-        Ok(())
-    }
-
-    fn request_pending(&self) -> bool {
-        self.request_call.is_some()
+        Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some()))
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
@@ -381,98 +491,10 @@ impl Stage for ModerationStage {
         ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
-    ) -> Vec<u8> {
-        if self.blocked || self.finished {
-            return if self.blocked { Vec::new() } else { chunk };
-        }
-        match &mut self.answer {
-            Answer::Off => chunk,
-            Answer::Json => {
-                let rules = self.rules.clone();
-                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
-                    return chunk;
-                };
-                let mut text = String::new();
-                if let Some(doc) = ex.response_json(&chunk) {
-                    sdk::usage::response_text(doc, &mut text);
-                }
-                self.finished = true;
-                if let Some(hit) = config.rules(Direction::Response).find(&text) {
-                    self.record(host, Direction::Response, true, "local", &hit);
-                    return core::deny_response(
-                        self.protocol,
-                        false,
-                        200,
-                        &config.deny_message,
-                        &self.model,
-                    )
-                    .1
-                    .into_bytes();
-                }
-                if let Some(token) = self.ask_service(host, config, &text) {
-                    self.response_call = Some(token);
-                    self.holding = true;
-                    self.held = chunk.len();
-                }
-                chunk
-            }
-            Answer::Stream {
-                tail,
-                window,
-                ending,
-            } => {
-                // Without a held tail the chunk itself is passed on (unchanged when whole).
-                let mut data = if tail.is_empty() {
-                    chunk
-                } else {
-                    let mut data = std::mem::take(tail);
-                    data.extend_from_slice(&chunk);
-                    data
-                };
-                let cut = if end {
-                    data.len()
-                } else {
-                    complete_events(&data)
-                };
-                if cut < data.len() {
-                    *tail = data.split_off(cut);
-                }
-                let mut ready = false;
-                for ev in ex.response_events(&data).0 {
-                    if let Some(json) = ev.json() {
-                        ending.observe(json);
-                        ready |= window.push_event(json);
-                    }
-                }
-                self.held += data.len();
-                if self.response_call.is_some() {
-                    // A check is out: hold this too until its verdict.
-                    self.holding = true;
-                    return data;
-                }
-                if ready || end {
-                    if self.check_window(host, end) {
-                        self.blocked = true;
-                        self.holding = false;
-                        self.held = 0;
-                        ex.replace_held_response = true;
-                        return self.ending();
-                    }
-                    self.holding = self.response_call.is_some();
-                } else {
-                    self.holding = true;
-                }
-                if !self.holding {
-                    self.held = 0;
-                    self.released();
-                }
-                data
-            }
-        }
-    }
-
-    fn response_held(&self) -> bool {
-        self.holding
+    ) -> ChunkOut {
+        let out = self.moderate(host, ex, chunk, end);
+        // While a window or a check is out, Envoy keeps holding the answer.
+        out.holding(self.holding)
     }
 
     fn on_http_call_response(

@@ -5,7 +5,7 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::llm::{anthropic, openai};
-use sdk::pipeline::{Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{BodyOutcome, Exchange, Need, RequestBody, Stage};
 use std::rc::Rc;
 
 /// A message ready to insert.
@@ -79,9 +79,13 @@ impl Stage for DecoratorStage {
         Ok(Need::Body)
     }
 
-    fn on_request_body(&mut self, _host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+    fn on_request_body(
+        &mut self,
+        _host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
         let Some(config) = self.config() else {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED);
         };
         match &mut ex.body {
             Some(RequestBody::Chat(chat)) => {
@@ -91,10 +95,14 @@ impl Stage for DecoratorStage {
                 decorate_anthropic(msgs, config, &self.prepend, &self.append)
             }
             // A chat request it cannot read cannot be decorated: refused, never sent bare.
-            _ => return ex.body_error.clone().map_or(Ok(()), Err),
+            _ => {
+                return ex
+                    .body_error
+                    .clone()
+                    .map_or(Ok(BodyOutcome::UNCHANGED), Err)
+            }
         }
-        ex.body_changed = true;
-        Ok(())
+        Ok(BodyOutcome::CHANGED)
     }
 }
 

@@ -11,7 +11,7 @@
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
 use sdk::host::Host;
-use sdk::pipeline::{Exchange, Need, Stage};
+use sdk::pipeline::{BodyOutcome, Exchange, Need, Stage};
 use sdk::shell::Plugin;
 use std::cell::Cell;
 use std::rc::Rc;
@@ -121,8 +121,12 @@ impl Stage for ApplyStage {
         Ok(Need::Nothing)
     }
 
-    fn on_request_body(&mut self, _host: &dyn Host, _ex: &mut Exchange) -> Result<(), ErrorReply> {
-        Ok(())
+    fn on_request_body(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
+        Ok(BodyOutcome::UNCHANGED)
     }
 }
 
@@ -161,8 +165,8 @@ mod tests {
             &mut self,
             host: &dyn Host,
             ex: &mut Exchange,
-        ) -> Result<(), ErrorReply> {
-            apply(host, ex, "gemini", &late())
+        ) -> Result<BodyOutcome, ErrorReply> {
+            apply(host, ex, "gemini", &late()).map(|()| BodyOutcome::UNCHANGED)
         }
     }
 

@@ -8,7 +8,9 @@ use sdk::api::{ApiKind, ClientProtocol};
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
-use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{
+    BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
+};
 use std::rc::Rc;
 
 /// Filter-state key (`wasm.ai_gateway.provider`) holding the provider type of the request.
@@ -91,6 +93,66 @@ impl ProxyStage {
             replacement: None,
             response: Response::Untouched,
         }
+    }
+
+    /// Translates the body for the provider (and sets the headers decided from it).
+    fn translate_request(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return Ok(BodyOutcome::UNCHANGED);
+        };
+        let Some(p) = config.active.as_ref() else {
+            return Ok(BodyOutcome::UNCHANGED);
+        };
+        // A body that is not what its API takes goes on untouched only where ai-proxy passes
+        // that API through as is (the provider then answers it); a translation needs it typed.
+        if let Some(e) = &ex.body_error {
+            let passthrough = matches!(
+                (p.family, ex.api()),
+                (Family::OpenAi, ApiKind::ChatCompletions)
+                    | (Family::Claude, ApiKind::AnthropicMessages)
+            ) && config.fallbacks.is_empty();
+            if !passthrough {
+                return Err(e.clone());
+            }
+        }
+        let Some(body) = ex.body.take() else {
+            return Ok(BodyOutcome::UNCHANGED);
+        };
+        if !config.fallbacks.is_empty() {
+            self.fallback_body = Some(body.clone());
+        }
+        let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
+        let late: Vec<(String, Option<String>)> = out
+            .late
+            .iter()
+            .map(|(name, value)| match (name.as_str(), value) {
+                (":path", Some(path)) => (name.clone(), Some(p.upstream_path(path))),
+                _ => (name.clone(), value.clone()),
+            })
+            .collect();
+        late::apply(host, ex, &p.kind, &late)?;
+        self.stream = out.stream;
+        self.model = out.model;
+        if self.stream {
+            // A stream is answered as it arrives: it cannot be replayed with another key.
+            self.replay = None;
+        } else if let Some(replay) = self.replay.as_mut() {
+            match native::encode(&out.body) {
+                Ok(b) => replay.body = b,
+                Err(_) => self.replay = None,
+            }
+            // Headers decided from the body (signatures) cannot be redone for another key.
+            if !out.late.is_empty() {
+                self.replay = None;
+            }
+        }
+        ex.body = Some(out.body);
+        Ok(BodyOutcome::CHANGED)
     }
 
     /// The provider whose answer the client gets.
@@ -384,10 +446,6 @@ impl Stage for ProxyStage {
         })
     }
 
-    fn request_pending(&self) -> bool {
-        self.awaiting_token
-    }
-
     fn on_headers_released(
         &mut self,
         _host: &dyn Host,
@@ -408,60 +466,14 @@ impl Stage for ProxyStage {
         Err(late::cannot_apply(kind))
     }
 
-    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
-            return Ok(());
-        };
-        let Some(p) = config.active.as_ref() else {
-            return Ok(());
-        };
-        // A body that is not what its API takes goes on untouched only where ai-proxy passes
-        // that API through as is (the provider then answers it); a translation needs it typed.
-        if let Some(e) = &ex.body_error {
-            let passthrough = matches!(
-                (p.family, ex.api()),
-                (Family::OpenAi, ApiKind::ChatCompletions)
-                    | (Family::Claude, ApiKind::AnthropicMessages)
-            ) && config.fallbacks.is_empty();
-            if !passthrough {
-                return Err(e.clone());
-            }
-        }
-        let Some(body) = ex.body.take() else {
-            return Ok(());
-        };
-        if !config.fallbacks.is_empty() {
-            self.fallback_body = Some(body.clone());
-        }
-        let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
-        let late: Vec<(String, Option<String>)> = out
-            .late
-            .iter()
-            .map(|(name, value)| match (name.as_str(), value) {
-                (":path", Some(path)) => (name.clone(), Some(p.upstream_path(path))),
-                _ => (name.clone(), value.clone()),
-            })
-            .collect();
-        late::apply(host, ex, &p.kind, &late)?;
-        self.stream = out.stream;
-        self.model = out.model;
-        if self.stream {
-            // A stream is answered as it arrives: it cannot be replayed with another key.
-            self.replay = None;
-        } else if let Some(replay) = self.replay.as_mut() {
-            match native::encode(&out.body) {
-                Ok(b) => replay.body = b,
-                Err(_) => self.replay = None,
-            }
-            // Headers decided from the body (signatures) cannot be redone for another key.
-            if !out.late.is_empty() {
-                self.replay = None;
-            }
-        }
-        ex.body = Some(out.body);
-        ex.body_changed = true;
-        Ok(())
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
+        let outcome = self.translate_request(host, ex)?;
+        // A request that waits for its provider's token goes on from `on_http_call_response`.
+        Ok(outcome.waiting(self.awaiting_token))
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
@@ -587,23 +599,27 @@ impl Stage for ProxyStage {
         ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
-    ) -> Vec<u8> {
+    ) -> ChunkOut {
         let client = ex.protocol();
         // A callout's answer replaces the first one's body.
-        let chunk = match self.replacement.take() {
-            Some(body) if end => body,
+        let (chunk, replaced) = match self.replacement.take() {
+            Some(body) if end => (body, true),
             Some(body) => {
                 self.replacement = Some(body);
-                chunk
+                (chunk, false)
             }
-            None => chunk,
+            None => (chunk, false),
+        };
+        let as_is = |chunk| match replaced {
+            true => ChunkOut::edited(chunk),
+            false => ChunkOut::pass(chunk),
         };
         let Some((family, reasoning)) = self.answering else {
-            return chunk;
+            return as_is(chunk);
         };
         let rules = self.rules.clone();
-        match &mut self.response {
-            Response::Untouched => chunk,
+        ChunkOut::edited(match &mut self.response {
+            Response::Untouched => return as_is(chunk),
             Response::Error { status, error_type } => {
                 native::translate_error(client, family, *status, &chunk, error_type.as_deref())
             }
@@ -624,7 +640,7 @@ impl Stage for ProxyStage {
                 tr.feed(&chunk, end, &mut out);
                 out.into_bytes()
             }
-        }
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::meter::{Doc, SharedMeter};
-use sdk::pipeline::{BodyMode, Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{BodyMode, BodyOutcome, ChunkOut, Exchange, Need, RequestBody, Stage};
 use sdk::usage;
 use sdk::usage::json::JsonRead;
 use serde_json::Value;
@@ -216,10 +216,14 @@ impl Stage for StatsStage {
         Ok(Need::Body)
     }
 
-    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
         let shared = self.shared.clone();
         let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED);
         };
         if ex.body_error.is_some() {
             // Observed and let through untouched, whatever the body is.
@@ -236,7 +240,7 @@ impl Stage for StatsStage {
             .iter()
             .any(|a| matches!(a.builtin, Some(Builtin::Question | Builtin::System)));
         let Some(body) = ex.body.as_ref() else {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED);
         };
         self.request_model = body.model().unwrap_or_default().to_string();
         (self.stream, self.chat_round) = match body {
@@ -278,7 +282,7 @@ impl Stage for StatsStage {
             // Taken now, from the body as the client sent it; the exchange keeps it for on_log.
             ex.prompt_text();
         }
-        Ok(())
+        Ok(BodyOutcome::UNCHANGED)
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
@@ -306,9 +310,9 @@ impl Stage for StatsStage {
         ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
-    ) -> Vec<u8> {
+    ) -> ChunkOut {
         if !self.metered {
-            return chunk;
+            return ChunkOut::pass(chunk);
         }
         if self.first_byte.is_none() && !chunk.is_empty() {
             self.first_byte = Some(ex.now(host));
@@ -323,7 +327,7 @@ impl Stage for StatsStage {
         if end {
             self.end = Some(ex.now(host));
         }
-        chunk
+        ChunkOut::pass(chunk)
     }
 
     fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {

@@ -9,7 +9,9 @@ use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::meter::SharedMeter;
-use sdk::pipeline::{BodyMode, CallResult, Exchange, Need, RequestBody, Stage};
+use sdk::pipeline::{
+    BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
+};
 use sdk::tokens;
 use serde_json::Value;
 use std::rc::Rc;
@@ -246,14 +248,18 @@ impl Stage for RateLimitStage {
         Ok(Need::Nothing)
     }
 
-    fn on_request_body(&mut self, host: &dyn Host, ex: &mut Exchange) -> Result<(), ErrorReply> {
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
         let rules = self.rules.clone();
         let (Some(config), Some(counter), Some(body)) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
             ex.body.as_ref(),
         ) else {
-            return Ok(());
+            return Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()));
         };
         self.model = body.model().unwrap_or_default().to_string();
         let allowance = output_allowance(body, config.default_max_tokens);
@@ -277,7 +283,7 @@ impl Stage for RateLimitStage {
             },
             Backend::Rls => {
                 let Some(rls) = &config.rls else {
-                    return Ok(());
+                    return Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()));
                 };
                 let msg = rls::request(
                     &rls.domain,
@@ -312,11 +318,7 @@ impl Stage for RateLimitStage {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn request_pending(&self) -> bool {
-        self.call.is_some()
+        Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()))
     }
 
     fn on_grpc_call_response(
@@ -402,14 +404,14 @@ impl Stage for RateLimitStage {
         ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
-    ) -> Vec<u8> {
+    ) -> ChunkOut {
         if self.metered {
             SharedMeter::feed(ex, &chunk, end, |_, _| {});
             if end {
                 self.reconcile(host, ex);
             }
         }
-        chunk
+        ChunkOut::pass(chunk)
     }
 
     fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
