@@ -7,6 +7,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod facts;
 pub mod host;
 pub mod llm;
 #[cfg(feature = "tokens")]

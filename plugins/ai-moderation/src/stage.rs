@@ -82,14 +82,14 @@ impl ModerationStage {
         detail: &str,
     ) {
         let result = if blocked { "blocked" } else { "allowed" };
-        let _ = host.set_property(&["gen_ai.guardrail.result.type"], result.as_bytes());
+        let _ = host.set_property(&[sdk::facts::GUARDRAIL_RESULT], result.as_bytes());
         let _ = host.set_property(
-            &["gen_ai.guardrail.direction"],
+            &[sdk::facts::GUARDRAIL_DIRECTION],
             direction_name(direction).as_bytes(),
         );
-        let _ = host.set_property(&["gen_ai.guardrail.source"], source.as_bytes());
+        let _ = host.set_property(&[sdk::facts::GUARDRAIL_SOURCE], source.as_bytes());
         if blocked {
-            let _ = host.set_property(&["gen_ai.guardrail.categories"], detail.as_bytes());
+            let _ = host.set_property(&[sdk::facts::GUARDRAIL_CATEGORIES], detail.as_bytes());
             let name = format!(
                 "ai_moderation.denied.direction=.={};.;.source=.={source};.;",
                 direction_name(direction)

@@ -16,8 +16,8 @@ use sdk::shell::Plugin;
 use std::cell::Cell;
 use std::rc::Rc;
 
-/// Filter-state key holding the headers still to apply (JSON `[[name, value|null], …]`).
-pub const LATE_HEADERS_FACT: &str = "ai_gateway.upstream_headers";
+/// Filter-state key holding the headers still to apply.
+pub use sdk::facts::UPSTREAM_HEADERS as LATE_HEADERS_FACT;
 
 /// Root id of the companion filter.
 pub const ROOT_ID: &str = "ai-proxy-headers";

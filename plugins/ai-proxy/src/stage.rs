@@ -14,7 +14,7 @@ use sdk::pipeline::{
 use std::rc::Rc;
 
 /// Filter-state key (`wasm.ai_gateway.provider`) holding the provider type of the request.
-pub const PROVIDER_FACT: &str = "ai_gateway.provider";
+pub use sdk::facts::PROVIDER as PROVIDER_FACT;
 
 /// Client headers that carry a key; never forwarded unless configured.
 const CLIENT_KEY_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];

@@ -16,10 +16,7 @@ use serde_json::Value;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-/// Filter-state key ai-proxy writes the provider type to.
-pub const PROVIDER_FACT: &str = "ai_gateway.provider";
-/// Filter-state key of the access-log JSON (`%FILTER_STATE(wasm.ai_log:PLAIN)%`).
-pub const AI_LOG: &str = "ai_log";
+use sdk::facts::{AI_LOG, PROVIDER as PROVIDER_FACT};
 
 /// Config plus the VM's metric registry.
 pub struct Shared {

@@ -1,0 +1,18 @@
+//! Filter-state keys the plugins share (Envoy prefixes them with `wasm.`; access logs read them
+//! as `%FILTER_STATE(wasm.<key>:PLAIN)%`). One place, so a writer and its readers agree.
+
+/// The provider type ai-proxy chose (ai-statistics labels metrics with it).
+pub const PROVIDER: &str = "ai_gateway.provider";
+/// Request headers ai-proxy decided from the body, for the `ai-proxy-headers` filter
+/// (JSON `[[name, value|null], …]`).
+pub const UPSTREAM_HEADERS: &str = "ai_gateway.upstream_headers";
+/// ai-statistics' access-log object.
+pub const AI_LOG: &str = "ai_log";
+/// Moderation verdict: `allowed` or `blocked`.
+pub const GUARDRAIL_RESULT: &str = "gen_ai.guardrail.result.type";
+/// Which way the checked text travelled: `request` or `response`.
+pub const GUARDRAIL_DIRECTION: &str = "gen_ai.guardrail.direction";
+/// What decided: `local`, `service` or `failure`.
+pub const GUARDRAIL_SOURCE: &str = "gen_ai.guardrail.source";
+/// What matched, or the service's categories.
+pub const GUARDRAIL_CATEGORIES: &str = "gen_ai.guardrail.categories";
