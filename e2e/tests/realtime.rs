@@ -11,7 +11,9 @@ use serde_json::Value;
 
 const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
 
-const PROXY: &str = r#"{"provider":{"type":"openai","apiTokens":["sk-provider"]}}"#;
+/// Settings that rewrite or replay answers must leave an upgrade alone.
+const PROXY: &str = r#"{"provider":{"type":"openai","apiTokens":["sk-provider"],
+    "reasoningContentMode":"concat","retryOnFailure":{"enabled":true}}}"#;
 
 const MODEL: &str = "gpt-realtime";
 

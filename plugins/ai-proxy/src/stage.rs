@@ -417,7 +417,8 @@ impl Stage for ProxyStage {
             }
         }
         self.path = path.clone();
-        if p.retry.is_some() {
+        // Only bodies ai-proxy read can be sent again (not an upgrade, not a GET).
+        if p.retry.is_some() && has_body {
             self.replay = Some(Replay {
                 path,
                 body: Vec::new(),
@@ -500,6 +501,11 @@ impl Stage for ProxyStage {
         }
         if status >= 400 && self.try_fallback(host, ex, Some(status)) {
             return BodyMode::Hold;
+        }
+        // A protocol switch (WebSocket upgrade) and a passed-through API's answers go to the
+        // client as they are.
+        if status < 200 || (ex.api() == ApiKind::Other && status < 400) {
+            return BodyMode::Untouched;
         }
         let content_type = host.response_header("content-type").unwrap_or_default();
         let error_type = host.response_header("x-amzn-errortype");
