@@ -260,17 +260,7 @@ fn bedrock_signed_with_sigv4_through_the_openai_sdk() {
             stream,
         )
         .unwrap();
-    assert_eq!(resp.status, 200);
-    assert!(
-        resp.body.contains("mock stream failure 429"),
-        "{}",
-        resp.body
-    );
-    assert!(
-        resp.body.trim_end().ends_with("data: [DONE]"),
-        "{}",
-        resp.body
-    );
+    assert_error_ends_the_stream(&resp, "mock stream failure 429");
     assert!(!gw.envoy.log().contains("mock-bedrock-secret"));
     drop(gw);
 
@@ -521,18 +511,8 @@ fn qwen_native_dashscope_through_the_openai_sdk() {
             stream,
         )
         .unwrap();
-    assert_eq!(resp.status, 200);
     assert!(resp.body.contains("\"content\":\"w0 \""), "{}", resp.body);
-    assert!(
-        resp.body.contains("mock stream failure 500"),
-        "{}",
-        resp.body
-    );
-    assert!(
-        resp.body.trim_end().ends_with("data: [DONE]"),
-        "{}",
-        resp.body
-    );
+    assert_error_ends_the_stream(&resp, "mock stream failure 500");
     assert!(!gw.envoy.log().contains("ds-key"));
 }
 
@@ -666,4 +646,15 @@ fn triton_generate_and_generate_stream() {
     let got = gw.last_upstream_request().unwrap();
     assert_eq!(got["path"], "/v2/models/llama3/versions/2/generate");
     assert_eq!(got["headers"]["authorization"], "Bearer triton-key");
+}
+
+/// A stream the provider broke off: still 200, the error said in the stream, `[DONE]` last.
+fn assert_error_ends_the_stream(resp: &e2e::http::Response, error: &str) {
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.contains(error), "{}", resp.body);
+    assert!(
+        resp.body.trim_end().ends_with("data: [DONE]"),
+        "{}",
+        resp.body
+    );
 }

@@ -11,6 +11,8 @@ pub enum ApiKind {
     Embeddings,
     /// OpenAI `GET …/models`.
     Models,
+    /// OpenAI `POST …/images/generations` (JSON; edits and variations are multipart).
+    ImageGenerations,
     /// Anthropic `POST …/v1/messages`.
     AnthropicMessages,
     /// Anything else: not an LLM call the plugins understand.
@@ -23,6 +25,7 @@ impl ApiKind {
         match self {
             ApiKind::Embeddings => "embeddings",
             ApiKind::Completions => "text_completion",
+            ApiKind::ImageGenerations => "image_generation",
             _ => "chat",
         }
     }
@@ -55,6 +58,8 @@ impl ApiKind {
             ApiKind::Completions
         } else if post && path.ends_with("/embeddings") {
             ApiKind::Embeddings
+        } else if post && path.ends_with("/images/generations") {
+            ApiKind::ImageGenerations
         } else if method.eq_ignore_ascii_case("GET") && path.ends_with("/models") {
             ApiKind::Models
         } else {
@@ -68,6 +73,11 @@ impl ApiKind {
             ApiKind::AnthropicMessages => ClientProtocol::Anthropic,
             _ => ClientProtocol::OpenAi,
         }
+    }
+
+    /// Whether the request carries a JSON body the plugins read (every POST API they know).
+    pub fn has_json_body(self) -> bool {
+        !matches!(self, ApiKind::Models | ApiKind::Other)
     }
 
     /// Whether the request carries a chat conversation (`messages`).
@@ -93,6 +103,8 @@ mod tests {
             ("POST", "/v1/messages", ApiKind::AnthropicMessages),
             ("POST", "/v1/completions", ApiKind::Completions),
             ("POST", "/v1/embeddings", ApiKind::Embeddings),
+            ("POST", "/v1/images/generations", ApiKind::ImageGenerations),
+            ("POST", "/v1/images/edits", ApiKind::Other),
             ("GET", "/v1/models", ApiKind::Models),
             ("GET", "/v1/chat/completions", ApiKind::Other),
             ("POST", "/healthz", ApiKind::Other),

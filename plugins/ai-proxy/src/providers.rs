@@ -212,6 +212,8 @@ pub struct Provider {
     pub embeddings: Option<String>,
     /// Models path.
     pub models: Option<String>,
+    /// Image generation path (`modelMapping` applies to its body).
+    pub images: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
     pub passthrough: bool,
     /// Base of the paths that pass through, when not `base` (Azure: `/openai` or `/openai/v1`,
@@ -325,6 +327,7 @@ impl Provider {
             (ApiKind::Completions, _) => self.completions.clone(),
             (ApiKind::Embeddings, _) => self.embeddings.clone(),
             (ApiKind::Models, _) => self.models.clone(),
+            (ApiKind::ImageGenerations, _) => self.images.clone(),
             (ApiKind::Other, Family::OpenAi) if self.passthrough => {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
@@ -429,6 +432,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         completions: None,
         embeddings: None,
         models: None,
+        images: None,
         passthrough: true,
         passthrough_base: None,
         base_path: BasePath::None,
@@ -553,6 +557,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.completions = spec.completions.then(|| format!("{}/completions", p.base));
         p.embeddings = spec.embeddings.then(|| format!("{}/embeddings", p.base));
         p.models = Some(format!("{}/models", p.base));
+        p.images = Some(format!("{}/images/generations", p.base));
     }
     if let Some(domain) = c.provider_domain.as_deref().filter(|d| !d.is_empty()) {
         p.host = domain.to_string();
@@ -587,10 +592,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             "openai/v1/completions" => p.completions.get_or_insert_with(String::new),
             "openai/v1/embeddings" => p.embeddings.get_or_insert_with(String::new),
             "openai/v1/models" => p.models.get_or_insert_with(String::new),
+            "openai/v1/imagegeneration" => p.images.get_or_insert_with(String::new),
             _ => {
                 return Err(ConfigError::new(
                     format!("capabilities.{key}"),
-                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models)",
+                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration)",
                 ))
             }
         };

@@ -398,13 +398,7 @@ impl Stage for ProxyStage {
         };
         let from_body = native::path_from_body(p, api);
         let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
-        let has_body = matches!(
-            api,
-            ApiKind::ChatCompletions
-                | ApiKind::AnthropicMessages
-                | ApiKind::Completions
-                | ApiKind::Embeddings
-        );
+        let has_body = api.has_json_body();
         if !authorized {
             // The first request after start: it waits for a token exchange of its own (the
             // headers are held while the body is read), as Higress holds it.
@@ -438,13 +432,7 @@ impl Stage for ProxyStage {
             self.headers_from_body = true;
             return Ok(Need::BodyThenHeaders);
         }
-        Ok(match api {
-            ApiKind::ChatCompletions
-            | ApiKind::AnthropicMessages
-            | ApiKind::Completions
-            | ApiKind::Embeddings => Need::Body,
-            ApiKind::Models | ApiKind::Other => Need::Nothing,
-        })
+        Ok(if has_body { Need::Body } else { Need::Nothing })
     }
 
     fn on_headers_released(
@@ -771,6 +759,39 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn image_generations_get_the_model_mapping() {
+        let mut p = pipeline(
+            r#"{"provider": {"type": "openai", "apiTokens": ["k"],
+                "modelMapping": {"dall-e-3": "gpt-image-1"}}}"#,
+        );
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/images/generations"),
+            (":authority", "gw"),
+        ]);
+        request(
+            &mut p,
+            &host,
+            r#"{"model":"dall-e-3","prompt":"a cat","size":"1024x1024"}"#,
+        );
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/v1/images/generations")
+        );
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert_eq!(sent["model"], "gpt-image-1");
+        assert_eq!(sent["prompt"], "a cat");
+        // A type without an image API answers 404 before anything is sent.
+        let mut p = pipeline(r#"{"provider": {"type": "gemini", "apiTokens": ["k"]}}"#);
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/images/generations"),
+        ]);
+        p.on_request_headers(&host, false);
+        assert_eq!(host.local_reply().unwrap().status, 404);
     }
 
     #[test]

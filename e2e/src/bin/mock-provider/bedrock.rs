@@ -1055,19 +1055,12 @@ mod tests {
             ..MockControl::default()
         };
         let frames = stream_frames(&req, &control, None);
-        let mut t = BedrockStream::new("m", ReasoningMode::Passthrough);
-        let mut out = String::new();
-        for (i, f) in frames.iter().enumerate() {
-            t.feed(f, i + 1 == frames.len(), &mut out);
-        }
-        let datas: Vec<&str> = out
-            .split("\n\n")
-            .filter_map(|e| e.strip_prefix("data: "))
-            .collect();
-        assert_eq!(datas.last(), Some(&"[DONE]"));
-        let text: String = datas
+        let chunks = crate::stream::chunks_through(
+            &mut BedrockStream::new("m", ReasoningMode::Passthrough),
+            &frames,
+        );
+        let text: String = chunks
             .iter()
-            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
             .filter_map(|v| {
                 v.pointer("/choices/0/delta/content")
                     .and_then(Value::as_str)
@@ -1075,7 +1068,7 @@ mod tests {
             })
             .collect();
         assert_eq!(text, "Hello from the mock");
-        let usage: Value = serde_json::from_str(datas[datas.len() - 2]).unwrap();
+        let usage = chunks.last().unwrap().clone();
         assert_eq!(
             usage["usage"],
             json!({"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6})
