@@ -1048,7 +1048,7 @@ mod tests {
     #[test]
     fn stream_translates_back_through_the_plugin() {
         use ai_proxy::translate::bedrock::BedrockStream;
-        use ai_proxy::translate::{ChunkTranslator, ReasoningMode};
+        use ai_proxy::translate::ReasoningMode;
         let req = json!({"messages": [{"role": "user", "content": [{"text": "Say hi"}]}]});
         let control = MockControl {
             content: Some("Hello from the mock".into()),
