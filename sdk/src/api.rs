@@ -15,6 +15,8 @@ pub enum ApiKind {
     ImageGenerations,
     /// Anthropic `POST …/v1/messages`.
     AnthropicMessages,
+    /// OpenAI Responses API `POST …/responses`.
+    Responses,
     /// Anything else: not an LLM call the plugins understand.
     Other,
 }
@@ -58,6 +60,8 @@ impl ApiKind {
             ApiKind::Completions
         } else if post && path.ends_with("/embeddings") {
             ApiKind::Embeddings
+        } else if post && path.ends_with("/responses") {
+            ApiKind::Responses
         } else if post && path.ends_with("/images/generations") {
             ApiKind::ImageGenerations
         } else if method.eq_ignore_ascii_case("GET") && path.ends_with("/models") {
@@ -73,6 +77,18 @@ impl ApiKind {
             ApiKind::AnthropicMessages => ClientProtocol::Anthropic,
             _ => ClientProtocol::OpenAi,
         }
+    }
+
+    /// Whether the request is an LLM call the observing plugins meter (usage, estimates).
+    pub fn is_llm(self) -> bool {
+        matches!(
+            self,
+            ApiKind::ChatCompletions
+                | ApiKind::AnthropicMessages
+                | ApiKind::Completions
+                | ApiKind::Embeddings
+                | ApiKind::Responses
+        )
     }
 
     /// Whether the request carries a JSON body the plugins read (every POST API they know).
@@ -105,6 +121,14 @@ mod tests {
             ("POST", "/v1/embeddings", ApiKind::Embeddings),
             ("POST", "/v1/images/generations", ApiKind::ImageGenerations),
             ("POST", "/v1/images/edits", ApiKind::Other),
+            ("POST", "/v1/responses", ApiKind::Responses),
+            (
+                "POST",
+                "/openai/v1/responses?api-version=preview",
+                ApiKind::Responses,
+            ),
+            ("POST", "/v1/responses/resp_1/cancel", ApiKind::Other),
+            ("GET", "/v1/responses/resp_1", ApiKind::Other),
             ("GET", "/v1/models", ApiKind::Models),
             ("GET", "/v1/chat/completions", ApiKind::Other),
             ("POST", "/healthz", ApiKind::Other),

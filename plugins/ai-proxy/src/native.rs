@@ -189,7 +189,9 @@ pub fn outbound(
                     if let Some(model) = model {
                         v["model"] = json!(model);
                     }
-                    if stream && p.include_usage && p.family == Family::OpenAi {
+                    // The Responses API always reports usage and takes no `stream_options`.
+                    let asks_usage = api != ApiKind::Responses;
+                    if stream && p.include_usage && p.family == Family::OpenAi && asks_usage {
                         if let Some(obj) = v.as_object_mut() {
                             ask_for_usage(obj);
                         }

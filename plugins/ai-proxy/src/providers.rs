@@ -214,6 +214,8 @@ pub struct Provider {
     pub models: Option<String>,
     /// Image generation path (`modelMapping` applies to its body).
     pub images: Option<String>,
+    /// OpenAI Responses API path (passed natively to OpenAI-compatible types).
+    pub responses: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
     pub passthrough: bool,
     /// Base of the paths that pass through, when not `base` (Azure: `/openai` or `/openai/v1`,
@@ -328,6 +330,7 @@ impl Provider {
             (ApiKind::Embeddings, _) => self.embeddings.clone(),
             (ApiKind::Models, _) => self.models.clone(),
             (ApiKind::ImageGenerations, _) => self.images.clone(),
+            (ApiKind::Responses, _) => self.responses.clone(),
             (ApiKind::Other, Family::OpenAi) if self.passthrough => {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
@@ -433,6 +436,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         embeddings: None,
         models: None,
         images: None,
+        responses: None,
         passthrough: true,
         passthrough_base: None,
         base_path: BasePath::None,
@@ -558,6 +562,9 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.embeddings = spec.embeddings.then(|| format!("{}/embeddings", p.base));
         p.models = Some(format!("{}/models", p.base));
         p.images = Some(format!("{}/images/generations", p.base));
+        // Azure's Responses API is not per deployment (see `passthrough_base`).
+        let root = p.passthrough_base.as_deref().unwrap_or(&p.base);
+        p.responses = Some(format!("{root}/responses"));
     }
     if let Some(domain) = c.provider_domain.as_deref().filter(|d| !d.is_empty()) {
         p.host = domain.to_string();

@@ -492,7 +492,8 @@ impl Stage for ProxyStage {
         }
         // A protocol switch (WebSocket upgrade) and a passed-through API's answers go to the
         // client as they are.
-        if status < 200 || (ex.api() == ApiKind::Other && status < 400) {
+        let as_is = matches!(ex.api(), ApiKind::Other | ApiKind::Responses);
+        if status < 200 || (as_is && status < 400) {
             return BodyMode::Untouched;
         }
         let content_type = host.response_header("content-type").unwrap_or_default();
@@ -759,6 +760,49 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn responses_pass_natively_with_the_model_mapping() {
+        for (config, path) in [
+            (
+                r#"{"provider": {"type": "openai", "apiTokens": ["k"], "modelMapping": {"*": "gpt-5"}}}"#,
+                "/v1/responses",
+            ),
+            (
+                r#"{"provider": {"type": "azure", "apiTokens": ["k"], "modelMapping": {"*": "gpt-5"},
+                    "azureServiceUrl": "https://r.openai.azure.com/openai/deployments/d/chat/completions?api-version=2025-04-01-preview"}}"#,
+                "/openai/responses?api-version=2025-04-01-preview",
+            ),
+        ] {
+            let mut p = pipeline(config);
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", "/v1/responses"),
+                (":authority", "gw"),
+            ]);
+            request(&mut p, &host, r#"{"model":"m","input":"hi","stream":true}"#);
+            assert_eq!(host.request_header(":path").as_deref(), Some(path));
+            let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+            assert_eq!(sent["model"], "gpt-5");
+            assert!(sent.get("stream_options").is_none(), "{sent}");
+            // The answer goes back as the provider wrote it.
+            *host.response_headers.borrow_mut() = vec![
+                (":status".into(), "200".into()),
+                ("content-type".into(), "text/event-stream".into()),
+            ];
+            p.on_response_headers(&host);
+            let event = b"event: response.output_text.delta\ndata: {\"delta\":\"x\"}\n\n";
+            *host.response_body.borrow_mut() = event.to_vec();
+            p.on_response_body(&host, event.len(), true);
+            assert_eq!(&*host.response_body.borrow(), event);
+        }
+        // Types that do not speak it answer 404 before anything is sent.
+        let mut p = pipeline(r#"{"provider": {"type": "claude", "apiTokens": ["k"]}}"#);
+        let host =
+            MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/responses")]);
+        p.on_request_headers(&host, false);
+        assert_eq!(host.local_reply().unwrap().status, 404);
     }
 
     #[test]

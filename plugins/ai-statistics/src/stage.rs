@@ -4,7 +4,6 @@
 use crate::attributes::{self, Collected, StreamedToolCalls};
 use crate::config::{Builtin, StatsConfig, ValueSource};
 use crate::metrics::{Metrics, Record};
-use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
@@ -165,16 +164,6 @@ fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
     u64::try_from(d.as_millis()).ok()
 }
 
-fn is_llm(api: ApiKind) -> bool {
-    matches!(
-        api,
-        ApiKind::ChatCompletions
-            | ApiKind::AnthropicMessages
-            | ApiKind::Completions
-            | ApiKind::Embeddings
-    )
-}
-
 impl Stage for StatsStage {
     fn name(&self) -> &'static str {
         "ai-statistics"
@@ -185,7 +174,7 @@ impl Stage for StatsStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        if !is_llm(ex.api()) {
+        if !ex.api().is_llm() {
             return Ok(Need::Nothing);
         }
         let shared = self.shared.clone();

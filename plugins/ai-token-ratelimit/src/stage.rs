@@ -4,7 +4,6 @@
 use crate::config::{Backend, RateLimitConfig, Source};
 use crate::local::{self, Budget};
 use crate::rls;
-use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
@@ -203,14 +202,7 @@ impl Stage for RateLimitStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        let llm = matches!(
-            ex.api(),
-            ApiKind::ChatCompletions
-                | ApiKind::AnthropicMessages
-                | ApiKind::Completions
-                | ApiKind::Embeddings
-        );
-        if !llm {
+        if !ex.api().is_llm() {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
