@@ -187,9 +187,29 @@ fn output_allowance(body: &RequestBody, default: u64) -> u64 {
             from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens")))
         }
         RequestBody::Messages(m) => m.max_tokens,
-        RequestBody::Json(v) => from(v.get("max_completion_tokens")).or(from(v.get("max_tokens"))),
+        // The Responses API caps output with `max_output_tokens`.
+        RequestBody::Json(v) => from(v.get("max_completion_tokens"))
+            .or(from(v.get("max_tokens")))
+            .or(from(v.get("max_output_tokens"))),
     }
     .unwrap_or(default)
+}
+
+#[cfg(test)]
+mod allowance_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_output_cap_of_each_api() {
+        let json = |v: Value| RequestBody::Json(v);
+        assert_eq!(
+            output_allowance(&json(json!({"max_output_tokens": 10})), 200),
+            10
+        );
+        assert_eq!(output_allowance(&json(json!({"max_tokens": 7})), 200), 7);
+        assert_eq!(output_allowance(&json(json!({"input": "hi"})), 200), 200);
+    }
 }
 
 impl Stage for RateLimitStage {

@@ -17,6 +17,7 @@ mod openai;
 mod realtime;
 mod record;
 mod reply;
+mod responses;
 mod stream;
 mod triton;
 
@@ -76,6 +77,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String>
 fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(openai::routes())
+        .merge(responses::routes())
         .merge(realtime::routes())
         .merge(anthropic::routes())
         .merge(gemini::routes())

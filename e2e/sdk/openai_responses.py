@@ -1,0 +1,50 @@
+"""Drives the gateway's Responses API with the official OpenAI Python SDK; prints what it parsed.
+
+usage: openai_responses.py BASE_URL MODEL   (BASE_URL like http://127.0.0.1:10000/v1)
+"""
+import json
+import sys
+
+from openai import OpenAI
+
+TOOLS = [{
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}},
+                   "required": ["location"]},
+}]
+
+
+def main() -> None:
+    base_url, model = sys.argv[1], sys.argv[2]
+    client = OpenAI(base_url=base_url, api_key="client-side-key", max_retries=0)
+    out = {}
+
+    r = client.responses.create(model=model, instructions="Be brief.", input="Say hello")
+    out["text"] = {"content": r.output_text, "status": r.status, "model": r.model,
+                   "usage": r.usage.model_dump() if r.usage else None}
+
+    stream = client.responses.create(model=model, input="Count", stream=True)
+    text, completed_text, usage, events = "", None, None, []
+    for event in stream:
+        events.append(event.type)
+        if event.type == "response.output_text.delta":
+            text += event.delta
+        elif event.type == "response.completed":
+            usage = event.response.usage.model_dump() if event.response.usage else None
+            completed_text = event.response.output_text
+    out["stream"] = {"content": text, "completed_text": completed_text, "usage": usage,
+                     "events": events}
+
+    r = client.responses.create(model=model, tools=TOOLS, input="Weather in Paris?")
+    call = next(item for item in r.output if item.type == "function_call")
+    out["tool"] = {"name": call.name, "arguments": json.loads(call.arguments),
+                   "call_id": call.call_id,
+                   "usage": r.usage.model_dump() if r.usage else None}
+
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
