@@ -118,11 +118,17 @@ e2e: setup build
 		AI_GATEWAY_MODE=$$mode $(CARGO) test -p e2e --no-fail-fast $$tests -- --test-threads 2 || exit 1; \
 	done
 
-# Plain Envoy vs the plugins, same run; report in target/bench/report.md and report.json.
+# Plain Envoy vs the plugins and the floor filters (bench/floor: a no-op wasm filter and one that
+# reads and parses), same run, rounds alternating setups; report in target/bench/report.md and
+# report.json. floor.wasm goes to target/bench, not dist (it is not shipped).
 BENCH_SECONDS ?= 6
+BENCH_ROUNDS  ?= 3
 bench: setup build
+	$(CARGO) build --release --target $(WASM_TARGET) -p floor
+	@mkdir -p target/bench
+	cp target/$(WASM_TARGET)/release/floor.wasm target/bench/floor.wasm
 	$(CARGO) build --profile tools -p e2e --bin mock-provider --bin bench
-	./target/tools/bench --seconds $(BENCH_SECONDS)
+	./target/tools/bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
 
 test: setup lint unit e2e
 

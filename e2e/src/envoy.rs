@@ -98,6 +98,37 @@ fn with_companion(bootstrap: &str, dist: &Path, mode: Mode) -> Result<String> {
     replace_once(bootstrap, router, &format!("{filters}{router}"))
 }
 
+/// One more wasm filter, configured inline (no ECDS, no plugin config) just before the router:
+/// the benchmark's floor filters (`bench/floor`).
+#[derive(Debug, Clone)]
+pub struct ExtraWasm {
+    /// The module.
+    pub wasm: PathBuf,
+    /// Its root id.
+    pub root_id: String,
+}
+
+/// Puts `extra` just before the router, in a VM of its own.
+fn with_extra_wasm(bootstrap: &str, extra: &ExtraWasm) -> Result<String> {
+    let filter = format!(
+        "          - name: extra-{root}
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: extra-{root}
+                root_id: {root}
+                vm_config:
+                  vm_id: extra-{root}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}
+",
+        root = extra.root_id,
+        wasm = extra.wasm.display()
+    );
+    let router = "          - name: envoy.filters.http.router\n";
+    replace_once(bootstrap, router, &format!("{filter}{router}"))
+}
+
 /// How the plugins get to change request headers after reading the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderHold {
@@ -159,6 +190,8 @@ pub struct Options {
     pub rls_port: Option<u16>,
     /// How request headers decided from the body are applied.
     pub header_hold: HeaderHold,
+    /// One more wasm filter before the router (with `plain`: Envoy with just that filter).
+    pub extra_wasm: Option<ExtraWasm>,
 }
 
 impl Options {
@@ -477,6 +510,9 @@ impl Envoy {
         if options.header_hold == HeaderHold::Companion {
             bootstrap = with_companion(&bootstrap, &dist, mode)?;
         }
+        if let Some(extra) = &options.extra_wasm {
+            bootstrap = with_extra_wasm(&bootstrap, extra)?;
+        }
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, bootstrap)?;
         let admin_path = dir.path().join("admin-address");
@@ -691,6 +727,22 @@ mod tests {
         assert!(out.contains("port_value: 4242"));
         assert!(!out.contains("envoy/ecds"));
         assert!(out.contains("- name: b\n"));
+        let floor = with_extra_wasm(
+            &without_plugins(&out).unwrap(),
+            &ExtraWasm {
+                wasm: PathBuf::from("/abs/floor.wasm"),
+                root_id: "noop".into(),
+            },
+        )
+        .unwrap();
+        assert!(floor.contains(
+            "                root_id: noop\n                vm_config:\n                  vm_id: extra-noop\n"
+        ));
+        assert!(floor.contains("filename: /abs/floor.wasm }"));
+        assert!(!floor.contains("- name: ai-statistics\n"));
+        assert!(
+            floor.find("- name: extra-noop\n") < floor.find("- name: envoy.filters.http.router\n")
+        );
         let ecds = fs::read_to_string(root.join("envoy/ecds/ai-prompt-decorator.yaml")).unwrap();
         let out = render_ecds(&ecds, Path::new("/abs/dist"), Some("{\n  \"a\": 1\n}")).unwrap();
         assert!(out.contains("filename: /abs/dist/ai-prompt-decorator.wasm"));

@@ -1,15 +1,22 @@
 //! `make bench`: plain Envoy against Envoy with the plugins (each plugin's own `.wasm`, the
-//! bundle by root id, the bundle as one filter), same run, same mock upstream. Reports Envoy CPU
-//! per request, RPS, latency, time to first byte, RSS and module sizes; writes
-//! `target/bench/report.md` and `report.json`.
+//! bundle by root id, the bundle as one filter) and against two floor filters (`bench/floor`:
+//! a no-op wasm filter, and one that reads and parses the request body and reads each response
+//! chunk), same run, same mock upstream. Rounds alternate the setups; each figure is the median
+//! over rounds ± their spread (max − min). Reports Envoy CPU per request for three workloads
+//! (JSON; SSE arriving in one write; SSE in 80 writes), efficiency vs plain, added CPU as a
+//! multiple of the parse floor's, plugin time per streamed chunk, RPS, latency, time to first
+//! byte, RSS and module sizes; writes `target/bench/report.md` and `report.json`.
 //!
-//! usage: bench [--seconds N] [--concurrency N] [--only plain,plugins,bundle,gateway]
+//! usage: bench [--seconds N] [--rounds N] [--concurrency N] [--paced-concurrency N]
+//!              [--only plugins,bundle,gateway]
+//! (plain Envoy and the floors always run: every figure is relative to them)
 
-use e2e::envoy::{Envoy, Mode, Options};
+use e2e::envoy::{Envoy, ExtraWasm, Mode, Options};
 use e2e::http::Client;
 use e2e::mock::Mock;
 use e2e::{wasm_path, workspace_root, Result};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// One configuration under test.
@@ -18,38 +25,106 @@ struct Setup {
     /// Its name for `--only`.
     key: &'static str,
     mode: Mode,
+    /// No plugin filters (plain Envoy, or Envoy with just the floor filter).
     plain: bool,
+    /// Root id of the floor filter (`target/bench/floor.wasm`) put before the router.
+    floor: Option<&'static str>,
 }
 
-const SETUPS: [Setup; 4] = [
+const PLAIN: &str = "plain Envoy";
+const PARSE_FLOOR: &str = "floor: read+parse";
+const GATEWAY: &str = "one ai-gateway filter";
+
+const SETUPS: [Setup; 6] = [
     Setup {
-        name: "plain Envoy",
+        name: PLAIN,
         key: "plain",
         mode: Mode::Plugins,
         plain: true,
+        floor: None,
+    },
+    Setup {
+        name: "floor: no-op",
+        key: "noop",
+        mode: Mode::Plugins,
+        plain: true,
+        floor: Some("noop"),
+    },
+    Setup {
+        name: PARSE_FLOOR,
+        key: "parse",
+        mode: Mode::Plugins,
+        plain: true,
+        floor: Some("parse"),
     },
     Setup {
         name: "5 filters (own .wasm)",
         key: "plugins",
         mode: Mode::Plugins,
         plain: false,
+        floor: None,
     },
     Setup {
         name: "bundle by root_id",
         key: "bundle",
         mode: Mode::Bundle,
         plain: false,
+        floor: None,
     },
     Setup {
-        name: "one ai-gateway filter",
+        name: GATEWAY,
         key: "gateway",
         mode: Mode::Gateway,
         plain: false,
+        floor: None,
     },
 ];
 
-/// Streamed chunks per answer.
+/// Streamed chunks per answer (`x-mock-chunks`; 82 events with the role and `[DONE]`).
 const CHUNKS: u32 = 80;
+const CHUNKS_TEXT: &str = "80";
+
+/// One kind of request.
+struct Workload {
+    /// Its key in report.json.
+    key: &'static str,
+    name: &'static str,
+    stream: bool,
+    /// Chunks arrive 1 ms apart: the run uses `--paced-concurrency` connections, so that Envoy
+    /// serves enough requests for CPU per request to rise above its idle CPU and /proc's ticks.
+    paced: bool,
+    headers: &'static [(&'static str, &'static str)],
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload {
+        key: "json",
+        name: "JSON",
+        stream: false,
+        paced: false,
+        headers: &[],
+    },
+    Workload {
+        key: "sse_one_write",
+        name: "SSE in one write",
+        stream: true,
+        paced: false,
+        headers: &[("x-mock-chunks", CHUNKS_TEXT), ("x-mock-one-write", "1")],
+    },
+    Workload {
+        key: "sse_80_writes",
+        name: "SSE in 80 writes",
+        stream: true,
+        paced: true,
+        headers: &[
+            ("x-mock-chunks", CHUNKS_TEXT),
+            ("x-mock-chunk-delay-ms", "1"),
+        ],
+    },
+];
+
+/// Index of the workload whose chunks arrive one by one (the per-chunk figure).
+const SEPARATE: usize = 2;
 
 #[derive(Default, Clone)]
 struct Load {
@@ -104,30 +179,25 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Load {
+fn run_load(envoy: &Envoy, workload: &Workload, seconds: u64, concurrency: usize) -> Load {
     let url = format!("{}/v1/chat/completions", envoy.url());
-    let body = json!({"model": "gpt-4o-mini", "stream": stream,
+    let body = json!({"model": "gpt-4o-mini", "stream": workload.stream,
         "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello to the benchmark"}]})
     .to_string();
-    let chunks = CHUNKS.to_string();
     let before = proc_cpu_seconds(envoy.pid());
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let results: Vec<Load> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..concurrency)
             .map(|_| {
-                let (url, body, chunks) = (&url, &body, &chunks);
+                let (url, body) = (&url, &body);
                 scope.spawn(move || {
                     let client = Client::new(Duration::from_secs(30));
                     let mut load = Load::default();
                     while Instant::now() < deadline {
                         let t0 = Instant::now();
-                        let headers = [
-                            ("x-mock-chunks", chunks.as_str()),
-                            ("x-mock-chunk-delay-ms", "1"),
-                        ];
-                        if stream {
-                            match client.post_stream(url, &headers, body) {
+                        if workload.stream {
+                            match client.post_stream(url, workload.headers, body) {
                                 Ok((200, reads)) => {
                                     if let Some((first, _)) = reads.first() {
                                         load.ttfb_ms.push((*first - t0).as_secs_f64() * 1e3);
@@ -137,7 +207,7 @@ fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Lo
                                 _ => load.errors += 1,
                             }
                         } else {
-                            match client.post(url, &[], body) {
+                            match client.post(url, workload.headers, body) {
                                 Ok(r) if r.status == 200 => load.requests += 1,
                                 _ => load.errors += 1,
                             }
@@ -168,18 +238,38 @@ fn run_load(envoy: &Envoy, stream: bool, seconds: u64, concurrency: usize) -> Lo
 const UNLIMITED: &str =
     r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
 
+fn floor_wasm() -> PathBuf {
+    workspace_root().join("target/bench/floor.wasm")
+}
+
 fn options(setup: &Setup, workers: u32) -> Options {
     Options {
         plain: setup.plain,
         concurrency: Some(workers),
+        extra_wasm: setup.floor.map(|root_id| ExtraWasm {
+            wasm: floor_wasm(),
+            root_id: root_id.to_string(),
+        }),
         ..Options::shipped()
     }
     .with_plugin("ai-token-ratelimit", UNLIMITED)
 }
 
-/// RSS of a fresh Envoy after `n` requests (estimates included, so the tokenizer is built).
-fn rss_after_warmup(mock: &Mock, setup: &Setup, workers: u32) -> Result<f64> {
-    let envoy = Envoy::start(mock.port, &options(setup, workers))?;
+fn start(mock: &Mock, setup: &Setup, workers: u32) -> Result<Envoy> {
+    std::env::set_var(
+        "AI_GATEWAY_MODE",
+        match setup.mode {
+            Mode::Plugins => "plugins",
+            Mode::Bundle => "bundle",
+            Mode::Gateway => "gateway",
+        },
+    );
+    Envoy::start(mock.port, &options(setup, workers))
+}
+
+/// Sends 200 JSON requests to a fresh Envoy (estimates included, so the tokenizer is built);
+/// returns its RSS after them.
+fn warm_rss(envoy: &Envoy) -> Result<f64> {
     let client = Client::new(Duration::from_secs(30));
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
         .to_string();
@@ -215,6 +305,153 @@ fn big_stream(envoy: &Envoy) -> Result<(bool, f64, f64)> {
     Ok((complete, before, rss_mb(envoy.pid())))
 }
 
+/// What one setup measured, per workload and round.
+#[derive(Default)]
+struct Measured {
+    cpu_us: [Vec<f64>; 3],
+    rps: [Vec<f64>; 3],
+    requests: [u64; 3],
+    errors: [u64; 3],
+    latencies_ms: [Vec<f64>; 3],
+    ttfb_ms: [Vec<f64>; 3],
+    rss_mb_1_worker: f64,
+    /// RSS of each round's fresh 2-worker Envoy after its 200 warm-up requests.
+    rss_mb_2_workers: Vec<f64>,
+    big: (bool, f64, f64),
+}
+
+/// A figure over rounds: median and spread (max − min).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Stat {
+    median: f64,
+    spread: f64,
+}
+
+impl Stat {
+    /// None without values or when one is not finite (a round without a defined figure).
+    fn of(values: &[f64]) -> Option<Stat> {
+        if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stat {
+            median,
+            spread: v[n - 1] - v[0],
+        })
+    }
+
+    /// Whether the figure is told apart from zero: the median is outside the spread.
+    fn resolved(&self) -> bool {
+        self.median.abs() > self.spread
+    }
+
+    /// A `≤ goal` budget holds for the whole spread.
+    fn at_most(&self, goal: f64) -> bool {
+        self.median + self.spread <= goal
+    }
+
+    fn show(&self, decimals: usize) -> String {
+        format!("{:.d$} ± {:.d$}", self.median, self.spread, d = decimals)
+    }
+
+    fn json(&self) -> Value {
+        json!({"median": self.median, "spread": self.spread})
+    }
+}
+
+fn show(stat: Option<Stat>, decimals: usize) -> String {
+    stat.map_or_else(|| "n/a".to_string(), |s| s.show(decimals))
+}
+
+/// Per-round values of `f(setup's, reference's)`.
+fn per_round(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+}
+
+/// The derived figures of one setup.
+struct Derived {
+    cpu: [Option<Stat>; 3],
+    efficiency: [Option<Stat>; 3],
+    /// (CPU − plain) / (parse floor − plain), per round.
+    floor_multiple: [Option<Stat>; 3],
+    /// The parse floor's CPU over plain (the multiple's denominator).
+    floor_added: [Option<Stat>; 3],
+    /// (SSE-in-80-writes CPU − the parse floor's) / 80.
+    per_chunk: Option<Stat>,
+    rss_2w: Option<Stat>,
+    rss_2w_over_plain: Option<Stat>,
+}
+
+fn derive(m: &Measured, plain: &Measured, parse: &Measured) -> Derived {
+    let each = |f: &dyn Fn(usize) -> Option<Stat>| [f(0), f(1), f(2)];
+    Derived {
+        cpu: each(&|w| Stat::of(&m.cpu_us[w])),
+        efficiency: each(&|w| {
+            Stat::of(&per_round(&plain.cpu_us[w], &m.cpu_us[w], |p, x| {
+                100.0 * p / x
+            }))
+        }),
+        floor_multiple: each(&|w| {
+            let added = per_round(&m.cpu_us[w], &plain.cpu_us[w], |x, p| x - p);
+            let floor = per_round(&parse.cpu_us[w], &plain.cpu_us[w], |x, p| x - p);
+            // A round where the floor added nothing has no multiple (NaN makes the Stat None).
+            Stat::of(&per_round(&added, &floor, |a, f| {
+                if f > 0.0 {
+                    a / f
+                } else {
+                    f64::NAN
+                }
+            }))
+        }),
+        floor_added: each(&|w| {
+            Stat::of(&per_round(&parse.cpu_us[w], &plain.cpu_us[w], |x, p| x - p))
+        }),
+        per_chunk: Stat::of(&per_round(
+            &m.cpu_us[SEPARATE],
+            &parse.cpu_us[SEPARATE],
+            |x, f| (x - f) / f64::from(CHUNKS),
+        )),
+        rss_2w: Stat::of(&m.rss_mb_2_workers),
+        rss_2w_over_plain: Stat::of(&per_round(
+            &m.rss_mb_2_workers,
+            &plain.rss_mb_2_workers,
+            |x, p| x - p,
+        )),
+    }
+}
+
+/// The multiple of the parse floor's added CPU; "floor not resolved" when the floor's added
+/// CPU is within its spread of zero (the ratio then means nothing).
+fn show_multiple(d: &Derived, w: usize) -> String {
+    match d.floor_added[w] {
+        Some(floor) if floor.resolved() => format!("{} ×", show(d.floor_multiple[w], 2)),
+        Some(floor) => format!("floor not resolved ({} µs)", floor.show(0)),
+        None => "n/a".to_string(),
+    }
+}
+
+/// Whether a `≤ goal` multiple of the floor holds (never when the floor is not resolved).
+fn multiple_at_most(d: &Derived, w: usize, goal: f64) -> bool {
+    d.floor_added[w].is_some_and(|f| f.resolved())
+        && d.floor_multiple[w].is_some_and(|s| s.at_most(goal))
+}
+
+/// The per-chunk figure, or "not resolved" when it is within its spread of zero.
+fn show_per_chunk(stat: Option<Stat>) -> String {
+    match stat {
+        Some(s) if s.resolved() => s.show(2),
+        Some(s) => format!("not resolved ({})", s.show(2)),
+        None => "n/a".to_string(),
+    }
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -226,169 +463,282 @@ fn arg(name: &str, default: u64) -> u64 {
 
 fn main() -> Result<()> {
     let seconds = arg("--seconds", 6);
+    let rounds = arg("--rounds", 3).max(1) as usize;
     let concurrency = arg("--concurrency", 8) as usize;
+    let paced_concurrency = arg("--paced-concurrency", 48) as usize;
+    if !floor_wasm().exists() {
+        return Err(format!(
+            "{} is missing (`make bench` builds it: cargo build --release --target wasm32-wasip1 -p floor)",
+            floor_wasm().display()
+        )
+        .into());
+    }
     let mock_bin = std::env::current_exe()?
         .parent()
         .map(|d| d.join("mock-provider"))
         .ok_or("no exe dir")?;
     let mock = Mock::start(&mock_bin.display().to_string())?;
-    let mut rows = Vec::new();
     let args: Vec<String> = std::env::args().collect();
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|v| v.split(',').map(str::to_string).collect());
-    // The baseline always runs: efficiency is relative to it.
-    let chosen = SETUPS
+    // The baseline and the floors always run: every figure is relative to them.
+    let chosen: Vec<&Setup> = SETUPS
         .iter()
-        .filter(|s| s.plain || only.as_ref().is_none_or(|o| o.iter().any(|k| k == s.key)));
-    for setup in chosen {
-        std::env::set_var(
-            "AI_GATEWAY_MODE",
-            match setup.mode {
-                Mode::Plugins => "plugins",
-                Mode::Bundle => "bundle",
-                Mode::Gateway => "gateway",
-            },
-        );
-        eprintln!("== {}", setup.name);
-        let rss1 = rss_after_warmup(&mock, setup, 1)?;
-        let rss2 = rss_after_warmup(&mock, setup, 2)?;
-        let envoy = Envoy::start(mock.port, &options(setup, 2))?;
-        let _ = run_load(&envoy, false, 1, concurrency); // warm-up
-        let mut json_load = run_load(&envoy, false, seconds, concurrency);
-        let mut sse_load = run_load(&envoy, true, seconds, concurrency);
-        let (big_ok, rss_before_big, rss_after_big) = big_stream(&envoy)?;
+        .filter(|s| s.plain || only.as_ref().is_none_or(|o| o.iter().any(|k| k == s.key)))
+        .collect();
+    let mut measured: Vec<Measured> = chosen.iter().map(|_| Measured::default()).collect();
+    for (setup, m) in chosen.iter().zip(measured.iter_mut()) {
+        eprintln!("== {}: RSS with 1 worker", setup.name);
+        let envoy = start(&mock, setup, 1)?;
+        m.rss_mb_1_worker = warm_rss(&envoy)?;
+        drop(envoy);
         mock.clear()?;
-        rows.push(json!({
-            "setup": setup.name,
-            "json": {"requests": json_load.requests, "errors": json_load.errors, "rps": json_load.rps(),
-                     "cpu_us_per_request": json_load.cpu_us(),
-                     "p50_ms": percentile(&mut json_load.latencies_ms, 0.5), "p99_ms": percentile(&mut json_load.latencies_ms, 0.99)},
-            "sse": {"requests": sse_load.requests, "errors": sse_load.errors, "rps": sse_load.rps(),
-                    "cpu_us_per_request": sse_load.cpu_us(),
-                    "p50_ms": percentile(&mut sse_load.latencies_ms, 0.5), "p99_ms": percentile(&mut sse_load.latencies_ms, 0.99),
-                    "ttfb_p50_ms": percentile(&mut sse_load.ttfb_ms, 0.5), "ttfb_p99_ms": percentile(&mut sse_load.ttfb_ms, 0.99)},
-            "rss_mb_1_worker": rss1,
-            "rss_mb_2_workers": rss2,
-            "stream_1mb": {"complete": big_ok, "rss_mb_before": rss_before_big, "rss_mb_after": rss_after_big},
-        }));
     }
-    let base = rows.first().cloned().unwrap_or_default();
-    let eff = |row: &Value, kind: &str| {
-        let b = base[kind]["cpu_us_per_request"].as_f64().unwrap_or(0.0);
-        let x = row[kind]["cpu_us_per_request"].as_f64().unwrap_or(f64::MAX);
-        100.0 * b / x
-    };
+    for round in 0..rounds {
+        // Each round starts at a different setup, so no setup always follows the same one.
+        for i in 0..chosen.len() {
+            let at = (i + round) % chosen.len();
+            let (setup, m) = (chosen[at], &mut measured[at]);
+            eprintln!("== round {}/{rounds}: {}", round + 1, setup.name);
+            let envoy = start(&mock, setup, 2)?;
+            m.rss_mb_2_workers.push(warm_rss(&envoy)?);
+            let _ = run_load(&envoy, &WORKLOADS[0], 1, concurrency); // warm-up
+            let _ = run_load(&envoy, &WORKLOADS[1], 1, concurrency);
+            for (w, workload) in WORKLOADS.iter().enumerate() {
+                let connections = if workload.paced {
+                    paced_concurrency
+                } else {
+                    concurrency
+                };
+                let load = run_load(&envoy, workload, seconds, connections);
+                m.cpu_us[w].push(load.cpu_us());
+                m.rps[w].push(load.rps());
+                m.requests[w] += load.requests;
+                m.errors[w] += load.errors;
+                m.latencies_ms[w].extend(load.latencies_ms);
+                m.ttfb_ms[w].extend(load.ttfb_ms);
+            }
+            if round == 0 {
+                m.big = big_stream(&envoy)?;
+            }
+            drop(envoy);
+            mock.clear()?;
+        }
+    }
+    let index = |name: &str| chosen.iter().position(|s| s.name == name).unwrap_or(0);
+    let (plain, parse) = (&measured[index(PLAIN)], &measured[index(PARSE_FLOOR)]);
+    let derived: Vec<Derived> = measured.iter().map(|m| derive(m, plain, parse)).collect();
+
     let mut md = String::from("# Benchmark\n\n");
     md.push_str(&format!(
-        "{seconds} s per workload, {concurrency} connections, Envoy with 2 workers, mock upstream, streams of {CHUNKS} chunks.\nEfficiency = plain Envoy's CPU per request / this setup's (100 % = free).\n\n"
+        "{rounds} rounds alternating the setups, {seconds} s per workload and round, {concurrency} connections \
+({paced_concurrency} for the paced stream), Envoy with 2 workers (a fresh one per setup and round), mock upstream. Workloads: JSON; an SSE answer of \
+{CHUNKS} chunks (82 events) arriving in one write; the same in {CHUNKS} writes 1 ms apart.\n\
+Each figure: median over rounds ± spread (max − min). CPU is Envoy's own, from /proc. \
+eff. = plain Envoy's CPU per request / this setup's (100 % = free). × floor = CPU added over plain / \
+the read+parse floor's added CPU (same round). Plugin µs/chunk = (SSE-in-{CHUNKS}-writes CPU − the \
+parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of zero.\n\n"
     ));
-    md.push_str("| setup | JSON rps | JSON CPU µs/req | JSON eff. | p50 / p99 ms | SSE rps | SSE CPU µs/req | SSE eff. | plugin µs/chunk | TTFB p50 ms | RSS MB 1w / 2w | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for row in &rows {
-        let per_chunk = (row["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0)
-            - base["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0))
-            / f64::from(CHUNKS);
+    md.push_str("| setup |");
+    for w in &WORKLOADS {
+        md.push_str(&format!(" {} CPU µs/req | eff. % | × floor |", w.name));
+    }
+    md.push_str(" plugin µs/chunk |\n|---|");
+    md.push_str(&"---|".repeat(3 * WORKLOADS.len() + 1));
+    md.push('\n');
+    for (setup, d) in chosen.iter().zip(&derived) {
+        md.push_str(&format!("| {} |", setup.name));
+        for w in 0..WORKLOADS.len() {
+            let multiple = if setup.name == PLAIN {
+                "–".to_string()
+            } else if setup.name == PARSE_FLOOR {
+                format!("1 (+{} µs)", show(d.floor_added[w], 0))
+            } else {
+                show_multiple(d, w)
+            };
+            md.push_str(&format!(
+                " {} | {} | {} |",
+                show(d.cpu[w], 0),
+                show(d.efficiency[w], 0),
+                multiple
+            ));
+        }
+        let per_chunk = if setup.name == PLAIN || setup.name == PARSE_FLOOR {
+            "–".to_string()
+        } else {
+            show_per_chunk(d.per_chunk)
+        };
+        md.push_str(&format!(" {per_chunk} |\n"));
+    }
+    md.push_str(
+        "\n| setup | JSON rps | JSON p50 / p99 ms | SSE 1-write rps | SSE 80-write rps | SSE 80-write TTFB p50 ms | RSS MB 1 worker | RSS MB 2 workers | errors |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (setup, (m, d)) in chosen.iter().zip(measured.iter_mut().zip(&derived)) {
+        let errors: u64 = m.errors.iter().sum();
         md.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.1} | {:.0} / {:.0} | {} |\n",
-            row["setup"].as_str().unwrap_or_default(),
-            row["json"]["rps"].as_f64().unwrap_or(0.0),
-            row["json"]["cpu_us_per_request"].as_f64().unwrap_or(0.0),
-            eff(row, "json"),
-            row["json"]["p50_ms"].as_f64().unwrap_or(0.0),
-            row["json"]["p99_ms"].as_f64().unwrap_or(0.0),
-            row["sse"]["rps"].as_f64().unwrap_or(0.0),
-            row["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0),
-            eff(row, "sse"),
-            per_chunk,
-            row["sse"]["ttfb_p50_ms"].as_f64().unwrap_or(0.0),
-            row["rss_mb_1_worker"].as_f64().unwrap_or(0.0),
-            row["rss_mb_2_workers"].as_f64().unwrap_or(0.0),
-            row["json"]["errors"].as_u64().unwrap_or(0) + row["sse"]["errors"].as_u64().unwrap_or(0),
+            "| {} | {} | {:.2} / {:.2} | {} | {} | {:.1} | {:.0} | {} | {errors} |\n",
+            setup.name,
+            show(Stat::of(&m.rps[0]), 0),
+            percentile(&mut m.latencies_ms[0], 0.5),
+            percentile(&mut m.latencies_ms[0], 0.99),
+            show(Stat::of(&m.rps[1]), 0),
+            show(Stat::of(&m.rps[SEPARATE]), 0),
+            percentile(&mut m.ttfb_ms[SEPARATE], 0.5),
+            m.rss_mb_1_worker,
+            show(d.rss_2w, 0),
         ));
     }
     // The budgets of the performance issue, held by the one-filter form.
-    if let Some(one) = rows.iter().find(|r| r["setup"] == "one ai-gateway filter") {
-        let per_chunk = (one["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0)
-            - base["sse"]["cpu_us_per_request"].as_f64().unwrap_or(0.0))
-            / f64::from(CHUNKS);
-        let extra_rss = one["rss_mb_2_workers"].as_f64().unwrap_or(0.0)
-            - base["rss_mb_2_workers"].as_f64().unwrap_or(0.0);
-        let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-        md.push_str(
-            "\n| budget (one ai-gateway filter) | goal | measured | |\n|---|---|---|---|\n",
-        );
-        for (name, goal, measured, ok) in [
-            (
-                "JSON efficiency",
-                "≥ 75 %",
-                format!("{:.0} %", eff(one, "json")),
-                eff(one, "json") >= 75.0,
-            ),
-            (
-                "SSE efficiency",
-                "≥ 75 %",
-                format!("{:.0} %", eff(one, "sse")),
-                eff(one, "sse") >= 75.0,
-            ),
-            (
-                "plugin time per streamed chunk",
-                "≤ 5 µs",
-                format!("{per_chunk:.1} µs"),
-                per_chunk <= 5.0,
-            ),
-            (
-                "RSS with 2 workers over plain",
-                "≤ 60 MB",
-                format!("{extra_rss:.0} MB"),
-                extra_rss <= 60.0,
-            ),
-        ] {
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    if let Some(one) = chosen.iter().position(|s| s.name == GATEWAY) {
+        let d = &derived[one];
+        md.push_str(&format!(
+            "\n| budget ({GATEWAY}) | goal | measured | |\n|---|---|---|---|\n"
+        ));
+        for (w, workload) in WORKLOADS.iter().enumerate() {
             md.push_str(&format!(
-                "| {name} | {goal} | {measured} | {} |\n",
-                verdict(ok)
+                "| added CPU, {} | ≤ 2 × the parse floor's | {} | {} |\n",
+                workload.name,
+                show_multiple(d, w),
+                verdict(multiple_at_most(d, w, 2.0))
             ));
         }
+        md.push_str(&format!(
+            "| plugin time per streamed chunk | ≤ 3 µs | {} µs | {} |\n",
+            show_per_chunk(d.per_chunk),
+            verdict(d.per_chunk.is_some_and(|s| s.at_most(3.0)))
+        ));
+        md.push_str(&format!(
+            "| RSS with 2 workers over plain | ≤ 60 MB | {} MB | {} |\n",
+            show(d.rss_2w_over_plain, 0),
+            verdict(d.rss_2w_over_plain.is_some_and(|s| s.at_most(60.0)))
+        ));
+        md.push_str("\nA budget is met only when figure + spread meets it.\n");
     }
     md.push_str(
         "\n| setup | 1 MB streamed answer | Envoy RSS before → after (MB) |\n|---|---|---|\n",
     );
-    for row in &rows {
+    for (setup, m) in chosen.iter().zip(&measured) {
         md.push_str(&format!(
             "| {} | {} | {:.0} → {:.0} |\n",
-            row["setup"].as_str().unwrap_or_default(),
-            if row["stream_1mb"]["complete"] == true {
-                "complete"
-            } else {
-                "INCOMPLETE"
-            },
-            row["stream_1mb"]["rss_mb_before"].as_f64().unwrap_or(0.0),
-            row["stream_1mb"]["rss_mb_after"].as_f64().unwrap_or(0.0),
+            setup.name,
+            if m.big.0 { "complete" } else { "INCOMPLETE" },
+            m.big.1,
+            m.big.2,
         ));
     }
     md.push_str("\n| module | bytes |\n|---|---|\n");
     let mut sizes = Vec::new();
-    for plugin in [
+    let mut modules: Vec<(String, PathBuf)> = [
         "ai-statistics",
         "ai-moderation",
         "ai-prompt-decorator",
         "ai-proxy",
         "ai-gateway",
-    ] {
-        let size = std::fs::metadata(wasm_path(plugin))
-            .map(|m| m.len())
-            .unwrap_or(0);
-        md.push_str(&format!("| {plugin}.wasm | {size} |\n"));
-        sizes.push(json!({"module": plugin, "bytes": size}));
+    ]
+    .iter()
+    .map(|p| (format!("{p}.wasm"), wasm_path(p)))
+    .collect();
+    modules.push(("floor.wasm (bench only)".to_string(), floor_wasm()));
+    for (name, path) in modules {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        md.push_str(&format!("| {name} | {size} |\n"));
+        sizes.push(json!({"module": name, "bytes": size}));
     }
+    let rows: Vec<Value> = chosen
+        .iter()
+        .zip(measured.iter().zip(&derived))
+        .map(|(setup, (m, d))| {
+            let mut row = json!({
+                "setup": setup.name,
+                "rss_mb_1_worker": m.rss_mb_1_worker,
+                "rss_mb_2_workers": m.rss_mb_2_workers,
+                "rss_mb_2_workers_over_plain": d.rss_2w_over_plain.map(|s| s.json()),
+                "plugin_us_per_chunk": d.per_chunk.map(|s| s.json()),
+                "stream_1mb": {"complete": m.big.0, "rss_mb_before": m.big.1, "rss_mb_after": m.big.2},
+            });
+            for (w, workload) in WORKLOADS.iter().enumerate() {
+                row[workload.key] = json!({
+                    "cpu_us_per_request": m.cpu_us[w],
+                    "rps": m.rps[w],
+                    "requests": m.requests[w],
+                    "errors": m.errors[w],
+                    "cpu": d.cpu[w].map(|s| s.json()),
+                    "efficiency_percent": d.efficiency[w].map(|s| s.json()),
+                    "added_cpu_x_parse_floor": d.floor_multiple[w].map(|s| s.json()),
+                    "parse_floor_added_cpu_us": d.floor_added[w].map(|s| s.json()),
+                });
+            }
+            row
+        })
+        .collect();
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
     std::fs::write(
         dir.join("report.json"),
-        serde_json::to_string_pretty(&json!({"rows": rows, "modules": sizes}))?,
+        serde_json::to_string_pretty(
+            &json!({"rounds": rounds, "seconds": seconds, "concurrency": concurrency,
+                    "paced_concurrency": paced_concurrency,
+                    "rows": rows, "modules": sizes}),
+        )?,
     )?;
     println!("{md}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        let s = Stat::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.spread), (2.0, 2.0));
+        assert_eq!(Stat::of(&[4.0, 1.0]).unwrap().median, 2.5);
+        assert_eq!(Stat::of(&[]), None);
+        assert_eq!(Stat::of(&[1.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn budgets_hold_for_the_whole_spread() {
+        let s = Stat {
+            median: 2.5,
+            spread: 1.0,
+        };
+        assert!(s.at_most(3.5) && !s.at_most(3.0));
+        assert!(s.resolved());
+        let noise = Stat {
+            median: 0.4,
+            spread: 1.0,
+        };
+        assert!(!noise.resolved());
+        assert_eq!(show_per_chunk(Some(noise)), "not resolved (0.40 ± 1.00)");
+    }
+
+    #[test]
+    fn chunk_count_matches_its_header() {
+        assert_eq!(CHUNKS.to_string(), CHUNKS_TEXT);
+    }
+
+    #[test]
+    fn floor_multiple_is_relative_to_the_parse_floor() {
+        let m = |cpu: f64| Measured {
+            cpu_us: [vec![cpu, cpu], vec![cpu, cpu], vec![cpu, cpu]],
+            rss_mb_2_workers: vec![cpu, cpu],
+            ..Measured::default()
+        };
+        let (plain, parse, setup) = (m(100.0), m(150.0), m(200.0));
+        let d = derive(&setup, &plain, &parse);
+        assert_eq!(d.floor_multiple[0].map(|s| s.median), Some(2.0));
+        assert_eq!(d.efficiency[1].map(|s| s.median), Some(50.0));
+        assert_eq!(
+            d.per_chunk.map(|s| s.median),
+            Some(50.0 / f64::from(CHUNKS))
+        );
+        assert_eq!(derive(&plain, &plain, &plain).floor_multiple[2], None);
+    }
 }

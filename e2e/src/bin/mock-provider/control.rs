@@ -36,6 +36,8 @@ pub struct MockControl {
     pub chunk_delay: Duration,
     /// `x-mock-reset-after`: abort the connection after this many frames.
     pub reset_after: Option<usize>,
+    /// `x-mock-one-write: 1`: send a stream's frames as one body chunk (one write).
+    pub one_write: bool,
     /// `x-mock-content`: reply text override.
     pub content: Option<String>,
     /// False when `x-mock-usage: none`.
@@ -51,6 +53,7 @@ impl Default for MockControl {
             piece_bytes: None,
             chunk_delay: Duration::ZERO,
             reset_after: None,
+            one_write: false,
             content: None,
             usage: true,
         }
@@ -102,6 +105,7 @@ impl MockControl {
             piece_bytes: count("x-mock-piece-bytes")?,
             chunk_delay: Duration::from_millis(number("x-mock-chunk-delay-ms")?.unwrap_or(0)),
             reset_after: count("x-mock-reset-after")?,
+            one_write: number("x-mock-one-write")?.is_some_and(|n| n != 0),
             content: text("x-mock-content"),
             usage,
         })
@@ -112,6 +116,7 @@ impl MockControl {
         Pacing {
             delay: self.chunk_delay,
             reset_after: self.reset_after,
+            one_write: self.one_write,
         }
     }
 }
@@ -223,6 +228,7 @@ fn abort_response(conn: Option<ConnHandle>) -> Response {
             Pacing {
                 delay: Duration::ZERO,
                 reset_after: Some(0),
+                one_write: false,
             },
         )),
     }
@@ -258,6 +264,7 @@ mod tests {
             ("x-mock-chunks", "3"),
             ("x-mock-chunk-delay-ms", " 7 "),
             ("x-mock-reset-after", "2"),
+            ("x-mock-one-write", "1"),
             ("x-mock-content", "hello there"),
             ("x-mock-usage", "None"),
         ]));
@@ -270,6 +277,7 @@ mod tests {
                 piece_bytes: None,
                 chunk_delay: Duration::from_millis(7),
                 reset_after: Some(2),
+                one_write: true,
                 content: Some("hello there".into()),
                 usage: false,
             })
@@ -298,6 +306,7 @@ mod tests {
             ("x-mock-status", "70000"),
             ("x-mock-delay-ms", "-1"),
             ("x-mock-chunks", "many"),
+            ("x-mock-one-write", "yes"),
             ("x-mock-usage", "always"),
         ] {
             let err = MockControl::from_headers(&headers(&[(name, value)]));

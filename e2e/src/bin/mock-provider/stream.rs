@@ -1,5 +1,6 @@
-//! Paced streaming bodies: one body frame per item, an optional pause between
-//! frames, and an optional abort (`x-mock-reset-after`).
+//! Paced streaming bodies: one body frame per item (or all of them in one,
+//! `x-mock-one-write`), an optional pause between frames, and an optional abort
+//! (`x-mock-reset-after`).
 
 use std::io;
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct Pacing {
     pub delay: Duration,
     /// Fail the body after this many frames (or after all of them, if fewer).
     pub reset_after: Option<usize>,
+    /// Send all frames as one body chunk, so the whole stream goes out in one write (the
+    /// pause and `reset_after` then count that one frame).
+    pub one_write: bool,
 }
 
 /// Time given to hyper to flush the frames already sent before the body
@@ -32,6 +36,11 @@ const FLUSH_GRACE: Duration = Duration::from_millis(20);
 /// The frames as a stream of body chunks, paced and possibly ending in an
 /// error.
 pub fn paced(frames: Vec<Bytes>, pacing: Pacing) -> impl Stream<Item = io::Result<Bytes>> {
+    let frames = if pacing.one_write && frames.len() > 1 {
+        vec![Bytes::from(frames.concat())]
+    } else {
+        frames
+    };
     let state = (frames.into_iter(), 0usize, false);
     stream::unfold(state, move |(mut frames, sent, done)| async move {
         if done {
@@ -121,6 +130,7 @@ mod tests {
         let pacing = Pacing {
             delay: Duration::ZERO,
             reset_after,
+            one_write: false,
         };
         paced(frames(n), pacing)
             .map(|item| match item {
@@ -149,10 +159,27 @@ mod tests {
         let pacing = Pacing {
             delay: Duration::from_millis(30),
             reset_after: None,
+            one_write: false,
         };
         let start = std::time::Instant::now();
         let n = paced(frames(3), pacing).count().await;
         assert_eq!(n, 3);
         assert!(start.elapsed() >= Duration::from_millis(60));
+    }
+
+    #[tokio::test]
+    async fn one_write_sends_one_frame() {
+        let pacing = Pacing {
+            delay: Duration::from_millis(30),
+            reset_after: None,
+            one_write: true,
+        };
+        let start = std::time::Instant::now();
+        let sent: Vec<Bytes> = paced(frames(3), pacing)
+            .filter_map(|item| async move { item.ok() })
+            .collect()
+            .await;
+        assert_eq!(sent, [Bytes::from("f0f1f2")]);
+        assert!(start.elapsed() < Duration::from_millis(30));
     }
 }
