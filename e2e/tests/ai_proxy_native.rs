@@ -516,15 +516,6 @@ fn qwen_native_dashscope_through_the_openai_sdk() {
     assert!(!gw.envoy.log().contains("ds-key"));
 }
 
-/// The `data:` payloads of an SSE body, `[DONE]` left out.
-fn sse_chunks(body: &str) -> Vec<Value> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 #[test]
 fn triton_generate_and_generate_stream() {
     let gw = gateway(r#"{"provider":{"type":"triton","tritonDomain":"triton.internal:8000"}}"#);
@@ -570,14 +561,8 @@ fn triton_generate_and_generate_stream() {
         .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
         .collect();
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-    let chunks = sse_chunks(&body);
-    let text: String = chunks
-        .iter()
-        .filter_map(|c| {
-            c.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-        })
-        .collect();
+    let chunks = e2e::sse::data_json(&body);
+    let text = e2e::sse::chat_text(&chunks);
     assert_eq!(text, "w0 w1 w2 w3 w4 ");
     let finish: Vec<&Value> = chunks
         .iter()

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+use common::o200k;
 use e2e::envoy::{Options, Sample};
 use e2e::Gateway;
 use serde_json::{json, Value};
@@ -22,13 +24,6 @@ const STATS: &str = r#"{
 
 const PROXY: &str = r#"{"provider":{"type":"openai","apiTokens":["k"]},
   "_rules_":[{"_match_domain_":["claude.test"],"provider":{"type":"claude","apiTokens":["a"]}}]}"#;
-
-fn o200k(text: &str) -> u64 {
-    tiktoken_rs::o200k_base()
-        .unwrap()
-        .encode_ordinary(text)
-        .len() as u64
-}
 
 fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
     samples.iter().find(|s| {

@@ -3,32 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+use common::{away_from_minute_end, o200k};
 use e2e::envoy::Options;
 use e2e::Gateway;
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
 const PLUGIN: &str = "ai-token-ratelimit";
-
-fn o200k(text: &str) -> u64 {
-    tiktoken_rs::o200k_base()
-        .unwrap()
-        .encode_ordinary(text)
-        .len() as u64
-}
-
-/// Waits out the end of a minute so a per-minute window cannot reset mid-test.
-fn away_from_minute_end() {
-    let sec = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if sec >= 48 {
-        std::thread::sleep(Duration::from_secs(61 - sec));
-    }
-}
 
 fn chat(extra: serde_json::Value) -> String {
     let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});

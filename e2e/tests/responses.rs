@@ -5,10 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod common;
+use common::{away_from_minute_end, o200k};
 use e2e::envoy::{Options, Sample};
 use e2e::{run_sdk_script, Gateway};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
 
@@ -23,25 +25,6 @@ fn options() -> Options {
     Options::plugin("ai-proxy", PROXY)
         .with_plugin("ai-statistics", "{}")
         .with_plugin("ai-token-ratelimit", RATELIMIT)
-}
-
-fn o200k(text: &str) -> u64 {
-    tiktoken_rs::o200k_base()
-        .unwrap()
-        .encode_ordinary(text)
-        .len() as u64
-}
-
-/// Waits out the end of a minute so the per-minute window cannot reset mid-test.
-fn away_from_minute_end() {
-    let sec = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if sec >= 45 {
-        std::thread::sleep(Duration::from_secs(61 - sec));
-    }
 }
 
 /// `(input, output, total)` of a usage object.

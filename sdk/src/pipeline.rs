@@ -158,11 +158,6 @@ impl Exchange {
             .sum()
     }
 
-    /// What the plugin knows of the host's header hold.
-    pub fn header_hold(&self) -> HeaderHold {
-        self.hold
-    }
-
     /// The Envoy route name, read once.
     pub fn route_name(&mut self, host: &dyn Host) -> Option<String> {
         self.route_name
@@ -364,8 +359,6 @@ pub enum Need {
     Nothing,
     /// The parsed request body.
     Body,
-    /// The parsed request body, and to change request headers after reading it.
-    BodyThenHeaders,
 }
 
 /// Whether a filter that pauses in its request-header callback still receives the body, so the
@@ -687,7 +680,7 @@ impl Pipeline {
         self.ex.headers_held = true;
         for i in 0..self.stages.len() {
             match self.stages[i].on_request_headers(host, &mut self.ex) {
-                Ok(need) => self.wants_body[i] = need != Need::Nothing,
+                Ok(need) => self.wants_body[i] = need == Need::Body,
                 Err(e) => {
                     let name = self.stages[i].name();
                     return self.reply(host, name, &e);
@@ -1158,7 +1151,7 @@ mod tests {
             _: &dyn Host,
             _: &mut Exchange,
         ) -> Result<Need, ErrorReply> {
-            Ok(Need::BodyThenHeaders)
+            Ok(Need::Body)
         }
         fn on_request_body(
             &mut self,

@@ -375,22 +375,18 @@ impl Context for Filter {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let hold = self.probe.state.get();
-        let (action, holding, header_bytes) = self.with((Action::Continue, false, 0), |p| {
+        let probing = hold == HeaderHold::Unknown;
+        // The header size is needed only while the hold is being learnt.
+        let (action, header_bytes) = self.with((Action::Continue, None), |p| {
             p.set_header_hold(hold);
             let action = p.on_request_headers(&WasmHost, end_of_stream);
-            let bytes = p.exchange().request_header_bytes();
-            (action, p.holding_headers(), bytes)
+            let bytes =
+                (probing && p.holding_headers()).then(|| p.exchange().request_header_bytes());
+            (action, bytes)
         });
-        if holding && hold == HeaderHold::Unknown {
+        if let Some(header_bytes) = header_bytes {
             let size = request_size(&WasmHost);
             let headers = i64::try_from(header_bytes).unwrap_or(i64::MAX);
-            WasmHost.log(
-                LogLevel::Debug,
-                &format!(
-                    "request headers held while learning the header hold (request size {size:?}, \
-                     headers {headers} bytes)"
-                ),
-            );
             self.probe.waiting.borrow_mut().push(Waiting {
                 context_id: self.context_id,
                 pipeline: Rc::downgrade(&self.pipeline),

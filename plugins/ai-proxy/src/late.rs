@@ -159,7 +159,7 @@ mod tests {
             _: &dyn Host,
             _: &mut Exchange,
         ) -> Result<Need, ErrorReply> {
-            Ok(Need::BodyThenHeaders)
+            Ok(Need::Body)
         }
         fn on_request_body(
             &mut self,

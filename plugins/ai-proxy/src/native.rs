@@ -86,11 +86,6 @@ pub fn callout_request(
     for (name, value) in out.late {
         headers.retain(|(n, _)| *n != name);
         if let Some(v) = value {
-            let v = if name == ":path" {
-                p.upstream_path(&v)
-            } else {
-                v
-            };
             headers.push((name, v));
         }
     }
@@ -224,8 +219,15 @@ pub fn outbound(
         }
         out.body = RequestBody::Json(value);
     }
+    // `basePath`/`providerBasePath` apply to a path decided from the body too, before it is
+    // signed.
+    for (name, value) in &mut out.late {
+        if let (":path", Some(v)) = (name.as_str(), value.as_mut()) {
+            *v = p.upstream_path(v);
+        }
+    }
     if p.auth == Auth::SigV4 {
-        out.late.extend(sign(p, &out, path, now)?);
+        out.late.extend(sign(p, &out, &p.upstream_path(path), now)?);
     }
     Ok(out)
 }
@@ -676,6 +678,17 @@ mod tests {
         assert!(static_headers(&b, None)
             .iter()
             .all(|(n, _)| n != "authorization"));
+        // A provider base path is part of the path that is signed.
+        let prefixed = provider(json!({"type": "bedrock", "awsRegion": "us-east-1",
+            "awsAccessKey": "AKID", "awsSecretKey": "secret", "providerBasePath": "/gw"}))
+        .unwrap();
+        let out2 = outbound(&prefixed, chat(false), ApiKind::ChatCompletions, now(), "").unwrap();
+        assert_eq!(late(&out2, ":path"), Some("/gw/model/m-1%3A0/converse"));
+        assert_ne!(
+            late(&out2, "authorization"),
+            Some(auth),
+            "signed over the prefixed path"
+        );
     }
 
     #[test]

@@ -127,15 +127,7 @@ impl ProxyStage {
             self.fallback_body = Some(body.clone());
         }
         let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
-        let late: Vec<(String, Option<String>)> = out
-            .late
-            .iter()
-            .map(|(name, value)| match (name.as_str(), value) {
-                (":path", Some(path)) => (name.clone(), Some(p.upstream_path(path))),
-                _ => (name.clone(), value.clone()),
-            })
-            .collect();
-        late::apply(host, ex, &p.kind, &late)?;
+        late::apply(host, ex, &p.kind, &out.late)?;
         self.stream = out.stream;
         self.model = out.model;
         if self.stream {
@@ -428,10 +420,8 @@ impl Stage for ProxyStage {
         } else if p.family == Family::Claude {
             host.set_request_header("anthropic-version", Some(&p.claude_version));
         }
-        if native::headers_from_body(p, api) || self.awaiting_token {
-            self.headers_from_body = true;
-            return Ok(Need::BodyThenHeaders);
-        }
+        // Headers this request may still change once the body is read (see on_headers_released).
+        self.headers_from_body = native::headers_from_body(p, api) || self.awaiting_token;
         Ok(if has_body { Need::Body } else { Need::Nothing })
     }
 

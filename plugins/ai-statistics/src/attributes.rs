@@ -155,22 +155,13 @@ pub fn question_and_system(body: &sdk::pipeline::RequestBody) -> (Option<String>
             (question, (!system.is_empty()).then(|| system.join("\n")))
         }
         RequestBody::Messages(m) => {
-            let text = |c: &sdk::llm::anthropic::Content| {
-                let mut out = String::new();
-                let mut c = c.clone();
-                c.map_text(|t| {
-                    out.push_str(t);
-                    t.to_string()
-                });
-                out
-            };
             let question = m
                 .messages
                 .iter()
                 .rev()
                 .find(|m| m.role == "user")
-                .map(|m| text(&m.content));
-            (question, m.system.as_ref().map(text))
+                .map(|m| m.content.text());
+            (question, m.system.as_ref().map(|s| s.text()))
         }
         RequestBody::Json(_) => (None, None),
     }

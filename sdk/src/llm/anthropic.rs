@@ -49,6 +49,19 @@ pub enum Content {
 }
 
 impl Content {
+    /// The text of the content: the string, or the `text` blocks joined with `\n` (as
+    /// [`super::openai::Content::text`]).
+    pub fn text(&self) -> String {
+        match self {
+            Content::Text(s) => s.clone(),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .filter_map(|b| b.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
     /// Applies `f` to every piece of text (the string, or each `text` block).
     pub fn map_text(&mut self, mut f: impl FnMut(&str) -> String) {
         match self {

@@ -1059,14 +1059,7 @@ mod tests {
             &mut BedrockStream::new("m", ReasoningMode::Passthrough),
             &frames,
         );
-        let text: String = chunks
-            .iter()
-            .filter_map(|v| {
-                v.pointer("/choices/0/delta/content")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .collect();
+        let text = e2e::sse::chat_text(&chunks);
         assert_eq!(text, "Hello from the mock");
         let usage = chunks.last().unwrap().clone();
         assert_eq!(

@@ -924,13 +924,7 @@ mod tests {
             )
         );
         let chunks = stream_through_plugin(&frames);
-        let text: String = chunks
-            .iter()
-            .filter_map(|c| {
-                c.pointer("/choices/0/delta/content")
-                    .and_then(Value::as_str)
-            })
-            .collect();
+        let text = e2e::sse::chat_text(&chunks);
         assert_eq!(text, "w0 w1 w2 ");
         assert!(chunks.iter().all(|c| c["id"] == "mock-dashscope-7"));
         assert_eq!(
