@@ -11,13 +11,14 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: trial-config help setup rust-target envoy sdk-clients redis build run test unit e2e bench lint fmt clean
+.PHONY: trial-config help setup rust-target envoy sdk-clients redis build run test unit e2e bench fuzz lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
 	@echo "make test   fmt check, clippy, unit tests and the e2e suite against a real Envoy $(ENVOY_VERSION)"
 	@echo "make build  write dist/<plugin>.wasm for: $(PLUGINS)"
 	@echo "make lint   cargo fmt --check and clippy -D warnings"
+	@echo "make fuzz   run every fuzz target for FUZZ_SECONDS (default 20) each, growing fuzz/corpus"
 	@echo "make bench  plain Envoy vs the plugins: CPU per request, RPS, latency, RSS (target/bench/report.md)"
 
 # Everything a fresh machine needs, installed when missing. Each step checks the real state (the
@@ -129,6 +130,22 @@ bench: setup build
 	cp target/$(WASM_TARGET)/release/floor.wasm target/bench/floor.wasm
 	$(CARGO) build --profile tools -p e2e --bin mock-provider --bin bench
 	./target/tools/bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
+
+# Coverage-guided fuzzing of every target in fuzz/src (libFuzzer through cargo-fuzz, installed when
+# missing), FUZZ_SECONDS each, growing fuzz/corpus/<target>; `make test` replays those corpora
+# (fuzz/tests/corpus.rs). A crash lands in fuzz/libfuzzer/artifacts/<target>/: copy it into the
+# corpus, where it stays as a regression input.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/libfuzzer/fuzz_targets/*.rs)))
+fuzz: rust-target
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		$(CARGO) fuzz run --fuzz-dir fuzz/libfuzzer --sanitizer none $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 2>&1 | \
+			grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|.*invariant broken)' ; \
+		[ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
 
 test: setup lint unit e2e
 

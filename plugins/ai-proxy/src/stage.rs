@@ -11,6 +11,7 @@ use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
 };
+use sdk::sse::SseEvent;
 use std::rc::Rc;
 
 /// Filter-state key (`wasm.ai_gateway.provider`) holding the provider type of the request.
@@ -619,7 +620,7 @@ impl Stage for ProxyStage {
                 reasoning,
                 self.stream,
             )
-            .unwrap_or_else(|e| bad_answer(client, &e)),
+            .unwrap_or_else(|e| bad_answer(client, &e, self.stream)),
             Response::Stream(tr) => {
                 let mut out = String::new();
                 tr.feed(&chunk, end, &mut out);
@@ -678,15 +679,23 @@ fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option
     authorized
 }
 
-fn bad_answer(client: ClientProtocol, e: &str) -> Vec<u8> {
-    ErrorReply::new(
+/// The answer for a provider's answer that cannot be translated; an OpenAI client that asked to
+/// stream was promised `text/event-stream`, so it gets the error as an event.
+fn bad_answer(client: ClientProtocol, e: &str, stream: bool) -> Vec<u8> {
+    let body = ErrorReply::new(
         502,
         "server_error",
         Some("bad_upstream_response"),
         format!("cannot translate the provider's answer: {e}"),
     )
-    .body(client)
-    .into_bytes()
+    .body(client);
+    if stream && client == ClientProtocol::OpenAi {
+        let mut out = SseEvent::data(body).encode();
+        SseEvent::data("[DONE]").encode_into(&mut out);
+        out.into_bytes()
+    } else {
+        body.into_bytes()
+    }
 }
 
 #[cfg(test)]

@@ -1333,8 +1333,10 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert!(c.iter().all(|x| x["choices"][0]["finish_reason"].is_null()));
         assert_eq!(out.matches("[DONE]").count(), 1);
-        // An empty upstream still ends the client stream.
-        assert_eq!(translate("", 1, &opts(BotType::Chat)), "data: [DONE]\n\n");
+        // An empty upstream is an error, and the client stream still ends.
+        let out = translate("", 1, &opts(BotType::Chat));
+        assert!(out.contains("bad_upstream_stream"), "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
     }
 
     #[test]

@@ -116,6 +116,17 @@ pub trait StreamTranslator {
     fn on_event(&mut self, event: &SseEvent, out: &mut String);
     /// The upstream stream ended.
     fn finish(&mut self, out: &mut String);
+    /// The upstream stream is unusable: an error event in the client's protocol, then the end.
+    fn fail(&mut self, message: &str, out: &mut String) {
+        out.push_str(&SseEvent::data(stream_error(message)).encode());
+        self.finish(out);
+    }
+}
+
+/// An OpenAI-style error event's data for a stream that cannot be translated.
+pub fn stream_error(message: &str) -> String {
+    serde_json::json!({"error": {"message": message, "type": "server_error", "code": "bad_upstream_stream"}})
+        .to_string()
 }
 
 /// A stream translator over raw upstream bytes (binary framings such as AWS event streams, or
@@ -130,6 +141,9 @@ pub trait ChunkTranslator {
 pub struct SseTranslator<T> {
     decoder: SseDecoder,
     inner: T,
+    /// An event arrived (a stream of none is not an answer).
+    seen: bool,
+    failed: bool,
 }
 
 impl<T: StreamTranslator> SseTranslator<T> {
@@ -138,26 +152,36 @@ impl<T: StreamTranslator> SseTranslator<T> {
         SseTranslator {
             decoder: SseDecoder::default(),
             inner,
+            seen: false,
+            failed: false,
         }
     }
 }
 
 impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
     fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
+        if self.failed {
+            return;
+        }
         let mut events = Vec::new();
         if let Err(e) = self.decoder.feed(chunk, &mut events) {
-            let err = serde_json::json!({"error": {"message": e.to_string(), "type": "server_error", "code": "bad_upstream_stream"}});
-            out.push_str(&SseEvent::data(err.to_string()).encode());
-            self.inner.finish(out);
+            self.failed = true;
+            self.inner
+                .fail(&format!("bad upstream event stream: {e}"), out);
             return;
         }
         if end {
             self.decoder.finish(&mut events);
         }
+        self.seen |= !events.is_empty();
         for ev in &events {
             self.inner.on_event(ev, out);
         }
-        if end {
+        if end && !self.seen {
+            // Bytes that hold no event at all (an HTML page, say) are not an empty answer.
+            self.inner
+                .fail("the provider's stream ended without any event", out);
+        } else if end {
             self.inner.finish(out);
         }
     }
@@ -177,6 +201,11 @@ impl StreamTranslator for messages::MessagesStream {
         messages::MessagesStream::on_event(self, event, out)
     }
     fn finish(&mut self, out: &mut String) {
+        messages::MessagesStream::finish(self, out)
+    }
+    fn fail(&mut self, message: &str, out: &mut String) {
+        // The OpenAI-style error event becomes an Anthropic `error` event.
+        messages::MessagesStream::on_event(self, &SseEvent::data(stream_error(message)), out);
         messages::MessagesStream::finish(self, out)
     }
 }

@@ -552,9 +552,12 @@ mod tests {
                 "type": "server_error", "code": null}})
         );
         assert_eq!(d[3], "[DONE]");
-        // Nothing at all: still a finish chunk and one [DONE].
-        let c = chunks(&translate("", 1));
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[1]["choices"][0]["finish_reason"], "stop");
+        // Nothing at all is not an empty answer: an error event, and the stream still ends.
+        let d = datas(&translate("", 1));
+        assert_eq!(
+            serde_json::from_str::<Value>(&d[0]).unwrap()["error"]["code"],
+            "bad_upstream_stream"
+        );
+        assert_eq!(d.last().map(String::as_str), Some("[DONE]"));
     }
 }
