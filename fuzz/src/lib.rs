@@ -336,13 +336,25 @@ pub fn gateway_answer(data: &[u8]) -> Result<Answer, String> {
         (":status".to_string(), status.to_string()),
         ("content-type".to_string(), content_type.to_string()),
     ];
+    let answer_bytes = answer;
     let answer = sim.response(headers, &split(answer, seed.rotate_left(3), 48))?;
     // What the provider wrote passes as is when nothing translates it.
     let translated = if anthropic { for_anthropic } else { for_openai };
+    // An upstream stream cut inside a line is an error the client must see.
+    let cut = content_type == "text/event-stream"
+        && !answer_bytes.is_empty()
+        && !answer_bytes.ends_with(b"\n");
     if translated && path != "/v1/models" && path != "/v1/embeddings" {
         well_formed(&answer, anthropic)?;
         if answer.status == 200 {
             terminated(&answer, anthropic)?;
+            let body = String::from_utf8_lossy(&answer.body);
+            let sse_out = answer
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/event-stream"));
+            check(!cut || !sse_out || body.contains("error"), || {
+                format!("a stream cut mid-event ended quietly: {body:?}")
+            })?;
         }
     }
     Ok(answer)

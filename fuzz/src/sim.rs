@@ -153,6 +153,14 @@ impl Sim {
                 _ => buffered = host.response_body.borrow().clone(),
             }
         }
+        if action == Action::Pause {
+            // Held headers went out with the body: as the stages left them.
+            answer.headers = host.response_headers.borrow().clone();
+            answer.status = answer
+                .header(":status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+        }
         p.on_log(host);
         Ok(answer)
     }

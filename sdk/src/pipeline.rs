@@ -88,6 +88,10 @@ pub struct Exchange {
     /// Whether request headers written now still reach the upstream: inside the header callback,
     /// and afterwards while the pipeline holds them.
     headers_held: bool,
+    /// The host held this request's headers while its body was read: it can hold headers.
+    hold_proven: bool,
+    /// The response headers wait for the whole body ([`BodyMode::Whole`]).
+    response_headers_held: bool,
     /// The answer's usage meter, shared by the stages that meter it.
     #[cfg(feature = "tokens")]
     pub(crate) shared_meter: Option<crate::meter::SharedMeter>,
@@ -146,6 +150,12 @@ impl Exchange {
     /// this is the header callback). False once they went on ahead of the body.
     pub fn request_headers_held(&self) -> bool {
         self.headers_held
+    }
+
+    /// Whether response headers set now still reach the client (the pipeline holds them for
+    /// [`BodyMode::Whole`] or a callout).
+    pub fn response_headers_held(&self) -> bool {
+        self.response_headers_held
     }
 
     /// The size of the request headers as Envoy counts it (names plus values), from the copy
@@ -556,6 +566,10 @@ pub enum BodyMode {
     Stream,
     /// Whole, once (JSON answers, errors).
     Buffer,
+    /// Whole, once, with the headers held until it is complete, so a stage can still set the
+    /// status from the body. Only where the host is known to hold headers (this request's body
+    /// arrived while its headers waited); elsewhere as [`BodyMode::Buffer`].
+    Whole,
     /// Whole, once, and the headers are held until the stage resumes them from
     /// [`Stage::on_http_call_response`] (it may rewrite them first).
     Hold,
@@ -726,6 +740,8 @@ impl Pipeline {
         if !self.wants_body.contains(&true) {
             return Action::Continue;
         }
+        // A body callback while the headers wait: the host holds headers.
+        self.ex.hold_proven |= self.holding;
         if !end_of_stream {
             return Action::Pause;
         }
@@ -829,14 +845,24 @@ impl Pipeline {
             .copied()
             .max()
             .unwrap_or(BodyMode::Untouched);
+        if self.response_mode == BodyMode::Whole && !self.ex.hold_proven {
+            self.response_mode = BodyMode::Buffer;
+        }
         if self.response_mode != BodyMode::Untouched {
             self.ex.set_response_header(host, "content-length", None);
         }
-        if self.response_mode == BodyMode::Hold {
-            self.response_waiting = true;
-            return Action::Pause;
+        match self.response_mode {
+            BodyMode::Hold => {
+                self.response_waiting = true;
+                self.ex.response_headers_held = true;
+                Action::Pause
+            }
+            BodyMode::Whole => {
+                self.ex.response_headers_held = true;
+                Action::Pause
+            }
+            _ => Action::Continue,
         }
-        Action::Continue
     }
 
     /// `on_log`: stages in response order.
@@ -901,6 +927,7 @@ impl Pipeline {
     /// (hosts that hold headers deliver it) goes through the stages first, once it is whole.
     fn resume_response(&mut self, host: &dyn Host) {
         self.response_seen = 0;
+        self.ex.response_headers_held = false;
         if !std::mem::take(&mut self.response_waiting) {
             host.resume_response();
             return;
@@ -932,7 +959,7 @@ impl Pipeline {
         }
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
-            BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
+            BodyMode::Buffer | BodyMode::Whole | BodyMode::Hold if !end_of_stream => Action::Pause,
             mode => {
                 self.ex.begin_callback();
                 let seen = self.response_seen.min(body_size);
@@ -983,6 +1010,7 @@ impl Pipeline {
                     Action::Pause
                 } else {
                     self.response_seen = 0;
+                    self.ex.response_headers_held = false;
                     Action::Continue
                 }
             }

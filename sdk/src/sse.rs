@@ -114,6 +114,12 @@ impl SseDecoder {
             && self.current.retry.is_none()
     }
 
+    /// Inside a line: the bytes so far end without a line break (a stream cut here was cut
+    /// mid-event).
+    pub fn mid_line(&self) -> bool {
+        !self.line.is_empty()
+    }
+
     /// Bytes held for an unfinished line or event.
     pub fn buffered(&self) -> usize {
         self.line.len() + self.current.data.len()

@@ -180,17 +180,16 @@ impl ModerationStage {
     }
 
     /// Checks the current window locally; when clean and a service is configured, asks it.
-    /// Returns true when the answer must be cut now.
-    fn check_window(&mut self, host: &dyn Host, end: bool) -> bool {
+    fn check_window(&mut self, host: &dyn Host, end: bool) -> WindowVerdict {
         let rules = self.rules.clone();
         let Some(config) = self.active.and_then(|id| rules.get(id)) else {
-            return false;
+            return WindowVerdict::Release;
         };
         let Answer::Stream { window, .. } = &mut self.answer else {
-            return false;
+            return WindowVerdict::Release;
         };
         if window.is_empty() {
-            return false;
+            return WindowVerdict::Release;
         }
         // Mid-stream, a word cut at the window's end is left to the next window (the overlap
         // carries it), so "bomb|ay" is not read as "bomb".
@@ -205,9 +204,15 @@ impl ModerationStage {
                 .map_or(0, |(i, _)| i);
             &full[..cut]
         };
-        if let Some(hit) = config.rules(Direction::Response).find(text) {
+        let response_rules = config.rules(Direction::Response);
+        if let Some(hit) = response_rules.find(text) {
             self.record(host, Direction::Response, true, "local", &hit);
-            return true;
+            return WindowVerdict::Cut;
+        }
+        if !end && response_rules.find(full).is_some() {
+            // The unfinished last word may complete a denied one: released now, the client
+            // would see it before the next window finds it. Hold until the word ends.
+            return WindowVerdict::Hold;
         }
         if config.service.is_some() {
             let text = window.text().to_string();
@@ -222,14 +227,14 @@ impl ModerationStage {
                         "failure",
                         "service call not sent",
                     );
-                    return true;
+                    return WindowVerdict::Cut;
                 }
                 None => {}
             }
         } else {
             window.roll();
         }
-        false
+        WindowVerdict::Release
     }
 
     /// Checks answer bytes; says what goes on.
@@ -321,13 +326,16 @@ impl ModerationStage {
                     return out(data);
                 }
                 if ready || end {
-                    if self.check_window(host, end) {
-                        self.blocked = true;
-                        self.holding = false;
-                        self.held = 0;
-                        return ChunkOut::replace_held(self.ending());
+                    match self.check_window(host, end) {
+                        WindowVerdict::Cut => {
+                            self.blocked = true;
+                            self.holding = false;
+                            self.held = 0;
+                            return ChunkOut::replace_held(self.ending());
+                        }
+                        WindowVerdict::Hold => self.holding = true,
+                        WindowVerdict::Release => self.holding = self.response_call.is_some(),
                     }
-                    self.holding = self.response_call.is_some();
                 } else {
                     self.holding = true;
                 }
@@ -353,6 +361,17 @@ impl ModerationStage {
             _ => Vec::new(),
         }
     }
+}
+
+/// What a checked window of a streamed answer does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowVerdict {
+    /// Clean: the held events go to the client (or wait for the service's verdict).
+    Release,
+    /// Denied: the held events are replaced by the stream's ending.
+    Cut,
+    /// Not decided until the last word ends: keep holding.
+    Hold,
 }
 
 /// End of the last complete SSE event in `data` (after its blank line).
@@ -555,7 +574,7 @@ impl Stage for ModerationStage {
         }
         // Text that arrived during the check is checked before anything is released.
         if matches!(&self.answer, Answer::Stream { window, .. } if !window.is_empty()) {
-            if self.check_window(host, true) {
+            if self.check_window(host, true) == WindowVerdict::Cut {
                 let ending = self.ending();
                 if let Err(e) = host.set_response_body(0, self.held, &ending) {
                     host.log(

@@ -201,7 +201,8 @@ impl ProxyStage {
                     "application/json"
                 };
                 host.set_response_header("content-type", Some(ct));
-                BodyMode::Buffer
+                // Headers wait for the answer: one that cannot be translated gets a 502.
+                BodyMode::Whole
             }
             native::Plan::Stream(t) => {
                 self.response = Response::Stream(t);
@@ -581,7 +582,7 @@ impl Stage for ProxyStage {
 
     fn on_response_body(
         &mut self,
-        _host: &dyn Host,
+        host: &dyn Host,
         ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
@@ -620,7 +621,16 @@ impl Stage for ProxyStage {
                 reasoning,
                 self.stream,
             )
-            .unwrap_or_else(|e| bad_answer(client, &e, self.stream)),
+            .unwrap_or_else(|e| {
+                if ex.response_headers_held() {
+                    // The client sees a failed call, not a 200 with an error inside.
+                    ex.set_response_header(host, ":status", Some("502"));
+                    ex.set_response_header(host, "content-type", Some("application/json"));
+                    bad_answer(client, &e, false)
+                } else {
+                    bad_answer(client, &e, self.stream)
+                }
+            }),
             Response::Stream(tr) => {
                 let mut out = String::new();
                 tr.feed(&chunk, end, &mut out);
@@ -744,7 +754,8 @@ mod tests {
             ("content-type".into(), "application/json".into()),
             ("content-length".into(), "10".into()),
         ];
-        assert_eq!(p.on_response_headers(&host), Action::Continue);
+        // The host held the request headers: the response headers wait for the whole answer.
+        assert_eq!(p.on_response_headers(&host), Action::Pause);
         assert_eq!(host.response_header("content-length"), None);
         let answer = r#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hello"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
         *host.response_body.borrow_mut() = answer.as_bytes().to_vec();
@@ -759,6 +770,57 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn an_answer_that_cannot_be_translated_is_a_502() {
+        for (stream, held) in [(false, true), (true, true), (true, false)] {
+            let mut p = pipeline(r#"{"provider":{"type":"claude","apiTokens":["k"]}}"#);
+            if !held {
+                p.set_header_hold(sdk::pipeline::HeaderHold::Unavailable);
+            }
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", "/v1/chat/completions"),
+            ]);
+            let body = format!(
+                r#"{{"model":"m","stream":{stream},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+            p.on_request_headers(&host, false);
+            p.on_request_body(&host, body.len(), true);
+            *host.response_headers.borrow_mut() = vec![
+                (":status".into(), "200".into()),
+                ("content-type".into(), "application/json".into()),
+            ];
+            let expect = if held {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
+            assert_eq!(p.on_response_headers(&host), expect);
+            let html = b"<html>Bad gateway</html>";
+            *host.response_body.borrow_mut() = html.to_vec();
+            assert_eq!(
+                p.on_response_body(&host, html.len(), true),
+                Action::Continue
+            );
+            let out = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+            if held {
+                // Headers still held: a real failure status and a plain JSON error.
+                assert_eq!(host.response_header(":status").as_deref(), Some("502"));
+                assert_eq!(
+                    host.response_header("content-type").as_deref(),
+                    Some("application/json")
+                );
+                let v: Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["error"]["code"], "bad_upstream_response");
+            } else {
+                // Headers gone as SSE: the error is an event, and the stream ends.
+                assert!(out.starts_with("data: {\"error\""), "{out}");
+                assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+            }
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct RateLimitStage {
     metered: bool,
     call: Option<u32>,
     charged: bool,
+    /// The answer is an error (status ≥ 400): only usage it reports is charged, no estimate.
+    failed: bool,
 }
 
 impl RateLimitStage {
@@ -51,6 +53,7 @@ impl RateLimitStage {
             metered: false,
             call: None,
             charged: false,
+            failed: false,
         }
     }
 
@@ -85,7 +88,7 @@ impl RateLimitStage {
         ) else {
             return;
         };
-        let used = SharedMeter::finish(ex, true);
+        let used = SharedMeter::finish(ex, !self.failed);
         let actual = used.input + used.output;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);
@@ -405,7 +408,12 @@ impl Stage for RateLimitStage {
         let stream = ex
             .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
-        SharedMeter::start(ex, stream, true, &self.model);
+        // A failed call generated nothing: its reservation goes back unless it reports usage.
+        self.failed = ex
+            .response_header(host, ":status")
+            .and_then(|s| s.parse::<u32>().ok())
+            .is_some_and(|s| s >= 400);
+        SharedMeter::start(ex, stream, !self.failed, &self.model);
         self.metered = true;
         BodyMode::Stream
     }

@@ -42,6 +42,64 @@ pub struct MockControl {
     pub content: Option<String>,
     /// False when `x-mock-usage: none`.
     pub usage: bool,
+    /// `x-mock-garbage`: answer 200 with a broken body instead of the provider's answer.
+    pub garbage: Option<Garbage>,
+}
+
+/// Broken answers a provider (or a proxy in front of it) can give with status 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Garbage {
+    /// An HTML error page (`text/html`).
+    Html,
+    /// JSON cut off in the middle.
+    Truncated,
+    /// JSON of the wrong shape: numbers for strings, strings for objects.
+    Types,
+}
+
+impl Garbage {
+    fn parse(v: &str) -> Result<Garbage, String> {
+        match v.trim() {
+            "html" => Ok(Garbage::Html),
+            "truncated" => Ok(Garbage::Truncated),
+            "types" => Ok(Garbage::Types),
+            other => Err(format!(
+                "invalid x-mock-garbage header: {other:?} (html, truncated or types)"
+            )),
+        }
+    }
+
+    /// The answer: 200, in the content type the client asked for (`stream`: SSE framing).
+    pub fn response(self, stream: bool) -> Response {
+        let (content_type, body) = match (self, stream) {
+            (Garbage::Html, _) => (
+                "text/html",
+                "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>".to_string(),
+            ),
+            (Garbage::Truncated, false) => (
+                "application/json",
+                r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assi"#.to_string(),
+            ),
+            (Garbage::Truncated, true) => (
+                "text/event-stream",
+                "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choi".to_string(),
+            ),
+            (Garbage::Types, false) => (
+                "application/json",
+                r#"{"id":5,"type":7,"choices":"none","content":"x","usage":"lots","candidates":"x"}"#.to_string(),
+            ),
+            (Garbage::Types, true) => (
+                "text/event-stream",
+                "data: {\"id\":5,\"type\":7,\"choices\":\"none\",\"delta\":3}\n\ndata: [1,2]\n\n".to_string(),
+            ),
+        };
+        (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response()
+    }
 }
 
 impl Default for MockControl {
@@ -56,6 +114,7 @@ impl Default for MockControl {
             one_write: false,
             content: None,
             usage: true,
+            garbage: None,
         }
     }
 }
@@ -108,6 +167,9 @@ impl MockControl {
             one_write: number("x-mock-one-write")?.is_some_and(|n| n != 0),
             content: text("x-mock-content"),
             usage,
+            garbage: text("x-mock-garbage")
+                .map(|v| Garbage::parse(&v))
+                .transpose()?,
         })
     }
 
@@ -176,7 +238,12 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         (None, Ok(control)) => {
             tokio::time::sleep(control.delay).await;
             let forced = shared.take_failure(parts.uri.path(), &parts.headers);
-            if let Some(status) = forced.or(control.status) {
+            let stream = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|v| v["stream"] == true)
+                || parts.uri.path().contains("stream");
+            if let Some(garbage) = control.garbage {
+                garbage.response(stream)
+            } else if let Some(status) = forced.or(control.status) {
                 // Each wire format fails in its provider's error shape.
                 let path = parts.uri.path();
                 if path == "/v1/messages" {
@@ -267,6 +334,7 @@ mod tests {
             ("x-mock-one-write", "1"),
             ("x-mock-content", "hello there"),
             ("x-mock-usage", "None"),
+            ("x-mock-garbage", "truncated"),
         ]));
         assert_eq!(
             parsed,
@@ -280,6 +348,7 @@ mod tests {
                 one_write: true,
                 content: Some("hello there".into()),
                 usage: false,
+                garbage: Some(Garbage::Truncated),
             })
         );
     }

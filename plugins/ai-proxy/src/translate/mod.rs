@@ -170,14 +170,19 @@ impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
                 .fail(&format!("bad upstream event stream: {e}"), out);
             return;
         }
-        if end {
+        // A line that never ended: the provider's stream was cut.
+        let cut = end && self.decoder.mid_line();
+        if end && !cut {
             self.decoder.finish(&mut events);
         }
         self.seen |= !events.is_empty();
         for ev in &events {
             self.inner.on_event(ev, out);
         }
-        if end && !self.seen {
+        if cut {
+            self.inner
+                .fail("the provider's stream was cut inside an event", out);
+        } else if end && !self.seen {
             // Bytes that hold no event at all (an HTML page, say) are not an empty answer.
             self.inner
                 .fail("the provider's stream ended without any event", out);
