@@ -57,11 +57,14 @@ pub fn shipped_config(ecds: &str) -> Option<String> {
     )
 }
 
+/// The first plugin filter of the shipped chain.
+const FIRST_PLUGIN: &str = "          - name: mcp-server\n";
+
 /// Removes the plugin filters and the buffer filter: Envoy with only the router.
 fn without_plugins(bootstrap: &str) -> Result<String> {
     let start = bootstrap
-        .find("          - name: ai-statistics\n")
-        .ok_or("no ai-statistics filter in envoy.yaml")?;
+        .find(FIRST_PLUGIN)
+        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
     let end = bootstrap
         .find("          - name: envoy.filters.http.router\n")
         .ok_or("no router in envoy.yaml")?;
@@ -147,8 +150,8 @@ const HOLD_FLAG: &str = "      allow_on_headers_stop_iteration: true\n";
 /// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
 pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
     let start = bootstrap
-        .find("          - name: ai-statistics\n")
-        .ok_or("no ai-statistics filter in envoy.yaml")?;
+        .find(FIRST_PLUGIN)
+        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
     let end = bootstrap
         .find("          - name: envoy.filters.http.router\n")
         .ok_or("no router in envoy.yaml")?;
@@ -372,6 +375,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
     let mut combined = serde_json::Map::new();
     let mut template = None;
     for plugin in [
+        "mcp-server",
         "ai-statistics",
         "ai-token-ratelimit",
         "ai-moderation",
