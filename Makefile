@@ -44,7 +44,7 @@ envoy:
 # The official OpenAI, Anthropic and MCP Python SDKs: the e2e suite checks that they parse what the
 # gateway answers. websockets is what the openai SDK's realtime extra (`openai[realtime]`) needs
 # for `client.realtime.connect` (WebSocket through the gateway, e2e/sdk/openai_realtime.py).
-SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0 websockets==15.0.1
+SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0 websockets==15.0.1 mcp==1.25.0
 sdk-clients: envoy
 	@$(VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
 		want = dict(p.split("==") for p in sys.argv[1:]); \

@@ -195,6 +195,8 @@ pub struct Options {
     pub header_hold: HeaderHold,
     /// One more wasm filter before the router (with `plain`: Envoy with just that filter).
     pub extra_wasm: Option<ExtraWasm>,
+    /// Extra static clusters on loopback: (name, port) (the APIs tools call).
+    pub clusters: Vec<(String, u16)>,
 }
 
 impl Options {
@@ -215,6 +217,12 @@ impl Options {
     pub fn with_plugin(mut self, plugin: &str, config: &str) -> Options {
         self.plugin_configs
             .push((plugin.to_string(), config.to_string()));
+        self
+    }
+
+    /// Adds a static cluster `name` for a loopback server on `port`.
+    pub fn with_cluster(mut self, name: &str, port: u16) -> Options {
+        self.clusters.push((name.to_string(), port));
         self
     }
 
@@ -516,6 +524,12 @@ impl Envoy {
         }
         if let Some(extra) = &options.extra_wasm {
             bootstrap = with_extra_wasm(&bootstrap, extra)?;
+        }
+        for (name, port) in &options.clusters {
+            let cluster = format!(
+                "  clusters:\n  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+            );
+            bootstrap = replace_once(&bootstrap, "  clusters:\n", &cluster)?;
         }
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, bootstrap)?;
