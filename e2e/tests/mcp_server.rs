@@ -1,7 +1,7 @@
 //! mcp-server through a real Envoy: the official MCP Python SDK over Streamable HTTP, the
 //! stateless 2026-07-28 profile over raw HTTP, per-consumer tool access, REST calls through an
 //! Envoy cluster to the test REST API.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use e2e::envoy::Options;
 use e2e::rest::RestApi;
