@@ -80,9 +80,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
         if !text.is_empty() {
             out.push(Token::Text(text.to_string()));
         }
-        let end = after
-            .find("}}")
-            .ok_or_else(|| "unclosed `{{`".to_string())?;
+        let end = find_close(after).ok_or_else(|| "unclosed `{{`".to_string())?;
         let mut inner = &after[..end];
         if trim_prev {
             inner = &inner[1..];
@@ -102,6 +100,26 @@ fn tokenize(src: &str) -> Result<Vec<Token>, String> {
         out.push(Token::Text(text.to_string()));
     }
     Ok(out)
+}
+
+/// Where an action's `}}` is, skipping quoted strings.
+fn find_close(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == b'\\' && q == b'"' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'`' => quote = Some(b),
+            None if bytes[i..].starts_with(b"}}") => return Some(i),
+            None => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Splits an action into words: quoted strings and parenthesised groups stay whole.
@@ -661,7 +679,9 @@ mod tests {
             render(r#"{{printf "%s-%d" .args.city .args.n}}"#, d.clone()),
             "Paris-2"
         );
-        assert_eq!(render(r#"{{gjson "items.0.name"}}"#, d), "a");
+        assert_eq!(render(r#"{{gjson "items.0.name"}}"#, d.clone()), "a");
+        // `}}` and non-ASCII inside a string literal.
+        assert_eq!(render(r#"é{{"}}é"}}{{.args.city}}"#, d), "é}}éParis");
     }
 
     #[test]

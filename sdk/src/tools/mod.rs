@@ -9,6 +9,7 @@
 //! templates (`{{.config.apiKey}}`), never from the client's request.
 
 pub mod gotmpl;
+pub mod openapi;
 
 use crate::config::{ConfigError, Validate};
 use gotmpl::GoTemplate;
