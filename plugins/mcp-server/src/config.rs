@@ -68,6 +68,10 @@ impl McpConfig {
 }
 
 impl Validate for McpConfig {
+    fn warnings(&self) -> Vec<String> {
+        self.toolset.warnings()
+    }
+
     fn validate(&mut self) -> Result<(), ConfigError> {
         let Some(server) = &self.server else {
             if !self.tools.is_empty() {

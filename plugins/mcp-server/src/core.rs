@@ -89,6 +89,8 @@ pub struct Call {
     pub tool: String,
     /// The request.
     pub outbound: Outbound,
+    /// The validated arguments (the response template sees them as `.args`).
+    pub args: Map<String, Value>,
 }
 
 /// What answering a POST takes.
@@ -614,6 +616,7 @@ fn call(
         slot: 0,
         tool: name.to_string(),
         outbound,
+        args,
     });
     Ok(())
 }

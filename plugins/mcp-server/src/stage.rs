@@ -9,7 +9,7 @@ use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyOutcome, CallResult, Exchange, Need, RequestBody, Stage};
 use sdk::tools::ToolOutput;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -20,8 +20,17 @@ pub struct McpStage {
     active: Option<Selected>,
     headers: Headers,
     plan: Option<Plan>,
-    /// Callouts out: token, slot, tool name, when sent.
-    out: Vec<(u32, usize, String, SystemTime)>,
+    /// Callouts out.
+    out: Vec<Out>,
+}
+
+/// A callout that has not answered yet.
+struct Out {
+    token: u32,
+    slot: usize,
+    tool: String,
+    args: Map<String, Value>,
+    sent: SystemTime,
 }
 
 thread_local! {
@@ -181,7 +190,13 @@ impl Stage for McpStage {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             match host.dispatch_http_call(&o.cluster, &headers, o.body.as_deref(), o.timeout) {
-                Ok(token) => self.out.push((token, call.slot, call.tool, ex.now(host))),
+                Ok(token) => self.out.push(Out {
+                    token,
+                    slot: call.slot,
+                    tool: call.tool,
+                    args: call.args,
+                    sent: ex.now(host),
+                }),
                 Err(status) => {
                     host.log(
                         LogLevel::Warn,
@@ -215,10 +230,16 @@ impl Stage for McpStage {
         token: u32,
         body_size: usize,
     ) -> CallResult {
-        let Some(at) = self.out.iter().position(|(t, ..)| *t == token) else {
+        let Some(at) = self.out.iter().position(|o| o.token == token) else {
             return CallResult::NotMine;
         };
-        let (_, slot, tool, sent) = self.out.swap_remove(at);
+        let Out {
+            slot,
+            tool,
+            args,
+            sent,
+            ..
+        } = self.out.swap_remove(at);
         let Some(config) = self.active.and_then(|id| self.rules.get(id)) else {
             return CallResult::NotMine;
         };
@@ -232,7 +253,7 @@ impl Stage for McpStage {
                     headers.push(("content-type".into(), ct));
                 }
                 let body = host.http_call_response_body(body_size).unwrap_or_default();
-                t.response(status, &headers, &body)
+                t.response(status, &headers, &body, &args)
             }
             _ => ToolOutput::error(format!(
                 "tool {tool}: the API did not answer (timeout or connection failure)"

@@ -254,12 +254,6 @@ impl Tool {
                 "a body template cannot be combined with argsToJsonBody/argsToUrlParam/argsToFormBody",
             ));
         }
-        if rt.url.is_empty() {
-            return Err(ConfigError::new(
-                format!("{at}.requestTemplate.url"),
-                "must not be empty",
-            ));
-        }
         let mut seen = Vec::new();
         for (i, arg) in def.args.iter().enumerate() {
             let at = format!("{at}.args[{i}]");
@@ -400,6 +394,9 @@ impl Tool {
         args: &Map<String, Value>,
     ) -> Result<Outbound, String> {
         let cfg = &server.config;
+        if self.def.request_template.url.is_empty() {
+            return Err("the tool has no requestTemplate.url".into());
+        }
         let url = self.url.render_request(args, cfg)?;
         let mut url = Url::parse(url.trim())?;
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -517,16 +514,20 @@ impl Tool {
         })
     }
 
-    /// The answer rendered for the client: `status` and `headers` of the REST answer, its body.
-    pub fn response(&self, status: u32, headers: &[(String, String)], body: &[u8]) -> ToolOutput {
+    /// The answer rendered for the client: `status` and `headers` of the REST answer, its body;
+    /// the templates also see the call's arguments as `.args` (unless the answer has `args`).
+    pub fn response(
+        &self,
+        status: u32,
+        headers: &[(String, String)],
+        body: &[u8],
+        args: &Map<String, Value>,
+    ) -> ToolOutput {
         let text = String::from_utf8_lossy(body);
         let json: Option<Value> = serde_json::from_slice(body).ok();
         if !(200..300).contains(&status) {
             if let Some(t) = &self.error_response {
-                let mut data = json
-                    .clone()
-                    .filter(Value::is_object)
-                    .unwrap_or_else(|| json!({}));
+                let mut data = with_args(json.clone(), args);
                 let h: Map<String, Value> = headers
                     .iter()
                     .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -545,7 +546,7 @@ impl Tool {
             return ToolOutput::error(format!("call failed, status: {status}, response: {text}"));
         }
         let rendered = match &self.response {
-            Some(t) => match t.render(json.as_ref().unwrap_or(&Value::Null)) {
+            Some(t) => match t.render(&with_args(json.clone(), args)) {
                 Ok(s) => s,
                 Err(e) => {
                     return ToolOutput::error(format!("error executing response template: {e}"))
@@ -570,6 +571,19 @@ impl Tool {
             structured: self.def.output_schema.as_ref().and(json),
         }
     }
+}
+
+/// The data a response template sees: the JSON answer, with `args` added to an object answer
+/// that has none (an answer that is no object is reached as `.body`).
+fn with_args(json: Option<Value>, args: &Map<String, Value>) -> Value {
+    let mut data = match json {
+        Some(Value::Object(m)) => m,
+        Some(other) => Map::from_iter([("body".to_string(), other)]),
+        None => Map::new(),
+    };
+    data.entry("args")
+        .or_insert_with(|| Value::Object(args.clone()));
+    Value::Object(data)
 }
 
 fn check_type(name: &str, kind: &str, value: &Value) -> Result<(), String> {
@@ -745,6 +759,20 @@ impl ToolSet {
             tools.push(Tool::new(def, &at)?);
         }
         Ok(ToolSet { server, tools })
+    }
+
+    /// What loads but cannot work: tools without a `requestTemplate.url`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.tools
+            .iter()
+            .filter(|t| t.def.request_template.url.is_empty())
+            .map(|t| {
+                format!(
+                    "tool `{}` has no requestTemplate.url: calls to it fail",
+                    t.name()
+                )
+            })
+            .collect()
     }
 
     /// A tool by name.

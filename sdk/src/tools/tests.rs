@@ -169,7 +169,12 @@ fn args_go_where_their_position_or_mode_says() {
 fn answers_are_rendered_or_reported_as_errors() {
     let s = weather();
     let t = s.get("get_weather").unwrap();
-    let ok = t.response(200, &[], br#"{"city":"Paris","temp":21,"unit":"C"}"#);
+    let ok = t.response(
+        200,
+        &[],
+        br#"{"city":"Paris","temp":21,"unit":"C"}"#,
+        &Map::new(),
+    );
     assert_eq!(
         ok,
         ToolOutput {
@@ -179,7 +184,7 @@ fn answers_are_rendered_or_reported_as_errors() {
         }
     );
     assert_eq!(ok.to_mcp()["content"][0]["text"], "Paris: 21 C");
-    let bad = t.response(503, &[], b"down");
+    let bad = t.response(503, &[], b"down", &Map::new());
     assert!(bad.is_error);
     assert_eq!(bad.text, "call failed, status: 503, response: down");
 
@@ -194,15 +199,25 @@ fn answers_are_rendered_or_reported_as_errors() {
         }]
     }));
     let t = s.get("raw").unwrap();
-    let ok = t.response(200, &[], br#"{"a":1}"#);
+    let ok = t.response(200, &[], br#"{"a":1}"#, &Map::new());
     assert_eq!(ok.text, r#"<<{"a":1}>>"#);
     assert_eq!(ok.structured, Some(json!({"a": 1})));
     let bad = t.response(
         404,
         &[(":status".into(), "404".into())],
         br#"{"message":"nope"}"#,
+        &Map::new(),
     );
     assert_eq!(bad.text, "failed: nope (404)");
+
+    // `.args` in a response template (Higress's README example), and a non-object answer.
+    let s = set(
+        json!({"server": {"name": "s"}, "tools": [{"name": "w", "requestTemplate": {"url": "http://h/"},
+        "responseTemplate": {"body": "weather for {{.args.location}}: {{.body}}"}}]}),
+    );
+    let args = Map::from_iter([("location".to_string(), json!("Oslo"))]);
+    let ok = s.get("w").unwrap().response(200, &[], b"\"rain\"", &args);
+    assert_eq!(ok.text, "weather for Oslo: rain");
 }
 
 #[test]
@@ -231,10 +246,10 @@ fn bad_definitions_name_the_field() {
         ),
         "tools[0].responseTemplate.body"
     );
-    assert_eq!(
-        err(json!([{"name": "a", "requestTemplate": {}}])),
-        "tools[0].requestTemplate.url"
-    );
+    // A tool without a URL loads (Higress's README example has none) with a warning; calls fail.
+    let s = set(json!({"server": {"name": "s"}, "tools": [{"name": "a"}]}));
+    assert_eq!(s.warnings().len(), 1);
+    assert!(s.get("a").unwrap().request(&s.server, &Map::new()).is_err());
     assert_eq!(
         err(
             json!([{"name": "a", "requestTemplate": {"url": "/x"}}, {"name": "a", "requestTemplate": {"url": "/x"}}])

@@ -193,7 +193,7 @@ fn tools_call_plans_the_rest_request_and_renders_its_answer() {
     let tool = config().toolset.get("get_weather").unwrap().clone();
     plan.answer(
         call.slot,
-        &tool.response(200, &[], br#"{"city":"Paris","temp":21}"#),
+        &tool.response(200, &[], br#"{"city":"Paris","temp":21}"#, &Map::new()),
     );
     assert!(!plan.pending());
     let reply = plan.reply();
@@ -210,7 +210,7 @@ fn tools_call_plans_the_rest_request_and_renders_its_answer() {
         "params": {"name": "get_weather", "arguments": {"location": "Paris"}}}),
     )
     .unwrap();
-    plan.answer(0, &tool.response(500, &[], b"boom"));
+    plan.answer(0, &tool.response(500, &[], b"boom", &Map::new()));
     let v: Value = serde_json::from_str(&plan.reply().body).unwrap();
     assert_eq!(v["result"]["isError"], true);
 }
