@@ -263,6 +263,16 @@ fn stateless_profile_raw_requests() {
     assert_eq!(r.json().unwrap()["error"]["code"], -32601);
     assert_eq!(rest.requests().unwrap().len(), before);
 
+    // A page of another site (DNS rebinding): refused.
+    let r = post(
+        &[
+            ("mcp-method", "tools/list"),
+            ("origin", "http://evil.example"),
+        ],
+        &json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list", "params": {"_meta": meta()}}),
+    );
+    assert_eq!(r.status, 403);
+
     // Not JSON; GET (no server stream).
     let r = gw.post("/mcp", &[], "{nope").unwrap();
     assert_eq!(r.status, 400);

@@ -38,6 +38,10 @@ pub struct McpConfig {
     /// (default) or `deny`.
     #[serde(default)]
     pub default_consumer_access: Option<String>,
+    /// Browser origins (`https://app.example.com`) allowed besides the gateway's own; `*` allows
+    /// any. Requests without `Origin` (non-browser clients) are not affected.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
     /// The trusted header naming the consumer.
     #[serde(default = "consumer_header", rename = "consumer_header")]
     pub consumer_header: String,
@@ -51,6 +55,17 @@ fn consumer_header() -> String {
 }
 
 impl McpConfig {
+    /// Whether a request with this `Origin` to `authority` may be served (DNS-rebinding
+    /// protection, as Streamable HTTP asks of servers).
+    pub fn origin_allowed(&self, origin: &str, authority: &str) -> bool {
+        let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+        host.eq_ignore_ascii_case(authority)
+            || self
+                .allow_origins
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+
     /// Whether `consumer` may see and call `tool`.
     pub fn allowed(&self, consumer: Option<&str>, tool: &str) -> bool {
         let owned =

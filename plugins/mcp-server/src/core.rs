@@ -58,6 +58,10 @@ pub struct Headers {
     pub mcp_name: Option<String>,
     /// The trusted consumer.
     pub consumer: Option<String>,
+    /// `origin`.
+    pub origin: Option<String>,
+    /// `:authority`.
+    pub authority: String,
 }
 
 /// An HTTP answer.
@@ -204,6 +208,16 @@ pub fn plan(
             Framing::Json,
         )
     })?;
+    if let Some(origin) = &headers.origin {
+        if !config.origin_allowed(origin, &headers.authority) {
+            return Err(transport_error(
+                403,
+                code::INVALID_REQUEST,
+                "untrusted Origin",
+                framing,
+            ));
+        }
+    }
     let ct_ok = headers.content_type.as_deref().is_some_and(|c| {
         c.split(';')
             .next()

@@ -145,6 +145,8 @@ impl Stage for McpStage {
             mcp_method: header("mcp-method"),
             mcp_name: header("mcp-name"),
             consumer: header(&config.consumer_header).filter(|c| !c.is_empty()),
+            origin: header("origin").filter(|o| !o.is_empty() && o != "null"),
+            authority: ex.authority.clone(),
         };
         self.active = id;
         if !ex.method.eq_ignore_ascii_case("POST") {
@@ -279,7 +281,16 @@ impl Stage for McpStage {
         if let Some(c) = &self.headers.consumer {
             log["consumer"] = Value::String(c.clone());
         }
-        let _ = host.set_property(&[sdk::facts::AI_LOG], log.to_string().as_bytes());
+        // Added to what another plugin (ai-statistics) wrote for this request.
+        let mut merged = host
+            .property(&[sdk::facts::AI_LOG])
+            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
+            .unwrap_or_default();
+        if let Value::Object(mine) = log {
+            merged.extend(mine);
+        }
+        let text = Value::Object(merged).to_string();
+        let _ = host.set_property(&[sdk::facts::AI_LOG], text.as_bytes());
     }
 }
 

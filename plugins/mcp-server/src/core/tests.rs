@@ -157,6 +157,14 @@ fn json_rpc_errors() {
     let mut bad = headers();
     bad.accept = Some("text/html".into());
     assert_eq!(run(&bad, json!({})).unwrap_err().status, 406);
+    // Another site's page: refused; the gateway's own origin, or none, is served.
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let mut h = headers();
+    h.authority = "gw.example.com".into();
+    h.origin = Some("https://evil.example".into());
+    assert_eq!(run(&h, ping.clone()).unwrap_err().status, 403);
+    h.origin = Some("https://gw.example.com".into());
+    assert!(run(&h, ping).is_ok());
 }
 
 fn plan_with(h: &Headers, body: Option<&Value>, ids: SessionIds<'_>) -> Result<Plan, Reply> {

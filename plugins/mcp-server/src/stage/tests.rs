@@ -64,8 +64,10 @@ fn tools_call_goes_out_through_the_cluster_and_answers_locally() {
         host.metric("mcp_tool_errors_total.tool=.=get_weather;.;"),
         None
     );
+    host.set_prop("ai_log", r#"{"route":"mcp"}"#);
     p.on_log(&host);
     let log: Value = serde_json::from_slice(&host.property(&["ai_log"]).unwrap()).unwrap();
+    assert_eq!(log["route"], "mcp");
     assert_eq!(log["mcp_tool"], "get_weather");
     assert_eq!(log["consumer"], "bob");
     // The request never went upstream.
