@@ -45,7 +45,7 @@ envoy:
 # The official OpenAI, Anthropic and MCP Python SDKs: the e2e suite checks that they parse what the
 # gateway answers. websockets is what the openai SDK's realtime extra (`openai[realtime]`) needs
 # for `client.realtime.connect` (WebSocket through the gateway, e2e/sdk/openai_realtime.py).
-SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0 websockets==15.0.1
+SDK_CLIENTS := openai==3.57.0 anthropic==2.14.0 websockets==15.0.1 mcp==1.25.0
 sdk-clients: envoy
 	@$(VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
 		want = dict(p.split("==") for p in sys.argv[1:]); \
@@ -68,7 +68,7 @@ build: rust-target
 
 # Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with every plugin in one filter
 # (dist/ai-gateway.wasm, config in .run/ecds/ai-gateway.yaml, made from envoy/ecds/*.yaml);
-# `make run MODE=plugins` runs the five modules of envoy/envoy.yaml instead.
+# `make run MODE=plugins` runs the six modules of envoy/envoy.yaml instead.
 # With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
 MODE ?= gateway
 run: setup build trial-config

@@ -57,11 +57,14 @@ pub fn shipped_config(ecds: &str) -> Option<String> {
     )
 }
 
+/// The first plugin filter of the shipped chain.
+const FIRST_PLUGIN: &str = "          - name: mcp-server\n";
+
 /// Removes the plugin filters and the buffer filter: Envoy with only the router.
 fn without_plugins(bootstrap: &str) -> Result<String> {
     let start = bootstrap
-        .find("          - name: ai-statistics\n")
-        .ok_or("no ai-statistics filter in envoy.yaml")?;
+        .find(FIRST_PLUGIN)
+        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
     let end = bootstrap
         .find("          - name: envoy.filters.http.router\n")
         .ok_or("no router in envoy.yaml")?;
@@ -147,8 +150,8 @@ const HOLD_FLAG: &str = "      allow_on_headers_stop_iteration: true\n";
 /// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
 pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
     let start = bootstrap
-        .find("          - name: ai-statistics\n")
-        .ok_or("no ai-statistics filter in envoy.yaml")?;
+        .find(FIRST_PLUGIN)
+        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
     let end = bootstrap
         .find("          - name: envoy.filters.http.router\n")
         .ok_or("no router in envoy.yaml")?;
@@ -192,6 +195,8 @@ pub struct Options {
     pub header_hold: HeaderHold,
     /// One more wasm filter before the router (with `plain`: Envoy with just that filter).
     pub extra_wasm: Option<ExtraWasm>,
+    /// Extra static clusters on loopback: (name, port) (the APIs tools call).
+    pub clusters: Vec<(String, u16)>,
 }
 
 impl Options {
@@ -212,6 +217,12 @@ impl Options {
     pub fn with_plugin(mut self, plugin: &str, config: &str) -> Options {
         self.plugin_configs
             .push((plugin.to_string(), config.to_string()));
+        self
+    }
+
+    /// Adds a static cluster `name` for a loopback server on `port`.
+    pub fn with_cluster(mut self, name: &str, port: u16) -> Options {
+        self.clusters.push((name.to_string(), port));
         self
     }
 
@@ -372,6 +383,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
     let mut combined = serde_json::Map::new();
     let mut template = None;
     for plugin in [
+        "mcp-server",
         "ai-statistics",
         "ai-token-ratelimit",
         "ai-moderation",
@@ -512,6 +524,12 @@ impl Envoy {
         }
         if let Some(extra) = &options.extra_wasm {
             bootstrap = with_extra_wasm(&bootstrap, extra)?;
+        }
+        for (name, port) in &options.clusters {
+            let cluster = format!(
+                "  clusters:\n  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
+            );
+            bootstrap = replace_once(&bootstrap, "  clusters:\n", &cluster)?;
         }
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, bootstrap)?;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod envoy;
 pub mod http;
 pub mod mock;
+pub mod rest;
 pub mod sse;
 
 use std::path::PathBuf;

@@ -51,6 +51,7 @@ fn the_trial_runs_every_plugin_in_one_filter() {
     let config = e2e::envoy::shipped_config(&ecds).unwrap();
     let v: serde_json::Value = serde_json::from_str(&config).unwrap();
     for plugin in [
+        "mcp-server",
         "ai-statistics",
         "ai-token-ratelimit",
         "ai-moderation",

@@ -17,6 +17,7 @@ pub mod sse;
 pub mod template;
 #[cfg(feature = "tokens")]
 pub mod tokens;
+pub mod tools;
 pub mod usage;
 
 pub mod shell;

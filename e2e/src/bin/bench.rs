@@ -637,6 +637,7 @@ parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of ze
         "ai-moderation",
         "ai-prompt-decorator",
         "ai-proxy",
+        "mcp-server",
         "ai-gateway",
     ]
     .iter()
