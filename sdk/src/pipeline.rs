@@ -90,6 +90,8 @@ pub struct Exchange {
     headers_held: bool,
     /// The host held this request's headers while its body was read: it can hold headers.
     hold_proven: bool,
+    /// The provider's answer could not be used: the client got an error in its place.
+    answer_failed: bool,
     /// The response headers wait for the whole body ([`BodyMode::Whole`]).
     response_headers_held: bool,
     /// The answer's usage meter, shared by the stages that meter it.
@@ -150,6 +152,17 @@ impl Exchange {
     /// this is the header callback). False once they went on ahead of the body.
     pub fn request_headers_held(&self) -> bool {
         self.headers_held
+    }
+
+    /// Whether the provider's answer was replaced by an error (it could not be translated, or
+    /// its stream broke): usage it did not report is not estimated for it.
+    pub fn answer_failed(&self) -> bool {
+        self.answer_failed
+    }
+
+    /// Marks the provider's answer as replaced by an error.
+    pub fn set_answer_failed(&mut self) {
+        self.answer_failed = true;
     }
 
     /// Whether response headers set now still reach the client (the pipeline holds them for

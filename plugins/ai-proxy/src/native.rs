@@ -438,6 +438,10 @@ impl ChunkTranslator for Chain {
         self.first.feed(chunk, end, &mut mid);
         self.second.feed(mid.as_bytes(), end, out);
     }
+
+    fn failed(&self) -> bool {
+        self.first.failed() || self.second.failed()
+    }
 }
 
 /// Plans the rewrite of a successful answer.

@@ -622,6 +622,7 @@ impl Stage for ProxyStage {
                 self.stream,
             )
             .unwrap_or_else(|e| {
+                ex.set_answer_failed();
                 if ex.response_headers_held() {
                     // The client sees a failed call, not a 200 with an error inside.
                     ex.set_response_header(host, ":status", Some("502"));
@@ -634,6 +635,9 @@ impl Stage for ProxyStage {
             Response::Stream(tr) => {
                 let mut out = String::new();
                 tr.feed(&chunk, end, &mut out);
+                if tr.failed() {
+                    ex.set_answer_failed();
+                }
                 out.into_bytes()
             }
         })

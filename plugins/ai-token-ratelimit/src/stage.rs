@@ -88,7 +88,10 @@ impl RateLimitStage {
         ) else {
             return;
         };
-        let used = SharedMeter::finish(ex, !self.failed);
+        // A call the gateway answered with an error (the provider's answer was unusable) is
+        // charged only what the provider reported.
+        let failed = self.failed || ex.answer_failed();
+        let used = SharedMeter::finish(ex, !failed);
         let actual = used.input + used.output;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);

@@ -683,6 +683,8 @@ pub struct BedrockStream {
     open_tools: Vec<(u64, u64)>,
     next_tool: u64,
     done: bool,
+    /// Ended with an error event instead of the answer.
+    failed: bool,
 }
 
 fn emit(out: &mut String, value: &Value) {
@@ -703,6 +705,7 @@ impl BedrockStream {
             open_tools: Vec::new(),
             next_tool: 0,
             done: false,
+            failed: false,
         }
     }
 
@@ -893,6 +896,7 @@ impl BedrockStream {
             return;
         }
         self.done = true;
+        self.failed = true;
         emit(
             out,
             &json!({"error": {"message": message, "type": kind, "code": code}}),
@@ -946,6 +950,10 @@ impl ChunkTranslator for BedrockStream {
             Ok(()) if end => self.finish(out),
             Ok(()) => {}
         }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 }
 

@@ -134,6 +134,10 @@ pub fn stream_error(message: &str) -> String {
 pub trait ChunkTranslator {
     /// Translates one upstream chunk; `end` marks the last one.
     fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String);
+    /// The upstream stream could not be translated: the client got an error event instead.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// An SSE decoder in front of a [`StreamTranslator`]; memory is the decoder's unfinished tail
@@ -141,8 +145,9 @@ pub trait ChunkTranslator {
 pub struct SseTranslator<T> {
     decoder: SseDecoder,
     inner: T,
-    /// An event arrived (a stream of none is not an answer).
-    seen: bool,
+    /// The translator wrote something for an upstream event (a stream of events it could not
+    /// read is not an answer).
+    produced: bool,
     failed: bool,
 }
 
@@ -152,7 +157,7 @@ impl<T: StreamTranslator> SseTranslator<T> {
         SseTranslator {
             decoder: SseDecoder::default(),
             inner,
-            seen: false,
+            produced: false,
             failed: false,
         }
     }
@@ -175,20 +180,27 @@ impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
         if end && !cut {
             self.decoder.finish(&mut events);
         }
-        self.seen |= !events.is_empty();
+        let before = out.len();
         for ev in &events {
             self.inner.on_event(ev, out);
         }
+        self.produced |= out.len() > before;
         if cut {
+            self.failed = true;
             self.inner
                 .fail("the provider's stream was cut inside an event", out);
-        } else if end && !self.seen {
-            // Bytes that hold no event at all (an HTML page, say) are not an empty answer.
-            self.inner
-                .fail("the provider's stream ended without any event", out);
+        } else if end && !self.produced {
+            self.failed = true;
+            // Bytes with no event the translator could read (an HTML page, JSON of another
+            // shape) are not an empty answer.
+            self.inner.fail("the provider's stream held no answer", out);
         } else if end {
             self.inner.finish(out);
         }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 }
 
