@@ -132,7 +132,8 @@ bench: setup build
 	./target/tools/bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
 
 # Coverage-guided fuzzing of every target in fuzz/src (libFuzzer through cargo-fuzz, installed when
-# missing), FUZZ_SECONDS each, growing fuzz/corpus/<target>; `make test` replays those corpora
+# missing), FUZZ_SECONDS each, growing fuzz/corpus/<target> and minimizing it (cmin) after each
+# run; `make test` replays those corpora
 # (fuzz/tests/corpus.rs). A crash lands in fuzz/libfuzzer/artifacts/<target>/: copy it into the
 # corpus, where it stays as a regression input.
 FUZZ_SECONDS ?= 20
@@ -145,6 +146,8 @@ fuzz: rust-target
 			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 2>&1 | \
 			grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|.*invariant broken)' ; \
 		[ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+		$(CARGO) fuzz cmin --fuzz-dir fuzz/libfuzzer --sanitizer none $$t fuzz/corpus/$$t -- -max_len=8192 >/dev/null 2>&1; \
+		echo "corpus: $$(ls fuzz/corpus/$$t | wc -l) inputs"; \
 	done
 
 test: setup lint unit e2e
