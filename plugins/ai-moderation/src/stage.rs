@@ -6,6 +6,7 @@ use crate::core::{self, ServiceVerdict, StreamEnding, Window};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
+use sdk::guard::complete_events;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
@@ -355,29 +356,6 @@ impl ModerationStage {
     }
 }
 
-/// End of the last complete SSE event in `data` (after its blank line).
-fn complete_events(data: &[u8]) -> usize {
-    let mut end = 0;
-    let mut i = 0;
-    // Both separators start with a line break: jump from one to the next.
-    while let Some(at) = data
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\n' || b == b'\r'))
-        .map(|p| i + p)
-    {
-        if data.get(at..at + 2) == Some(b"\n\n") {
-            end = at + 2;
-            i = at + 2;
-        } else if data.get(at..at + 4) == Some(b"\r\n\r\n") {
-            end = at + 4;
-            i = at + 4;
-        } else {
-            i = at + 1;
-        }
-    }
-    end
-}
-
 impl Stage for ModerationStage {
     fn name(&self) -> &'static str {
         "ai-moderation"
@@ -576,48 +554,5 @@ impl Stage for ModerationStage {
         self.held = 0;
         self.released();
         CallResult::ResumeResponse
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::complete_events;
-
-    /// The byte-by-byte scan `complete_events` must agree with.
-    fn reference(data: &[u8]) -> usize {
-        let mut end = 0;
-        let mut i = 0;
-        while i + 1 < data.len() {
-            if data[i] == b'\n' && data[i + 1] == b'\n' {
-                end = i + 2;
-                i += 2;
-            } else if i + 3 < data.len() && &data[i..i + 4] == b"\r\n\r\n" {
-                end = i + 4;
-                i += 4;
-            } else {
-                i += 1;
-            }
-        }
-        end
-    }
-
-    #[test]
-    fn complete_events_ends_after_the_last_blank_line() {
-        assert_eq!(complete_events(b"data: a\n\ndata: b"), 9);
-        assert_eq!(complete_events(b"data: a\r\n\r\ndata: b\n\n"), 20);
-        assert_eq!(complete_events(b"data: partial"), 0);
-        assert_eq!(complete_events(b""), 0);
-        // Every string over the bytes that matter, up to 7 long.
-        let alphabet = [b'\n', b'\r', b'x'];
-        for len in 0..=7u32 {
-            for mut n in 0..3usize.pow(len) {
-                let mut data = Vec::new();
-                for _ in 0..len {
-                    data.push(alphabet[n % 3]);
-                    n /= 3;
-                }
-                assert_eq!(complete_events(&data), reference(&data), "{data:?}");
-            }
-        }
     }
 }
