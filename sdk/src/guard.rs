@@ -4,6 +4,7 @@
 use crate::api::ClientProtocol;
 use crate::error::ErrorReply;
 use crate::matching::{is_word_char, needs_boundary};
+use crate::pipeline::{ChunkOut, Exchange};
 use crate::sse::SseEvent;
 use crate::usage::json::{pick, JsonRead};
 use serde_json::{json, Value};
@@ -499,6 +500,134 @@ pub fn deny_response(
         }
     };
     (JSON_CONTENT_TYPE.into(), body)
+}
+
+/// A streamed answer checked window by window while Envoy holds it: complete events pass on,
+/// an unfinished event's bytes wait in a tail (out of Envoy's buffer), each event's text fills
+/// the [`Window`], and the answer is held until the owner says the window is clean
+/// ([`HeldStream::release`]) or cuts it ([`HeldStream::cut`], a well-formed ending that says
+/// why). The owner decides how a window is checked (local rules, a callout).
+#[derive(Debug, Clone)]
+pub struct HeldStream {
+    tail: Vec<u8>,
+    window: Window,
+    ending: StreamEnding,
+    /// Bytes Envoy holds for us since the last release.
+    held: usize,
+    holding: bool,
+    blocked: bool,
+}
+
+/// What [`HeldStream::arrive`] made of a chunk.
+#[derive(Debug)]
+pub struct Arrived {
+    /// The complete events to pass on.
+    pub bytes: Vec<u8>,
+    /// Whether they differ from the chunk given (a tail was joined or kept back).
+    pub changed: bool,
+    /// The window is ready to check (full, a sentence ended, or the stream ended).
+    pub check: bool,
+}
+
+impl Arrived {
+    /// The bytes as a stage's output, holding when `hold`.
+    pub fn out(self, hold: bool) -> ChunkOut {
+        let out = if self.changed {
+            ChunkOut::edited(self.bytes)
+        } else {
+            ChunkOut::pass(self.bytes)
+        };
+        out.holding(hold)
+    }
+}
+
+impl HeldStream {
+    /// A stream in `protocol` checked in windows of `window` chars.
+    pub fn new(protocol: ClientProtocol, window: usize) -> HeldStream {
+        HeldStream {
+            tail: Vec::new(),
+            window: Window::new(window),
+            ending: StreamEnding::new(protocol),
+            held: 0,
+            holding: false,
+            blocked: false,
+        }
+    }
+
+    /// Takes a chunk of the answer: complete events go on (and count as held), their text fills
+    /// the window.
+    pub fn arrive(&mut self, ex: &mut Exchange, chunk: Vec<u8>, end: bool) -> Arrived {
+        let mut changed = !self.tail.is_empty();
+        let mut data = if self.tail.is_empty() {
+            chunk
+        } else {
+            let mut data = std::mem::take(&mut self.tail);
+            data.extend_from_slice(&chunk);
+            data
+        };
+        let cut = if end {
+            data.len()
+        } else {
+            complete_events(&data)
+        };
+        if cut < data.len() {
+            self.tail = data.split_off(cut);
+            changed = true;
+        }
+        let mut ready = false;
+        for ev in ex.response_events(&data).0 {
+            if let Some(json) = ev.json() {
+                self.ending.observe(json);
+                ready |= self.window.push_event(json);
+            }
+        }
+        self.held += data.len();
+        Arrived {
+            bytes: data,
+            changed,
+            check: ready || end,
+        }
+    }
+
+    /// The window being filled.
+    pub fn window(&mut self) -> &mut Window {
+        &mut self.window
+    }
+
+    /// Envoy keeps holding what arrived.
+    pub fn hold(&mut self) {
+        self.holding = true;
+    }
+
+    /// Whether Envoy is holding the answer for us.
+    pub fn is_holding(&self) -> bool {
+        self.holding
+    }
+
+    /// Bytes Envoy holds since the last release (what a cut replaces).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// What was held is clean: it goes to the client.
+    pub fn release(&mut self) {
+        self.holding = false;
+        self.held = 0;
+        self.ending.release();
+    }
+
+    /// Cuts the answer: the ending to put in place of what is held; everything after is dropped.
+    pub fn cut(&mut self) -> Vec<u8> {
+        self.blocked = true;
+        self.holding = false;
+        self.held = 0;
+        self.ending.ending().into_bytes()
+    }
+
+    /// Whether the answer was cut.
+    pub fn is_cut(&self) -> bool {
+        self.blocked
+    }
 }
 
 /// End of the last complete SSE event in `data` (after its blank line).

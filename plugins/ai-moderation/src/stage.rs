@@ -2,11 +2,11 @@
 //! checked whole or, when streamed, window by window while Envoy holds the window.
 
 use crate::config::{Direction, ModerationConfig};
-use crate::core::{self, ServiceVerdict, StreamEnding, Window};
+use crate::core::{self, ServiceVerdict};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
-use sdk::guard::complete_events;
+use sdk::guard::HeldStream;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
@@ -27,13 +27,8 @@ enum Answer {
     Off,
     /// A JSON answer, checked whole.
     Json,
-    /// A stream, checked window by window.
-    Stream {
-        /// Bytes of an event not complete yet (kept out of Envoy's buffer).
-        tail: Vec<u8>,
-        window: Window,
-        ending: Box<StreamEnding>,
-    },
+    /// A stream, checked window by window while Envoy holds it.
+    Stream(Box<HeldStream>),
 }
 
 /// Per-request state (lives in the HTTP context).
@@ -187,9 +182,10 @@ impl ModerationStage {
         let Some(config) = self.active.and_then(|id| rules.get(id)) else {
             return false;
         };
-        let Answer::Stream { window, .. } = &mut self.answer else {
+        let Answer::Stream(stream) = &mut self.answer else {
             return false;
         };
+        let window = stream.window();
         if window.is_empty() {
             return false;
         }
@@ -281,78 +277,72 @@ impl ModerationStage {
                 }
                 ChunkOut::pass(chunk)
             }
-            Answer::Stream {
-                tail,
-                window,
-                ending,
-            } => {
-                // Without a held tail the chunk itself is passed on (unchanged when whole).
-                let mut changed = !tail.is_empty();
-                let mut data = if tail.is_empty() {
-                    chunk
-                } else {
-                    let mut data = std::mem::take(tail);
-                    data.extend_from_slice(&chunk);
-                    data
-                };
-                let cut = if end {
-                    data.len()
-                } else {
-                    complete_events(&data)
-                };
-                if cut < data.len() {
-                    *tail = data.split_off(cut);
-                    changed = true;
-                }
-                let out = |data| match changed {
-                    true => ChunkOut::edited(data),
-                    false => ChunkOut::pass(data),
-                };
-                let mut ready = false;
-                for ev in ex.response_events(&data).0 {
-                    if let Some(json) = ev.json() {
-                        ending.observe(json);
-                        ready |= window.push_event(json);
-                    }
-                }
-                self.held += data.len();
+            Answer::Stream(stream) => {
+                let arrived = stream.arrive(ex, chunk, end);
                 if self.response_call.is_some() {
                     // A check is out: hold this too until its verdict.
-                    self.holding = true;
-                    return out(data);
+                    stream.hold();
+                    return arrived.out(true);
                 }
-                if ready || end {
+                if arrived.check {
                     if self.check_window(host, end) {
-                        self.blocked = true;
-                        self.holding = false;
-                        self.held = 0;
-                        return ChunkOut::replace_held(self.ending());
+                        return ChunkOut::replace_held(self.cut());
                     }
-                    self.holding = self.response_call.is_some();
+                    if self.response_call.is_some() {
+                        self.hold();
+                    } else {
+                        self.release();
+                    }
                 } else {
-                    self.holding = true;
+                    self.hold();
                 }
-                if !self.holding {
-                    self.held = 0;
-                    self.released();
-                }
-                out(data)
+                arrived.out(self.holding())
             }
         }
     }
 
-    /// The held events went to the client.
-    fn released(&mut self) {
-        if let Answer::Stream { ending, .. } = &mut self.answer {
-            ending.release();
+    fn stream(&mut self) -> Option<&mut HeldStream> {
+        match &mut self.answer {
+            Answer::Stream(s) => Some(s),
+            _ => None,
         }
     }
 
-    fn ending(&self) -> Vec<u8> {
-        match &self.answer {
-            Answer::Stream { ending, .. } => ending.ending().into_bytes(),
-            _ => Vec::new(),
+    fn hold(&mut self) {
+        if let Some(s) = self.stream() {
+            s.hold();
         }
+    }
+
+    /// The held events go to the client.
+    fn release(&mut self) {
+        self.held = 0;
+        self.holding = false;
+        if let Some(s) = self.stream() {
+            s.release();
+        }
+    }
+
+    /// Whether Envoy holds the answer for us.
+    fn holding(&self) -> bool {
+        match &self.answer {
+            Answer::Stream(s) => s.is_holding(),
+            _ => self.holding,
+        }
+    }
+
+    /// Bytes held since the last release.
+    fn held(&self) -> usize {
+        match &self.answer {
+            Answer::Stream(s) => s.held(),
+            _ => self.held,
+        }
+    }
+
+    /// Cuts a stream: the ending to put in place of what is held.
+    fn cut(&mut self) -> Vec<u8> {
+        self.blocked = true;
+        self.stream().map(HeldStream::cut).unwrap_or_default()
     }
 }
 
@@ -451,11 +441,10 @@ impl Stage for ModerationStage {
         }
         let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         if content_type.contains("text/event-stream") {
-            self.answer = Answer::Stream {
-                tail: Vec::new(),
-                window: Window::new(config.stream_window),
-                ending: Box::new(StreamEnding::new(self.protocol)),
-            };
+            self.answer = Answer::Stream(Box::new(HeldStream::new(
+                self.protocol,
+                config.stream_window,
+            )));
             BodyMode::Stream
         } else {
             self.answer = Answer::Json;
@@ -472,7 +461,7 @@ impl Stage for ModerationStage {
     ) -> ChunkOut {
         let out = self.moderate(host, ex, chunk, end);
         // While a window or a check is out, Envoy keeps holding the answer.
-        out.holding(self.holding)
+        out.holding(self.holding())
     }
 
     fn on_http_call_response(
@@ -508,6 +497,7 @@ impl Stage for ModerationStage {
         let (deny, detail, source) = self.service_verdict(host, config, body_size);
         self.record(host, Direction::Response, deny, source, &detail);
         if deny {
+            let held = self.held();
             let replacement = match &self.answer {
                 Answer::Json => core::deny_response(
                     self.protocol,
@@ -518,41 +508,36 @@ impl Stage for ModerationStage {
                 )
                 .1
                 .into_bytes(),
-                _ => self.ending(),
+                _ => self.cut(),
             };
-            if let Err(e) = host.set_response_body(0, self.held, &replacement) {
-                host.log(
-                    LogLevel::Error,
-                    &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
-                );
-            }
-            self.blocked = !matches!(self.answer, Answer::Json);
+            replace_held(host, held, &replacement);
             self.holding = false;
             self.held = 0;
             return CallResult::ResumeResponse;
         }
         // Text that arrived during the check is checked before anything is released.
-        if matches!(&self.answer, Answer::Stream { window, .. } if !window.is_empty()) {
+        if self.stream().is_some_and(|s| !s.window().is_empty()) {
             if self.check_window(host, true) {
-                let ending = self.ending();
-                if let Err(e) = host.set_response_body(0, self.held, &ending) {
-                    host.log(
-                        LogLevel::Error,
-                        &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
-                    );
-                }
-                self.blocked = true;
-                self.holding = false;
-                self.held = 0;
+                let held = self.held();
+                let ending = self.cut();
+                replace_held(host, held, &ending);
                 return CallResult::ResumeResponse;
             }
             if self.response_call.is_some() {
                 return CallResult::Wait;
             }
         }
-        self.holding = false;
-        self.held = 0;
-        self.released();
+        self.release();
         CallResult::ResumeResponse
+    }
+}
+
+/// Puts `replacement` in place of the `held` bytes Envoy holds.
+fn replace_held(host: &dyn Host, held: usize, replacement: &[u8]) {
+    if let Err(e) = host.set_response_body(0, held, replacement) {
+        host.log(
+            LogLevel::Error,
+            &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
+        );
     }
 }
