@@ -11,15 +11,17 @@ use ai_data_masking::AiDataMasking;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
+use ai_security_guard::AiSecurityGuard;
 use ai_statistics::AiStatistics;
 use ai_token_ratelimit::AiTokenRatelimit;
 use sdk::config::{object_from_bytes, ConfigError};
 use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
-pub const ORDER: [&str; 6] = [
+pub const ORDER: [&str; 7] = [
     "ai-statistics",
     "ai-token-ratelimit",
+    "ai-security-guard",
     "ai-moderation",
     "ai-data-masking",
     "ai-prompt-decorator",
@@ -35,6 +37,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
     Some(match name {
         "ai-statistics" => load::<AiStatistics>(bytes),
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
+        "ai-security-guard" => load::<AiSecurityGuard>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-data-masking" => load::<AiDataMasking>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
@@ -118,9 +121,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-data-masking":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 6);
+        assert_eq!(loaded.len(), 7);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
