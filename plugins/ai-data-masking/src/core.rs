@@ -212,7 +212,7 @@ pub fn luhn_valid(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// How a replace rule masks.
@@ -668,7 +668,7 @@ mod tests {
     fn ambiguous_masks_are_not_restored() {
         let r = rule("%{IP}", MaskType::Replace, "IP", true);
         let mut map = MaskMap::default();
-        mask_text(&[r.clone()], "10.0.0.1 and 10.0.0.2", &mut map);
+        mask_text(std::slice::from_ref(&r), "10.0.0.1 and 10.0.0.2", &mut map);
         assert!(map.is_empty());
         let mut map = MaskMap::default();
         mask_text(&[r], "10.0.0.1 and 10.0.0.1", &mut map);
