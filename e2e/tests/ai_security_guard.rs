@@ -175,6 +175,19 @@ fn risky_prompts_are_refused_before_the_provider() {
     assert!(!call["body"].as_str().unwrap().contains("mock-sk"));
 
     assert_eq!(counter(&gw, "ai_sec_request_deny"), Some(6.0));
+    let samples = gw.envoy.prometheus().unwrap();
+    let checks_by = |result: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == "ai_security_guard_checks"
+                    && s.labels.get("direction").map(String::as_str) == Some("request")
+                    && s.labels.get("result").map(String::as_str) == Some(result)
+            })
+            .map(|s| s.value)
+    };
+    assert_eq!(checks_by("deny"), Some(6.0));
+    assert_eq!(checks_by("pass"), Some(1.0));
     assert_eq!(
         access_log_count(&gw, "\"safecheck_status\":\"reqeust deny\"", 6),
         6

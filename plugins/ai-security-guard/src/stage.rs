@@ -265,7 +265,7 @@ impl GuardStage {
             },
         );
         let metric = format!(
-            "ai_security_guard.checks.phase=.={};.;.result=.={result};.;",
+            "ai_security_guard.checks.direction=.={};.;.result=.={result};.;",
             phase.name()
         );
         if let Ok(id) = host.define_metric(MetricType::Counter, &metric) {
