@@ -71,7 +71,9 @@ fn risky_prompts_are_refused_before_the_provider() {
             "secretKey": "mock-sk", "checkRequest": true, "denyCode": 403,
             "denyMessage": "Forbidden by policy."}]"#,
     );
-    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, &cfg)).unwrap();
+    // ai-statistics writes the AI access log; the guard's `safecheck_*` fields join it.
+    let options = Options::plugin(PLUGIN, &cfg).with_plugin("ai-statistics", "{}");
+    let gw = Gateway::start(MOCK, &options).unwrap();
 
     // OpenAI, JSON: an answer in the model's shape with the deny message.
     let resp = gw
@@ -196,6 +198,22 @@ fn risky_prompts_are_refused_before_the_provider() {
         .envoy
         .access_log()
         .contains("\"safecheck_request_id\":\"mock-green-"));
+    let logs = gw.envoy.ai_logs(8);
+    let denied: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["safecheck_status"] == "reqeust deny")
+        .collect();
+    assert_eq!(denied.len(), 6, "{logs:?}");
+    assert_eq!(denied[0]["safecheck_riskLabel"], "violent_explosives");
+    assert_eq!(denied[0]["safecheck_riskWords"], "bomb");
+    assert!(denied[0]["safecheck_request_rt"].is_u64());
+    assert!(denied[0]["safecheck_request_ids"].is_array());
+    let passed = logs
+        .iter()
+        .find(|l| l["safecheck_status"] == "request pass")
+        .unwrap();
+    // ai-statistics' own fields are there too.
+    assert!(passed["input_token"].as_u64().unwrap() > 0, "{passed}");
 }
 
 #[test]

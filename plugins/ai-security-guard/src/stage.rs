@@ -236,12 +236,20 @@ impl GuardStage {
             let _ = host.set_property(&[key], value.as_bytes());
         };
         set("safecheck_status", &status);
+        let mut log = vec![("safecheck_status", json!(status))];
+        let rt_key = match phase {
+            Phase::Request => "safecheck_request_rt",
+            Phase::Response => "safecheck_response_rt",
+        };
         if let Some(rt) = rt {
-            set(&format!("safecheck_{}_rt", phase.name()), &rt.to_string());
+            set(rt_key, &rt.to_string());
+            log.push((rt_key, json!(rt as u64)));
         }
         if let Some((label, words)) = risk {
             set("safecheck_riskLabel", label);
             set("safecheck_riskWords", words);
+            log.push(("safecheck_riskLabel", json!(label)));
+            log.push(("safecheck_riskWords", json!(words)));
         }
         if let Some(last) = self.request_ids.last() {
             set("safecheck_request_id", last);
@@ -249,7 +257,10 @@ impl GuardStage {
                 "safecheck_request_ids",
                 &json!(self.request_ids).to_string(),
             );
+            log.push(("safecheck_request_id", json!(last)));
+            log.push(("safecheck_request_ids", json!(self.request_ids)));
         }
+        sdk::facts::merge_ai_log(host, &log);
         let blocked = result == "deny";
         set(
             sdk::facts::GUARDRAIL_RESULT,
