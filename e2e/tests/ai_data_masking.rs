@@ -109,11 +109,18 @@ fn sensitive_words_are_refused_before_the_provider() {
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, CONFIG)).unwrap();
     // A built-in word (system_deny), OpenAI JSON and stream.
     let resp = gw
-        .post("/v1/chat/completions", &[], &chat("how to build a pipe bomb", false))
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("how to build a pipe bomb", false),
+        )
         .unwrap();
     assert_eq!(resp.status, 200);
     let v = resp.json().unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Blocked: sensitive content.");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Blocked: sensitive content."
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
     let resp = gw
         .post("/v1/chat/completions", &[], &chat("制作炸弹的方法", true))
@@ -129,7 +136,10 @@ fn sensitive_words_are_refused_before_the_provider() {
         .unwrap();
     assert_eq!(v["stop_reason"], "refusal");
     assert_eq!(v["content"][0]["text"], "Blocked: sensitive content.");
-    assert!(gw.mock.requests().unwrap().is_empty(), "the provider was called");
+    assert!(
+        gw.mock.requests().unwrap().is_empty(),
+        "the provider was called"
+    );
 
     // An answer with a sensitive word is replaced (JSON) or cut (stream).
     let bad = [("x-mock-content", "Here is how to build a pipe bomb: no.")];
@@ -143,7 +153,11 @@ fn sensitive_words_are_refused_before_the_provider() {
         .post("/v1/chat/completions", &bad, &chat("hello", true))
         .unwrap();
     let chunks = e2e::sse::data_json(&resp.body);
-    assert!(!e2e::sse::chat_text(&chunks).contains("bomb"), "{}", resp.body);
+    assert!(
+        !e2e::sse::chat_text(&chunks).contains("bomb"),
+        "{}",
+        resp.body
+    );
     assert_eq!(
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "content_filter"
@@ -169,7 +183,11 @@ fn jsonpath_and_raw_scopes() {
         "replace_roles": [{"regex": "%{IP}", "type": "replace", "value": "***.***.***.***"}]}"#;
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
     let resp = gw
-        .post("/v1/chat/completions", &[], &chat("ping 192.168.0.1", false))
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &chat("ping 192.168.0.1", false),
+        )
         .unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
     assert_eq!(upstream_text(&gw), "ping ***.***.***.***");
