@@ -117,7 +117,10 @@ impl MaskingStage {
     fn stream_events(&mut self, config: &MaskingConfig, data: &[u8]) -> Result<Vec<u8>, String> {
         let mut events = Vec::new();
         let mut decoder = SseDecoder::default();
-        let _ = decoder.feed(data, &mut events);
+        if decoder.feed(data, &mut events).is_err() {
+            // An event beyond the decoder's limit: passed on as it came.
+            return Ok(data.to_vec());
+        }
         decoder.finish(&mut events);
         let Answer::Stream { ending, recent, .. } = &mut self.answer else {
             return Ok(data.to_vec());
@@ -381,8 +384,13 @@ impl Stage for MaskingStage {
                 };
                 let chat = self.scope == Scope::Chat;
                 let mut denied = None;
+                let mut changed = false;
                 let mut visit = |s: &mut String| {
-                    *s = self.restorer.restore_all(s);
+                    let restored = self.restorer.restore_all(s);
+                    if restored != *s {
+                        *s = restored;
+                        changed = true;
+                    }
                     if denied.is_none() {
                         denied = config.denied(s);
                     }
@@ -401,6 +409,9 @@ impl Stage for MaskingStage {
                         config.deny_raw_message.clone()
                     };
                     return ChunkOut::edited(reply.into_bytes());
+                }
+                if !changed {
+                    return ChunkOut::pass(chunk);
                 }
                 ChunkOut::edited(body.to_string().into_bytes())
             }
