@@ -16,3 +16,19 @@ pub const GUARDRAIL_DIRECTION: &str = "gen_ai.guardrail.direction";
 pub const GUARDRAIL_SOURCE: &str = "gen_ai.guardrail.source";
 /// What matched, or the service's categories.
 pub const GUARDRAIL_CATEGORIES: &str = "gen_ai.guardrail.categories";
+
+/// Sets fields of the `wasm.ai_log` object, keeping the fields other plugins wrote there (the
+/// way Higress plugins add their own keys to the AI access log).
+pub fn merge_ai_log(host: &dyn crate::host::Host, fields: &[(&str, serde_json::Value)]) {
+    let mut object = host
+        .property(&[AI_LOG])
+        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
+        .unwrap_or_default();
+    for (key, value) in fields {
+        object.insert((*key).to_string(), value.clone());
+    }
+    let _ = host.set_property(
+        &[AI_LOG],
+        serde_json::Value::Object(object).to_string().as_bytes(),
+    );
+}

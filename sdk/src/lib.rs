@@ -8,8 +8,10 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod guard;
 pub mod host;
 pub mod llm;
+pub mod matching;
 #[cfg(feature = "tokens")]
 pub mod meter;
 pub mod pipeline;

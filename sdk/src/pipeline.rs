@@ -148,6 +148,12 @@ impl Exchange {
         self.api().client_protocol()
     }
 
+    /// A stage edited `body` while the request waited for its callout: it is written back when
+    /// the request goes on.
+    pub fn mark_body_changed(&mut self) {
+        self.body_changed = true;
+    }
+
     /// Whether request headers set now still reach the upstream (the pipeline holds them, or
     /// this is the header callback). False once they went on ahead of the body.
     pub fn request_headers_held(&self) -> bool {

@@ -7,9 +7,11 @@
 //!   the plugins present run as stages of one pipeline in one HTTP context, in the chain order,
 //!   so the request body and each response chunk are parsed once for all of them.
 
+use ai_data_masking::AiDataMasking;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
+use ai_security_guard::AiSecurityGuard;
 use ai_statistics::AiStatistics;
 use ai_token_ratelimit::AiTokenRatelimit;
 use mcp_server::McpServer;
@@ -18,11 +20,13 @@ use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 /// `mcp-server` answers its own route locally, so it goes first.
-pub const ORDER: [&str; 6] = [
+pub const ORDER: [&str; 8] = [
     "mcp-server",
     "ai-statistics",
     "ai-token-ratelimit",
+    "ai-security-guard",
     "ai-moderation",
+    "ai-data-masking",
     "ai-prompt-decorator",
     "ai-proxy",
 ];
@@ -37,7 +41,9 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "mcp-server" => load::<McpServer>(bytes),
         "ai-statistics" => load::<AiStatistics>(bytes),
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
+        "ai-security-guard" => load::<AiSecurityGuard>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
+        "ai-data-masking" => load::<AiDataMasking>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
         // The companion filter after Envoy's buffer filter (see ai_proxy::late).
@@ -119,9 +125,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 6);
+        assert_eq!(loaded.len(), 8);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

@@ -2,10 +2,11 @@
 //! checked whole or, when streamed, window by window while Envoy holds the window.
 
 use crate::config::{Direction, ModerationConfig};
-use crate::core::{self, ServiceVerdict, StreamEnding, Window};
+use crate::core::{self, ServiceVerdict};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
+use sdk::guard::HeldStream;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
@@ -26,13 +27,8 @@ enum Answer {
     Off,
     /// A JSON answer, checked whole.
     Json,
-    /// A stream, checked window by window.
-    Stream {
-        /// Bytes of an event not complete yet (kept out of Envoy's buffer).
-        tail: Vec<u8>,
-        window: Window,
-        ending: Box<StreamEnding>,
-    },
+    /// A stream, checked window by window while Envoy holds it.
+    Stream(Box<HeldStream>),
 }
 
 /// Per-request state (lives in the HTTP context).
@@ -185,9 +181,10 @@ impl ModerationStage {
         let Some(config) = self.active.and_then(|id| rules.get(id)) else {
             return WindowVerdict::Release;
         };
-        let Answer::Stream { window, .. } = &mut self.answer else {
+        let Answer::Stream(stream) = &mut self.answer else {
             return WindowVerdict::Release;
         };
+        let window = stream.window();
         if window.is_empty() {
             return WindowVerdict::Release;
         }
@@ -285,116 +282,71 @@ impl ModerationStage {
                 }
                 ChunkOut::pass(chunk)
             }
-            Answer::Stream {
-                tail,
-                window,
-                ending,
-            } => {
-                // Without a held tail the chunk itself is passed on (unchanged when whole).
-                let mut changed = !tail.is_empty();
-                let mut data = if tail.is_empty() {
-                    chunk
-                } else {
-                    let mut data = std::mem::take(tail);
-                    data.extend_from_slice(&chunk);
-                    data
-                };
-                let cut = if end {
-                    data.len()
-                } else {
-                    complete_events(&data)
-                };
-                if cut < data.len() {
-                    *tail = data.split_off(cut);
-                    changed = true;
-                }
-                let out = |data| match changed {
-                    true => ChunkOut::edited(data),
-                    false => ChunkOut::pass(data),
-                };
-                let mut ready = false;
-                for ev in ex.response_events(&data).0 {
-                    if let Some(json) = ev.json() {
-                        ending.observe(json);
-                        ready |= window.push_event(json);
-                    }
-                }
-                self.held += data.len();
+            Answer::Stream(stream) => {
+                let arrived = stream.arrive(ex, chunk, end);
                 if self.response_call.is_some() {
                     // A check is out: hold this too until its verdict.
-                    self.holding = true;
-                    return out(data);
+                    stream.hold();
+                    return arrived.out(true);
                 }
-                if ready || end {
+                if arrived.check {
                     match self.check_window(host, end) {
-                        WindowVerdict::Cut => {
-                            self.blocked = true;
-                            self.holding = false;
-                            self.held = 0;
-                            return ChunkOut::replace_held(self.ending());
-                        }
-                        WindowVerdict::Hold => self.holding = true,
-                        WindowVerdict::Release => self.holding = self.response_call.is_some(),
+                        WindowVerdict::Cut => return ChunkOut::replace_held(self.cut()),
+                        WindowVerdict::Hold => self.hold(),
+                        WindowVerdict::Release if self.response_call.is_some() => self.hold(),
+                        WindowVerdict::Release => self.release(),
                     }
                 } else {
-                    self.holding = true;
+                    self.hold();
                 }
-                if !self.holding {
-                    self.held = 0;
-                    self.released();
-                }
-                out(data)
+                arrived.out(self.holding())
             }
         }
     }
 
-    /// The held events went to the client.
-    fn released(&mut self) {
-        if let Answer::Stream { ending, .. } = &mut self.answer {
-            ending.release();
+    fn stream(&mut self) -> Option<&mut HeldStream> {
+        match &mut self.answer {
+            Answer::Stream(s) => Some(s),
+            _ => None,
         }
     }
 
-    fn ending(&self) -> Vec<u8> {
+    fn hold(&mut self) {
+        if let Some(s) = self.stream() {
+            s.hold();
+        }
+    }
+
+    /// The held events go to the client.
+    fn release(&mut self) {
+        self.held = 0;
+        self.holding = false;
+        if let Some(s) = self.stream() {
+            s.release();
+        }
+    }
+
+    /// Whether Envoy holds the answer for us.
+    fn holding(&self) -> bool {
         match &self.answer {
-            Answer::Stream { ending, .. } => ending.ending().into_bytes(),
-            _ => Vec::new(),
+            Answer::Stream(s) => s.is_holding(),
+            _ => self.holding,
         }
     }
-}
 
-/// What a checked window of a streamed answer does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WindowVerdict {
-    /// Clean: the held events go to the client (or wait for the service's verdict).
-    Release,
-    /// Denied: the held events are replaced by the stream's ending.
-    Cut,
-    /// Not decided until the last word ends: keep holding.
-    Hold,
-}
-
-/// End of the last complete SSE event in `data` (after its blank line).
-fn complete_events(data: &[u8]) -> usize {
-    let mut end = 0;
-    let mut i = 0;
-    // Both separators start with a line break: jump from one to the next.
-    while let Some(at) = data
-        .get(i..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'\n' || b == b'\r'))
-        .map(|p| i + p)
-    {
-        if data.get(at..at + 2) == Some(b"\n\n") {
-            end = at + 2;
-            i = at + 2;
-        } else if data.get(at..at + 4) == Some(b"\r\n\r\n") {
-            end = at + 4;
-            i = at + 4;
-        } else {
-            i = at + 1;
+    /// Bytes held since the last release.
+    fn held(&self) -> usize {
+        match &self.answer {
+            Answer::Stream(s) => s.held(),
+            _ => self.held,
         }
     }
-    end
+
+    /// Cuts a stream: the ending to put in place of what is held.
+    fn cut(&mut self) -> Vec<u8> {
+        self.blocked = true;
+        self.stream().map(HeldStream::cut).unwrap_or_default()
+    }
 }
 
 impl Stage for ModerationStage {
@@ -492,11 +444,10 @@ impl Stage for ModerationStage {
         }
         let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         if content_type.contains("text/event-stream") {
-            self.answer = Answer::Stream {
-                tail: Vec::new(),
-                window: Window::new(config.stream_window),
-                ending: Box::new(StreamEnding::new(self.protocol)),
-            };
+            self.answer = Answer::Stream(Box::new(HeldStream::new(
+                self.protocol,
+                config.stream_window,
+            )));
             BodyMode::Stream
         } else {
             self.answer = Answer::Json;
@@ -513,7 +464,7 @@ impl Stage for ModerationStage {
     ) -> ChunkOut {
         let out = self.moderate(host, ex, chunk, end);
         // While a window or a check is out, Envoy keeps holding the answer.
-        out.holding(self.holding)
+        out.holding(self.holding())
     }
 
     fn on_http_call_response(
@@ -549,6 +500,7 @@ impl Stage for ModerationStage {
         let (deny, detail, source) = self.service_verdict(host, config, body_size);
         self.record(host, Direction::Response, deny, source, &detail);
         if deny {
+            let held = self.held();
             let replacement = match &self.answer {
                 Answer::Json => core::deny_response(
                     self.protocol,
@@ -559,84 +511,47 @@ impl Stage for ModerationStage {
                 )
                 .1
                 .into_bytes(),
-                _ => self.ending(),
+                _ => self.cut(),
             };
-            if let Err(e) = host.set_response_body(0, self.held, &replacement) {
-                host.log(
-                    LogLevel::Error,
-                    &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
-                );
-            }
-            self.blocked = !matches!(self.answer, Answer::Json);
+            replace_held(host, held, &replacement);
             self.holding = false;
             self.held = 0;
             return CallResult::ResumeResponse;
         }
         // Text that arrived during the check is checked before anything is released.
-        if matches!(&self.answer, Answer::Stream { window, .. } if !window.is_empty()) {
+        if self.stream().is_some_and(|s| !s.window().is_empty()) {
             if self.check_window(host, true) == WindowVerdict::Cut {
-                let ending = self.ending();
-                if let Err(e) = host.set_response_body(0, self.held, &ending) {
-                    host.log(
-                        LogLevel::Error,
-                        &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
-                    );
-                }
-                self.blocked = true;
-                self.holding = false;
-                self.held = 0;
+                let held = self.held();
+                let ending = self.cut();
+                replace_held(host, held, &ending);
                 return CallResult::ResumeResponse;
             }
             if self.response_call.is_some() {
                 return CallResult::Wait;
             }
         }
-        self.holding = false;
-        self.held = 0;
-        self.released();
+        self.release();
         CallResult::ResumeResponse
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::complete_events;
-
-    /// The byte-by-byte scan `complete_events` must agree with.
-    fn reference(data: &[u8]) -> usize {
-        let mut end = 0;
-        let mut i = 0;
-        while i + 1 < data.len() {
-            if data[i] == b'\n' && data[i + 1] == b'\n' {
-                end = i + 2;
-                i += 2;
-            } else if i + 3 < data.len() && &data[i..i + 4] == b"\r\n\r\n" {
-                end = i + 4;
-                i += 4;
-            } else {
-                i += 1;
-            }
-        }
-        end
+/// Puts `replacement` in place of the `held` bytes Envoy holds.
+fn replace_held(host: &dyn Host, held: usize, replacement: &[u8]) {
+    if let Err(e) = host.set_response_body(0, held, replacement) {
+        host.log(
+            LogLevel::Error,
+            &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
+        );
     }
+}
 
-    #[test]
-    fn complete_events_ends_after_the_last_blank_line() {
-        assert_eq!(complete_events(b"data: a\n\ndata: b"), 9);
-        assert_eq!(complete_events(b"data: a\r\n\r\ndata: b\n\n"), 20);
-        assert_eq!(complete_events(b"data: partial"), 0);
-        assert_eq!(complete_events(b""), 0);
-        // Every string over the bytes that matter, up to 7 long.
-        let alphabet = [b'\n', b'\r', b'x'];
-        for len in 0..=7u32 {
-            for mut n in 0..3usize.pow(len) {
-                let mut data = Vec::new();
-                for _ in 0..len {
-                    data.push(alphabet[n % 3]);
-                    n /= 3;
-                }
-                assert_eq!(complete_events(&data), reference(&data), "{data:?}");
-            }
-        }
-    }
+/// What a checked window of a streamed answer does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowVerdict {
+    /// Clean: the held events go to the client (or wait for the service's verdict).
+    Release,
+    /// Denied: the held events are replaced by the stream's ending.
+    Cut,
+    /// Not decided until the last word ends: keep holding.
+    Hold,
 }

@@ -121,6 +121,8 @@ enum LogValue<'a> {
     Text(&'a str),
     Number(u64),
     Bool(bool),
+    /// A field another plugin wrote (kept as it was).
+    Json(&'a serde_json::Value),
 }
 
 /// The `wasm.ai_log` object: keys in first-set order, a key set again keeps its place and takes
@@ -152,6 +154,7 @@ impl<'a> LogFields<'a> {
                 LogValue::Text(s) => serde_json::to_writer(&mut out, s),
                 LogValue::Number(n) => serde_json::to_writer(&mut out, n),
                 LogValue::Bool(b) => serde_json::to_writer(&mut out, b),
+                LogValue::Json(v) => serde_json::to_writer(&mut out, v),
             };
         }
         out.push(b'}');
@@ -362,6 +365,11 @@ impl Stage for StatsStage {
             .record(host, &record, config.higress_metrics, config.otel_metrics);
 
         let usage = &record.usage;
+        // Fields other plugins put in the log (ai-security-guard's `safecheck_*`) stay.
+        let others: serde_json::Map<String, serde_json::Value> = host
+            .property(&[AI_LOG])
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         let mut log = LogFields::default();
         log.set("model", LogValue::Text(&record.model));
         log.set("request_model", LogValue::Text(&self.request_model));
@@ -401,6 +409,11 @@ impl Stage for StatsStage {
             }
             if a.apply_to_log {
                 log.set(&a.key, LogValue::Text(value));
+            }
+        }
+        for (key, value) in &others {
+            if !log.fields.iter().any(|(k, _)| k == key) {
+                log.set(key, LogValue::Json(value));
             }
         }
         let text = log.to_json();

@@ -11,6 +11,7 @@ mod conn;
 mod control;
 mod dashscope;
 mod gemini;
+mod green;
 mod moderation;
 mod oauth;
 mod openai;
@@ -86,6 +87,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(dashscope::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
+        .merge(green::routes())
         .merge(oauth::routes())
         .merge(record::routes())
         .fallback(reply::not_found)

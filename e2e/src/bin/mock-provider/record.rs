@@ -86,6 +86,10 @@ pub struct Shared {
     counter: AtomicU64,
     /// Behaviour of the moderation endpoint.
     pub moderation: Mutex<crate::moderation::Settings>,
+    /// Behaviour of the content security endpoint.
+    pub green: Mutex<crate::green::Settings>,
+    /// Signature nonces the content security endpoint has seen.
+    pub green_nonces: Mutex<crate::green::Nonces>,
 }
 
 /// Locks a mutex, ignoring poisoning (the data stays usable).
@@ -145,6 +149,7 @@ async fn clear(State(shared): State<Arc<Shared>>) -> StatusCode {
     lock(&shared.requests).clear();
     lock(&shared.failures).clear();
     *lock(&shared.moderation) = crate::moderation::Settings::default();
+    *lock(&shared.green) = crate::green::Settings::default();
     StatusCode::NO_CONTENT
 }
 

@@ -1,0 +1,448 @@
+//! The masking core driven by the pipeline: the request is checked for sensitive words and
+//! masked before it leaves; the answer is checked and its masked values restored, whole or
+//! event by event with a bounded held tail.
+
+use crate::config::MaskingConfig;
+use crate::core::{self, MaskMap, Restorer};
+use sdk::api::ClientProtocol;
+use sdk::config::{RuleSet, Selected};
+use sdk::error::ErrorReply;
+use sdk::guard::{complete_events, deny_response, StreamEnding};
+use sdk::host::{Host, LogLevel, MetricType};
+use sdk::llm::{anthropic, openai};
+use sdk::pipeline::{BodyMode, BodyOutcome, ChunkOut, Exchange, Need, RequestBody, Stage};
+use sdk::sse::{SseDecoder, SseEvent};
+use serde_json::{json, Value};
+use std::rc::Rc;
+
+/// Chars of already sent answer text kept to find a sensitive word split across chunks.
+const RECENT_CHARS: usize = 64;
+
+/// Which part of the request the config checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The chat conversation (`deny_openai`).
+    Chat,
+    /// Strings selected by `deny_jsonpath`.
+    Paths,
+    /// Every string (`deny_raw`).
+    Raw,
+}
+
+/// How the answer is handled.
+enum Answer {
+    Off,
+    Json,
+    Stream {
+        tail: Vec<u8>,
+        ending: Box<StreamEnding>,
+        /// The last answer text sent.
+        recent: String,
+    },
+}
+
+/// Per-request state.
+pub struct MaskingStage {
+    rules: Rc<RuleSet<MaskingConfig>>,
+    active: Option<Selected>,
+    scope: Scope,
+    protocol: ClientProtocol,
+    stream: bool,
+    model: String,
+    restorer: Restorer,
+    answer: Answer,
+    blocked: bool,
+}
+
+impl MaskingStage {
+    /// A stage over the parsed rule set.
+    pub fn new(rules: Rc<RuleSet<MaskingConfig>>) -> MaskingStage {
+        MaskingStage {
+            rules,
+            active: None,
+            scope: Scope::Chat,
+            protocol: ClientProtocol::OpenAi,
+            stream: false,
+            model: String::new(),
+            restorer: Restorer::default(),
+            answer: Answer::Off,
+            blocked: false,
+        }
+    }
+
+    fn deny_reply(&self, config: &MaskingConfig) -> ErrorReply {
+        if self.scope == Scope::Chat {
+            let (ct, body) = deny_response(
+                self.protocol,
+                self.stream,
+                config.deny_code,
+                &config.deny_message,
+                &self.model,
+            );
+            ErrorReply::raw(config.deny_code, &ct, body)
+        } else {
+            ErrorReply::raw(
+                config.deny_code,
+                &config.deny_content_type,
+                config.deny_raw_message.clone(),
+            )
+        }
+    }
+
+    fn record_deny(&self, host: &dyn Host, direction: &str, word: &str) {
+        let name = format!("ai_data_masking.denied.direction=.={direction};.;");
+        if let Ok(id) = host.define_metric(MetricType::Counter, &name) {
+            let _ = host.increment_metric(id, 1);
+        }
+        // The word itself is sensitive: log its length, not the word.
+        host.log(
+            LogLevel::Info,
+            &format!(
+                "[ai-data-masking] {direction} denied: sensitive word of {} chars",
+                word.chars().count()
+            ),
+        );
+    }
+
+    /// Applies `f` to the strings the scope covers.
+    fn each_text(&self, config: &MaskingConfig, body: &mut Value, f: &mut dyn FnMut(&mut String)) {
+        match self.scope {
+            Scope::Chat => core::each_prompt_text(body, f),
+            Scope::Paths => config.paths().iter().for_each(|p| p.each_string(body, f)),
+            Scope::Raw => core::each_string(body, f),
+        }
+    }
+
+    /// Restores and checks one stream chunk of complete events; None when it must be cut.
+    fn stream_events(&mut self, config: &MaskingConfig, data: &[u8]) -> Result<Vec<u8>, String> {
+        let mut events = Vec::new();
+        let mut decoder = SseDecoder::default();
+        if decoder.feed(data, &mut events).is_err() {
+            // An event beyond the decoder's limit: passed on as it came.
+            return Ok(data.to_vec());
+        }
+        decoder.finish(&mut events);
+        let Answer::Stream { ending, recent, .. } = &mut self.answer else {
+            return Ok(data.to_vec());
+        };
+        let mut out = String::with_capacity(data.len());
+        let mut sent_text = String::new();
+        for mut event in events {
+            if event.data == "[DONE]" {
+                // Parts still holding text end here.
+                for key in self.restorer.pending_keys() {
+                    let rest = self.restorer.flush(key);
+                    if !rest.is_empty() {
+                        sent_text.push_str(&rest);
+                        let chunk = json!({"object": "chat.completion.chunk", "model": self.model,
+                            "choices": [{"index": key, "delta": {"content": rest}, "finish_reason": null}]});
+                        SseEvent::data(chunk.to_string()).encode_into(&mut out);
+                    }
+                }
+                event.encode_into(&mut out);
+                continue;
+            }
+            let Ok(mut value) = serde_json::from_str::<Value>(&event.data) else {
+                event.encode_into(&mut out);
+                continue;
+            };
+            let mut before = None;
+            match self.protocol {
+                ClientProtocol::OpenAi => {
+                    if let Some(Value::Array(choices)) = value.get_mut("choices") {
+                        for choice in choices {
+                            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+                            let finished =
+                                choice.get("finish_reason").is_some_and(Value::is_string);
+                            let Some(delta) =
+                                choice.get_mut("delta").and_then(Value::as_object_mut)
+                            else {
+                                continue;
+                            };
+                            let mut text = match delta.get("content").and_then(Value::as_str) {
+                                Some(piece) => self.restorer.feed(index, piece),
+                                None => String::new(),
+                            };
+                            if finished {
+                                text.push_str(&self.restorer.flush(index));
+                            }
+                            if delta.contains_key("content") || !text.is_empty() {
+                                sent_text.push_str(&text);
+                                delta.insert("content".into(), Value::String(text));
+                            }
+                        }
+                    }
+                }
+                ClientProtocol::Anthropic => {
+                    let index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    match value.get("type").and_then(Value::as_str) {
+                        Some("content_block_delta") => {
+                            if let Some(delta) = value.get_mut("delta") {
+                                if let Some(Value::String(piece)) = delta.get_mut("text") {
+                                    let text = self.restorer.feed(index, piece);
+                                    sent_text.push_str(&text);
+                                    *piece = text;
+                                }
+                            }
+                        }
+                        Some("content_block_stop") => {
+                            let rest = self.restorer.flush(index);
+                            if !rest.is_empty() {
+                                sent_text.push_str(&rest);
+                                before =
+                                    Some(json!({"type": "content_block_delta", "index": index,
+                                    "delta": {"type": "text_delta", "text": rest}}));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(extra) = before {
+                ending.observe(&extra);
+                SseEvent::typed("content_block_delta", extra.to_string()).encode_into(&mut out);
+            }
+            ending.observe(&value);
+            event.data = value.to_string();
+            event.encode_into(&mut out);
+        }
+        if config.has_deny_words() && !sent_text.is_empty() {
+            let mut check = std::mem::take(recent);
+            check.push_str(&sent_text);
+            if let Some(word) = config.denied(&check) {
+                return Err(word);
+            }
+            let keep = check.chars().count().saturating_sub(RECENT_CHARS);
+            *recent = check.chars().skip(keep).collect();
+        }
+        ending.release();
+        Ok(out.into_bytes())
+    }
+}
+
+impl Stage for MaskingStage {
+    fn name(&self) -> &'static str {
+        "ai-data-masking"
+    }
+
+    fn on_request_headers(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply> {
+        if !ex.api().has_json_body() {
+            return Ok(Need::Nothing);
+        }
+        let rules = self.rules.clone();
+        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
+            return Ok(Need::Nothing);
+        };
+        let Some(config) = rules.get(id) else {
+            return Ok(Need::Nothing);
+        };
+        if !config.has_deny_words() && config.rules().is_empty() {
+            return Ok(Need::Nothing);
+        }
+        self.scope = if config.deny_openai && ex.api().is_chat() {
+            Scope::Chat
+        } else if !config.paths().is_empty() {
+            Scope::Paths
+        } else if config.deny_raw {
+            Scope::Raw
+        } else {
+            return Ok(Need::Nothing);
+        };
+        self.active = Some(id);
+        self.protocol = ex.protocol();
+        Ok(Need::Body)
+    }
+
+    fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return Ok(BodyOutcome::UNCHANGED);
+        };
+        let Some(mut body) = ex.body.as_ref().and_then(RequestBody::to_json) else {
+            self.active = None;
+            return Ok(BodyOutcome::UNCHANGED);
+        };
+        self.stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+        self.model = ex
+            .body
+            .as_ref()
+            .and_then(RequestBody::model)
+            .unwrap_or_default()
+            .to_string();
+        let mut denied = None;
+        self.each_text(config, &mut body, &mut |s| {
+            if denied.is_none() {
+                denied = config.denied(s);
+            }
+        });
+        if let Some(word) = denied {
+            self.record_deny(host, "request", &word);
+            return Err(self.deny_reply(config));
+        }
+        if config.rules().is_empty() {
+            return Ok(BodyOutcome::UNCHANGED);
+        }
+        let mut map = MaskMap::default();
+        let mut changed = false;
+        self.each_text(config, &mut body, &mut |s| {
+            let masked = core::mask_text(config.rules(), s, &mut map);
+            if masked != *s {
+                *s = masked;
+                changed = true;
+            }
+        });
+        self.restorer = Restorer::new(&map);
+        if !changed {
+            return Ok(BodyOutcome::UNCHANGED);
+        }
+        let new_body = match &ex.body {
+            Some(RequestBody::Chat(_)) => serde_json::from_value::<openai::ChatRequest>(body)
+                .map(RequestBody::Chat)
+                .map_err(|e| e.to_string()),
+            Some(RequestBody::Messages(_)) => {
+                serde_json::from_value::<anthropic::MessagesRequest>(body)
+                    .map(RequestBody::Messages)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(RequestBody::Json(body)),
+        };
+        match new_body {
+            Ok(b) => {
+                ex.body = Some(b);
+                Ok(BodyOutcome::CHANGED)
+            }
+            Err(e) => {
+                // The body would leave unmasked: refuse instead.
+                host.log(
+                    LogLevel::Error,
+                    &format!("[ai-data-masking] masked body does not parse back: {e}"),
+                );
+                Err(ErrorReply::internal("the request could not be masked"))
+            }
+        }
+    }
+
+    fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return BodyMode::Untouched;
+        };
+        if self.restorer.is_empty() && !config.has_deny_words() {
+            return BodyMode::Untouched;
+        }
+        let status: u32 = ex
+            .response_header(host, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if !(200..300).contains(&status) {
+            return BodyMode::Untouched;
+        }
+        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
+        if content_type.contains("text/event-stream") {
+            if self.scope != Scope::Chat {
+                return BodyMode::Untouched;
+            }
+            self.answer = Answer::Stream {
+                tail: Vec::new(),
+                ending: Box::new(StreamEnding::new(self.protocol)),
+                recent: String::new(),
+            };
+            BodyMode::Stream
+        } else {
+            self.answer = Answer::Json;
+            BodyMode::Buffer
+        }
+    }
+
+    fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        _ex: &mut Exchange,
+        chunk: Vec<u8>,
+        end: bool,
+    ) -> ChunkOut {
+        if self.blocked {
+            return ChunkOut::edited(Vec::new());
+        }
+        let rules = self.rules.clone();
+        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+            return ChunkOut::pass(chunk);
+        };
+        match &mut self.answer {
+            Answer::Off => ChunkOut::pass(chunk),
+            Answer::Json => {
+                let Ok(mut body) = serde_json::from_slice::<Value>(&chunk) else {
+                    return ChunkOut::pass(chunk);
+                };
+                let chat = self.scope == Scope::Chat;
+                let mut denied = None;
+                let mut changed = false;
+                let mut visit = |s: &mut String| {
+                    let restored = self.restorer.restore_all(s);
+                    if restored != *s {
+                        *s = restored;
+                        changed = true;
+                    }
+                    if denied.is_none() {
+                        denied = config.denied(s);
+                    }
+                };
+                if chat {
+                    core::each_answer_text(&mut body, &mut visit);
+                } else {
+                    core::each_string(&mut body, &mut visit);
+                }
+                if let Some(word) = denied {
+                    self.record_deny(host, "response", &word);
+                    let reply = if chat {
+                        deny_response(self.protocol, false, 200, &config.deny_message, &self.model)
+                            .1
+                    } else {
+                        config.deny_raw_message.clone()
+                    };
+                    return ChunkOut::edited(reply.into_bytes());
+                }
+                if !changed {
+                    return ChunkOut::pass(chunk);
+                }
+                ChunkOut::edited(body.to_string().into_bytes())
+            }
+            Answer::Stream { tail, .. } => {
+                let mut data = std::mem::take(tail);
+                data.extend_from_slice(&chunk);
+                let cut = if end {
+                    data.len()
+                } else {
+                    complete_events(&data)
+                };
+                let rest = data.split_off(cut);
+                if let Answer::Stream { tail, .. } = &mut self.answer {
+                    *tail = rest;
+                }
+                if data.is_empty() {
+                    return ChunkOut::edited(Vec::new());
+                }
+                match self.stream_events(config, &data) {
+                    Ok(out) => ChunkOut::edited(out),
+                    Err(word) => {
+                        self.record_deny(host, "response", &word);
+                        self.blocked = true;
+                        let ending = match &self.answer {
+                            Answer::Stream { ending, .. } => ending.ending(),
+                            _ => String::new(),
+                        };
+                        ChunkOut::edited(ending.into_bytes())
+                    }
+                }
+            }
+        }
+    }
+}
