@@ -7,6 +7,7 @@
 //!   the plugins present run as stages of one pipeline in one HTTP context, in the chain order,
 //!   so the request body and each response chunk are parsed once for all of them.
 
+use ai_cache::AiCache;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
@@ -16,10 +17,11 @@ use sdk::config::{object_from_bytes, ConfigError};
 use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
-pub const ORDER: [&str; 5] = [
+pub const ORDER: [&str; 6] = [
     "ai-statistics",
     "ai-token-ratelimit",
     "ai-moderation",
+    "ai-cache",
     "ai-prompt-decorator",
     "ai-proxy",
 ];
@@ -34,6 +36,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "ai-statistics" => load::<AiStatistics>(bytes),
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
+        "ai-cache" => load::<AiCache>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
         // The companion filter after Envoy's buffer filter (see ai_proxy::late).
@@ -115,9 +118,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 5);
+        assert_eq!(loaded.len(), 6);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
