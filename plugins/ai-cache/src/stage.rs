@@ -4,8 +4,8 @@
 
 use crate::chroma;
 use crate::config::{
-    CacheConfig, ChromaTarget, ExactStore, Scope, DEFAULT_STREAM_VALUE_FROM, DEFAULT_THRESHOLD,
-    DEFAULT_VALUE_FROM,
+    CacheConfig, ChromaTarget, ExactStore, KeyStrategy, Scope, DEFAULT_STREAM_VALUE_FROM,
+    DEFAULT_THRESHOLD, DEFAULT_VALUE_FROM,
 };
 use crate::key::{decide, Decision, Question};
 use crate::store::{self, Bounds, Put};
@@ -261,6 +261,10 @@ impl CacheStage {
                 },
             ),
         };
+        // Stages before this one (statistics, the token rate limiter) meter the hit: zero
+        // provider tokens.
+        #[cfg(feature = "meter")]
+        sdk::meter::SharedMeter::feed(ex, body.as_bytes(), true, |_, _| {});
         ErrorReply::raw(200, content_type, body).with_header(STATUS_HEADER, "hit")
     }
 
@@ -389,7 +393,10 @@ impl Stage for CacheStage {
         let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = rules
+            .get(id)
+            .filter(|c| c.cache_key_strategy != KeyStrategy::Disabled)
+        else {
             return Ok(Need::Nothing);
         };
         if ex
