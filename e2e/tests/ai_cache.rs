@@ -312,3 +312,30 @@ fn a_store_stopped_mid_test_turns_lookups_into_misses_never_errors() {
             >= 4
     );
 }
+
+#[test]
+fn hits_cost_no_tokens_in_the_rate_limiters_budget() {
+    // 300 tokens an hour: the miss costs a few dozen; forty hits would cost far more if they
+    // were charged their prompt (the limiter reserves it before the cache answers).
+    let limit = r#"{"rule_name": "cache", "global_threshold": {"token_per_hour": 300}}"#;
+    let options = Options::plugin(PLUGIN, "{}").with_plugin("ai-token-ratelimit", limit);
+    let gw = Gateway::start(MOCK, &options).unwrap();
+    let body = chat(
+        "You are a helpful assistant that answers every question about geography briefly.",
+        "Which river flows through the middle of Paris, and how long is it in kilometres?",
+        false,
+    );
+    let first = gw.post(CHAT, &[], &body).unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("x-ai-cache"), Some("miss"));
+    for i in 0..40 {
+        let resp = gw.post(CHAT, &[], &body).unwrap();
+        assert_eq!(resp.status, 200, "hit {i}: {}", resp.body);
+        assert_eq!(resp.header("x-ai-cache"), Some("hit"));
+    }
+    // The budget still has room for a new question.
+    let other = chat("Be brief.", "Name a mountain.", false);
+    let resp = gw.post(CHAT, &[], &other).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(upstream_calls(&gw, CHAT), 2);
+}

@@ -62,13 +62,12 @@ pub fn read_get(body: &[u8], now: u64) -> Result<Option<Answer>, String> {
     }))
 }
 
-/// The nearest live answer of a `query` reply whose distance `accepts`, with its distance;
-/// also the nearest distance seen (for logs).
-pub fn read_query(
-    body: &[u8],
-    now: u64,
-    accepts: impl Fn(f64) -> bool,
-) -> Result<(Option<(Answer, f64)>, Option<f64>), String> {
+/// What a `query` found: the nearest live answer close enough, with its distance, and the
+/// nearest distance seen (for logs).
+pub type Nearest = (Option<(Answer, f64)>, Option<f64>);
+
+/// Reads a `query` reply; `accepts` says whether a distance is close enough.
+pub fn read_query(body: &[u8], now: u64, accepts: impl Fn(f64) -> bool) -> Result<Nearest, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let first = |k: &str| {
         v.get(k)

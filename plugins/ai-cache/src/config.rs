@@ -335,6 +335,7 @@ impl Default for Embedding {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn chroma_target(
     at: &str,
     cluster: &str,

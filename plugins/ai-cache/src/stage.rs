@@ -261,10 +261,6 @@ impl CacheStage {
                 },
             ),
         };
-        // Stages before this one (statistics, the token rate limiter) meter the hit: zero
-        // provider tokens.
-        #[cfg(feature = "meter")]
-        sdk::meter::SharedMeter::feed(ex, body.as_bytes(), true, |_, _| {});
         ErrorReply::raw(200, content_type, body).with_header(STATUS_HEADER, "hit")
     }
 

@@ -3,6 +3,8 @@
 //! Higress's Envoy reaches (Redis through `proxy_redis_call`) or vector databases this plugin
 //! does not speak are refused with an error naming the field.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use ai_cache::AiCache;
 use sdk::shell::Plugin;
 use serde_json::Value;

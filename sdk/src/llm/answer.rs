@@ -250,11 +250,9 @@ impl StreamAssembler {
                 let delta = event.get("delta").unwrap_or(&Value::Null);
                 match str_of(delta, "type") {
                     "text_delta" => self.answer.text.push_str(str_of(delta, "text")),
-                    "input_json_delta" => {
-                        if self.indices.contains(&index) {
-                            if let Some(call) = self.call(index) {
-                                call.arguments.push_str(str_of(delta, "partial_json"));
-                            }
+                    "input_json_delta" if self.indices.contains(&index) => {
+                        if let Some(call) = self.call(index) {
+                            call.arguments.push_str(str_of(delta, "partial_json"));
                         }
                     }
                     _ => {}
