@@ -298,6 +298,7 @@ impl CacheStage {
                     &q.key,
                     &bytes,
                     expires,
+                    now,
                 ) {
                     Put::Stored(_) | Put::TooLarge => {}
                     Put::Failed(s) => self.error(host, &format!("shared data write failed: {s:?}")),

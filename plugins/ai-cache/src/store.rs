@@ -1,9 +1,11 @@
 //! The embedded store: exact entries in proxy-wasm shared data, one store for all workers of
 //! an Envoy (per `vm_id`).
 //!
-//! Entries live in `maxEntries` slots (`ai-cache/slot/<n>`, the slot chosen by the key's hash):
-//! the number of shared-data keys is bounded, since the host cannot delete one. A slot holds
-//! its key (a colliding key replaces it), its expiry and the answer. An index
+//! Entries live in `4 × maxEntries` slots (`ai-cache/slot/<n>`): the number of shared-data
+//! keys is bounded, since the host cannot delete one. A key may sit in one of [`PROBES`] slots
+//! from the one its hash picks; a put takes the first that is free, expired or its own, else
+//! replaces the first. A slot holds its key (so a colliding key is a miss, never a wrong
+//! answer), its expiry and the answer. An index
 //! (`ai-cache/index`, updated with compare-and-swap) lists the filled slots oldest first with
 //! their sizes; an insert evicts from the front until the entry count and the byte total are
 //! within bounds. Reads never touch the index.
@@ -14,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 const INDEX: &str = "ai-cache/index";
 const RETRIES: usize = 16;
+/// Slots a key may occupy.
+pub const PROBES: u64 = 8;
 
 /// Bounds of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +28,17 @@ pub struct Bounds {
     pub bytes: usize,
 }
 
-fn slot_of(key: &str, entries: usize) -> u32 {
+/// The slots `key` may occupy, in probe order (double hashing over `4 × entries` slots).
+fn slots_of(key: &str, entries: usize) -> impl Iterator<Item = u32> {
     let digest = Sha256::digest(key.as_bytes());
-    let mut n = [0u8; 8];
-    n.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-    (u64::from_le_bytes(n) % entries.max(1) as u64) as u32
+    let word = |at: usize| {
+        let mut n = [0u8; 8];
+        n.copy_from_slice(digest.get(at..at + 8).unwrap_or(&[0; 8]));
+        u64::from_le_bytes(n)
+    };
+    let slots = (entries.max(1) as u64).saturating_mul(4);
+    let (home, step) = (word(0), word(8) | 1);
+    (0..PROBES.min(slots)).map(move |p| (home.wrapping_add(p.wrapping_mul(step)) % slots) as u32)
 }
 
 fn slot_key(slot: u32) -> String {
@@ -45,14 +55,15 @@ fn encode_slot(key: &str, value: &[u8], expires: u64) -> Vec<u8> {
     out
 }
 
-fn decode_slot<'a>(bytes: &'a [u8], key: &str, now: u64) -> Option<&'a [u8]> {
+/// A slot's key, expiry and value.
+fn parse_slot(bytes: &[u8]) -> Option<(&[u8], u64, &[u8])> {
     let expires = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
     let len = u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize;
-    let stored = bytes.get(12..12 + len)?;
-    if stored != key.as_bytes() || (expires != 0 && expires <= now) {
-        return None;
-    }
-    bytes.get(12 + len..)
+    Some((bytes.get(12..12 + len)?, expires, bytes.get(12 + len..)?))
+}
+
+fn live(expires: u64, now: u64) -> bool {
+    expires == 0 || expires > now
 }
 
 /// The index: (slot, size) pairs, oldest first, 8 bytes each.
@@ -78,9 +89,16 @@ fn encode_index(list: &[(u32, u32)]) -> Vec<u8> {
 
 /// Reads the entry of `key`, if present and not expired.
 pub fn get(host: &dyn Host, bounds: Bounds, key: &str, now: u64) -> Option<Vec<u8>> {
-    let (bytes, _) = host.shared_data(&slot_key(slot_of(key, bounds.entries)));
-    let bytes = bytes?;
-    decode_slot(&bytes, key, now).map(<[u8]>::to_vec)
+    for slot in slots_of(key, bounds.entries) {
+        let (bytes, _) = host.shared_data(&slot_key(slot));
+        let Some(bytes) = bytes else { continue };
+        if let Some((stored, expires, value)) = parse_slot(&bytes) {
+            if stored == key.as_bytes() {
+                return live(expires, now).then(|| value.to_vec());
+            }
+        }
+    }
+    None
 }
 
 /// What [`put`] did.
@@ -95,8 +113,25 @@ pub enum Put {
 }
 
 /// Stores `value` under `key` until `expires` (unix seconds, 0 = until evicted).
-pub fn put(host: &dyn Host, bounds: Bounds, key: &str, value: &[u8], expires: u64) -> Put {
-    let slot = slot_of(key, bounds.entries);
+pub fn put(
+    host: &dyn Host,
+    bounds: Bounds,
+    key: &str,
+    value: &[u8],
+    expires: u64,
+    now: u64,
+) -> Put {
+    let candidates: Vec<u32> = slots_of(key, bounds.entries).collect();
+    let free = candidates.iter().copied().find(|slot| {
+        let (bytes, _) = host.shared_data(&slot_key(*slot));
+        match bytes.as_deref().and_then(parse_slot) {
+            None => true,
+            Some((stored, exp, _)) => stored == key.as_bytes() || !live(exp, now),
+        }
+    });
+    let Some(slot) = free.or_else(|| candidates.first().copied()) else {
+        return Put::TooLarge;
+    };
     let bytes = encode_slot(key, value, expires);
     if bytes.len() > bounds.bytes {
         return Put::TooLarge;
@@ -145,9 +180,9 @@ mod tests {
     fn entries_round_trip_and_expire() {
         let host = MockHost::default();
         assert_eq!(get(&host, B, "k", 10), None);
-        assert_eq!(put(&host, B, "k", b"v", 0), Put::Stored(vec![]));
+        assert_eq!(put(&host, B, "k", b"v", 0, 10), Put::Stored(vec![]));
         assert_eq!(get(&host, B, "k", 10).as_deref(), Some(&b"v"[..]));
-        put(&host, B, "t", b"w", 20);
+        put(&host, B, "t", b"w", 20, 10);
         assert_eq!(get(&host, B, "t", 19).as_deref(), Some(&b"w"[..]));
         assert_eq!(get(&host, B, "t", 20), None);
     }
@@ -162,7 +197,7 @@ mod tests {
         let mut kept = Vec::new();
         for i in 0..40 {
             let key = format!("key-{i}");
-            put(&host, bounds, &key, &[b'x'; 50], 0);
+            put(&host, bounds, &key, &[b'x'; 50], 0, 0);
             kept.push(key);
         }
         let index = decode_index(&host.shared_data(INDEX).0.unwrap());
@@ -174,23 +209,51 @@ mod tests {
         // Entries: never more than the slots.
         let host = MockHost::default();
         for i in 0..100 {
-            put(&host, B, &format!("k{i}"), b"v", 0);
+            put(&host, B, &format!("k{i}"), b"v", 0, 0);
         }
         assert!(decode_index(&host.shared_data(INDEX).0.unwrap()).len() <= 4);
         assert!(get(&host, B, "k99", 0).is_some());
-        assert_eq!(put(&host, B, "big", &[0; 5000], 0), Put::TooLarge);
+        assert_eq!(put(&host, B, "big", &[0; 5000], 0, 0), Put::TooLarge);
     }
 
     #[test]
     fn a_colliding_key_is_a_miss_not_a_wrong_answer() {
         let host = MockHost::default();
+        // One entry: four slots; the index keeps one entry.
         let one = Bounds {
             entries: 1,
             bytes: 4096,
         };
-        put(&host, one, "a", b"A", 0);
-        put(&host, one, "b", b"B", 0);
+        put(&host, one, "a", b"A", 0, 0);
+        put(&host, one, "b", b"B", 0, 0);
         assert_eq!(get(&host, one, "a", 0), None);
         assert_eq!(get(&host, one, "b", 0).as_deref(), Some(&b"B"[..]));
+        // Keys are bounded by the slots however many are put.
+        for i in 0..50 {
+            put(&host, one, &format!("k{i}"), b"v", 0, 0);
+        }
+        let slots = host
+            .shared
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("ai-cache/slot/"))
+            .count();
+        assert!(slots <= 4, "{slots}");
+    }
+
+    #[test]
+    fn a_store_holds_as_many_entries_as_it_is_sized_for() {
+        let host = MockHost::default();
+        let bounds = Bounds {
+            entries: 1000,
+            bytes: 1 << 20,
+        };
+        for i in 0..1000 {
+            put(&host, bounds, &format!("key-{i}"), b"v", 0, 0);
+        }
+        let found = (0..1000)
+            .filter(|i| get(&host, bounds, &format!("key-{i}"), 0).is_some())
+            .count();
+        assert_eq!(found, 1000);
     }
 }
