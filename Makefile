@@ -76,7 +76,7 @@ build: rust-target
 
 # Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with every plugin in one filter
 # (dist/ai-gateway.wasm, config in .run/ecds/ai-gateway.yaml, made from envoy/ecds/*.yaml);
-# `make run MODE=plugins` runs the five modules of envoy/envoy.yaml instead.
+# `make run MODE=plugins` runs the six modules of envoy/envoy.yaml instead.
 # With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
 MODE ?= gateway
 run: setup build trial-config
