@@ -242,6 +242,16 @@ fn semantic_lookups_in_chroma_hit_near_questions_and_miss_unrelated_ones() {
     assert_eq!(chroma.count(&vectors).unwrap(), 2);
     // The embeddings came from the provider's /v1/embeddings.
     assert_eq!(upstream_calls(&gw, "/v1/embeddings"), 4);
+    // A streamed miss is stored once complete (its last chunk waits for the upsert), then
+    // served to a JSON client.
+    let streamed = ask("Tell me about the Eiffel tower", true);
+    assert_eq!(streamed.header("x-ai-cache"), Some("miss"));
+    assert!(streamed.body.contains("data: [DONE]"));
+    assert_eq!(chroma.count(&vectors).unwrap(), 3);
+    let again = ask("Tell me about the Eiffel tower", false);
+    assert_eq!(again.header("x-ai-cache"), Some("hit"));
+    let text = again.json().unwrap()["choices"][0]["message"]["content"].clone();
+    assert_eq!(text, "w0 w1 w2 w3 w4 ", "{}", again.body);
     // Near, but another system prompt: never shared.
     let other = gw
         .post(
@@ -391,4 +401,25 @@ fn a_hit_costs_less_latency_and_cpu_than_a_miss() {
         hit_cpu < miss_cpu,
         "hit {hit_cpu:.3} ms, miss {miss_cpu:.3} ms CPU"
     );
+}
+
+#[test]
+fn entries_expire_and_the_oldest_are_evicted() {
+    let config = r#"{"cache": {"type": "memory", "cacheTTL": 1, "maxEntries": 2}}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
+    let ask = |q: &str| {
+        let resp = gw.post(CHAT, &[], &chat("s", q, false)).unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.header("x-ai-cache").unwrap_or_default().to_string()
+    };
+    assert_eq!(ask("one"), "miss");
+    assert_eq!(ask("one"), "hit");
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(ask("one"), "miss");
+    // Two entries at most: a third evicts the oldest.
+    assert_eq!(ask("two"), "miss");
+    assert_eq!(ask("three"), "miss");
+    assert_eq!(ask("three"), "hit");
+    assert_eq!(ask("two"), "hit");
+    assert_eq!(ask("one"), "miss");
 }
