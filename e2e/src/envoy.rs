@@ -175,10 +175,20 @@ pub struct Route {
     pub prefix: String,
 }
 
+/// The config that turns a plugin off in a test that does not configure it.
+pub fn off_config(plugin: &str) -> &'static str {
+    match plugin {
+        // `{}` is the embedded cache (what `make run` ships): off is Higress's strategy.
+        "ai-cache" => r#"{"cacheKeyStrategy": "disabled"}"#,
+        _ => "{}",
+    }
+}
+
 /// How to start Envoy.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Plugin configs (JSON) by plugin name. Plugins not listed get `{}` (off), unless
+    /// Plugin configs (JSON) by plugin name. Plugins not listed are off (`{}`, and for
+    /// ai-cache, whose `{}` is the embedded cache, `cacheKeyStrategy: disabled`), unless
     /// `shipped_configs` is set, in which case they keep the shipped `envoy/ecds` config.
     pub plugin_configs: Vec<(String, String)>,
     /// Keep the shipped config of plugins not in `plugin_configs`.
@@ -197,6 +207,8 @@ pub struct Options {
     pub extra_wasm: Option<ExtraWasm>,
     /// Extra static clusters on loopback: (name, port) (the APIs tools call).
     pub clusters: Vec<(String, u16)>,
+    /// Port of Chroma (`chroma` cluster, ai-cache's vector database).
+    pub chroma_port: Option<u16>,
 }
 
 impl Options {
@@ -387,6 +399,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
         "ai-statistics",
         "ai-token-ratelimit",
         "ai-moderation",
+        "ai-cache",
         "ai-prompt-decorator",
         "ai-proxy",
     ] {
@@ -494,7 +507,7 @@ impl Envoy {
                 .iter()
                 .find(|(p, _)| p == plugin)
                 .map(|(_, c)| c.clone())
-                .or_else(|| (!options.shipped_configs).then(|| "{}".to_string()))
+                .or_else(|| (!options.shipped_configs).then(|| off_config(plugin).to_string()))
                 .or_else(|| shipped_config(&shipped))
                 .unwrap_or_else(|| "{}".to_string());
             configs.push((plugin.to_string(), config));
@@ -507,6 +520,13 @@ impl Envoy {
         write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold)?;
         let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
         let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
+        if let Some(port) = options.chroma_port {
+            bootstrap = replace_once(
+                &bootstrap,
+                "port_value: 8000",
+                &format!("port_value: {port}"),
+            )?;
+        }
         if let Some(port) = options.rls_port {
             bootstrap = replace_once(
                 &bootstrap,

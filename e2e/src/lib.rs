@@ -172,3 +172,101 @@ impl Drop for RateLimitService {
         let _ = self.child.wait();
     }
 }
+
+/// Chroma (`chroma run`, the `chromadb` wheel `make setup` installs in `.venv`) on a free
+/// loopback port with its data in a temporary directory; stopped on drop.
+pub struct Chroma {
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+    /// Its port.
+    pub port: u16,
+    client: http::Client,
+}
+
+impl Chroma {
+    /// Starts Chroma and waits for its heartbeat.
+    pub fn start() -> Result<Chroma> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = tempfile::Builder::new().prefix("ai-gw-chroma-").tempdir()?;
+        let bin = workspace_root().join(".venv/bin/chroma");
+        let child = std::process::Command::new(&bin)
+            .args([
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--path",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {} (run `make setup`): {e}", bin.display()))?;
+        let chroma = Chroma {
+            child: Some(child),
+            _dir: dir,
+            port,
+            client: http::Client::new(std::time::Duration::from_secs(5)),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let beat = chroma
+                .client
+                .get(&format!("{}/api/v2/heartbeat", chroma.url()), &[]);
+            if matches!(beat, Ok(ref r) if r.status == 200) {
+                return Ok(chroma);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err("chroma did not start in 30 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a collection in the default tenant and database; returns its id.
+    pub fn create_collection(&self, name: &str) -> Result<String> {
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/default_database/collections",
+            self.url()
+        );
+        let body = serde_json::json!({"name": name}).to_string();
+        let resp = self.client.post(&url, &[], &body)?;
+        let v = resp.json()?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no collection id in {v}").into())
+    }
+
+    /// How many records a collection holds.
+    pub fn count(&self, collection: &str) -> Result<u64> {
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/default_database/collections/{collection}/count",
+            self.url()
+        );
+        let v = self.client.get(&url, &[])?.json()?;
+        v.as_u64().ok_or_else(|| format!("count is {v}").into())
+    }
+
+    /// Stops Chroma now (the store going away mid-test).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Chroma {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

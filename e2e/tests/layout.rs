@@ -55,6 +55,7 @@ fn the_trial_runs_every_plugin_in_one_filter() {
         "ai-statistics",
         "ai-token-ratelimit",
         "ai-moderation",
+        "ai-cache",
         "ai-prompt-decorator",
         "ai-proxy",
     ] {

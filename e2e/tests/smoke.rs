@@ -1,4 +1,4 @@
-//! The shipped trial config (all five plugins, consumers from api_key_auth) serves the official
+//! The shipped trial config (all six plugins, consumers from api_key_auth) serves the official
 //! OpenAI and Anthropic SDKs. The whole suite runs in the one-filter form; this file is what the
 //! per-plugin modules and the bundle by root id run to show they still load and serve.
 
@@ -34,9 +34,20 @@ fn the_shipped_suite_serves_both_sdks() {
     assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
     assert_eq!(out["tool"]["name"], "get_weather");
 
-    // Every request went out decorated, in the provider's shape, named for the SDKs' consumer.
+    // ai-cache (on in the shipped config) answered four of the eight: the streamed tool call
+    // from the JSON one, and the Anthropic client's text, stream and streamed tool call from the
+    // entries of the same consumer, model, system prompt and question.
+    let hits = gw
+        .envoy
+        .ai_logs(8)
+        .iter()
+        .filter(|l| l["cache_status"] == "hit")
+        .count();
+    assert_eq!(hits, 4);
+    // Every request that went out was decorated, in the provider's shape, named for the SDKs'
+    // consumer.
     let sent = gw.mock.requests().unwrap();
-    assert_eq!(sent.len(), 8, "{sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
     for r in &sent {
         assert_eq!(
             r["headers"]["authorization"], "Bearer sk-local-trial",

@@ -16,6 +16,9 @@ pub const GUARDRAIL_DIRECTION: &str = "gen_ai.guardrail.direction";
 pub const GUARDRAIL_SOURCE: &str = "gen_ai.guardrail.source";
 /// What matched, or the service's categories.
 pub const GUARDRAIL_CATEGORIES: &str = "gen_ai.guardrail.categories";
+/// What ai-cache did with the request: `hit`, `miss`, `skip` or `bypass` (ai-statistics puts
+/// it into `ai_log` as `cache_status`).
+pub const CACHE_STATUS: &str = "ai_gateway.cache_status";
 
 /// Sets fields of the `wasm.ai_log` object, keeping the fields other plugins wrote there (the
 /// way Higress plugins add their own keys to the AI access log).

@@ -5,7 +5,8 @@
 //! over rounds ± their spread (max − min). Reports Envoy CPU per request for three workloads
 //! (JSON; SSE arriving in one write; SSE in 80 writes), efficiency vs plain, added CPU as a
 //! multiple of the parse floor's, plugin time per streamed chunk, RPS, latency, time to first
-//! byte, RSS and module sizes; writes `target/bench/report.md` and `report.json`.
+//! byte, RSS and module sizes; then ai-cache's hit against a miss (the shipped chain as one filter
+//! with the cache on); writes `target/bench/report.md` and `report.json`.
 //!
 //! usage: bench [--seconds N] [--rounds N] [--concurrency N] [--paced-concurrency N]
 //!              [--only plugins,bundle,gateway]
@@ -238,6 +239,67 @@ fn run_load(envoy: &Envoy, workload: &Workload, seconds: u64, concurrency: usize
 const UNLIMITED: &str =
     r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
 
+/// ai-cache: JSON requests through the shipped chain as one filter with the cache on. With
+/// `hits` every request repeats one question (each answer after the first is a hit); otherwise
+/// every request asks a new one (each a miss: lookup, the provider, store). A request whose
+/// `x-ai-cache` is not the expected one counts as an error.
+fn run_cache_load(envoy: &Envoy, hits: bool, seconds: u64, concurrency: usize) -> Load {
+    let url = format!("{}/v1/chat/completions", envoy.url());
+    let next = std::sync::atomic::AtomicU64::new(0);
+    let want = if hits { "hit" } else { "miss" };
+    let body = |n: u64| {
+        let q = if hits {
+            "Say hello to the cache".to_string()
+        } else {
+            format!("Question {n} to the cache")
+        };
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "You are terse."},
+            {"role": "user", "content": q}]})
+        .to_string()
+    };
+    if hits {
+        let _ = Client::new(Duration::from_secs(30)).post(&url, &[], &body(0));
+    }
+    let before = proc_cpu_seconds(envoy.pid());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let results: Vec<Load> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (url, next, body) = (&url, &next, &body);
+                scope.spawn(move || {
+                    let client = Client::new(Duration::from_secs(30));
+                    let mut load = Load::default();
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match client.post(url, &[], &body(n)) {
+                            Ok(r) if r.status == 200 && r.header("x-ai-cache") == Some(want) => {
+                                load.requests += 1
+                            }
+                            _ => load.errors += 1,
+                        }
+                        load.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    load
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut total = Load {
+        seconds: start.elapsed().as_secs_f64(),
+        cpu_seconds: proc_cpu_seconds(envoy.pid()) - before,
+        ..Load::default()
+    };
+    for r in results {
+        total.requests += r.requests;
+        total.errors += r.errors;
+        total.latencies_ms.extend(r.latencies_ms);
+    }
+    total
+}
+
 fn floor_wasm() -> PathBuf {
     workspace_root().join("target/bench/floor.wasm")
 }
@@ -253,6 +315,9 @@ fn options(setup: &Setup, workers: u32) -> Options {
         ..Options::shipped()
     }
     .with_plugin("ai-token-ratelimit", UNLIMITED)
+    // The workloads repeat one request: with the shipped cache every answer after the first
+    // would be a hit, and the figures would measure the cache, not the chain.
+    .with_plugin("ai-cache", e2e::envoy::off_config("ai-cache"))
 }
 
 fn start(mock: &Mock, setup: &Setup, workers: u32) -> Result<Envoy> {
@@ -528,6 +593,29 @@ fn main() -> Result<()> {
             mock.clear()?;
         }
     }
+    // ai-cache: a hit against a miss, the shipped chain as one filter with the cache on.
+    let mut cache: [Load; 2] = [Load::default(), Load::default()];
+    let mut cache_cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        eprintln!("== round {}/{rounds}: ai-cache miss and hit", round + 1);
+        std::env::set_var("AI_GATEWAY_MODE", "gateway");
+        let options = Options {
+            concurrency: Some(2),
+            ..Options::shipped()
+        }
+        .with_plugin("ai-token-ratelimit", UNLIMITED);
+        let envoy = Envoy::start(mock.port, &options)?;
+        let _ = run_load(&envoy, &WORKLOADS[0], 1, concurrency); // warm-up
+        for (i, hits) in [false, true].into_iter().enumerate() {
+            let load = run_cache_load(&envoy, hits, seconds, concurrency);
+            cache_cpu[i].push(load.cpu_us());
+            cache[i].requests += load.requests;
+            cache[i].errors += load.errors;
+            cache[i].latencies_ms.extend(load.latencies_ms);
+        }
+        drop(envoy);
+        mock.clear()?;
+    }
     let index = |name: &str| chosen.iter().position(|s| s.name == name).unwrap_or(0);
     let (plain, parse) = (&measured[index(PLAIN)], &measured[index(PARSE_FLOOR)]);
     let derived: Vec<Derived> = measured.iter().map(|m| derive(m, plain, parse)).collect();
@@ -676,6 +764,28 @@ parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of ze
             row
         })
         .collect();
+    md.push_str(&format!(
+        "\n## ai-cache: a hit against a miss\n\nThe shipped chain as one filter with the cache on \
+(`{{}}`, shared data), JSON, {concurrency} connections, {seconds} s per round: a miss asks a new \
+question each time (lookup, the provider, store, eviction once full), a hit repeats one.\n\n\
+| | CPU µs/req | p50 ms | p99 ms | requests | errors |\n|---|---|---|---|---|---|\n"
+    ));
+    let mut cache_rows = Vec::new();
+    for (i, name) in ["miss", "hit"].into_iter().enumerate() {
+        let cpu = Stat::of(&cache_cpu[i]);
+        let (p50, p99) = (
+            percentile(&mut cache[i].latencies_ms, 0.5),
+            percentile(&mut cache[i].latencies_ms, 0.99),
+        );
+        md.push_str(&format!(
+            "| {name} | {} | {p50:.2} | {p99:.2} | {} | {} |\n",
+            show(cpu, 0),
+            cache[i].requests,
+            cache[i].errors
+        ));
+        cache_rows.push(json!({"kind": name, "cpu_us_per_request": cache_cpu[i],
+            "p50_ms": p50, "p99_ms": p99, "requests": cache[i].requests, "errors": cache[i].errors}));
+    }
     let dir = workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &md)?;
@@ -684,7 +794,7 @@ parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of ze
         serde_json::to_string_pretty(
             &json!({"rounds": rounds, "seconds": seconds, "concurrency": concurrency,
                     "paced_concurrency": paced_concurrency,
-                    "rows": rows, "modules": sizes}),
+                    "rows": rows, "modules": sizes, "cache": cache_rows}),
         )?,
     )?;
     println!("{md}");

@@ -7,6 +7,7 @@
 //!   the plugins present run as stages of one pipeline in one HTTP context, in the chain order,
 //!   so the request body and each response chunk are parsed once for all of them.
 
+use ai_cache::AiCache;
 use ai_data_masking::AiDataMasking;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
@@ -20,13 +21,14 @@ use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 /// `mcp-server` answers its own route locally, so it goes first.
-pub const ORDER: [&str; 8] = [
+pub const ORDER: [&str; 9] = [
     "mcp-server",
     "ai-statistics",
     "ai-token-ratelimit",
     "ai-security-guard",
     "ai-moderation",
     "ai-data-masking",
+    "ai-cache",
     "ai-prompt-decorator",
     "ai-proxy",
 ];
@@ -44,6 +46,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "ai-security-guard" => load::<AiSecurityGuard>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-data-masking" => load::<AiDataMasking>(bytes),
+        "ai-cache" => load::<AiCache>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
         // The companion filter after Envoy's buffer filter (see ai_proxy::late).
@@ -125,9 +128,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 8);
+        assert_eq!(loaded.len(), 9);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use sdk::facts::{AI_LOG, PROVIDER as PROVIDER_FACT};
+use sdk::facts::{AI_LOG, CACHE_STATUS, PROVIDER as PROVIDER_FACT};
 
 /// Config plus the VM's metric registry.
 pub struct Shared {
@@ -387,6 +387,13 @@ impl Stage for StatsStage {
         log.set("cached_input_token", LogValue::Number(usage.cached_input));
         log.set("reasoning_token", LogValue::Number(usage.reasoning));
         log.set("usage_estimated", LogValue::Bool(usage.estimated));
+        let cache_status = host
+            .property(&[CACHE_STATUS])
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .filter(|s| !s.is_empty());
+        if let Some(status) = cache_status.as_deref() {
+            log.set("cache_status", LogValue::Text(status));
+        }
         if let Some(ttft) = record.first_token_ms {
             log.set("llm_first_token_duration", LogValue::Number(ttft));
         }

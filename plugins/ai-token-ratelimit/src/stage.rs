@@ -81,18 +81,28 @@ impl RateLimitStage {
         }
         self.charged = true;
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), true) = (
+        let (Some(config), Some(counter)) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
-            self.metered,
         ) else {
             return;
         };
+        // ai-cache answered (a local reply this stage never saw as a response): no provider
+        // tokens were used, the reservation is given back.
+        let cache_hit = !self.metered
+            && host.property(&[sdk::facts::CACHE_STATUS]).as_deref() == Some(&b"hit"[..]);
+        if !self.metered && !cache_hit {
+            return;
+        }
         // A call the gateway answered with an error (the provider's answer was unusable) is
         // charged only what the provider reported.
-        let failed = self.failed || ex.answer_failed();
-        let used = SharedMeter::finish(ex, !failed);
-        let actual = used.input + used.output;
+        let actual = if cache_hit {
+            0
+        } else {
+            let failed = self.failed || ex.answer_failed();
+            let used = SharedMeter::finish(ex, !failed);
+            used.input + used.output
+        };
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);
         match config.backend {

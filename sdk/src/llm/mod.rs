@@ -1,6 +1,7 @@
 //! LLM wire types. Every struct keeps the fields it does not name in `extra`, so a body parsed
 //! and written back loses nothing.
 
+pub mod answer;
 pub mod anthropic;
 pub mod openai;
 

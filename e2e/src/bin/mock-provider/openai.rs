@@ -19,7 +19,7 @@ const TOOL_ARGS: [&str; 2] = ["{\"location\":", "\"Paris\"}"];
 /// Completion tokens charged for a tool call reply.
 const TOOL_CALL_TOKENS: usize = 5;
 /// Dimensions of the mock embeddings.
-const EMBEDDING_DIMS: usize = 8;
+const EMBEDDING_DIMS: usize = 256;
 
 /// The OpenAI routes.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -305,26 +305,31 @@ pub fn embedding_inputs(input: &Value) -> Option<Vec<(String, usize)>> {
     }
 }
 
-/// A deterministic vector in [-1, 1] derived from the text (FNV-1a seed,
-/// splitmix64 sequence).
+/// A deterministic bag-of-words embedding: every lowercase word (letters and digits) adds 1 to
+/// the dimension its FNV-1a hash picks, then the vector is scaled to length 1 (rounded to 6
+/// decimals). Texts that share words are near (cosine = shared words), unrelated texts are
+/// far: what a semantic cache test needs from a real embedding model, without one.
 pub fn embed(text: &str) -> Vec<f64> {
-    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        seed ^= u64::from(byte);
-        seed = seed.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut v = vec![0.0f64; EMBEDDING_DIMS];
+    let lower = text.to_lowercase();
+    for word in lower
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in word.bytes() {
+            h ^= u64::from(byte);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        v[(h % EMBEDDING_DIMS as u64) as usize] += 1.0;
     }
-    (0..EMBEDDING_DIMS)
-        .map(|_| {
-            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = seed;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            // 53 random bits -> [0, 1) -> [-1, 1), rounded to 6 decimals.
-            let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-            ((unit * 2.0 - 1.0) * 1e6).round() / 1e6
-        })
-        .collect()
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        for x in &mut v {
+            *x = (*x / norm * 1e6).round() / 1e6;
+        }
+    }
+    v
 }
 
 async fn embeddings(Extension(_ctx): Extension<RequestCtx>, body: Bytes) -> Response {
@@ -440,7 +445,12 @@ mod tests {
         let a = embed("hello");
         assert_eq!(a.len(), EMBEDDING_DIMS);
         assert_eq!(a, embed("hello"));
-        assert_ne!(a, embed("hello!"));
+        assert_ne!(a, embed("hello there"));
         assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
+        // Near for shared words, far for none.
+        let cos = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let q = embed("What is the capital of France?");
+        assert!(cos(&q, &embed("what is the capital city of France")) > 0.85);
+        assert!(cos(&q, &embed("How do I bake sourdough bread?")) < 0.3);
     }
 }
