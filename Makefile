@@ -149,12 +149,14 @@ FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/libfuzzer/fuzz_targets/*.rs)))
 fuzz: rust-target
 	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	@mkdir -p target/fuzz
 	@for t in $(FUZZ_TARGETS); do \
-		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s, log in target/fuzz/$$t.log)"; \
 		$(CARGO) fuzz run --fuzz-dir fuzz/libfuzzer --sanitizer none $$t fuzz/corpus/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 2>&1 | \
-			grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|.*invariant broken)' ; \
-		[ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 > target/fuzz/$$t.log 2>&1; \
+		rc=$$?; \
+		grep -E '^(stat::number_of_executed_units|stat::new_units_added)' target/fuzz/$$t.log; \
+		if [ $$rc -ne 0 ]; then tail -40 target/fuzz/$$t.log; exit 1; fi; \
 		$(CARGO) fuzz cmin --fuzz-dir fuzz/libfuzzer --sanitizer none $$t fuzz/corpus/$$t -- -max_len=8192 >/dev/null 2>&1; \
 		echo "corpus: $$(ls fuzz/corpus/$$t | wc -l) inputs"; \
 	done
