@@ -65,6 +65,8 @@ pub struct Exchange {
     /// Why the body is not what its API takes (not JSON, or JSON of another shape): the 400 a
     /// stage that needs the typed body answers with. `body` then holds the JSON, if any.
     pub body_error: Option<ErrorReply>,
+    /// The request body as read when it is not JSON (a form an admin API takes), else none.
+    pub unparsed_body: Option<Vec<u8>>,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
     prompt: Option<String>,
@@ -739,6 +741,9 @@ impl Pipeline {
     /// that need it typed answer with [`Exchange::body_error`].
     fn finish_body(&mut self, host: &dyn Host, raw: &[u8]) -> Action {
         let parsed = parse_request(self.ex.api(), raw);
+        if parsed.body.is_none() {
+            self.ex.unparsed_body = Some(raw.to_vec());
+        }
         self.ex.body = parsed.body;
         self.ex.client_json = parsed.json;
         self.ex.body_error = parsed.error;

@@ -10,14 +10,16 @@
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
+use ai_quota::AiQuota;
 use ai_statistics::AiStatistics;
 use ai_token_ratelimit::AiTokenRatelimit;
 use sdk::config::{object_from_bytes, ConfigError};
 use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
-pub const ORDER: [&str; 5] = [
+pub const ORDER: [&str; 6] = [
     "ai-statistics",
+    "ai-quota",
     "ai-token-ratelimit",
     "ai-moderation",
     "ai-prompt-decorator",
@@ -32,6 +34,7 @@ type Parsed = Result<(Box<dyn Loaded>, Vec<String>), ConfigError>;
 fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
     Some(match name {
         "ai-statistics" => load::<AiStatistics>(bytes),
+        "ai-quota" => load::<AiQuota>(bytes),
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
@@ -115,9 +118,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"ai-statistics":{},"ai-quota":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 5);
+        assert_eq!(loaded.len(), 6);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

@@ -21,6 +21,8 @@ pub struct StatsConfig {
     pub estimate_tokens: bool,
     /// Default length limit of attribute values (bytes).
     pub value_length_limit: usize,
+    /// Prices per 1M tokens that turn usage into cost (the shipped defaults fill in).
+    pub price_table: sdk::cost::PriceTable,
 }
 
 impl Default for StatsConfig {
@@ -33,6 +35,7 @@ impl Default for StatsConfig {
             otel_metrics: true,
             estimate_tokens: true,
             value_length_limit: 4000,
+            price_table: sdk::cost::PriceTable::default(),
         }
     }
 }
@@ -225,6 +228,9 @@ impl Validate for StatsConfig {
         if self.consumer_header.is_empty() {
             return Err(ConfigError::new("consumer_header", "must not be empty"));
         }
+        self.price_table
+            .validate()
+            .map_err(|e| e.under("price_table"))?;
         for (i, a) in self.attributes.iter_mut().enumerate() {
             if a.key.is_empty() {
                 return Err(ConfigError::new(

@@ -121,6 +121,8 @@ enum LogValue<'a> {
     Text(&'a str),
     Number(u64),
     Bool(bool),
+    /// A JSON number written as is (a decimal amount).
+    Decimal(&'a str),
 }
 
 /// The `wasm.ai_log` object: keys in first-set order, a key set again keeps its place and takes
@@ -152,6 +154,10 @@ impl<'a> LogFields<'a> {
                 LogValue::Text(s) => serde_json::to_writer(&mut out, s),
                 LogValue::Number(n) => serde_json::to_writer(&mut out, n),
                 LogValue::Bool(b) => serde_json::to_writer(&mut out, b),
+                LogValue::Decimal(d) => {
+                    out.extend_from_slice(d.as_bytes());
+                    Ok(())
+                }
             };
         }
         out.push(b'}');
@@ -341,7 +347,13 @@ impl Stage for StatsStage {
             .response_model
             .clone()
             .unwrap_or_else(|| self.request_model.clone());
+        // Priced by the model that answered, else the one asked for.
+        let cost = config
+            .price_table
+            .cost(&model, &usage)
+            .or_else(|| config.price_table.cost(&self.request_model, &usage));
         let record = Record {
+            cost,
             route: ex.route_name(host).unwrap_or_default(),
             cluster: ex.cluster_name(host).unwrap_or_default(),
             model,
@@ -379,6 +391,11 @@ impl Stage for StatsStage {
         log.set("cached_input_token", LogValue::Number(usage.cached_input));
         log.set("reasoning_token", LogValue::Number(usage.reasoning));
         log.set("usage_estimated", LogValue::Bool(usage.estimated));
+        let cost = record.cost.map(sdk::cost::format_micros);
+        if let Some(cost) = &cost {
+            log.set("cost", LogValue::Decimal(cost));
+            log.set("currency", LogValue::Text(&config.price_table.currency));
+        }
         if let Some(ttft) = record.first_token_ms {
             log.set("llm_first_token_duration", LogValue::Number(ttft));
         }

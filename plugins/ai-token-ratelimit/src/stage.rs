@@ -7,12 +7,8 @@ use crate::rls;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
-use sdk::meter::SharedMeter;
-use sdk::pipeline::{
-    BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
-};
-use sdk::tokens;
-use serde_json::Value;
+use sdk::meter::Reservation;
+use sdk::pipeline::{BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, Stage};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,13 +25,10 @@ pub struct RateLimitStage {
     rules: Rc<RuleSet<RateLimitConfig>>,
     active: Option<Selected>,
     counter: Option<Counter>,
-    reserved: u64,
+    /// The request's estimate, settled with the answer's usage.
+    reservation: Reservation,
     budget: Option<Budget>,
-    model: String,
-    /// Whether this stage feeds the answer's shared meter.
-    metered: bool,
     call: Option<u32>,
-    charged: bool,
 }
 
 impl RateLimitStage {
@@ -45,12 +38,9 @@ impl RateLimitStage {
             rules,
             active: None,
             counter: None,
-            reserved: 0,
+            reservation: Reservation::default(),
             budget: None,
-            model: String::new(),
-            metered: false,
             call: None,
-            charged: false,
         }
     }
 
@@ -73,22 +63,22 @@ impl RateLimitStage {
 
     /// Charges the difference between the real usage and the reservation.
     fn reconcile(&mut self, host: &dyn Host, ex: &mut Exchange) {
-        if self.charged {
+        let Some(used) = self.reservation.settle(ex) else {
             return;
-        }
-        self.charged = true;
+        };
+        self.settle(host, ex, used.input + used.output);
+    }
+
+    fn settle(&mut self, host: &dyn Host, ex: &mut Exchange, actual: u64) {
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), true) = (
+        let (Some(config), Some(counter)) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
-            self.metered,
         ) else {
             return;
         };
-        let used = SharedMeter::finish(ex, true);
-        let actual = used.input + used.output;
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
-            - i64::try_from(self.reserved).unwrap_or(i64::MAX);
+            - i64::try_from(self.reservation.tokens()).unwrap_or(i64::MAX);
         match config.backend {
             Backend::Local => {
                 let start = self.budget.map_or(0, |b| b.window_start);
@@ -180,38 +170,6 @@ fn source_value(
     .filter(|v| !v.is_empty() || *source == Source::Global)
 }
 
-fn output_allowance(body: &RequestBody, default: u64) -> u64 {
-    let from = |v: Option<&Value>| v.and_then(Value::as_u64);
-    match body {
-        RequestBody::Chat(c) => {
-            from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens")))
-        }
-        RequestBody::Messages(m) => m.max_tokens,
-        // The Responses API caps output with `max_output_tokens`.
-        RequestBody::Json(v) => from(v.get("max_completion_tokens"))
-            .or(from(v.get("max_tokens")))
-            .or(from(v.get("max_output_tokens"))),
-    }
-    .unwrap_or(default)
-}
-
-#[cfg(test)]
-mod allowance_tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_output_cap_of_each_api() {
-        let json = |v: Value| RequestBody::Json(v);
-        assert_eq!(
-            output_allowance(&json(json!({"max_output_tokens": 10})), 200),
-            10
-        );
-        assert_eq!(output_allowance(&json(json!({"max_tokens": 7})), 200), 7);
-        assert_eq!(output_allowance(&json(json!({"input": "hi"})), 200), 200);
-    }
-}
-
 impl Stage for RateLimitStage {
     fn name(&self) -> &'static str {
         "ai-token-ratelimit"
@@ -266,18 +224,15 @@ impl Stage for RateLimitStage {
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), Some(body)) = (
+        let (Some(config), Some(counter), true) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
-            ex.body.as_ref(),
+            ex.body.is_some(),
         ) else {
             return Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()));
         };
-        self.model = body.model().unwrap_or_default().to_string();
-        let allowance = output_allowance(body, config.default_max_tokens);
-        let encoding = tokens::encoding_for_model(&self.model);
-        let input = tokens::count(encoding, ex.prompt_text()).unwrap_or(0);
-        self.reserved = input + allowance;
+        self.reservation = Reservation::estimate(ex, config.default_max_tokens);
+        let reserved = self.reservation.tokens();
         match config.backend {
             Backend::Local => match local::reserve(
                 host,
@@ -285,7 +240,7 @@ impl Stage for RateLimitStage {
                 counter.limit,
                 counter.window,
                 seconds(ex.started(host)),
-                self.reserved,
+                reserved,
             ) {
                 Ok(budget) => self.budget = Some(budget),
                 Err(budget) => {
@@ -302,7 +257,7 @@ impl Stage for RateLimitStage {
                     &counter.id,
                     counter.limit,
                     counter.window,
-                    self.reserved,
+                    reserved,
                 );
                 let timeout = Duration::from_millis(rls.timeout);
                 match host.dispatch_grpc_call(
@@ -405,8 +360,7 @@ impl Stage for RateLimitStage {
         let stream = ex
             .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
-        SharedMeter::start(ex, stream, true, &self.model);
-        self.metered = true;
+        self.reservation.start(ex, stream);
         BodyMode::Stream
     }
 
@@ -417,11 +371,8 @@ impl Stage for RateLimitStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> ChunkOut {
-        if self.metered {
-            SharedMeter::feed(ex, &chunk, end, |_, _| {});
-            if end {
-                self.reconcile(host, ex);
-            }
+        if let Some(used) = self.reservation.feed(ex, &chunk, end) {
+            self.settle(host, ex, used.input + used.output);
         }
         ChunkOut::pass(chunk)
     }
