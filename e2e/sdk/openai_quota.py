@@ -19,12 +19,12 @@ def main() -> None:
         if stream:
             usage = None
             for chunk in client.chat.completions.create(
-                    model=model, messages=messages, max_tokens=50, stream=True,
+                    model=model, messages=messages, max_tokens=200, stream=True,
                     stream_options={"include_usage": True}):
                 if chunk.usage:
                     usage = chunk.usage.model_dump()
         else:
-            r = client.chat.completions.create(model=model, messages=messages, max_tokens=50)
+            r = client.chat.completions.create(model=model, messages=messages, max_tokens=200)
             usage = r.usage.model_dump() if r.usage else None
         out = {"ok": True, "usage": usage}
     except openai.APIStatusError as e:

@@ -150,7 +150,8 @@ fn admin_sets_a_balance_that_requests_spend() {
         (v["type"].as_str(), v["error"]["type"].as_str()),
         (Some("error"), Some("rate_limit_error"))
     );
-    // The official openai SDK sees a RateLimitError with the OpenAI error body.
+    // The official openai SDK (max_tokens 200: 90 left does not cover it) sees a
+    // RateLimitError with the OpenAI error body.
     let out = e2e::run_sdk_script(
         "openai_quota.py",
         &[&format!("{url}/v1"), "m", "sk-e2e-alice"],
@@ -219,7 +220,7 @@ fn admin_sets_a_balance_that_requests_spend() {
             .requests()
             .unwrap()
             .iter()
-            .filter(|r| r.to_string().contains("quota"))
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("quota")))
             .count(),
         0,
         "an admin call reached the provider"
@@ -395,4 +396,127 @@ fn a_store_that_is_down_fails_closed_or_open_without_hanging() {
         assert!(Instant::now() < deadline, "{}", r.body);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// $0.001 per prompt token, $0.002 per generated token (micro-units: 1000 and 2000).
+const PRICES: &str =
+    r#"{"currency": "USD", "models": [{"model": "m*", "input": 1000, "output": 2000}]}"#;
+
+/// The cost metric of `consumer`'s requests for model `m`, once recorded.
+fn cost_metric(envoy: &Envoy, consumer: &str, want: u64) -> Option<u64> {
+    let name = format!(
+        "wasmcustom.route.llm.upstream.llm_upstream.model.m.consumer.{consumer}.metric.cost_micros"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = envoy.stat(&name).unwrap();
+        if v == Some(want) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_cost_quota_stops_a_consumer_and_the_cost_metric_is_usage_times_price() {
+    let quota = format!(
+        r#"{{"admin_consumer": "quota-admin", "limit_by_cost": true, "price_table": {PRICES}}}"#
+    );
+    let stats = format!(r#"{{"price_table": {PRICES}}}"#);
+    let options = quota_options(&quota).with_plugin("ai-statistics", &stats);
+    let gw = Gateway::start(MOCK, &options).unwrap();
+    let url = gw.envoy.url();
+    // A budget of $1 in micro-dollars.
+    refresh(&url, "alice", 1_000_000);
+    // 1 prompt + 299 generated tokens: 1000 + 598000 micro-dollars (601000 reserved).
+    let r = ask(&url, ALICE, 299, 300);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(balance(&url, "alice"), 1_000_000 - 599_000);
+    assert_eq!(cost_metric(&gw.envoy, "alice", 599_000), Some(599_000));
+    // $0.401 left does not cover another 300-token allowance ($0.601): refused.
+    let r = ask(&url, ALICE, 299, 300);
+    assert_eq!(r.status, 429, "{}", r.body);
+    // A smaller one fits; streamed, it is settled at its price too.
+    let content = words(99);
+    let (status, reads) = client()
+        .post_stream(
+            &format!("{url}/v1/chat/completions"),
+            &[("authorization", ALICE), ("x-mock-content", &content)],
+            &chat(json!({"max_tokens": 100, "stream": true,
+                         "stream_options": {"include_usage": true}})),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(!reads.is_empty());
+    let stream_cost = 1000 + 99 * 2000;
+    assert_eq!(balance(&url, "alice"), 401_000 - stream_cost);
+    assert_eq!(
+        cost_metric(&gw.envoy, "alice", 599_000 + stream_cost as u64),
+        Some(599_000 + stream_cost as u64)
+    );
+    // The access log carries each request's cost.
+    let logs = gw.envoy.ai_logs(2);
+    let costs: Vec<(String, String)> = logs
+        .iter()
+        .map(|l| (l["cost"].to_string(), l["currency"].to_string()))
+        .collect();
+    assert!(
+        costs.contains(&("0.599".into(), "\"USD\"".into())),
+        "{costs:?}"
+    );
+    assert!(
+        costs.contains(&("0.199".into(), "\"USD\"".into())),
+        "{costs:?}"
+    );
+    // bob has no budget at all.
+    assert_eq!(ask(&url, BOB, 1, 1).status, 429);
+}
+
+#[test]
+fn the_cost_metric_is_usage_times_price_for_json_and_streams() {
+    // ai-statistics alone, with the shipped default table behind a configured price.
+    let stats = r#"{"price_table": {"models": [{"model": "m", "input": 3, "output": 10}]}}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin("ai-statistics", stats)).unwrap();
+    let content = words(299);
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-content", &content)],
+            &chat(json!({})),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    // 1 × 3 + 299 × 10 micro-dollars.
+    assert_eq!(cost_metric(&gw.envoy, "e2e", 2_993), Some(2_993));
+    let (status, _) = gw
+        .client
+        .post_stream(
+            &format!("{}/v1/chat/completions", gw.envoy.url()),
+            &[("x-mock-content", &words(99))],
+            &chat(json!({"stream": true, "stream_options": {"include_usage": true}})),
+        )
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        cost_metric(&gw.envoy, "e2e", 2_993 + 993),
+        Some(2_993 + 993)
+    );
+    let logs = gw.envoy.ai_logs(2);
+    let mut costs: Vec<f64> = logs.iter().filter_map(|l| l["cost"].as_f64()).collect();
+    costs.sort_by(f64::total_cmp);
+    assert_eq!(costs, [0.000993, 0.002993]);
+    // A default-table model is priced from the shipped table (gpt-4o-mini: $0.15 / $0.60 per 1M).
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-content", &words(9))],
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let logs = gw.envoy.ai_logs(3);
+    let mini = logs.iter().find(|l| l["model"] == "gpt-4o-mini").unwrap();
+    // 1 × 0.15 + 9 × 0.60 = 5.55 micro-dollars, rounded.
+    assert_eq!(mini["cost"].as_f64(), Some(0.000006), "{mini}");
 }
