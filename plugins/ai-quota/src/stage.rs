@@ -614,3 +614,128 @@ mod tests {
         assert_eq!(decode("a+b%2Fc%zz"), "a b/c%zz");
     }
 }
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+    use sdk::config::RuleMode;
+    use sdk::host::MockHost;
+    use sdk::pipeline::Pipeline;
+
+    fn pipeline(config: &str) -> Pipeline {
+        let rules: RuleSet<QuotaConfig> =
+            RuleSet::parse(config.as_bytes(), RuleMode::Independent).unwrap();
+        Pipeline::new(vec![Box::new(QuotaStage::new(Rc::new(rules)))])
+    }
+
+    fn request(consumer: &str, path: &str, body: &str) -> MockHost {
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", path),
+            (":authority", "gw"),
+            ("x-mse-consumer", consumer),
+        ]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        host
+    }
+
+    fn answer_call(host: &MockHost, p: &mut Pipeline, body: &str) {
+        let token = host.callouts.borrow().len() as u32;
+        *host.call_response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+        *host.call_response_body.borrow_mut() = body.as_bytes().to_vec();
+        p.on_http_call_response(host, token, body.len());
+    }
+
+    fn last_path(host: &MockHost) -> String {
+        let calls = host.callouts.borrow();
+        let call = calls.last().unwrap();
+        call.headers
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    const CHAT: &str =
+        r#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+    const FLEET: &str =
+        r#"{"admin_consumer":"root","redis":{"service_name":"webdis","database":3}}"#;
+
+    #[test]
+    fn webdis_reserve_then_settle_holding_the_last_chunk() {
+        let mut p = pipeline(FLEET);
+        let host = request("alice", "/v1/chat/completions", CHAT);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, CHAT.len(), true);
+        // 1 prompt token + 10 allowed.
+        assert_eq!(last_path(&host), "/3/DECRBY/chat_quota:alice/11");
+        answer_call(&host, &mut p, r#"{"DECRBY":989}"#);
+        assert_eq!(host.resumed.borrow().0, 1);
+        assert!(host.reply.borrow().is_none());
+        *host.response_headers.borrow_mut() =
+            vec![("content-type".into(), "application/json".into())];
+        p.on_response_headers(&host);
+        let body =
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}"#;
+        *host.response_body.borrow_mut() = body.as_bytes().to_vec();
+        let held = p.on_response_body(&host, body.len(), true);
+        assert_eq!(
+            held,
+            proxy_wasm::types::Action::Pause,
+            "waits for the charge"
+        );
+        // 5 used, 11 reserved: 6 given back.
+        assert_eq!(last_path(&host), "/3/INCRBY/chat_quota:alice/6");
+        answer_call(&host, &mut p, r#"{"INCRBY":995}"#);
+        assert_eq!(host.resumed.borrow().1, 1);
+        p.on_log(&host);
+        assert_eq!(host.callouts.borrow().len(), 2, "settled once");
+    }
+
+    #[test]
+    fn webdis_refusal_gives_the_reservation_back() {
+        let mut p = pipeline(FLEET);
+        let host = request("alice", "/v1/chat/completions", CHAT);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, CHAT.len(), true);
+        answer_call(&host, &mut p, r#"{"DECRBY":-3}"#);
+        assert_eq!(last_path(&host), "/3/INCRBY/chat_quota:alice/11");
+        assert!(host.reply.borrow().is_none(), "refused once given back");
+        answer_call(&host, &mut p, r#"{"INCRBY":8}"#);
+        let reply = host.reply.borrow().clone().unwrap();
+        assert_eq!(reply.status, 429);
+        assert!(reply
+            .headers
+            .contains(&("x-quota-remaining".into(), "8".into())));
+    }
+
+    #[test]
+    fn local_admin_and_refusals() {
+        let config = r#"{"admin_consumer":"root"}"#;
+        let form = "consumer=alice&quota=5";
+        let mut p = pipeline(config);
+        let host = request("root", "/v1/chat/completions/quota/refresh", form);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, form.len(), true);
+        let reply = host.reply.borrow().clone().unwrap();
+        assert_eq!(
+            (reply.status, reply.body.as_slice()),
+            (200, b"refresh quota successful".as_slice())
+        );
+        assert_eq!(store::local_balance(&host, "chat_quota:alice"), 5);
+        // The estimate (11) does not fit in 5 (balances live in the mock's shared data).
+        let mut p = pipeline(config);
+        let shared = host.shared.borrow().clone();
+        let host = request("alice", "/v1/chat/completions", CHAT);
+        *host.shared.borrow_mut() = shared;
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, CHAT.len(), true);
+        assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(429));
+        // A non-admin is refused before anything is read.
+        let mut p = pipeline(config);
+        let host = request("alice", "/v1/chat/completions/quota?consumer=alice", "");
+        p.on_request_headers(&host, true);
+        assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(403));
+    }
+}
