@@ -443,6 +443,11 @@ impl Reservation {
     pub fn is_settled(&self) -> bool {
         self.settled
     }
+
+    /// Whether the answer is being metered ([`Reservation::start`] was called).
+    pub fn is_metered(&self) -> bool {
+        self.metered
+    }
 }
 
 /// The output cap a request sets, in the field its API uses.

@@ -544,6 +544,11 @@ impl Stage for QuotaStage {
         if !self.drawing {
             return BodyMode::Untouched;
         }
+        // Providers do not bill errors: a failed answer gives the reservation back at its end.
+        let status = ex.response_header(host, ":status");
+        if status.and_then(|s| s.parse::<u32>().ok()).unwrap_or(0) >= 400 {
+            return BodyMode::Stream;
+        }
         let stream = ex
             .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
@@ -562,6 +567,10 @@ impl Stage for QuotaStage {
             // The answer's end waits until the charge is stored.
             let actual = self.used(ex, &used);
             let waits = self.settle(host, actual);
+            return ChunkOut::pass(chunk).holding(waits);
+        }
+        if end && !self.reservation.is_metered() {
+            let waits = self.settle(host, 0);
             return ChunkOut::pass(chunk).holding(waits);
         }
         ChunkOut::pass(chunk)
@@ -691,6 +700,21 @@ mod flow_tests {
         assert_eq!(host.resumed.borrow().1, 1);
         p.on_log(&host);
         assert_eq!(host.callouts.borrow().len(), 2, "settled once");
+    }
+
+    #[test]
+    fn a_failed_answer_gives_the_reservation_back() {
+        let mut p = pipeline(FLEET);
+        let host = request("alice", "/v1/chat/completions", CHAT);
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, CHAT.len(), true);
+        answer_call(&host, &mut p, r#"{"DECRBY":989}"#);
+        *host.response_headers.borrow_mut() = vec![(":status".into(), "500".into())];
+        p.on_response_headers(&host);
+        let body = r#"{"error":{"message":"boom"}}"#;
+        *host.response_body.borrow_mut() = body.as_bytes().to_vec();
+        p.on_response_body(&host, body.len(), true);
+        assert_eq!(last_path(&host), "/3/INCRBY/chat_quota:alice/11");
     }
 
     #[test]

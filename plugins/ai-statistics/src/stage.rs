@@ -347,11 +347,14 @@ impl Stage for StatsStage {
             .response_model
             .clone()
             .unwrap_or_else(|| self.request_model.clone());
-        // Priced by the model that answered, else the one asked for.
+        // Priced by the model that answered, else the one asked for; errors and local replies
+        // (a refusal) are not billed.
+        let billed = (200..400).contains(&self.status);
         let cost = config
             .price_table
             .cost(&model, &usage)
-            .or_else(|| config.price_table.cost(&self.request_model, &usage));
+            .or_else(|| config.price_table.cost(&self.request_model, &usage))
+            .filter(|_| billed);
         let record = Record {
             cost,
             route: ex.route_name(host).unwrap_or_default(),
