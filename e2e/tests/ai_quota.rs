@@ -295,6 +295,7 @@ fn concurrent_streams_cannot_overdraw_the_balance() {
     let estimate = o200k("hi") as i64 + 100;
     // Every answer used 100 tokens; the balance holds exactly what was not spent.
     let left = balance(&url, "alice");
+    eprintln!("local store: {admitted} of 20 streams admitted, {left} left");
     assert_eq!(left, 1000 - 100 * admitted, "{admitted} admitted");
     assert!(left >= -estimate, "overdrawn: {left}");
 }
@@ -355,6 +356,7 @@ fn webdis_balances_survive_restarts_and_are_shared_by_envoys() {
     assert_eq!(balance(&b, "alice"), 1000);
     let admitted = twenty_streams(&b);
     let left = balance(&a, "alice");
+    eprintln!("webdis: {admitted} of 20 streams admitted, {left} left");
     assert_eq!(left, 1000 - 100 * admitted, "{admitted} admitted");
     assert!(left >= -(o200k("hi") as i64 + 100), "overdrawn: {left}");
 }
