@@ -424,7 +424,7 @@ fn a_cost_quota_stops_a_consumer_and_the_cost_metric_is_usage_times_price() {
     let quota = format!(
         r#"{{"admin_consumer": "quota-admin", "limit_by_cost": true, "price_table": {PRICES}}}"#
     );
-    let stats = format!(r#"{{"price_table": {PRICES}}}"#);
+    let stats = format!(r#"{{"price_table": {PRICES}, "cost_header": "x-ai-cost"}}"#);
     let options = quota_options(&quota).with_plugin("ai-statistics", &stats);
     let gw = Gateway::start(MOCK, &options).unwrap();
     let url = gw.envoy.url();
@@ -433,11 +433,13 @@ fn a_cost_quota_stops_a_consumer_and_the_cost_metric_is_usage_times_price() {
     // 1 prompt + 299 generated tokens: 1000 + 598000 micro-dollars (601000 reserved).
     let r = ask(&url, ALICE, 299, 300);
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-ai-cost"), Some("0.599000"));
     assert_eq!(balance(&url, "alice"), 1_000_000 - 599_000);
     assert_eq!(cost_metric(&gw.envoy, "alice", 599_000), Some(599_000));
     // $0.401 left does not cover another 300-token allowance ($0.601): refused.
     let r = ask(&url, ALICE, 299, 300);
     assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.header("x-ai-cost"), None, "a refusal costs nothing");
     // A smaller one fits; streamed, it is settled at its price too.
     let content = words(99);
     let (status, reads) = client()
@@ -477,7 +479,8 @@ fn a_cost_quota_stops_a_consumer_and_the_cost_metric_is_usage_times_price() {
 #[test]
 fn the_cost_metric_is_usage_times_price_for_json_and_streams() {
     // ai-statistics alone, with the shipped default table behind a configured price.
-    let stats = r#"{"price_table": {"models": [{"model": "m", "input": 3, "output": 10}]}}"#;
+    let stats = r#"{"price_table": {"models": [{"model": "m", "input": 3, "output": 10}]},
+        "cost_header": "x-ai-cost"}"#;
     let gw = Gateway::start(MOCK, &Options::plugin("ai-statistics", stats)).unwrap();
     let content = words(299);
     let r = gw
@@ -488,6 +491,12 @@ fn the_cost_metric_is_usage_times_price_for_json_and_streams() {
         )
         .unwrap();
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ai-cost"), Some("0.002993"));
+    assert_eq!(
+        r.json().unwrap()["usage"]["total_tokens"],
+        300,
+        "the answer is whole"
+    );
     // 1 × 3 + 299 × 10 micro-dollars.
     assert_eq!(cost_metric(&gw.envoy, "e2e", 2_993), Some(2_993));
     let (status, _) = gw

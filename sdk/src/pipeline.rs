@@ -90,6 +90,8 @@ pub struct Exchange {
     /// Whether request headers written now still reach the upstream: inside the header callback,
     /// and afterwards while the pipeline holds them.
     headers_held: bool,
+    /// Response headers wait for the whole answer ([`BodyMode::Whole`]).
+    response_headers_held: bool,
     /// The answer's usage meter, shared by the stages that meter it.
     #[cfg(feature = "tokens")]
     pub(crate) shared_meter: Option<crate::meter::SharedMeter>,
@@ -148,6 +150,12 @@ impl Exchange {
     /// this is the header callback). False once they went on ahead of the body.
     pub fn request_headers_held(&self) -> bool {
         self.headers_held
+    }
+
+    /// Whether response headers set now still reach the client: the pipeline holds them until
+    /// the whole answer was seen ([`BodyMode::Whole`]).
+    pub fn response_headers_held(&self) -> bool {
+        self.response_headers_held
     }
 
     /// The size of the request headers as Envoy counts it (names plus values), from the copy
@@ -558,6 +566,10 @@ pub enum BodyMode {
     Stream,
     /// Whole, once (JSON answers, errors).
     Buffer,
+    /// Whole, once, with the response headers held until then, so a stage may set headers from
+    /// the body (needs `allow_on_headers_stop_iteration`; where the host cannot hold headers it
+    /// is `Buffer`).
+    Whole,
     /// Whole, once, and the headers are held until the stage resumes them from
     /// [`Stage::on_http_call_response`] (it may rewrite them first).
     Hold,
@@ -818,6 +830,12 @@ impl Pipeline {
     /// `on_http_response_headers`: stages see the response in reverse order (nearest the
     /// upstream first).
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
+        self.on_response_headers_end(host, false)
+    }
+
+    /// [`Pipeline::on_response_headers`], told whether the answer ends with its headers (then
+    /// nothing is held for a body that will not come).
+    pub fn on_response_headers_end(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         if self.replied || self.stages.is_empty() {
             return Action::Continue;
         }
@@ -840,6 +858,14 @@ impl Pipeline {
         if self.response_mode == BodyMode::Hold {
             self.response_waiting = true;
             return Action::Pause;
+        }
+        if self.response_mode == BodyMode::Whole {
+            if end_of_stream || self.ex.hold == HeaderHold::Unavailable {
+                self.response_mode = BodyMode::Buffer;
+            } else {
+                self.ex.response_headers_held = true;
+                return Action::Pause;
+            }
         }
         Action::Continue
     }
@@ -937,7 +963,7 @@ impl Pipeline {
         }
         match self.response_mode {
             BodyMode::Untouched => Action::Continue,
-            BodyMode::Buffer | BodyMode::Hold if !end_of_stream => Action::Pause,
+            BodyMode::Buffer | BodyMode::Whole | BodyMode::Hold if !end_of_stream => Action::Pause,
             mode => {
                 self.ex.begin_callback();
                 let seen = self.response_seen.min(body_size);
@@ -1511,5 +1537,63 @@ mod tests {
         assert_eq!(p.ex.prompt_text(), "hi");
         // The client's JSON is dropped once every stage saw the body.
         assert!(p.ex.client_json().is_none());
+    }
+
+    /// Wants the whole answer before the headers go, and sets a header from it.
+    struct Tally;
+
+    impl Stage for Tally {
+        fn name(&self) -> &'static str {
+            "tally"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Nothing)
+        }
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED)
+        }
+        fn on_response_headers(&mut self, _: &dyn Host, _: &mut Exchange) -> BodyMode {
+            BodyMode::Whole
+        }
+        fn on_response_body(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+            chunk: Vec<u8>,
+            end: bool,
+        ) -> ChunkOut {
+            if end && ex.response_headers_held() {
+                ex.set_response_header(host, "x-length", Some(&chunk.len().to_string()));
+            }
+            ChunkOut::pass(chunk)
+        }
+    }
+
+    #[test]
+    fn whole_answers_hold_the_headers_until_the_end() {
+        let host = chat_host("{}");
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, false), Action::Pause);
+        *host.response_body.borrow_mut() = b"hello".to_vec();
+        assert_eq!(p.on_response_body(&host, 5, false), Action::Pause);
+        assert_eq!(p.on_response_body(&host, 5, true), Action::Continue);
+        assert_eq!(host.response_header("x-length").as_deref(), Some("5"));
+        // An answer without a body, or a host that cannot hold headers: nothing is held.
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, true), Action::Continue);
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.set_header_hold(HeaderHold::Unavailable);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, false), Action::Continue);
     }
 }

@@ -23,6 +23,8 @@ pub struct StatsConfig {
     pub value_length_limit: usize,
     /// Prices per 1M tokens that turn usage into cost (the shipped defaults fill in).
     pub price_table: sdk::cost::PriceTable,
+    /// Response header that carries the request's cost (non-streamed answers; off when unset).
+    pub cost_header: Option<String>,
 }
 
 impl Default for StatsConfig {
@@ -36,6 +38,7 @@ impl Default for StatsConfig {
             estimate_tokens: true,
             value_length_limit: 4000,
             price_table: sdk::cost::PriceTable::default(),
+            cost_header: None,
         }
     }
 }
@@ -231,6 +234,12 @@ impl Validate for StatsConfig {
         self.price_table
             .validate()
             .map_err(|e| e.under("price_table"))?;
+        if let Some(h) = &mut self.cost_header {
+            if h.trim().is_empty() || h.starts_with(':') {
+                return Err(ConfigError::new("cost_header", "must be a header name"));
+            }
+            *h = h.trim().to_ascii_lowercase();
+        }
         for (i, a) in self.attributes.iter_mut().enumerate() {
             if a.key.is_empty() {
                 return Err(ConfigError::new(

@@ -170,6 +170,31 @@ fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
     u64::try_from(d.as_millis()).ok()
 }
 
+impl StatsStage {
+    /// Sets the configured cost header from the whole answer's usage.
+    fn set_cost_header(&mut self, host: &dyn Host, ex: &mut Exchange) {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+            return;
+        };
+        let Some(header) = &config.cost_header else {
+            return;
+        };
+        if !(200..400).contains(&self.status) {
+            return;
+        }
+        let usage = SharedMeter::finish(ex, config.estimate_tokens);
+        let answered = SharedMeter::get(ex).and_then(|m| m.response_model());
+        let cost = answered
+            .and_then(|m| config.price_table.cost(m, &usage))
+            .or_else(|| config.price_table.cost(&self.request_model, &usage));
+        if let Some(cost) = cost {
+            let value = sdk::cost::format_micros(cost);
+            ex.set_response_header(host, header, Some(&value));
+        }
+    }
+}
+
 impl Stage for StatsStage {
     fn name(&self) -> &'static str {
         "ai-statistics"
@@ -293,6 +318,10 @@ impl Stage for StatsStage {
         let stream = content_type.contains("text/event-stream");
         SharedMeter::start(ex, stream, estimate, &self.request_model);
         self.metered = true;
+        // The cost header needs the whole answer before the headers go (not for streams).
+        if !stream && self.config().is_some_and(|c| c.cost_header.is_some()) {
+            return BodyMode::Whole;
+        }
         BodyMode::Stream
     }
 
@@ -318,6 +347,9 @@ impl Stage for StatsStage {
         });
         if end {
             self.end = Some(ex.now(host));
+            if ex.response_headers_held() {
+                self.set_cost_header(host, ex);
+            }
         }
         ChunkOut::pass(chunk)
     }
