@@ -2,6 +2,7 @@
 //! with tiktoken when it does not. Memory: the unfinished SSE tail plus at most 64 KiB of
 //! generated text before counting starts (a JSON answer is kept whole to be parsed).
 
+use crate::cost::PriceTable;
 use crate::pipeline::{Exchange, RequestBody};
 use crate::sse::SseDecoder;
 use crate::tokens::{self, Encoding, TokenCounter};
@@ -409,6 +410,28 @@ impl Reservation {
     /// Tokens reserved.
     pub fn tokens(&self) -> u64 {
         self.input.saturating_add(self.output)
+    }
+
+    /// The estimate as usage: prompt tokens in, the allowance out.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            input: self.input,
+            output: self.output,
+            total: self.tokens(),
+            ..Usage::default()
+        }
+    }
+
+    /// What `usage` draws from a budget: its tokens, or with `prices` its cost in micro-units,
+    /// priced by the model that answered (else the one asked for). None when it has no price.
+    pub fn amount(&self, ex: &Exchange, usage: &Usage, prices: Option<&PriceTable>) -> Option<u64> {
+        let Some(table) = prices else {
+            return Some(usage.input.saturating_add(usage.output));
+        };
+        let answered = SharedMeter::get(ex).and_then(UsageMeter::response_model);
+        answered
+            .and_then(|m| table.cost(m, usage))
+            .or_else(|| table.cost(&self.model, usage))
     }
 
     /// The answer starts (response headers): meter it in the exchange's shared meter.

@@ -8,7 +8,7 @@ use base64::Engine;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
-use sdk::meter::{Reservation, SharedMeter, UsageMeter};
+use sdk::meter::Reservation;
 use sdk::pipeline::{BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, Stage};
 use sdk::usage::Usage;
 use serde_json::{json, Value};
@@ -134,23 +134,18 @@ impl QuotaStage {
         }
     }
 
-    /// What `usage` by `model` draws from a balance: tokens, or micro-units of cost (None when
-    /// the model has no price).
-    fn amount(&self, model: &str, usage: &Usage) -> Option<i64> {
-        match self.config() {
-            Some(c) if c.limit_by_cost => c.price_table.cost(model, usage).map(units),
-            _ => Some(units(usage.input.saturating_add(usage.output))),
-        }
+    /// The price table when balances count cost.
+    fn prices(&self) -> Option<&sdk::cost::PriceTable> {
+        self.config()
+            .filter(|c| c.limit_by_cost)
+            .map(|c| &c.price_table)
     }
 
-    /// What the answer drew: priced by the model that answered, else the one asked for.
+    /// What the answer drew (a model without a price draws what was reserved).
     fn used(&self, ex: &Exchange, usage: &Usage) -> i64 {
-        let answered = SharedMeter::get(ex).and_then(UsageMeter::response_model);
-        let by = |m: &str| self.amount(m, usage);
-        answered
-            .and_then(by)
-            .or_else(|| by(&self.reservation.model))
-            .unwrap_or(self.reserved)
+        self.reservation
+            .amount(ex, usage, self.prices())
+            .map_or(self.reserved, units)
     }
 
     fn refusal(&self, balance: i64) -> ErrorReply {
@@ -419,13 +414,10 @@ impl Stage for QuotaStage {
         let default_output = config.default_max_tokens;
         let fleet = config.redis.is_some();
         self.reservation = Reservation::estimate(ex, default_output);
-        let estimate = Usage {
-            input: self.reservation.input,
-            output: self.reservation.output,
-            ..Usage::default()
-        };
         let model = self.reservation.model.clone();
-        let Some(amount) = self.amount(&model, &estimate) else {
+        let estimate = self.reservation.usage();
+        let amount = self.reservation.amount(ex, &estimate, self.prices());
+        let Some(amount) = amount.map(units) else {
             return Err(ErrorReply::new(
                 403,
                 "invalid_request_error",

@@ -27,6 +27,8 @@ pub struct RateLimitStage {
     counter: Option<Counter>,
     /// The request's estimate, settled with the answer's usage.
     reservation: Reservation,
+    /// What was reserved: tokens, or micro-units of cost (`limit_by_cost`).
+    reserved: u64,
     budget: Option<Budget>,
     call: Option<u32>,
 }
@@ -39,6 +41,7 @@ impl RateLimitStage {
             active: None,
             counter: None,
             reservation: Reservation::default(),
+            reserved: 0,
             budget: None,
             call: None,
         }
@@ -66,7 +69,20 @@ impl RateLimitStage {
         let Some(used) = self.reservation.settle(ex) else {
             return;
         };
-        self.settle(host, ex, used.input + used.output);
+        let actual = self.amount(ex, &used);
+        self.settle(host, ex, actual);
+    }
+
+    /// What `usage` counts against the budget: tokens, or its cost (`limit_by_cost`; a model
+    /// without a price counts what was reserved).
+    fn amount(&self, ex: &Exchange, usage: &sdk::usage::Usage) -> u64 {
+        let prices = self
+            .config()
+            .filter(|c| c.limit_by_cost)
+            .map(|c| &c.price_table);
+        self.reservation
+            .amount(ex, usage, prices)
+            .unwrap_or(self.reserved)
     }
 
     fn settle(&mut self, host: &dyn Host, ex: &mut Exchange, actual: u64) {
@@ -78,7 +94,7 @@ impl RateLimitStage {
             return;
         };
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
-            - i64::try_from(self.reservation.tokens()).unwrap_or(i64::MAX);
+            - i64::try_from(self.reserved).unwrap_or(i64::MAX);
         match config.backend {
             Backend::Local => {
                 let start = self.budget.map_or(0, |b| b.window_start);
@@ -232,7 +248,23 @@ impl Stage for RateLimitStage {
             return Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()));
         };
         self.reservation = Reservation::estimate(ex, config.default_max_tokens);
-        let reserved = self.reservation.tokens();
+        let prices = config.limit_by_cost.then_some(&config.price_table);
+        let Some(reserved) = self
+            .reservation
+            .amount(ex, &self.reservation.usage(), prices)
+        else {
+            self.counter = None;
+            return Err(ErrorReply::new(
+                403,
+                "invalid_request_error",
+                Some("model_not_priced"),
+                format!(
+                    "the rate limit counts cost and model `{}` has no price",
+                    self.reservation.model
+                ),
+            ));
+        };
+        self.reserved = reserved;
         match config.backend {
             Backend::Local => match local::reserve(
                 host,
@@ -372,7 +404,8 @@ impl Stage for RateLimitStage {
         end: bool,
     ) -> ChunkOut {
         if let Some(used) = self.reservation.feed(ex, &chunk, end) {
-            self.settle(host, ex, used.input + used.output);
+            let actual = self.amount(ex, &used);
+            self.settle(host, ex, actual);
         }
         ChunkOut::pass(chunk)
     }
