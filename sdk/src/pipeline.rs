@@ -65,6 +65,8 @@ pub struct Exchange {
     /// Why the body is not what its API takes (not JSON, or JSON of another shape): the 400 a
     /// stage that needs the typed body answers with. `body` then holds the JSON, if any.
     pub body_error: Option<ErrorReply>,
+    /// The request body as read when it is not JSON (a form an admin API takes), else none.
+    pub unparsed_body: Option<Vec<u8>>,
     route_name: Option<Option<String>>,
     cluster_name: Option<Option<String>>,
     prompt: Option<String>,
@@ -169,6 +171,13 @@ impl Exchange {
     /// Marks the provider's answer as replaced by an error.
     pub fn set_answer_failed(&mut self) {
         self.answer_failed = true;
+    }
+
+    /// The response's `:status` (0 when absent or not a number).
+    pub fn response_status(&mut self, host: &dyn Host) -> u32 {
+        self.response_header(host, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Whether response headers set now still reach the client (the pipeline holds them for
@@ -585,9 +594,10 @@ pub enum BodyMode {
     Stream,
     /// Whole, once (JSON answers, errors).
     Buffer,
-    /// Whole, once, with the headers held until it is complete, so a stage can still set the
-    /// status from the body. Only where the host is known to hold headers (this request's body
-    /// arrived while its headers waited); elsewhere as [`BodyMode::Buffer`].
+    /// Whole, once, with the response headers held until it is complete, so a stage can still
+    /// set the status and headers from the body. Only where the host is known to hold headers
+    /// (this request's body arrived while its headers waited) and a body is coming; elsewhere
+    /// as [`BodyMode::Buffer`].
     Whole,
     /// Whole, once, and the headers are held until the stage resumes them from
     /// [`Stage::on_http_call_response`] (it may rewrite them first).
@@ -774,6 +784,9 @@ impl Pipeline {
     /// that need it typed answer with [`Exchange::body_error`].
     fn finish_body(&mut self, host: &dyn Host, raw: &[u8]) -> Action {
         let parsed = parse_request(self.ex.api(), raw);
+        if parsed.body.is_none() {
+            self.ex.unparsed_body = Some(raw.to_vec());
+        }
         self.ex.body = parsed.body;
         self.ex.client_json = parsed.json;
         self.ex.body_error = parsed.error;
@@ -848,6 +861,12 @@ impl Pipeline {
     /// `on_http_response_headers`: stages see the response in reverse order (nearest the
     /// upstream first).
     pub fn on_response_headers(&mut self, host: &dyn Host) -> Action {
+        self.on_response_headers_end(host, false)
+    }
+
+    /// [`Pipeline::on_response_headers`], told whether the answer ends with its headers (then
+    /// nothing is held for a body that will not come).
+    pub fn on_response_headers_end(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         if self.replied || self.stages.is_empty() {
             return Action::Continue;
         }
@@ -864,7 +883,8 @@ impl Pipeline {
             .copied()
             .max()
             .unwrap_or(BodyMode::Untouched);
-        if self.response_mode == BodyMode::Whole && !self.ex.hold_proven {
+        let can_hold = self.ex.hold_proven || self.ex.hold == HeaderHold::Works;
+        if self.response_mode == BodyMode::Whole && (end_of_stream || !can_hold) {
             self.response_mode = BodyMode::Buffer;
         }
         if self.response_mode != BodyMode::Untouched {
@@ -1553,5 +1573,70 @@ mod tests {
         assert_eq!(p.ex.prompt_text(), "hi");
         // The client's JSON is dropped once every stage saw the body.
         assert!(p.ex.client_json().is_none());
+    }
+
+    /// Wants the whole answer before the headers go, and sets a header from it.
+    struct Tally;
+
+    impl Stage for Tally {
+        fn name(&self) -> &'static str {
+            "tally"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Nothing)
+        }
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED)
+        }
+        fn on_response_headers(&mut self, _: &dyn Host, _: &mut Exchange) -> BodyMode {
+            BodyMode::Whole
+        }
+        fn on_response_body(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+            chunk: Vec<u8>,
+            end: bool,
+        ) -> ChunkOut {
+            if end && ex.response_headers_held() {
+                ex.set_response_header(host, "x-length", Some(&chunk.len().to_string()));
+            }
+            ChunkOut::pass(chunk)
+        }
+    }
+
+    #[test]
+    fn whole_answers_hold_the_headers_until_the_end() {
+        let host = chat_host("{}");
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        // The shell learnt that the host holds headers.
+        p.set_header_hold(HeaderHold::Works);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, false), Action::Pause);
+        *host.response_body.borrow_mut() = b"hello".to_vec();
+        assert_eq!(p.on_response_body(&host, 5, false), Action::Pause);
+        assert_eq!(p.on_response_body(&host, 5, true), Action::Continue);
+        assert_eq!(host.response_header("x-length").as_deref(), Some("5"));
+        // An answer without a body, a host not known to hold headers, or one that cannot:
+        // nothing is held.
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.set_header_hold(HeaderHold::Works);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, true), Action::Continue);
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, false), Action::Continue);
+        let mut p = Pipeline::new(vec![Box::new(Tally)]);
+        p.set_header_hold(HeaderHold::Unavailable);
+        p.on_request_headers(&host, true);
+        assert_eq!(p.on_response_headers_end(&host, false), Action::Continue);
     }
 }

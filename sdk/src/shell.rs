@@ -408,8 +408,10 @@ impl HttpContext for Filter {
         })
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.with(Action::Continue, |p| p.on_response_headers(&WasmHost))
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.with(Action::Continue, |p| {
+            p.on_response_headers_end(&WasmHost, end_of_stream)
+        })
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -12,6 +12,7 @@ use ai_data_masking::AiDataMasking;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
+use ai_quota::AiQuota;
 use ai_security_guard::AiSecurityGuard;
 use ai_statistics::AiStatistics;
 use ai_token_ratelimit::AiTokenRatelimit;
@@ -21,9 +22,10 @@ use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 /// `mcp-server` answers its own route locally, so it goes first.
-pub const ORDER: [&str; 9] = [
+pub const ORDER: [&str; 10] = [
     "mcp-server",
     "ai-statistics",
+    "ai-quota",
     "ai-token-ratelimit",
     "ai-security-guard",
     "ai-moderation",
@@ -42,6 +44,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
     Some(match name {
         "mcp-server" => load::<McpServer>(bytes),
         "ai-statistics" => load::<AiStatistics>(bytes),
+        "ai-quota" => load::<AiQuota>(bytes),
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
         "ai-security-guard" => load::<AiSecurityGuard>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
@@ -128,9 +131,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-quota":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 9);
+        assert_eq!(loaded.len(), 10);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

@@ -21,6 +21,10 @@ pub struct StatsConfig {
     pub estimate_tokens: bool,
     /// Default length limit of attribute values (bytes).
     pub value_length_limit: usize,
+    /// Prices per 1M tokens that turn usage into cost (the shipped defaults fill in).
+    pub price_table: sdk::cost::PriceTable,
+    /// Response header that carries the request's cost (non-streamed answers; off when unset).
+    pub cost_header: Option<String>,
 }
 
 impl Default for StatsConfig {
@@ -33,6 +37,8 @@ impl Default for StatsConfig {
             otel_metrics: true,
             estimate_tokens: true,
             value_length_limit: 4000,
+            price_table: sdk::cost::PriceTable::default(),
+            cost_header: None,
         }
     }
 }
@@ -224,6 +230,15 @@ impl Validate for StatsConfig {
     fn validate(&mut self) -> Result<(), ConfigError> {
         if self.consumer_header.is_empty() {
             return Err(ConfigError::new("consumer_header", "must not be empty"));
+        }
+        self.price_table
+            .validate()
+            .map_err(|e| e.under("price_table"))?;
+        if let Some(h) = &mut self.cost_header {
+            if h.trim().is_empty() || h.starts_with(':') {
+                return Err(ConfigError::new("cost_header", "must be a header name"));
+            }
+            *h = h.trim().to_ascii_lowercase();
         }
         for (i, a) in self.attributes.iter_mut().enumerate() {
             if a.key.is_empty() {

@@ -54,6 +54,8 @@ pub struct Record {
     pub first_token_ms: Option<u64>,
     /// Total duration, ms.
     pub duration_ms: u64,
+    /// Cost in micro-units of the price table's currency, when the model is priced.
+    pub cost: Option<u64>,
 }
 
 /// Metric ids and seen label values of one VM (config-level state, not per request).
@@ -96,9 +98,11 @@ enum Slot {
     InferenceOutput,
     RequestDuration,
     TimeToFirstToken,
+    Cost,
+    InferenceCost,
 }
 
-const SLOTS: usize = 13;
+const SLOTS: usize = 15;
 
 impl Slot {
     fn kind(self) -> MetricType {
@@ -161,6 +165,8 @@ impl Slot {
             ),
             Slot::RequestDuration => otel("gen_ai.server.request.duration", &[]),
             Slot::TimeToFirstToken => otel("gen_ai.server.time_to_first_token", &[]),
+            Slot::Cost => higress("cost_micros"),
+            Slot::InferenceCost => otel("gen_ai.client.inference.cost_micros", &[]),
         }
     }
 }
@@ -291,6 +297,9 @@ impl Metrics {
                 add(Slot::FirstTokenDuration, ttft);
                 add(Slot::StreamDurationCount, 1);
             }
+            if let Some(cost) = r.cost {
+                add(Slot::Cost, cost);
+            }
         }
         if otel {
             add(Slot::TokenUsageInput, r.usage.input);
@@ -300,6 +309,9 @@ impl Metrics {
             add(Slot::RequestDuration, r.duration_ms);
             if let Some(ttft) = r.first_token_ms {
                 add(Slot::TimeToFirstToken, ttft);
+            }
+            if let Some(cost) = r.cost {
+                add(Slot::InferenceCost, cost);
             }
         }
         if cached != Some(ids) {
@@ -344,9 +356,16 @@ mod tests {
             },
             first_token_ms: Some(12),
             duration_ms: 40,
+            cost: Some(4_350),
         };
         m.record(&host, &r, true, true);
         m.record(&host, &r, true, true);
+        assert_eq!(
+            host.metric("route.llm.upstream.up.model.gpt-4.1.consumer.ann.metric.cost_micros"),
+            Some(8_700)
+        );
+        let otel = "gen_ai.client.inference.cost_micros.gen_ai_operation_name=.=chat;.;.gen_ai_provider_name=.=openai;.;.gen_ai_request_model=.=gpt-4.1;.;.route=.=llm;.;.consumer=.=ann;.;";
+        assert_eq!(host.metric(otel), Some(8_700));
         assert_eq!(
             // The model keeps its dot, as Higress writes it.
             host.metric("route.llm.upstream.up.model.gpt-4.1.consumer.ann.metric.input_token"),

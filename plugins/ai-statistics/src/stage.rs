@@ -123,6 +123,8 @@ enum LogValue<'a> {
     Bool(bool),
     /// A field another plugin wrote (kept as it was).
     Json(&'a serde_json::Value),
+    /// A JSON number written as is (a decimal amount).
+    Decimal(&'a str),
 }
 
 /// The `wasm.ai_log` object: keys in first-set order, a key set again keeps its place and takes
@@ -155,6 +157,10 @@ impl<'a> LogFields<'a> {
                 LogValue::Number(n) => serde_json::to_writer(&mut out, n),
                 LogValue::Bool(b) => serde_json::to_writer(&mut out, b),
                 LogValue::Json(v) => serde_json::to_writer(&mut out, v),
+                LogValue::Decimal(d) => {
+                    out.extend_from_slice(d.as_bytes());
+                    Ok(())
+                }
             };
         }
         out.push(b'}');
@@ -165,6 +171,31 @@ impl<'a> LogFields<'a> {
 fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
     let d = b?.duration_since(a?).ok()?;
     u64::try_from(d.as_millis()).ok()
+}
+
+impl StatsStage {
+    /// Sets the configured cost header from the whole answer's usage.
+    fn set_cost_header(&mut self, host: &dyn Host, ex: &mut Exchange) {
+        let shared = self.shared.clone();
+        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+            return;
+        };
+        let Some(header) = &config.cost_header else {
+            return;
+        };
+        if !(200..400).contains(&self.status) {
+            return;
+        }
+        let usage = SharedMeter::finish(ex, config.estimate_tokens);
+        let answered = SharedMeter::get(ex).and_then(|m| m.response_model());
+        let cost = answered
+            .and_then(|m| config.price_table.cost(m, &usage))
+            .or_else(|| config.price_table.cost(&self.request_model, &usage));
+        if let Some(cost) = cost {
+            let value = sdk::cost::format_micros(cost);
+            ex.set_response_header(host, header, Some(&value));
+        }
+    }
 }
 
 impl Stage for StatsStage {
@@ -290,6 +321,10 @@ impl Stage for StatsStage {
         let stream = content_type.contains("text/event-stream");
         SharedMeter::start(ex, stream, estimate, &self.request_model);
         self.metered = true;
+        // The cost header needs the whole answer before the headers go (not for streams).
+        if !stream && self.config().is_some_and(|c| c.cost_header.is_some()) {
+            return BodyMode::Whole;
+        }
         BodyMode::Stream
     }
 
@@ -315,6 +350,9 @@ impl Stage for StatsStage {
         });
         if end {
             self.end = Some(ex.now(host));
+            if ex.response_headers_held() {
+                self.set_cost_header(host, ex);
+            }
         }
         ChunkOut::pass(chunk)
     }
@@ -344,7 +382,16 @@ impl Stage for StatsStage {
             .response_model
             .clone()
             .unwrap_or_else(|| self.request_model.clone());
+        // Priced by the model that answered, else the one asked for; errors and local replies
+        // (a refusal) are not billed.
+        let billed = (200..400).contains(&self.status);
+        let cost = config
+            .price_table
+            .cost(&model, &usage)
+            .or_else(|| config.price_table.cost(&self.request_model, &usage))
+            .filter(|_| billed);
         let record = Record {
+            cost,
             route: ex.route_name(host).unwrap_or_default(),
             cluster: ex.cluster_name(host).unwrap_or_default(),
             model,
@@ -393,6 +440,11 @@ impl Stage for StatsStage {
             .filter(|s| !s.is_empty());
         if let Some(status) = cache_status.as_deref() {
             log.set("cache_status", LogValue::Text(status));
+        }
+        let cost = record.cost.map(sdk::cost::format_micros);
+        if let Some(cost) = &cost {
+            log.set("cost", LogValue::Decimal(cost));
+            log.set("currency", LogValue::Text(&config.price_table.currency));
         }
         if let Some(ttft) = record.first_token_ms {
             log.set("llm_first_token_duration", LogValue::Number(ttft));

@@ -134,6 +134,11 @@ pub struct RateLimitConfig {
     pub rls: Option<RlsConfig>,
     /// Higress's Redis block: refused with an explanation.
     pub redis: Option<Value>,
+    /// Budgets count cost in micro-units of `price_table.currency` (`token_per_*` then read as
+    /// micro-units) instead of tokens.
+    pub limit_by_cost: bool,
+    /// Prices per 1M tokens (`limit_by_cost`); the shipped defaults fill in.
+    pub price_table: sdk::cost::PriceTable,
     /// Compiled rules.
     #[serde(skip)]
     pub compiled: Vec<Item>,
@@ -152,6 +157,8 @@ impl Default for RateLimitConfig {
             backend: Backend::Local,
             rls: None,
             redis: None,
+            limit_by_cost: false,
+            price_table: sdk::cost::PriceTable::default(),
             compiled: Vec::new(),
         }
     }
@@ -289,6 +296,9 @@ impl Validate for RateLimitConfig {
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {
+        self.price_table
+            .validate()
+            .map_err(|e| e.under("price_table"))?;
         if self.global_threshold.is_none()
             && self.rule_items.is_empty()
             && self.rule_name.is_empty()

@@ -7,12 +7,8 @@ use crate::rls;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
-use sdk::meter::SharedMeter;
-use sdk::pipeline::{
-    BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
-};
-use sdk::tokens;
-use serde_json::Value;
+use sdk::meter::Reservation;
+use sdk::pipeline::{BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, Stage};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -29,15 +25,12 @@ pub struct RateLimitStage {
     rules: Rc<RuleSet<RateLimitConfig>>,
     active: Option<Selected>,
     counter: Option<Counter>,
+    /// The request's estimate, settled with the answer's usage.
+    reservation: Reservation,
+    /// What was reserved: tokens, or micro-units of cost (`limit_by_cost`).
     reserved: u64,
     budget: Option<Budget>,
-    model: String,
-    /// Whether this stage feeds the answer's shared meter.
-    metered: bool,
     call: Option<u32>,
-    charged: bool,
-    /// The answer is an error (status ≥ 400): only usage it reports is charged, no estimate.
-    failed: bool,
 }
 
 impl RateLimitStage {
@@ -47,13 +40,10 @@ impl RateLimitStage {
             rules,
             active: None,
             counter: None,
+            reservation: Reservation::default(),
             reserved: 0,
             budget: None,
-            model: String::new(),
-            metered: false,
             call: None,
-            charged: false,
-            failed: false,
         }
     }
 
@@ -76,32 +66,42 @@ impl RateLimitStage {
 
     /// Charges the difference between the real usage and the reservation.
     fn reconcile(&mut self, host: &dyn Host, ex: &mut Exchange) {
-        if self.charged {
+        // ai-cache answered (a local reply this stage never saw as a response): no provider
+        // tokens were used, the reservation is given back.
+        if !self.reservation.is_metered()
+            && !self.reservation.is_settled()
+            && host.property(&[sdk::facts::CACHE_STATUS]).as_deref() == Some(&b"hit"[..])
+        {
+            self.reservation.mark_settled();
+            self.settle(host, ex, 0);
             return;
         }
-        self.charged = true;
+        let Some(used) = self.reservation.settle(ex) else {
+            return;
+        };
+        let actual = self.amount(ex, &used);
+        self.settle(host, ex, actual);
+    }
+
+    /// What `usage` counts against the budget: tokens, or its cost (`limit_by_cost`; a model
+    /// without a price counts what was reserved).
+    fn amount(&self, ex: &Exchange, usage: &sdk::usage::Usage) -> u64 {
+        let prices = self
+            .config()
+            .filter(|c| c.limit_by_cost)
+            .map(|c| &c.price_table);
+        self.reservation
+            .amount(ex, usage, prices)
+            .unwrap_or(self.reserved)
+    }
+
+    fn settle(&mut self, host: &dyn Host, ex: &mut Exchange, actual: u64) {
         let rules = self.rules.clone();
         let (Some(config), Some(counter)) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
         ) else {
             return;
-        };
-        // ai-cache answered (a local reply this stage never saw as a response): no provider
-        // tokens were used, the reservation is given back.
-        let cache_hit = !self.metered
-            && host.property(&[sdk::facts::CACHE_STATUS]).as_deref() == Some(&b"hit"[..]);
-        if !self.metered && !cache_hit {
-            return;
-        }
-        // A call the gateway answered with an error (the provider's answer was unusable) is
-        // charged only what the provider reported.
-        let actual = if cache_hit {
-            0
-        } else {
-            let failed = self.failed || ex.answer_failed();
-            let used = SharedMeter::finish(ex, !failed);
-            used.input + used.output
         };
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
             - i64::try_from(self.reserved).unwrap_or(i64::MAX);
@@ -196,38 +196,6 @@ fn source_value(
     .filter(|v| !v.is_empty() || *source == Source::Global)
 }
 
-fn output_allowance(body: &RequestBody, default: u64) -> u64 {
-    let from = |v: Option<&Value>| v.and_then(Value::as_u64);
-    match body {
-        RequestBody::Chat(c) => {
-            from(c.extra.get("max_completion_tokens")).or(from(c.extra.get("max_tokens")))
-        }
-        RequestBody::Messages(m) => m.max_tokens,
-        // The Responses API caps output with `max_output_tokens`.
-        RequestBody::Json(v) => from(v.get("max_completion_tokens"))
-            .or(from(v.get("max_tokens")))
-            .or(from(v.get("max_output_tokens"))),
-    }
-    .unwrap_or(default)
-}
-
-#[cfg(test)]
-mod allowance_tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_output_cap_of_each_api() {
-        let json = |v: Value| RequestBody::Json(v);
-        assert_eq!(
-            output_allowance(&json(json!({"max_output_tokens": 10})), 200),
-            10
-        );
-        assert_eq!(output_allowance(&json(json!({"max_tokens": 7})), 200), 7);
-        assert_eq!(output_allowance(&json(json!({"input": "hi"})), 200), 200);
-    }
-}
-
 impl Stage for RateLimitStage {
     fn name(&self) -> &'static str {
         "ai-token-ratelimit"
@@ -282,18 +250,31 @@ impl Stage for RateLimitStage {
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
         let rules = self.rules.clone();
-        let (Some(config), Some(counter), Some(body)) = (
+        let (Some(config), Some(counter), true) = (
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
-            ex.body.as_ref(),
+            ex.body.is_some(),
         ) else {
             return Ok(BodyOutcome::UNCHANGED.waiting(self.call.is_some()));
         };
-        self.model = body.model().unwrap_or_default().to_string();
-        let allowance = output_allowance(body, config.default_max_tokens);
-        let encoding = tokens::encoding_for_model(&self.model);
-        let input = tokens::count(encoding, ex.prompt_text()).unwrap_or(0);
-        self.reserved = input + allowance;
+        self.reservation = Reservation::estimate(ex, config.default_max_tokens);
+        let prices = config.limit_by_cost.then_some(&config.price_table);
+        let Some(reserved) = self
+            .reservation
+            .amount(ex, &self.reservation.usage(), prices)
+        else {
+            self.counter = None;
+            return Err(ErrorReply::new(
+                403,
+                "invalid_request_error",
+                Some("model_not_priced"),
+                format!(
+                    "the rate limit counts cost and model `{}` has no price",
+                    self.reservation.model
+                ),
+            ));
+        };
+        self.reserved = reserved;
         match config.backend {
             Backend::Local => match local::reserve(
                 host,
@@ -301,7 +282,7 @@ impl Stage for RateLimitStage {
                 counter.limit,
                 counter.window,
                 seconds(ex.started(host)),
-                self.reserved,
+                reserved,
             ) {
                 Ok(budget) => self.budget = Some(budget),
                 Err(budget) => {
@@ -318,7 +299,7 @@ impl Stage for RateLimitStage {
                     &counter.id,
                     counter.limit,
                     counter.window,
-                    self.reserved,
+                    reserved,
                 );
                 let timeout = Duration::from_millis(rls.timeout);
                 match host.dispatch_grpc_call(
@@ -421,13 +402,8 @@ impl Stage for RateLimitStage {
         let stream = ex
             .response_header(host, "content-type")
             .is_some_and(|t| t.contains("text/event-stream"));
-        // A failed call generated nothing: its reservation goes back unless it reports usage.
-        self.failed = ex
-            .response_header(host, ":status")
-            .and_then(|s| s.parse::<u32>().ok())
-            .is_some_and(|s| s >= 400);
-        SharedMeter::start(ex, stream, !self.failed, &self.model);
-        self.metered = true;
+        let status = ex.response_status(host);
+        self.reservation.start(ex, stream, status);
         BodyMode::Stream
     }
 
@@ -438,11 +414,9 @@ impl Stage for RateLimitStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> ChunkOut {
-        if self.metered {
-            SharedMeter::feed(ex, &chunk, end, |_, _| {});
-            if end {
-                self.reconcile(host, ex);
-            }
+        if let Some(used) = self.reservation.feed(ex, &chunk, end) {
+            let actual = self.amount(ex, &used);
+            self.settle(host, ex, actual);
         }
         ChunkOut::pass(chunk)
     }
