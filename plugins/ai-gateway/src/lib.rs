@@ -7,6 +7,7 @@
 //!   the plugins present run as stages of one pipeline in one HTTP context, in the chain order,
 //!   so the request body and each response chunk are parsed once for all of them.
 
+use ai_agent::AiAgent;
 use ai_moderation::AiModeration;
 use ai_prompt_decorator::PromptDecorator;
 use ai_proxy::AiProxy;
@@ -18,12 +19,13 @@ use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 /// `mcp-server` answers its own route locally, so it goes first.
-pub const ORDER: [&str; 6] = [
+pub const ORDER: [&str; 7] = [
     "mcp-server",
     "ai-statistics",
     "ai-token-ratelimit",
     "ai-moderation",
     "ai-prompt-decorator",
+    "ai-agent",
     "ai-proxy",
 ];
 
@@ -39,6 +41,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "ai-token-ratelimit" => load::<AiTokenRatelimit>(bytes),
         "ai-moderation" => load::<AiModeration>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
+        "ai-agent" => load::<AiAgent>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
         // The companion filter after Envoy's buffer filter (see ai_proxy::late).
         ai_proxy::late::ROOT_ID => load::<ai_proxy::late::ProxyHeaders>(bytes),
@@ -119,9 +122,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-token-ratelimit":{},"ai-moderation":{},"ai-prompt-decorator":{},"ai-agent":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 6);
+        assert_eq!(loaded.len(), 7);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
