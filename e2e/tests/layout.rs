@@ -56,6 +56,7 @@ fn the_trial_runs_every_plugin_in_one_filter() {
         "ai-token-ratelimit",
         "ai-moderation",
         "ai-prompt-decorator",
+        "ai-agent",
         "ai-proxy",
     ] {
         assert!(v[plugin].is_object(), "{plugin} missing from {config}");
