@@ -224,3 +224,60 @@ fn requests_without_the_agent_config_or_with_client_tools_go_to_the_provider() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["body_json"]["model"], "m");
 }
+
+#[test]
+fn ai_statistics_counts_the_summed_usage_of_the_agents_answer() {
+    let rest = RestApi::start(REST).unwrap();
+    let mock = Mock::start(MOCK).unwrap();
+    let options = Options::plugin("ai-agent", &config(5))
+        .with_plugin("ai-statistics", "{}")
+        .with_cluster("outbound|80||llm.svc", mock.port)
+        .with_cluster("outbound|8080||weather.svc", rest.port);
+    let envoy = Envoy::start(mock.port, &options).unwrap();
+    let gw = Gateway {
+        envoy,
+        mock,
+        client: Client::new(Duration::from_secs(30)),
+    };
+    let body = json!({"model": "agent-stats", "messages": [{"role": "user",
+        "content": "[mock-agent] Weather? mock-args={\"city\": \"Lima\"}"}]});
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("authorization", "Bearer sk-demo-ann")],
+            &body.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let usage = resp.json().unwrap()["usage"].clone();
+    let mut samples = Vec::new();
+    for _ in 0..40 {
+        samples = gw.envoy.prometheus().unwrap();
+        if samples.iter().any(|s| {
+            s.name == "route_upstream_model_consumer_metric_output_token"
+                && s.labels.values().any(|v| v == "agent-stats")
+        }) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let find = |metric: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == format!("route_upstream_model_consumer_metric_{metric}")
+                    && s.labels.values().any(|v| v == "agent-stats")
+            })
+            .map(|s| s.value)
+    };
+    let mine: Vec<_> = samples
+        .iter()
+        .filter(|s| s.name.starts_with("route_upstream_model_consumer_metric_"))
+        .collect();
+    assert_eq!(
+        find("output_token"),
+        usage["completion_tokens"].as_f64(),
+        "{mine:?}"
+    );
+    assert_eq!(find("input_token"), usage["prompt_tokens"].as_f64());
+}

@@ -95,7 +95,7 @@ impl AgentStage {
         };
         if left.is_zero() {
             let answer = run.out_of_time(config);
-            return CallResult::Reply(self.answer(host, ex, &answer));
+            return CallResult::Answer(self.answer(host, ex, &answer));
         }
         let request = run.model_request(config, left);
         match dispatch(host, &request) {
@@ -173,7 +173,9 @@ impl AgentStage {
     fn step(&mut self, host: &dyn Host, ex: &mut Exchange, step: Step) -> CallResult {
         match step {
             Step::Tools(calls) => self.call_tools(host, ex, calls),
-            Step::Answer(answer) => CallResult::Reply(self.answer(host, ex, &answer)),
+            // A served answer: the stages before this one (ai-statistics, ai-token-ratelimit…)
+            // see it as the response and count its summed usage.
+            Step::Answer(answer) => CallResult::Answer(self.answer(host, ex, &answer)),
             Step::Fail(e) => {
                 self.finish = Some("error");
                 CallResult::Reply(e)
@@ -230,7 +232,7 @@ impl Stage for AgentStage {
         self.started = Some(ex.now(host));
         match self.call_model(host, ex) {
             CallResult::Wait => Ok(BodyOutcome::UNCHANGED.waiting(true)),
-            CallResult::Reply(e) => Err(e),
+            CallResult::Reply(e) | CallResult::Answer(e) => Err(e),
             _ => Err(ErrorReply::internal("the agent could not start")),
         }
     }
