@@ -14,6 +14,11 @@ use serde_json::{json, Map, Value};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+/// Largest model answer read (a bigger one is a 502).
+pub const MAX_MODEL_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Largest tool answer read (a bigger one is an error result for the model).
+pub const MAX_TOOL_ANSWER_BYTES: usize = 1024 * 1024;
+
 /// What a callout is for.
 enum Pending {
     Model,
@@ -251,20 +256,46 @@ impl Stage for AgentStage {
         let status = host
             .http_call_response_header(":status")
             .and_then(|s| s.parse::<u32>().ok());
-        let body = host.http_call_response_body(body_size).unwrap_or_default();
+        let limit = match pending {
+            Pending::Model => MAX_MODEL_ANSWER_BYTES,
+            Pending::Tool(_) => MAX_TOOL_ANSWER_BYTES,
+        };
+        let too_big = body_size > limit;
+        let body = if too_big {
+            Vec::new()
+        } else {
+            host.http_call_response_body(body_size).unwrap_or_default()
+        };
         match pending {
             Pending::Model => {
                 let rules = self.rules.clone();
-                let (Some(config), Some(run)) =
-                    (self.active.and_then(|id| rules.get(id)), self.run.as_mut())
-                else {
+                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+                    return CallResult::Reply(ErrorReply::internal("the agent lost its config"));
+                };
+                // No answer because the loop's time ran out: the time-limit answer.
+                let spent = status.is_none() && self.remaining(config, ex, host).is_zero();
+                let Some(run) = self.run.as_mut() else {
                     return CallResult::Reply(ErrorReply::internal("the agent lost its state"));
                 };
-                let step = run.on_model_answer(config, status, &body);
+                let step = if spent {
+                    Step::Answer(run.out_of_time(config))
+                } else if too_big {
+                    Step::Fail(ErrorReply::new(
+                        502,
+                        "upstream_error",
+                        Some("model_error"),
+                        format!("the agent's model answered {body_size} bytes (limit {limit})"),
+                    ))
+                } else {
+                    run.on_model_answer(config, status, &body)
+                };
                 self.step(host, ex, step)
             }
             Pending::Tool(i) => {
                 let output = match (status, self.calls.get(i)) {
+                    (Some(_), Some(_)) if too_big => ToolOutput::error(format!(
+                        "the API answered {body_size} bytes (limit {limit})"
+                    )),
                     (Some(status), Some(call)) => {
                         let rules = self.rules.clone();
                         let tool = self
@@ -321,3 +352,6 @@ impl Stage for AgentStage {
         let _ = host.set_property(&[sdk::facts::AI_LOG], text.as_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests;
