@@ -388,6 +388,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
         "ai-token-ratelimit",
         "ai-moderation",
         "ai-prompt-decorator",
+        "ai-agent",
         "ai-proxy",
     ] {
         let text = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
