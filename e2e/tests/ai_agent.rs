@@ -31,7 +31,12 @@ paths:
 "#;
 
 fn config(max_iterations: u32) -> String {
-    json!({
+    config_with(max_iterations, json!({}))
+}
+
+/// The config with `extra` keys added.
+fn config_with(max_iterations: u32, extra: Value) -> String {
+    let mut config = json!({
         "llm": {"apiKey": "llm-secret", "serviceName": "llm.svc", "servicePort": 80,
                 "domain": "llm.example.com", "path": "/v1/chat/completions", "model": "qwen-agent",
                 "maxIterations": max_iterations, "maxExecutionTime": 20000, "maxTokens": 500},
@@ -39,14 +44,21 @@ fn config(max_iterations: u32) -> String {
                                   "domain": "weather.example.com",
                                   "apiKey": {"in": "header", "name": "x-api-key", "value": "rest-secret"}},
                   "api": API}]
-    })
-    .to_string()
+    });
+    if let (Some(c), Value::Object(extra)) = (config.as_object_mut(), extra) {
+        c.extend(extra);
+    }
+    config.to_string()
 }
 
 fn start(max_iterations: u32) -> (Gateway, RestApi) {
+    start_with(&config(max_iterations))
+}
+
+fn start_with(config: &str) -> (Gateway, RestApi) {
     let rest = RestApi::start(REST).unwrap();
     let mock = Mock::start(MOCK).unwrap();
-    let options = Options::plugin("ai-agent", &config(max_iterations))
+    let options = Options::plugin("ai-agent", config)
         .with_cluster("outbound|80||llm.svc", mock.port)
         .with_cluster("outbound|8080||weather.svc", rest.port);
     let envoy = Envoy::start(mock.port, &options).unwrap();
@@ -280,4 +292,40 @@ fn ai_statistics_counts_the_summed_usage_of_the_agents_answer() {
         "{mine:?}"
     );
     assert_eq!(find("input_token"), usage["prompt_tokens"].as_f64());
+}
+
+#[test]
+fn higress_react_template_mode_runs_the_same_loop_in_text() {
+    let (gw, rest) = start_with(&config_with(
+        5,
+        json!({"promptTemplate": {"language": "EN"}}),
+    ));
+    let out = ask(
+        &gw,
+        r#"[mock-agent] Weather? mock-react-tool=get_weather mock-args={"city": "Rome"}"#,
+    );
+    let expected = format!("The tool said: {}", weather("Rome"));
+    for mode in ["json", "stream"] {
+        assert_eq!(out[mode]["content"], expected.as_str(), "{mode}: {out}");
+        assert_eq!(out[mode]["finish"], "stop");
+    }
+    let seen = rest.requests().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["query"], "city=Rome");
+    // No native tools: the tools are described in the ReAct system prompt, and the result goes
+    // back as an Observation.
+    let calls = gw.mock.requests_to("/v1/chat/completions").unwrap();
+    assert_eq!(calls.len(), 4);
+    let first = &calls[0]["body_json"];
+    assert!(first.get("tools").is_none(), "{first}");
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("get_weather") && system.contains("Action Input"),
+        "{system}"
+    );
+    let second = calls[1]["body_json"]["messages"].as_array().unwrap();
+    assert_eq!(
+        second.last().unwrap()["content"],
+        format!("Observation: {}", weather("Rome"))
+    );
 }

@@ -107,6 +107,9 @@ pub const AGENT_MARKER: &str = "[mock-agent]";
 /// With [`AGENT_MARKER`]: ask for the first tool after every turn, never answering.
 pub const AGENT_LOOP_MARKER: &str = "[mock-agent-loop]";
 const ARGS_MARKER: &str = "mock-args=";
+/// With [`AGENT_MARKER`] and no `tools`: the ReAct text protocol for the tool named after it
+/// (`Action:`/`Action Input:` after the question, `Final Answer:` quoting an `Observation:`).
+const REACT_MARKER: &str = "mock-react-tool=";
 
 /// What the agent behaviour answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +142,39 @@ pub fn agent_turn(req: &Value) -> Option<AgentTurn> {
         m.get("role").and_then(Value::as_str).unwrap_or_default()
     }
     let last = messages.last().map(role).unwrap_or_default();
+    let args_of = |texts: &[String]| {
+        texts
+            .iter()
+            .find_map(|t| {
+                let at = t.find(ARGS_MARKER)?;
+                let rest = &t[at + ARGS_MARKER.len()..];
+                let mut de = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+                de.next()?.ok().filter(Value::is_object)
+            })
+            .map_or_else(|| TOOL_ARGS.concat(), |v| v.to_string())
+    };
+    let react_tool = texts.iter().find_map(|t| {
+        let at = t.find(REACT_MARKER)?;
+        t[at + REACT_MARKER.len()..]
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .map(str::to_string)
+    });
+    if let (Some(tool), None) = (&react_tool, req.get("tools")) {
+        let last_text = texts.last().map(String::as_str).unwrap_or_default();
+        return Some(AgentTurn::Text(
+            match last_text.strip_prefix("Observation:") {
+                Some(result) if !marked(AGENT_LOOP_MARKER) => format!(
+                    "Thought: I now know the final answer\nFinal Answer: The tool said: {}",
+                    result.trim()
+                ),
+                _ => format!(
+                    "Thought: I should call {tool}\nAction: {tool}\nAction Input: {}",
+                    args_of(&texts)
+                ),
+            },
+        ));
+    }
     let first_tool = req
         .get("tools")
         .and_then(Value::as_array)
@@ -146,15 +182,7 @@ pub fn agent_turn(req: &Value) -> Option<AgentTurn> {
         .and_then(|t| t.pointer("/function/name").and_then(Value::as_str));
     if let Some(name) = first_tool {
         if last == "user" || marked(AGENT_LOOP_MARKER) {
-            let args = texts
-                .iter()
-                .find_map(|t| {
-                    let at = t.find(ARGS_MARKER)?;
-                    let rest = &t[at + ARGS_MARKER.len()..];
-                    let mut de = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-                    de.next()?.ok().filter(Value::is_object)
-                })
-                .map_or_else(|| TOOL_ARGS.concat(), |v| v.to_string());
+            let args = args_of(&texts);
             let done = messages.iter().filter(|m| role(m) == "tool").count();
             return Some(AgentTurn::Call(
                 format!("call_mock_{}", done + 1),
@@ -519,6 +547,27 @@ mod tests {
                 "call_mock_2".into(),
                 "get_weather".into(),
                 TOOL_ARGS.concat()
+            ))
+        );
+    }
+
+    #[test]
+    fn react_marker_speaks_the_text_protocol() {
+        let ask = json!({"messages": [
+            {"role": "system", "content": "tools..."},
+            {"role": "user", "content": "[mock-agent] mock-react-tool=get_weather mock-args={\"city\":\"Rome\"}"}]});
+        assert_eq!(
+            agent_turn(&ask),
+            Some(AgentTurn::Text("Thought: I should call get_weather\nAction: get_weather\nAction Input: {\"city\":\"Rome\"}".into()))
+        );
+        let seen = json!({"messages": [
+            {"role": "user", "content": "[mock-agent] mock-react-tool=get_weather"},
+            {"role": "assistant", "content": "Action: get_weather"},
+            {"role": "user", "content": "Observation: warm"}]});
+        assert_eq!(
+            agent_turn(&seen),
+            Some(AgentTurn::Text(
+                "Thought: I now know the final answer\nFinal Answer: The tool said: warm".into()
             ))
         );
     }
