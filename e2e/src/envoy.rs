@@ -404,6 +404,7 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
         "ai-moderation",
         "ai-cache",
         "ai-prompt-decorator",
+        "ai-agent",
         "ai-proxy",
     ] {
         let text = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;

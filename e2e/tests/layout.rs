@@ -57,6 +57,7 @@ fn the_trial_runs_every_plugin_in_one_filter() {
         "ai-moderation",
         "ai-cache",
         "ai-prompt-decorator",
+        "ai-agent",
         "ai-proxy",
     ] {
         assert!(v[plugin].is_object(), "{plugin} missing from {config}");

@@ -583,6 +583,10 @@ pub enum CallResult {
     ResumeResponse,
     /// Answer the client with this instead of calling the upstream.
     Reply(ErrorReply),
+    /// Answer the client with this served answer (the stage did the upstream's work, e.g. an
+    /// agent loop): the stages before this one see it as the response, as separate filters
+    /// earlier in Envoy's chain see a later filter's local reply.
+    Answer(ErrorReply),
 }
 
 /// How a stage wants the response body.
@@ -621,6 +625,8 @@ pub struct Pipeline {
     holding: bool,
     /// A stage holds the response headers until its callout answers (`BodyMode::Hold`).
     response_waiting: bool,
+    /// A stage answered with [`CallResult::Answer`]: the stages before it see the answer.
+    answered_by: Option<usize>,
     /// Response body Envoy buffered while the headers were held: its size, and whether it is
     /// all of it.
     response_buffered: Option<(usize, bool)>,
@@ -640,6 +646,7 @@ impl Pipeline {
             response_seen: 0,
             holding: false,
             response_waiting: false,
+            answered_by: None,
             response_buffered: None,
         }
     }
@@ -867,15 +874,24 @@ impl Pipeline {
     /// [`Pipeline::on_response_headers`], told whether the answer ends with its headers (then
     /// nothing is held for a body that will not come).
     pub fn on_response_headers_end(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        if self.replied || self.stages.is_empty() {
+        if (self.replied && self.answered_by.is_none()) || self.stages.is_empty() {
             return Action::Continue;
         }
         self.ex.begin_callback();
+        // After a stage's served answer, only the stages before it see the response.
+        let seen = self.answered_by.unwrap_or(self.stages.len());
         self.response_modes = self
             .stages
             .iter_mut()
+            .enumerate()
             .rev()
-            .map(|stage| stage.on_response_headers(host, &mut self.ex))
+            .map(|(i, stage)| {
+                if i < seen {
+                    stage.on_response_headers(host, &mut self.ex)
+                } else {
+                    BodyMode::Untouched
+                }
+            })
             .collect();
         self.response_mode = self
             .response_modes
@@ -945,6 +961,12 @@ impl Pipeline {
                     return;
                 }
                 CallResult::Reply(e) => {
+                    let name = self.stages[i].name();
+                    self.reply(host, name, &e);
+                    return;
+                }
+                CallResult::Answer(e) => {
+                    self.answered_by = Some(i);
                     let name = self.stages[i].name();
                     self.reply(host, name, &e);
                     return;
@@ -1275,6 +1297,98 @@ mod tests {
         assert!(host.local_reply().is_none());
         assert_eq!(host.resumed.borrow().0, 1);
         assert_eq!(host.request_header("content-length"), None);
+    }
+
+    /// Records the response headers it sees.
+    struct Watcher {
+        saw: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Stage for Watcher {
+        fn name(&self) -> &'static str {
+            "watcher"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Nothing)
+        }
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED)
+        }
+        fn on_response_headers(&mut self, _: &dyn Host, _: &mut Exchange) -> BodyMode {
+            self.saw.set(self.saw.get() + 1);
+            BodyMode::Untouched
+        }
+    }
+
+    /// Waits for a callout, then answers (served) or replies (refusal).
+    struct Answerer {
+        served: bool,
+    }
+
+    impl Stage for Answerer {
+        fn name(&self) -> &'static str {
+            "answerer"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Body)
+        }
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED.waiting(true))
+        }
+        fn on_http_call_response(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+            _: u32,
+            _: usize,
+        ) -> CallResult {
+            let reply = ErrorReply::raw(200, "application/json", "{}".into());
+            if self.served {
+                CallResult::Answer(reply)
+            } else {
+                CallResult::Reply(reply)
+            }
+        }
+    }
+
+    #[test]
+    fn a_served_answer_is_seen_by_the_stages_before_the_one_that_answered() {
+        for served in [true, false] {
+            let host = chat_host(r#"{"model":"m","messages":[]}"#);
+            let before = std::rc::Rc::new(std::cell::Cell::new(0));
+            let after = std::rc::Rc::new(std::cell::Cell::new(0));
+            let mut p = Pipeline::new(vec![
+                Box::new(Watcher {
+                    saw: before.clone(),
+                }),
+                Box::new(Answerer { served }),
+                Box::new(Watcher { saw: after.clone() }),
+            ]);
+            p.on_request_headers(&host, false);
+            let size = host.request_body.borrow().len();
+            assert_eq!(p.on_request_body(&host, size, true), Action::Pause);
+            p.on_http_call_response(&host, 1, 0);
+            assert_eq!(host.local_reply().unwrap().status, 200);
+            p.on_response_headers(&host);
+            assert_eq!(before.get(), u32::from(served), "served: {served}");
+            assert_eq!(after.get(), 0);
+        }
     }
 
     #[test]

@@ -726,6 +726,7 @@ parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of ze
         "ai-prompt-decorator",
         "ai-proxy",
         "mcp-server",
+        "ai-agent",
         "ai-gateway",
     ]
     .iter()

@@ -7,6 +7,7 @@
 //!   the plugins present run as stages of one pipeline in one HTTP context, in the chain order,
 //!   so the request body and each response chunk are parsed once for all of them.
 
+use ai_agent::AiAgent;
 use ai_cache::AiCache;
 use ai_data_masking::AiDataMasking;
 use ai_moderation::AiModeration;
@@ -22,7 +23,7 @@ use sdk::shell::{load, LoadResult, Loaded};
 
 /// The plugins, in request order (DESIGN.md's filter order).
 /// `mcp-server` answers its own route locally, so it goes first.
-pub const ORDER: [&str; 10] = [
+pub const ORDER: [&str; 11] = [
     "mcp-server",
     "ai-statistics",
     "ai-quota",
@@ -32,6 +33,7 @@ pub const ORDER: [&str; 10] = [
     "ai-data-masking",
     "ai-cache",
     "ai-prompt-decorator",
+    "ai-agent",
     "ai-proxy",
 ];
 
@@ -51,6 +53,7 @@ fn load_one(name: &str, bytes: &[u8]) -> Option<Parsed> {
         "ai-data-masking" => load::<AiDataMasking>(bytes),
         "ai-cache" => load::<AiCache>(bytes),
         "ai-prompt-decorator" => load::<PromptDecorator>(bytes),
+        "ai-agent" => load::<AiAgent>(bytes),
         "ai-proxy" => load::<AiProxy>(bytes),
         // The companion filter after Envoy's buffer filter (see ai_proxy::late).
         ai_proxy::late::ROOT_ID => load::<ai_proxy::late::ProxyHeaders>(bytes),
@@ -131,9 +134,9 @@ mod tests {
         for name in ORDER {
             assert!(load_one(name, b"{}").is_some(), "{name}");
         }
-        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-quota":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-proxy":{}}"#;
+        let all = r#"{"mcp-server":{},"ai-statistics":{},"ai-quota":{},"ai-token-ratelimit":{},"ai-security-guard":{},"ai-moderation":{},"ai-data-masking":{},"ai-cache":{},"ai-prompt-decorator":{},"ai-agent":{},"ai-proxy":{}}"#;
         let (loaded, warnings) = combined(all.as_bytes()).unwrap();
-        assert_eq!(loaded.len(), 10);
+        assert_eq!(loaded.len(), 11);
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 

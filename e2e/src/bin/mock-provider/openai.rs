@@ -100,6 +100,114 @@ pub fn tool_to_call(req: &Value) -> Option<String> {
     Some(name.to_owned())
 }
 
+/// Marker in a message's text that turns on the agent behaviour: with `tools`, a tool call
+/// for the first tool after the user's message (arguments from a `mock-args=<JSON object>`
+/// marker, else `{"location":"Paris"}`), and after tool results a text quoting them.
+pub const AGENT_MARKER: &str = "[mock-agent]";
+/// With [`AGENT_MARKER`]: ask for the first tool after every turn, never answering.
+pub const AGENT_LOOP_MARKER: &str = "[mock-agent-loop]";
+const ARGS_MARKER: &str = "mock-args=";
+/// With [`AGENT_MARKER`] and no `tools`: the ReAct text protocol for the tool named after it
+/// (`Action:`/`Action Input:` after the question, `Final Answer:` quoting an `Observation:`).
+const REACT_MARKER: &str = "mock-react-tool=";
+
+/// What the agent behaviour answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentTurn {
+    /// A tool call: id, tool name, arguments (JSON text).
+    Call(String, String, String),
+    /// Text quoting the tool results.
+    Text(String),
+}
+
+/// The agent behaviour's answer, when a message carries [`AGENT_MARKER`].
+pub fn agent_turn(req: &Value) -> Option<AgentTurn> {
+    let messages = req.get("messages")?.as_array()?;
+    let texts: Vec<String> = messages
+        .iter()
+        .map(|m| match m.get("content") {
+            Some(Value::String(t)) => t.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect(),
+            _ => String::new(),
+        })
+        .collect();
+    let marked = |m: &str| texts.iter().any(|t| t.contains(m));
+    if !marked(AGENT_MARKER) && !marked(AGENT_LOOP_MARKER) {
+        return None;
+    }
+    fn role(m: &Value) -> &str {
+        m.get("role").and_then(Value::as_str).unwrap_or_default()
+    }
+    let last = messages.last().map(role).unwrap_or_default();
+    let args_of = |texts: &[String]| {
+        texts
+            .iter()
+            .find_map(|t| {
+                let at = t.find(ARGS_MARKER)?;
+                let rest = &t[at + ARGS_MARKER.len()..];
+                let mut de = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+                de.next()?.ok().filter(Value::is_object)
+            })
+            .map_or_else(|| TOOL_ARGS.concat(), |v| v.to_string())
+    };
+    let react_tool = texts.iter().find_map(|t| {
+        let at = t.find(REACT_MARKER)?;
+        t[at + REACT_MARKER.len()..]
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .map(str::to_string)
+    });
+    if let (Some(tool), None) = (&react_tool, req.get("tools")) {
+        let last_text = texts.last().map(String::as_str).unwrap_or_default();
+        return Some(AgentTurn::Text(
+            match last_text.strip_prefix("Observation:") {
+                Some(result) if !marked(AGENT_LOOP_MARKER) => format!(
+                    "Thought: I now know the final answer\nFinal Answer: The tool said: {}",
+                    result.trim()
+                ),
+                _ => format!(
+                    "Thought: I should call {tool}\nAction: {tool}\nAction Input: {}",
+                    args_of(&texts)
+                ),
+            },
+        ));
+    }
+    let first_tool = req
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
+        .and_then(|t| t.pointer("/function/name").and_then(Value::as_str));
+    if let Some(name) = first_tool {
+        if last == "user" || marked(AGENT_LOOP_MARKER) {
+            let args = args_of(&texts);
+            let done = messages.iter().filter(|m| role(m) == "tool").count();
+            return Some(AgentTurn::Call(
+                format!("call_mock_{}", done + 1),
+                name.to_string(),
+                args,
+            ));
+        }
+    }
+    // The results of the last turn's tool calls.
+    let results: Vec<&str> = messages
+        .iter()
+        .rev()
+        .take_while(|m| role(m) == "tool")
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .collect();
+    if results.is_empty() {
+        return None;
+    }
+    let quoted: Vec<&str> = results.into_iter().rev().collect();
+    Some(AgentTurn::Text(format!(
+        "The tool said: {}",
+        quoted.join(" | ")
+    )))
+}
+
 /// Prompt tokens of a `prompt`/`input` value: words of strings, length of
 /// token arrays, summed over arrays.
 pub fn input_units(value: &Value) -> usize {
@@ -165,7 +273,20 @@ async fn chat_completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) ->
     let created = reply::unix_now();
     let prompt = message_words(&req);
     let control = &ctx.control;
-    let tool = tool_to_call(&req);
+    let agent = agent_turn(&req);
+    let (tool, call_id, call_args) = match &agent {
+        Some(AgentTurn::Call(id, name, args)) => (Some(name.clone()), id.clone(), args.clone()),
+        Some(AgentTurn::Text(_)) => (None, TOOL_CALL_ID.to_string(), String::new()),
+        None => (
+            tool_to_call(&req),
+            TOOL_CALL_ID.to_string(),
+            TOOL_ARGS.concat(),
+        ),
+    };
+    let agent_text = match &agent {
+        Some(AgentTurn::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
 
     if is_stream(&req) {
         let chunk = |delta: Value, finish: Option<&str>| {
@@ -179,12 +300,17 @@ async fn chat_completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) ->
             Some(name) => {
                 frames.push(chunk(
                     json!({"role": "assistant", "content": null, "tool_calls": [{
-                        "index": 0, "id": TOOL_CALL_ID, "type": "function",
+                        "index": 0, "id": call_id, "type": "function",
                         "function": {"name": name, "arguments": ""},
                     }]}),
                     None,
                 ));
-                for part in TOOL_ARGS {
+                let half = call_args.len() / 2;
+                let half = (0..=half)
+                    .rev()
+                    .find(|i| call_args.is_char_boundary(*i))
+                    .unwrap_or(0);
+                for part in [&call_args[..half], &call_args[half..]] {
                     frames.push(chunk(
                         json!({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}),
                         None,
@@ -194,7 +320,10 @@ async fn chat_completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) ->
             }
             None => {
                 frames.push(chunk(json!({"role": "assistant", "content": ""}), None));
-                let pieces = stream_pieces(control);
+                let pieces = match &agent_text {
+                    Some(text) => split_pieces(text),
+                    None => stream_pieces(control),
+                };
                 for piece in &pieces {
                     frames.push(chunk(json!({"content": piece}), None));
                 }
@@ -215,14 +344,14 @@ async fn chat_completions(Extension(ctx): Extension<RequestCtx>, body: Bytes) ->
     let (message, finish, completion) = match &tool {
         Some(name) => (
             json!({"role": "assistant", "content": null, "tool_calls": [{
-                "id": TOOL_CALL_ID, "type": "function",
-                "function": {"name": name, "arguments": TOOL_ARGS.concat()},
+                "id": call_id, "type": "function",
+                "function": {"name": name, "arguments": call_args},
             }]}),
             "tool_calls",
             TOOL_CALL_TOKENS,
         ),
         None => {
-            let text = reply_text(control, &model);
+            let text = agent_text.unwrap_or_else(|| reply_text(control, &model));
             let words = count_words(&text);
             (json!({"role": "assistant", "content": text}), "stop", words)
         }
@@ -389,6 +518,63 @@ mod tests {
         assert_eq!(tool_to_call(&tool), None);
         let empty = json!({"tools": [], "messages": [{"role": "user", "content": "x"}]});
         assert_eq!(tool_to_call(&empty), None);
+    }
+
+    #[test]
+    fn agent_marker_calls_then_quotes_and_loop_never_stops() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather"}}]);
+        let plain = json!({"tools": tools, "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(agent_turn(&plain), None);
+        let ask = json!({"tools": tools, "messages": [
+            {"role": "user", "content": "[mock-agent] weather mock-args={\"city\": \"Oslo\"} please"}]});
+        assert_eq!(
+            agent_turn(&ask),
+            Some(AgentTurn::Call(
+                "call_mock_1".into(),
+                "get_weather".into(),
+                r#"{"city":"Oslo"}"#.into()
+            ))
+        );
+        let answered = json!({"tools": tools, "messages": [
+            {"role": "user", "content": "[mock-agent] weather"},
+            {"role": "assistant", "content": null, "tool_calls": []},
+            {"role": "tool", "tool_call_id": "call_mock_1", "content": "sunny"}]});
+        assert_eq!(
+            agent_turn(&answered),
+            Some(AgentTurn::Text("The tool said: sunny".into()))
+        );
+        let looping = json!({"tools": tools, "messages": [
+            {"role": "user", "content": "[mock-agent-loop] weather"},
+            {"role": "tool", "tool_call_id": "call_mock_1", "content": "sunny"}]});
+        assert_eq!(
+            agent_turn(&looping),
+            Some(AgentTurn::Call(
+                "call_mock_2".into(),
+                "get_weather".into(),
+                TOOL_ARGS.concat()
+            ))
+        );
+    }
+
+    #[test]
+    fn react_marker_speaks_the_text_protocol() {
+        let ask = json!({"messages": [
+            {"role": "system", "content": "tools..."},
+            {"role": "user", "content": "[mock-agent] mock-react-tool=get_weather mock-args={\"city\":\"Rome\"}"}]});
+        assert_eq!(
+            agent_turn(&ask),
+            Some(AgentTurn::Text("Thought: I should call get_weather\nAction: get_weather\nAction Input: {\"city\":\"Rome\"}".into()))
+        );
+        let seen = json!({"messages": [
+            {"role": "user", "content": "[mock-agent] mock-react-tool=get_weather"},
+            {"role": "assistant", "content": "Action: get_weather"},
+            {"role": "user", "content": "Observation: warm"}]});
+        assert_eq!(
+            agent_turn(&seen),
+            Some(AgentTurn::Text(
+                "Thought: I now know the final answer\nFinal Answer: The tool said: warm".into()
+            ))
+        );
     }
 
     #[test]
