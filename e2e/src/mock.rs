@@ -7,6 +7,28 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Starts a test server binary with `--port 0` and `args`; reads the port it bound from the
+/// first line it prints (`…:<port>`).
+pub fn spawn_on_free_port(bin: &str, what: &str, args: &[&str]) -> Result<(Child, u16)> {
+    let mut child = Command::new(bin)
+        .args(args)
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {what} {bin}: {e}"))?;
+    let stdout = child.stdout.take().ok_or(format!("{what} has no stdout"))?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("unexpected {what} banner: {line:?}"))?;
+    Ok((child, port))
+}
+
 /// A running mock provider; killed on drop.
 pub struct Mock {
     child: Child,
@@ -18,21 +40,7 @@ pub struct Mock {
 impl Mock {
     /// Starts the mock binary (`env!("CARGO_BIN_EXE_mock-provider")` in tests) on a free port.
     pub fn start(bin: &str) -> Result<Mock> {
-        let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start mock provider {bin}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("mock provider has no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("unexpected mock provider banner: {line:?}"))?;
+        let (child, port) = spawn_on_free_port(bin, "mock provider", &["--host", "127.0.0.1"])?;
         Ok(Mock {
             child,
             port,

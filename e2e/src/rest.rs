@@ -3,8 +3,7 @@
 use crate::http::Client;
 use crate::Result;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 /// A running REST API; killed on drop.
@@ -18,21 +17,7 @@ pub struct RestApi {
 impl RestApi {
     /// Starts the binary (`env!("CARGO_BIN_EXE_rest-api")` in tests) on a free port.
     pub fn start(bin: &str) -> Result<RestApi> {
-        let mut child = Command::new(bin)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start rest-api {bin}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("rest-api has no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("unexpected rest-api banner: {line:?}"))?;
+        let (child, port) = crate::mock::spawn_on_free_port(bin, "rest-api", &[])?;
         Ok(RestApi {
             child,
             port,

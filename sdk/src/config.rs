@@ -337,6 +337,15 @@ impl<T> RuleSet<T> {
         self.select_id(lookup).and_then(|id| self.get(id))
     }
 
+    /// The effective config for a request and which one it is.
+    pub fn select_with_id(
+        &self,
+        lookup: impl FnMut(MatchKey) -> Option<String>,
+    ) -> Option<(Selected, &T)> {
+        let id = self.select_id(lookup)?;
+        Some((id, self.get(id)?))
+    }
+
     /// Like [`RuleSet::select`], but returns which config applies.
     pub fn select_id(
         &self,

@@ -22,13 +22,16 @@ pub const CACHE_STATUS: &str = "ai_gateway.cache_status";
 
 /// Sets fields of the `wasm.ai_log` object, keeping the fields other plugins wrote there (the
 /// way Higress plugins add their own keys to the AI access log).
-pub fn merge_ai_log(host: &dyn crate::host::Host, fields: &[(&str, serde_json::Value)]) {
+pub fn merge_ai_log<K: Into<String>>(
+    host: &dyn crate::host::Host,
+    fields: impl IntoIterator<Item = (K, serde_json::Value)>,
+) {
     let mut object = host
         .property(&[AI_LOG])
         .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
         .unwrap_or_default();
     for (key, value) in fields {
-        object.insert((*key).to_string(), value.clone());
+        object.insert(key.into(), value);
     }
     let _ = host.set_property(
         &[AI_LOG],

@@ -541,6 +541,33 @@ impl Arrived {
     }
 }
 
+/// How a checking stage reads an answer (see [`checked_answer`]).
+pub enum CheckedAnswer {
+    /// A stream, checked window by window while Envoy holds each window.
+    Stream(Box<HeldStream>),
+    /// A whole (JSON) answer, checked once.
+    Whole,
+}
+
+/// The answer a checking stage (moderation, content security) reads, decided from the response
+/// headers: only successful answers are checked, streams window by window.
+pub fn checked_answer(
+    host: &dyn crate::host::Host,
+    ex: &mut Exchange,
+    protocol: ClientProtocol,
+    stream_window: usize,
+) -> Option<CheckedAnswer> {
+    if !(200..300).contains(&ex.response_status(host)) {
+        return None;
+    }
+    let content_type = ex.response_header(host, "content-type").unwrap_or_default();
+    Some(if content_type.contains("text/event-stream") {
+        CheckedAnswer::Stream(Box::new(HeldStream::new(protocol, stream_window)))
+    } else {
+        CheckedAnswer::Whole
+    })
+}
+
 impl HeldStream {
     /// A stream in `protocol` checked in windows of `window` chars.
     pub fn new(protocol: ClientProtocol, window: usize) -> HeldStream {

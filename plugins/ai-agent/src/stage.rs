@@ -10,7 +10,7 @@ use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyOutcome, CallResult, Exchange, Need, Stage};
 use sdk::tools::{Outbound, ToolOutput};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -341,15 +341,9 @@ impl Stage for AgentStage {
             log["agent_finish"] = Value::String(f.to_string());
         }
         // Added to what another plugin (ai-statistics) wrote for this request.
-        let mut merged = host
-            .property(&[sdk::facts::AI_LOG])
-            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-            .unwrap_or_default();
         if let Value::Object(mine) = log {
-            merged.extend(mine);
+            sdk::facts::merge_ai_log(host, mine);
         }
-        let text = Value::Object(merged).to_string();
-        let _ = host.set_property(&[sdk::facts::AI_LOG], text.as_bytes());
     }
 }
 

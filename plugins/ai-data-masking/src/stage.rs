@@ -234,10 +234,7 @@ impl Stage for MaskingStage {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.has_deny_words() && config.rules().is_empty() {
@@ -338,11 +335,7 @@ impl Stage for MaskingStage {
         if self.restorer.is_empty() && !config.has_deny_words() {
             return BodyMode::Untouched;
         }
-        let status: u32 = ex
-            .response_header(host, ":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if !(200..300).contains(&status) {
+        if !(200..300).contains(&ex.response_status(host)) {
             return BodyMode::Untouched;
         }
         let content_type = ex.response_header(host, "content-type").unwrap_or_default();

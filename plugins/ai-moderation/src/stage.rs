@@ -6,7 +6,7 @@ use crate::core::{self, ServiceVerdict};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
-use sdk::guard::HeldStream;
+use sdk::guard::{checked_answer, CheckedAnswer, HeldStream};
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
@@ -363,10 +363,7 @@ impl Stage for ModerationStage {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.checks(Direction::Request) && !config.checks(Direction::Response) {
@@ -435,23 +432,16 @@ impl Stage for ModerationStage {
         if !config.checks(Direction::Response) {
             return BodyMode::Untouched;
         }
-        let status: u32 = ex
-            .response_header(host, ":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if !(200..300).contains(&status) {
-            return BodyMode::Untouched;
-        }
-        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
-        if content_type.contains("text/event-stream") {
-            self.answer = Answer::Stream(Box::new(HeldStream::new(
-                self.protocol,
-                config.stream_window,
-            )));
-            BodyMode::Stream
-        } else {
-            self.answer = Answer::Json;
-            BodyMode::Buffer
+        match checked_answer(host, ex, self.protocol, config.stream_window) {
+            None => BodyMode::Untouched,
+            Some(CheckedAnswer::Stream(stream)) => {
+                self.answer = Answer::Stream(stream);
+                BodyMode::Stream
+            }
+            Some(CheckedAnswer::Whole) => {
+                self.answer = Answer::Json;
+                BodyMode::Buffer
+            }
         }
     }
 

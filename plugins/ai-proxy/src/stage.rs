@@ -338,10 +338,7 @@ impl Stage for ProxyStage {
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if let Some(e) = &config.unusable {

@@ -345,10 +345,7 @@ impl Stage for QuotaStage {
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         let consumer = ex

@@ -7,7 +7,9 @@ use crate::core::{self, CallInput, Verdict};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
-use sdk::guard::{deny_response, split_text, HeldStream, JSON_CONTENT_TYPE};
+use sdk::guard::{
+    checked_answer, deny_response, split_text, CheckedAnswer, HeldStream, JSON_CONTENT_TYPE,
+};
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::llm::{anthropic, openai};
 use sdk::pipeline::{
@@ -260,7 +262,7 @@ impl GuardStage {
             log.push(("safecheck_request_id", json!(last)));
             log.push(("safecheck_request_ids", json!(self.request_ids)));
         }
-        sdk::facts::merge_ai_log(host, &log);
+        sdk::facts::merge_ai_log(host, log);
         let blocked = result == "deny";
         set(
             sdk::facts::GUARDRAIL_RESULT,
@@ -511,10 +513,7 @@ impl Stage for GuardStage {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.check_request && !config.check_response {
@@ -587,23 +586,16 @@ impl Stage for GuardStage {
         if !config.check_response {
             return BodyMode::Untouched;
         }
-        let status: u32 = ex
-            .response_header(host, ":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if !(200..300).contains(&status) {
-            return BodyMode::Untouched;
-        }
-        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
-        if content_type.contains("text/event-stream") {
-            self.answer = Answer::Stream(Box::new(HeldStream::new(
-                self.protocol,
-                config.stream_window,
-            )));
-            BodyMode::Stream
-        } else {
-            self.answer = Answer::Json { held: 0 };
-            BodyMode::Buffer
+        match checked_answer(host, ex, self.protocol, config.stream_window) {
+            None => BodyMode::Untouched,
+            Some(CheckedAnswer::Stream(stream)) => {
+                self.answer = Answer::Stream(stream);
+                BodyMode::Stream
+            }
+            Some(CheckedAnswer::Whole) => {
+                self.answer = Answer::Json { held: 0 };
+                BodyMode::Buffer
+            }
         }
     }
 

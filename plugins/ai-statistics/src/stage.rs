@@ -309,10 +309,7 @@ impl Stage for StatsStage {
         if self.active.is_none() {
             return BodyMode::Untouched;
         }
-        self.status = ex
-            .response_header(host, ":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        self.status = ex.response_status(host);
         self.collect_headers(ValueSource::ResponseHeader, |name| {
             host.response_header(name)
         });

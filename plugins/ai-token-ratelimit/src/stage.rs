@@ -210,10 +210,7 @@ impl Stage for RateLimitStage {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         for (i, item) in config.compiled.iter().enumerate() {

@@ -282,15 +282,9 @@ impl Stage for McpStage {
             log["consumer"] = Value::String(c.clone());
         }
         // Added to what another plugin (ai-statistics) wrote for this request.
-        let mut merged = host
-            .property(&[sdk::facts::AI_LOG])
-            .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-            .unwrap_or_default();
         if let Value::Object(mine) = log {
-            merged.extend(mine);
+            sdk::facts::merge_ai_log(host, mine);
         }
-        let text = Value::Object(merged).to_string();
-        let _ = host.set_property(&[sdk::facts::AI_LOG], text.as_bytes());
     }
 }
 
