@@ -15,7 +15,7 @@ use sim::{Answer, Sent, Sim};
 pub type Target = fn(&[u8]) -> Result<(), String>;
 
 /// Every target, by name (the corpus directory and the libFuzzer binary share it).
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 11] = [
     ("sse", sse),
     ("event_stream", event_stream),
     ("gateway", gateway),
@@ -25,6 +25,8 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("usage", usage),
     ("tokens", tokens),
     ("responses", responses),
+    ("mcp", mcp),
+    ("masking", masking),
 ];
 
 /// Chunk boundaries for `data`, from a seed: sizes 1..=max, deterministic.
@@ -564,4 +566,185 @@ pub fn responses(data: &[u8]) -> Result<(), String> {
             )
         }
     }
+}
+
+/// An mcp-server config with two tools (as the e2e suite's), on every route.
+const MCP_CONFIG: &str = r#"{"ai-statistics": {}, "mcp-server": {
+  "server": {"name": "weather-tools", "type": "rest", "config": {"apiKey": "k"}},
+  "tools": [
+    {"name": "get_weather", "description": "Current weather",
+     "args": [{"name": "location", "type": "string", "required": true},
+              {"name": "unit", "type": "string", "enum": ["c", "f"], "default": "c"}],
+     "requestTemplate": {"url": "http://rest-api/weather?city={{.args.location}}", "method": "GET"},
+     "responseTemplate": {"body": "Weather in {{.city}}"}},
+    {"name": "get_forecast", "description": "Forecast",
+     "args": [{"name": "city", "type": "string", "required": true},
+              {"name": "days", "type": "integer", "required": true}],
+     "requestTemplate": {"url": "http://rest-api/forecast", "method": "POST", "argsToJsonBody": true}}
+  ],
+  "consumers": [{"name": "bob", "allowTools": ["get_weather"]}]},
+  "ai-proxy": {"provider": {"type": "openai", "apiTokens": ["k"]}}}"#;
+
+/// A JSON-RPC answer: a response object (or a batch of them) with `jsonrpc: "2.0"` and a result
+/// or an error.
+fn json_rpc(v: &Value) -> bool {
+    let one =
+        |o: &Value| o["jsonrpc"] == "2.0" && (o.get("result").is_some() ^ o.get("error").is_some());
+    match v {
+        Value::Array(items) => !items.is_empty() && items.iter().all(one),
+        other => one(other),
+    }
+}
+
+/// mcp-server's JSON-RPC handling: any POST body, with any of the protocol headers, is answered
+/// by the gateway itself (never the upstream): a JSON-RPC answer as JSON or one SSE event, a 202
+/// for notifications, or a tool call going out to its cluster.
+///
+/// Input: `[header choice, body…]`.
+pub fn mcp(data: &[u8]) -> Result<(), String> {
+    let (choice, body) = first(data);
+    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, MCP_CONFIG.as_bytes())
+        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let version = ["2025-06-18", "2025-03-26", "2026-07-28", "1999-01-01"][usize::from(choice & 3)];
+    let accept = [
+        "application/json, text/event-stream",
+        "text/event-stream, application/json",
+        "application/json",
+        "*/*",
+    ][usize::from((choice >> 2) & 3)];
+    let method = ["tools/call", "tools/list", "initialize", "server/discover"]
+        [usize::from((choice >> 4) & 3)];
+    let consumer = if choice & 0x40 != 0 { "bob" } else { "ann" };
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", "/mcp"),
+        (":authority", "gw"),
+        ("content-type", "application/json"),
+        ("accept", accept),
+        ("x-mse-consumer", consumer),
+    ];
+    if choice & 0x80 != 0 {
+        headers.push(("mcp-protocol-version", version));
+        headers.push(("mcp-method", method));
+    }
+    let mut sim = Sim::new(
+        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        &headers,
+    );
+    let chunks: Vec<&[u8]> = if body.is_empty() {
+        Vec::new()
+    } else {
+        vec![body]
+    };
+    match sim.request(&chunks)? {
+        Sent::Waiting => Ok(()),
+        Sent::Upstream => Err("an MCP request reached the upstream".into()),
+        Sent::Replied(reply) => {
+            if reply.status == 202
+                || reply.status == 405
+                || reply.status == 415
+                || reply.status == 406
+            {
+                return Ok(());
+            }
+            let sse = reply
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("text/event-stream"));
+            let value = if sse {
+                let events = sse_events(&reply.body)?;
+                check(events.len() == 1, || format!("{} SSE events", events.len()))?;
+                serde_json::from_str::<Value>(&events[0].data).map_err(|e| e.to_string())?
+            } else {
+                serde_json::from_slice::<Value>(&reply.body)
+                    .map_err(|e| format!("{e}: {:?}", String::from_utf8_lossy(&reply.body)))?
+            };
+            check(json_rpc(&value), || {
+                format!("not a JSON-RPC answer: {value}")
+            })?;
+            // bob may not see or call get_forecast.
+            let text = value.to_string();
+            check(
+                consumer != "bob" || !text.contains("\"get_forecast\""),
+                || format!("bob saw get_forecast: {text}"),
+            )
+        }
+    }
+}
+
+/// ai-data-masking with restore, on a streamed chat: the provider never sees the phone number
+/// or the e-mail address, and an answer that repeats the masked prompt (split anywhere) reaches
+/// the client with the originals back, unchanged otherwise.
+///
+/// Input: `[split seed, text…]` (the text is reduced to letters and spaces).
+pub fn masking(data: &[u8]) -> Result<(), String> {
+    const PHONE: &str = "13812345678";
+    const EMAIL: &str = "a.b@example.com";
+    let (seed, text) = first(data);
+    let letters: String = text
+        .iter()
+        .map(|b| match b % 28 {
+            26 | 27 => ' ',
+            n => char::from(b'a' + n),
+        })
+        .collect();
+    let original = format!("{letters} call {PHONE} or mail {EMAIL} ok");
+    let config = r#"{"ai-data-masking": {"replace_roles": [
+        {"regex": "%{MOBILE}", "type": "replace", "restore": true, "value": "[phone]"},
+        {"regex": "%{EMAILLOCALPART}@%{HOSTNAME:domain}", "type": "replace", "restore": true, "value": "****@$domain"}]},
+        "ai-proxy": {"provider": {"type": "openai", "apiTokens": ["k"]}}}"#;
+    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
+        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let mut sim = Sim::new(
+        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        &[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "gw"),
+        ],
+    );
+    let body = serde_json::json!({"model": "m", "stream": true,
+        "messages": [{"role": "user", "content": original}]})
+    .to_string();
+    match sim.request(&split(body.as_bytes(), seed, 64))? {
+        Sent::Upstream => {}
+        _ => return Err("a clean request did not go upstream".into()),
+    }
+    let sent: Value = serde_json::from_slice(&sim.host.request_body.borrow())
+        .map_err(|e| format!("provider body: {e}"))?;
+    let masked = sent["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    check(!masked.contains(PHONE) && !masked.contains(EMAIL), || {
+        format!("the provider saw the originals: {masked}")
+    })?;
+    // The model repeats the masked prompt, a few characters an event.
+    let mut stream = String::new();
+    let chars: Vec<char> = masked.chars().collect();
+    for piece in chars.chunks(usize::from(seed % 5) + 1) {
+        let piece: String = piece.iter().collect();
+        let chunk = serde_json::json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": {"content": piece}}]});
+        stream.push_str(&format!("data: {chunk}\n\n"));
+    }
+    stream.push_str("data: [DONE]\n\n");
+    let headers = vec![
+        (":status".to_string(), "200".to_string()),
+        ("content-type".to_string(), "text/event-stream".to_string()),
+    ];
+    let answer = sim.response(headers, &split(stream.as_bytes(), seed.rotate_left(2), 40))?;
+    well_formed(&answer, false)?;
+    let mut seen = String::new();
+    for e in sse_events(&answer.body)? {
+        if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
+            seen.push_str(
+                v["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    check(seen == original, || {
+        format!("restored {seen:?}, sent {original:?} (masked {masked:?})")
+    })
 }

@@ -307,6 +307,57 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         tokens.extend_from_slice(text.as_bytes());
         out.push(("tokens", format!("seed-{i}"), tokens));
     }
+    let rpc = [
+        (
+            0x00,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}}"#,
+        ),
+        (0x10, r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#),
+        (0x40, r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#),
+        (
+            0x00,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"get_weather","arguments":{}}}"#,
+        ),
+        (
+            0x00,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"get_weather","arguments":{"location":"Paris","unit":"k"}}}"#,
+        ),
+        (
+            0x40,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"get_forecast","arguments":{"city":"Paris","days":2}}}"#,
+        ),
+        (
+            0x00,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ),
+        (
+            0x01,
+            r#"[{"jsonrpc":"2.0","id":7,"method":"ping"},{"jsonrpc":"2.0","id":8,"method":"tools/list"}]"#,
+        ),
+        (
+            0x82,
+            r#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        ),
+        (
+            0x82,
+            r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"get_weather","arguments":{"location":"Oslo"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        ),
+        (0x05, r#"{"jsonrpc":"2.0","id":11,"method":"nope"}"#),
+        (0x00, "not json"),
+    ];
+    for (i, (choice, body)) in rpc.iter().enumerate() {
+        let mut input = vec![*choice];
+        input.extend_from_slice(body.as_bytes());
+        out.push(("mcp", format!("seed-{i}"), input));
+    }
+    for (i, text) in ["hello there", "", "zz zz zz zz zz zz zz zz zz zz zz"]
+        .iter()
+        .enumerate()
+    {
+        let mut input = vec![i as u8 * 7 + 1];
+        input.extend_from_slice(text.as_bytes());
+        out.push(("masking", format!("seed-{i}"), input));
+    }
     let configs: [(u8, &str); 6] = [
         (
             5,
