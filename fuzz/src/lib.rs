@@ -15,7 +15,7 @@ use sim::{Answer, Sent, Sim};
 pub type Target = fn(&[u8]) -> Result<(), String>;
 
 /// Every target, by name (the corpus directory and the libFuzzer binary share it).
-pub const TARGETS: [(&str, Target); 11] = [
+pub const TARGETS: [(&str, Target); 12] = [
     ("sse", sse),
     ("event_stream", event_stream),
     ("gateway", gateway),
@@ -27,6 +27,7 @@ pub const TARGETS: [(&str, Target); 11] = [
     ("responses", responses),
     ("mcp", mcp),
     ("masking", masking),
+    ("callouts", callouts),
 ];
 
 /// Chunk boundaries for `data`, from a seed: sizes 1..=max, deterministic.
@@ -747,4 +748,109 @@ pub fn masking(data: &[u8]) -> Result<(), String> {
     check(seen == original, || {
         format!("restored {seen:?}, sent {original:?} (masked {masked:?})")
     })
+}
+
+/// A stage that calls a service before the provider, in front of an OpenAI provider: the
+/// moderation service (fail open, fail closed), Alibaba Cloud content security, the quota store
+/// (webdis), the embedding service and the vector store (ai-cache), the agent's model and tools,
+/// and the rate limit service (gRPC).
+const CALLOUT_CONFIGS: [&str; 7] = [
+    r#""ai-moderation": {"checkRequest": true, "service": {"cluster": "mod", "timeout": 500, "failOpen": true}}"#,
+    r#""ai-moderation": {"checkRequest": true, "service": {"cluster": "mod", "timeout": 500, "failOpen": false}}"#,
+    r#""ai-security-guard": {"serviceName": "green", "servicePort": 80, "serviceHost": "green-cip.cn-shanghai.aliyuncs.com", "accessKey": "ak", "secretKey": "sk", "checkRequest": true, "timeout": 500}"#,
+    r#""ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "quota_store", "timeout": 500}}"#,
+    r#""ai-cache": {"embedding": {"type": "openai", "serviceName": "emb", "model": "e", "timeout": 500}, "vector": {"type": "chroma", "serviceName": "chroma", "collectionID": "c", "threshold": 0.5, "thresholdRelation": "lt", "timeout": 500}, "cache": {"type": "chroma", "serviceName": "chroma", "collectionID": "x", "timeout": 500}}"#,
+    r#""ai-agent": {"llm": {"apiKey": "k", "serviceName": "llm.svc", "servicePort": 80, "domain": "llm.example.com", "path": "/v1/chat/completions", "model": "m", "maxIterations": 3, "maxExecutionTime": 5000}, "apis": [{"apiProvider": {"serviceName": "weather.svc", "servicePort": 8080, "domain": "weather.example.com"}, "api": "openapi: 3.0.1\ninfo: {title: W, version: '1'}\npaths:\n  /weather:\n    get:\n      operationId: get_weather\n      parameters:\n        - {name: city, in: query, required: true, schema: {type: string}}\n"}]}"#,
+    r#""ai-token-ratelimit": {"rule_name": "r", "backend": "rls", "global_threshold": {"token_per_hour": 1000}, "rls": {"cluster": "rls", "domain": "d", "timeout": 500, "failure_mode_deny": true}}"#,
+];
+
+/// Every service a plugin calls, answering anything (any status, any bytes, as many times as it
+/// is called): the request is never left hanging — it goes on to the provider or gets a JSON
+/// error in the client's protocol — and nothing panics.
+///
+/// Input: `[config, status, body…]`.
+pub fn callouts(data: &[u8]) -> Result<(), String> {
+    callouts_made(data).map(|_| ())
+}
+
+/// [`callouts`], returning how many callouts were answered.
+pub fn callouts_made(data: &[u8]) -> Result<usize, String> {
+    let [which, status, body @ ..] = data else {
+        return Ok(0);
+    };
+    let stage = CALLOUT_CONFIGS[usize::from(*which) % CALLOUT_CONFIGS.len()];
+    let status = [200u32, 200, 400, 404, 429, 500, 503, 0][usize::from(*status & 7)];
+    let config = format!(
+        r#"{{{stage}, "ai-proxy": {{"provider": {{"type": "openai", "apiTokens": ["k"]}}}}}}"#
+    );
+    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
+        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let mut sim = Sim::new(
+        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        &[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "gw"),
+            ("x-mse-consumer", "alice"),
+        ],
+    );
+    let request = br#"{"model":"m","messages":[{"role":"user","content":"weather in Paris?"}]}"#;
+    match sim.request(&[request])? {
+        Sent::Upstream | Sent::Replied(_) => return Ok(0),
+        Sent::Waiting => {}
+    }
+    // Answer each callout in turn with the same status and bytes, for as long as new ones come.
+    let mut answered = 0;
+    for _ in 0..8 {
+        let pending: Vec<(u32, bool)> = sim
+            .host
+            .callouts
+            .borrow()
+            .iter()
+            .enumerate()
+            .skip(answered)
+            .map(|(i, c)| (i as u32 + 1, c.headers.iter().any(|(k, _)| k == ":method")))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        answered += pending.len();
+        for (token, http) in pending {
+            *sim.host.call_response_headers.borrow_mut() = if status == 0 {
+                Vec::new()
+            } else {
+                vec![(":status".into(), status.to_string())]
+            };
+            *sim.host.call_response_body.borrow_mut() = body.to_vec();
+            if http {
+                sim.pipeline
+                    .on_http_call_response(&sim.host, token, body.len());
+            } else {
+                let grpc = if status == 200 { 0 } else { 14 };
+                sim.pipeline
+                    .on_grpc_call_response(&sim.host, token, grpc, body.len());
+            }
+        }
+    }
+    if let Some(reply) = sim.host.local_reply() {
+        let answer = Answer {
+            status: reply.status,
+            headers: reply.headers,
+            body: reply.body,
+            local: true,
+        };
+        check(answer.status >= 200, || {
+            format!("reply status {}", answer.status)
+        })?;
+        return well_formed(&answer, false).map(|()| answered);
+    }
+    let resumed = sim.host.resumed.borrow().0 > 0;
+    let still_out = sim.host.callouts.borrow().len() > answered;
+    check(resumed || still_out, || {
+        format!(
+            "the request hangs after {answered} callouts: neither resumed nor answered ({})",
+            String::from_utf8_lossy(body)
+        )
+    })?;
+    Ok(answered)
 }

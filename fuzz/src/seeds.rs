@@ -358,6 +358,21 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
         input.extend_from_slice(text.as_bytes());
         out.push(("masking", format!("seed-{i}"), input));
     }
+    let answers: [&[u8]; 6] = [
+        br#"{"results":[{"flagged":false,"categories":{}}]}"#,
+        br#"{"results":[{"flagged":true,"categories":{"violence":true}}]}"#,
+        br#"{"Code":200,"Data":{"RiskLevel":"none","Result":[]},"RequestId":"r"}"#,
+        br#"{"DECRBY":5}"#,
+        br#"{"data":[{"embedding":[0.1,0.2,0.3],"index":0}],"model":"e","usage":{"prompt_tokens":1,"total_tokens":1}}"#,
+        b"<html>bad gateway</html>",
+    ];
+    for which in 0..7u8 {
+        for (i, answer) in answers.iter().enumerate() {
+            let mut input = vec![which, if i == 5 { 6 } else { 0 }];
+            input.extend_from_slice(answer);
+            out.push(("callouts", format!("seed-c{which}-{i}"), input));
+        }
+    }
     let configs: [(u8, &str); 6] = [
         (
             5,

@@ -25,3 +25,12 @@ fn gateway_seeds_are_answered_with_the_providers_text() {
     }
     assert!(reached >= 40, "only {reached} seeds reached a provider");
 }
+
+#[test]
+fn every_callout_config_makes_its_call() {
+    for which in 0..7u8 {
+        let input = [which, 0, b'{', b'}'];
+        let made = fuzz::callouts_made(&input).unwrap();
+        assert!(made > 0, "config {which} made no callout");
+    }
+}
