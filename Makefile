@@ -149,8 +149,8 @@ bench: setup build
 # Coverage-guided fuzzing of every target in fuzz/src (libFuzzer through cargo-fuzz, installed when
 # missing), FUZZ_SECONDS each, growing fuzz/corpus/<target> and minimizing it (cmin) after each
 # run; `make test` replays those corpora
-# (fuzz/tests/corpus.rs). A crash lands in fuzz/libfuzzer/artifacts/<target>/: copy it into the
-# corpus, where it stays as a regression input.
+# (fuzz/tests/corpus.rs). A crash lands in fuzz/libfuzzer/artifacts/<target>/: once fixed, copy
+# it into fuzz/regressions/<target>/ under a name that says what it caught (cmin never drops it).
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/libfuzzer/fuzz_targets/*.rs)))
 fuzz: rust-target

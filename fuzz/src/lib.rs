@@ -355,9 +355,13 @@ pub fn gateway_answer(data: &[u8]) -> Result<Answer, String> {
             let sse_out = answer
                 .header("content-type")
                 .is_some_and(|t| t.starts_with("text/event-stream"));
-            check(!cut || !sse_out || body.contains("error"), || {
-                format!("a stream cut mid-event ended quietly: {body:?}")
-            })?;
+            // (An answer that finished before the cut bytes is whole.)
+            let finished =
+                body.contains("\"finish_reason\":\"") || body.contains("\"stop_reason\":\"");
+            check(
+                !cut || !sse_out || finished || body.contains("error"),
+                || format!("a stream cut mid-event ended quietly: {body:?}"),
+            )?;
         }
     }
     Ok(answer)
@@ -428,8 +432,12 @@ pub fn moderation_stream(data: &[u8]) -> Result<(), String> {
             finishes.push(f.to_string());
         }
     }
-    let denied = text.to_lowercase().contains("forbidden");
-    check(!seen.to_lowercase().contains("forbidden"), || {
+    // Whether the text holds the denied word is the matcher's verdict on the whole text (whole
+    // words, case-insensitive); what the stream does must agree with it, whatever the windows.
+    let rules = sdk::matching::Rules::new(&["forbidden".to_string()], &[])
+        .map_err(|e| format!("rules: {e:?}"))?;
+    let denied = rules.find(&text).is_some();
+    check(rules.find(&seen).is_none(), || {
         format!("the denied word reached the client: {seen:?}")
     })?;
     if denied {
