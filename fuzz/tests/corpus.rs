@@ -3,6 +3,7 @@
 //! input that once broke an invariant, kept by name and never minimized away). Runs in
 //! `make test`; `make fuzz` grows the corpora.
 
+#![allow(clippy::unwrap_used)]
 use std::path::Path;
 
 fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
