@@ -208,6 +208,11 @@ fn gateway_pipeline(provider: &str) -> Result<sdk::pipeline::Pipeline, String> {
             "ai-prompt-decorator": {{"prepend": [{{"role": "system", "content": "Be brief."}}]}},
             "ai-proxy": {{"provider": {provider}}}}}"#
     );
+    one_filter(&config)
+}
+
+/// The pipeline the `ai-gateway` root id builds for one request from a one-filter config.
+fn one_filter(config: &str) -> Result<sdk::pipeline::Pipeline, String> {
     let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
         .map_err(|e| format!("fuzz config refused: {e}"))?;
     Ok(sdk::pipeline::Pipeline::new(
@@ -383,10 +388,9 @@ pub fn moderation_stream(data: &[u8]) -> Result<(), String> {
             "ai-proxy": {{"provider": {{"type": "openai", "apiTokens": ["k"]}}}}}}"#,
         u32::from(*window % 64) + 1
     );
-    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
-        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let pipeline = one_filter(&config)?;
     let mut sim = Sim::new(
-        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        pipeline,
         &[
             (":method", "POST"),
             (":path", "/v1/chat/completions"),
@@ -612,8 +616,7 @@ fn json_rpc(v: &Value) -> bool {
 /// Input: `[header choice, body…]`.
 pub fn mcp(data: &[u8]) -> Result<(), String> {
     let (choice, body) = first(data);
-    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, MCP_CONFIG.as_bytes())
-        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let pipeline = one_filter(MCP_CONFIG)?;
     let version = ["2025-06-18", "2025-03-26", "2026-07-28", "1999-01-01"][usize::from(choice & 3)];
     let accept = [
         "application/json, text/event-stream",
@@ -636,10 +639,7 @@ pub fn mcp(data: &[u8]) -> Result<(), String> {
         headers.push(("mcp-protocol-version", version));
         headers.push(("mcp-method", method));
     }
-    let mut sim = Sim::new(
-        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
-        &headers,
-    );
+    let mut sim = Sim::new(pipeline, &headers);
     let chunks: Vec<&[u8]> = if body.is_empty() {
         Vec::new()
     } else {
@@ -701,10 +701,9 @@ pub fn masking(data: &[u8]) -> Result<(), String> {
         {"regex": "%{MOBILE}", "type": "replace", "restore": true, "value": "[phone]"},
         {"regex": "%{EMAILLOCALPART}@%{HOSTNAME:domain}", "type": "replace", "restore": true, "value": "****@$domain"}]},
         "ai-proxy": {"provider": {"type": "openai", "apiTokens": ["k"]}}}"#;
-    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
-        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let pipeline = one_filter(config)?;
     let mut sim = Sim::new(
-        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        pipeline,
         &[
             (":method", "POST"),
             (":path", "/v1/chat/completions"),
@@ -791,10 +790,9 @@ pub fn callouts_made(data: &[u8]) -> Result<usize, String> {
     let config = format!(
         r#"{{{stage}, "ai-proxy": {{"provider": {{"type": "openai", "apiTokens": ["k"]}}}}}}"#
     );
-    let (loaded, _) = ai_gateway::loader(ai_gateway::GATEWAY, config.as_bytes())
-        .map_err(|e| format!("fuzz config refused: {e}"))?;
+    let pipeline = one_filter(&config)?;
     let mut sim = Sim::new(
-        sdk::pipeline::Pipeline::new(loaded.iter().flat_map(|l| l.stages()).collect()),
+        pipeline,
         &[
             (":method", "POST"),
             (":path", "/v1/chat/completions"),

@@ -541,6 +541,17 @@ impl Arrived {
     }
 }
 
+/// Puts `replacement` in place of the `held` bytes Envoy holds of the answer (a verdict that
+/// arrived from a callout, after the body callback returned); `plugin` names the log line.
+pub fn replace_held(host: &dyn crate::host::Host, plugin: &str, held: usize, replacement: &[u8]) {
+    if let Err(e) = host.set_response_body(0, held, replacement) {
+        host.log(
+            crate::host::LogLevel::Error,
+            &format!("[{plugin}] cannot replace the held answer: {e:?}"),
+        );
+    }
+}
+
 /// How a checking stage reads an answer (see [`checked_answer`]).
 pub enum CheckedAnswer {
     /// A stream, checked window by window while Envoy holds each window.

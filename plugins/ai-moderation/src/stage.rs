@@ -6,7 +6,7 @@ use crate::core::{self, ServiceVerdict};
 use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
-use sdk::guard::{checked_answer, CheckedAnswer, HeldStream};
+use sdk::guard::{checked_answer, replace_held, CheckedAnswer, HeldStream};
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
@@ -503,7 +503,7 @@ impl Stage for ModerationStage {
                 .into_bytes(),
                 _ => self.cut(),
             };
-            replace_held(host, held, &replacement);
+            replace_held(host, "ai-moderation", held, &replacement);
             self.holding = false;
             self.held = 0;
             return CallResult::ResumeResponse;
@@ -513,7 +513,7 @@ impl Stage for ModerationStage {
             if self.check_window(host, true) == WindowVerdict::Cut {
                 let held = self.held();
                 let ending = self.cut();
-                replace_held(host, held, &ending);
+                replace_held(host, "ai-moderation", held, &ending);
                 return CallResult::ResumeResponse;
             }
             if self.response_call.is_some() {
@@ -522,16 +522,6 @@ impl Stage for ModerationStage {
         }
         self.release();
         CallResult::ResumeResponse
-    }
-}
-
-/// Puts `replacement` in place of the `held` bytes Envoy holds.
-fn replace_held(host: &dyn Host, held: usize, replacement: &[u8]) {
-    if let Err(e) = host.set_response_body(0, held, replacement) {
-        host.log(
-            LogLevel::Error,
-            &format!("[ai-moderation] cannot replace the held answer: {e:?}"),
-        );
     }
 }
 

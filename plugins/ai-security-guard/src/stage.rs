@@ -8,7 +8,8 @@ use sdk::api::ClientProtocol;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::guard::{
-    checked_answer, deny_response, split_text, CheckedAnswer, HeldStream, JSON_CONTENT_TYPE,
+    checked_answer, deny_response, replace_held, split_text, CheckedAnswer, HeldStream,
+    JSON_CONTENT_TYPE,
 };
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::llm::{anthropic, openai};
@@ -18,6 +19,9 @@ use sdk::pipeline::{
 use serde_json::{json, Value};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
+
+/// Name in log lines.
+const PLUGIN: &str = "ai-security-guard";
 
 /// Which way the checked text travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,16 +408,6 @@ impl GuardStage {
         }
     }
 
-    /// Replaces what Envoy holds of the answer.
-    fn replace_held(host: &dyn Host, held: usize, bytes: &[u8]) {
-        if let Err(e) = host.set_response_body(0, held, bytes) {
-            host.log(
-                LogLevel::Error,
-                &format!("[ai-security-guard] cannot replace the held answer: {e:?}"),
-            );
-        }
-    }
-
     fn on_response_verdict(
         &mut self,
         host: &dyn Host,
@@ -453,7 +447,7 @@ impl GuardStage {
                 Answer::Json { held } => {
                     let message = Self::deny_text(config, advice.as_deref());
                     let (_, body) = deny_response(self.protocol, false, 200, &message, &self.model);
-                    Self::replace_held(host, *held, body.as_bytes());
+                    replace_held(host, PLUGIN, *held, body.as_bytes());
                     // The replacement is the whole answer.
                     self.blocked = false;
                     self.answer = Answer::Off;
@@ -461,7 +455,7 @@ impl GuardStage {
                 Answer::Stream(stream) => {
                     let held = stream.held();
                     let ending = stream.cut();
-                    Self::replace_held(host, held, &ending);
+                    replace_held(host, PLUGIN, held, &ending);
                 }
                 Answer::Off => {}
             }
