@@ -6,12 +6,13 @@ use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
 use crate::translate::{
-    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, triton,
-    ChunkTranslator, ReasoningMode, SseTranslator, TranslateError,
+    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, responses, triton,
+    ChunkTranslator, ReasoningMode, Reencode, SseTranslator, TranslateError,
 };
 use sdk::api::{ApiKind, ClientProtocol};
 use sdk::error::ErrorReply;
 use sdk::llm::openai;
+use sdk::llm::responses::ResponsesEncoder;
 use sdk::pipeline::RequestBody;
 use serde_json::{json, Value};
 use std::time::SystemTime;
@@ -29,6 +30,36 @@ pub struct Outbound {
     pub stream: bool,
     /// The model sent upstream (after mapping).
     pub model: String,
+}
+
+/// The API the client speaks: decides the shape of translated answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// OpenAI chat completions (and every API passed through as it is).
+    Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI Responses, to a provider that does not serve it.
+    Responses,
+}
+
+impl Client {
+    /// The client of a request for `api` to `p`.
+    pub fn of(api: ApiKind, p: &Provider) -> Client {
+        match api {
+            ApiKind::AnthropicMessages => Client::Messages,
+            ApiKind::Responses if !p.serves_responses() => Client::Responses,
+            _ => Client::Chat,
+        }
+    }
+
+    /// The shape of its errors.
+    pub fn protocol(self) -> ClientProtocol {
+        match self {
+            Client::Messages => ClientProtocol::Anthropic,
+            Client::Chat | Client::Responses => ClientProtocol::OpenAi,
+        }
+    }
 }
 
 fn bad_request(e: TranslateError) -> ErrorReply {
@@ -98,7 +129,7 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
     let body_api = matches!(
         api,
         ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-    );
+    ) || Client::of(api, p) == Client::Responses;
     body_api
         && (p.auth == Auth::SigV4
             || matches!(
@@ -110,10 +141,10 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
 /// Whether the upstream path depends on the body (the model is part of it).
 pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
     matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)
-        && matches!(
+        && (matches!(
             api,
             ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-        )
+        ) || Client::of(api, p) == Client::Responses)
 }
 
 /// Translates the client's body for provider `p`. `path` is the upstream path chosen from the
@@ -132,6 +163,15 @@ pub fn outbound(
             let include_usage = p.include_usage || p.family != Family::OpenAi;
             RequestBody::Chat(
                 messages::to_openai_request(&msgs, &model, include_usage).map_err(bad_request)?,
+            )
+        }
+        RequestBody::Json(v) if Client::of(api, p) == Client::Responses => {
+            let model = p
+                .mapping
+                .map(v.get("model").and_then(Value::as_str).unwrap_or_default());
+            let include_usage = p.include_usage || p.family != Family::OpenAi;
+            RequestBody::Chat(
+                responses::to_chat_request(&v, &model, include_usage).map_err(bad_request)?,
             )
         }
         other => other,
@@ -391,10 +431,10 @@ pub enum Plan {
 }
 
 /// Whether answers from `family` need rewriting for `client`.
-pub fn translating(client: ClientProtocol, family: Family) -> bool {
+pub fn translating(client: Client, family: Family) -> bool {
     !matches!(
         (client, family),
-        (ClientProtocol::OpenAi, Family::OpenAi) | (ClientProtocol::Anthropic, Family::Claude)
+        (Client::Chat, Family::OpenAi) | (Client::Messages, Family::Claude)
     )
 }
 
@@ -446,14 +486,15 @@ impl ChunkTranslator for Chain {
 
 /// Plans the rewrite of a successful answer.
 pub fn plan(
-    client: ClientProtocol,
+    client: Client,
     family: Family,
     stream: bool,
     model: &str,
     reasoning: ReasoningMode,
     native: &Native,
+    created: u64,
 ) -> Plan {
-    let filter_reasoning = client == ClientProtocol::OpenAi
+    let filter_reasoning = client == Client::Chat
         && reasoning != ReasoningMode::Passthrough
         && matches!(family, Family::OpenAi | Family::Claude);
     if !translating(client, family) && !filter_reasoning {
@@ -474,18 +515,20 @@ pub fn plan(
             None => filter,
         });
     }
-    let to_messages = || -> Box<dyn ChunkTranslator> {
-        Box::new(SseTranslator::new(messages::MessagesStream::new()))
+    // The client's encoder over OpenAI chunks (the shape every provider stream is read into).
+    let encoder: Option<Box<dyn ChunkTranslator>> = match client {
+        Client::Chat => None,
+        Client::Messages => Some(Box::new(
+            SseTranslator::new(messages::MessagesStream::new()),
+        )),
+        Client::Responses => Some(Box::new(SseTranslator::new(Reencode::with(
+            ResponsesEncoder::new(true, created),
+        )))),
     };
-    match (client, openai_stream(family, model, reasoning, native)) {
-        (ClientProtocol::OpenAi, Some(t)) => Plan::Stream(t),
-        (ClientProtocol::Anthropic, Some(first)) => Plan::Stream(Box::new(Chain {
-            first,
-            second: to_messages(),
-        })),
-        (ClientProtocol::Anthropic, None) if family == Family::OpenAi => {
-            Plan::Stream(to_messages())
-        }
+    match (openai_stream(family, model, reasoning, native), encoder) {
+        (Some(t), None) => Plan::Stream(t),
+        (Some(first), Some(second)) => Plan::Stream(Box::new(Chain { first, second })),
+        (None, Some(encoder)) if family == Family::OpenAi => Plan::Stream(encoder),
         // A provider without streams answered JSON to a stream request: buffered.
         _ => Plan::Json,
     }
@@ -494,7 +537,7 @@ pub fn plan(
 /// Translates a whole successful answer.
 #[allow(clippy::too_many_arguments)]
 pub fn translate_json(
-    client: ClientProtocol,
+    client: Client,
     family: Family,
     native: &Native,
     api: ApiKind,
@@ -502,6 +545,7 @@ pub fn translate_json(
     model: &str,
     reasoning: ReasoningMode,
     stream: bool,
+    created: u64,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
     if api == ApiKind::Embeddings {
@@ -536,12 +580,16 @@ pub fn translate_json(
         reasoning::apply_to_response(&mut chat, reasoning);
     }
     let encoded = match client {
-        ClientProtocol::OpenAi if stream => {
+        Client::Chat if stream => {
             // A stream request answered whole (DeepL, or a fallback callout): sent as SSE.
             return Ok(as_sse(&chat).into_bytes());
         }
-        ClientProtocol::OpenAi => serde_json::to_vec(&chat),
-        ClientProtocol::Anthropic => serde_json::to_vec(&messages::to_messages_response(&chat)),
+        Client::Chat => serde_json::to_vec(&chat),
+        Client::Messages => serde_json::to_vec(&messages::to_messages_response(&chat)),
+        Client::Responses => {
+            let chat = serde_json::to_value(&chat).map_err(|e| e.to_string())?;
+            return Ok(responses::from_chat_completion(&chat, stream, created).into_bytes());
+        }
     };
     encoded.map_err(|e| e.to_string())
 }

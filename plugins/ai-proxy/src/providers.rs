@@ -94,6 +94,10 @@ pub struct BedrockSettings {
     pub cache_retention: Option<String>,
 }
 
+/// OpenAI-compatible types that serve the Responses API themselves (as in Higress); the others
+/// get Responses requests as chat completions.
+const RESPONSES_NATIVE: &[&str] = &["openai", "azure", "groq", "vllm", "doubao"];
+
 /// One row of the OpenAI-compatible table.
 struct Spec {
     kind: &'static str,
@@ -294,7 +298,11 @@ impl Provider {
         }
     }
 
-    /// The upstream path for an API, or `None` when the provider lacks it.
+    /// Whether Responses API requests pass to the provider as they are.
+    pub fn serves_responses(&self) -> bool {
+        self.responses.is_some()
+    }
+
     /// The client's path as the provider sees it (`basePath` removed when so configured).
     pub fn client_path<'a>(&self, path: &'a str) -> &'a str {
         match &self.base_path {
@@ -323,6 +331,7 @@ impl Provider {
         out
     }
 
+    /// The upstream path for an API, or `None` when the provider lacks it.
     pub fn path_for(&self, api: ApiKind, client_path: &str) -> Option<String> {
         let path = match (api, self.family) {
             (ApiKind::ChatCompletions | ApiKind::AnthropicMessages, _) => Some(self.chat.clone()),
@@ -330,7 +339,8 @@ impl Provider {
             (ApiKind::Embeddings, _) => self.embeddings.clone(),
             (ApiKind::Models, _) => self.models.clone(),
             (ApiKind::ImageGenerations, _) => self.images.clone(),
-            (ApiKind::Responses, _) => self.responses.clone(),
+            // A provider that does not serve it gets the request as a chat completion.
+            (ApiKind::Responses, _) => self.responses.clone().or_else(|| Some(self.chat.clone())),
             (ApiKind::Other, Family::OpenAi) if self.passthrough => {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
@@ -564,7 +574,9 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.images = Some(format!("{}/images/generations", p.base));
         // Azure's Responses API is not per deployment (see `passthrough_base`).
         let root = p.passthrough_base.as_deref().unwrap_or(&p.base);
-        p.responses = Some(format!("{root}/responses"));
+        if RESPONSES_NATIVE.contains(&kind) {
+            p.responses = Some(format!("{root}/responses"));
+        }
     }
     if let Some(domain) = c.provider_domain.as_deref().filter(|d| !d.is_empty()) {
         p.host = domain.to_string();
@@ -600,10 +612,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             "openai/v1/embeddings" => p.embeddings.get_or_insert_with(String::new),
             "openai/v1/models" => p.models.get_or_insert_with(String::new),
             "openai/v1/imagegeneration" => p.images.get_or_insert_with(String::new),
+            "openai/v1/responses" => p.responses.get_or_insert_with(String::new),
             _ => {
                 return Err(ConfigError::new(
                     format!("capabilities.{key}"),
-                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration)",
+                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration, openai/v1/responses)",
                 ))
             }
         };

@@ -161,7 +161,7 @@ impl ProxyStage {
     fn plan_response(
         &mut self,
         host: &dyn Host,
-        client: ClientProtocol,
+        api: ApiKind,
         status: u32,
         content_type: &str,
         error_type: Option<String>,
@@ -169,6 +169,11 @@ impl ProxyStage {
         let Some((family, reasoning)) = self.answering else {
             return BodyMode::Untouched;
         };
+        let rules = self.rules.clone();
+        let Some(p) = self.answering_provider(&rules) else {
+            return BodyMode::Untouched;
+        };
+        let client = native::Client::of(api, p);
         let translate = native::translating(client, family);
         let is_json = content_type.contains("json");
         if status >= 400 {
@@ -184,18 +189,23 @@ impl ProxyStage {
         let streamed = (self.stream || family != Family::Dify)
             && (content_type.contains("text/event-stream")
                 || content_type.contains("vnd.amazon.eventstream"));
-        let rules = self.rules.clone();
-        let Some(p) = self.answering_provider(&rules) else {
-            return BodyMode::Untouched;
-        };
-        match native::plan(client, family, streamed, &self.model, reasoning, &p.native) {
+        let created = unix_seconds(host);
+        match native::plan(
+            client,
+            family,
+            streamed,
+            &self.model,
+            reasoning,
+            &p.native,
+            created,
+        ) {
             native::Plan::Untouched => {
                 self.response = Response::Untouched;
                 BodyMode::Untouched
             }
             native::Plan::Json => {
                 self.response = Response::Json;
-                let ct = if self.stream && client == ClientProtocol::OpenAi {
+                let ct = if self.stream && client != native::Client::Messages {
                     "text/event-stream"
                 } else {
                     "application/json"
@@ -317,6 +327,13 @@ impl ProxyStage {
             Err(_) => false,
         }
     }
+}
+
+/// The host's clock in Unix seconds.
+fn unix_seconds(host: &dyn Host) -> u64 {
+    host.now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// What a non-streaming request needs to be sent again with another key.
@@ -481,13 +498,15 @@ impl Stage for ProxyStage {
         }
         // A protocol switch (WebSocket upgrade) and a passed-through API's answers go to the
         // client as they are.
-        let as_is = matches!(ex.api(), ApiKind::Other | ApiKind::Responses);
+        let api = ex.api();
+        let native_responses = api == ApiKind::Responses && p.serves_responses();
+        let as_is = api == ApiKind::Other || native_responses;
         if status < 200 || (as_is && status < 400) {
             return BodyMode::Untouched;
         }
         let content_type = host.response_header("content-type").unwrap_or_default();
         let error_type = host.response_header("x-amzn-errortype");
-        self.plan_response(host, ex.protocol(), status, &content_type, error_type)
+        self.plan_response(host, ex.api(), status, &content_type, error_type)
     }
 
     fn on_http_call_response(
@@ -561,7 +580,7 @@ impl Stage for ProxyStage {
                     let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
                     host.set_response_header("x-ai-gateway-fallback", Some(p.name()));
                 }
-                self.plan_response(host, ex.protocol(), status, &content_type, error_type);
+                self.plan_response(host, ex.api(), status, &content_type, error_type);
             }
             _ => {
                 // The callout itself failed (timeout, reset): the first answer goes out as it was.
@@ -571,7 +590,7 @@ impl Stage for ProxyStage {
                     .unwrap_or(502);
                 let content_type = host.response_header("content-type").unwrap_or_default();
                 let error_type = host.response_header("x-amzn-errortype");
-                self.plan_response(host, ex.protocol(), status, &content_type, error_type);
+                self.plan_response(host, ex.api(), status, &content_type, error_type);
             }
         }
         CallResult::ResumeResponse
@@ -608,7 +627,8 @@ impl Stage for ProxyStage {
                 native::translate_error(client, family, *status, &chunk, error_type.as_deref())
             }
             Response::Json => native::translate_json(
-                client,
+                self.answering_provider(&rules)
+                    .map_or(native::Client::Chat, |p| native::Client::of(ex.api(), p)),
                 family,
                 self.answering_provider(&rules)
                     .map_or(&Native::None, |p| &p.native),
@@ -617,6 +637,7 @@ impl Stage for ProxyStage {
                 &self.model,
                 reasoning,
                 self.stream,
+                unix_seconds(host),
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();
@@ -859,12 +880,52 @@ mod tests {
             p.on_response_body(&host, event.len(), true);
             assert_eq!(&*host.response_body.borrow(), event);
         }
-        // Types that do not speak it answer 404 before anything is sent.
-        let mut p = pipeline(r#"{"provider": {"type": "claude", "apiTokens": ["k"]}}"#);
-        let host =
-            MockHost::with_request_headers(&[(":method", "POST"), (":path", "/v1/responses")]);
-        p.on_request_headers(&host, false);
-        assert_eq!(host.local_reply().unwrap().status, 404);
+    }
+
+    #[test]
+    fn responses_to_a_provider_without_it_go_as_its_chat() {
+        let mut p = pipeline(
+            r#"{"provider": {"type": "claude", "apiTokens": ["k"], "modelMapping": {"*": "claude-x"}}}"#,
+        );
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/responses"),
+            (":authority", "gw"),
+        ]);
+        request(
+            &mut p,
+            &host,
+            r#"{"model":"m","instructions":"Be brief.","input":"hi","stream":true}"#,
+        );
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/v1/messages")
+        );
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert_eq!(sent["model"], "claude-x");
+        assert_eq!(sent["system"], "Be brief.");
+        assert_eq!(sent["messages"][0]["content"][0]["text"], "hi");
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "text/event-stream".into()),
+        ];
+        p.on_response_headers(&host);
+        let upstream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":0}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":1}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        *host.response_body.borrow_mut() = upstream.as_bytes().to_vec();
+        p.on_response_body(&host, upstream.len(), true);
+        let out = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+        assert!(out.starts_with("event: response.created\n"), "{out}");
+        assert!(out.contains("\"delta\":\"Hello\""), "{out}");
+        let last = out.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("event: response.completed\n"), "{out}");
+        assert!(last.contains("\"input_tokens\":3"), "{out}");
+        assert!(last.contains("\"output_tokens\":1"), "{out}");
     }
 
     #[test]

@@ -208,6 +208,205 @@ pub enum StreamEvent {
     },
 }
 
+/// Anthropic `stop_reason` for an OpenAI `finish_reason`; a plain stop after tool calls is
+/// `tool_use` (some OpenAI-compatible servers report it that way).
+pub fn stop_reason(finish_reason: Option<&str>, saw_tool_call: bool) -> &'static str {
+    match finish_reason {
+        Some("length") => "max_tokens",
+        Some("tool_calls") | Some("function_call") => "tool_use",
+        Some("content_filter") => "refusal",
+        _ if saw_tool_call => "tool_use",
+        _ => "end_turn",
+    }
+}
+
+impl Usage {
+    /// Anthropic usage for normalised counts: `input_tokens` excludes cache reads and writes,
+    /// which are reported apart.
+    pub fn from_counts(u: &crate::usage::Usage) -> Usage {
+        let nonzero = |n: u64| (n > 0).then_some(n);
+        Usage {
+            input_tokens: Some(
+                u.input
+                    .saturating_sub(u.cached_input)
+                    .saturating_sub(u.cache_creation_input),
+            ),
+            output_tokens: u.output,
+            cache_creation_input_tokens: nonzero(u.cache_creation_input),
+            cache_read_input_tokens: nonzero(u.cached_input),
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// The content block open in an Anthropic stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenBlock {
+    Text,
+    Thinking,
+    Tool,
+}
+
+/// Writes canonical [`Event`](super::stream::Event)s as Anthropic's event sequence
+/// (`message_start`, content blocks, `message_delta`, `message_stop`). Keeps the id, model,
+/// the open block, counters and the last usage.
+#[derive(Debug, Default)]
+pub struct StreamEncoder {
+    id: String,
+    model: String,
+    started: bool,
+    done: bool,
+    next_index: u32,
+    open: Option<(u32, OpenBlock)>,
+    saw_tool_call: bool,
+    finish_reason: Option<String>,
+    usage: Option<crate::usage::Usage>,
+}
+
+fn send(out: &mut String, kind: &str, data: &Value) {
+    crate::sse::SseEvent::typed(kind, data.to_string()).encode_into(out);
+}
+
+impl StreamEncoder {
+    /// An encoder at the start of an answer.
+    pub fn new() -> Self {
+        StreamEncoder::default()
+    }
+
+    fn start(&mut self, out: &mut String) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let input = self.usage.as_ref().map_or(0, |u| {
+            Usage::from_counts(u).input_tokens.unwrap_or_default()
+        });
+        send(
+            out,
+            "message_start",
+            &serde_json::json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": 0}}}),
+        );
+    }
+
+    /// Opens a block of `kind` unless it is the open one; returns its index.
+    fn open(&mut self, kind: OpenBlock, block: Value, out: &mut String) -> u32 {
+        if let Some((index, open)) = self.open {
+            if open == kind && kind != OpenBlock::Tool {
+                return index;
+            }
+        }
+        self.close(out);
+        let index = self.next_index;
+        self.next_index = self.next_index.saturating_add(1);
+        send(
+            out,
+            "content_block_start",
+            &serde_json::json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+        self.open = Some((index, kind));
+        index
+    }
+
+    fn close(&mut self, out: &mut String) {
+        if let Some((index, _)) = self.open.take() {
+            send(
+                out,
+                "content_block_stop",
+                &serde_json::json!({"type": "content_block_stop", "index": index}),
+            );
+        }
+    }
+
+    fn delta(out: &mut String, index: u32, delta: Value) {
+        send(
+            out,
+            "content_block_delta",
+            &serde_json::json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+}
+
+impl super::stream::Encoder for StreamEncoder {
+    fn event(&mut self, event: super::stream::Event<'_>, out: &mut String) {
+        use super::stream::Event;
+        use serde_json::json;
+        if self.done {
+            return;
+        }
+        match event {
+            Event::Meta { id, model } => {
+                self.id = id.to_string();
+                self.model = model.to_string();
+            }
+            Event::Usage(u) => self.usage = Some(u),
+            Event::Finish(reason) => self.finish_reason = Some(reason.to_string()),
+            Event::Reasoning(r) => {
+                self.start(out);
+                let block = json!({"type": "thinking", "thinking": "", "signature": ""});
+                let index = self.open(OpenBlock::Thinking, block, out);
+                Self::delta(out, index, json!({"type": "thinking_delta", "thinking": r}));
+            }
+            Event::Text(t) => {
+                self.start(out);
+                let index = self.open(OpenBlock::Text, json!({"type": "text", "text": ""}), out);
+                Self::delta(out, index, json!({"type": "text_delta", "text": t}));
+            }
+            Event::ToolStart { id, name } => {
+                self.start(out);
+                let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
+                self.open(OpenBlock::Tool, block, out);
+                self.saw_tool_call = true;
+            }
+            Event::ToolArgs(args) => {
+                // Arguments of a call whose block was closed cannot be placed.
+                if let Some((index, OpenBlock::Tool)) = self.open {
+                    Self::delta(
+                        out,
+                        index,
+                        json!({"type": "input_json_delta", "partial_json": args}),
+                    );
+                }
+            }
+            Event::Error(message) => {
+                send(
+                    out,
+                    "error",
+                    &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                );
+                self.done = true;
+            }
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.start(out);
+        self.close(out);
+        let usage = Usage::from_counts(&self.usage.clone().unwrap_or_default());
+        send(
+            out,
+            "message_delta",
+            &serde_json::json!({"type": "message_delta",
+                "delta": {
+                    "stop_reason": stop_reason(self.finish_reason.as_deref(), self.saw_tool_call),
+                    "stop_sequence": null,
+                },
+                "usage": usage}),
+        );
+        send(
+            out,
+            "message_stop",
+            &serde_json::json!({"type": "message_stop"}),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

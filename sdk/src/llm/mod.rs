@@ -4,6 +4,8 @@
 pub mod answer;
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
+pub mod stream;
 
 use serde_json::{Map, Value};
 

@@ -7,7 +7,6 @@ use super::TranslateError;
 use super::{err, str_of};
 use sdk::error::ErrorReply;
 use sdk::llm::{anthropic, openai, Extra};
-use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
 
 /// Builds the OpenAI chat request for an Anthropic Messages request, sent to `model`.
@@ -299,28 +298,6 @@ fn openai_tool_choice(choice: &Value) -> Result<Value, TranslateError> {
     })
 }
 
-/// Anthropic `stop_reason` for an OpenAI `finish_reason`. A `stop` after tool calls is
-/// `tool_use` (some OpenAI-compatible servers report it that way).
-fn stop_reason(finish_reason: Option<&str>, saw_tool_call: bool) -> &'static str {
-    match finish_reason {
-        Some("length") => "max_tokens",
-        Some("tool_calls") | Some("function_call") => "tool_use",
-        Some("content_filter") => "refusal",
-        _ if saw_tool_call => "tool_use",
-        _ => "end_turn",
-    }
-}
-
-/// Token counts of an OpenAI usage object: (prompt, completion, cached prompt).
-fn usage_counts(usage: &Value) -> (u64, u64, Option<u64>) {
-    let n = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-    let cached = usage
-        .get("prompt_tokens_details")
-        .and_then(|d| d.get("cached_tokens"))
-        .and_then(Value::as_u64);
-    (n("prompt_tokens"), n("completion_tokens"), cached)
-}
-
 /// Anthropic usage for OpenAI counts. Anthropic's `input_tokens` excludes cache reads, which
 /// are reported apart as `cache_read_input_tokens`.
 fn anthropic_usage(prompt: u64, completion: u64, cached: Option<u64>) -> anthropic::Usage {
@@ -409,7 +386,7 @@ pub fn to_messages_response(resp: &openai::ChatResponse) -> anthropic::MessagesR
         role: "assistant".into(),
         model: resp.model.clone(),
         content,
-        stop_reason: Some(stop_reason(finish, saw_tool_call).to_string()),
+        stop_reason: Some(anthropic::stop_reason(finish, saw_tool_call).to_string()),
         stop_sequence: None,
         usage: anthropic_usage(prompt, completion, cached),
         extra: Extra::new(),
@@ -446,289 +423,14 @@ pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
     }
 }
 
-/// The content block open in the Anthropic stream.
-#[derive(Debug)]
-enum Open {
-    Text,
-    Thinking,
-    /// A tool call, by its OpenAI `tool_calls` index and id.
-    Tool {
-        call_index: u64,
-        id: String,
-    },
-}
-
-/// Translates OpenAI `chat.completion.chunk` events into Anthropic's event sequence
-/// (`message_start`, content blocks, `message_delta`, `message_stop`).
-///
-/// Keeps only the message id and model, the open block, counters and the last usage.
-#[derive(Debug, Default)]
-pub struct MessagesStream {
-    id: String,
-    model: String,
-    started: bool,
-    done: bool,
-    /// Index the next content block gets.
-    next_index: u32,
-    /// The open block and its index.
-    open: Option<(u32, Open)>,
-    /// OpenAI index of the last tool call started (its later pieces cannot reopen a closed block).
-    last_call_index: Option<u64>,
-    saw_tool_call: bool,
-    finish_reason: Option<String>,
-    /// (prompt, completion, cached prompt) tokens, once reported.
-    usage: Option<(u64, u64, Option<u64>)>,
-}
-
-fn send(out: &mut String, kind: &str, data: &Value) {
-    SseEvent::typed(kind, data.to_string()).encode_into(out);
-}
-
-impl MessagesStream {
-    /// A translator at the start of a stream.
-    pub fn new() -> Self {
-        MessagesStream::default()
-    }
-
-    /// One OpenAI SSE event (`data:` chunk JSON or `[DONE]`) in, Anthropic SSE events (with
-    /// `event: <type>` lines) appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        if self.done {
-            return;
-        }
-        let data = event.data.trim();
-        if data == "[DONE]" {
-            self.finish(out);
-            return;
-        }
-        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
-        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
-            let message = match error {
-                Value::String(s) => s.as_str(),
-                e => e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upstream stream error"),
-            };
-            send(
-                out,
-                "error",
-                &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
-            );
-            self.done = true;
-            return;
-        }
-        if self.id.is_empty() {
-            if let Some(id) = chunk.get("id").and_then(Value::as_str) {
-                self.id = id.to_string();
-            }
-        }
-        if self.model.is_empty() {
-            if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-                self.model = model.to_string();
-            }
-        }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.usage = Some(usage_counts(usage));
-        }
-        // Only the first choice is translated: Anthropic has no `n`.
-        let Some(choice) = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
-            })
-        else {
-            return;
-        };
-        self.start(out);
-        if let Some(delta) = choice.get("delta") {
-            self.on_delta(delta, out);
-        }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish_reason = Some(reason.to_string());
-        }
-    }
-
-    fn on_delta(&mut self, delta: &Value, out: &mut String) {
-        let reasoning = delta
-            .get("reasoning_content")
-            .or_else(|| delta.get("reasoning"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        if let Some(r) = reasoning {
-            let index = self.ensure_open(Open::Thinking, out);
-            send(
-                out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "thinking_delta", "thinking": r}}),
-            );
-        }
-        if let Some(t) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
-            let index = self.ensure_open(Open::Text, out);
-            send(
-                out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "text_delta", "text": t}}),
-            );
-        }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            self.on_tool_call(call, out);
-        }
-    }
-
-    fn on_tool_call(&mut self, call: &Value, out: &mut String) {
-        let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let function = call.get("function");
-        let same_block = match &self.open {
-            Some((
-                _,
-                Open::Tool {
-                    call_index: i,
-                    id: open_id,
-                },
-            )) => *i == call_index && id.is_none_or(|id| id == open_id),
-            _ => false,
-        };
-        if !same_block {
-            if id.is_none() && self.last_call_index == Some(call_index) {
-                // A late piece of a tool call whose block is already closed: not representable.
-                return;
-            }
-            self.close(out);
-            let index = self.next_index;
-            self.next_index = self.next_index.saturating_add(1);
-            let id = id.map_or_else(|| format!("toolu_{index}"), str::to_string);
-            let name = str_of(function, "name").unwrap_or_default();
-            send(
-                out,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
-            );
-            self.open = Some((index, Open::Tool { call_index, id }));
-            self.last_call_index = Some(call_index);
-            self.saw_tool_call = true;
-        }
-        if let (Some((index, _)), Some(args)) = (
-            &self.open,
-            str_of(function, "arguments").filter(|a| !a.is_empty()),
-        ) {
-            send(
-                out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": args}}),
-            );
-        }
-    }
-
-    /// Emits `message_start` once.
-    fn start(&mut self, out: &mut String) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        let input = self.usage.map_or(0, |(prompt, _, cached)| {
-            prompt.saturating_sub(cached.unwrap_or(0))
-        });
-        send(
-            out,
-            "message_start",
-            &json!({"type": "message_start", "message": {
-                "id": self.id,
-                "type": "message",
-                "role": "assistant",
-                "model": self.model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {"input_tokens": input, "output_tokens": 0},
-            }}),
-        );
-    }
-
-    /// Makes a text or thinking block the open one, opening it if needed; returns its index.
-    fn ensure_open(&mut self, kind: Open, out: &mut String) -> u32 {
-        match (&self.open, &kind) {
-            (Some((index, Open::Text)), Open::Text)
-            | (Some((index, Open::Thinking)), Open::Thinking) => return *index,
-            _ => {}
-        }
-        self.close(out);
-        let index = self.next_index;
-        self.next_index = self.next_index.saturating_add(1);
-        let block = match kind {
-            Open::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
-            _ => json!({"type": "text", "text": ""}),
-        };
-        send(
-            out,
-            "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": block}),
-        );
-        self.open = Some((index, kind));
-        index
-    }
-
-    /// Closes the open block, if any.
-    fn close(&mut self, out: &mut String) {
-        if let Some((index, _)) = self.open.take() {
-            send(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            );
-        }
-    }
-
-    /// Upstream ended (or sent `[DONE]`): closes the open block and emits `message_delta` and
-    /// `message_stop`, exactly once.
-    pub fn finish(&mut self, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.start(out);
-        self.close(out);
-        let (prompt, completion, cached) = self.usage.unwrap_or((0, 0, None));
-        let usage = anthropic_usage(prompt, completion, cached);
-        send(
-            out,
-            "message_delta",
-            &json!({"type": "message_delta",
-                "delta": {
-                    "stop_reason": stop_reason(self.finish_reason.as_deref(), self.saw_tool_call),
-                    "stop_sequence": null,
-                },
-                "usage": usage}),
-        );
-        send(out, "message_stop", &json!({"type": "message_stop"}));
-    }
-}
+/// OpenAI `chat.completion.chunk` events in, Anthropic's event sequence out.
+pub type MessagesStream = super::Reencode<anthropic::StreamEncoder>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use sdk::sse::SseDecoder;
+    use sdk::sse::SseEvent;
 
     fn openai_req(v: Value, include_usage: bool) -> Value {
         let req: anthropic::MessagesRequest = serde_json::from_value(v).unwrap();

@@ -11,9 +11,11 @@ pub mod gemini;
 pub mod messages;
 pub mod qwen;
 pub mod reasoning;
+pub mod responses;
 pub mod triton;
 
 use sdk::llm::openai;
+use sdk::llm::stream::{ChatChunkReader, Encoder, Event};
 use sdk::sse::{SseDecoder, SseEvent};
 
 /// A request that cannot be expressed in the target format.
@@ -213,16 +215,50 @@ impl StreamTranslator for claude::ClaudeStream {
     }
 }
 
-impl StreamTranslator for messages::MessagesStream {
+/// An OpenAI chat stream read into canonical events and written by a client protocol's
+/// encoder.
+#[derive(Debug, Default)]
+pub struct Reencode<E> {
+    reader: ChatChunkReader,
+    encoder: E,
+}
+
+impl<E: Encoder> Reencode<E> {
+    /// Reads OpenAI chunks for `encoder`.
+    pub fn with(encoder: E) -> Self {
+        Reencode {
+            reader: ChatChunkReader::new(),
+            encoder,
+        }
+    }
+
+    /// One OpenAI SSE event (`data:` chunk JSON or `[DONE]`).
+    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        self.reader.on_data(&event.data, &mut self.encoder, out);
+    }
+
+    /// The upstream stream ended.
+    pub fn finish(&mut self, out: &mut String) {
+        self.encoder.end(out);
+    }
+}
+
+impl<E: Encoder + Default> Reencode<E> {
+    /// A translator at the start of a stream.
+    pub fn new() -> Self {
+        Reencode::with(E::default())
+    }
+}
+
+impl<E: Encoder> StreamTranslator for Reencode<E> {
     fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        messages::MessagesStream::on_event(self, event, out)
+        Reencode::on_event(self, event, out)
     }
     fn finish(&mut self, out: &mut String) {
-        messages::MessagesStream::finish(self, out)
+        Reencode::finish(self, out)
     }
     fn fail(&mut self, message: &str, out: &mut String) {
-        // The OpenAI-style error event becomes an Anthropic `error` event.
-        messages::MessagesStream::on_event(self, &SseEvent::data(stream_error(message)), out);
-        messages::MessagesStream::finish(self, out)
+        self.encoder.event(Event::Error(message), out);
+        self.encoder.end(out)
     }
 }

@@ -1,0 +1,348 @@
+//! The canonical answer stream: the typed events any provider's answer is read into, and the
+//! [`Encoder`] each client protocol implements to write them (its start events, reasoning, tool
+//! calls, usage and end). An OpenAI chat stream is read into events by [`ChatChunkReader`]; the
+//! Anthropic Messages and Responses encoders live beside their wire types.
+
+use crate::usage::Usage;
+use serde_json::Value;
+
+/// One step of a streamed answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event<'a> {
+    /// The answer's id and model, as the provider named them (sent once, before anything else).
+    Meta {
+        /// The provider's answer id.
+        id: &'a str,
+        /// The model that answers.
+        model: &'a str,
+    },
+    /// Generated text.
+    Text(&'a str),
+    /// Reasoning ("thinking") text.
+    Reasoning(&'a str),
+    /// A tool call starts; its arguments follow as [`Event::ToolArgs`].
+    ToolStart {
+        /// The call id.
+        id: &'a str,
+        /// The function name.
+        name: &'a str,
+    },
+    /// A piece of the open tool call's JSON arguments.
+    ToolArgs(&'a str),
+    /// Why the answer ended, in OpenAI's vocabulary (`stop`, `length`, `tool_calls`,
+    /// `content_filter`).
+    Finish(&'a str),
+    /// Token usage (cumulative; a later report replaces an earlier one).
+    Usage(Usage),
+    /// The stream failed; nothing follows.
+    Error(&'a str),
+}
+
+/// Writes the events of one answer in a client's protocol.
+pub trait Encoder {
+    /// One event; wire text is appended to `out`.
+    fn event(&mut self, event: Event<'_>, out: &mut String);
+    /// The answer is over: the protocol's closing events, exactly once (nothing after an error).
+    fn end(&mut self, out: &mut String);
+}
+
+/// Reads OpenAI `chat.completion.chunk` events (first choice only) into [`Event`]s.
+///
+/// Parallel tool calls that share an index are told apart by their ids; a call without an id
+/// gets `call_<n>`.
+#[derive(Debug, Default)]
+pub struct ChatChunkReader {
+    met: bool,
+    /// The call being streamed: its OpenAI index and id.
+    call: Option<(u64, String)>,
+    calls: u32,
+}
+
+fn str_at<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+impl ChatChunkReader {
+    /// A reader at the start of a stream.
+    pub fn new() -> Self {
+        ChatChunkReader::default()
+    }
+
+    /// One SSE event's `data`: `[DONE]` ends the answer; text that is not JSON is skipped.
+    pub fn on_data(&mut self, data: &str, enc: &mut dyn Encoder, out: &mut String) {
+        let data = data.trim();
+        if data == "[DONE]" {
+            enc.end(out);
+            return;
+        }
+        if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+            self.on_chunk(&chunk, enc, out);
+        }
+    }
+
+    /// One parsed chunk.
+    pub fn on_chunk(&mut self, chunk: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let message = match error {
+                Value::String(s) => s.as_str(),
+                e => str_at(e, "message").unwrap_or("upstream stream error"),
+            };
+            enc.event(Event::Error(message), out);
+            return;
+        }
+        if !self.met {
+            let (id, model) = (str_at(chunk, "id"), str_at(chunk, "model"));
+            if id.is_some() || model.is_some() {
+                self.met = true;
+                enc.event(
+                    Event::Meta {
+                        id: id.unwrap_or_default(),
+                        model: model.unwrap_or_default(),
+                    },
+                    out,
+                );
+            }
+        }
+        // Only the first choice is read: the other protocols have no `n`.
+        let choice = chunk
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0)
+            });
+        if let Some(delta) = choice.and_then(|c| c.get("delta")) {
+            self.on_delta(delta, enc, out);
+        }
+        if let Some(reason) = choice.and_then(|c| str_at(c, "finish_reason")) {
+            enc.event(Event::Finish(reason), out);
+        }
+        if let Some(usage) = chunk
+            .get("usage")
+            .filter(|u| u.is_object())
+            .and_then(|_| crate::usage::from_json(chunk))
+        {
+            enc.event(Event::Usage(usage), out);
+        }
+    }
+
+    fn on_delta(&mut self, delta: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        let reasoning = str_at(delta, "reasoning_content").or_else(|| str_at(delta, "reasoning"));
+        if let Some(r) = reasoning.filter(|s| !s.is_empty()) {
+            enc.event(Event::Reasoning(r), out);
+        }
+        if let Some(t) = str_at(delta, "content").filter(|s| !s.is_empty()) {
+            enc.event(Event::Text(t), out);
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.on_tool_call(call, enc, out);
+        }
+    }
+
+    fn on_tool_call(&mut self, call: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let id = str_at(call, "id").filter(|s| !s.is_empty());
+        let function = call.get("function");
+        let same = match &self.call {
+            Some((i, open)) => *i == index && id.is_none_or(|id| id == open),
+            None => false,
+        };
+        if !same {
+            let id = id.map_or_else(|| format!("call_{}", self.calls), str::to_string);
+            self.calls = self.calls.saturating_add(1);
+            let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
+            enc.event(Event::ToolStart { id: &id, name }, out);
+            self.call = Some((index, id));
+        }
+        if let Some(args) = function
+            .and_then(|f| str_at(f, "arguments"))
+            .filter(|a| !a.is_empty())
+        {
+            enc.event(Event::ToolArgs(args), out);
+        }
+    }
+}
+
+/// Reads a whole OpenAI chat completion (first choice) as the events of one answer, ended.
+pub fn read_chat_completion(body: &Value, enc: &mut dyn Encoder, out: &mut String) {
+    enc.event(
+        Event::Meta {
+            id: str_at(body, "id").unwrap_or_default(),
+            model: str_at(body, "model").unwrap_or_default(),
+        },
+        out,
+    );
+    let choice = body.get("choices").and_then(|c| c.get(0));
+    if let Some(m) = choice.and_then(|c| c.get("message")) {
+        let reasoning = str_at(m, "reasoning_content").or_else(|| str_at(m, "reasoning"));
+        if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
+            enc.event(Event::Reasoning(r), out);
+        }
+        let text = match m.get("content") {
+            Some(content @ Value::Array(_)) => {
+                serde_json::from_value::<super::openai::Content>(content.clone())
+                    .map(|c| c.text())
+                    .unwrap_or_default()
+            }
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let text = match text.is_empty() {
+            true => str_at(m, "refusal").unwrap_or_default(),
+            false => &text,
+        };
+        if !text.is_empty() {
+            enc.event(Event::Text(text), out);
+        }
+        for (i, call) in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let function = call.get("function");
+            let id = match str_at(call, "id").filter(|s| !s.is_empty()) {
+                Some(id) => id.to_string(),
+                None => format!("call_{i}"),
+            };
+            let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
+            enc.event(Event::ToolStart { id: &id, name }, out);
+            if let Some(args) = function.and_then(|f| str_at(f, "arguments")) {
+                enc.event(Event::ToolArgs(args), out);
+            }
+        }
+    }
+    if let Some(reason) = choice.and_then(|c| str_at(c, "finish_reason")) {
+        enc.event(Event::Finish(reason), out);
+    }
+    if let Some(usage) = body
+        .get("usage")
+        .filter(|u| u.is_object())
+        .and_then(|_| crate::usage::from_json(body))
+    {
+        enc.event(Event::Usage(usage), out);
+    }
+    enc.end(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Records events as text.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl Encoder for Log {
+        fn event(&mut self, event: Event<'_>, _out: &mut String) {
+            self.0.push(match event {
+                Event::Usage(u) => format!("usage {} {}", u.input, u.output),
+                other => format!("{other:?}"),
+            });
+        }
+        fn end(&mut self, _out: &mut String) {
+            self.0.push("end".into());
+        }
+    }
+
+    fn read(chunks: &[Value]) -> Vec<String> {
+        let (mut r, mut log, mut out) = (ChatChunkReader::new(), Log::default(), String::new());
+        for c in chunks {
+            r.on_data(&c.to_string(), &mut log, &mut out);
+        }
+        r.on_data("[DONE]", &mut log, &mut out);
+        log.0
+    }
+
+    #[test]
+    fn a_whole_completion_is_one_answer() {
+        let (mut log, mut out) = (Log::default(), String::new());
+        let body = json!({"id": "c", "model": "m", "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": null, "refusal": "no", "reasoning_content": "r",
+            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}});
+        read_chat_completion(&body, &mut log, &mut out);
+        assert_eq!(
+            log.0,
+            [
+                r#"Meta { id: "c", model: "m" }"#,
+                r#"Reasoning("r")"#,
+                r#"Text("no")"#,
+                r#"ToolStart { id: "call_0", name: "f" }"#,
+                r#"ToolArgs("{}")"#,
+                r#"Finish("tool_calls")"#,
+                "usage 1 2",
+                "end"
+            ]
+        );
+    }
+
+    #[test]
+    fn chunks_become_events() {
+        let c = |delta: Value, finish: Value| json!({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        let log = read(&[
+            c(
+                json!({"role": "assistant", "reasoning_content": "hmm"}),
+                Value::Null,
+            ),
+            c(json!({"content": "Hi"}), Value::Null),
+            c(
+                json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{\"x\""}}]}),
+                Value::Null,
+            ),
+            c(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}),
+                Value::Null,
+            ),
+            // A second call on the same index, told apart by its id.
+            c(
+                json!({"tool_calls": [{"index": 0, "id": "b", "function": {"name": "g"}}]}),
+                json!("tool_calls"),
+            ),
+            json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+        ]);
+        assert_eq!(
+            log,
+            [
+                r#"Meta { id: "c1", model: "m" }"#,
+                r#"Reasoning("hmm")"#,
+                r#"Text("Hi")"#,
+                r#"ToolStart { id: "a", name: "f" }"#,
+                r#"ToolArgs("{\"x\"")"#,
+                r#"ToolArgs(":1}")"#,
+                r#"ToolStart { id: "b", name: "g" }"#,
+                r#"Finish("tool_calls")"#,
+                "usage 3 4",
+                "end"
+            ]
+        );
+    }
+
+    #[test]
+    fn error_chunks_and_generated_ids() {
+        let log = read(&[
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "function": {"name": "f"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 2, "id": "z", "function": {"name": "g"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 2, "function": {"arguments": "{}"}}]}}]}),
+            json!({"error": {"message": "overloaded"}}),
+        ]);
+        assert_eq!(
+            log,
+            [
+                r#"ToolStart { id: "call_0", name: "f" }"#,
+                r#"ToolStart { id: "z", name: "g" }"#,
+                r#"ToolArgs("{}")"#,
+                r#"Error("overloaded")"#,
+                "end"
+            ]
+        );
+    }
+}
