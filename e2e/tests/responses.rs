@@ -269,3 +269,103 @@ fn the_sdk_is_answered_natively_metered_and_charged() {
     };
     assert_eq!(shape(&resp.body), shape(&direct.body));
 }
+
+/// The official SDK's Responses API against providers that do not serve it: the request goes
+/// out as each provider's own chat API, and every answer (JSON, the typed stream through the
+/// SDK's strict `responses.stream` helper, tool calls, a follow-up turn with the call's output)
+/// comes back as Responses.
+#[test]
+fn the_sdk_reaches_providers_without_the_responses_api() {
+    let bedrock_model = "anthropic.claude-3-haiku-20240307-v1:0";
+    let cases = [
+        (
+            r#"{"provider":{"type":"claude","apiTokens":["sk-ant"],"modelMapping":{"*":"claude-haiku-4-5"}}}"#.to_string(),
+            "claude-haiku-4-5",
+            "/v1/messages",
+        ),
+        (
+            r#"{"provider":{"type":"gemini","apiTokens":["g-key"],"modelMapping":{"*":"gemini-2.5-flash"}}}"#.to_string(),
+            "gemini-2.5-flash",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+        ),
+        (
+            format!(
+                r#"{{"provider":{{"type":"bedrock","awsAccessKey":"AKIDMOCKBEDROCK",
+                "awsSecretKey":"mock-bedrock-secret","awsRegion":"us-east-1",
+                "modelMapping":{{"*":"{bedrock_model}"}}}}}}"#
+            ),
+            bedrock_model,
+            "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+        ),
+        (
+            r#"{"provider":{"type":"deepseek","apiTokens":["sk-ds"],"modelMapping":{"*":"deepseek-chat"}}}"#.to_string(),
+            "deepseek-chat",
+            "/v1/chat/completions",
+        ),
+    ];
+    for (config, model, first_path) in cases {
+        let gw = Gateway::start(
+            MOCK,
+            &Options::plugin("ai-proxy", &config).with_plugin("ai-statistics", "{}"),
+        )
+        .unwrap();
+        let out = run_sdk_script(
+            "openai_responses.py",
+            &[&format!("{}/v1", gw.envoy.url()), CLIENT_MODEL, "full"],
+        )
+        .unwrap_or_else(|e| panic!("{model}: {e}\n{}", gw.envoy.log()));
+        let reply = format!("mock reply from {model}");
+        let text = &out["text"];
+        assert_eq!(text["content"], reply, "{model}: {out}");
+        assert_eq!(text["status"], "completed", "{model}");
+        assert_eq!(text["model"], model);
+        assert_eq!(counts(&text["usage"]), (4, 4, 8), "{model}: {out}");
+
+        let stream = &out["stream"];
+        assert_eq!(stream["content"], "w0 w1 w2 w3 w4 ", "{model}: {out}");
+        assert_eq!(stream["completed_text"], "w0 w1 w2 w3 w4 ", "{model}");
+        assert_eq!(counts(&stream["usage"]), (1, 5, 6), "{model}: {out}");
+        let events: Vec<&str> = stream["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(events.first(), Some(&"response.created"), "{events:?}");
+        assert_eq!(events.last(), Some(&"response.completed"), "{events:?}");
+
+        let helper = &out["helper"];
+        assert_eq!(helper["deltas"], "w0 w1 w2 w3 w4 ", "{model}: {out}");
+        assert_eq!(helper["text"], "w0 w1 w2 w3 w4 ", "{model}");
+        assert_eq!(helper["status"], "completed");
+
+        let paris = json!({"location": "Paris"});
+        assert_eq!(out["tool"]["name"], "get_weather", "{model}: {out}");
+        assert_eq!(out["tool"]["arguments"], paris, "{model}");
+        assert_eq!(out["tool_stream"]["name"], "get_weather", "{model}: {out}");
+        assert_eq!(out["tool_stream"]["arguments"], paris, "{model}");
+        assert_eq!(out["tool_stream"]["deltas"], paris, "{model}");
+        assert_eq!(out["followup"]["content"], reply, "{model}: {out}");
+        assert_eq!(out["followup"]["status"], "completed");
+
+        // Each request went out in the provider's own API, never as `/v1/responses`.
+        let sent = gw.mock.requests().unwrap();
+        assert_eq!(sent.len(), 6, "{model}: {sent:?}");
+        assert_eq!(sent[0]["path"], first_path, "{model}");
+        assert!(
+            sent.iter().all(|r| r["path"] != "/v1/responses"),
+            "{sent:?}"
+        );
+        // The follow-up carried the call and its output back as the provider's own turns.
+        let followup = sent[5]["body_json"].to_string();
+        assert!(followup.contains("sunny"), "{model}: {followup}");
+
+        // ai-statistics counted the stream's usage as the provider reported it.
+        let logs = gw.envoy.ai_logs(6);
+        assert!(
+            logs.iter()
+                .any(|l| l["response_type"] == "stream" && l["output_token"] == 5),
+            "{model}: {logs:?}"
+        );
+    }
+}
