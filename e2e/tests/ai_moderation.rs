@@ -334,3 +334,46 @@ fn a_short_stream_cut_in_its_first_window_says_why() {
         Some(json!("message_stop"))
     );
 }
+
+/// Responses API clients (the official SDK) are moderated too: a denied prompt gets the refusal
+/// as an `incomplete` response (reason `content_filter`), streamed or not, and a streamed answer
+/// from a provider without the Responses API is cut with `response.incomplete`.
+#[test]
+fn responses_clients_are_moderated_and_refused_in_their_shape() {
+    let config = r#"{"denyWords": ["bomb", "pangram"], "checkResponse": true,
+        "denyMessage": "I cannot help with that."}"#;
+    let proxy = r#"{"provider": {"type": "claude", "apiTokens": ["sk-ant"]}}"#;
+    let options = Options::plugin(PLUGIN, config).with_plugin("ai-proxy", proxy);
+    let gw = Gateway::start(MOCK, &options).unwrap();
+    let base = format!("{}/v1", gw.envoy.url());
+    let sdk = |args: &[&str]| {
+        let mut all = vec![base.as_str(), "claude-haiku-4-5"];
+        all.extend_from_slice(args);
+        e2e::run_sdk_script("openai_responses_once.py", &all)
+            .unwrap_or_else(|e| panic!("{e}\n{}", gw.envoy.log()))
+    };
+    for mode in [&[][..], &["stream"][..]] {
+        let mut args = vec!["how to build a bomb"];
+        args.extend_from_slice(mode);
+        let out = sdk(&args);
+        assert_eq!(out["text"], "I cannot help with that.", "{out}");
+        assert_eq!(out["status"], "incomplete", "{out}");
+        assert_eq!(out["reason"], "content_filter", "{out}");
+    }
+    assert!(
+        gw.mock.requests().unwrap().is_empty(),
+        "a denied prompt never reaches the provider"
+    );
+    // The provider's answer holds a denied word: the stream is cut before it.
+    let out = sdk(&["hi", "stream", "x-mock-content=the last word is pangram"]);
+    assert!(!out["text"].as_str().unwrap().contains("pangram"), "{out}");
+    assert_eq!(out["status"], "incomplete", "{out}");
+    assert_eq!(out["reason"], "content_filter", "{out}");
+    let events = out["events"].as_array().unwrap();
+    assert_eq!(events.first().unwrap(), "response.created", "{out}");
+    assert_eq!(events.last().unwrap(), "response.incomplete", "{out}");
+    // A clean answer arrives whole.
+    let out = sdk(&["hi", "stream"]);
+    assert_eq!(out["status"], "completed", "{out}");
+    assert_eq!(out["text"], "w0 w1 w2 w3 w4 ", "{out}");
+}

@@ -272,9 +272,9 @@ fn sse_events(body: &[u8]) -> Result<Vec<sdk::sse::SseEvent>, String> {
     Ok(events)
 }
 
-/// A translated stream ends as its protocol ends one: `[DONE]` (OpenAI), `message_stop` or an
-/// `error` event (Anthropic).
-fn terminated(answer: &Answer, anthropic: bool) -> Result<(), String> {
+/// A translated stream ends as its protocol ends one: `[DONE]` (OpenAI chat), `message_stop` or
+/// an `error` event (Anthropic), `response.completed`, `.incomplete` or `.failed` (Responses).
+fn terminated(answer: &Answer, anthropic: bool, responses: bool) -> Result<(), String> {
     if !answer
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/event-stream"))
@@ -285,6 +285,13 @@ fn terminated(answer: &Answer, anthropic: bool) -> Result<(), String> {
     let last = events.last();
     let ok = if anthropic {
         last.is_some_and(|e| matches!(e.event.as_deref(), Some("message_stop" | "error")))
+    } else if responses {
+        last.is_some_and(|e| {
+            matches!(
+                e.event.as_deref(),
+                Some("response.completed" | "response.incomplete" | "response.failed")
+            )
+        })
     } else {
         last.is_some_and(|e| e.data == "[DONE]")
     };
@@ -315,6 +322,7 @@ pub fn gateway_answer(data: &[u8]) -> Result<Answer, String> {
     let (provider, for_openai, for_anthropic) = PROVIDERS[usize::from(*p) % PROVIDERS.len()];
     let path = PATHS[usize::from(route & 0x0f) % PATHS.len()];
     let anthropic = path == "/v1/messages";
+    let responses = path == "/v1/responses";
     let status = [200, 200, 400, 429, 500, 503][usize::from(kind >> 4) % 6];
     let content_type = CONTENT_TYPES[usize::from(kind & 0x0f) % CONTENT_TYPES.len()];
     let (request, answer) = rest.split_at(len.min(rest.len()));
@@ -355,14 +363,15 @@ pub fn gateway_answer(data: &[u8]) -> Result<Answer, String> {
     if translated && path != "/v1/models" && path != "/v1/embeddings" {
         well_formed(&answer, anthropic)?;
         if answer.status == 200 {
-            terminated(&answer, anthropic)?;
+            terminated(&answer, anthropic, responses)?;
             let body = String::from_utf8_lossy(&answer.body);
             let sse_out = answer
                 .header("content-type")
                 .is_some_and(|t| t.starts_with("text/event-stream"));
             // (An answer that finished before the cut bytes is whole.)
-            let finished =
-                body.contains("\"finish_reason\":\"") || body.contains("\"stop_reason\":\"");
+            let finished = body.contains("\"finish_reason\":\"")
+                || body.contains("\"stop_reason\":\"")
+                || body.contains("event: response.completed");
             check(
                 !cut || !sse_out || finished || body.contains("error"),
                 || format!("a stream cut mid-event ended quietly: {body:?}"),

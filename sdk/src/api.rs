@@ -41,6 +41,9 @@ pub enum ClientProtocol {
     OpenAi,
     /// Anthropic-style JSON errors.
     Anthropic,
+    /// The OpenAI Responses API: OpenAI-style errors, answers as `response` objects and its
+    /// typed stream events.
+    Responses,
 }
 
 impl ApiKind {
@@ -75,6 +78,7 @@ impl ApiKind {
     pub fn client_protocol(self) -> ClientProtocol {
         match self {
             ApiKind::AnthropicMessages => ClientProtocol::Anthropic,
+            ApiKind::Responses => ClientProtocol::Responses,
             _ => ClientProtocol::OpenAi,
         }
     }
@@ -99,6 +103,12 @@ impl ApiKind {
     /// Whether the request carries a chat conversation (`messages`).
     pub fn is_chat(self) -> bool {
         matches!(self, ApiKind::ChatCompletions | ApiKind::AnthropicMessages)
+    }
+
+    /// Whether the request is a turn of a conversation with a model: chat, Messages or the
+    /// Responses API (whose conversation is its `input` items).
+    pub fn is_conversation(self) -> bool {
+        self.is_chat() || self == ApiKind::Responses
     }
 }
 

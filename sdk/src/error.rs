@@ -85,7 +85,7 @@ impl ErrorReply {
             return raw.1.clone();
         }
         let value = match protocol {
-            ClientProtocol::OpenAi => json!({"error": {
+            ClientProtocol::OpenAi | ClientProtocol::Responses => json!({"error": {
                 "message": self.message,
                 "type": self.error_type,
                 "param": null,

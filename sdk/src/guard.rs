@@ -18,6 +18,8 @@ pub const SSE_CONTENT_TYPE: &str = "text/event-stream";
 pub const OPENAI_DENY_ID: &str = "chatcmpl-moderation";
 /// Id of Anthropic answers the gateway makes up.
 pub const ANTHROPIC_DENY_ID: &str = "msg_moderation";
+/// Id of Responses API answers the gateway makes up.
+pub const RESPONSES_DENY_ID: &str = "resp_moderation";
 /// Chars of the previous window kept at the start of the next one.
 pub const WINDOW_OVERLAP_CHARS: usize = 40;
 
@@ -35,6 +37,13 @@ pub fn event_text<'a, J: JsonRead<'a>>(data: J) -> String {
             {
                 out.push_str(s);
             }
+        }
+    } else if matches!(
+        kind.and_then(J::as_str),
+        Some("response.output_text.delta" | "response.reasoning_text.delta")
+    ) {
+        if let Some(s) = delta.and_then(J::as_str) {
+            out.push_str(s);
         }
     } else if kind.and_then(J::as_str) == Some("content_block_delta") {
         let key = match delta.and_then(|d| d.get("type")).and_then(J::as_str) {
@@ -255,6 +264,8 @@ struct Seen {
     /// Anthropic: `message_delta` / `message_stop` seen.
     delta_seen: bool,
     stop_seen: bool,
+    /// Responses: the last `sequence_number` seen.
+    sequence: Option<u64>,
 }
 
 impl Seen {
@@ -263,6 +274,28 @@ impl Seen {
         match self.protocol {
             ClientProtocol::OpenAi => self.observe_openai(data),
             ClientProtocol::Anthropic => self.observe_anthropic(data),
+            ClientProtocol::Responses => self.observe_responses(data),
+        }
+    }
+
+    fn observe_responses<'a, J: JsonRead<'a>>(&mut self, data: J) {
+        let [kind, sequence, response] = pick(data, ["type", "sequence_number", "response"]);
+        if let Some(n) = sequence.and_then(J::as_u64) {
+            self.sequence = Some(n);
+        }
+        match kind.and_then(J::as_str) {
+            Some("response.created") => {
+                self.started = true;
+                let [id, model, created] =
+                    response.map_or([None; 3], |r| pick(r, ["id", "model", "created_at"]));
+                self.id = id.and_then(J::as_str).map(str::to_string);
+                self.model = model.and_then(J::as_str).map(str::to_string);
+                self.created = created.and_then(J::as_u64);
+            }
+            Some("response.completed" | "response.incomplete" | "response.failed" | "error") => {
+                self.stop_seen = true
+            }
+            _ => {}
         }
     }
 
@@ -363,6 +396,30 @@ impl Seen {
                 events.push(json!({"type": "message_stop"}));
                 encode_typed(&events, &mut out);
             }
+            ClientProtocol::Responses => {
+                if self.stop_seen {
+                    return out;
+                }
+                let id = self.id.as_deref().unwrap_or(RESPONSES_DENY_ID);
+                let response = |status: &str, incomplete: Value| {
+                    json!({"id": id, "object": "response", "created_at": self.created.unwrap_or(0),
+                        "status": status, "error": null, "incomplete_details": incomplete,
+                        "model": model, "output": [], "usage": null})
+                };
+                let mut sequence = self.sequence.map_or(0, |n| n.saturating_add(1));
+                let mut events = Vec::new();
+                if !self.started {
+                    events.push(json!({"type": "response.created",
+                        "response": response("in_progress", Value::Null)}));
+                }
+                events.push(json!({"type": "response.incomplete",
+                    "response": response("incomplete", json!({"reason": "content_filter"}))}));
+                for mut event in events {
+                    event["sequence_number"] = json!(sequence);
+                    sequence = sequence.saturating_add(1);
+                    encode_typed(&[event], &mut out);
+                }
+            }
         }
         out
     }
@@ -425,7 +482,8 @@ fn encode_typed(events: &[Value], out: &mut String) {
 /// role chunk, a content chunk, a `content_filter` finish chunk and `[DONE]`) whose content is
 /// `message` and finish reason `content_filter`; Anthropic a `message` with one text block and
 /// `stop_reason: "refusal"` (or, streaming, the whole event sequence from `message_start` to
-/// `message_stop`). Any other code gives the [`ErrorReply`] JSON for the protocol (type
+/// `message_stop`); Responses an `incomplete` response (reason `content_filter`) whose output
+/// text is `message` (or its whole event stream). Any other code gives the [`ErrorReply`] JSON for the protocol (type
 /// `invalid_request_error`, code `content_filter`), streaming or not.
 pub fn deny_response(
     protocol: ClientProtocol,
@@ -444,6 +502,24 @@ pub fn deny_response(
         return (JSON_CONTENT_TYPE.into(), reply.body(protocol));
     }
     let body = match (protocol, stream) {
+        (ClientProtocol::Responses, stream) => {
+            use crate::llm::stream::{Encoder, Event};
+            let mut enc = crate::llm::responses::ResponsesEncoder::new(stream, 0);
+            let mut out = String::new();
+            let meta = Event::Meta {
+                id: RESPONSES_DENY_ID,
+                model,
+            };
+            for event in [meta, Event::Text(message), Event::Finish("content_filter")] {
+                enc.event(event, &mut out);
+            }
+            enc.event(Event::Usage(crate::usage::Usage::default()), &mut out);
+            enc.end(&mut out);
+            if stream {
+                return (SSE_CONTENT_TYPE.into(), out);
+            }
+            enc.response().to_string()
+        }
         (ClientProtocol::OpenAi, false) => json!({
             "id": OPENAI_DENY_ID,
             "object": "chat.completion",
@@ -1022,6 +1098,59 @@ mod tests {
     }
 
     // ---- deny answers ----
+
+    #[test]
+    fn deny_and_cut_responses() {
+        let (ct, body) = deny_response(ClientProtocol::Responses, false, 200, "No.", "gpt-5");
+        assert_eq!(ct, JSON_CONTENT_TYPE);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["status"], "incomplete");
+        assert_eq!(v["incomplete_details"]["reason"], "content_filter");
+        assert_eq!(v["output"][0]["content"][0]["text"], "No.");
+        let (ct, body) = deny_response(ClientProtocol::Responses, true, 200, "No.", "gpt-5");
+        assert_eq!(ct, SSE_CONTENT_TYPE);
+        let events = decode(&body);
+        assert_eq!(events[0].event.as_deref(), Some("response.created"));
+        assert_eq!(
+            events.last().unwrap().event.as_deref(),
+            Some("response.incomplete")
+        );
+        let (_, body) = deny_response(ClientProtocol::Responses, false, 403, "No.", "gpt-5");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["error"]["code"],
+            "content_filter"
+        );
+
+        // A cut after two events: the same response id, the next sequence number, incomplete.
+        let mut e = StreamEnding::new(ClientProtocol::Responses);
+        e.observe(&json!({"type": "response.created", "sequence_number": 0,
+            "response": {"id": "resp_9", "model": "m", "created_at": 5}}));
+        e.observe(
+            &json!({"type": "response.output_text.delta", "sequence_number": 4, "delta": "x"}),
+        );
+        e.release();
+        let end = decode(&e.ending());
+        assert_eq!(end.len(), 1);
+        let v: Value = serde_json::from_str(&end[0].data).unwrap();
+        assert_eq!(v["type"], "response.incomplete");
+        assert_eq!(v["sequence_number"], 5);
+        assert_eq!(v["response"]["id"], "resp_9");
+        assert_eq!(
+            v["response"]["incomplete_details"]["reason"],
+            "content_filter"
+        );
+        // Nothing seen: the stream starts and ends.
+        let end = decode(&StreamEnding::new(ClientProtocol::Responses).ending());
+        assert_eq!(end.len(), 2);
+        e.observe(&json!({"type": "response.completed", "sequence_number": 6}));
+        e.release();
+        assert_eq!(e.ending(), "");
+        assert_eq!(
+            event_text(&json!({"type": "response.output_text.delta", "delta": "hi"})),
+            "hi"
+        );
+    }
 
     #[test]
     fn deny_openai_json() {

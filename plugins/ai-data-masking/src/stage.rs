@@ -197,6 +197,12 @@ impl MaskingStage {
                         _ => {}
                     }
                 }
+                // Responses events (reached with Higress's chat scope only): every string,
+                // whole. A value split across two deltas stays masked.
+                ClientProtocol::Responses => {
+                    let restorer = &self.restorer;
+                    core::each_string(&mut value, &mut |s| *s = restorer.restore_all(s));
+                }
             }
             if let Some(extra) = before {
                 ending.observe(&extra);

@@ -57,6 +57,56 @@ pub fn request_text_openai(req: &openai::ChatRequest, scope: CheckScope) -> Stri
     }
 }
 
+/// The text of a Responses API message item's `content` (a string or `input_text` /
+/// `output_text` parts).
+fn responses_item_text(item: &Value) -> String {
+    match item.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => join_texts(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .map(str::to_string),
+        ),
+        _ => String::new(),
+    }
+}
+
+/// The text to check in a Responses API request, by scope: `input` (a string is one user
+/// message) and, for the whole conversation, `instructions` and function call outputs.
+pub fn request_text_responses(req: &Value, scope: CheckScope) -> String {
+    let items: Vec<Value> = match req.get("input") {
+        Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    let is_user = |i: &&Value| i.get("role").and_then(Value::as_str) == Some("user");
+    match scope {
+        CheckScope::LastUserMessage => items
+            .iter()
+            .filter(is_user)
+            .rev()
+            .map(responses_item_text)
+            .find(|t| !t.trim().is_empty())
+            .unwrap_or_default(),
+        CheckScope::AllUserMessages => {
+            join_texts(items.iter().filter(is_user).map(responses_item_text))
+        }
+        CheckScope::Conversation => {
+            let instructions = req
+                .get("instructions")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let turns = items.iter().map(|i| match i.get("output") {
+                Some(Value::String(out)) => out.clone(),
+                _ => responses_item_text(i),
+            });
+            join_texts(std::iter::once(instructions).chain(turns))
+        }
+    }
+}
+
 /// Text of a `tool_result` block's `content` (a string or text blocks).
 fn tool_result_text(block: &anthropic::Block) -> String {
     match block.extra.get("content") {
@@ -320,6 +370,32 @@ mod tests {
         assert_eq!(
             request_text_anthropic(&plain, CheckScope::Conversation),
             "sys string\nhello"
+        );
+    }
+
+    #[test]
+    fn responses_request_texts() {
+        let req = serde_json::json!({"instructions": "sys", "input": [
+            {"role": "user", "content": "first"},
+            {"type": "function_call_output", "call_id": "c", "output": "tool says"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "said"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "last"}]}]});
+        assert_eq!(
+            request_text_responses(&req, CheckScope::LastUserMessage),
+            "last"
+        );
+        assert_eq!(
+            request_text_responses(&req, CheckScope::AllUserMessages),
+            "first\nlast"
+        );
+        assert_eq!(
+            request_text_responses(&req, CheckScope::Conversation),
+            "sys\nfirst\ntool says\nsaid\nlast"
+        );
+        let plain = serde_json::json!({"input": "hello"});
+        assert_eq!(
+            request_text_responses(&plain, CheckScope::LastUserMessage),
+            "hello"
         );
     }
 

@@ -3,7 +3,7 @@
 
 use crate::config::{Direction, ModerationConfig};
 use crate::core::{self, ServiceVerdict};
-use sdk::api::ClientProtocol;
+use sdk::api::{ApiKind, ClientProtocol};
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::guard::{checked_answer, replace_held, CheckedAnswer, HeldStream};
@@ -11,6 +11,7 @@ use sdk::host::{Host, LogLevel, MetricType};
 use sdk::pipeline::{
     BodyMode, BodyOutcome, CallResult, ChunkOut, Exchange, Need, RequestBody, Stage,
 };
+use serde_json::Value;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -359,7 +360,7 @@ impl Stage for ModerationStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        if !ex.api().is_chat() {
+        if !ex.api().is_conversation() {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
@@ -393,6 +394,15 @@ impl Stage for ModerationStage {
                 self.stream = m.stream == Some(true);
                 self.model = m.model.clone().unwrap_or_default();
                 core::request_text_anthropic(m, config.check_scope)
+            }
+            Some(RequestBody::Json(v)) if ex.api() == ApiKind::Responses => {
+                self.stream = v.get("stream").and_then(Value::as_bool) == Some(true);
+                self.model = v
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                core::request_text_responses(v, config.check_scope)
             }
             _ => return Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some())),
         };

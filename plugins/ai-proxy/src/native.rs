@@ -52,14 +52,6 @@ impl Client {
             _ => Client::Chat,
         }
     }
-
-    /// The shape of its errors.
-    pub fn protocol(self) -> ClientProtocol {
-        match self {
-            Client::Messages => ClientProtocol::Anthropic,
-            Client::Chat | Client::Responses => ClientProtocol::OpenAi,
-        }
-    }
 }
 
 fn bad_request(e: TranslateError) -> ErrorReply {
@@ -643,7 +635,9 @@ pub fn translate_error(
         (_, Family::Dify) => dify::dify_error_to_openai(status, body),
         (_, Family::Triton) => triton::triton_error_to_openai(status, body),
         (_, Family::Deepl) => deepl::deepl_error_to_openai(status, body),
-        (ClientProtocol::OpenAi, Family::OpenAi) if json => return body.to_vec(),
+        (ClientProtocol::OpenAi | ClientProtocol::Responses, Family::OpenAi) if json => {
+            return body.to_vec()
+        }
         _ => text_error(status, body),
     };
     reply.body(client).into_bytes()

@@ -721,7 +721,16 @@ fn bad_answer(client: ClientProtocol, e: &str, stream: bool) -> Vec<u8> {
         format!("cannot translate the provider's answer: {e}"),
     )
     .body(client);
-    if stream && client == ClientProtocol::OpenAi {
+    if stream && client == ClientProtocol::Responses {
+        use sdk::llm::stream::{Encoder, Event};
+        let mut enc = sdk::llm::responses::ResponsesEncoder::new(true, 0);
+        let mut out = String::new();
+        enc.event(
+            Event::Error(&format!("cannot translate the provider's answer: {e}")),
+            &mut out,
+        );
+        out.into_bytes()
+    } else if stream && client == ClientProtocol::OpenAi {
         let mut out = SseEvent::data(body).encode();
         SseEvent::data("[DONE]").encode_into(&mut out);
         out.into_bytes()

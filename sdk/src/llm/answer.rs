@@ -138,11 +138,60 @@ impl Answer {
         Some(answer)
     }
 
+    /// Reads a Responses API `response` object (its message text and function calls).
+    pub fn from_responses(body: &Value) -> Option<Answer> {
+        if body.get("object").and_then(Value::as_str) != Some("response") {
+            return None;
+        }
+        let mut answer = Answer {
+            model: str_of(body, "model").to_string(),
+            ..Answer::default()
+        };
+        for item in body
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match str_of(item, "type") {
+                "message" => {
+                    for part in item
+                        .get("content")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| str_of(p, "type") == "output_text")
+                    {
+                        answer.text.push_str(str_of(part, "text"));
+                    }
+                }
+                "function_call" => answer.tool_calls.push(ToolCall {
+                    id: str_of(item, "call_id").to_string(),
+                    name: str_of(item, "name").to_string(),
+                    arguments: str_of(item, "arguments").to_string(),
+                }),
+                _ => {}
+            }
+        }
+        let reason = body
+            .pointer("/incomplete_details/reason")
+            .and_then(Value::as_str);
+        answer.finish_reason = match (str_of(body, "status"), reason) {
+            ("completed", _) if !answer.tool_calls.is_empty() => Some("tool_calls".into()),
+            ("completed", _) => Some("stop".into()),
+            ("incomplete", Some("max_output_tokens")) => Some("length".into()),
+            ("incomplete", Some("content_filter")) => Some("content_filter".into()),
+            _ => None,
+        };
+        Some(answer)
+    }
+
     /// Reads a JSON answer in `protocol`.
     pub fn from_json(protocol: ClientProtocol, body: &Value) -> Option<Answer> {
         match protocol {
             ClientProtocol::OpenAi => Answer::from_openai(body),
             ClientProtocol::Anthropic => Answer::from_anthropic(body),
+            ClientProtocol::Responses => Answer::from_responses(body),
         }
     }
 }
@@ -228,6 +277,14 @@ impl StreamAssembler {
         }
         let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
         match str_of(event, "type") {
+            // The Responses API repeats the whole answer in its last event.
+            "response.completed" | "response.incomplete" => {
+                match event.get("response").and_then(Answer::from_responses) {
+                    Some(answer) => self.answer = answer,
+                    None => self.broken = true,
+                }
+            }
+            "response.failed" => self.broken = true,
             "message_start" => {
                 if let Some(m) = event.pointer("/message/model").and_then(Value::as_str) {
                     self.answer.model = m.to_string();
@@ -302,6 +359,9 @@ fn zero_usage(protocol: ClientProtocol) -> Value {
             json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         }
         ClientProtocol::Anthropic => json!({"input_tokens": 0, "output_tokens": 0}),
+        ClientProtocol::Responses => {
+            json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
+        }
     }
 }
 
@@ -314,6 +374,37 @@ fn tool_input(arguments: &str) -> Value {
 pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
     let finish = answer.finish_reason.as_deref().unwrap_or("stop");
     match (how.protocol, how.stream) {
+        (ClientProtocol::Responses, stream) => {
+            use super::stream::{Encoder, Event};
+            let mut enc = super::responses::ResponsesEncoder::new(stream, how.created);
+            let mut out = String::new();
+            let id = format!("resp_{}", how.id);
+            let meta = Event::Meta {
+                id: &id,
+                model: &answer.model,
+            };
+            enc.event(meta, &mut out);
+            if !answer.text.is_empty() || answer.tool_calls.is_empty() {
+                enc.event(Event::Text(&answer.text), &mut out);
+            }
+            for c in &answer.tool_calls {
+                enc.event(
+                    Event::ToolStart {
+                        id: &c.id,
+                        name: &c.name,
+                    },
+                    &mut out,
+                );
+                enc.event(Event::ToolArgs(&c.arguments), &mut out);
+            }
+            enc.event(Event::Finish(finish), &mut out);
+            enc.event(Event::Usage(crate::usage::Usage::default()), &mut out);
+            enc.end(&mut out);
+            match stream {
+                true => ("text/event-stream", out),
+                false => ("application/json", enc.response().to_string()),
+            }
+        }
         (ClientProtocol::OpenAi, false) => {
             let mut message = json!({"role": "assistant", "content": answer.text});
             if !answer.tool_calls.is_empty() {
@@ -475,7 +566,11 @@ mod tests {
     #[test]
     fn every_encoding_reads_back_as_the_same_answer() {
         let a = answer();
-        for protocol in [ClientProtocol::OpenAi, ClientProtocol::Anthropic] {
+        for protocol in [
+            ClientProtocol::OpenAi,
+            ClientProtocol::Anthropic,
+            ClientProtocol::Responses,
+        ] {
             let how = Encoding {
                 protocol,
                 stream: false,
