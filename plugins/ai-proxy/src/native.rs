@@ -99,7 +99,10 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
         api,
         ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
     );
+    // DashScope's embedding path does not depend on the body.
+    let qwen_embeddings = p.family == Family::Qwen && api == ApiKind::Embeddings;
     body_api
+        && !qwen_embeddings
         && (p.auth == Auth::SigV4
             || matches!(
                 p.family,
@@ -177,6 +180,10 @@ pub fn outbound(
                         gemini::to_gemini_embeddings(&v, &model).map_err(bad_request)?,
                     )
                 }
+                (Family::Qwen, ApiKind::Embeddings) => RequestBody::Json(
+                    qwen::to_qwen_embeddings(&v, &model.unwrap_or_default())
+                        .map_err(bad_request)?,
+                ),
                 (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
                     cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
                 ),
@@ -508,6 +515,7 @@ pub fn translate_json(
         let v = match family {
             Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,
             Family::Cohere => cohere::from_cohere_embed(body, model).map_err(e)?,
+            Family::Qwen => qwen::from_qwen_embeddings(body, model).map_err(e)?,
             _ => return Ok(body.to_vec()),
         };
         return Ok(v.to_string().into_bytes());

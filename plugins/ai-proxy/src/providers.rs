@@ -771,6 +771,7 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             p.qwen_enable_search = c.qwen_enable_search;
             p.host = non_empty(&c.qwen_domain).unwrap_or_else(|| "dashscope.aliyuncs.com".into());
             p.chat = "/api/v1/services/aigc/text-generation/generation".into();
+            p.embeddings = Some(crate::translate::qwen::TEXT_EMBEDDING_PATH.into());
         }
         "dify" => {
             p.family = Family::Dify;

