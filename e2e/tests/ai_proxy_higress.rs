@@ -75,3 +75,91 @@ fn qwen_native_embeddings_through_the_openai_sdk() {
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(gw.mock.requests().unwrap().is_empty());
 }
+
+/// No SDK has a rerank call: plain HTTP, as Higress's clients send it.
+#[test]
+fn qwen_rerank_native_and_compatible() {
+    let gw = gateway(
+        r#"{"_rules_":[
+            {"_match_domain_":["native.test"],"provider":{"type":"qwen","apiTokens":["ds-key"],
+                "modelMapping":{"rerank":"gte-rerank-v2"}}},
+            {"_match_domain_":["compat.test"],"provider":{"type":"qwen","apiTokens":["ds-key"],
+                "qwenEnableCompatible":true,"modelMapping":{"*":"qwen3-rerank"}}}]}"#,
+    );
+    // Native: DashScope's own body goes on with the model mapped; its answer comes back as is.
+    let native = json!({"model": "rerank", "input": {"query": "red apple",
+        "documents": ["a pear", "red apple pie", "red car"]},
+        "parameters": {"top_n": 2, "return_documents": true}});
+    let resp = gw
+        .post(
+            "/v1/reranks",
+            &[("host", "native.test")],
+            &native.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(v["output"]["results"][0]["index"], 1, "{v}");
+    assert_eq!(v["output"]["results"][0]["relevance_score"], 1.0);
+    assert_eq!(v["output"]["results"][1]["document"]["text"], "red car");
+    assert_eq!(v["usage"]["total_tokens"], 9);
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["path"],
+        "/api/v1/services/rerank/text-rerank/text-rerank"
+    );
+    assert_eq!(got["headers"]["host"], "dashscope.aliyuncs.com");
+    assert_eq!(got["headers"]["authorization"], "Bearer ds-key");
+    let mut expected = native.clone();
+    expected["model"] = json!("gte-rerank-v2");
+    assert_eq!(got["body_json"], expected);
+
+    // Compatible mode: `/compatible-api/v1/reranks`, the same body shape as the client's.
+    let compat = json!({"model": "any", "query": "red apple",
+        "documents": ["a pear", "red apple pie"], "top_n": 1});
+    let resp = gw
+        .post(
+            "/v1/reranks",
+            &[("host", "compat.test")],
+            &compat.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["results"],
+        json!([{"index": 1, "relevance_score": 1.0}]),
+        "{v}"
+    );
+    assert_eq!(v["model"], "qwen3-rerank");
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/compatible-api/v1/reranks");
+    assert_eq!(got["body_json"]["model"], "qwen3-rerank");
+    assert_eq!(got["headers"]["authorization"], "Bearer ds-key");
+
+    // DashScope's errors in OpenAI's shape; a body that is not JSON is refused before sending.
+    let resp = gw
+        .post(
+            "/v1/reranks",
+            &[("host", "native.test"), ("x-mock-status", "429")],
+            &native.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 429, "{}", resp.body);
+    assert_eq!(
+        resp.json().unwrap()["error"]["code"],
+        "Throttling.RateQuota"
+    );
+    let bad = json!({"model": "rerank", "query": "q", "documents": ["d"]});
+    let resp = gw
+        .post("/v1/reranks", &[("host", "native.test")], &bad.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert_eq!(resp.json().unwrap()["error"]["code"], "InvalidParameter");
+    gw.mock.clear().unwrap();
+    let resp = gw
+        .post("/v1/reranks", &[("host", "native.test")], "{not json")
+        .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(gw.mock.requests().unwrap().is_empty());
+}

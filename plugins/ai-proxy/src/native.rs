@@ -187,7 +187,8 @@ pub fn outbound(
                 (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
                     cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
                 ),
-                (Family::OpenAi | Family::Claude, _) => {
+                // DashScope's rerank: its own body, with the model mapped (as in Higress).
+                (Family::OpenAi | Family::Claude, _) | (Family::Qwen, ApiKind::Other) => {
                     if let Some(model) = model {
                         v["model"] = json!(model);
                     }

@@ -214,6 +214,8 @@ pub struct Provider {
     pub models: Option<String>,
     /// Image generation path (`modelMapping` applies to its body).
     pub images: Option<String>,
+    /// Rerank path for clients' `POST …/v1/reranks` (DashScope; `modelMapping` applies).
+    pub rerank: Option<String>,
     /// OpenAI Responses API path (passed natively to OpenAI-compatible types).
     pub responses: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
@@ -323,7 +325,22 @@ impl Provider {
         out
     }
 
+    /// Whether the request is a rerank this provider serves (Higress's `qwen/v1/rerank`:
+    /// a client path ending in `/v1/reranks`).
+    pub fn is_rerank(&self, api: ApiKind, client_path: &str) -> bool {
+        let path = client_path.split('?').next().unwrap_or_default();
+        api == ApiKind::Other
+            && self.rerank.is_some()
+            && path.trim_end_matches('/').ends_with("/v1/reranks")
+    }
+
     pub fn path_for(&self, api: ApiKind, client_path: &str) -> Option<String> {
+        if self.is_rerank(api, client_path) {
+            return self
+                .rerank
+                .clone()
+                .map(|path| self.with_query(path, client_path));
+        }
         let path = match (api, self.family) {
             (ApiKind::ChatCompletions | ApiKind::AnthropicMessages, _) => Some(self.chat.clone()),
             (ApiKind::Completions, _) => self.completions.clone(),
@@ -436,6 +453,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         embeddings: None,
         models: None,
         images: None,
+        rerank: None,
         responses: None,
         passthrough: true,
         passthrough_base: None,
@@ -554,6 +572,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
                 if let Some(d) = c.qwen_domain.as_deref().filter(|d| !d.is_empty()) {
                     p.host = d.to_string();
                 }
+                p.rerank = Some(crate::translate::qwen::COMPATIBLE_RERANK_PATH.into());
             }
             _ => {}
         }
@@ -600,10 +619,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             "openai/v1/embeddings" => p.embeddings.get_or_insert_with(String::new),
             "openai/v1/models" => p.models.get_or_insert_with(String::new),
             "openai/v1/imagegeneration" => p.images.get_or_insert_with(String::new),
+            "qwen/v1/rerank" => p.rerank.get_or_insert_with(String::new),
             _ => {
                 return Err(ConfigError::new(
                     format!("capabilities.{key}"),
-                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration)",
+                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration, qwen/v1/rerank)",
                 ))
             }
         };
@@ -772,6 +792,7 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             p.host = non_empty(&c.qwen_domain).unwrap_or_else(|| "dashscope.aliyuncs.com".into());
             p.chat = "/api/v1/services/aigc/text-generation/generation".into();
             p.embeddings = Some(crate::translate::qwen::TEXT_EMBEDDING_PATH.into());
+            p.rerank = Some(crate::translate::qwen::TEXT_RERANK_PATH.into());
         }
         "dify" => {
             p.family = Family::Dify;
@@ -1031,6 +1052,51 @@ mod tests {
         for (v, path) in cases {
             assert_eq!(provider(v.clone()).unwrap_err().path, path, "{v}");
         }
+    }
+
+    #[test]
+    fn qwen_embeddings_and_rerank_paths_as_in_higress() {
+        let native = provider(json!({"type": "qwen", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(
+            native
+                .path_for(ApiKind::Embeddings, "/v1/embeddings")
+                .as_deref(),
+            Some("/api/v1/services/embeddings/text-embedding/text-embedding")
+        );
+        assert!(native.is_rerank(ApiKind::Other, "/v1/reranks?x=1"));
+        assert_eq!(
+            native.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/api/v1/services/rerank/text-rerank/text-rerank")
+        );
+        let compatible =
+            provider(json!({"type": "qwen", "apiTokens": ["k"], "qwenEnableCompatible": true}))
+                .unwrap();
+        assert_eq!(
+            compatible
+                .path_for(ApiKind::Other, "/api/v1/reranks")
+                .as_deref(),
+            Some("/compatible-api/v1/reranks")
+        );
+        assert_eq!(
+            compatible
+                .path_for(ApiKind::Embeddings, "/v1/embeddings")
+                .as_deref(),
+            Some("/compatible-mode/v1/embeddings")
+        );
+        // Other types pass `/v1/reranks` through as any other path.
+        let groq = provider(json!({"type": "groq", "apiTokens": ["k"]})).unwrap();
+        assert!(!groq.is_rerank(ApiKind::Other, "/v1/reranks"));
+        assert_eq!(
+            groq.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/openai/v1/reranks")
+        );
+        let custom = provider(json!({"type": "qwen", "apiTokens": ["k"],
+            "capabilities": {"qwen/v1/rerank": "/my/rerank"}}))
+        .unwrap();
+        assert_eq!(
+            custom.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/my/rerank")
+        );
     }
 
     #[test]

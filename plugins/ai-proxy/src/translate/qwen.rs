@@ -360,6 +360,11 @@ pub fn from_qwen_response(
     })
 }
 
+/// DashScope's native text rerank path.
+pub const TEXT_RERANK_PATH: &str = "/api/v1/services/rerank/text-rerank/text-rerank";
+/// DashScope's OpenAI-compatible rerank path (`qwenEnableCompatible: true`).
+pub const COMPATIBLE_RERANK_PATH: &str = "/compatible-api/v1/reranks";
+
 /// DashScope's native text embedding path.
 pub const TEXT_EMBEDDING_PATH: &str = "/api/v1/services/embeddings/text-embedding/text-embedding";
 
