@@ -163,3 +163,63 @@ fn qwen_rerank_native_and_compatible() {
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(gw.mock.requests().unwrap().is_empty());
 }
+
+fn assert_claude_code_headers(r: &Value) {
+    let h = &r["headers"];
+    assert_eq!(h["authorization"], "Bearer sk-ant-oat01-token", "{r}");
+    assert!(h.get("x-api-key").is_none(), "{r}");
+    assert_eq!(h["user-agent"], "claude-cli/2.1.2 (external, cli)");
+    assert_eq!(h["x-app"], "cli");
+    assert_eq!(
+        h["anthropic-beta"],
+        "oauth-2025-04-20,interleaved-thinking-2025-05-14,claude-code-20250219"
+    );
+    assert_eq!(h["anthropic-version"], "2023-06-01");
+    assert_eq!(r["path"], "/v1/messages");
+    assert_eq!(r["query"], "beta=true", "{r}");
+}
+
+#[test]
+fn claude_code_mode_through_both_sdks() {
+    let gw = gateway(
+        r#"{"provider":{"type":"claude","apiTokens":["sk-ant-oat01-token"],"claudeCodeMode":true,
+            "modelMapping":{"*":"claude-sonnet-4-5"}}}"#,
+    );
+    let out = script(&gw, "gpt-4o", "chat");
+    assert_eq!(
+        out["text"]["content"], "mock reply from claude-sonnet-4-5",
+        "{out}"
+    );
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    // Claude Code's system prompt (9 words) counts when the client gives none: 9 + "Count".
+    assert_eq!(out["stream"]["usage"]["prompt_tokens"], 10, "{out}");
+    let sent = gw.mock.requests().unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for r in &sent {
+        assert_claude_code_headers(r);
+    }
+    assert_eq!(
+        sent[0]["body_json"]["system"],
+        json!([{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}])
+    );
+    assert_eq!(
+        sent[1]["body_json"]["system"],
+        json!([{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+            "cache_control": {"type": "ephemeral"}}])
+    );
+
+    // An Anthropic client's own request keeps its body; the headers and query are Claude Code's.
+    gw.mock.clear().unwrap();
+    let out = run_sdk_script("anthropic_client.py", &[&gw.envoy.url(), "claude-x"]).unwrap();
+    assert_eq!(
+        out["text"]["content"], "mock reply from claude-sonnet-4-5",
+        "{out}"
+    );
+    let sent = gw.mock.requests().unwrap();
+    assert!(!sent.is_empty());
+    for r in &sent {
+        assert_claude_code_headers(r);
+    }
+    assert_eq!(sent[0]["body_json"]["system"], "Be brief.");
+    assert!(!gw.envoy.log().contains("sk-ant-oat01-token"));
+}

@@ -107,6 +107,9 @@ pub struct ProviderConfig {
     pub openai_custom_url: Option<String>,
     /// claude: the `anthropic-version` header.
     pub claude_version: Option<String>,
+    /// claude: Claude Code mode (an OAuth token as `Bearer`, Claude Code's headers, `?beta=true`,
+    /// its system prompt when the client gives none).
+    pub claude_code_mode: bool,
     /// ollama: server host.
     pub ollama_server_host: Option<String>,
     /// ollama: server port.

@@ -51,6 +51,11 @@ pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)
     if p.family == Family::Claude {
         out.push(("anthropic-version".into(), p.claude_version.clone()));
     }
+    if p.claude_code_mode {
+        for (name, value) in claude::CLAUDE_CODE_HEADERS {
+            out.push((name.to_string(), value.to_string()));
+        }
+    }
     out
 }
 
@@ -256,9 +261,14 @@ fn chat_body(
             }
             RequestBody::Chat(chat.clone())
         }
-        (Family::Claude, _) => RequestBody::Messages(
-            claude::to_claude_request(chat, model, p.claude_max_tokens).map_err(bad_request)?,
-        ),
+        (Family::Claude, _) => {
+            let mut req =
+                claude::to_claude_request(chat, model, p.claude_max_tokens).map_err(bad_request)?;
+            if p.claude_code_mode {
+                claude::claude_code_system(&mut req);
+            }
+            RequestBody::Messages(req)
+        }
         (Family::Gemini, Native::Gemini(g)) => {
             let action = if stream {
                 "streamGenerateContent?alt=sse"
@@ -732,6 +742,75 @@ mod tests {
             "authorization".to_string(),
             "DeepL-Auth-Key k:fx".to_string()
         )));
+    }
+
+    #[test]
+    fn claude_code_mode_as_in_higress() {
+        let p =
+            provider(json!({"type": "claude", "apiTokens": ["oauth-tok"], "claudeCodeMode": true}))
+                .unwrap();
+        let headers = static_headers(&p, Some("oauth-tok"));
+        for (name, value) in [
+            ("authorization", "Bearer oauth-tok"),
+            ("user-agent", "claude-cli/2.1.2 (external, cli)"),
+            ("x-app", "cli"),
+            (
+                "anthropic-beta",
+                "oauth-2025-04-20,interleaved-thinking-2025-05-14,claude-code-20250219",
+            ),
+            ("anthropic-version", "2023-06-01"),
+        ] {
+            assert!(
+                headers.contains(&(name.to_string(), value.to_string())),
+                "{name}: {headers:?}"
+            );
+        }
+        assert!(headers.iter().all(|(n, _)| n != "x-api-key"));
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/messages?beta=true")
+        );
+        assert_eq!(
+            p.path_for(ApiKind::AnthropicMessages, "/v1/messages?beta=true")
+                .as_deref(),
+            Some("/v1/messages?beta=true")
+        );
+        let out = outbound(&p, chat(false), ApiKind::ChatCompletions, now(), "").unwrap();
+        let body = serde_json::to_value(match &out.body {
+            RequestBody::Messages(m) => m,
+            _ => panic!("messages body"),
+        })
+        .unwrap();
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+                "cache_control": {"type": "ephemeral"}}])
+        );
+        let with_system = RequestBody::Chat(
+            serde_json::from_value(json!({"model": "m", "messages": [
+                {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}))
+            .unwrap(),
+        );
+        let out = outbound(&p, with_system, ApiKind::ChatCompletions, now(), "").unwrap();
+        let RequestBody::Messages(m) = &out.body else {
+            panic!("messages body")
+        };
+        assert_eq!(
+            serde_json::to_value(&m.system).unwrap(),
+            json!([{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}])
+        );
+        // Without the mode: x-api-key, no Claude Code headers, no query.
+        let plain = provider(json!({"type": "claude", "apiTokens": ["k"]})).unwrap();
+        assert!(static_headers(&plain, Some("k"))
+            .iter()
+            .all(|(n, _)| n != "x-app"));
+        assert_eq!(
+            plain
+                .path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/messages")
+        );
     }
 
     #[test]

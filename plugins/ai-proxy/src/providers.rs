@@ -244,6 +244,8 @@ pub struct Provider {
     pub claude_max_tokens: u64,
     /// `anthropic-version`.
     pub claude_version: String,
+    /// claude: Higress `claudeCodeMode`.
+    pub claude_code_mode: bool,
     /// Send the client's key instead of `apiTokens`.
     pub passthrough_client_key: bool,
     /// Key failover, when enabled.
@@ -372,7 +374,12 @@ impl Provider {
 
     fn with_query(&self, path: String, client_path: &str) -> String {
         let client_query = client_path.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let query: Vec<&str> = [self.query.as_str(), client_query]
+        // A parameter the client already sent is not added twice (Claude Code's `beta=true`).
+        let ours = match client_query.split('&').any(|kv| kv == self.query) {
+            true => "",
+            false => self.query.as_str(),
+        };
+        let query: Vec<&str> = [ours, client_query]
             .into_iter()
             .filter(|q| !q.is_empty())
             .collect();
@@ -476,6 +483,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             .claude_version
             .clone()
             .unwrap_or_else(|| "2023-06-01".to_string()),
+        claude_code_mode: false,
         passthrough_client_key: c.passthrough_client_key,
         failover: Failover::compile(&c.failover)?,
         retry: Retry::compile(&c.retry_on_failure)?,
@@ -500,6 +508,12 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.models = Some("/v1/models".into());
         p.passthrough = false;
         p.auth = Auth::Header("x-api-key");
+        if c.claude_code_mode {
+            // A Claude Code OAuth token, sent as Claude Code sends it.
+            p.claude_code_mode = true;
+            p.auth = Auth::Bearer;
+            p.query = crate::translate::claude::CLAUDE_CODE_QUERY.into();
+        }
     } else {
         let spec = OPENAI_COMPATIBLE
             .iter()
