@@ -223,3 +223,78 @@ fn claude_code_mode_through_both_sdks() {
     assert_eq!(sent[0]["body_json"]["system"], "Be brief.");
     assert!(!gw.envoy.log().contains("sk-ant-oat01-token"));
 }
+
+#[test]
+fn minimax_pro_through_the_openai_sdk() {
+    let gw = gateway(
+        r#"{"provider":{"type":"minimax","apiTokens":["mm-key"],"minimaxApiType":"pro",
+            "minimaxGroupId":"1782658868262748467","modelMapping":{"*":"abab6.5s-chat"}}}"#,
+    );
+    let out = script(&gw, "gpt-4o", "chat");
+    assert_eq!(
+        out["text"]["content"], "mock reply from abab6.5s-chat",
+        "{out}"
+    );
+    assert_eq!(out["text"]["finish"], "stop");
+    assert_eq!(out["text"]["id"], "mock-minimax-1");
+    // MiniMax reports the total alone: "Be brief." + "Say hello" + the 4 answer words.
+    let usage = &out["text"]["usage"];
+    assert_eq!(usage["prompt_tokens"], 0, "{usage}");
+    assert_eq!(usage["completion_tokens"], 0);
+    assert_eq!(usage["total_tokens"], 8);
+    assert_eq!(out["stream"]["content"], "w0 w1 w2 w3 w4 ");
+    assert_eq!(out["stream"]["finish"], "stop");
+    // The default bot setting (1 word) + "Count" + the 5 pieces.
+    assert_eq!(out["stream"]["usage"]["total_tokens"], 7, "{out}");
+    let sent = gw.mock.requests().unwrap();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for r in &sent {
+        assert_eq!(r["path"], "/v1/text/chatcompletion_pro");
+        assert_eq!(r["query"], "GroupId=1782658868262748467");
+        assert_eq!(r["headers"]["host"], "api.minimax.chat");
+        assert_eq!(r["headers"]["authorization"], "Bearer mm-key");
+    }
+    assert_eq!(
+        sent[0]["body_json"],
+        json!({"model": "abab6.5s-chat", "mask_sensitive_info": true, "tokens_to_generate": 50,
+            "messages": [{"sender_type": "USER", "sender_name": "用户", "text": "Say hello"}],
+            "bot_setting": [{"bot_name": "MM智能助理", "content": "Be brief."}],
+            "reply_constraints": {"sender_type": "BOT", "sender_name": "MM智能助理"}})
+    );
+    assert_eq!(sent[1]["body_json"]["stream"], true);
+
+    // MiniMax fails with HTTP 200 and a status in `base_resp`: the client gets a 502 naming it.
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-minimax-error", "1002")],
+            body,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.body);
+    let e = resp.json().unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MiniMax error 1002"),
+        "{e}"
+    );
+    let stream = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-minimax-error", "1002")],
+            stream,
+        )
+        .unwrap();
+    assert!(resp.body.contains("MiniMax error 1002"), "{}", resp.body);
+    // Tools are refused before anything is sent.
+    gw.mock.clear().unwrap();
+    let tools = r#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+        "tools":[{"type":"function","function":{"name":"f"}}]}"#;
+    let resp = gw.post("/v1/chat/completions", &[], tools).unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(gw.mock.requests().unwrap().is_empty());
+}

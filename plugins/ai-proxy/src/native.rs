@@ -6,7 +6,7 @@ use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
 use crate::translate::{
-    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, triton,
+    bedrock, claude, cohere, deepl, dify, gemini, messages, minimax, qwen, reasoning, triton,
     ChunkTranslator, ReasoningMode, SseTranslator, TranslateError,
 };
 use sdk::api::{ApiKind, ClientProtocol};
@@ -323,6 +323,9 @@ fn chat_body(
             late.push((":path".into(), Some(triton::triton_path(model, o, stream))));
             RequestBody::Json(triton::to_triton_request(chat, model, o).map_err(bad_request)?)
         }
+        (Family::MinimaxPro, _) => {
+            RequestBody::Json(minimax::to_minimax_pro_request(chat, model).map_err(bad_request)?)
+        }
         (Family::Deepl, Native::Deepl(o)) => {
             RequestBody::Json(deepl::to_deepl_request(chat, model, o).map_err(bad_request)?)
         }
@@ -441,6 +444,7 @@ fn openai_stream(
         },
         Family::Triton => Box::new(SseTranslator::new(triton::TritonStream::new(model))),
         Family::Deepl => return None,
+        Family::MinimaxPro => Box::new(SseTranslator::new(minimax::MinimaxProStream::new(model))),
     })
 }
 
@@ -549,6 +553,7 @@ pub fn translate_json(
         },
         Family::Triton => triton::from_triton_response(body, model).map_err(e)?,
         Family::Deepl => deepl::from_deepl_response(body, model).map_err(e)?,
+        Family::MinimaxPro => minimax::from_minimax_pro_response(body, model).map_err(e)?,
     };
     let mut chat = chat;
     if matches!(family, Family::OpenAi | Family::Claude) {

@@ -46,6 +46,8 @@ pub enum Family {
     Triton,
     /// DeepL translation.
     Deepl,
+    /// MiniMax ChatCompletion Pro (`minimaxApiType: pro`).
+    MinimaxPro,
 }
 
 /// Settings of the natively translated families.
@@ -588,6 +590,31 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
                 }
                 p.rerank = Some(crate::translate::qwen::COMPATIBLE_RERANK_PATH.into());
             }
+            "minimax" => match non_empty(&c.minimax_api_type).unwrap_or("v2") {
+                "v2" => {}
+                "pro" => {
+                    let group = required(&c.minimax_group_id, "minimaxGroupId", "minimax pro")?;
+                    if !group
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+                    {
+                        return Err(ConfigError::new(
+                            "minimaxGroupId",
+                            "must be letters, digits, `-` or `_`",
+                        ));
+                    }
+                    p.family = Family::MinimaxPro;
+                    p.passthrough = false;
+                    chat = Some(crate::translate::minimax::PRO_PATH.into());
+                    p.query = format!("GroupId={group}");
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        "minimaxApiType",
+                        format!("unknown API type `{other}` (v2 or pro)"),
+                    ))
+                }
+            },
             _ => {}
         }
         p.chat = chat.unwrap_or_else(|| format!("{}/chat/completions", p.base));
@@ -595,6 +622,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.embeddings = spec.embeddings.then(|| format!("{}/embeddings", p.base));
         p.models = Some(format!("{}/models", p.base));
         p.images = Some(format!("{}/images/generations", p.base));
+        if p.family == Family::MinimaxPro {
+            // ChatCompletion Pro is the one API of this mode.
+            p.models = None;
+            p.images = None;
+        }
         // Azure's Responses API is not per deployment (see `passthrough_base`).
         let root = p.passthrough_base.as_deref().unwrap_or(&p.base);
         p.responses = Some(format!("{root}/responses"));
@@ -1059,6 +1091,14 @@ mod tests {
             ),
             (json!({"type": "openai"}), "apiTokens"),
             (
+                json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "pro"}),
+                "minimaxGroupId",
+            ),
+            (
+                json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "v3"}),
+                "minimaxApiType",
+            ),
+            (
                 json!({"type": "openai", "apiTokens": ["k"], "capabilities": {"x": "/y"}}),
                 "capabilities.x",
             ),
@@ -1111,6 +1151,30 @@ mod tests {
             custom.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
             Some("/my/rerank")
         );
+    }
+
+    #[test]
+    fn minimax_pro_path_carries_the_group() {
+        let p = provider(
+            json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "pro",
+            "minimaxGroupId": "1782658868262748467"}),
+        )
+        .unwrap();
+        assert_eq!(p.family, Family::MinimaxPro);
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/text/chatcompletion_pro?GroupId=1782658868262748467")
+        );
+        assert_eq!(p.path_for(ApiKind::Embeddings, "/v1/embeddings"), None);
+        // MiniMax's own APIs pass as the client sent them, with the group.
+        assert_eq!(
+            p.path_for(ApiKind::Other, "/v1/files").as_deref(),
+            Some("/v1/files?GroupId=1782658868262748467")
+        );
+        let v2 = provider(json!({"type": "minimax", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(v2.family, Family::OpenAi);
+        assert_eq!(v2.chat, "/v1/text/chatcompletion_v2");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod dashscope;
 mod dashscope_extra;
 mod gemini;
 mod green;
+mod minimax;
 mod moderation;
 mod oauth;
 mod openai;
@@ -87,6 +88,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(cohere::routes())
         .merge(dashscope::routes())
         .merge(dashscope_extra::routes())
+        .merge(minimax::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
         .merge(green::routes())
