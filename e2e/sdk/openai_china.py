@@ -1,7 +1,8 @@
 """Drives ai-proxy's Higress drop-in features with the official OpenAI and Anthropic Python SDKs;
 prints what they parsed as JSON.
 
-usage: openai_china.py BASE_URL MODEL WHAT   (BASE_URL like http://127.0.0.1:10000)
+usage: openai_china.py BASE_URL MODEL WHAT [HOST]   (BASE_URL like http://127.0.0.1:10000;
+       HOST: a Host header, to reach a rule matched by domain)
   embeddings  client.embeddings.create with two texts, then one with `dimensions`
   chat        one chat completion and one stream (content, reasoning, finish, usage)
   thinking    Anthropic Messages with `thinking` enabled, whole and streamed (thinking, text)
@@ -10,9 +11,15 @@ import json
 import sys
 
 
-def embeddings(base_url: str, model: str) -> dict:
+def openai_client(base_url: str):
     from openai import OpenAI
-    client = OpenAI(base_url=base_url + "/v1", api_key="client-side-key", max_retries=0)
+    headers = {"Host": sys.argv[4]} if len(sys.argv) > 4 else None
+    return OpenAI(base_url=base_url + "/v1", api_key="client-side-key", max_retries=0,
+                  default_headers=headers)
+
+
+def embeddings(base_url: str, model: str) -> dict:
+    client = openai_client(base_url)
     r = client.embeddings.create(model=model, input=["red apple", "green pear tree"])
     one = client.embeddings.create(model=model, input="hello", dimensions=4)
     return {
@@ -29,8 +36,7 @@ def reasoning_of(obj) -> str:
 
 
 def chat(base_url: str, model: str) -> dict:
-    from openai import OpenAI
-    client = OpenAI(base_url=base_url + "/v1", api_key="client-side-key", max_retries=0)
+    client = openai_client(base_url)
     out = {}
     r = client.chat.completions.create(
         model=model, max_tokens=50, messages=[{"role": "system", "content": "Be brief."},

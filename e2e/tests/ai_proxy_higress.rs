@@ -298,3 +298,69 @@ fn minimax_pro_through_the_openai_sdk() {
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(gw.mock.requests().unwrap().is_empty());
 }
+
+#[test]
+fn dify_gets_the_whole_conversation_as_the_query() {
+    let gw = gateway(
+        r#"{"_rules_":[
+            {"_match_domain_":["chat.test"],"provider":{"type":"dify","apiTokens":["app-key"],
+                "difyApiUrl":"https://dify.internal/v1","modelMapping":{"*":"dify"}}},
+            {"_match_domain_":["wf.test"],"provider":{"type":"dify","apiTokens":["app-key"],
+                "botType":"Workflow","inputVariable":"question","outputVariable":"text"}}]}"#,
+    );
+    // The SDK reaches the chat rule through its `Host` header.
+    let sdk = |host: &str| {
+        run_sdk_script(
+            "openai_china.py",
+            &[&gw.envoy.url(), "gpt-4o", "chat", host],
+        )
+        .unwrap()
+    };
+    let out = sdk("chat.test");
+    let query = "SYSTEM: \nBe brief.\nUSER: \nSay hello\n";
+    assert_eq!(
+        out["text"]["content"],
+        format!("mock answer to: {query}"),
+        "{out}"
+    );
+    assert_eq!(out["text"]["finish"], "stop");
+    assert_eq!(out["stream"]["content"], "mock answer to: USER: \nCount\n");
+    assert_eq!(out["stream"]["finish"], "stop");
+    assert!(out["stream"]["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let sent = gw.mock.requests().unwrap();
+    let chats: Vec<&Value> = sent
+        .iter()
+        .filter(|r| r["path"] == "/v1/chat-messages")
+        .collect();
+    assert_eq!(chats.len(), 2, "{sent:?}");
+    assert_eq!(chats[0]["headers"]["host"], "dify.internal");
+    assert_eq!(chats[0]["headers"]["authorization"], "Bearer app-key");
+    assert_eq!(
+        chats[0]["body_json"],
+        json!({"query": query, "inputs": {}, "response_mode": "blocking", "user": "api-user",
+            "auto_generate_name": false})
+    );
+    assert_eq!(chats[1]["body_json"]["response_mode"], "streaming");
+
+    // A longer conversation: every turn, labelled as Higress labels it.
+    let body = json!({"model": "m", "messages": [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Capital of France?"}]});
+    let resp = gw
+        .post(
+            "/v1/chat/completions",
+            &[("host", "wf.test")],
+            &body.to_string(),
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let transcript = "USER: \nHi\nASSISTANT: \nHello!\nUSER: \nCapital of France?\n";
+    assert_eq!(
+        resp.json().unwrap()["choices"][0]["message"]["content"],
+        format!("mock answer to: {transcript}")
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v1/workflows/run");
+    assert_eq!(got["headers"]["host"], "api.dify.ai");
+    assert_eq!(got["body_json"]["inputs"], json!({"question": transcript}));
+}

@@ -11,6 +11,7 @@ mod conn;
 mod control;
 mod dashscope;
 mod dashscope_extra;
+mod dify;
 mod gemini;
 mod green;
 mod minimax;
@@ -89,6 +90,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(dashscope::routes())
         .merge(dashscope_extra::routes())
         .merge(minimax::routes())
+        .merge(dify::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
         .merge(green::routes())
