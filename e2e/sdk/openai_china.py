@@ -62,7 +62,9 @@ def chat(base_url: str, model: str) -> dict:
 
 def thinking(base_url: str, model: str) -> dict:
     from anthropic import Anthropic
-    client = Anthropic(base_url=base_url, api_key="client-side-key", max_retries=0)
+    headers = {"Host": sys.argv[4]} if len(sys.argv) > 4 else None
+    client = Anthropic(base_url=base_url, api_key="client-side-key", max_retries=0,
+                       default_headers=headers)
     think = {"type": "enabled", "budget_tokens": 2048}
     m = client.messages.create(model=model, max_tokens=4096, thinking=think,
                                messages=[{"role": "user", "content": "Why is the sky blue?"}])

@@ -364,3 +364,109 @@ fn dify_gets_the_whole_conversation_as_the_query() {
     assert_eq!(got["headers"]["host"], "api.dify.ai");
     assert_eq!(got["body_json"]["inputs"], json!({"question": transcript}));
 }
+
+#[test]
+fn anthropic_thinking_reaches_zhipuai_and_openrouter() {
+    let gw = gateway(
+        r#"{"_rules_":[
+            {"_match_domain_":["zhipu.test"],"provider":{"type":"zhipuai","apiTokens":["zp-key"],
+                "modelMapping":{"*":"glm-4.5"}}},
+            {"_match_domain_":["or.test"],"provider":{"type":"openrouter","apiTokens":["or-key"],
+                "modelMapping":{"*":"deepseek/deepseek-r1"}}}]}"#,
+    );
+    for (host, path, model) in [
+        ("zhipu.test", "/api/paas/v4/chat/completions", "glm-4.5"),
+        (
+            "or.test",
+            "/api/v1/chat/completions",
+            "deepseek/deepseek-r1",
+        ),
+    ] {
+        gw.mock.clear().unwrap();
+        // The script sends the rule's domain as the Host header.
+        let out = run_sdk_script(
+            "openai_china.py",
+            &[&gw.envoy.url(), "claude-sonnet-4-5", "thinking", host],
+        )
+        .unwrap();
+        let answer = format!("mock reply from {model}");
+        assert_eq!(
+            out["text"]["thinking"], "thought about: Why is the sky blue?",
+            "{host}: {out}"
+        );
+        assert_eq!(out["text"]["content"], answer);
+        assert_eq!(
+            out["stream"]["thinking"], "thought about: Count",
+            "{host}: {out}"
+        );
+        assert_eq!(out["stream"]["content"], answer);
+        assert_eq!(out["followup"], answer);
+        assert_eq!(out["plain"], answer);
+        let sent = gw.mock.requests().unwrap();
+        assert_eq!(sent.len(), 4, "{host}: {sent:?}");
+        for r in &sent {
+            assert_eq!(r["path"], path, "{host}");
+            assert!(r["body_json"].get("reasoning_effort").is_none(), "{r}");
+        }
+        let bodies: Vec<&Value> = sent.iter().map(|r| &r["body_json"]).collect();
+        // The first turn's thinking goes back as the assistant's reasoning_content.
+        assert_eq!(
+            bodies[2]["messages"][1]["reasoning_content"], "thought about: Why is the sky blue?",
+            "{host}: {}",
+            bodies[2]
+        );
+        if host == "zhipu.test" {
+            assert_eq!(bodies[0]["thinking"], json!({"type": "enabled"}));
+            assert_eq!(bodies[1]["thinking"], json!({"type": "enabled"}));
+            assert_eq!(
+                bodies[2]["thinking"],
+                json!({"type": "enabled", "clear_thinking": false})
+            );
+            assert_eq!(bodies[3]["thinking"], json!({"type": "disabled"}));
+        } else {
+            for b in &bodies[..3] {
+                assert_eq!(b["reasoning"], json!({"max_tokens": 2048}), "{b}");
+            }
+            assert!(bodies[3].get("reasoning").is_none(), "{}", bodies[3]);
+        }
+    }
+
+    // An OpenAI client of ZhipuAI gets the reasoning as `reasoning_content`, whole and streamed.
+    gw.mock.clear().unwrap();
+    let out = run_sdk_script(
+        "openai_china.py",
+        &[&gw.envoy.url(), "gpt-4o", "chat", "zhipu.test"],
+    )
+    .unwrap();
+    assert_eq!(
+        out["text"]["reasoning"], "thought about: Say hello",
+        "{out}"
+    );
+    assert_eq!(out["text"]["content"], "mock reply from glm-4.5");
+    assert_eq!(out["stream"]["reasoning"], "thought about: Count", "{out}");
+    assert_eq!(out["stream"]["content"], "mock reply from glm-4.5");
+    // `reasoning_effort` from an OpenAI client switches ZhipuAI's thinking on.
+    let body =
+        r#"{"model":"m","reasoning_effort":"high","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post("/v1/chat/completions", &[("host", "zhipu.test")], body)
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["body_json"]["thinking"], json!({"type": "enabled"}));
+    assert!(got["body_json"].get("reasoning_effort").is_none());
+    // OpenRouter's `reasoning_max_tokens` spelling becomes `reasoning.max_tokens`.
+    let body =
+        r#"{"model":"m","reasoning_max_tokens":512,"messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = gw
+        .post("/v1/chat/completions", &[("host", "or.test")], body)
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["reasoning"], "thought about: hi",
+        "{v}"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["body_json"]["reasoning"], json!({"max_tokens": 512}));
+}

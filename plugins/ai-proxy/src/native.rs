@@ -134,15 +134,19 @@ pub fn outbound(
     path: &str,
 ) -> Result<Outbound, ErrorReply> {
     // An Anthropic client to a non-Anthropic provider goes through the OpenAI shape.
-    let body = match body {
+    let (body, client_thinking) = match body {
         RequestBody::Messages(msgs) if p.family != Family::Claude => {
             let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
             let include_usage = p.include_usage || p.family != Family::OpenAi;
-            RequestBody::Chat(
-                messages::to_openai_request(&msgs, &model, include_usage).map_err(bad_request)?,
+            let keep = p.family == Family::OpenAi && reasoning::keeps_reasoning_history(&p.kind);
+            let chat = messages::to_openai_request_with(&msgs, &model, include_usage, keep)
+                .map_err(bad_request)?;
+            (
+                RequestBody::Chat(chat),
+                Some(reasoning::ClientThinking::of(&msgs.extra)),
             )
         }
-        other => other,
+        other => (other, None),
     };
     let stream = match &body {
         RequestBody::Chat(c) => c.stream == Some(true),
@@ -159,7 +163,7 @@ pub fn outbound(
         RequestBody::Chat(mut chat) => {
             let model = p.mapping.map(chat.model.as_deref().unwrap_or_default());
             out.model = model.clone();
-            out.body = chat_body(p, &mut chat, &model, stream, &mut out.late)?;
+            out.body = chat_body(p, &mut chat, &model, stream, client_thinking, &mut out.late)?;
         }
         RequestBody::Messages(mut msgs) => {
             // Only Anthropic upstreams get here.
@@ -251,11 +255,13 @@ fn chat_body(
     chat: &mut openai::ChatRequest,
     model: &str,
     stream: bool,
+    client_thinking: Option<reasoning::ClientThinking>,
     late: &mut Vec<(String, Option<String>)>,
 ) -> Result<RequestBody, ErrorReply> {
     Ok(match (&p.family, &p.native) {
         (Family::OpenAi, _) => {
             chat.model = Some(model.to_string());
+            reasoning::map_thinking(&p.kind, &mut chat.extra, &chat.messages, client_thinking);
             if stream && p.include_usage {
                 ask_for_usage(&mut chat.extra);
             }

@@ -23,6 +23,7 @@ mod record;
 mod reply;
 mod responses;
 mod stream;
+mod thinking;
 mod triton;
 
 use std::error::Error;
@@ -91,6 +92,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(dashscope_extra::routes())
         .merge(minimax::routes())
         .merge(dify::routes())
+        .merge(thinking::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
         .merge(green::routes())
