@@ -769,6 +769,36 @@ mod tests {
     }
 
     #[test]
+    fn thinking_history_kept_only_when_asked() {
+        let req: anthropic::MessagesRequest = serde_json::from_value(json!({
+            "max_tokens": 9, "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                    {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "only", "signature": "s"}]},
+                {"role": "user", "content": "c"}]}))
+        .unwrap();
+        let kept =
+            serde_json::to_value(to_openai_request_with(&req, "m", false, true).unwrap()).unwrap();
+        assert_eq!(
+            kept["messages"][1],
+            json!({"role": "assistant", "content": "b", "reasoning_content": "hmm"})
+        );
+        assert_eq!(
+            kept["messages"][2],
+            json!({"role": "assistant", "content": "", "reasoning_content": "only"})
+        );
+        let dropped = serde_json::to_value(to_openai_request(&req, "m", false).unwrap()).unwrap();
+        assert_eq!(
+            dropped["messages"][1],
+            json!({"role": "assistant", "content": "b"})
+        );
+        assert_eq!(dropped["messages"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
     fn request_system_sampling_and_metadata() {
         let out = openai_req(
             json!({
