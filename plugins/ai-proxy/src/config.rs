@@ -107,6 +107,13 @@ pub struct ProviderConfig {
     pub openai_custom_url: Option<String>,
     /// claude: the `anthropic-version` header.
     pub claude_version: Option<String>,
+    /// minimax: `v2` (default, OpenAI-compatible) or `pro` (ChatCompletion Pro).
+    pub minimax_api_type: Option<String>,
+    /// minimax: the group id ChatCompletion Pro needs.
+    pub minimax_group_id: Option<String>,
+    /// claude: Claude Code mode (an OAuth token as `Bearer`, Claude Code's headers, `?beta=true`,
+    /// its system prompt when the client gives none).
+    pub claude_code_mode: bool,
     /// ollama: server host.
     pub ollama_server_host: Option<String>,
     /// ollama: server port.

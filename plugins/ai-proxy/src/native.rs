@@ -6,8 +6,8 @@ use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
 use crate::translate::{
-    bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, responses, triton,
-    ChunkTranslator, ReasoningMode, Reencode, SseTranslator, TranslateError,
+    bedrock, claude, cohere, deepl, dify, gemini, messages, minimax, qwen, reasoning, responses,
+    triton, ChunkTranslator, ReasoningMode, Reencode, SseTranslator, TranslateError,
 };
 use sdk::api::{ApiKind, ClientProtocol};
 use sdk::error::ErrorReply;
@@ -74,6 +74,11 @@ pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)
     if p.family == Family::Claude {
         out.push(("anthropic-version".into(), p.claude_version.clone()));
     }
+    if p.claude_code_mode {
+        for (name, value) in claude::CLAUDE_CODE_HEADERS {
+            out.push((name.to_string(), value.to_string()));
+        }
+    }
     out
 }
 
@@ -122,7 +127,10 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
         api,
         ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
     ) || Client::of(api, p) == Client::Responses;
+    // DashScope's embedding path does not depend on the body.
+    let qwen_embeddings = p.family == Family::Qwen && api == ApiKind::Embeddings;
     body_api
+        && !qwen_embeddings
         && (p.auth == Auth::SigV4
             || matches!(
                 p.family,
@@ -149,12 +157,16 @@ pub fn outbound(
     path: &str,
 ) -> Result<Outbound, ErrorReply> {
     // An Anthropic client to a non-Anthropic provider goes through the OpenAI shape.
-    let body = match body {
+    let (body, client_thinking) = match body {
         RequestBody::Messages(msgs) if p.family != Family::Claude => {
             let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
             let include_usage = p.include_usage || p.family != Family::OpenAi;
-            RequestBody::Chat(
-                messages::to_openai_request(&msgs, &model, include_usage).map_err(bad_request)?,
+            let keep = p.family == Family::OpenAi && reasoning::keeps_reasoning_history(&p.kind);
+            let chat = messages::to_openai_request_with(&msgs, &model, include_usage, keep)
+                .map_err(bad_request)?;
+            (
+                RequestBody::Chat(chat),
+                Some(reasoning::ClientThinking::of(&msgs.extra)),
             )
         }
         RequestBody::Json(v) if Client::of(api, p) == Client::Responses => {
@@ -162,11 +174,14 @@ pub fn outbound(
                 .mapping
                 .map(v.get("model").and_then(Value::as_str).unwrap_or_default());
             let include_usage = p.include_usage || p.family != Family::OpenAi;
-            RequestBody::Chat(
-                responses::to_chat_request(&v, &model, include_usage).map_err(bad_request)?,
+            (
+                RequestBody::Chat(
+                    responses::to_chat_request(&v, &model, include_usage).map_err(bad_request)?,
+                ),
+                None,
             )
         }
-        other => other,
+        other => (other, None),
     };
     let stream = match &body {
         RequestBody::Chat(c) => c.stream == Some(true),
@@ -183,7 +198,7 @@ pub fn outbound(
         RequestBody::Chat(mut chat) => {
             let model = p.mapping.map(chat.model.as_deref().unwrap_or_default());
             out.model = model.clone();
-            out.body = chat_body(p, &mut chat, &model, stream, &mut out.late)?;
+            out.body = chat_body(p, &mut chat, &model, stream, client_thinking, &mut out.late)?;
         }
         RequestBody::Messages(mut msgs) => {
             // Only Anthropic upstreams get here.
@@ -209,10 +224,15 @@ pub fn outbound(
                         gemini::to_gemini_embeddings(&v, &model).map_err(bad_request)?,
                     )
                 }
+                (Family::Qwen, ApiKind::Embeddings) => RequestBody::Json(
+                    qwen::to_qwen_embeddings(&v, &model.unwrap_or_default())
+                        .map_err(bad_request)?,
+                ),
                 (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
                     cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
                 ),
-                (Family::OpenAi | Family::Claude, _) => {
+                // DashScope's rerank: its own body, with the model mapped (as in Higress).
+                (Family::OpenAi | Family::Claude, _) | (Family::Qwen, ApiKind::Other) => {
                     if let Some(model) = model {
                         v["model"] = json!(model);
                     }
@@ -270,19 +290,26 @@ fn chat_body(
     chat: &mut openai::ChatRequest,
     model: &str,
     stream: bool,
+    client_thinking: Option<reasoning::ClientThinking>,
     late: &mut Vec<(String, Option<String>)>,
 ) -> Result<RequestBody, ErrorReply> {
     Ok(match (&p.family, &p.native) {
         (Family::OpenAi, _) => {
             chat.model = Some(model.to_string());
+            reasoning::map_thinking(&p.kind, &mut chat.extra, &chat.messages, client_thinking);
             if stream && p.include_usage {
                 ask_for_usage(&mut chat.extra);
             }
             RequestBody::Chat(chat.clone())
         }
-        (Family::Claude, _) => RequestBody::Messages(
-            claude::to_claude_request(chat, model, p.claude_max_tokens).map_err(bad_request)?,
-        ),
+        (Family::Claude, _) => {
+            let mut req =
+                claude::to_claude_request(chat, model, p.claude_max_tokens).map_err(bad_request)?;
+            if p.claude_code_mode {
+                claude::claude_code_system(&mut req);
+            }
+            RequestBody::Messages(req)
+        }
         (Family::Gemini, Native::Gemini(g)) => {
             let action = if stream {
                 "streamGenerateContent?alt=sse"
@@ -336,6 +363,9 @@ fn chat_body(
         (Family::Triton, Native::Triton(o)) => {
             late.push((":path".into(), Some(triton::triton_path(model, o, stream))));
             RequestBody::Json(triton::to_triton_request(chat, model, o).map_err(bad_request)?)
+        }
+        (Family::MinimaxPro, _) => {
+            RequestBody::Json(minimax::to_minimax_pro_request(chat, model).map_err(bad_request)?)
         }
         (Family::Deepl, Native::Deepl(o)) => {
             RequestBody::Json(deepl::to_deepl_request(chat, model, o).map_err(bad_request)?)
@@ -455,6 +485,7 @@ fn openai_stream(
         },
         Family::Triton => Box::new(SseTranslator::new(triton::TritonStream::new(model))),
         Family::Deepl => return None,
+        Family::MinimaxPro => Box::new(SseTranslator::new(minimax::MinimaxProStream::new(model))),
     })
 }
 
@@ -544,6 +575,7 @@ pub fn translate_json(
         let v = match family {
             Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,
             Family::Cohere => cohere::from_cohere_embed(body, model).map_err(e)?,
+            Family::Qwen => qwen::from_qwen_embeddings(body, model).map_err(e)?,
             _ => return Ok(body.to_vec()),
         };
         return Ok(v.to_string().into_bytes());
@@ -566,6 +598,7 @@ pub fn translate_json(
         },
         Family::Triton => triton::from_triton_response(body, model).map_err(e)?,
         Family::Deepl => deepl::from_deepl_response(body, model).map_err(e)?,
+        Family::MinimaxPro => minimax::from_minimax_pro_response(body, model).map_err(e)?,
     };
     let mut chat = chat;
     if matches!(family, Family::OpenAi | Family::Claude) {
@@ -765,6 +798,75 @@ mod tests {
             "authorization".to_string(),
             "DeepL-Auth-Key k:fx".to_string()
         )));
+    }
+
+    #[test]
+    fn claude_code_mode_as_in_higress() {
+        let p =
+            provider(json!({"type": "claude", "apiTokens": ["oauth-tok"], "claudeCodeMode": true}))
+                .unwrap();
+        let headers = static_headers(&p, Some("oauth-tok"));
+        for (name, value) in [
+            ("authorization", "Bearer oauth-tok"),
+            ("user-agent", "claude-cli/2.1.2 (external, cli)"),
+            ("x-app", "cli"),
+            (
+                "anthropic-beta",
+                "oauth-2025-04-20,interleaved-thinking-2025-05-14,claude-code-20250219",
+            ),
+            ("anthropic-version", "2023-06-01"),
+        ] {
+            assert!(
+                headers.contains(&(name.to_string(), value.to_string())),
+                "{name}: {headers:?}"
+            );
+        }
+        assert!(headers.iter().all(|(n, _)| n != "x-api-key"));
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/messages?beta=true")
+        );
+        assert_eq!(
+            p.path_for(ApiKind::AnthropicMessages, "/v1/messages?beta=true")
+                .as_deref(),
+            Some("/v1/messages?beta=true")
+        );
+        let out = outbound(&p, chat(false), ApiKind::ChatCompletions, now(), "").unwrap();
+        let body = serde_json::to_value(match &out.body {
+            RequestBody::Messages(m) => m,
+            _ => panic!("messages body"),
+        })
+        .unwrap();
+        assert_eq!(
+            body["system"],
+            json!([{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+                "cache_control": {"type": "ephemeral"}}])
+        );
+        let with_system = RequestBody::Chat(
+            serde_json::from_value(json!({"model": "m", "messages": [
+                {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}))
+            .unwrap(),
+        );
+        let out = outbound(&p, with_system, ApiKind::ChatCompletions, now(), "").unwrap();
+        let RequestBody::Messages(m) = &out.body else {
+            panic!("messages body")
+        };
+        assert_eq!(
+            serde_json::to_value(&m.system).unwrap(),
+            json!([{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}])
+        );
+        // Without the mode: x-api-key, no Claude Code headers, no query.
+        let plain = provider(json!({"type": "claude", "apiTokens": ["k"]})).unwrap();
+        assert!(static_headers(&plain, Some("k"))
+            .iter()
+            .all(|(n, _)| n != "x-app"));
+        assert_eq!(
+            plain
+                .path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/messages")
+        );
     }
 
     #[test]

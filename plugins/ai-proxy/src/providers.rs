@@ -46,6 +46,8 @@ pub enum Family {
     Triton,
     /// DeepL translation.
     Deepl,
+    /// MiniMax ChatCompletion Pro (`minimaxApiType: pro`).
+    MinimaxPro,
 }
 
 /// Settings of the natively translated families.
@@ -218,6 +220,8 @@ pub struct Provider {
     pub models: Option<String>,
     /// Image generation path (`modelMapping` applies to its body).
     pub images: Option<String>,
+    /// Rerank path for clients' `POST …/v1/reranks` (DashScope; `modelMapping` applies).
+    pub rerank: Option<String>,
     /// OpenAI Responses API path (passed natively to OpenAI-compatible types).
     pub responses: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
@@ -246,6 +250,8 @@ pub struct Provider {
     pub claude_max_tokens: u64,
     /// `anthropic-version`.
     pub claude_version: String,
+    /// claude: Higress `claudeCodeMode`.
+    pub claude_code_mode: bool,
     /// Send the client's key instead of `apiTokens`.
     pub passthrough_client_key: bool,
     /// Key failover, when enabled.
@@ -331,8 +337,23 @@ impl Provider {
         out
     }
 
+    /// Whether the request is a rerank this provider serves (Higress's `qwen/v1/rerank`:
+    /// a client path ending in `/v1/reranks`).
+    pub fn is_rerank(&self, api: ApiKind, client_path: &str) -> bool {
+        let path = client_path.split('?').next().unwrap_or_default();
+        api == ApiKind::Other
+            && self.rerank.is_some()
+            && path.trim_end_matches('/').ends_with("/v1/reranks")
+    }
+
     /// The upstream path for an API, or `None` when the provider lacks it.
     pub fn path_for(&self, api: ApiKind, client_path: &str) -> Option<String> {
+        if self.is_rerank(api, client_path) {
+            return self
+                .rerank
+                .clone()
+                .map(|path| self.with_query(path, client_path));
+        }
         let path = match (api, self.family) {
             (ApiKind::ChatCompletions | ApiKind::AnthropicMessages, _) => Some(self.chat.clone()),
             (ApiKind::Completions, _) => self.completions.clone(),
@@ -365,7 +386,12 @@ impl Provider {
 
     fn with_query(&self, path: String, client_path: &str) -> String {
         let client_query = client_path.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let query: Vec<&str> = [self.query.as_str(), client_query]
+        // A parameter the client already sent is not added twice (Claude Code's `beta=true`).
+        let ours = match client_query.split('&').any(|kv| kv == self.query) {
+            true => "",
+            false => self.query.as_str(),
+        };
+        let query: Vec<&str> = [ours, client_query]
             .into_iter()
             .filter(|q| !q.is_empty())
             .collect();
@@ -446,6 +472,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         embeddings: None,
         models: None,
         images: None,
+        rerank: None,
         responses: None,
         passthrough: true,
         passthrough_base: None,
@@ -468,6 +495,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             .claude_version
             .clone()
             .unwrap_or_else(|| "2023-06-01".to_string()),
+        claude_code_mode: false,
         passthrough_client_key: c.passthrough_client_key,
         failover: Failover::compile(&c.failover)?,
         retry: Retry::compile(&c.retry_on_failure)?,
@@ -492,6 +520,12 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.models = Some("/v1/models".into());
         p.passthrough = false;
         p.auth = Auth::Header("x-api-key");
+        if c.claude_code_mode {
+            // A Claude Code OAuth token, sent as Claude Code sends it.
+            p.claude_code_mode = true;
+            p.auth = Auth::Bearer;
+            p.query = crate::translate::claude::CLAUDE_CODE_QUERY.into();
+        }
     } else {
         let spec = OPENAI_COMPATIBLE
             .iter()
@@ -564,7 +598,33 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
                 if let Some(d) = c.qwen_domain.as_deref().filter(|d| !d.is_empty()) {
                     p.host = d.to_string();
                 }
+                p.rerank = Some(crate::translate::qwen::COMPATIBLE_RERANK_PATH.into());
             }
+            "minimax" => match non_empty(&c.minimax_api_type).unwrap_or("v2") {
+                "v2" => {}
+                "pro" => {
+                    let group = required(&c.minimax_group_id, "minimaxGroupId", "minimax pro")?;
+                    if !group
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+                    {
+                        return Err(ConfigError::new(
+                            "minimaxGroupId",
+                            "must be letters, digits, `-` or `_`",
+                        ));
+                    }
+                    p.family = Family::MinimaxPro;
+                    p.passthrough = false;
+                    chat = Some(crate::translate::minimax::PRO_PATH.into());
+                    p.query = format!("GroupId={group}");
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        "minimaxApiType",
+                        format!("unknown API type `{other}` (v2 or pro)"),
+                    ))
+                }
+            },
             _ => {}
         }
         p.chat = chat.unwrap_or_else(|| format!("{}/chat/completions", p.base));
@@ -572,6 +632,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         p.embeddings = spec.embeddings.then(|| format!("{}/embeddings", p.base));
         p.models = Some(format!("{}/models", p.base));
         p.images = Some(format!("{}/images/generations", p.base));
+        if p.family == Family::MinimaxPro {
+            // ChatCompletion Pro is the one API of this mode.
+            p.models = None;
+            p.images = None;
+        }
         // Azure's Responses API is not per deployment (see `passthrough_base`).
         let root = p.passthrough_base.as_deref().unwrap_or(&p.base);
         if RESPONSES_NATIVE.contains(&kind) {
@@ -613,10 +678,11 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             "openai/v1/models" => p.models.get_or_insert_with(String::new),
             "openai/v1/imagegeneration" => p.images.get_or_insert_with(String::new),
             "openai/v1/responses" => p.responses.get_or_insert_with(String::new),
+            "qwen/v1/rerank" => p.rerank.get_or_insert_with(String::new),
             _ => {
                 return Err(ConfigError::new(
                     format!("capabilities.{key}"),
-                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration, openai/v1/responses)",
+                    "unknown capability (openai/v1/chatcompletions, openai/v1/completions, openai/v1/embeddings, openai/v1/models, openai/v1/imagegeneration, openai/v1/responses, qwen/v1/rerank)",
                 ))
             }
         };
@@ -784,6 +850,8 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             p.qwen_enable_search = c.qwen_enable_search;
             p.host = non_empty(&c.qwen_domain).unwrap_or_else(|| "dashscope.aliyuncs.com".into());
             p.chat = "/api/v1/services/aigc/text-generation/generation".into();
+            p.embeddings = Some(crate::translate::qwen::TEXT_EMBEDDING_PATH.into());
+            p.rerank = Some(crate::translate::qwen::TEXT_RERANK_PATH.into());
         }
         "dify" => {
             p.family = Family::Dify;
@@ -1036,6 +1104,14 @@ mod tests {
             ),
             (json!({"type": "openai"}), "apiTokens"),
             (
+                json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "pro"}),
+                "minimaxGroupId",
+            ),
+            (
+                json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "v3"}),
+                "minimaxApiType",
+            ),
+            (
                 json!({"type": "openai", "apiTokens": ["k"], "capabilities": {"x": "/y"}}),
                 "capabilities.x",
             ),
@@ -1043,6 +1119,75 @@ mod tests {
         for (v, path) in cases {
             assert_eq!(provider(v.clone()).unwrap_err().path, path, "{v}");
         }
+    }
+
+    #[test]
+    fn qwen_embeddings_and_rerank_paths_as_in_higress() {
+        let native = provider(json!({"type": "qwen", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(
+            native
+                .path_for(ApiKind::Embeddings, "/v1/embeddings")
+                .as_deref(),
+            Some("/api/v1/services/embeddings/text-embedding/text-embedding")
+        );
+        assert!(native.is_rerank(ApiKind::Other, "/v1/reranks?x=1"));
+        assert_eq!(
+            native.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/api/v1/services/rerank/text-rerank/text-rerank")
+        );
+        let compatible =
+            provider(json!({"type": "qwen", "apiTokens": ["k"], "qwenEnableCompatible": true}))
+                .unwrap();
+        assert_eq!(
+            compatible
+                .path_for(ApiKind::Other, "/api/v1/reranks")
+                .as_deref(),
+            Some("/compatible-api/v1/reranks")
+        );
+        assert_eq!(
+            compatible
+                .path_for(ApiKind::Embeddings, "/v1/embeddings")
+                .as_deref(),
+            Some("/compatible-mode/v1/embeddings")
+        );
+        // Other types pass `/v1/reranks` through as any other path.
+        let groq = provider(json!({"type": "groq", "apiTokens": ["k"]})).unwrap();
+        assert!(!groq.is_rerank(ApiKind::Other, "/v1/reranks"));
+        assert_eq!(
+            groq.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/openai/v1/reranks")
+        );
+        let custom = provider(json!({"type": "qwen", "apiTokens": ["k"],
+            "capabilities": {"qwen/v1/rerank": "/my/rerank"}}))
+        .unwrap();
+        assert_eq!(
+            custom.path_for(ApiKind::Other, "/v1/reranks").as_deref(),
+            Some("/my/rerank")
+        );
+    }
+
+    #[test]
+    fn minimax_pro_path_carries_the_group() {
+        let p = provider(
+            json!({"type": "minimax", "apiTokens": ["k"], "minimaxApiType": "pro",
+            "minimaxGroupId": "1782658868262748467"}),
+        )
+        .unwrap();
+        assert_eq!(p.family, Family::MinimaxPro);
+        assert_eq!(
+            p.path_for(ApiKind::ChatCompletions, "/v1/chat/completions")
+                .as_deref(),
+            Some("/v1/text/chatcompletion_pro?GroupId=1782658868262748467")
+        );
+        assert_eq!(p.path_for(ApiKind::Embeddings, "/v1/embeddings"), None);
+        // MiniMax's own APIs pass as the client sent them, with the group.
+        assert_eq!(
+            p.path_for(ApiKind::Other, "/v1/files").as_deref(),
+            Some("/v1/files?GroupId=1782658868262748467")
+        );
+        let v2 = provider(json!({"type": "minimax", "apiTokens": ["k"]})).unwrap();
+        assert_eq!(v2.family, Family::OpenAi);
+        assert_eq!(v2.chat, "/v1/text/chatcompletion_v2");
     }
 
     #[test]

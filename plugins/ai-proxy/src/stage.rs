@@ -406,7 +406,8 @@ impl Stage for ProxyStage {
         };
         let from_body = native::path_from_body(p, api);
         let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
-        let has_body = api.has_json_body();
+        // A rerank body is read for its model mapping, as Higress does.
+        let has_body = api.has_json_body() || p.is_rerank(api, &ex.path);
         if !authorized {
             // The first request after start: it waits for a token exchange of its own (the
             // headers are held while the body is read), as Higress holds it.

@@ -95,13 +95,22 @@ fn tool_to_use(req: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether the request carries an OAuth token as Anthropic takes one (Claude Code):
+/// `Authorization: Bearer …` with the `oauth-2025-04-20` beta.
+fn oauth(headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("authorization").is_some_and(|a| a.starts_with("Bearer ") && a.len() > 7)
+        && header("anthropic-beta")
+            .is_some_and(|b| b.split(',').any(|f| f.trim() == "oauth-2025-04-20"))
+}
+
 /// Rejects what Anthropic rejects: missing key, version or required fields.
 fn check(headers: &HeaderMap, req: &Value) -> Option<Response> {
-    if !headers.contains_key("x-api-key") {
+    if !headers.contains_key("x-api-key") && !oauth(headers) {
         return Some(error(
             StatusCode::UNAUTHORIZED,
             "authentication_error",
-            "x-api-key header is required",
+            "x-api-key header is required (or an OAuth bearer token with the oauth beta)",
         ));
     }
     if !headers.contains_key("anthropic-version") {

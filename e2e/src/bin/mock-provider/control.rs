@@ -248,7 +248,10 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
                 let path = parts.uri.path();
                 if path == "/v1/messages" {
                     crate::anthropic::failure(status)
-                } else if path.starts_with("/api/v1/services/aigc/") {
+                } else if path.starts_with("/api/v1/services/aigc/")
+                    || path.starts_with("/api/v1/services/embeddings/")
+                    || path.starts_with("/api/v1/services/rerank/")
+                {
                     // DashScope's native API (OpenRouter's OpenAI paths are `/api/v1/…` too).
                     crate::dashscope::failure(status)
                 } else if path.starts_with("/v2/models/") {

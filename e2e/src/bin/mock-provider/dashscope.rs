@@ -136,7 +136,7 @@ pub fn failure(status: StatusCode) -> Response {
 }
 
 /// The 401 for a request without `Authorization: Bearer <key>`.
-fn check_auth(headers: &HeaderMap, request_id: &str) -> Option<Response> {
+pub fn check_auth(headers: &HeaderMap, request_id: &str) -> Option<Response> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

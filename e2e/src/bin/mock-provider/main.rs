@@ -10,8 +10,11 @@ mod cohere;
 mod conn;
 mod control;
 mod dashscope;
+mod dashscope_extra;
+mod dify;
 mod gemini;
 mod green;
+mod minimax;
 mod moderation;
 mod oauth;
 mod openai;
@@ -20,6 +23,7 @@ mod record;
 mod reply;
 mod responses;
 mod stream;
+mod thinking;
 mod triton;
 
 use std::error::Error;
@@ -85,6 +89,10 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(bedrock::routes())
         .merge(cohere::routes())
         .merge(dashscope::routes())
+        .merge(dashscope_extra::routes())
+        .merge(minimax::routes())
+        .merge(dify::routes())
+        .merge(thinking::routes())
         .merge(triton::routes())
         .merge(moderation::routes())
         .merge(green::routes())

@@ -137,6 +137,35 @@ pub fn to_claude_request(
     })
 }
 
+/// Headers Higress's `claudeCodeMode` sends (as the Claude Code CLI does).
+pub const CLAUDE_CODE_HEADERS: [(&str, &str); 3] = [
+    ("user-agent", "claude-cli/2.1.2 (external, cli)"),
+    ("x-app", "cli"),
+    (
+        "anthropic-beta",
+        "oauth-2025-04-20,interleaved-thinking-2025-05-14,claude-code-20250219",
+    ),
+];
+/// Query parameter added to every path in Claude Code mode.
+pub const CLAUDE_CODE_QUERY: &str = "beta=true";
+/// System prompt of Claude Code mode when the client sends none.
+pub const CLAUDE_CODE_SYSTEM_PROMPT: &str =
+    "You are Claude Code, Anthropic's official CLI for Claude.";
+
+/// Claude Code mode's system prompt (as Higress sends it): one text block marked for prompt
+/// caching, the client's system text or else Claude Code's own.
+pub fn claude_code_system(req: &mut anthropic::MessagesRequest) {
+    let text = match req.system.take() {
+        Some(anthropic::Content::Text(t)) if !t.is_empty() => t,
+        _ => CLAUDE_CODE_SYSTEM_PROMPT.to_string(),
+    };
+    let mut block = anthropic::Block::text(text);
+    block
+        .extra
+        .insert("cache_control".into(), json!({"type": "ephemeral"}));
+    req.system = Some(anthropic::Content::Blocks(vec![block]));
+}
+
 /// Thinking budget for OpenAI's `reasoning_effort` (`none`: no thinking).
 fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, TranslateError> {
     let Some(effort) = effort.filter(|v| !v.is_null()) else {

@@ -186,20 +186,21 @@ fn image_url(part: &openai::ContentPart) -> Result<String, TranslateError> {
     }
 }
 
+/// Higress's label of a message in the query (tool results count as the user's).
 fn role_label(role: &str) -> &'static str {
     match role {
         "system" | "developer" => "SYSTEM",
         "assistant" => "ASSISTANT",
-        "tool" => "TOOL",
         _ => "USER",
     }
 }
 
 /// The text Dify gets and the images that go with it.
 ///
-/// With a conversation id Dify holds the history, so only the last user message is sent. Without
-/// one, a lone user message is sent as is and a longer conversation as a role-labelled
-/// transcript.
+/// As in Higress, the whole conversation is the query, each message as `ROLE: \n<text>\n`
+/// (`SYSTEM`, `ASSISTANT`, else `USER`), a lone user message too. With a conversation id Dify
+/// holds the history, so only the last user message is sent (Higress sends the whole
+/// conversation there too).
 fn query_of(
     messages: &[openai::ChatMessage],
     conversation: bool,
@@ -212,25 +213,18 @@ fn query_of(
             .ok_or_else(|| err("no user message to send to Dify"))?;
         return message_parts(last);
     }
-    let mut turns = Vec::new();
+    let mut text = String::new();
     let mut images = Vec::new();
     for msg in messages {
-        let (text, imgs) = message_parts(msg)?;
+        let (part, imgs) = message_parts(msg)?;
         if msg.role == "user" {
             images.extend(imgs);
         }
-        if !text.is_empty() {
-            turns.push((msg.role.as_str(), text));
-        }
+        text.push_str(role_label(&msg.role));
+        text.push_str(": \n");
+        text.push_str(&part);
+        text.push('\n');
     }
-    let text = match turns.as_slice() {
-        [("user", text)] => text.clone(),
-        _ => turns
-            .iter()
-            .map(|(role, text)| format!("{}:\n{text}", role_label(role)))
-            .collect::<Vec<_>>()
-            .join("\n\n"),
-    };
     Ok((text, images))
 }
 
@@ -915,7 +909,7 @@ mod tests {
         assert!(!r.upstream_stream);
         assert_eq!(
             r.body,
-            json!({"inputs": {}, "query": "Hello", "response_mode": "blocking", "user": "api-user",
+            json!({"inputs": {}, "query": "USER: \nHello\n", "response_mode": "blocking", "user": "api-user",
                 "auto_generate_name": false})
         );
     }
@@ -950,7 +944,7 @@ mod tests {
         assert_eq!(
             r.body,
             json!({"inputs": {"lang": "en"},
-                "query": "SYSTEM:\nBe brief.\n\nUSER:\nHi\n\nASSISTANT:\nHello!\n\nUSER:\nCapital of France?",
+                "query": "SYSTEM: \nBe brief.\nUSER: \nHi\nASSISTANT: \nHello!\nUSER: \nCapital of France?\n",
                 "response_mode": "streaming", "user": "u-7", "auto_generate_name": false})
         );
     }
@@ -984,7 +978,7 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(r.body["query"], "What is this?");
+        assert_eq!(r.body["query"], "USER: \nWhat is this?\n");
         assert_eq!(
             r.body["files"],
             json!([{"type": "image", "transfer_method": "remote_url", "url": "https://x.test/cat.png"}])
@@ -1019,12 +1013,15 @@ mod tests {
         assert_eq!(r.path, "/v1/completion-messages");
         assert_eq!(
             r.body,
-            json!({"inputs": {"query": "Write a haiku"}, "response_mode": "blocking", "user": "api-user"})
+            json!({"inputs": {"query": "USER: \nWrite a haiku\n"}, "response_mode": "blocking", "user": "api-user"})
         );
         let mut o = opts(BotType::Completion);
         o.input_variable = "topic".into();
         let r = dify_request(&req, &o, None).unwrap();
-        assert_eq!(r.body["inputs"], json!({"topic": "Write a haiku"}));
+        assert_eq!(
+            r.body["inputs"],
+            json!({"topic": "USER: \nWrite a haiku\n"})
+        );
 
         let mut o = opts(BotType::Workflow);
         assert!(dify_request(&req, &o, None).is_err());
@@ -1034,7 +1031,7 @@ mod tests {
         assert_eq!(r.path, "/v1/workflows/run");
         assert_eq!(
             r.body,
-            json!({"inputs": {"text": "Write a haiku"}, "response_mode": "blocking", "user": "api-user"})
+            json!({"inputs": {"text": "USER: \nWrite a haiku\n"}, "response_mode": "blocking", "user": "api-user"})
         );
     }
 

@@ -18,6 +18,17 @@ pub fn to_openai_request(
     model: &str,
     include_usage: bool,
 ) -> Result<openai::ChatRequest, TranslateError> {
+    to_openai_request_with(req, model, include_usage, false)
+}
+
+/// [`to_openai_request`]; with `keep_reasoning`, an assistant turn's thinking blocks go on as its
+/// `reasoning_content` (for upstreams that take reasoning history: OpenRouter, ZhipuAI).
+pub fn to_openai_request_with(
+    req: &anthropic::MessagesRequest,
+    model: &str,
+    include_usage: bool,
+    keep_reasoning: bool,
+) -> Result<openai::ChatRequest, TranslateError> {
     let mut messages = Vec::new();
     if let Some(system) = &req.system {
         let text = system_text(system);
@@ -29,7 +40,7 @@ pub fn to_openai_request(
         match msg.role.as_str() {
             "user" => user_messages(&msg.content, &mut messages)?,
             "assistant" => {
-                if let Some(m) = assistant_message(&msg.content)? {
+                if let Some(m) = assistant_message(&msg.content, keep_reasoning)? {
                     messages.push(m);
                 }
             }
@@ -206,6 +217,7 @@ fn image_part(block: &anthropic::Block) -> Result<openai::ContentPart, Translate
 /// `tool_calls`. `None` when nothing is left (e.g. only thinking).
 fn assistant_message(
     content: &anthropic::Content,
+    keep_reasoning: bool,
 ) -> Result<Option<openai::ChatMessage>, TranslateError> {
     let blocks = match content {
         anthropic::Content::Text(s) => {
@@ -214,6 +226,7 @@ fn assistant_message(
         anthropic::Content::Blocks(blocks) => blocks,
     };
     let mut text: Option<String> = None;
+    let mut thoughts: Vec<&str> = Vec::new();
     let mut calls = Vec::new();
     for block in blocks {
         match block.kind.as_str() {
@@ -234,6 +247,15 @@ fn assistant_message(
                     },
                 }));
             }
+            "thinking" if keep_reasoning => {
+                thoughts.extend(
+                    block
+                        .extra
+                        .get("thinking")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty()),
+                );
+            }
             "thinking" | "redacted_thinking" => {}
             other => {
                 return Err(err(format!(
@@ -242,12 +264,23 @@ fn assistant_message(
             }
         }
     }
-    if text.is_none() && calls.is_empty() {
+    if text.is_none() && calls.is_empty() && thoughts.is_empty() {
         return Ok(None);
     }
     let mut extra = Extra::new();
-    if !calls.is_empty() {
+    let no_calls = calls.is_empty();
+    if !no_calls {
         extra.insert("tool_calls".into(), Value::Array(calls));
+    }
+    if !thoughts.is_empty() {
+        extra.insert(
+            "reasoning_content".into(),
+            Value::String(thoughts.join("\n\n")),
+        );
+        // A turn of thinking alone still needs a content.
+        if text.is_none() && no_calls {
+            text = Some(String::new());
+        }
     }
     Ok(Some(openai::ChatMessage {
         role: "assistant".into(),
@@ -435,6 +468,36 @@ mod tests {
     fn openai_req(v: Value, include_usage: bool) -> Value {
         let req: anthropic::MessagesRequest = serde_json::from_value(v).unwrap();
         serde_json::to_value(to_openai_request(&req, "gpt-4o", include_usage).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn thinking_history_kept_only_when_asked() {
+        let req: anthropic::MessagesRequest = serde_json::from_value(json!({
+            "max_tokens": 9, "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                    {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "only", "signature": "s"}]},
+                {"role": "user", "content": "c"}]}))
+        .unwrap();
+        let kept =
+            serde_json::to_value(to_openai_request_with(&req, "m", false, true).unwrap()).unwrap();
+        assert_eq!(
+            kept["messages"][1],
+            json!({"role": "assistant", "content": "b", "reasoning_content": "hmm"})
+        );
+        assert_eq!(
+            kept["messages"][2],
+            json!({"role": "assistant", "content": "", "reasoning_content": "only"})
+        );
+        let dropped = serde_json::to_value(to_openai_request(&req, "m", false).unwrap()).unwrap();
+        assert_eq!(
+            dropped["messages"][1],
+            json!({"role": "assistant", "content": "b"})
+        );
+        assert_eq!(dropped["messages"].as_array().unwrap().len(), 3);
     }
 
     #[test]

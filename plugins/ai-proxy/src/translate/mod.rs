@@ -9,6 +9,7 @@ pub mod deepl;
 pub mod dify;
 pub mod gemini;
 pub mod messages;
+pub mod minimax;
 pub mod qwen;
 pub mod reasoning;
 pub mod responses;

@@ -360,6 +360,63 @@ pub fn from_qwen_response(
     })
 }
 
+/// DashScope's native text rerank path.
+pub const TEXT_RERANK_PATH: &str = "/api/v1/services/rerank/text-rerank/text-rerank";
+/// DashScope's OpenAI-compatible rerank path (`qwenEnableCompatible: true`).
+pub const COMPATIBLE_RERANK_PATH: &str = "/compatible-api/v1/reranks";
+
+/// DashScope's native text embedding path.
+pub const TEXT_EMBEDDING_PATH: &str = "/api/v1/services/embeddings/text-embedding/text-embedding";
+
+/// Builds DashScope's text embedding body for an OpenAI embeddings request: `input` (a string or
+/// strings) → `input.texts`, `dimensions` → `parameters.dimension`. Token arrays are refused.
+pub fn to_qwen_embeddings(req: &Value, model: &str) -> Result<Value, TranslateError> {
+    let texts: Vec<Value> = match req.get("input") {
+        Some(Value::String(s)) => vec![Value::String(s.clone())],
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            items.clone()
+        }
+        _ => return Err(err(
+            "DashScope embeds text only: input must be a string or a non-empty array of strings",
+        )),
+    };
+    let mut out = json!({"model": model, "input": {"texts": texts}});
+    if let Some(d) = req.get("dimensions").and_then(Value::as_u64) {
+        out["parameters"] = json!({ "dimension": d });
+    }
+    Ok(out)
+}
+
+/// Builds the OpenAI embeddings answer for a DashScope text embedding answer: each vector at its
+/// `text_index`; usage is DashScope's `total_tokens` (all input).
+pub fn from_qwen_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("DashScope answer is not JSON: {e}")))?;
+    let list = v
+        .pointer("/output/embeddings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("DashScope embedding answer without output.embeddings"))?;
+    let mut data = Vec::with_capacity(list.len());
+    for (i, e) in list.iter().enumerate() {
+        let vector = e
+            .get("embedding")
+            .filter(|v| v.is_array())
+            .ok_or_else(|| err("DashScope embedding without a vector"))?;
+        let index = e
+            .get("text_index")
+            .and_then(Value::as_u64)
+            .unwrap_or(i as u64);
+        data.push(json!({"object": "embedding", "index": index, "embedding": vector}));
+    }
+    let tokens = count(v.pointer("/usage/total_tokens")).unwrap_or(0);
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
+
 /// OpenAI `error.type` for a DashScope error code, else by HTTP status.
 fn error_type(code: Option<&str>, status: u32) -> &'static str {
     match code.unwrap_or_default() {
@@ -1106,5 +1163,33 @@ mod tests {
         let mut out = String::new();
         s.finish(&mut out);
         assert_eq!(out, "data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn embeddings_both_ways() {
+        let req = json!({"model": "m", "input": ["a b", "c"], "dimensions": 512,
+            "encoding_format": "float"});
+        assert_eq!(
+            to_qwen_embeddings(&req, "text-embedding-v3").unwrap(),
+            json!({"model": "text-embedding-v3", "input": {"texts": ["a b", "c"]},
+                "parameters": {"dimension": 512}})
+        );
+        assert_eq!(
+            to_qwen_embeddings(&json!({"input": "hi"}), "e").unwrap(),
+            json!({"model": "e", "input": {"texts": ["hi"]}})
+        );
+        for bad in [json!({"input": [[1, 2]]}), json!({"input": []}), json!({})] {
+            assert!(to_qwen_embeddings(&bad, "e").is_err(), "{bad}");
+        }
+        let answer = br#"{"output":{"embeddings":[{"text_index":1,"embedding":[0.5]},
+            {"text_index":0,"embedding":[0.25]}]},"usage":{"total_tokens":3},"request_id":"r"}"#;
+        assert_eq!(
+            from_qwen_embeddings(answer, "e").unwrap(),
+            json!({"object": "list", "model": "e",
+                "data": [{"object": "embedding", "index": 1, "embedding": [0.5]},
+                         {"object": "embedding", "index": 0, "embedding": [0.25]}],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        );
+        assert!(from_qwen_embeddings(br#"{"output":{}}"#, "e").is_err());
     }
 }

@@ -3,7 +3,7 @@
 //! (`ignore`) or put in front of the content as `<think>…</think>\n` (`concat`).
 
 use super::{ReasoningMode, StreamTranslator};
-use sdk::llm::openai;
+use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::Value;
 
@@ -119,6 +119,115 @@ impl StreamTranslator for ReasoningFilter {
     fn finish(&mut self, _out: &mut String) {}
 }
 
+/// An Anthropic client's `thinking`, kept past the conversion to OpenAI's shape for the types
+/// whose own thinking switch Higress sets from it (OpenRouter, ZhipuAI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientThinking {
+    /// `thinking.type` is `enabled`.
+    pub enabled: bool,
+    /// `thinking.budget_tokens`, when enabled.
+    pub budget: Option<u64>,
+}
+
+impl ClientThinking {
+    /// Reads a Messages request's `thinking` (absent: not enabled).
+    pub fn of(extra: &Extra) -> ClientThinking {
+        let thinking = extra.get("thinking");
+        let enabled =
+            thinking.and_then(|t| t.get("type")).and_then(Value::as_str) == Some("enabled");
+        ClientThinking {
+            enabled,
+            budget: thinking
+                .and_then(|t| t.get("budget_tokens"))
+                .and_then(Value::as_u64)
+                .filter(|b| enabled && *b > 0),
+        }
+    }
+
+    /// OpenAI's `reasoning_effort` for an enabled budget, as Higress maps it (under 4096 tokens
+    /// `low`, under 16384 `medium`, else `high`).
+    pub fn effort(self) -> Option<&'static str> {
+        if !self.enabled {
+            return None;
+        }
+        Some(match self.budget.unwrap_or(0) {
+            0..4096 => "low",
+            4096..16384 => "medium",
+            _ => "high",
+        })
+    }
+}
+
+/// Whether an Anthropic client's thinking history goes to this type as `reasoning_content`.
+pub fn keeps_reasoning_history(kind: &str) -> bool {
+    matches!(kind, "zhipuai" | "openrouter")
+}
+
+/// Sets a type's own thinking switch as Higress does, from `reasoning_effort` (or
+/// `reasoning_max_tokens`) in the body and an Anthropic client's `thinking`:
+///
+/// - `zhipuai`: `reasoning_effort` (or thinking enabled) becomes `thinking: {type: enabled}`; an
+///   Anthropic client without thinking gets `{type: disabled}`; reasoning history in the messages
+///   sets `thinking.clear_thinking: false`.
+/// - `openrouter`: `reasoning_max_tokens` (else the thinking budget) becomes
+///   `reasoning.max_tokens`, replacing `reasoning_effort`.
+pub fn map_thinking(
+    kind: &str,
+    x: &mut Extra,
+    messages: &[openai::ChatMessage],
+    client: Option<ClientThinking>,
+) {
+    match kind {
+        "zhipuai" => {
+            let effort = x.remove("reasoning_effort").filter(|e| !e.is_null());
+            let asked = effort.is_some() || client.is_some_and(|c| c.enabled);
+            if asked {
+                x.insert("thinking".into(), serde_json::json!({"type": "enabled"}));
+            } else if client.is_some() {
+                x.insert("thinking".into(), serde_json::json!({"type": "disabled"}));
+            }
+            let history = messages.iter().any(|m| {
+                m.extra
+                    .get("reasoning_content")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| !r.is_empty())
+            });
+            if history {
+                let thinking = x.entry("thinking").or_insert_with(|| serde_json::json!({}));
+                if let Some(obj) = thinking.as_object_mut() {
+                    obj.insert("clear_thinking".into(), Value::Bool(false));
+                }
+            }
+        }
+        "openrouter" => {
+            let asked = x
+                .get("reasoning_max_tokens")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0);
+            let max = match asked {
+                Some(n) => {
+                    x.remove("reasoning_max_tokens");
+                    Some(n)
+                }
+                None => client.and_then(|c| c.budget),
+            };
+            if let Some(max) = max {
+                x.remove("reasoning_effort");
+                let reasoning = x
+                    .entry("reasoning")
+                    .or_insert_with(|| serde_json::json!({}));
+                if !reasoning.is_object() {
+                    *reasoning = serde_json::json!({});
+                }
+                if let Some(obj) = reasoning.as_object_mut() {
+                    obj.insert("max_tokens".into(), Value::from(max));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +304,78 @@ mod tests {
                 .unwrap(),
             "<think>Hmm.</think>\nHi"
         );
+    }
+
+    fn thinking(kind: &str, body: Value, client: Option<ClientThinking>) -> Value {
+        let mut chat: openai::ChatRequest = serde_json::from_value(body).unwrap();
+        map_thinking(kind, &mut chat.extra, &chat.messages, client);
+        serde_json::to_value(&chat).unwrap()
+    }
+
+    #[test]
+    fn zhipuai_and_openrouter_thinking_as_in_higress() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let on = Some(ClientThinking {
+            enabled: true,
+            budget: Some(2048),
+        });
+        let off = Some(ClientThinking::default());
+        let z = thinking(
+            "zhipuai",
+            json!({"messages": user, "reasoning_effort": "low"}),
+            None,
+        );
+        assert_eq!(z["thinking"], json!({"type": "enabled"}));
+        assert!(z.get("reasoning_effort").is_none());
+        let z = thinking("zhipuai", json!({"messages": user}), on);
+        assert_eq!(z["thinking"], json!({"type": "enabled"}));
+        let z = thinking("zhipuai", json!({"messages": user}), off);
+        assert_eq!(z["thinking"], json!({"type": "disabled"}));
+        // An OpenAI client that says nothing: nothing set.
+        let z = thinking("zhipuai", json!({"messages": user}), None);
+        assert!(z.get("thinking").is_none());
+        let history = json!([{"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b", "reasoning_content": "hmm"},
+            {"role": "user", "content": "c"}]);
+        let z = thinking("zhipuai", json!({"messages": history}), on);
+        assert_eq!(
+            z["thinking"],
+            json!({"type": "enabled", "clear_thinking": false})
+        );
+
+        let o = thinking(
+            "openrouter",
+            json!({"messages": user, "reasoning_max_tokens": 3000, "reasoning_effort": "high"}),
+            None,
+        );
+        assert_eq!(o["reasoning"], json!({"max_tokens": 3000}));
+        assert!(o.get("reasoning_effort").is_none() && o.get("reasoning_max_tokens").is_none());
+        let o = thinking(
+            "openrouter",
+            json!({"messages": user, "reasoning_effort": "low"}),
+            on,
+        );
+        assert_eq!(o["reasoning"], json!({"max_tokens": 2048}));
+        assert!(o.get("reasoning_effort").is_none());
+        let o = thinking(
+            "openrouter",
+            json!({"messages": user, "reasoning_effort": "low"}),
+            None,
+        );
+        assert_eq!(o["reasoning_effort"], "low");
+        assert!(o.get("reasoning").is_none());
+        // Other types are left alone.
+        let d = thinking(
+            "deepseek",
+            json!({"messages": user, "reasoning_effort": "low"}),
+            on,
+        );
+        assert_eq!(d["reasoning_effort"], "low");
+        assert_eq!(on.and_then(ClientThinking::effort), Some("low"));
+        let big = ClientThinking {
+            enabled: true,
+            budget: Some(20000),
+        };
+        assert_eq!(big.effort(), Some("high"));
     }
 }

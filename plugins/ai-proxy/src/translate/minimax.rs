@@ -1,0 +1,349 @@
+//! OpenAI chat completions client in front of MiniMax's ChatCompletion Pro API (Higress type
+//! `minimax` with `minimaxApiType: pro`): `POST /v1/text/chatcompletion_pro?GroupId=<id>`.
+//!
+//! The conversation goes out as MiniMax's sender-typed `messages` (`USER`/`BOT`) with the system
+//! messages as `bot_setting` and `reply_constraints` naming the bot that answers, as Higress
+//! sends it. Answers carry `reply`, `choices[].messages` and `base_resp` (a failure answers HTTP
+//! 200 with a non-zero `base_resp.status_code`). In a stream each event carries the new text; the
+//! last one repeats the whole reply with the finish reason, usage and `base_resp`.
+
+use super::cohere::{count, openai_choice, openai_usage, ChunkWriter};
+use super::{err, max_tokens, text_only, StreamTranslator, TranslateError};
+use sdk::llm::{openai, Extra};
+use sdk::sse::SseEvent;
+use serde_json::{json, Value};
+
+/// ChatCompletion Pro path (the `GroupId` query is added from `minimaxGroupId`).
+pub const PRO_PATH: &str = "/v1/text/chatcompletion_pro";
+/// The bot's name when the system message names none (MiniMax's own assistant name).
+pub const DEFAULT_BOT_NAME: &str = "MM智能助理";
+/// The user's name when the message names none.
+pub const DEFAULT_USER_NAME: &str = "用户";
+/// The bot setting when the client sends no system message.
+pub const DEFAULT_BOT_SETTING: &str = "MM智能助理是MiniMax自研的大型语言模型，回答用户的问题。";
+
+fn name_or<'a>(msg: &'a openai::ChatMessage, default: &'a str) -> &'a str {
+    msg.extra
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(default)
+}
+
+/// Builds the ChatCompletion Pro body for an OpenAI chat request.
+pub fn to_minimax_pro_request(
+    req: &openai::ChatRequest,
+    model: &str,
+) -> Result<Value, TranslateError> {
+    let x = &req.extra;
+    if x.get("tools").is_some_and(|t| !t.is_null()) {
+        return Err(err(
+            "tools are not supported with minimaxApiType pro (use the v2 API)",
+        ));
+    }
+    let mut messages = Vec::new();
+    let mut settings = Vec::new();
+    let mut bot = DEFAULT_BOT_NAME.to_string();
+    for msg in &req.messages {
+        let text = text_only(msg, "MiniMax ChatCompletion Pro")?;
+        match msg.role.as_str() {
+            "system" | "developer" => {
+                bot = name_or(msg, DEFAULT_BOT_NAME).to_string();
+                settings.push(json!({"bot_name": bot, "content": text}));
+            }
+            "assistant" => messages.push(json!({"sender_type": "BOT",
+                "sender_name": name_or(msg, DEFAULT_BOT_NAME), "text": text})),
+            "user" => messages.push(json!({"sender_type": "USER",
+                "sender_name": name_or(msg, DEFAULT_USER_NAME), "text": text})),
+            other => {
+                return Err(err(format!(
+                    "message role {other:?} is not supported by MiniMax ChatCompletion Pro"
+                )))
+            }
+        }
+    }
+    if settings.is_empty() {
+        settings.push(json!({"bot_name": DEFAULT_BOT_NAME, "content": DEFAULT_BOT_SETTING}));
+    }
+    let mut out = json!({
+        "model": model,
+        "mask_sensitive_info": true,
+        "messages": messages,
+        "bot_setting": settings,
+        "reply_constraints": {"sender_type": "BOT", "sender_name": bot},
+    });
+    if req.stream == Some(true) {
+        out["stream"] = Value::Bool(true);
+    }
+    if let Some(max) = max_tokens(x) {
+        out["tokens_to_generate"] = Value::from(max);
+    }
+    for key in ["temperature", "top_p"] {
+        if let Some(v) = x.get(key).filter(|v| v.is_number()) {
+            out[key] = v.clone();
+        }
+    }
+    Ok(out)
+}
+
+/// MiniMax's failure in an answer (`base_resp.status_code` not 0), as text.
+fn failure(v: &Value) -> Option<String> {
+    let base = v.get("base_resp")?;
+    let code = base.get("status_code").and_then(Value::as_i64)?;
+    (code != 0).then(|| {
+        let msg = base
+            .get("status_msg")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        format!("MiniMax error {code}: {msg}")
+    })
+}
+
+fn usage_of(v: &Value) -> Option<openai::Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    let total = count(u.get("total_tokens"));
+    let prompt = count(u.get("prompt_tokens")).unwrap_or(0);
+    // ChatCompletion Pro often reports the total alone: passed on as it came, as Higress does.
+    let completion = count(u.get("completion_tokens")).unwrap_or(0);
+    Some(openai_usage(prompt, completion, total, None, None))
+}
+
+fn finish(reason: Option<&str>) -> Option<&'static str> {
+    match reason? {
+        "length" | "max_output" => Some("length"),
+        "" => None,
+        _ => Some("stop"),
+    }
+}
+
+/// Builds the OpenAI chat completion for a ChatCompletion Pro answer: one choice per message
+/// the bot sent, as Higress does.
+pub fn from_minimax_pro_response(
+    body: &[u8],
+    model: &str,
+) -> Result<openai::ChatResponse, TranslateError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("MiniMax answer is not JSON: {e}")))?;
+    if let Some(e) = failure(&v) {
+        return Err(err(e));
+    }
+    let list = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("MiniMax answer without choices"))?;
+    let mut choices = Vec::new();
+    for choice in list {
+        let reason = finish(choice.get("finish_reason").and_then(Value::as_str));
+        for m in choice
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let text = m.get("text").and_then(Value::as_str).map(str::to_string);
+            let mut c = openai_choice(text, None, Vec::new(), reason);
+            c.index = u32::try_from(choices.len()).unwrap_or(u32::MAX);
+            if let Some(name) = m.get("sender_name").filter(|n| n.is_string()) {
+                c.message.extra.insert("name".into(), name.clone());
+            }
+            choices.push(c);
+        }
+    }
+    Ok(openai::ChatResponse {
+        id: v
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        object: "chat.completion".into(),
+        created: v.get("created").and_then(Value::as_u64).unwrap_or(0),
+        model: model.to_string(),
+        choices,
+        usage: usage_of(&v),
+        extra: Extra::new(),
+    })
+}
+
+/// ChatCompletion Pro SSE → OpenAI chunks.
+pub struct MinimaxProStream {
+    w: ChunkWriter,
+    started: bool,
+    done: bool,
+}
+
+impl MinimaxProStream {
+    /// A stream answering for `model`.
+    pub fn new(model: &str) -> Self {
+        MinimaxProStream {
+            w: ChunkWriter {
+                id: String::new(),
+                model: model.to_string(),
+            },
+            started: false,
+            done: false,
+        }
+    }
+}
+
+impl StreamTranslator for MinimaxProStream {
+    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+        if self.done {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
+            return;
+        };
+        if let Some(e) = failure(&v) {
+            ChunkWriter::error(out, &e, "server_error", Some("upstream_error"));
+            ChunkWriter::done(out);
+            self.done = true;
+            return;
+        }
+        if self.w.id.is_empty() {
+            if let Some(id) = v.get("id").and_then(Value::as_str) {
+                self.w.id = id.to_string();
+            }
+        }
+        let choice = v.pointer("/choices/0");
+        let reason = choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(Value::as_str);
+        // The last event repeats the whole reply: only its finish reason and usage are new.
+        let last = reason.is_some_and(|r| !r.is_empty()) || v.get("base_resp").is_some();
+        if !self.started {
+            self.w
+                .delta(out, json!({"role": "assistant", "content": ""}), None);
+            self.started = true;
+        }
+        if !last {
+            let text: String = choice
+                .and_then(|c| c.get("messages"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("text").and_then(Value::as_str))
+                .collect();
+            if !text.is_empty() {
+                self.w.delta(out, json!({ "content": text }), None);
+            }
+            return;
+        }
+        self.w
+            .delta(out, json!({}), Some(finish(reason).unwrap_or("stop")));
+        if let Some(u) = usage_of(&v) {
+            self.w.usage(out, &u);
+        }
+        ChunkWriter::done(out);
+        self.done = true;
+    }
+
+    fn finish(&mut self, out: &mut String) {
+        if !self.done {
+            ChunkWriter::done(out);
+            self.done = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(v: Value) -> openai::ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn request_as_higress_sends_it() {
+        let out = to_minimax_pro_request(
+            &chat(
+                json!({"model": "x", "stream": true, "max_tokens": 100, "temperature": 0.5,
+                "messages": [
+                    {"role": "system", "content": "Be brief.", "name": "Bot"},
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Bye", "name": "Ann"}]}),
+            ),
+            "abab6.5-chat",
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"model": "abab6.5-chat", "stream": true, "tokens_to_generate": 100,
+                "temperature": 0.5, "mask_sensitive_info": true,
+                "messages": [
+                    {"sender_type": "USER", "sender_name": "用户", "text": "Hi"},
+                    {"sender_type": "BOT", "sender_name": "MM智能助理", "text": "Hello"},
+                    {"sender_type": "USER", "sender_name": "Ann", "text": "Bye"}],
+                "bot_setting": [{"bot_name": "Bot", "content": "Be brief."}],
+                "reply_constraints": {"sender_type": "BOT", "sender_name": "Bot"}})
+        );
+        let plain = to_minimax_pro_request(
+            &chat(json!({"messages": [{"role": "user", "content": "Hi"}]})),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(plain["bot_setting"][0]["bot_name"], DEFAULT_BOT_NAME);
+        assert_eq!(plain["reply_constraints"]["sender_name"], DEFAULT_BOT_NAME);
+        assert!(plain.get("stream").is_none());
+        let tools = chat(json!({"messages": [{"role": "user", "content": "Hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]}));
+        assert!(to_minimax_pro_request(&tools, "m").is_err());
+    }
+
+    #[test]
+    fn answers_and_failures() {
+        let body = r#"{"created":7,"model":"abab6.5-chat","reply":"Hello there","id":"r1",
+            "choices":[{"finish_reason":"stop","messages":[{"sender_type":"BOT","sender_name":"MM智能助理","text":"Hello there"}]}],
+            "usage":{"total_tokens":12},"base_resp":{"status_code":0,"status_msg":""}}"#;
+        let r = from_minimax_pro_response(body.as_bytes(), "abab6.5-chat").unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["id"], "r1");
+        assert_eq!(v["choices"][0]["message"]["content"], "Hello there");
+        assert_eq!(v["choices"][0]["message"]["name"], "MM智能助理");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["usage"]["total_tokens"], 12);
+        let failed = br#"{"base_resp":{"status_code":1004,"status_msg":"authorization failure"}}"#;
+        let e = from_minimax_pro_response(failed, "m").unwrap_err();
+        assert_eq!(e.0, "MiniMax error 1004: authorization failure");
+    }
+
+    #[test]
+    fn stream_pieces_then_the_repeated_whole() {
+        let mut s = MinimaxProStream::new("m");
+        let mut out = String::new();
+        for data in [
+            r#"{"created":1,"model":"m","reply":"","choices":[{"messages":[{"sender_type":"BOT","text":"Hel"}]}]}"#,
+            r#"{"created":1,"model":"m","reply":"","choices":[{"messages":[{"sender_type":"BOT","text":"lo"}]}]}"#,
+            r#"{"created":1,"model":"m","reply":"Hello","id":"r2","choices":[{"finish_reason":"stop","messages":[{"sender_type":"BOT","text":"Hello"}]}],"usage":{"total_tokens":5},"base_resp":{"status_code":0,"status_msg":""}}"#,
+        ] {
+            s.on_event(&SseEvent::data(data), &mut out);
+        }
+        s.finish(&mut out);
+        let events: Vec<Value> = out
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Hello");
+        assert_eq!(
+            events[events.len() - 2]["choices"][0]["finish_reason"],
+            "stop"
+        );
+        assert_eq!(events[events.len() - 1]["usage"]["total_tokens"], 5);
+        assert_eq!(out.matches("[DONE]").count(), 1);
+        let mut s = MinimaxProStream::new("m");
+        let mut out = String::new();
+        s.on_event(
+            &SseEvent::data(r#"{"base_resp":{"status_code":1002,"status_msg":"rate limit"}}"#),
+            &mut out,
+        );
+        s.finish(&mut out);
+        assert!(out.contains("MiniMax error 1002: rate limit"), "{out}");
+        assert_eq!(out.matches("[DONE]").count(), 1);
+    }
+}
