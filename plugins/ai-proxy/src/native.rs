@@ -5,6 +5,7 @@
 use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
+use crate::translate::images::{self, ImageApi, ImageRequest};
 use crate::translate::{
     bedrock, claude, cohere, deepl, dify, gemini, messages, qwen, reasoning, triton,
     ChunkTranslator, ReasoningMode, SseTranslator, TranslateError,
@@ -92,14 +93,48 @@ pub fn callout_request(
     Ok((headers, bytes))
 }
 
+/// The images API of a request, if it is one.
+pub fn image_api(api: ApiKind) -> Option<ImageApi> {
+    match api {
+        ApiKind::ImageGenerations => Some(ImageApi::Generation),
+        ApiKind::ImageEdits => Some(ImageApi::Edit),
+        ApiKind::ImageVariations => Some(ImageApi::Variation),
+        _ => None,
+    }
+}
+
+/// Whether ai-proxy reads the body of this request to `p` (image edits and variations only
+/// where it translates them).
+pub fn reads_body(p: &Provider, api: ApiKind) -> bool {
+    api.has_json_body() || (p.image_edits && image_api(api).is_some())
+}
+
+/// The JSON form of an images request sent as `multipart/form-data`: image files as data URLs
+/// under `images`, so it maps and translates like a JSON request.
+pub fn form_body(raw: &[u8], content_type: &str) -> Result<RequestBody, ErrorReply> {
+    if !images::is_multipart(content_type) {
+        return Err(ErrorReply::bad_request(
+            "invalid_request_body",
+            "image edits and variations take multipart/form-data or JSON",
+        ));
+    }
+    images::form_to_json(raw, content_type)
+        .map(RequestBody::Json)
+        .map_err(|e| ErrorReply::bad_request("invalid_request_body", e.0))
+}
+
+/// Whether the request's body decides its upstream path or headers (model in the path, …).
+fn body_api(api: ApiKind) -> bool {
+    matches!(
+        api,
+        ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
+    ) || image_api(api).is_some()
+}
+
 /// Whether request headers sent to `p` may depend on the body (model in the path, streaming
 /// switches, signatures): a superset of what [`outbound`] puts in `late`.
 pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
-    let body_api = matches!(
-        api,
-        ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-    );
-    body_api
+    body_api(api)
         && (p.auth == Auth::SigV4
             || matches!(
                 p.family,
@@ -109,11 +144,7 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
 
 /// Whether the upstream path depends on the body (the model is part of it).
 pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
-    matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)
-        && matches!(
-            api,
-            ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-        )
+    matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton) && body_api(api)
 }
 
 /// Translates the client's body for provider `p`. `path` is the upstream path chosen from the
@@ -176,6 +207,10 @@ pub fn outbound(
                     RequestBody::Json(
                         gemini::to_gemini_embeddings(&v, &model).map_err(bad_request)?,
                     )
+                }
+                (Family::Gemini, api) if image_api(api).is_some() => {
+                    let model = model.unwrap_or_default();
+                    RequestBody::Json(gemini_images(p, &v, api, &model, &mut out.late)?)
                 }
                 (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
                     cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
@@ -315,6 +350,32 @@ fn chat_body(
             )))
         }
     })
+}
+
+/// The body (and path) of an images request to Gemini (Imagen) or Vertex AI.
+fn gemini_images(
+    p: &Provider,
+    v: &Value,
+    api: ApiKind,
+    model: &str,
+    late: &mut Vec<(String, Option<String>)>,
+) -> Result<Value, ErrorReply> {
+    let (Native::Gemini(g), Some(which)) = (&p.native, image_api(api)) else {
+        return Err(ErrorReply::internal(format!(
+            "provider `{}` has no Gemini settings",
+            p.kind
+        )));
+    };
+    let req = ImageRequest::from_json(v).map_err(bad_request)?;
+    if g.imagen {
+        late.push((":path".into(), Some(gemini_path(p, model, "predict"))));
+        return Ok(images::to_imagen_request(&req));
+    }
+    late.push((
+        ":path".into(),
+        Some(gemini_path(p, model, "generateContent")),
+    ));
+    images::to_vertex_image_request(&req, which, g.safety_settings.as_ref()).map_err(bad_request)
 }
 
 fn gemini_path(p: &Provider, model: &str, action: &str) -> String {
@@ -504,6 +565,16 @@ pub fn translate_json(
     stream: bool,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
+    if image_api(api).is_some() {
+        let v = match (family, native) {
+            (Family::Gemini, Native::Gemini(g)) if g.imagen => {
+                images::from_imagen_response(body).map_err(e)?
+            }
+            (Family::Gemini, _) => images::from_vertex_image_response(body).map_err(e)?,
+            _ => return Ok(body.to_vec()),
+        };
+        return Ok(v.to_string().into_bytes());
+    }
     if api == ApiKind::Embeddings {
         let v = match family {
             Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,

@@ -77,6 +77,8 @@ pub struct GeminiSettings {
     pub thinking_budget: Option<i64>,
     /// Vertex service account (OAuth) settings.
     pub vertex: Option<crate::vertex::ServiceAccount>,
+    /// Images through Imagen's `:predict` (Gemini API), not `generateContent` (Vertex AI).
+    pub imagen: bool,
 }
 
 /// Bedrock settings.
@@ -214,6 +216,8 @@ pub struct Provider {
     pub models: Option<String>,
     /// Image generation path (`modelMapping` applies to its body).
     pub images: Option<String>,
+    /// Image edits and variations are translated (Vertex AI), not passed through.
+    pub image_edits: bool,
     /// OpenAI Responses API path (passed natively to OpenAI-compatible types).
     pub responses: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
@@ -330,8 +334,14 @@ impl Provider {
             (ApiKind::Embeddings, _) => self.embeddings.clone(),
             (ApiKind::Models, _) => self.models.clone(),
             (ApiKind::ImageGenerations, _) => self.images.clone(),
+            // Vertex AI: `generateContent` under the model named in the body.
+            (ApiKind::ImageEdits | ApiKind::ImageVariations, _) if self.image_edits => {
+                Some(String::new())
+            }
             (ApiKind::Responses, _) => self.responses.clone(),
-            (ApiKind::Other, Family::OpenAi) if self.passthrough => {
+            (ApiKind::Other | ApiKind::ImageEdits | ApiKind::ImageVariations, Family::OpenAi)
+                if self.passthrough =>
+            {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
                 let base = self.passthrough_base.as_deref().unwrap_or(&self.base);
@@ -348,7 +358,7 @@ impl Provider {
                         .to_string(),
                 )
             }
-            (ApiKind::Other, _) => None,
+            (ApiKind::Other | ApiKind::ImageEdits | ApiKind::ImageVariations, _) => None,
         }?;
         Some(self.with_query(path, client_path))
     }
@@ -436,6 +446,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         embeddings: None,
         models: None,
         images: None,
+        image_edits: false,
         responses: None,
         passthrough: true,
         passthrough_base: None,
@@ -652,13 +663,16 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             let version = non_empty(&c.api_version).unwrap_or_else(|| "v1beta".into());
             p.base = format!("/{version}");
             p.models = Some(format!("/{version}/models"));
-            // `:batchEmbedContents` under the model named in the body (see native::outbound).
+            // `:batchEmbedContents` and Imagen's `:predict` under the model named in the body
+            // (see native::outbound).
             p.embeddings = Some(String::new());
+            p.images = Some(String::new());
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: format!("/{version}/models"),
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: None,
+                imagen: true,
             });
         }
         "vertex" => {
@@ -704,11 +718,15 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                     "/v1/publishers/google/models".to_string()
                 }
             };
+            // Images through `generateContent` with image output, under the body's model.
+            p.images = Some(String::new());
+            p.image_edits = true;
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: prefix,
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: account,
+                imagen: false,
             });
         }
         "bedrock" => {

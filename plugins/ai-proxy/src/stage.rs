@@ -109,6 +109,14 @@ impl ProxyStage {
         let Some(p) = config.active.as_ref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
+        // Image edits and variations sent as a form are read into their JSON form.
+        if native::image_api(ex.api()).is_some() && ex.body.is_none() {
+            if let Some(raw) = ex.unparsed_body.take() {
+                let content_type = ex.request_header(host, "content-type").unwrap_or_default();
+                ex.body = Some(native::form_body(&raw, &content_type)?);
+                ex.body_error = None;
+            }
+        }
         // A body that is not what its API takes goes on untouched only where ai-proxy passes
         // that API through as is (the provider then answers it); a translation needs it typed.
         if let Some(e) = &ex.body_error {
@@ -389,7 +397,7 @@ impl Stage for ProxyStage {
         };
         let from_body = native::path_from_body(p, api);
         let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
-        let has_body = api.has_json_body();
+        let has_body = native::reads_body(p, api);
         if !authorized {
             // The first request after start: it waits for a token exchange of its own (the
             // headers are held while the body is read), as Higress holds it.
@@ -891,13 +899,101 @@ mod tests {
         assert_eq!(sent["model"], "gpt-image-1");
         assert_eq!(sent["prompt"], "a cat");
         // A type without an image API answers 404 before anything is sent.
-        let mut p = pipeline(r#"{"provider": {"type": "gemini", "apiTokens": ["k"]}}"#);
+        let mut p = pipeline(r#"{"provider": {"type": "cohere", "apiTokens": ["k"]}}"#);
         let host = MockHost::with_request_headers(&[
             (":method", "POST"),
             (":path", "/v1/images/generations"),
         ]);
         p.on_request_headers(&host, false);
         assert_eq!(host.local_reply().unwrap().status, 404);
+    }
+
+    /// Sends `body` (with `content_type`) to `path`, then answers `answer`; returns the request
+    /// the upstream got (path, body) and the client's answer.
+    fn images_round_trip(
+        config: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        answer: &str,
+    ) -> (String, Value, Value) {
+        let mut p = pipeline(config);
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", path),
+            (":authority", "gw"),
+            ("content-type", content_type),
+        ]);
+        *host.request_body.borrow_mut() = body.to_vec();
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(p.on_request_body(&host, body.len(), true), Action::Continue);
+        assert!(host.local_reply().is_none(), "{:?}", host.local_reply());
+        let upstream_path = host.request_header(":path").unwrap();
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        p.on_response_headers(&host);
+        *host.response_body.borrow_mut() = answer.as_bytes().to_vec();
+        p.on_response_body(&host, answer.len(), true);
+        let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        (upstream_path, sent, got)
+    }
+
+    #[test]
+    fn gemini_image_generation_goes_to_imagen() {
+        let (path, sent, got) = images_round_trip(
+            r#"{"provider": {"type": "gemini", "apiTokens": ["k"],
+                "modelMapping": {"dall-e-3": "imagen-3.0-generate-002"}}}"#,
+            "/v1/images/generations",
+            "application/json",
+            br#"{"model":"dall-e-3","prompt":"a cat","n":2}"#,
+            r#"{"predictions":[{"bytesBase64Encoded":"QUJD","mimeType":"image/png"}]}"#,
+        );
+        assert_eq!(path, "/v1beta/models/imagen-3.0-generate-002:predict");
+        assert_eq!(
+            sent,
+            serde_json::json!({"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 2}})
+        );
+        assert_eq!(got["data"][0]["b64_json"], "QUJD");
+    }
+
+    #[test]
+    fn vertex_image_edits_from_a_form() {
+        let form = b"--b1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-image-1\r\n\
+--b1\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nadd a hat\r\n\
+--b1\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b1--\r\n";
+        let answer = r#"{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"SU1H"}}]}}],
+            "usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"totalTokenCount":5}}"#;
+        let (path, sent, got) = images_round_trip(
+            r#"{"provider": {"type": "vertex", "apiTokens": ["k"],
+                "modelMapping": {"gpt-image-1": "gemini-2.5-flash-image"}}}"#,
+            "/v1/images/edits",
+            "multipart/form-data; boundary=b1",
+            form,
+            answer,
+        );
+        assert_eq!(
+            path,
+            "/v1/publishers/google/models/gemini-2.5-flash-image:generateContent"
+        );
+        let parts = &sent["contents"][0]["parts"];
+        assert_eq!(parts[0]["inlineData"]["data"], "UE5HREFUQQ==");
+        assert_eq!(parts[1]["text"], "add a hat");
+        assert_eq!(got["data"][0]["b64_json"], "SU1H");
+        assert_eq!(got["usage"]["total_tokens"], 5);
+        // A body that is neither a form nor JSON is refused with a clear 400.
+        let mut p = pipeline(r#"{"provider": {"type": "vertex", "apiTokens": ["k"]}}"#);
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/images/variations"),
+            ("content-type", "text/plain"),
+        ]);
+        *host.request_body.borrow_mut() = b"hello".to_vec();
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, 5, true);
+        assert_eq!(host.local_reply().unwrap().status, 400);
     }
 
     #[test]

@@ -208,7 +208,7 @@ fn user_parts(content: Option<&openai::Content>) -> Result<Vec<Value>, Translate
 }
 
 /// `inlineData` for a base64 data URL, `fileData` for an http(s) URL.
-fn media_part(url: &str) -> Result<Value, TranslateError> {
+pub(crate) fn media_part(url: &str) -> Result<Value, TranslateError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest
             .split_once(',')

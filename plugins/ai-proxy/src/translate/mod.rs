@@ -8,6 +8,7 @@ pub mod coze;
 pub mod deepl;
 pub mod dify;
 pub mod gemini;
+pub mod images;
 pub mod messages;
 pub mod qwen;
 pub mod reasoning;
