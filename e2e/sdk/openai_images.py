@@ -4,8 +4,8 @@ what it parsed as JSON.
 usage: openai_images.py BASE_URL MODEL OP...   (BASE_URL like http://127.0.0.1:10000/v1)
 
 OP is `generate` (images.generate, n=2), `edit` (images.edit: a PNG file and a prompt, sent as
-multipart/form-data), `variation` (images.create_variation: a PNG file) or `embed`
-(embeddings.create with two inputs). Each OP's result is printed under its name.
+multipart/form-data), `variation` (images.create_variation: a PNG file), `embed`
+(embeddings.create with two inputs) or `embed1` (one input). Each OP's result is printed under its name.
 """
 import base64
 import json
@@ -38,8 +38,9 @@ def main() -> None:
         elif op == "variation":
             out[op] = images(client.images.create_variation(
                 model=model, image=("cat.png", PNG, "image/png")))
-        elif op == "embed":
-            r = client.embeddings.create(model=model, input=["hello world", "good night moon"])
+        elif op in ("embed", "embed1"):
+            texts = ["hello world", "good night moon"] if op == "embed" else "hello world"
+            r = client.embeddings.create(model=model, input=texts)
             out[op] = {"model": r.model, "dims": [len(d.embedding) for d in r.data],
                        "index": [d.index for d in r.data], "usage": r.usage.model_dump()}
         else:

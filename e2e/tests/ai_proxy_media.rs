@@ -143,3 +143,81 @@ fn vertex_images_generations_edits_and_variations() {
     assert_eq!(resp.status, 400, "{}", resp.body);
     assert!(resp.body.contains("mask"), "{}", resp.body);
 }
+
+#[test]
+fn vertex_express_embeddings() {
+    let gw = gateway(
+        r#"{"provider":{"type":"vertex","apiTokens":["v-key"],
+            "modelMapping":{"text-embedding-3-small":"text-embedding-005"}}}"#,
+    );
+    let out = sdk(&gw, "text-embedding-3-small", &["embed"]);
+    // Usage is the sum of Vertex's token counts (2 + 3 words).
+    assert_eq!(
+        out["embed"],
+        json!({"model": "text-embedding-005", "dims": [256, 256], "index": [0, 1],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5}}),
+        "{out}"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(
+        got["path"],
+        "/v1/publishers/google/models/text-embedding-005:predict"
+    );
+    assert_eq!(got["headers"]["host"], "aiplatform.googleapis.com");
+    assert_eq!(got["headers"]["x-goog-api-key"], "v-key");
+    assert_eq!(
+        got["body_json"],
+        json!({"instances": [{"content": "hello world"}, {"content": "good night moon"}]})
+    );
+}
+
+#[test]
+fn bedrock_embeddings_titan_and_cohere_signed() {
+    let gw = gateway(
+        r#"{"provider":{"type":"bedrock","awsAccessKey":"AKIDMOCKBEDROCK",
+            "awsSecretKey":"mock-bedrock-secret","awsRegion":"us-east-1",
+            "modelMapping":{"titan":"amazon.titan-embed-text-v2:0","cohere":"cohere.embed-english-v3"}}}"#,
+    );
+    // The mock checks every SigV4 signature against the request it received (403 otherwise).
+    let out = sdk(&gw, "titan", &["embed1"]);
+    assert_eq!(
+        out["embed1"],
+        json!({"model": "amazon.titan-embed-text-v2:0", "dims": [256], "index": [0],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2}}),
+        "{out}"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/model/amazon.titan-embed-text-v2%3A0/invoke");
+    assert_eq!(got["body_json"], json!({"inputText": "hello world"}));
+    assert!(got["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256 Credential=AKIDMOCKBEDROCK/"));
+    // Cohere takes every input in one call; usage from Bedrock's token count header.
+    let out = sdk(&gw, "cohere", &["embed"]);
+    assert_eq!(
+        out["embed"],
+        json!({"model": "cohere.embed-english-v3", "dims": [256, 256], "index": [0, 1],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5}}),
+        "{out}"
+    );
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/model/cohere.embed-english-v3/invoke");
+    assert_eq!(
+        got["body_json"],
+        json!({"texts": ["hello world", "good night moon"], "input_type": "search_document",
+            "embedding_types": ["float"]})
+    );
+    // Titan embeds one input per call: a clear 400 before anything is sent.
+    let before = gw.mock.requests().unwrap().len();
+    let resp = gw
+        .post(
+            "/v1/embeddings",
+            &[],
+            r#"{"model":"titan","input":["a","b"]}"#,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.body);
+    assert!(resp.body.contains("one input"), "{}", resp.body);
+    assert_eq!(gw.mock.requests().unwrap().len(), before);
+}

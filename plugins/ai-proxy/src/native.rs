@@ -20,6 +20,9 @@ use std::time::SystemTime;
 /// Longest error text from a non-JSON upstream answer kept in the JSON error.
 const MAX_ERROR_TEXT: usize = 512;
 
+/// Bedrock's count of the input tokens of an InvokeModel call.
+pub const INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
+
 /// The request as it goes to the provider.
 pub struct Outbound {
     /// Upstream body.
@@ -198,6 +201,20 @@ pub fn outbound(
                 .map(|m| p.mapping.map(m));
             out.model = model.clone().unwrap_or_default();
             out.body = match (p.family, api) {
+                (Family::Gemini, ApiKind::Embeddings) if !gemini_api(p) => {
+                    let model = model.unwrap_or_default();
+                    out.late
+                        .push((":path".into(), Some(gemini_path(p, &model, "predict"))));
+                    RequestBody::Json(gemini::to_vertex_embeddings(&v).map_err(bad_request)?)
+                }
+                (Family::Bedrock, ApiKind::Embeddings) => {
+                    let model = model.unwrap_or_default();
+                    out.late
+                        .push((":path".into(), Some(bedrock::invoke_path(&model))));
+                    RequestBody::Json(
+                        bedrock::to_bedrock_embeddings(&v, &model).map_err(bad_request)?,
+                    )
+                }
                 (Family::Gemini, ApiKind::Embeddings) => {
                     let model = model.unwrap_or_default();
                     out.late.push((
@@ -352,6 +369,11 @@ fn chat_body(
     })
 }
 
+/// Whether `p` speaks the Gemini API's shapes rather than Vertex AI's.
+fn gemini_api(p: &Provider) -> bool {
+    matches!(&p.native, Native::Gemini(g) if g.gemini_api)
+}
+
 /// The body (and path) of an images request to Gemini (Imagen) or Vertex AI.
 fn gemini_images(
     p: &Provider,
@@ -367,7 +389,7 @@ fn gemini_images(
         )));
     };
     let req = ImageRequest::from_json(v).map_err(bad_request)?;
-    if g.imagen {
+    if g.gemini_api {
         late.push((":path".into(), Some(gemini_path(p, model, "predict"))));
         return Ok(images::to_imagen_request(&req));
     }
@@ -552,7 +574,8 @@ pub fn plan(
     }
 }
 
-/// Translates a whole successful answer.
+/// Translates a whole successful answer. `input_tokens` is the provider's count from a header
+/// (Bedrock's InvokeModel), for answers whose body has none.
 #[allow(clippy::too_many_arguments)]
 pub fn translate_json(
     client: ClientProtocol,
@@ -563,11 +586,12 @@ pub fn translate_json(
     model: &str,
     reasoning: ReasoningMode,
     stream: bool,
+    input_tokens: Option<u64>,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
     if image_api(api).is_some() {
         let v = match (family, native) {
-            (Family::Gemini, Native::Gemini(g)) if g.imagen => {
+            (Family::Gemini, Native::Gemini(g)) if g.gemini_api => {
                 images::from_imagen_response(body).map_err(e)?
             }
             (Family::Gemini, _) => images::from_vertex_image_response(body).map_err(e)?,
@@ -576,9 +600,15 @@ pub fn translate_json(
         return Ok(v.to_string().into_bytes());
     }
     if api == ApiKind::Embeddings {
-        let v = match family {
-            Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,
-            Family::Cohere => cohere::from_cohere_embed(body, model).map_err(e)?,
+        let v = match (family, native) {
+            (Family::Gemini, Native::Gemini(g)) if !g.gemini_api => {
+                gemini::from_vertex_embeddings(body, model).map_err(e)?
+            }
+            (Family::Bedrock, _) => {
+                bedrock::from_bedrock_embeddings(body, model, input_tokens).map_err(e)?
+            }
+            (Family::Gemini, _) => gemini::from_gemini_embeddings(body, model).map_err(e)?,
+            (Family::Cohere, _) => cohere::from_cohere_embed(body, model).map_err(e)?,
             _ => return Ok(body.to_vec()),
         };
         return Ok(v.to_string().into_bytes());
@@ -764,6 +794,64 @@ mod tests {
             Some(auth),
             "signed over the prefixed path"
         );
+    }
+
+    #[test]
+    fn vertex_and_bedrock_embeddings_paths_come_from_the_body() {
+        let embed =
+            |model: &str, input: Value| RequestBody::Json(json!({"model": model, "input": input}));
+        let v = provider(json!({"type": "vertex", "apiTokens": ["k"]})).unwrap();
+        let out = outbound(
+            &v,
+            embed("text-embedding-005", json!(["a", "b"])),
+            ApiKind::Embeddings,
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/v1/publishers/google/models/text-embedding-005:predict")
+        );
+        let RequestBody::Json(body) = &out.body else {
+            panic!("json body")
+        };
+        assert_eq!(
+            body,
+            &json!({"instances": [{"content": "a"}, {"content": "b"}]})
+        );
+        let b = provider(json!({"type": "bedrock", "awsRegion": "us-east-1",
+            "awsAccessKey": "AKID", "awsSecretKey": "secret"}))
+        .unwrap();
+        let out = outbound(
+            &b,
+            embed("amazon.titan-embed-text-v2:0", json!("hi")),
+            ApiKind::Embeddings,
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/model/amazon.titan-embed-text-v2%3A0/invoke")
+        );
+        assert!(late(&out, "authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")));
+        let answer = br#"{"predictions":[{"embeddings":{"values":[0.5],"statistics":{"token_count":2,"truncated":false}}}]}"#;
+        let got = translate_json(
+            ClientProtocol::OpenAi,
+            Family::Gemini,
+            &v.native,
+            ApiKind::Embeddings,
+            answer,
+            "text-embedding-005",
+            ReasoningMode::Passthrough,
+            false,
+            None,
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(got["data"][0]["embedding"], json!([0.5]));
+        assert_eq!(got["usage"]["total_tokens"], 2);
     }
 
     #[test]

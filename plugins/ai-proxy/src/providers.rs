@@ -77,8 +77,9 @@ pub struct GeminiSettings {
     pub thinking_budget: Option<i64>,
     /// Vertex service account (OAuth) settings.
     pub vertex: Option<crate::vertex::ServiceAccount>,
-    /// Images through Imagen's `:predict` (Gemini API), not `generateContent` (Vertex AI).
-    pub imagen: bool,
+    /// The Gemini API's shapes (`:batchEmbedContents`, Imagen's `:predict` for images), not Vertex
+    /// AI's (`:predict` embeddings, images from `:generateContent`).
+    pub gemini_api: bool,
 }
 
 /// Bedrock settings.
@@ -672,7 +673,7 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: None,
-                imagen: true,
+                gemini_api: true,
             });
         }
         "vertex" => {
@@ -718,15 +719,17 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                     "/v1/publishers/google/models".to_string()
                 }
             };
-            // Images through `generateContent` with image output, under the body's model.
+            // Images through `generateContent` with image output, embeddings through
+            // `:predict`, under the body's model.
             p.images = Some(String::new());
+            p.embeddings = Some(String::new());
             p.image_edits = true;
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: prefix,
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: account,
-                imagen: false,
+                gemini_api: false,
             });
         }
         "bedrock" => {
@@ -753,6 +756,8 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                 }
                 (None, None) => None,
             };
+            // Embeddings through InvokeModel, under the body's model.
+            p.embeddings = Some(String::new());
             p.auth = if credentials.is_some() {
                 Auth::SigV4
             } else {

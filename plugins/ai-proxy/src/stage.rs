@@ -625,6 +625,8 @@ impl Stage for ProxyStage {
                 &self.model,
                 reasoning,
                 self.stream,
+                ex.response_header(host, native::INPUT_TOKENS_HEADER)
+                    .and_then(|t| t.parse().ok()),
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();
