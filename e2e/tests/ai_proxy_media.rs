@@ -221,3 +221,58 @@ fn bedrock_embeddings_titan_and_cohere_signed() {
     assert!(resp.body.contains("one input"), "{}", resp.body);
     assert_eq!(gw.mock.requests().unwrap().len(), before);
 }
+
+#[test]
+fn bedrock_original_protocol_is_signed_with_custom_settings() {
+    let gw = gateway(
+        r#"{"provider":{"type":"bedrock","protocol":"original","awsAccessKey":"AKIDMOCKBEDROCK",
+            "awsSecretKey":"mock-bedrock-secret","awsRegion":"us-east-1",
+            "customSettings":[{"name":"inferenceConfig.maxTokens","value":77,"mode":"raw"}]}}"#,
+    );
+    let model = "anthropic.claude-3-haiku-20240307-v1%3A0";
+    let body = r#"{"messages":[{"role":"user","content":[{"text":"hi there"}]}],
+        "inferenceConfig":{"maxTokens":5,"temperature":0.5}}"#;
+    // The mock checks the SigV4 signature against the request it received (403 otherwise).
+    let resp = gw
+        .post(
+            &format!("/model/{model}/converse"),
+            &[("authorization", "Bearer client-side-key")],
+            body,
+        )
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    // Bedrock's own answer, untranslated.
+    let v = resp.json().unwrap();
+    assert_eq!(
+        v["output"]["message"]["content"][0]["text"],
+        "mock reply from anthropic.claude-3-haiku-20240307-v1:0",
+        "{v}"
+    );
+    assert!(v.get("choices").is_none());
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], format!("/model/{model}/converse"));
+    assert_eq!(
+        got["headers"]["host"],
+        "bedrock-runtime.us-east-1.amazonaws.com"
+    );
+    assert!(got["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .starts_with("AWS4-HMAC-SHA256 Credential=AKIDMOCKBEDROCK/"));
+    // The client's body with `customSettings` applied.
+    assert_eq!(
+        got["body_json"],
+        json!({"messages": [{"role": "user", "content": [{"text": "hi there"}]}],
+            "inferenceConfig": {"maxTokens": 77, "temperature": 0.5}})
+    );
+    // The event stream passes as Bedrock sent it: binary frames, not SSE.
+    let url = format!("{}/model/{model}/converse-stream", gw.envoy.url());
+    let (status, reads) = gw.client.post_stream(&url, &[], body).unwrap();
+    assert_eq!(status, 200);
+    let bytes: Vec<u8> = reads.into_iter().flat_map(|(_, b)| b).collect();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains(":event-type"), "{text}");
+    assert!(text.contains("messageStart"), "{text}");
+    assert!(!text.contains("data: "), "{text}");
+    assert!(!gw.envoy.log().contains("mock-bedrock-secret"));
+}

@@ -61,6 +61,9 @@ pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)
 /// Header name/value pairs.
 pub type Headers = Vec<(String, String)>;
 
+/// Headers decided from the body: a value, or none to remove the header.
+pub type LateHeaders = Vec<(String, Option<String>)>;
+
 /// A whole request to `p` for an HTTP callout (fallbacks, health checks): headers, pseudo-headers
 /// included, and the encoded body.
 pub fn callout_request(
@@ -431,12 +434,9 @@ fn sign(
     path: &str,
     now: SystemTime,
 ) -> Result<Vec<(String, Option<String>)>, ErrorReply> {
-    let Native::Bedrock(b) = &p.native else {
+    if !matches!(&p.native, Native::Bedrock(b) if b.credentials.is_some()) {
         return Ok(Vec::new());
-    };
-    let Some(creds) = &b.credentials else {
-        return Ok(Vec::new());
-    };
+    }
     let path = out
         .late
         .iter()
@@ -444,8 +444,23 @@ fn sign(
         .find(|(n, _)| n == ":path")
         .and_then(|(_, v)| v.clone())
         .unwrap_or_else(|| path.to_string());
-    let body = encode(&out.body)?;
-    let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+    sign_bytes(p, &encode(&out.body)?, &path, now)
+}
+
+/// AWS SigV4 headers for a POST of `body` to `path` (none without AWS credentials).
+fn sign_bytes(
+    p: &Provider,
+    body: &[u8],
+    path: &str,
+    now: SystemTime,
+) -> Result<Vec<(String, Option<String>)>, ErrorReply> {
+    let Native::Bedrock(b) = &p.native else {
+        return Ok(Vec::new());
+    };
+    let Some(creds) = &b.credentials else {
+        return Ok(Vec::new());
+    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let headers = [
         ("host", p.host.as_str()),
         ("content-type", "application/json"),
@@ -455,12 +470,47 @@ fn sign(
         path,
         query,
         headers: &headers,
-        payload: &body,
+        payload: body,
     };
     Ok(sigv4::sign(&req, &b.region, "bedrock", now, creds, true)
         .into_iter()
         .map(|(n, v)| (n, Some(v)))
         .collect())
+}
+
+/// Whether a `protocol: original` request to `p` has its body read: Bedrock's, as Higress does,
+/// to sign it and apply `customSettings`.
+pub fn original_reads_body(p: &Provider, method: &str) -> bool {
+    p.family == Family::Bedrock
+        && method.eq_ignore_ascii_case("POST")
+        && (p.auth == Auth::SigV4 || !p.custom_settings.is_empty())
+}
+
+/// A `protocol: original` request to Bedrock: the client's body (JSON) with `customSettings`
+/// applied, and the SigV4 headers over it and `path` (the upstream path as sent). A body that is
+/// not JSON (`raw`) is signed as it is.
+pub fn original_request(
+    p: &Provider,
+    body: Option<RequestBody>,
+    raw: Option<&[u8]>,
+    path: &str,
+    now: SystemTime,
+) -> Result<(Option<RequestBody>, LateHeaders), ErrorReply> {
+    let body = match body.as_ref().and_then(RequestBody::to_json) {
+        Some(mut v) => {
+            for setting in &p.custom_settings {
+                setting.apply(&mut v);
+            }
+            Some(RequestBody::Json(v))
+        }
+        None => None,
+    };
+    let bytes = match &body {
+        Some(b) => encode(b)?,
+        None => raw.unwrap_or_default().to_vec(),
+    };
+    let late = sign_bytes(p, &bytes, path, now)?;
+    Ok((body, late))
 }
 
 /// How an answer is rewritten for the client.

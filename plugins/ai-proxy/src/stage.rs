@@ -109,6 +109,24 @@ impl ProxyStage {
         let Some(p) = config.active.as_ref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
+        if p.protocol == Protocol::Original {
+            let raw = ex.unparsed_body.take();
+            let (body, late) = native::original_request(
+                p,
+                ex.body.take(),
+                raw.as_deref(),
+                &self.path,
+                host.now(),
+            )?;
+            late::apply(host, ex, &p.kind, &late)?;
+            let changed = body.is_some();
+            ex.body = body;
+            return Ok(if changed {
+                BodyOutcome::CHANGED
+            } else {
+                BodyOutcome::UNCHANGED
+            });
+        }
         // Image edits and variations sent as a form are read into their JSON form.
         if native::image_api(ex.api()).is_some() && ex.body.is_none() {
             if let Some(raw) = ex.unparsed_body.take() {
@@ -376,6 +394,12 @@ impl Stage for ProxyStage {
             let path = (original != ex.path).then_some(original.as_str());
             if !set_upstream(host, p, path, token) {
                 return Err(auth_pending(p, "the token exchange has not answered"));
+            }
+            // Bedrock's body is still signed, with `customSettings` applied (as in Higress).
+            if native::original_reads_body(p, &ex.method) {
+                self.path = original;
+                self.headers_from_body = p.auth == Auth::SigV4;
+                return Ok(Need::Body);
             }
             return Ok(Need::Nothing);
         }
@@ -996,6 +1020,65 @@ mod tests {
         p.on_request_headers(&host, false);
         p.on_request_body(&host, 5, true);
         assert_eq!(host.local_reply().unwrap().status, 400);
+    }
+
+    #[test]
+    fn bedrock_original_is_signed_with_custom_settings() {
+        let mut p = pipeline(
+            r#"{"provider": {"type": "bedrock", "protocol": "original", "awsRegion": "us-east-1",
+                "awsAccessKey": "AKID", "awsSecretKey": "secret",
+                "customSettings": [{"name": "inferenceConfig.maxTokens", "value": 77, "mode": "raw"}]}}"#,
+        );
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/model/m%3A0/converse"),
+            (":authority", "gw"),
+            ("authorization", "Bearer client"),
+        ]);
+        request(
+            &mut p,
+            &host,
+            r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":5,"temperature":0.5}}"#,
+        );
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/model/m%3A0/converse")
+        );
+        assert_eq!(
+            host.request_header(":authority").as_deref(),
+            Some("bedrock-runtime.us-east-1.amazonaws.com")
+        );
+        let auth = host.request_header("authorization").unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"),
+            "{auth}"
+        );
+        assert!(host.request_header("x-amz-date").is_some());
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        // The client's body as sent (field order kept), with the setting applied.
+        assert_eq!(
+            sent,
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "inferenceConfig": {"maxTokens": 77, "temperature": 0.5}})
+        );
+        // The answer goes back untranslated.
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        assert_eq!(p.on_response_headers(&host), Action::Continue);
+        // A Bedrock API key and no settings: nothing to sign, the body is not read.
+        let mut p = pipeline(
+            r#"{"provider": {"type": "bedrock", "protocol": "original", "awsRegion": "us-east-1",
+                "apiTokens": ["bk"]}}"#,
+        );
+        let host =
+            MockHost::with_request_headers(&[(":method", "POST"), (":path", "/model/m/converse")]);
+        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+        assert_eq!(
+            host.request_header("authorization").as_deref(),
+            Some("Bearer bk")
+        );
     }
 
     #[test]
