@@ -734,6 +734,25 @@ mod tests {
     use ai_proxy::eventstream::{Decoder, Message};
     use ai_proxy::sigv4::Credentials;
 
+    #[test]
+    fn invoke_model_embeddings() {
+        let (v, tokens) = titan_embed(&json!({"inputText": "a b c", "dimensions": 512})).unwrap();
+        assert_eq!(tokens, 3);
+        assert_eq!(v["inputTextTokenCount"], 3);
+        assert_eq!(v["embedding"].as_array().unwrap().len(), 512);
+        assert!(titan_embed(&json!({"inputText": "a", "dimensions": 100})).is_err());
+        assert!(titan_embed(&json!({"texts": ["a"]})).is_err());
+        let (v, tokens) = cohere_embed(&json!({"texts": ["a b", "c"],
+            "input_type": "search_document", "embedding_types": ["float"]}))
+        .unwrap();
+        assert_eq!(tokens, 3);
+        assert_eq!(v["embeddings"]["float"].as_array().unwrap().len(), 2);
+        let (v, _) = cohere_embed(&json!({"texts": ["a"], "input_type": "search_query"})).unwrap();
+        assert_eq!(v["response_type"], "embeddings_floats");
+        assert!(cohere_embed(&json!({"texts": ["a"]})).is_err());
+        assert!(cohere_embed(&json!({"texts": ["a"], "input_type": "x", "model": "m"})).is_err());
+    }
+
     const MODEL_PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
 
     fn signed(

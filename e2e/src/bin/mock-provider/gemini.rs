@@ -882,6 +882,47 @@ pub fn batch_embed(model: &str, req: &Value) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn predict_serves_imagen_and_vertex_embeddings() {
+        let v = predict(
+            "imagen-3.0-generate-002",
+            &json!({"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 2}}),
+        )
+        .unwrap();
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            v["predictions"][0]["bytesBase64Encoded"],
+            mock_image("imagen-3.0-generate-002", "a cat", 0, "image/png")
+        );
+        // Imagen's default is four images; unknown fields are refused.
+        let v = predict("imagen-4", &json!({"instances": [{"prompt": "p"}]})).unwrap();
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 4);
+        assert!(predict(
+            "imagen-4",
+            &json!({"instances": [{"prompt": "p"}], "parameters": {"n": 1}})
+        )
+        .is_err());
+        let v = predict(
+            "text-embedding-005",
+            &json!({"instances": [{"content": "a b"}, {"content": "c"}],
+                "parameters": {"outputDimensionality": 8}}),
+        )
+        .unwrap();
+        assert_eq!(
+            v["predictions"][0]["embeddings"]["statistics"]["token_count"],
+            2
+        );
+        assert_eq!(
+            v["predictions"][1]["embeddings"]["values"]
+                .as_array()
+                .unwrap()
+                .len(),
+            8
+        );
+        assert!(predict("text-embedding-005", &json!({"instances": [{"text": "a"}]})).is_err());
+        assert!(predict("text-embedding-005", &json!({"instances": []})).is_err());
+    }
+
     fn control() -> MockControl {
         MockControl::default()
     }
