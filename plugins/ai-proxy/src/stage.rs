@@ -1023,6 +1023,31 @@ mod tests {
     }
 
     #[test]
+    fn openai_image_edits_pass_through_unread() {
+        for (kind, path) in [
+            ("openai", "/v1/images/edits"),
+            ("groq", "/openai/v1/images/variations"),
+        ] {
+            let mut p = pipeline(&format!(
+                r#"{{"provider": {{"type": "{kind}", "apiTokens": ["k"]}}}}"#
+            ));
+            let client_path = format!("/v1/images/{}", path.rsplit('/').next().unwrap());
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", &client_path),
+                ("content-type", "multipart/form-data; boundary=b"),
+            ]);
+            // The form is not read: headers go on at once.
+            assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+            assert_eq!(host.request_header(":path").as_deref(), Some(path));
+            assert_eq!(
+                host.request_header("authorization").as_deref(),
+                Some("Bearer k")
+            );
+        }
+    }
+
+    #[test]
     fn bedrock_original_is_signed_with_custom_settings() {
         let mut p = pipeline(
             r#"{"provider": {"type": "bedrock", "protocol": "original", "awsRegion": "us-east-1",
