@@ -369,6 +369,31 @@ fn vertex_with_a_service_account_token() {
         .map(|r| r["headers"]["authorization"].clone())
         .unwrap();
     assert_ne!(later.as_str().unwrap(), token, "the token was refreshed");
+    // Image edits and embeddings go under the project's path with the token too.
+    let base = format!("{}/v1", gw.envoy.url());
+    let out = run_sdk_script(
+        "openai_images.py",
+        &[&base, "gemini-2.5-flash-image", "edit"],
+    );
+    let out = out.unwrap();
+    assert_eq!(
+        out["edit"]["b64"].as_array().map(Vec::len),
+        Some(1),
+        "{out}"
+    );
+    let out = run_sdk_script("openai_images.py", &[&base, "text-embedding-005", "embed"]);
+    assert_eq!(out.unwrap()["embed"]["usage"]["total_tokens"], 5);
+    let sent = gw.mock.requests().unwrap();
+    let prefix = "/v1/projects/proj/locations/us-central1/publishers/google/models";
+    for path in [
+        format!("{prefix}/gemini-2.5-flash-image:generateContent"),
+        format!("{prefix}/text-embedding-005:predict"),
+    ] {
+        let r = sent.iter().rev().find(|r| r["path"] == path.as_str());
+        let r = r.unwrap_or_else(|| panic!("{path}: {sent:?}"));
+        let auth = r["headers"]["authorization"].as_str().unwrap_or_default();
+        assert!(auth.starts_with("Bearer mock-token-"), "{auth}");
+    }
     assert!(!gw.envoy.log().contains("PRIVATE KEY"));
 }
 

@@ -11,8 +11,12 @@ pub enum ApiKind {
     Embeddings,
     /// OpenAI `GET …/models`.
     Models,
-    /// OpenAI `POST …/images/generations` (JSON; edits and variations are multipart).
+    /// OpenAI `POST …/images/generations` (JSON).
     ImageGenerations,
+    /// OpenAI `POST …/images/edits` (multipart, or JSON with image URLs).
+    ImageEdits,
+    /// OpenAI `POST …/images/variations` (multipart, or JSON with image URLs).
+    ImageVariations,
     /// Anthropic `POST …/v1/messages`.
     AnthropicMessages,
     /// OpenAI Responses API `POST …/responses`.
@@ -27,7 +31,9 @@ impl ApiKind {
         match self {
             ApiKind::Embeddings => "embeddings",
             ApiKind::Completions => "text_completion",
-            ApiKind::ImageGenerations => "image_generation",
+            ApiKind::ImageGenerations | ApiKind::ImageEdits | ApiKind::ImageVariations => {
+                "image_generation"
+            }
             _ => "chat",
         }
     }
@@ -67,6 +73,10 @@ impl ApiKind {
             ApiKind::Responses
         } else if post && path.ends_with("/images/generations") {
             ApiKind::ImageGenerations
+        } else if post && path.ends_with("/images/edits") {
+            ApiKind::ImageEdits
+        } else if post && path.ends_with("/images/variations") {
+            ApiKind::ImageVariations
         } else if method.eq_ignore_ascii_case("GET") && path.ends_with("/models") {
             ApiKind::Models
         } else {
@@ -95,9 +105,13 @@ impl ApiKind {
         )
     }
 
-    /// Whether the request carries a JSON body the plugins read (every POST API they know).
+    /// Whether the request carries a JSON body the plugins read (every POST API they know but
+    /// image edits and variations, mostly multipart forms).
     pub fn has_json_body(self) -> bool {
-        !matches!(self, ApiKind::Models | ApiKind::Other)
+        !matches!(
+            self,
+            ApiKind::Models | ApiKind::Other | ApiKind::ImageEdits | ApiKind::ImageVariations
+        )
     }
 
     /// Whether the request carries a chat conversation (`messages`).
@@ -130,7 +144,8 @@ mod tests {
             ("POST", "/v1/completions", ApiKind::Completions),
             ("POST", "/v1/embeddings", ApiKind::Embeddings),
             ("POST", "/v1/images/generations", ApiKind::ImageGenerations),
-            ("POST", "/v1/images/edits", ApiKind::Other),
+            ("POST", "/v1/images/edits", ApiKind::ImageEdits),
+            ("POST", "/v1/images/variations", ApiKind::ImageVariations),
             ("POST", "/v1/responses", ApiKind::Responses),
             (
                 "POST",

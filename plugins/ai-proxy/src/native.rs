@@ -5,6 +5,7 @@
 use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
+use crate::translate::images::{self, ImageApi, ImageRequest};
 use crate::translate::{
     bedrock, claude, cohere, deepl, dify, gemini, messages, minimax, qwen, reasoning, responses,
     triton, ChunkTranslator, ReasoningMode, Reencode, SseTranslator, TranslateError,
@@ -19,6 +20,9 @@ use std::time::SystemTime;
 
 /// Longest error text from a non-JSON upstream answer kept in the JSON error.
 const MAX_ERROR_TEXT: usize = 512;
+
+/// Bedrock's count of the input tokens of an InvokeModel call.
+pub const INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
 
 /// The request as it goes to the provider.
 pub struct Outbound {
@@ -85,6 +89,9 @@ pub fn static_headers(p: &Provider, token: Option<&str>) -> Vec<(String, String)
 /// Header name/value pairs.
 pub type Headers = Vec<(String, String)>;
 
+/// Headers decided from the body: a value, or none to remove the header.
+pub type LateHeaders = Vec<(String, Option<String>)>;
+
 /// A whole request to `p` for an HTTP callout (fallbacks, health checks): headers, pseudo-headers
 /// included, and the encoded body.
 pub fn callout_request(
@@ -120,16 +127,51 @@ pub fn callout_request(
     Ok((headers, bytes))
 }
 
+/// The images API of a request, if it is one.
+pub fn image_api(api: ApiKind) -> Option<ImageApi> {
+    match api {
+        ApiKind::ImageGenerations => Some(ImageApi::Generation),
+        ApiKind::ImageEdits => Some(ImageApi::Edit),
+        ApiKind::ImageVariations => Some(ImageApi::Variation),
+        _ => None,
+    }
+}
+
+/// Whether ai-proxy reads the body of this request to `p` (image edits and variations only
+/// where it translates them).
+pub fn reads_body(p: &Provider, api: ApiKind) -> bool {
+    api.has_json_body() || (p.image_edits && image_api(api).is_some())
+}
+
+/// The JSON form of an images request sent as `multipart/form-data`: image files as data URLs
+/// under `images`, so it maps and translates like a JSON request.
+pub fn form_body(raw: &[u8], content_type: &str) -> Result<RequestBody, ErrorReply> {
+    if !images::is_multipart(content_type) {
+        return Err(ErrorReply::bad_request(
+            "invalid_request_body",
+            "image edits and variations take multipart/form-data or JSON",
+        ));
+    }
+    images::form_to_json(raw, content_type)
+        .map(RequestBody::Json)
+        .map_err(|e| ErrorReply::bad_request("invalid_request_body", e.0))
+}
+
+/// Whether the request's body decides its upstream path or headers (model in the path, …).
+fn body_api(p: &Provider, api: ApiKind) -> bool {
+    matches!(
+        api,
+        ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
+    ) || image_api(api).is_some()
+        || Client::of(api, p) == Client::Responses
+}
+
 /// Whether request headers sent to `p` may depend on the body (model in the path, streaming
 /// switches, signatures): a superset of what [`outbound`] puts in `late`.
 pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
-    let body_api = matches!(
-        api,
-        ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-    ) || Client::of(api, p) == Client::Responses;
     // DashScope's embedding path does not depend on the body.
     let qwen_embeddings = p.family == Family::Qwen && api == ApiKind::Embeddings;
-    body_api
+    body_api(p, api)
         && !qwen_embeddings
         && (p.auth == Auth::SigV4
             || matches!(
@@ -140,11 +182,7 @@ pub fn headers_from_body(p: &Provider, api: ApiKind) -> bool {
 
 /// Whether the upstream path depends on the body (the model is part of it).
 pub fn path_from_body(p: &Provider, api: ApiKind) -> bool {
-    matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton)
-        && (matches!(
-            api,
-            ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-        ) || Client::of(api, p) == Client::Responses)
+    matches!(p.family, Family::Gemini | Family::Bedrock | Family::Triton) && body_api(p, api)
 }
 
 /// Translates the client's body for provider `p`. `path` is the upstream path chosen from the
@@ -214,6 +252,20 @@ pub fn outbound(
                 .map(|m| p.mapping.map(m));
             out.model = model.clone().unwrap_or_default();
             out.body = match (p.family, api) {
+                (Family::Gemini, ApiKind::Embeddings) if !gemini_api(p) => {
+                    let model = model.unwrap_or_default();
+                    out.late
+                        .push((":path".into(), Some(gemini_path(p, &model, "predict"))));
+                    RequestBody::Json(gemini::to_vertex_embeddings(&v).map_err(bad_request)?)
+                }
+                (Family::Bedrock, ApiKind::Embeddings) => {
+                    let model = model.unwrap_or_default();
+                    out.late
+                        .push((":path".into(), Some(bedrock::invoke_path(&model))));
+                    RequestBody::Json(
+                        bedrock::to_bedrock_embeddings(&v, &model).map_err(bad_request)?,
+                    )
+                }
                 (Family::Gemini, ApiKind::Embeddings) => {
                     let model = model.unwrap_or_default();
                     out.late.push((
@@ -228,6 +280,10 @@ pub fn outbound(
                     qwen::to_qwen_embeddings(&v, &model.unwrap_or_default())
                         .map_err(bad_request)?,
                 ),
+                (Family::Gemini, api) if image_api(api).is_some() => {
+                    let model = model.unwrap_or_default();
+                    RequestBody::Json(gemini_images(p, &v, api, &model, &mut out.late)?)
+                }
                 (Family::Cohere, ApiKind::Embeddings) => RequestBody::Json(
                     cohere::to_cohere_embed(&v, &model.unwrap_or_default()).map_err(bad_request)?,
                 ),
@@ -379,6 +435,37 @@ fn chat_body(
     })
 }
 
+/// Whether `p` speaks the Gemini API's shapes rather than Vertex AI's.
+fn gemini_api(p: &Provider) -> bool {
+    matches!(&p.native, Native::Gemini(g) if g.gemini_api)
+}
+
+/// The body (and path) of an images request to Gemini (Imagen) or Vertex AI.
+fn gemini_images(
+    p: &Provider,
+    v: &Value,
+    api: ApiKind,
+    model: &str,
+    late: &mut Vec<(String, Option<String>)>,
+) -> Result<Value, ErrorReply> {
+    let (Native::Gemini(g), Some(which)) = (&p.native, image_api(api)) else {
+        return Err(ErrorReply::internal(format!(
+            "provider `{}` has no Gemini settings",
+            p.kind
+        )));
+    };
+    let req = ImageRequest::from_json(v).map_err(bad_request)?;
+    if g.gemini_api {
+        late.push((":path".into(), Some(gemini_path(p, model, "predict"))));
+        return Ok(images::to_imagen_request(&req));
+    }
+    late.push((
+        ":path".into(),
+        Some(gemini_path(p, model, "generateContent")),
+    ));
+    images::to_vertex_image_request(&req, which, g.safety_settings.as_ref()).map_err(bad_request)
+}
+
 fn gemini_path(p: &Provider, model: &str, action: &str) -> String {
     match &p.native {
         Native::Gemini(g) => format!("{}/{}:{action}", g.model_prefix, sigv4::uri_encode(model)),
@@ -410,12 +497,9 @@ fn sign(
     path: &str,
     now: SystemTime,
 ) -> Result<Vec<(String, Option<String>)>, ErrorReply> {
-    let Native::Bedrock(b) = &p.native else {
+    if !matches!(&p.native, Native::Bedrock(b) if b.credentials.is_some()) {
         return Ok(Vec::new());
-    };
-    let Some(creds) = &b.credentials else {
-        return Ok(Vec::new());
-    };
+    }
     let path = out
         .late
         .iter()
@@ -423,8 +507,23 @@ fn sign(
         .find(|(n, _)| n == ":path")
         .and_then(|(_, v)| v.clone())
         .unwrap_or_else(|| path.to_string());
-    let body = encode(&out.body)?;
-    let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+    sign_bytes(p, &encode(&out.body)?, &path, now)
+}
+
+/// AWS SigV4 headers for a POST of `body` to `path` (none without AWS credentials).
+fn sign_bytes(
+    p: &Provider,
+    body: &[u8],
+    path: &str,
+    now: SystemTime,
+) -> Result<Vec<(String, Option<String>)>, ErrorReply> {
+    let Native::Bedrock(b) = &p.native else {
+        return Ok(Vec::new());
+    };
+    let Some(creds) = &b.credentials else {
+        return Ok(Vec::new());
+    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let headers = [
         ("host", p.host.as_str()),
         ("content-type", "application/json"),
@@ -434,12 +533,47 @@ fn sign(
         path,
         query,
         headers: &headers,
-        payload: &body,
+        payload: body,
     };
     Ok(sigv4::sign(&req, &b.region, "bedrock", now, creds, true)
         .into_iter()
         .map(|(n, v)| (n, Some(v)))
         .collect())
+}
+
+/// Whether a `protocol: original` request to `p` has its body read: Bedrock's, as Higress does,
+/// to sign it and apply `customSettings`.
+pub fn original_reads_body(p: &Provider, method: &str) -> bool {
+    p.family == Family::Bedrock
+        && method.eq_ignore_ascii_case("POST")
+        && (p.auth == Auth::SigV4 || !p.custom_settings.is_empty())
+}
+
+/// A `protocol: original` request to Bedrock: the client's body (JSON) with `customSettings`
+/// applied, and the SigV4 headers over it and `path` (the upstream path as sent). A body that is
+/// not JSON (`raw`) is signed as it is.
+pub fn original_request(
+    p: &Provider,
+    body: Option<RequestBody>,
+    raw: Option<&[u8]>,
+    path: &str,
+    now: SystemTime,
+) -> Result<(Option<RequestBody>, LateHeaders), ErrorReply> {
+    let body = match body.as_ref().and_then(RequestBody::to_json) {
+        Some(mut v) => {
+            for setting in &p.custom_settings {
+                setting.apply(&mut v);
+            }
+            Some(RequestBody::Json(v))
+        }
+        None => None,
+    };
+    let bytes = match &body {
+        Some(b) => encode(b)?,
+        None => raw.unwrap_or_default().to_vec(),
+    };
+    let late = sign_bytes(p, &bytes, path, now)?;
+    Ok((body, late))
 }
 
 /// How an answer is rewritten for the client.
@@ -557,7 +691,8 @@ pub fn plan(
     }
 }
 
-/// Translates a whole successful answer.
+/// Translates a whole successful answer. `input_tokens` is the provider's count from a header
+/// (Bedrock's InvokeModel), for answers whose body has none.
 #[allow(clippy::too_many_arguments)]
 pub fn translate_json(
     client: Client,
@@ -569,13 +704,30 @@ pub fn translate_json(
     reasoning: ReasoningMode,
     stream: bool,
     created: u64,
+    input_tokens: Option<u64>,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
+    if image_api(api).is_some() {
+        let v = match (family, native) {
+            (Family::Gemini, Native::Gemini(g)) if g.gemini_api => {
+                images::from_imagen_response(body).map_err(e)?
+            }
+            (Family::Gemini, _) => images::from_vertex_image_response(body).map_err(e)?,
+            _ => return Ok(body.to_vec()),
+        };
+        return Ok(v.to_string().into_bytes());
+    }
     if api == ApiKind::Embeddings {
-        let v = match family {
-            Family::Gemini => gemini::from_gemini_embeddings(body, model).map_err(e)?,
-            Family::Cohere => cohere::from_cohere_embed(body, model).map_err(e)?,
-            Family::Qwen => qwen::from_qwen_embeddings(body, model).map_err(e)?,
+        let v = match (family, native) {
+            (Family::Gemini, Native::Gemini(g)) if !g.gemini_api => {
+                gemini::from_vertex_embeddings(body, model).map_err(e)?
+            }
+            (Family::Bedrock, _) => {
+                bedrock::from_bedrock_embeddings(body, model, input_tokens).map_err(e)?
+            }
+            (Family::Gemini, _) => gemini::from_gemini_embeddings(body, model).map_err(e)?,
+            (Family::Cohere, _) => cohere::from_cohere_embed(body, model).map_err(e)?,
+            (Family::Qwen, _) => qwen::from_qwen_embeddings(body, model).map_err(e)?,
             _ => return Ok(body.to_vec()),
         };
         return Ok(v.to_string().into_bytes());
@@ -768,6 +920,65 @@ mod tests {
             Some(auth),
             "signed over the prefixed path"
         );
+    }
+
+    #[test]
+    fn vertex_and_bedrock_embeddings_paths_come_from_the_body() {
+        let embed =
+            |model: &str, input: Value| RequestBody::Json(json!({"model": model, "input": input}));
+        let v = provider(json!({"type": "vertex", "apiTokens": ["k"]})).unwrap();
+        let out = outbound(
+            &v,
+            embed("text-embedding-005", json!(["a", "b"])),
+            ApiKind::Embeddings,
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/v1/publishers/google/models/text-embedding-005:predict")
+        );
+        let RequestBody::Json(body) = &out.body else {
+            panic!("json body")
+        };
+        assert_eq!(
+            body,
+            &json!({"instances": [{"content": "a"}, {"content": "b"}]})
+        );
+        let b = provider(json!({"type": "bedrock", "awsRegion": "us-east-1",
+            "awsAccessKey": "AKID", "awsSecretKey": "secret"}))
+        .unwrap();
+        let out = outbound(
+            &b,
+            embed("amazon.titan-embed-text-v2:0", json!("hi")),
+            ApiKind::Embeddings,
+            now(),
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            late(&out, ":path"),
+            Some("/model/amazon.titan-embed-text-v2%3A0/invoke")
+        );
+        assert!(late(&out, "authorization").is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256")));
+        let answer = br#"{"predictions":[{"embeddings":{"values":[0.5],"statistics":{"token_count":2,"truncated":false}}}]}"#;
+        let got = translate_json(
+            Client::Chat,
+            Family::Gemini,
+            &v.native,
+            ApiKind::Embeddings,
+            answer,
+            "text-embedding-005",
+            ReasoningMode::Passthrough,
+            false,
+            0,
+            None,
+        )
+        .unwrap();
+        let got: Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(got["data"][0]["embedding"], json!([0.5]));
+        assert_eq!(got["usage"]["total_tokens"], 2);
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct GeminiSettings {
     pub thinking_budget: Option<i64>,
     /// Vertex service account (OAuth) settings.
     pub vertex: Option<crate::vertex::ServiceAccount>,
+    /// The Gemini API's shapes (`:batchEmbedContents`, Imagen's `:predict` for images), not Vertex
+    /// AI's (`:predict` embeddings, images from `:generateContent`).
+    pub gemini_api: bool,
 }
 
 /// Bedrock settings.
@@ -222,6 +225,8 @@ pub struct Provider {
     pub images: Option<String>,
     /// Rerank path for clients' `POST …/v1/reranks` (DashScope; `modelMapping` applies).
     pub rerank: Option<String>,
+    /// Image edits and variations are translated (Vertex AI), not passed through.
+    pub image_edits: bool,
     /// OpenAI Responses API path (passed natively to OpenAI-compatible types).
     pub responses: Option<String>,
     /// Whether other paths pass through (OpenAI-compatible providers).
@@ -360,9 +365,15 @@ impl Provider {
             (ApiKind::Embeddings, _) => self.embeddings.clone(),
             (ApiKind::Models, _) => self.models.clone(),
             (ApiKind::ImageGenerations, _) => self.images.clone(),
+            // Vertex AI: `generateContent` under the model named in the body.
+            (ApiKind::ImageEdits | ApiKind::ImageVariations, _) if self.image_edits => {
+                Some(String::new())
+            }
             // A provider that does not serve it gets the request as a chat completion.
             (ApiKind::Responses, _) => self.responses.clone().or_else(|| Some(self.chat.clone())),
-            (ApiKind::Other, Family::OpenAi) if self.passthrough => {
+            (ApiKind::Other | ApiKind::ImageEdits | ApiKind::ImageVariations, Family::OpenAi)
+                if self.passthrough =>
+            {
                 let (path, _) = client_path.split_once('?').unwrap_or((client_path, ""));
                 let rest = path.strip_prefix("/v1").unwrap_or(path);
                 let base = self.passthrough_base.as_deref().unwrap_or(&self.base);
@@ -379,7 +390,7 @@ impl Provider {
                         .to_string(),
                 )
             }
-            (ApiKind::Other, _) => None,
+            (ApiKind::Other | ApiKind::ImageEdits | ApiKind::ImageVariations, _) => None,
         }?;
         Some(self.with_query(path, client_path))
     }
@@ -473,6 +484,7 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
         models: None,
         images: None,
         rerank: None,
+        image_edits: false,
         responses: None,
         passthrough: true,
         passthrough_base: None,
@@ -731,13 +743,16 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
             let version = non_empty(&c.api_version).unwrap_or_else(|| "v1beta".into());
             p.base = format!("/{version}");
             p.models = Some(format!("/{version}/models"));
-            // `:batchEmbedContents` under the model named in the body (see native::outbound).
+            // `:batchEmbedContents` and Imagen's `:predict` under the model named in the body
+            // (see native::outbound).
             p.embeddings = Some(String::new());
+            p.images = Some(String::new());
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: format!("/{version}/models"),
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: None,
+                gemini_api: true,
             });
         }
         "vertex" => {
@@ -783,11 +798,17 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                     "/v1/publishers/google/models".to_string()
                 }
             };
+            // Images through `generateContent` with image output, embeddings through
+            // `:predict`, under the body's model.
+            p.images = Some(String::new());
+            p.embeddings = Some(String::new());
+            p.image_edits = true;
             p.native = Native::Gemini(GeminiSettings {
                 model_prefix: prefix,
                 safety_settings: safety,
                 thinking_budget: c.gemini_thinking_budget,
                 vertex: account,
+                gemini_api: false,
             });
         }
         "bedrock" => {
@@ -814,6 +835,8 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
                 }
                 (None, None) => None,
             };
+            // Embeddings through InvokeModel, under the body's model.
+            p.embeddings = Some(String::new());
             p.auth = if credentials.is_some() {
                 Auth::SigV4
             } else {

@@ -109,6 +109,32 @@ impl ProxyStage {
         let Some(p) = config.active.as_ref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
+        if p.protocol == Protocol::Original {
+            let raw = ex.unparsed_body.take();
+            let (body, late) = native::original_request(
+                p,
+                ex.body.take(),
+                raw.as_deref(),
+                &self.path,
+                host.now(),
+            )?;
+            late::apply(host, ex, &p.kind, &late)?;
+            let changed = body.is_some();
+            ex.body = body;
+            return Ok(if changed {
+                BodyOutcome::CHANGED
+            } else {
+                BodyOutcome::UNCHANGED
+            });
+        }
+        // Image edits and variations sent as a form are read into their JSON form.
+        if native::image_api(ex.api()).is_some() && ex.body.is_none() {
+            if let Some(raw) = ex.unparsed_body.take() {
+                let content_type = ex.request_header(host, "content-type").unwrap_or_default();
+                ex.body = Some(native::form_body(&raw, &content_type)?);
+                ex.body_error = None;
+            }
+        }
         // A body that is not what its API takes goes on untouched only where ai-proxy passes
         // that API through as is (the provider then answers it); a translation needs it typed.
         if let Some(e) = &ex.body_error {
@@ -386,6 +412,12 @@ impl Stage for ProxyStage {
             if !set_upstream(host, p, path, token) {
                 return Err(auth_pending(p, "the token exchange has not answered"));
             }
+            // Bedrock's body is still signed, with `customSettings` applied (as in Higress).
+            if native::original_reads_body(p, &ex.method) {
+                self.path = original;
+                self.headers_from_body = p.auth == Auth::SigV4;
+                return Ok(Need::Body);
+            }
             return Ok(Need::Nothing);
         }
         let path = match p.path_for(api, p.client_path(&ex.path)) {
@@ -407,7 +439,7 @@ impl Stage for ProxyStage {
         let from_body = native::path_from_body(p, api);
         let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
         // A rerank body is read for its model mapping, as Higress does.
-        let has_body = api.has_json_body() || p.is_rerank(api, &ex.path);
+        let has_body = native::reads_body(p, api) || p.is_rerank(api, &ex.path);
         if !authorized {
             // The first request after start: it waits for a token exchange of its own (the
             // headers are held while the body is read), as Higress holds it.
@@ -639,6 +671,8 @@ impl Stage for ProxyStage {
                 reasoning,
                 self.stream,
                 unix_seconds(host),
+                ex.response_header(host, native::INPUT_TOKENS_HEADER)
+                    .and_then(|t| t.parse().ok()),
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();
@@ -962,13 +996,185 @@ mod tests {
         assert_eq!(sent["model"], "gpt-image-1");
         assert_eq!(sent["prompt"], "a cat");
         // A type without an image API answers 404 before anything is sent.
-        let mut p = pipeline(r#"{"provider": {"type": "gemini", "apiTokens": ["k"]}}"#);
+        let mut p = pipeline(r#"{"provider": {"type": "cohere", "apiTokens": ["k"]}}"#);
         let host = MockHost::with_request_headers(&[
             (":method", "POST"),
             (":path", "/v1/images/generations"),
         ]);
         p.on_request_headers(&host, false);
         assert_eq!(host.local_reply().unwrap().status, 404);
+    }
+
+    /// Sends `body` (with `content_type`) to `path`, then answers `answer`; returns the request
+    /// the upstream got (path, body) and the client's answer.
+    fn images_round_trip(
+        config: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        answer: &str,
+    ) -> (String, Value, Value) {
+        let mut p = pipeline(config);
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", path),
+            (":authority", "gw"),
+            ("content-type", content_type),
+        ]);
+        *host.request_body.borrow_mut() = body.to_vec();
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        assert_eq!(p.on_request_body(&host, body.len(), true), Action::Continue);
+        assert!(host.local_reply().is_none(), "{:?}", host.local_reply());
+        let upstream_path = host.request_header(":path").unwrap();
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        p.on_response_headers(&host);
+        *host.response_body.borrow_mut() = answer.as_bytes().to_vec();
+        p.on_response_body(&host, answer.len(), true);
+        let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        (upstream_path, sent, got)
+    }
+
+    #[test]
+    fn gemini_image_generation_goes_to_imagen() {
+        let (path, sent, got) = images_round_trip(
+            r#"{"provider": {"type": "gemini", "apiTokens": ["k"],
+                "modelMapping": {"dall-e-3": "imagen-3.0-generate-002"}}}"#,
+            "/v1/images/generations",
+            "application/json",
+            br#"{"model":"dall-e-3","prompt":"a cat","n":2}"#,
+            r#"{"predictions":[{"bytesBase64Encoded":"QUJD","mimeType":"image/png"}]}"#,
+        );
+        assert_eq!(path, "/v1beta/models/imagen-3.0-generate-002:predict");
+        assert_eq!(
+            sent,
+            serde_json::json!({"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 2}})
+        );
+        assert_eq!(got["data"][0]["b64_json"], "QUJD");
+    }
+
+    #[test]
+    fn vertex_image_edits_from_a_form() {
+        let form = b"--b1\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-image-1\r\n\
+--b1\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nadd a hat\r\n\
+--b1\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--b1--\r\n";
+        let answer = r#"{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"SU1H"}}]}}],
+            "usageMetadata":{"promptTokenCount":2,"candidatesTokenCount":3,"totalTokenCount":5}}"#;
+        let (path, sent, got) = images_round_trip(
+            r#"{"provider": {"type": "vertex", "apiTokens": ["k"],
+                "modelMapping": {"gpt-image-1": "gemini-2.5-flash-image"}}}"#,
+            "/v1/images/edits",
+            "multipart/form-data; boundary=b1",
+            form,
+            answer,
+        );
+        assert_eq!(
+            path,
+            "/v1/publishers/google/models/gemini-2.5-flash-image:generateContent"
+        );
+        let parts = &sent["contents"][0]["parts"];
+        assert_eq!(parts[0]["inlineData"]["data"], "UE5HREFUQQ==");
+        assert_eq!(parts[1]["text"], "add a hat");
+        assert_eq!(got["data"][0]["b64_json"], "SU1H");
+        assert_eq!(got["usage"]["total_tokens"], 5);
+        // A body that is neither a form nor JSON is refused with a clear 400.
+        let mut p = pipeline(r#"{"provider": {"type": "vertex", "apiTokens": ["k"]}}"#);
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/images/variations"),
+            ("content-type", "text/plain"),
+        ]);
+        *host.request_body.borrow_mut() = b"hello".to_vec();
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, 5, true);
+        assert_eq!(host.local_reply().unwrap().status, 400);
+    }
+
+    #[test]
+    fn openai_image_edits_pass_through_unread() {
+        for (kind, path) in [
+            ("openai", "/v1/images/edits"),
+            ("groq", "/openai/v1/images/variations"),
+        ] {
+            let mut p = pipeline(&format!(
+                r#"{{"provider": {{"type": "{kind}", "apiTokens": ["k"]}}}}"#
+            ));
+            let client_path = format!("/v1/images/{}", path.rsplit('/').next().unwrap());
+            let host = MockHost::with_request_headers(&[
+                (":method", "POST"),
+                (":path", &client_path),
+                ("content-type", "multipart/form-data; boundary=b"),
+            ]);
+            // The form is not read: headers go on at once.
+            assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+            assert_eq!(host.request_header(":path").as_deref(), Some(path));
+            assert_eq!(
+                host.request_header("authorization").as_deref(),
+                Some("Bearer k")
+            );
+        }
+    }
+
+    #[test]
+    fn bedrock_original_is_signed_with_custom_settings() {
+        let mut p = pipeline(
+            r#"{"provider": {"type": "bedrock", "protocol": "original", "awsRegion": "us-east-1",
+                "awsAccessKey": "AKID", "awsSecretKey": "secret",
+                "customSettings": [{"name": "inferenceConfig.maxTokens", "value": 77, "mode": "raw"}]}}"#,
+        );
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/model/m%3A0/converse"),
+            (":authority", "gw"),
+            ("authorization", "Bearer client"),
+        ]);
+        request(
+            &mut p,
+            &host,
+            r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}],"inferenceConfig":{"maxTokens":5,"temperature":0.5}}"#,
+        );
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/model/m%3A0/converse")
+        );
+        assert_eq!(
+            host.request_header(":authority").as_deref(),
+            Some("bedrock-runtime.us-east-1.amazonaws.com")
+        );
+        let auth = host.request_header("authorization").unwrap();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"),
+            "{auth}"
+        );
+        assert!(host.request_header("x-amz-date").is_some());
+        let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        // The client's body as sent (field order kept), with the setting applied.
+        assert_eq!(
+            sent,
+            serde_json::json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "inferenceConfig": {"maxTokens": 77, "temperature": 0.5}})
+        );
+        // The answer goes back untranslated.
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        assert_eq!(p.on_response_headers(&host), Action::Continue);
+        // A Bedrock API key and no settings: nothing to sign, the body is not read.
+        let mut p = pipeline(
+            r#"{"provider": {"type": "bedrock", "protocol": "original", "awsRegion": "us-east-1",
+                "apiTokens": ["bk"]}}"#,
+        );
+        let host =
+            MockHost::with_request_headers(&[(":method", "POST"), (":path", "/model/m/converse")]);
+        assert_eq!(p.on_request_headers(&host, false), Action::Continue);
+        assert_eq!(
+            host.request_header("authorization").as_deref(),
+            Some("Bearer bk")
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! user or do not alternate, empty content or blank text, tool blocks without `toolConfig`,
 //! thinking with a budget below 1024, not below `maxTokens`, or with a temperature.
 //! Errors are Bedrock-shaped: `x-amzn-errortype` plus `{"message"}`.
+//!
+//! `POST /model/{modelId}/invoke` serves embedding models as InvokeModel does: Titan
+//! (`amazon.titan-embed-*`: one `inputText`, `{"embedding","inputTextTokenCount"}`) and Cohere
+//! (`cohere.embed-*`: `texts` with a required `input_type`, `embeddings` by type or as floats),
+//! with the input token count in `x-amzn-bedrock-input-token-count`.
 
 use std::time::{Duration, SystemTime};
 
@@ -25,7 +30,7 @@ use axum::{Extension, Router};
 use serde_json::{json, Value};
 
 use crate::control::{MockControl, RequestCtx};
-use crate::openai::stream_pieces;
+use crate::openai::{embed, stream_pieces};
 use crate::reply::{self, count_words};
 use crate::stream::{self, Streamed};
 
@@ -82,6 +87,117 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/model/{model}/converse", post(converse))
         .route("/model/{model}/converse-stream", post(converse_stream))
+        .route("/model/{model}/invoke", post(invoke))
+}
+
+/// InvokeModel for the embedding models (see the module docs).
+async fn invoke(
+    Extension(ctx): Extension<RequestCtx>,
+    Path(model): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(resp) = check_auth(&method, &uri, &headers, &body) {
+        return resp;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return validation("Malformed input request, please reformat your input and try again.");
+    };
+    let answer = if model.contains("titan-embed") {
+        titan_embed(&req)
+    } else if model.contains("cohere.embed") {
+        cohere_embed(&req)
+    } else {
+        Err("The provided model identifier is invalid.".to_string())
+    };
+    match answer {
+        Ok((v, tokens)) => {
+            let mut resp = reply::json(StatusCode::OK, v);
+            resp.headers_mut().insert(
+                "x-amzn-bedrock-input-token-count",
+                HeaderValue::from(tokens),
+            );
+            with_request_id(resp, ctx.id)
+        }
+        Err(m) => validation(&m),
+    }
+}
+
+/// Every key of `req` must be one of `allowed` (Bedrock's "extraneous key" error).
+fn only_keys(req: &Value, allowed: &[&str]) -> Result<(), String> {
+    let obj = req
+        .as_object()
+        .ok_or("Malformed input request: expected an object")?;
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "Malformed input request: #: extraneous key [{k}] is not permitted, please reformat your input and try again."
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Titan text embeddings: one `inputText`; `dimensions` 256, 512 or 1024.
+fn titan_embed(req: &Value) -> Result<(Value, usize), String> {
+    only_keys(
+        req,
+        &["inputText", "dimensions", "normalize", "embeddingTypes"],
+    )?;
+    let text = req
+        .get("inputText")
+        .and_then(Value::as_str)
+        .ok_or("Malformed input request: #: required key [inputText] not found")?;
+    let mut values = embed(text);
+    if let Some(d) = req.get("dimensions") {
+        match d.as_u64() {
+            Some(n @ (256 | 512 | 1024)) => values.resize(n as usize, 0.0),
+            _ => return Err("Malformed input request: #/dimensions: 256, 512 or 1024".into()),
+        }
+    }
+    let tokens = count_words(text);
+    Ok((
+        json!({"embedding": values, "inputTextTokenCount": tokens}),
+        tokens,
+    ))
+}
+
+/// Cohere embed: `texts` and a required `input_type`.
+fn cohere_embed(req: &Value) -> Result<(Value, usize), String> {
+    only_keys(
+        req,
+        &[
+            "texts",
+            "images",
+            "inputs",
+            "input_type",
+            "truncate",
+            "embedding_types",
+            "output_dimension",
+            "max_tokens",
+        ],
+    )?;
+    if req.get("input_type").and_then(Value::as_str).is_none() {
+        return Err("Malformed input request: #: required key [input_type] not found".into());
+    }
+    let texts: Vec<&str> = req
+        .get("texts")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if texts.is_empty() {
+        return Err("Malformed input request: #/texts: expected at least 1 item".into());
+    }
+    let vectors: Vec<Vec<f64>> = texts.iter().map(|t| embed(t)).collect();
+    let tokens = texts.iter().map(|t| count_words(t)).sum();
+    let body = if req.get("embedding_types").is_some() {
+        json!({"id": "mock-cohere-embed", "embeddings": {"float": vectors},
+            "response_type": "embeddings_by_type", "texts": texts})
+    } else {
+        json!({"id": "mock-cohere-embed", "embeddings": vectors,
+            "response_type": "embeddings_floats", "texts": texts})
+    };
+    Ok((body, tokens))
 }
 
 /// A Bedrock-shaped error: `x-amzn-errortype: <kind>:<namespace>`, `{"message": …}`.
@@ -617,6 +733,25 @@ mod tests {
     use super::*;
     use ai_proxy::eventstream::{Decoder, Message};
     use ai_proxy::sigv4::Credentials;
+
+    #[test]
+    fn invoke_model_embeddings() {
+        let (v, tokens) = titan_embed(&json!({"inputText": "a b c", "dimensions": 512})).unwrap();
+        assert_eq!(tokens, 3);
+        assert_eq!(v["inputTextTokenCount"], 3);
+        assert_eq!(v["embedding"].as_array().unwrap().len(), 512);
+        assert!(titan_embed(&json!({"inputText": "a", "dimensions": 100})).is_err());
+        assert!(titan_embed(&json!({"texts": ["a"]})).is_err());
+        let (v, tokens) = cohere_embed(&json!({"texts": ["a b", "c"],
+            "input_type": "search_document", "embedding_types": ["float"]}))
+        .unwrap();
+        assert_eq!(tokens, 3);
+        assert_eq!(v["embeddings"]["float"].as_array().unwrap().len(), 2);
+        let (v, _) = cohere_embed(&json!({"texts": ["a"], "input_type": "search_query"})).unwrap();
+        assert_eq!(v["response_type"], "embeddings_floats");
+        assert!(cohere_embed(&json!({"texts": ["a"]})).is_err());
+        assert!(cohere_embed(&json!({"texts": ["a"], "input_type": "x", "model": "m"})).is_err());
+    }
 
     const MODEL_PATH: &str = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
 

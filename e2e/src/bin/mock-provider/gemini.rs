@@ -1,6 +1,8 @@
 //! Google Gemini wire format, shaped after Google's public API reference: `generateContent`,
 //! `streamGenerateContent` (`alt=sse`: SSE events; otherwise one streamed JSON array),
-//! `batchEmbedContents` and `embedContent`, under the Gemini API paths
+//! `batchEmbedContents` and `embedContent`, `predict` (Imagen image generation; Vertex text
+//! embeddings), image output from `generateContent` (`responseModalities` with `IMAGE`), under
+//! the Gemini API paths
 //! (`/{v1beta|v1}/models/{model}:{action}`) and the Vertex AI ones
 //! (`/v1/projects/{p}/locations/{l}/publishers/google/models/{model}:{action}`,
 //! `/v1/publishers/google/models/{model}:{action}`, also under `v1beta1`).
@@ -657,6 +659,9 @@ async fn call(
                 return error(StatusCode::BAD_REQUEST, &message);
             }
             let plan = Plan::new(&req, model, ctx.id, &ctx.control);
+            if action == "generateContent" && wants_image(&req) {
+                return reply::json(StatusCode::OK, image_answer(&req, model, &plan));
+            }
             if action == "generateContent" {
                 let text = ctx
                     .control
@@ -685,6 +690,10 @@ async fn call(
             response.extensions_mut().insert(Streamed);
             response
         }
+        "predict" => match predict(model, &req) {
+            Ok(v) => reply::json(StatusCode::OK, v),
+            Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        },
         "batchEmbedContents" => match batch_embed(model, &req) {
             Ok(v) => reply::json(StatusCode::OK, v),
             Err(message) => error(StatusCode::BAD_REQUEST, &message),
@@ -698,6 +707,124 @@ async fn call(
             &format!("unknown action {other:?} for model {model}"),
         ),
     }
+}
+
+/// Whether a `generateContent` request asks for images (`responseModalities` with `IMAGE`).
+fn wants_image(req: &Value) -> bool {
+    field(req, "generationConfig")
+        .map(|g| array(g, "responseModalities"))
+        .is_some_and(|m| m.iter().any(|v| v == "IMAGE"))
+}
+
+/// The bytes of the image the mock "draws": what it was asked, readable after base64 decoding.
+pub fn mock_image(model: &str, prompt: &str, inputs: usize, mime: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        "mock-image model={model} prompt={prompt} inputs={inputs} mime={mime}"
+    ))
+}
+
+/// A `generateContent` answer with image output: a text part, then one inline image of the
+/// `imageConfig.imageOutputOptions.mimeType` asked for; the input images are counted into it.
+fn image_answer(req: &Value, model: &str, plan: &Plan) -> Value {
+    let parts: Vec<&Value> = array(req, "contents")
+        .iter()
+        .flat_map(|c| array(c, "parts"))
+        .collect();
+    let prompt: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| field(p, "text").and_then(Value::as_str))
+        .collect();
+    let inputs = parts
+        .iter()
+        .filter(|p| field(p, "inlineData").is_some() || field(p, "fileData").is_some())
+        .count();
+    let mime = field(req, "generationConfig")
+        .and_then(|g| field(g, "imageConfig"))
+        .and_then(|c| field(c, "imageOutputOptions"))
+        .and_then(|o| field(o, "mimeType"))
+        .and_then(Value::as_str)
+        .unwrap_or("image/png");
+    let image = mock_image(model, &prompt.join(" "), inputs, mime);
+    let parts = vec![
+        json!({"text": "Here is the image."}),
+        json!({"inlineData": {"mimeType": mime, "data": image}}),
+    ];
+    // Google charges image output by the image (1290 tokens for a 1024px one).
+    plan.response(parts, true, plan.usage(4 + 1290))
+}
+
+/// Fields of an Imagen `predict` instance and its parameters.
+const IMAGEN_INSTANCE_FIELDS: &[&str] = &["prompt", "image", "mask", "referenceImages"];
+const IMAGEN_PARAMETER_FIELDS: &[&str] = &[
+    "sampleCount",
+    "aspectRatio",
+    "personGeneration",
+    "safetySetting",
+    "outputOptions",
+    "sampleImageSize",
+    "negativePrompt",
+    "enhancePrompt",
+    "addWatermark",
+    "seed",
+    "language",
+];
+/// Fields of a Vertex text embedding `predict` instance and its parameters.
+const EMBED_INSTANCE_FIELDS: &[&str] = &["content", "taskType", "title"];
+const EMBED_PARAMETER_FIELDS: &[&str] = &["autoTruncate", "outputDimensionality"];
+
+/// `predict`: Imagen (`imagen-*` models; `instances[].prompt`, `sampleCount` images, 4 by
+/// default) or Vertex text embeddings (`instances[].content`, with `statistics.token_count`).
+pub fn predict(model: &str, req: &Value) -> Result<Value, String> {
+    check_fields(req, &["instances", "parameters"], "")?;
+    let instances = array(req, "instances");
+    if instances.is_empty() {
+        return Err("instances must not be empty".into());
+    }
+    let params = field(req, "parameters");
+    if model.starts_with("imagen") {
+        if let Some(p) = params {
+            check_fields(p, IMAGEN_PARAMETER_FIELDS, "parameters")?;
+        }
+        let [instance] = instances else {
+            return Err("Imagen takes exactly one instance".into());
+        };
+        check_fields(instance, IMAGEN_INSTANCE_FIELDS, "instances[0]")?;
+        let prompt = field(instance, "prompt")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or("instances[0].prompt is required")?;
+        let count = params
+            .and_then(|p| field(p, "sampleCount"))
+            .and_then(Value::as_u64)
+            .unwrap_or(4);
+        let predictions: Vec<Value> = (0..count)
+            .map(|_| {
+                json!({"bytesBase64Encoded": mock_image(model, prompt, 0, "image/png"),
+                    "mimeType": "image/png"})
+            })
+            .collect();
+        return Ok(json!({ "predictions": predictions }));
+    }
+    if let Some(p) = params {
+        check_fields(p, EMBED_PARAMETER_FIELDS, "parameters")?;
+    }
+    let dims = params
+        .and_then(|p| field(p, "outputDimensionality"))
+        .and_then(Value::as_u64);
+    let mut predictions = Vec::new();
+    for (i, instance) in instances.iter().enumerate() {
+        check_fields(instance, EMBED_INSTANCE_FIELDS, &format!("instances[{i}]"))?;
+        let content = field(instance, "content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("instances[{i}].content is required"))?;
+        let mut values = embed(content);
+        if let Some(d) = dims {
+            values.truncate(usize::try_from(d).unwrap_or(usize::MAX));
+        }
+        predictions.push(json!({"embeddings": {"values": values,
+            "statistics": {"token_count": count_words(content), "truncated": false}}}));
+    }
+    Ok(json!({ "predictions": predictions }))
 }
 
 /// The status named by `x-mock-stream-error`, if any and valid.
@@ -754,6 +881,47 @@ pub fn batch_embed(model: &str, req: &Value) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn predict_serves_imagen_and_vertex_embeddings() {
+        let v = predict(
+            "imagen-3.0-generate-002",
+            &json!({"instances": [{"prompt": "a cat"}], "parameters": {"sampleCount": 2}}),
+        )
+        .unwrap();
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            v["predictions"][0]["bytesBase64Encoded"],
+            mock_image("imagen-3.0-generate-002", "a cat", 0, "image/png")
+        );
+        // Imagen's default is four images; unknown fields are refused.
+        let v = predict("imagen-4", &json!({"instances": [{"prompt": "p"}]})).unwrap();
+        assert_eq!(v["predictions"].as_array().unwrap().len(), 4);
+        assert!(predict(
+            "imagen-4",
+            &json!({"instances": [{"prompt": "p"}], "parameters": {"n": 1}})
+        )
+        .is_err());
+        let v = predict(
+            "text-embedding-005",
+            &json!({"instances": [{"content": "a b"}, {"content": "c"}],
+                "parameters": {"outputDimensionality": 8}}),
+        )
+        .unwrap();
+        assert_eq!(
+            v["predictions"][0]["embeddings"]["statistics"]["token_count"],
+            2
+        );
+        assert_eq!(
+            v["predictions"][1]["embeddings"]["values"]
+                .as_array()
+                .unwrap()
+                .len(),
+            8
+        );
+        assert!(predict("text-embedding-005", &json!({"instances": [{"text": "a"}]})).is_err());
+        assert!(predict("text-embedding-005", &json!({"instances": []})).is_err());
+    }
 
     fn control() -> MockControl {
         MockControl::default()

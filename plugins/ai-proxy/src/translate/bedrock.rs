@@ -957,6 +957,80 @@ impl ChunkTranslator for BedrockStream {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Embeddings (InvokeModel)
+// ---------------------------------------------------------------------------------------------
+
+/// The InvokeModel path for a model id: `/model/{id, URI-encoded}/invoke`.
+pub fn invoke_path(model_id: &str) -> String {
+    format!("/model/{}/invoke", uri_encode(model_id))
+}
+
+/// Whether a Bedrock model id names a Cohere embed model (`cohere.embed-…`, also behind a
+/// regional inference profile such as `us.cohere.embed-v4:0`).
+fn is_cohere_embed(model: &str) -> bool {
+    model.contains("cohere.embed")
+}
+
+/// Builds the InvokeModel body for an OpenAI embeddings request: Cohere embed models take the
+/// Cohere embed body (without `model`); Titan (and other) models take one `inputText`, with
+/// `dimensions` (Titan v2) passed on.
+pub fn to_bedrock_embeddings(req: &Value, model: &str) -> Result<Value, TranslateError> {
+    if is_cohere_embed(model) {
+        let mut body = super::cohere::to_cohere_embed(req, model)?;
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("model");
+        }
+        return Ok(body);
+    }
+    let inputs = super::embedding_inputs(req, "Bedrock")?;
+    let [text] = inputs.as_slice() else {
+        return Err(err(format!(
+            "Bedrock model `{model}` embeds one input per request (got {})",
+            inputs.len()
+        )));
+    };
+    let mut body = json!({ "inputText": text });
+    if let Some(d) = req.get("dimensions").and_then(Value::as_u64) {
+        body["dimensions"] = d.into();
+    }
+    Ok(body)
+}
+
+/// Builds the OpenAI embeddings answer for an InvokeModel embeddings answer (Titan's
+/// `embedding` or Cohere's `embeddings`). Usage is Titan's `inputTextTokenCount`, else
+/// `header_tokens` (Bedrock's `x-amzn-bedrock-input-token-count`).
+pub fn from_bedrock_embeddings(
+    body: &[u8],
+    model: &str,
+    header_tokens: Option<u64>,
+) -> Result<Value, TranslateError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Bedrock embeddings answer is not JSON: {e}")))?;
+    let mut out = match v.get("embedding") {
+        Some(embedding) => {
+            let tokens = v
+                .get("inputTextTokenCount")
+                .and_then(Value::as_u64)
+                .or(header_tokens)
+                .unwrap_or(0);
+            json!({
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            })
+        }
+        None => super::cohere::from_cohere_embed(body, model)?,
+    };
+    if let Some(t) = header_tokens {
+        if out.pointer("/usage/prompt_tokens").and_then(Value::as_u64) == Some(0) {
+            out["usage"] = json!({"prompt_tokens": t, "total_tokens": t});
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1920,5 +1994,39 @@ mod tests {
         let mut out = String::new();
         s.feed(&tool_stream(), true, &mut out);
         assert!(chunks(&out).iter().all(|c| c["id"] == "req-123"));
+    }
+
+    #[test]
+    fn embeddings_through_invoke_model() {
+        let titan = json!({"model": "m", "input": "hello world", "dimensions": 256});
+        assert_eq!(
+            to_bedrock_embeddings(&titan, "amazon.titan-embed-text-v2:0").unwrap(),
+            json!({"inputText": "hello world", "dimensions": 256})
+        );
+        let two = json!({"model": "m", "input": ["a", "b"]});
+        let e = to_bedrock_embeddings(&two, "amazon.titan-embed-text-v2:0").unwrap_err();
+        assert!(e.0.contains("one input"), "{e}");
+        assert_eq!(
+            to_bedrock_embeddings(&two, "cohere.embed-english-v3").unwrap(),
+            json!({"texts": ["a", "b"], "input_type": "search_document",
+                "embedding_types": ["float"]})
+        );
+        assert_eq!(
+            invoke_path("amazon.titan-embed-text-v2:0"),
+            "/model/amazon.titan-embed-text-v2%3A0/invoke"
+        );
+        let answer = br#"{"embedding":[0.5,0.25],"inputTextTokenCount":2}"#;
+        assert_eq!(
+            from_bedrock_embeddings(answer, "t", None).unwrap(),
+            json!({"object": "list", "data": [{"object": "embedding", "index": 0,
+                "embedding": [0.5, 0.25]}], "model": "t",
+                "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+        );
+        // Cohere's answer carries no counts: Bedrock's header does.
+        let cohere = br#"{"id":"x","embeddings":{"float":[[0.1],[0.2]]},"response_type":"embeddings_by_type","texts":["a","b"]}"#;
+        let v = from_bedrock_embeddings(cohere, "c", Some(3)).unwrap();
+        assert_eq!(v["data"][1]["embedding"], json!([0.2]));
+        assert_eq!(v["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+        assert!(from_bedrock_embeddings(b"nope", "c", None).is_err());
     }
 }

@@ -208,7 +208,7 @@ fn user_parts(content: Option<&openai::Content>) -> Result<Vec<Value>, Translate
 }
 
 /// `inlineData` for a base64 data URL, `fileData` for an http(s) URL.
-fn media_part(url: &str) -> Result<Value, TranslateError> {
+pub(crate) fn media_part(url: &str) -> Result<Value, TranslateError> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (meta, data) = rest
             .split_once(',')
@@ -1231,22 +1231,7 @@ impl StreamTranslator for GeminiStream {
 /// Builds the `batchEmbedContents` body for an OpenAI `/v1/embeddings` body: one request per
 /// input string, `dimensions` as `outputDimensionality`.
 pub fn to_gemini_embeddings(req: &Value, model: &str) -> Result<Value, TranslateError> {
-    let inputs: Vec<&str> = match req.get("input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .map(|v| {
-                v.as_str().ok_or_else(|| {
-                    err("Gemini embeddings take strings (token arrays are not supported)")
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(err(
-                "input must be a string or a non-empty array of strings",
-            ))
-        }
-    };
+    let inputs = super::embedding_inputs(req, "Gemini")?;
     let name = if model.starts_with("models/") {
         model.to_string()
     } else {
@@ -1299,6 +1284,52 @@ pub fn from_gemini_embeddings(body: &[u8], model: &str) -> Result<Value, Transla
         "data": data,
         "model": model,
         "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }))
+}
+
+/// Builds Vertex AI's text embedding `:predict` body for an OpenAI `/v1/embeddings` body: one
+/// instance per input, `dimensions` as `outputDimensionality`.
+pub fn to_vertex_embeddings(req: &Value) -> Result<Value, TranslateError> {
+    let inputs = super::embedding_inputs(req, "Vertex AI")?;
+    let instances: Vec<Value> = inputs
+        .into_iter()
+        .map(|text| json!({ "content": text }))
+        .collect();
+    let mut out = json!({ "instances": instances });
+    if let Some(d) = req.get("dimensions").and_then(Value::as_u64) {
+        out["parameters"] = json!({ "outputDimensionality": d });
+    }
+    Ok(out)
+}
+
+/// Builds the OpenAI embeddings list for a Vertex `:predict` embeddings answer; usage is the sum
+/// of `statistics.token_count`.
+pub fn from_vertex_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let resp: Value = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Vertex embeddings response is not valid JSON: {e}")))?;
+    let predictions = resp
+        .get("predictions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("Vertex embeddings response has no predictions"))?;
+    let mut tokens = 0;
+    let mut data = Vec::with_capacity(predictions.len());
+    for (index, p) in predictions.iter().enumerate() {
+        let e = p.get("embeddings");
+        tokens += e
+            .and_then(|e| e.pointer("/statistics/token_count"))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0) as u64;
+        let values = e
+            .and_then(|e| e.get("values"))
+            .cloned()
+            .ok_or_else(|| err("Vertex embeddings prediction without values"))?;
+        data.push(json!({"object": "embedding", "index": index, "embedding": values}));
+    }
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
 }
 

@@ -8,6 +8,7 @@ pub mod coze;
 pub mod deepl;
 pub mod dify;
 pub mod gemini;
+pub mod images;
 pub mod messages;
 pub mod minimax;
 pub mod qwen;
@@ -39,6 +40,30 @@ pub(crate) fn str_of<'a>(value: Option<&'a serde_json::Value>, key: &str) -> Opt
     value
         .and_then(|v| v.get(key))
         .and_then(serde_json::Value::as_str)
+}
+
+/// The texts of an OpenAI embeddings request (`input`: a string or strings); `service` names the
+/// upstream in the error for token arrays.
+pub(crate) fn embedding_inputs<'a>(
+    req: &'a serde_json::Value,
+    service: &str,
+) -> Result<Vec<&'a str>, TranslateError> {
+    match req.get("input") {
+        Some(serde_json::Value::String(s)) => Ok(vec![s.as_str()]),
+        Some(serde_json::Value::Array(items)) if !items.is_empty() => items
+            .iter()
+            .map(|v| {
+                v.as_str().ok_or_else(|| {
+                    err(format!(
+                        "{service} embeddings take strings (token arrays are not supported)"
+                    ))
+                })
+            })
+            .collect(),
+        _ => Err(err(
+            "input must be a string or a non-empty array of strings",
+        )),
+    }
 }
 
 /// The client's output limit: `max_completion_tokens`, else the older `max_tokens`.
