@@ -67,6 +67,24 @@ fn higress_config_prepends_and_appends() {
     );
     assert_eq!(got["body_json"]["max_tokens"], 64);
 
+    // The Responses API: decorations become input items around the client's.
+    let body = json!({"model": "gpt-5", "instructions": "Base rules.", "input": "hey"});
+    let resp = gw
+        .post("/v1/responses", &[("x-user", "bob")], &body.to_string())
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let got = gw.last_upstream_request().unwrap();
+    assert_eq!(got["path"], "/v1/responses");
+    assert_eq!(got["body_json"]["instructions"], "Base rules.");
+    assert_eq!(
+        got["body_json"]["input"],
+        json!([
+            {"role": "system", "content": "You are terse. Caller: bob, route llm."},
+            {"role": "user", "content": "hey"},
+            {"role": "user", "content": "Answer in English."}
+        ])
+    );
+
     // Other APIs pass untouched.
     let emb = json!({"model": "e", "input": "text"}).to_string();
     let resp = gw.post("/v1/embeddings", &[], &emb).unwrap();

@@ -1,11 +1,13 @@
 //! The decorator core: choose the config, render the added messages, edit the conversation.
 
 use crate::config::{DecoratorConfig, MessageTemplate};
+use sdk::api::ApiKind;
 use sdk::config::{RuleSet, Selected};
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::llm::{anthropic, openai};
 use sdk::pipeline::{BodyOutcome, Exchange, Need, RequestBody, Stage};
+use serde_json::{json, Value};
 use std::rc::Rc;
 
 /// A message ready to insert.
@@ -62,7 +64,7 @@ impl Stage for DecoratorStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        if !ex.api().is_chat() {
+        if !ex.api().is_conversation() {
             return Ok(Need::Nothing);
         }
         let rules = self.rules.clone();
@@ -87,12 +89,16 @@ impl Stage for DecoratorStage {
         let Some(config) = self.config() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
+        let responses = ex.api() == ApiKind::Responses;
         match &mut ex.body {
             Some(RequestBody::Chat(chat)) => {
                 decorate_openai(chat, config, &self.prepend, &self.append)
             }
             Some(RequestBody::Messages(msgs)) => {
                 decorate_anthropic(msgs, config, &self.prepend, &self.append)
+            }
+            Some(RequestBody::Json(v)) if responses && v.is_object() => {
+                decorate_responses(v, config, &self.prepend, &self.append)
             }
             // A chat request it cannot read cannot be decorated: refused, never sent bare.
             _ => {
@@ -187,6 +193,52 @@ fn decorate_anthropic(
     req.messages = messages;
 }
 
+/// A Responses API request: replace rules over `instructions` (as `system`) and the text of
+/// each message item; added messages become message items around `input` (a string `input` is
+/// one user item).
+fn decorate_responses(
+    req: &mut Value,
+    config: &DecoratorConfig,
+    prepend: &[Rendered],
+    append: &[Rendered],
+) {
+    let edit = |role: &str, text: &mut String| {
+        rewrite(config, role, |f| *text = f(text));
+    };
+    if let Some(Value::String(instructions)) = req.get_mut("instructions") {
+        edit("system", instructions);
+    }
+    let mut items = match req.get_mut("input").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+        Some(other) => vec![other],
+        None => Vec::new(),
+    };
+    for item in &mut items {
+        let role = item
+            .get("role")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match item.get_mut("content") {
+            Some(Value::String(text)) => edit(&role, text),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    if let Some(Value::String(text)) = part.get_mut("text") {
+                        edit(&role, text);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let to_item = |r: &Rendered| json!({"role": r.role, "content": r.text});
+    let mut input: Vec<Value> = prepend.iter().map(to_item).collect();
+    input.append(&mut items);
+    input.extend(append.iter().map(to_item));
+    req["input"] = Value::Array(input);
+}
+
 fn merge_system(
     existing: Option<anthropic::Content>,
     before: &[&str],
@@ -243,6 +295,37 @@ mod tests {
         p.on_request_headers(&host, false);
         p.on_request_body(&host, raw.len(), true);
         (host, p)
+    }
+
+    #[test]
+    fn responses_requests_are_decorated() {
+        let config = r#"{"prepend": [{"role": "system", "content": "Be kind."}],
+            "append": [{"role": "user", "content": "Answer in ${header:x-lang|English}."}],
+            "replace": [{"pattern": "secret", "replacement": "[x]"}]}"#;
+        let (host, _) = run(
+            config,
+            &[(":path", "/v1/responses"), ("x-lang", "French")],
+            json!({"model": "m", "instructions": "no secret", "input": "my secret"}),
+        );
+        assert_eq!(
+            sent(&host),
+            json!({"model": "m", "instructions": "no [x]", "input": [
+                {"role": "system", "content": "Be kind."},
+                {"role": "user", "content": "my [x]"},
+                {"role": "user", "content": "Answer in French."}]})
+        );
+        let (host, _) = run(
+            config,
+            &[(":path", "/v1/responses")],
+            json!({"input": [{"type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "a secret"}]},
+                {"type": "function_call_output", "call_id": "c", "output": "secret"}]}),
+        );
+        let input = &sent(&host)["input"];
+        assert_eq!(input[1]["content"][0]["text"], "a [x]");
+        // Tool payloads are left alone.
+        assert_eq!(input[2]["output"], "secret");
+        assert_eq!(input[3]["content"], "Answer in English.");
     }
 
     fn sent(host: &MockHost) -> Value {
