@@ -8,12 +8,14 @@ use crate::sigv4;
 use crate::translate::images::{self, ImageApi, ImageRequest};
 use crate::translate::{
     bedrock, claude, cohere, deepl, dify, gemini, messages, minimax, qwen, reasoning, responses,
-    triton, ChunkTranslator, ReasoningMode, Reencode, SseTranslator, TranslateError,
+    triton, ChunkTranslator, Decode, ReasoningMode, SseTranslator, Translate, TranslateError,
 };
 use sdk::api::{ApiKind, ClientProtocol};
 use sdk::error::ErrorReply;
+use sdk::llm::anthropic;
 use sdk::llm::openai;
 use sdk::llm::responses::ResponsesEncoder;
+use sdk::llm::stream::{ChatChunkReader, Encoder};
 use sdk::pipeline::RequestBody;
 use serde_json::{json, Value};
 use std::time::SystemTime;
@@ -594,36 +596,63 @@ pub fn translating(client: Client, family: Family) -> bool {
     )
 }
 
-/// The stream translator from `family`'s stream to OpenAI SSE.
-fn openai_stream(
+/// The client's encoder of a streamed answer.
+fn client_encoder(
+    client: Client,
+    model: &str,
+    created: u64,
+    reasoning: ReasoningMode,
+) -> Box<dyn Encoder> {
+    match client {
+        Client::Chat => Box::new(openai::ChunkEncoder::new(model, created, reasoning)),
+        Client::Messages => Box::new(anthropic::StreamEncoder::new()),
+        Client::Responses => Box::new(ResponsesEncoder::new(true, created)),
+    }
+}
+
+/// `decoder` over SSE, writing through `enc`.
+fn sse<D: Decode + 'static>(decoder: D, enc: Box<dyn Encoder>) -> Box<dyn ChunkTranslator> {
+    Box::new(SseTranslator::new(Translate::new(decoder, enc)))
+}
+
+/// The translator of `family`'s stream for the client whose encoder is `enc`; None when the
+/// family has no stream of its own.
+fn provider_stream(
     family: Family,
     model: &str,
     reasoning: ReasoningMode,
     native: &Native,
+    enc: Box<dyn Encoder>,
+    chat: bool,
 ) -> Option<Box<dyn ChunkTranslator>> {
-    Some(match family {
-        Family::OpenAi => return None,
-        // Always end with a usage chunk: the OpenAI SDKs accept it, and counting needs it.
-        Family::Claude => Box::new(SseTranslator::new(claude::ClaudeStream::new(true))),
+    // Providers still writing OpenAI chunks: re-read for other clients.
+    let chunks: Box<dyn ChunkTranslator> = match family {
+        Family::OpenAi => return Some(sse(ChatChunkReader::new(), enc)),
+        Family::Cohere => return Some(sse(cohere::CohereStream::default(), enc)),
+        Family::Qwen => return Some(sse(qwen::QwenStream::default(), enc)),
+        Family::Claude => return Some(sse(claude::ClaudeStream::default(), enc)),
+        Family::MinimaxPro => return Some(sse(minimax::MinimaxProStream::default(), enc)),
+        Family::Deepl => return None,
         Family::Gemini => Box::new(SseTranslator::new(gemini::GeminiStream::new(
             model, reasoning,
         ))),
         Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, reasoning)),
-        Family::Cohere => Box::new(SseTranslator::new(cohere::CohereStream::new(
-            model, reasoning,
-        ))),
-        Family::Qwen => Box::new(SseTranslator::new(qwen::QwenStream::new(model, reasoning))),
         Family::Dify => match native {
             Native::Dify(o) => Box::new(SseTranslator::new(dify::DifyStream::new(model, o))),
             _ => return None,
         },
         Family::Triton => Box::new(SseTranslator::new(triton::TritonStream::new(model))),
-        Family::Deepl => return None,
-        Family::MinimaxPro => Box::new(SseTranslator::new(minimax::MinimaxProStream::new(model))),
+    };
+    Some(match chat {
+        true => chunks,
+        false => Box::new(Chain {
+            first: chunks,
+            second: sse(ChatChunkReader::new(), enc),
+        }),
     })
 }
 
-/// OpenAI SSE text → a second translator (for Anthropic clients of non-Anthropic providers).
+/// OpenAI SSE text → a second translator (for providers that still write OpenAI chunks).
 struct Chain {
     first: Box<dyn ChunkTranslator>,
     second: Box<dyn ChunkTranslator>,
@@ -653,7 +682,7 @@ pub fn plan(
 ) -> Plan {
     let filter_reasoning = client == Client::Chat
         && reasoning != ReasoningMode::Passthrough
-        && matches!(family, Family::OpenAi | Family::Claude);
+        && family == Family::OpenAi;
     if !translating(client, family) && !filter_reasoning {
         return Plan::Untouched;
     }
@@ -661,33 +690,22 @@ pub fn plan(
         return Plan::Json;
     }
     if filter_reasoning {
-        let filter: Box<dyn ChunkTranslator> = Box::new(SseTranslator::new(
+        return Plan::Stream(Box::new(SseTranslator::new(
             reasoning::ReasoningFilter::new(reasoning),
-        ));
-        return Plan::Stream(match openai_stream(family, model, reasoning, native) {
-            Some(first) => Box::new(Chain {
-                first,
-                second: filter,
-            }),
-            None => filter,
-        });
+        )));
     }
-    // The client's encoder over OpenAI chunks (the shape every provider stream is read into).
-    let encoder: Option<Box<dyn ChunkTranslator>> = match client {
-        Client::Chat => None,
-        Client::Messages => Some(Box::new(
-            SseTranslator::new(messages::MessagesStream::new()),
-        )),
-        Client::Responses => Some(Box::new(SseTranslator::new(Reencode::with(
-            ResponsesEncoder::new(true, created),
-        )))),
-    };
-    match (openai_stream(family, model, reasoning, native), encoder) {
-        (Some(t), None) => Plan::Stream(t),
-        (Some(first), Some(second)) => Plan::Stream(Box::new(Chain { first, second })),
-        (None, Some(encoder)) if family == Family::OpenAi => Plan::Stream(encoder),
+    let enc = client_encoder(client, model, created, reasoning);
+    match provider_stream(
+        family,
+        model,
+        reasoning,
+        native,
+        enc,
+        client == Client::Chat,
+    ) {
+        Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
-        _ => Plan::Json,
+        None => Plan::Json,
     }
 }
 

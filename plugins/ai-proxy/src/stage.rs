@@ -761,7 +761,7 @@ fn bad_answer(client: ClientProtocol, e: &str, stream: bool) -> Vec<u8> {
         let mut enc = sdk::llm::responses::ResponsesEncoder::new(true, 0);
         let mut out = String::new();
         enc.event(
-            Event::Error(&format!("cannot translate the provider's answer: {e}")),
+            Event::error(&format!("cannot translate the provider's answer: {e}")),
             &mut out,
         );
         out.into_bytes()

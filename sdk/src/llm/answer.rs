@@ -392,10 +392,10 @@ pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
                     Event::ToolStart {
                         id: &c.id,
                         name: &c.name,
+                        args: &c.arguments,
                     },
                     &mut out,
                 );
-                enc.event(Event::ToolArgs(&c.arguments), &mut out);
             }
             enc.event(Event::Finish(finish), &mut out);
             enc.event(Event::Usage(crate::usage::Usage::default()), &mut out);

@@ -237,6 +237,28 @@ impl Usage {
             extra: Extra::new(),
         }
     }
+
+    /// Normalised counts: the input includes cache reads and writes.
+    pub fn counts(&self) -> crate::usage::Usage {
+        let (read, write) = (
+            self.cache_read_input_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+        );
+        let input = self
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(write);
+        crate::usage::Usage {
+            input,
+            output: self.output_tokens,
+            total: input.saturating_add(self.output_tokens),
+            cached_input: read,
+            cache_creation_input: write,
+            reasoning: 0,
+            estimated: false,
+        }
+    }
 }
 
 /// The content block open in an Anthropic stream.
@@ -261,6 +283,7 @@ pub struct StreamEncoder {
     saw_tool_call: bool,
     finish_reason: Option<String>,
     usage: Option<crate::usage::Usage>,
+    choice: super::stream::FirstChoice,
 }
 
 fn send(out: &mut String, kind: &str, data: &Value) {
@@ -333,7 +356,7 @@ impl super::stream::Encoder for StreamEncoder {
     fn event(&mut self, event: super::stream::Event<'_>, out: &mut String) {
         use super::stream::Event;
         use serde_json::json;
-        if self.done {
+        if self.done || !self.choice.keep(&event) {
             return;
         }
         match event {
@@ -354,11 +377,14 @@ impl super::stream::Encoder for StreamEncoder {
                 let index = self.open(OpenBlock::Text, json!({"type": "text", "text": ""}), out);
                 Self::delta(out, index, json!({"type": "text_delta", "text": t}));
             }
-            Event::ToolStart { id, name } => {
+            Event::ToolStart { id, name, args } => {
                 self.start(out);
                 let block = json!({"type": "tool_use", "id": id, "name": name, "input": {}});
                 self.open(OpenBlock::Tool, block, out);
                 self.saw_tool_call = true;
+                if !args.is_empty() {
+                    self.event(Event::ToolArgs(args), out);
+                }
             }
             Event::ToolArgs(args) => {
                 // Arguments of a call whose block was closed cannot be placed.
@@ -370,7 +396,8 @@ impl super::stream::Encoder for StreamEncoder {
                     );
                 }
             }
-            Event::Error(message) => {
+            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Error { message, .. } => {
                 send(
                     out,
                     "error",

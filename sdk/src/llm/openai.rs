@@ -1,5 +1,6 @@
 //! OpenAI chat completions: request, response, stream chunk, usage.
 
+use super::stream::ReasoningMode;
 use super::Extra;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -194,6 +195,297 @@ pub struct ChunkChoice {
     /// Everything else.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// Canonical counts of an OpenAI usage object.
+pub fn counts_of(u: &Usage) -> crate::usage::Usage {
+    let detail = |outer: &str, inner: &str| {
+        u.extra
+            .get(outer)
+            .and_then(|d| d.get(inner))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    crate::usage::Usage {
+        input: u.prompt_tokens,
+        output: u.completion_tokens,
+        total: u
+            .total_tokens
+            .max(u.prompt_tokens.saturating_add(u.completion_tokens)),
+        cached_input: detail("prompt_tokens_details", "cached_tokens"),
+        cache_creation_input: u
+            .extra
+            .get("cache_creation_input_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        reasoning: detail("completion_tokens_details", "reasoning_tokens"),
+        estimated: false,
+    }
+}
+
+/// The OpenAI usage object for canonical counts (details only where non-zero).
+pub fn usage_of(u: &crate::usage::Usage) -> Usage {
+    let mut extra = Extra::new();
+    if u.cached_input > 0 {
+        extra.insert(
+            "prompt_tokens_details".into(),
+            serde_json::json!({ "cached_tokens": u.cached_input }),
+        );
+    }
+    if u.reasoning > 0 {
+        extra.insert(
+            "completion_tokens_details".into(),
+            serde_json::json!({ "reasoning_tokens": u.reasoning }),
+        );
+    }
+    Usage {
+        prompt_tokens: u.input,
+        completion_tokens: u.output,
+        total_tokens: u.total.max(u.input.saturating_add(u.output)),
+        extra,
+    }
+}
+
+/// Most choices a stream keeps state for (Gemini allows 8 candidates).
+const MAX_CHOICES: usize = 16;
+
+/// The per-choice state of a [`ChunkEncoder`].
+#[derive(Debug, Default)]
+struct ChoiceState {
+    index: u32,
+    /// A `<think>` opened in `Concat` mode and not yet closed.
+    thinking: bool,
+    tools: u32,
+    open_tool: Option<u32>,
+    finished: bool,
+}
+
+/// Writes canonical [`Event`](super::stream::Event)s as `chat.completion.chunk` server-sent
+/// events: the role chunk of each choice, reasoning per [`ReasoningMode`], numbered tool calls,
+/// the finish chunk, the usage chunk (`choices: []`, when usage is known) and `[DONE]`.
+#[derive(Debug)]
+pub struct ChunkEncoder {
+    id: String,
+    model: String,
+    created: u64,
+    reasoning: ReasoningMode,
+    choices: Vec<ChoiceState>,
+    current: u32,
+    usage: Option<crate::usage::Usage>,
+    done: bool,
+}
+
+impl ChunkEncoder {
+    /// An encoder for an answer from `model` created at `created` (Unix seconds).
+    pub fn new(model: &str, created: u64, reasoning: ReasoningMode) -> Self {
+        ChunkEncoder {
+            id: String::new(),
+            model: model.to_string(),
+            created,
+            reasoning,
+            choices: Vec::new(),
+            current: 0,
+            usage: None,
+            done: false,
+        }
+    }
+
+    fn write(&self, out: &mut String, choices: Value, usage: Option<&Usage>) {
+        let mut chunk = serde_json::json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        });
+        if let (Some(u), Some(obj)) = (usage, chunk.as_object_mut()) {
+            obj.insert("usage".into(), serde_json::to_value(u).unwrap_or_default());
+        }
+        crate::sse::SseEvent::data(chunk.to_string()).encode_into(out);
+    }
+
+    fn delta(&self, index: u32, delta: Value, finish: Option<&str>, out: &mut String) {
+        self.write(
+            out,
+            serde_json::json!([{"index": index, "delta": delta, "finish_reason": finish}]),
+            None,
+        );
+    }
+
+    /// The state of the current choice, created (role chunk sent) on first use.
+    fn choice(&mut self, out: &mut String) -> Option<usize> {
+        let index = self.current;
+        if let Some(pos) = self.choices.iter().position(|c| c.index == index) {
+            return Some(pos);
+        }
+        if self.choices.len() >= MAX_CHOICES {
+            return None;
+        }
+        self.delta(
+            index,
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+            out,
+        );
+        self.choices.push(ChoiceState {
+            index,
+            ..ChoiceState::default()
+        });
+        Some(self.choices.len() - 1)
+    }
+
+    /// Closes an open `<think>` of the choice at `pos`.
+    fn close_thinking(&mut self, pos: usize, out: &mut String) {
+        let Some(c) = self.choices.get_mut(pos).filter(|c| c.thinking) else {
+            return;
+        };
+        c.thinking = false;
+        let index = c.index;
+        self.delta(
+            index,
+            serde_json::json!({"content": "</think>\n"}),
+            None,
+            out,
+        );
+    }
+
+    fn text(&mut self, text: &str, reasoning: bool, out: &mut String) {
+        let Some(pos) = self.choice(out) else {
+            return;
+        };
+        let mode = self.reasoning;
+        let Some(c) = self.choices.get_mut(pos).filter(|c| !c.finished) else {
+            return;
+        };
+        if text.is_empty() {
+            return;
+        }
+        let index = c.index;
+        let delta = match (reasoning, mode) {
+            (true, ReasoningMode::Ignore) => return,
+            (true, ReasoningMode::Passthrough) => serde_json::json!({ "reasoning_content": text }),
+            (true, ReasoningMode::Concat) if c.thinking => serde_json::json!({ "content": text }),
+            (true, ReasoningMode::Concat) => {
+                c.thinking = true;
+                serde_json::json!({ "content": format!("<think>{text}") })
+            }
+            (false, _) if c.thinking => {
+                c.thinking = false;
+                serde_json::json!({ "content": format!("</think>\n{text}") })
+            }
+            (false, _) => serde_json::json!({ "content": text }),
+        };
+        self.delta(index, delta, None, out);
+    }
+}
+
+impl super::stream::Encoder for ChunkEncoder {
+    fn event(&mut self, event: super::stream::Event<'_>, out: &mut String) {
+        use super::stream::Event;
+        use serde_json::json;
+        if self.done {
+            return;
+        }
+        match event {
+            Event::Meta { id, model } => {
+                if !id.is_empty() {
+                    self.id = id.to_string();
+                }
+                if !model.is_empty() {
+                    self.model = model.to_string();
+                }
+                self.choice(out);
+            }
+            Event::Choice(n) => self.current = n,
+            Event::Text(t) => self.text(t, false, out),
+            Event::Reasoning(r) => self.text(r, true, out),
+            Event::ToolStart { id, name, args } => {
+                let Some(pos) = self.choice(out) else {
+                    return;
+                };
+                self.close_thinking(pos, out);
+                let Some(c) = self.choices.get_mut(pos).filter(|c| !c.finished) else {
+                    return;
+                };
+                let (index, tool) = (c.index, c.tools);
+                c.tools = c.tools.saturating_add(1);
+                c.open_tool = Some(tool);
+                self.delta(
+                    index,
+                    json!({"tool_calls": [{"index": tool, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": args}}]}),
+                    None,
+                    out,
+                );
+            }
+            Event::ToolArgs(args) => {
+                let Some(pos) = self.choice(out) else {
+                    return;
+                };
+                let Some(c) = self.choices.get(pos).filter(|c| !c.finished) else {
+                    return;
+                };
+                if let (Some(tool), false) = (c.open_tool, args.is_empty()) {
+                    let index = c.index;
+                    self.delta(
+                        index,
+                        json!({"tool_calls": [{"index": tool, "function": {"arguments": args}}]}),
+                        None,
+                        out,
+                    );
+                }
+            }
+            Event::Finish(reason) => {
+                let Some(pos) = self.choice(out) else {
+                    return;
+                };
+                self.close_thinking(pos, out);
+                let Some(c) = self.choices.get_mut(pos).filter(|c| !c.finished) else {
+                    return;
+                };
+                c.finished = true;
+                let index = c.index;
+                self.delta(index, json!({}), Some(reason), out);
+            }
+            Event::ToolSwitch(n) => {
+                if let Some(c) = self.choices.iter_mut().find(|c| c.index == self.current) {
+                    if n < c.tools {
+                        c.open_tool = Some(n);
+                    }
+                }
+            }
+            Event::Usage(u) => self.usage = Some(u),
+            Event::Error {
+                message,
+                kind,
+                code,
+            } => {
+                // The usage so far still follows: what was generated is counted.
+                let error = json!({"error": {"message": message, "type": kind, "code": code}});
+                crate::sse::SseEvent::data(error.to_string()).encode_into(out);
+                self.choices.clear();
+                self.end(out);
+            }
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if self.done {
+            return;
+        }
+        for pos in 0..self.choices.len() {
+            self.close_thinking(pos, out);
+        }
+        self.done = true;
+        if let Some(u) = self.usage.as_ref().map(usage_of) {
+            self.write(out, json_empty(), Some(&u));
+        }
+        crate::sse::SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+fn json_empty() -> Value {
+    Value::Array(Vec::new())
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub struct ResponsesEncoder {
     finish: Option<String>,
     usage: Option<Usage>,
     error: Option<String>,
+    choice: super::stream::FirstChoice,
 }
 
 /// The usage object of a Responses answer.
@@ -75,6 +76,7 @@ impl ResponsesEncoder {
             finish: None,
             usage: None,
             error: None,
+            choice: Default::default(),
         }
     }
 
@@ -255,7 +257,7 @@ impl ResponsesEncoder {
 
 impl Encoder for ResponsesEncoder {
     fn event(&mut self, event: Event<'_>, out: &mut String) {
-        if self.done {
+        if self.done || !self.choice.keep(&event) {
             return;
         }
         match event {
@@ -305,7 +307,7 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.reasoning_text.delta", delta);
                 }
             }
-            Event::ToolStart { id, name } => {
+            Event::ToolStart { id, name, args } => {
                 self.start(out);
                 self.open(
                     Item::Call {
@@ -316,6 +318,9 @@ impl Encoder for ResponsesEncoder {
                     },
                     out,
                 );
+                if !args.is_empty() {
+                    self.event(Event::ToolArgs(args), out);
+                }
             }
             Event::ToolArgs(a) => {
                 let index = self.index();
@@ -325,7 +330,8 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.function_call_arguments.delta", delta);
                 }
             }
-            Event::Error(message) => {
+            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Error { message, .. } => {
                 self.start(out);
                 self.error = Some(message.to_string());
                 self.done = true;
@@ -398,6 +404,7 @@ mod tests {
             Event::ToolStart {
                 id: "call_a",
                 name: "f",
+                args: "",
             },
             out,
         );
@@ -484,7 +491,7 @@ mod tests {
 
         let (mut enc, mut out) = (ResponsesEncoder::new(true, 7), String::new());
         enc.event(Event::Text("a"), &mut out);
-        enc.event(Event::Error("boom"), &mut out);
+        enc.event(Event::error("boom"), &mut out);
         enc.end(&mut out);
         let evs = events(&out);
         let kinds: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();

@@ -20,22 +20,97 @@ pub enum Event<'a> {
     Text(&'a str),
     /// Reasoning ("thinking") text.
     Reasoning(&'a str),
-    /// A tool call starts; its arguments follow as [`Event::ToolArgs`].
+    /// A tool call starts; more of its arguments may follow as [`Event::ToolArgs`].
     ToolStart {
         /// The call id.
         id: &'a str,
         /// The function name.
         name: &'a str,
+        /// The start of its JSON arguments (may be empty).
+        args: &'a str,
     },
     /// A piece of the open tool call's JSON arguments.
     ToolArgs(&'a str),
+    /// The following [`Event::ToolArgs`] belong to the `n`-th call (from 0) of the choice, not
+    /// the latest; protocols whose calls cannot interleave drop them.
+    ToolSwitch(u32),
     /// Why the answer ended, in OpenAI's vocabulary (`stop`, `length`, `tool_calls`,
     /// `content_filter`).
     Finish(&'a str),
     /// Token usage (cumulative; a later report replaces an earlier one).
     Usage(Usage),
     /// The stream failed; nothing follows.
-    Error(&'a str),
+    Error {
+        /// What went wrong.
+        message: &'a str,
+        /// The OpenAI error type (`server_error`, `rate_limit_exceeded`, …).
+        kind: &'a str,
+        /// The OpenAI error code, if any.
+        code: Option<&'a str>,
+    },
+    /// The following events belong to choice `n` (OpenAI `n` > 1, Gemini candidates); events
+    /// before any `Choice` belong to choice 0. Single-answer protocols keep choice 0 only.
+    Choice(u32),
+}
+
+impl<'a> Event<'a> {
+    /// The gateway could not read the provider's stream (`bad_upstream_stream`).
+    pub fn error(message: &'a str) -> Event<'a> {
+        Event::Error {
+            message,
+            kind: "server_error",
+            code: Some("bad_upstream_stream"),
+        }
+    }
+}
+
+/// What happens to reasoning ("thinking") text in OpenAI chat answers (Higress
+/// `reasoningContentMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasoningMode {
+    /// Sent as `reasoning_content` beside `content` (DeepSeek style).
+    #[default]
+    Passthrough,
+    /// Dropped.
+    Ignore,
+    /// Put in front of `content`, wrapped in `<think>…</think>\n`.
+    Concat,
+}
+
+/// Keeps the events of choice 0, for protocols that carry one answer, and drops empty text.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FirstChoice {
+    other: bool,
+    calls: u32,
+    /// Arguments go to an earlier call than the latest.
+    earlier: bool,
+}
+
+impl FirstChoice {
+    /// Whether `event` is for the encoder (a [`Event::Choice`] switch is consumed here).
+    pub fn keep(&mut self, event: &Event<'_>) -> bool {
+        match event {
+            Event::Choice(n) => {
+                self.other = *n != 0;
+                false
+            }
+            Event::ToolSwitch(n) => {
+                self.earlier = !self.other && n.saturating_add(1) != self.calls;
+                false
+            }
+            Event::ToolArgs(t) => !self.other && !self.earlier && !t.is_empty(),
+            Event::Text(t) | Event::Reasoning(t) => !self.other && !t.is_empty(),
+            Event::ToolStart { .. } => {
+                if !self.other {
+                    self.calls = self.calls.saturating_add(1);
+                    self.earlier = false;
+                }
+                !self.other
+            }
+            Event::Finish(_) => !self.other,
+            Event::Meta { .. } | Event::Usage(_) | Event::Error { .. } => true,
+        }
+    }
 }
 
 /// Writes the events of one answer in a client's protocol.
@@ -87,7 +162,19 @@ impl ChatChunkReader {
                 Value::String(s) => s.as_str(),
                 e => str_at(e, "message").unwrap_or("upstream stream error"),
             };
-            enc.event(Event::Error(message), out);
+            let kind = error
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("server_error");
+            let code = str_at(error, "code");
+            enc.event(
+                Event::Error {
+                    message,
+                    kind,
+                    code,
+                },
+                out,
+            );
             return;
         }
         if !self.met {
@@ -156,10 +243,19 @@ impl ChatChunkReader {
             let id = id.map_or_else(|| format!("call_{}", self.calls), str::to_string);
             self.calls = self.calls.saturating_add(1);
             let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
-            enc.event(Event::ToolStart { id: &id, name }, out);
+            let args = function
+                .and_then(|f| str_at(f, "arguments"))
+                .unwrap_or_default();
+            enc.event(
+                Event::ToolStart {
+                    id: &id,
+                    name,
+                    args,
+                },
+                out,
+            );
             self.call = Some((index, id));
-        }
-        if let Some(args) = function
+        } else if let Some(args) = function
             .and_then(|f| str_at(f, "arguments"))
             .filter(|a| !a.is_empty())
         {
@@ -212,10 +308,17 @@ pub fn read_chat_completion(body: &Value, enc: &mut dyn Encoder, out: &mut Strin
                 None => format!("call_{i}"),
             };
             let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
-            enc.event(Event::ToolStart { id: &id, name }, out);
-            if let Some(args) = function.and_then(|f| str_at(f, "arguments")) {
-                enc.event(Event::ToolArgs(args), out);
-            }
+            let args = function
+                .and_then(|f| str_at(f, "arguments"))
+                .unwrap_or_default();
+            enc.event(
+                Event::ToolStart {
+                    id: &id,
+                    name,
+                    args,
+                },
+                out,
+            );
         }
     }
     if let Some(reason) = choice.and_then(|c| str_at(c, "finish_reason")) {
@@ -276,8 +379,7 @@ mod tests {
                 r#"Meta { id: "c", model: "m" }"#,
                 r#"Reasoning("r")"#,
                 r#"Text("no")"#,
-                r#"ToolStart { id: "call_0", name: "f" }"#,
-                r#"ToolArgs("{}")"#,
+                r#"ToolStart { id: "call_0", name: "f", args: "{}" }"#,
                 r#"Finish("tool_calls")"#,
                 "usage 1 2",
                 "end"
@@ -315,10 +417,9 @@ mod tests {
                 r#"Meta { id: "c1", model: "m" }"#,
                 r#"Reasoning("hmm")"#,
                 r#"Text("Hi")"#,
-                r#"ToolStart { id: "a", name: "f" }"#,
-                r#"ToolArgs("{\"x\"")"#,
+                r#"ToolStart { id: "a", name: "f", args: "{\"x\"" }"#,
                 r#"ToolArgs(":1}")"#,
-                r#"ToolStart { id: "b", name: "g" }"#,
+                r#"ToolStart { id: "b", name: "g", args: "" }"#,
                 r#"Finish("tool_calls")"#,
                 "usage 3 4",
                 "end"
@@ -337,10 +438,10 @@ mod tests {
         assert_eq!(
             log,
             [
-                r#"ToolStart { id: "call_0", name: "f" }"#,
-                r#"ToolStart { id: "z", name: "g" }"#,
+                r#"ToolStart { id: "call_0", name: "f", args: "" }"#,
+                r#"ToolStart { id: "z", name: "g", args: "" }"#,
                 r#"ToolArgs("{}")"#,
-                r#"Error("overloaded")"#,
+                r#"Error { message: "overloaded", kind: "server_error", code: None }"#,
                 "end"
             ]
         );

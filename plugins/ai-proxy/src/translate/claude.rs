@@ -1,10 +1,11 @@
 //! OpenAI chat completions client in front of an Anthropic Messages upstream: the request goes out
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
-use super::TranslateError;
 use super::{err, max_tokens, str_of};
+use super::{Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
@@ -567,47 +568,18 @@ pub fn claude_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     }
 }
 
-/// Translates an Anthropic event stream into OpenAI `chat.completion.chunk` events.
+/// Reads Anthropic's stream events into canonical events.
 ///
-/// Keeps only the message id and model, the usage counters and the open `tool_use` blocks.
+/// Keeps the usage so far and the open `tool_use` blocks; nothing of the text.
 #[derive(Debug, Default)]
 pub struct ClaudeStream {
-    include_usage: bool,
-    id: String,
-    model: String,
     usage: anthropic::Usage,
-    /// Open `tool_use` blocks: (Anthropic block index, OpenAI tool call index).
-    open_tools: Vec<(u32, u32)>,
-    next_tool: u32,
+    /// Open `tool_use` blocks (Anthropic block index).
+    open_tools: Vec<u32>,
     done: bool,
 }
 
-fn emit(out: &mut String, value: &Value) {
-    SseEvent::data(value.to_string()).encode_into(out);
-}
-
 impl ClaudeStream {
-    /// A translator; `include_usage` adds the final usage chunk (`stream_options.include_usage`).
-    pub fn new(include_usage: bool) -> Self {
-        ClaudeStream {
-            include_usage,
-            ..ClaudeStream::default()
-        }
-    }
-
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut String) {
-        emit(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }),
-        );
-    }
-
     fn merge_usage(&mut self, u: &anthropic::Usage) {
         if u.input_tokens.is_some() {
             self.usage.input_tokens = u.input_tokens;
@@ -622,9 +594,53 @@ impl ClaudeStream {
         self.usage.output_tokens = u.output_tokens;
     }
 
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`
-    /// (wire text: `data: {json}\n\n`).
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+    fn block_start(&mut self, index: u32, block: &Block, enc: &mut dyn Encoder, out: &mut String) {
+        match block.kind.as_str() {
+            "text" => {
+                if let Some(t) = block.text.as_deref() {
+                    enc.event(Event::Text(t), out);
+                }
+            }
+            "thinking" => {
+                if let Some(t) = block.extra.get("thinking").and_then(Value::as_str) {
+                    enc.event(Event::Reasoning(t), out);
+                }
+            }
+            "tool_use" => {
+                self.open_tools.retain(|block| *block != index);
+                self.open_tools.push(index);
+                let id = block.extra.get("id").and_then(Value::as_str);
+                let name = block.extra.get("name").and_then(Value::as_str);
+                enc.event(
+                    Event::ToolStart {
+                        id: id.unwrap_or_default(),
+                        name: name.unwrap_or_default(),
+                        args: "",
+                    },
+                    out,
+                );
+            }
+            // Server tools, redacted thinking, …: nothing the other protocols can use.
+            _ => {}
+        }
+    }
+
+    fn block_delta(&mut self, index: u32, delta: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        let field = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default();
+        match delta.get("type").and_then(Value::as_str) {
+            Some("text_delta") => enc.event(Event::Text(field("text")), out),
+            Some("thinking_delta") => enc.event(Event::Reasoning(field("thinking")), out),
+            Some("input_json_delta") if self.open_tools.contains(&index) => {
+                enc.event(Event::ToolArgs(field("partial_json")), out);
+            }
+            // signature_delta, citations_delta, …
+            _ => {}
+        }
+    }
+}
+
+impl Decode for ClaudeStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
@@ -634,30 +650,31 @@ impl ClaudeStream {
         };
         match ev {
             StreamEvent::MessageStart { message } => {
-                self.id = message.id;
-                self.model = message.model;
                 self.merge_usage(&message.usage);
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                let (id, model) = (message.id.as_str(), message.model.as_str());
+                enc.event(Event::Meta { id, model }, out);
+                enc.event(Event::Usage(self.usage.counts()), out);
             }
             StreamEvent::ContentBlockStart {
                 index,
                 content_block,
-            } => self.block_start(index, &content_block, out),
+            } => self.block_start(index, &content_block, enc, out),
             StreamEvent::ContentBlockDelta { index, delta } => {
-                self.block_delta(index, &delta, out);
+                self.block_delta(index, &delta, enc, out);
             }
             StreamEvent::ContentBlockStop { index } => {
-                self.open_tools.retain(|(block, _)| *block != index);
+                self.open_tools.retain(|block| *block != index);
             }
             StreamEvent::MessageDelta { delta, usage } => {
                 if let Some(u) = usage {
                     self.merge_usage(&u);
+                    enc.event(Event::Usage(self.usage.counts()), out);
                 }
                 if let Some(reason) = delta.get("stop_reason").and_then(Value::as_str) {
-                    self.chunk(json!({}), Some(finish_reason(reason)), out);
+                    enc.event(Event::Finish(finish_reason(reason)), out);
                 }
             }
-            StreamEvent::MessageStop => self.finish(out),
+            StreamEvent::MessageStop => self.finish(enc, out),
             StreamEvent::Ping => {}
             StreamEvent::Error { error } => {
                 let kind = error
@@ -668,114 +685,25 @@ impl ClaudeStream {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("upstream stream error");
-                emit(
+                let kind = openai_error_type(kind);
+                enc.event(
+                    Event::Error {
+                        message,
+                        kind,
+                        code: None,
+                    },
                     out,
-                    &json!({"error": {
-                        "message": message,
-                        "type": openai_error_type(kind),
-                        "code": null,
-                    }}),
                 );
-                SseEvent::data("[DONE]").encode_into(out);
                 self.done = true;
             }
         }
     }
 
-    fn block_start(&mut self, index: u32, block: &Block, out: &mut String) {
-        match block.kind.as_str() {
-            "text" => {
-                if let Some(t) = block.text.as_deref().filter(|t| !t.is_empty()) {
-                    self.chunk(json!({ "content": t }), None, out);
-                }
-            }
-            "thinking" => {
-                let t = block.extra.get("thinking").and_then(Value::as_str);
-                if let Some(t) = t.filter(|t| !t.is_empty()) {
-                    self.chunk(json!({ "reasoning_content": t }), None, out);
-                }
-            }
-            "tool_use" => {
-                let tool = self.next_tool;
-                self.next_tool = self.next_tool.saturating_add(1);
-                self.open_tools.retain(|(block, _)| *block != index);
-                self.open_tools.push((index, tool));
-                let id = block.extra.get("id").and_then(Value::as_str);
-                let name = block.extra.get("name").and_then(Value::as_str);
-                self.chunk(
-                    json!({"tool_calls": [{
-                        "index": tool,
-                        "id": id.unwrap_or_default(),
-                        "type": "function",
-                        "function": {"name": name.unwrap_or_default(), "arguments": ""},
-                    }]}),
-                    None,
-                    out,
-                );
-            }
-            // Server tools, redacted thinking, …: nothing the OpenAI client can use.
-            _ => {}
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.done {
+            self.done = true;
+            enc.end(out);
         }
-    }
-
-    fn block_delta(&mut self, index: u32, delta: &Value, out: &mut String) {
-        let field = |key: &str| {
-            delta
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        };
-        match delta.get("type").and_then(Value::as_str) {
-            Some("text_delta") => {
-                if let Some(t) = field("text") {
-                    self.chunk(json!({ "content": t }), None, out);
-                }
-            }
-            Some("thinking_delta") => {
-                if let Some(t) = field("thinking") {
-                    self.chunk(json!({ "reasoning_content": t }), None, out);
-                }
-            }
-            Some("input_json_delta") => {
-                let tool = self
-                    .open_tools
-                    .iter()
-                    .find(|(block, _)| *block == index)
-                    .map(|(_, tool)| *tool);
-                if let (Some(tool), Some(json)) = (tool, field("partial_json")) {
-                    self.chunk(
-                        json!({"tool_calls": [{"index": tool, "function": {"arguments": json}}]}),
-                        None,
-                        out,
-                    );
-                }
-            }
-            // signature_delta, citations_delta, …
-            _ => {}
-        }
-    }
-
-    /// Upstream ended: emits whatever is still owed (the usage chunk if `include_usage`, then
-    /// `data: [DONE]`) exactly once.
-    pub fn finish(&mut self, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        if self.include_usage {
-            emit(
-                out,
-                &json!({
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": openai_usage(&self.usage),
-                }),
-            );
-        }
-        SseEvent::data("[DONE]").encode_into(out);
     }
 }
 
@@ -1199,7 +1127,12 @@ mod tests {
     /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
     fn translate(wire: &str, piece: usize, include_usage: bool) -> String {
         let mut decoder = SseDecoder::default();
-        let mut stream = ClaudeStream::new(include_usage);
+        let _ = include_usage;
+        let mut stream = super::super::to_chat(
+            ClaudeStream::default(),
+            "",
+            super::super::ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         let mut events = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
@@ -1312,8 +1245,6 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let out = translate(&wire, 5, false);
-        let d = datas(&out);
-        assert!(d.iter().all(|d| !d.contains("\"usage\"")));
         assert_eq!(out, translate(TOOL_STREAM, 5, false));
         assert!(out.ends_with("data: [DONE]\n\n"));
     }
@@ -1336,7 +1267,11 @@ mod tests {
             json!({"type": "content_block_stop", "index": 2}),
             json!({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": null}, "usage": {"output_tokens": 30}}),
         ];
-        let mut s = ClaudeStream::new(false);
+        let mut s = super::super::to_chat(
+            ClaudeStream::default(),
+            "",
+            super::super::ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         for e in &events {
             s.on_event(&SseEvent::data(e.to_string()), &mut out);
@@ -1358,13 +1293,18 @@ mod tests {
         assert_eq!(deltas[4]["tool_calls"][0]["id"], "toolu_b");
         assert_eq!(deltas[5]["tool_calls"][0]["index"], 1);
         assert_eq!(chunks[6]["choices"][0]["finish_reason"], "length");
-        assert_eq!(chunks.len(), 7);
+        assert_eq!(chunks[7]["usage"]["completion_tokens"], 30);
+        assert_eq!(chunks.len(), 8);
         assert_eq!(out.matches("[DONE]").count(), 1);
     }
 
     #[test]
     fn stream_error_event() {
-        let mut s = ClaudeStream::new(true);
+        let mut s = super::super::to_chat(
+            ClaudeStream::default(),
+            "",
+            super::super::ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         s.on_event(
             &SseEvent::typed(
@@ -1384,11 +1324,14 @@ mod tests {
         s.on_event(&SseEvent::data(r#"{"type":"message_stop"}"#), &mut out);
         s.finish(&mut out);
         let d = datas(&out);
-        assert_eq!(d.len(), 2);
+        assert_eq!(d.len(), 3);
         assert_eq!(
             serde_json::from_str::<Value>(&d[0]).unwrap(),
             json!({"error": {"message": "Overloaded", "type": "server_error", "code": null}})
         );
-        assert_eq!(d[1], "[DONE]");
+        // The usage so far follows the error: what was generated is still counted.
+        let usage = serde_json::from_str::<Value>(&d[1]).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 5);
+        assert_eq!(d[2], "[DONE]");
     }
 }

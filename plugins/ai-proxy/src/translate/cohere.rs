@@ -1,14 +1,12 @@
 //! OpenAI chat completions and embeddings client in front of Cohere's API v2: chat goes out as a
 //! `POST /v2/chat` body, embeddings as `POST /v2/embed`; answers, streams and errors come back in
 //! OpenAI's shapes.
-//!
-//! Also home of the OpenAI chunk writer and the reasoning-text gate shared with the DashScope
-//! translator ([`super::qwen`]).
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::{err, max_tokens, str_of};
-use super::{ReasoningMode, StreamTranslator, TranslateError};
+use super::{Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
@@ -446,120 +444,6 @@ pub(crate) fn openai_usage(
     }
 }
 
-/// Writes OpenAI `chat.completion.chunk` events for one answer.
-#[derive(Debug, Default)]
-pub(crate) struct ChunkWriter {
-    /// Completion id.
-    pub id: String,
-    /// Model name in every chunk.
-    pub model: String,
-}
-
-impl ChunkWriter {
-    fn write(out: &mut String, value: &Value) {
-        SseEvent::data(value.to_string()).encode_into(out);
-    }
-
-    /// One chunk with a delta (and a finish reason on the last one).
-    pub fn delta(&self, out: &mut String, delta: Value, finish_reason: Option<&str>) {
-        Self::write(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }),
-        );
-    }
-
-    /// The usage chunk (`choices: []`).
-    pub fn usage(&self, out: &mut String, usage: &openai::Usage) {
-        Self::write(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [],
-                "usage": usage,
-            }),
-        );
-    }
-
-    /// An upstream error as one `{"error":{…}}` event.
-    pub fn error(out: &mut String, message: &str, kind: &str, code: Option<&str>) {
-        Self::write(
-            out,
-            &json!({"error": {"message": message, "type": kind, "code": code}}),
-        );
-    }
-
-    /// `data: [DONE]`.
-    pub fn done(out: &mut String) {
-        SseEvent::data("[DONE]").encode_into(out);
-    }
-}
-
-/// Streams reasoning and answer text under a [`ReasoningMode`]; in `Concat` it opens `<think>`
-/// before the first reasoning piece and closes it before the first answer piece.
-#[derive(Debug, Default)]
-pub(crate) struct ReasoningText {
-    mode: ReasoningMode,
-    open: bool,
-}
-
-impl ReasoningText {
-    /// A gate for `mode`, nothing open.
-    pub fn new(mode: ReasoningMode) -> Self {
-        ReasoningText { mode, open: false }
-    }
-
-    /// A reasoning piece.
-    pub fn reasoning(&mut self, w: &ChunkWriter, out: &mut String, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        match self.mode {
-            ReasoningMode::Passthrough => w.delta(out, json!({ "reasoning_content": text }), None),
-            ReasoningMode::Ignore => {}
-            ReasoningMode::Concat => {
-                let text = if self.open {
-                    text.to_string()
-                } else {
-                    self.open = true;
-                    format!("<think>{text}")
-                };
-                w.delta(out, json!({ "content": text }), None);
-            }
-        }
-    }
-
-    /// An answer piece.
-    pub fn content(&mut self, w: &ChunkWriter, out: &mut String, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let text = if self.open {
-            self.open = false;
-            format!("</think>\n{text}")
-        } else {
-            text.to_string()
-        };
-        w.delta(out, json!({ "content": text }), None);
-    }
-
-    /// Closes an open `<think>` (before tool calls, the finish chunk or the end).
-    pub fn close(&mut self, w: &ChunkWriter, out: &mut String) {
-        if self.open {
-            self.open = false;
-            w.delta(out, json!({"content": "</think>\n"}), None);
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Response
 // ---------------------------------------------------------------------------------------------
@@ -713,50 +597,22 @@ pub fn cohere_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
 // Stream
 // ---------------------------------------------------------------------------------------------
 
-/// Translates Cohere v2 chat SSE events into OpenAI `chat.completion.chunk` events.
+/// Reads Cohere v2 chat SSE events into canonical events.
 ///
-/// Keeps the message id, the open tool calls' indices, the usage of `message-end` and the
-/// `<think>` state; nothing of the text.
+/// Keeps whether the answer is over; nothing of the text.
 #[derive(Debug, Default)]
 pub struct CohereStream {
-    w: ChunkWriter,
-    text: ReasoningText,
-    started: bool,
-    /// Tool calls seen: (Cohere index, OpenAI index).
-    tools: Vec<(u64, u32)>,
-    current_tool: Option<u32>,
-    usage: Option<openai::Usage>,
+    met: bool,
     done: bool,
 }
 
-impl CohereStream {
-    /// A translator for an answer from `model`, reasoning text handled per `reasoning`.
-    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
-        CohereStream {
-            w: ChunkWriter {
-                id: String::new(),
-                model: model.to_string(),
-            },
-            text: ReasoningText::new(reasoning),
-            ..CohereStream::default()
-        }
-    }
-
-    fn start(&mut self, out: &mut String) {
-        if !self.started {
-            self.started = true;
-            self.w
-                .delta(out, json!({"role": "assistant", "content": ""}), None);
-        }
-    }
-
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+impl Decode for CohereStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
         if event.data.trim() == "[DONE]" {
-            self.finish(out);
+            self.finish(enc, out);
             return;
         }
         // Anything that is not JSON (keep-alives, comments) is skipped.
@@ -771,89 +627,67 @@ impl CohereStream {
         let message = v.get("delta").and_then(|d| d.get("message"));
         match kind {
             "message-start" => {
-                if let Some(id) = v.get("id").and_then(Value::as_str) {
-                    self.w.id = id.to_string();
-                }
-                self.start(out);
+                self.met = true;
+                let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+                enc.event(Event::Meta { id, model: "" }, out);
             }
             "content-start" | "content-delta" => {
-                self.start(out);
                 let content = message.and_then(|m| m.get("content"));
                 if let Some(t) = str_of(content, "thinking") {
-                    self.text.reasoning(&self.w, out, t);
+                    enc.event(Event::Reasoning(t), out);
                 }
                 if let Some(t) = str_of(content, "text") {
-                    self.text.content(&self.w, out, t);
+                    enc.event(Event::Text(t), out);
                 }
             }
             "tool-plan-delta" => {
-                self.start(out);
                 if let Some(t) = str_of(message, "tool_plan") {
-                    self.text.content(&self.w, out, t);
+                    enc.event(Event::Text(t), out);
                 }
             }
             "tool-call-start" => {
-                self.start(out);
-                self.text.close(&self.w, out);
                 let call = message.and_then(|m| m.get("tool_calls"));
                 let function = call.and_then(|c| c.get("function"));
-                let tool = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
-                let cohere_index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                self.tools.push((cohere_index, tool));
-                self.current_tool = Some(tool);
-                self.w.delta(
-                    out,
-                    json!({"tool_calls": [{
-                        "index": tool,
-                        "id": str_of(call, "id").unwrap_or_default(),
-                        "type": "function",
-                        "function": {
-                            "name": str_of(function, "name").unwrap_or_default(),
-                            "arguments": str_of(function, "arguments").unwrap_or_default(),
-                        },
-                    }]}),
-                    None,
-                );
+                let id = str_of(call, "id").unwrap_or_default();
+                let name = str_of(function, "name").unwrap_or_default();
+                let args = str_of(function, "arguments").unwrap_or_default();
+                enc.event(Event::ToolStart { id, name, args }, out);
             }
             "tool-call-delta" => {
-                let tool = v
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .and_then(|i| self.tools.iter().rev().find(|(c, _)| *c == i))
-                    .map(|(_, t)| *t)
-                    .or(self.current_tool);
-                let args = str_of(
-                    message
-                        .and_then(|m| m.get("tool_calls"))
-                        .and_then(|c| c.get("function")),
-                    "arguments",
-                )
-                .filter(|a| !a.is_empty());
-                if let (Some(tool), Some(args)) = (tool, args) {
-                    self.w.delta(
-                        out,
-                        json!({"tool_calls": [{"index": tool, "function": {"arguments": args}}]}),
-                        None,
-                    );
+                let function = message
+                    .and_then(|m| m.get("tool_calls"))
+                    .and_then(|c| c.get("function"));
+                if let Some(args) = str_of(function, "arguments") {
+                    enc.event(Event::ToolArgs(args), out);
                 }
             }
-            "tool-call-end" => self.current_tool = None,
-            "message-end" => self.message_end(v.get("delta"), out),
-            // content-end, citation-start/end, debug, …
+            "message-end" => self.message_end(v.get("delta"), enc, out),
+            // content-end, tool-call-end, citation-start/end, debug, …
             _ => {}
         }
     }
 
-    fn message_end(&mut self, delta: Option<&Value>, out: &mut String) {
-        self.start(out);
-        self.text.close(&self.w, out);
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.done {
+            self.done = true;
+            enc.end(out);
+        }
+    }
+}
+
+impl CohereStream {
+    fn message_end(&mut self, delta: Option<&Value>, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.met {
+            self.met = true;
+            enc.event(Event::Meta { id: "", model: "" }, out);
+        }
         if let Some(u) = delta.and_then(|d| d.get("usage")).and_then(cohere_usage) {
-            self.usage = Some(u);
+            enc.event(Event::Usage(openai::counts_of(&u)), out);
         }
         let reason = str_of(delta, "finish_reason");
         let error = str_of(delta, "error").filter(|e| !e.is_empty());
         match (reason.map(finish_reason), error) {
-            (Some(Some(finish)), None) => self.w.delta(out, json!({}), Some(finish)),
+            (Some(Some(finish)), None) => enc.event(Event::Finish(finish), out),
             (None, None) => {}
             (_, error) => {
                 let message = match (error, reason) {
@@ -863,33 +697,18 @@ impl CohereStream {
                         r.unwrap_or_default()
                     ),
                 };
-                ChunkWriter::error(out, &message, "server_error", reason);
+                let (kind, code) = ("server_error", reason);
+                enc.event(
+                    Event::Error {
+                        message: &message,
+                        kind,
+                        code,
+                    },
+                    out,
+                );
             }
         }
-        self.finish(out);
-    }
-
-    /// Upstream ended (or sent `[DONE]`/`message-end`): emits the usage chunk when the upstream
-    /// reported usage, then `data: [DONE]`, exactly once.
-    pub fn finish(&mut self, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.text.close(&self.w, out);
-        if let Some(u) = &self.usage {
-            self.w.usage(out, u);
-        }
-        ChunkWriter::done(out);
-    }
-}
-
-impl StreamTranslator for CohereStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        CohereStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        CohereStream::finish(self, out)
+        self.finish(enc, out);
     }
 }
 
@@ -1376,7 +1195,7 @@ mod tests {
     /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
     fn translate(wire: &str, piece: usize, mode: ReasoningMode) -> String {
         let mut decoder = SseDecoder::default();
-        let mut stream = CohereStream::new("command-a-03-2025", mode);
+        let mut stream = super::super::to_chat(CohereStream::default(), "command-a-03-2025", mode);
         let mut out = String::new();
         let mut events = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
@@ -1558,7 +1377,7 @@ mod tests {
 
     #[test]
     fn stream_closes_think_before_tool_calls_and_on_early_end() {
-        let mut s = CohereStream::new("m", ReasoningMode::Concat);
+        let mut s = super::super::to_chat(CohereStream::default(), "m", ReasoningMode::Concat);
         let mut out = String::new();
         let ev = |v: Value| SseEvent::data(v.to_string());
         s.on_event(
@@ -1583,7 +1402,7 @@ mod tests {
         assert_eq!(d[3]["tool_calls"][0]["id"], "t1");
 
         // Ended before any usage: no usage chunk, still one [DONE].
-        let mut s = CohereStream::new("m", ReasoningMode::Concat);
+        let mut s = super::super::to_chat(CohereStream::default(), "m", ReasoningMode::Concat);
         let mut out = String::new();
         s.on_event(
             &ev(json!({"type": "content-delta", "delta": {"message": {"content": {"thinking": "hmm"}}}})),
@@ -1601,7 +1420,7 @@ mod tests {
 
     #[test]
     fn stream_failed_generation_is_an_error_event() {
-        let mut s = CohereStream::new("m", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(CohereStream::default(), "m", ReasoningMode::Passthrough);
         let mut out = String::new();
         let ev = |v: Value| SseEvent::data(v.to_string());
         s.on_event(&ev(json!({"id": "e1", "type": "message-start"})), &mut out);
@@ -1624,7 +1443,7 @@ mod tests {
         );
         assert_eq!(c[3]["usage"]["total_tokens"], 4);
 
-        let mut s = CohereStream::new("m", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(CohereStream::default(), "m", ReasoningMode::Passthrough);
         let mut out = String::new();
         s.on_event(
             &ev(json!({"type": "message-end", "delta": {"finish_reason": "TIMEOUT"}})),

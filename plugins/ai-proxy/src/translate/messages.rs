@@ -457,7 +457,12 @@ pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
 }
 
 /// OpenAI `chat.completion.chunk` events in, Anthropic's event sequence out.
-pub type MessagesStream = super::Reencode<anthropic::StreamEncoder>;
+pub fn messages_stream() -> super::Translate<sdk::llm::stream::ChatChunkReader> {
+    super::Translate::new(
+        sdk::llm::stream::ChatChunkReader::new(),
+        Box::new(anthropic::StreamEncoder::new()),
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -787,7 +792,7 @@ mod tests {
 
     fn translate(wire: &str, piece: usize) -> String {
         let mut decoder = SseDecoder::default();
-        let mut stream = MessagesStream::new();
+        let mut stream = messages_stream();
         let mut out = String::new();
         let mut events = Vec::new();
         for bytes in wire.as_bytes().chunks(piece) {
@@ -924,7 +929,7 @@ mod tests {
             assert_eq!(translate(&wire, piece), whole, "piece {piece}");
         }
         // One event at a time, straight into on_event.
-        let mut s = MessagesStream::new();
+        let mut s = messages_stream();
         let mut out = String::new();
         for block in wire.split("\n\n").filter(|b| !b.is_empty()) {
             let data = block.strip_prefix("data: ").unwrap();
@@ -936,7 +941,7 @@ mod tests {
 
     #[test]
     fn stream_reasoning_then_text_and_finish_without_done() {
-        let mut s = MessagesStream::new();
+        let mut s = messages_stream();
         let mut out = String::new();
         for c in [
             chunk(
@@ -987,7 +992,7 @@ mod tests {
 
     #[test]
     fn stream_error_chunk() {
-        let mut s = MessagesStream::new();
+        let mut s = messages_stream();
         let mut out = String::new();
         s.on_event(
             &SseEvent::data(
@@ -1017,7 +1022,7 @@ mod tests {
 
     #[test]
     fn stream_parallel_calls_sharing_index_zero_are_split_by_id() {
-        let mut s = MessagesStream::new();
+        let mut s = messages_stream();
         let mut out = String::new();
         for delta in [
             json!({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}]}),

@@ -7,8 +7,9 @@
 //! 200 with a non-zero `base_resp.status_code`). In a stream each event carries the new text; the
 //! last one repeats the whole reply with the finish reason, usage and `base_resp`.
 
-use super::cohere::{count, openai_choice, openai_usage, ChunkWriter};
-use super::{err, max_tokens, text_only, StreamTranslator, TranslateError};
+use super::cohere::{count, openai_choice, openai_usage};
+use super::{err, max_tokens, text_only, Decode, TranslateError};
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Value};
@@ -164,29 +165,15 @@ pub fn from_minimax_pro_response(
     })
 }
 
-/// ChatCompletion Pro SSE → OpenAI chunks.
+/// Reads ChatCompletion Pro SSE into canonical events.
+#[derive(Debug, Default)]
 pub struct MinimaxProStream {
-    w: ChunkWriter,
-    started: bool,
+    met: bool,
     done: bool,
 }
 
-impl MinimaxProStream {
-    /// A stream answering for `model`.
-    pub fn new(model: &str) -> Self {
-        MinimaxProStream {
-            w: ChunkWriter {
-                id: String::new(),
-                model: model.to_string(),
-            },
-            started: false,
-            done: false,
-        }
-    }
-}
-
-impl StreamTranslator for MinimaxProStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+impl Decode for MinimaxProStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
@@ -194,15 +181,22 @@ impl StreamTranslator for MinimaxProStream {
             return;
         };
         if let Some(e) = failure(&v) {
-            ChunkWriter::error(out, &e, "server_error", Some("upstream_error"));
-            ChunkWriter::done(out);
-            self.done = true;
+            let (kind, code) = ("server_error", Some("upstream_error"));
+            enc.event(
+                Event::Error {
+                    message: &e,
+                    kind,
+                    code,
+                },
+                out,
+            );
+            self.finish(enc, out);
             return;
         }
-        if self.w.id.is_empty() {
-            if let Some(id) = v.get("id").and_then(Value::as_str) {
-                self.w.id = id.to_string();
-            }
+        if !self.met {
+            self.met = true;
+            let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+            enc.event(Event::Meta { id, model: "" }, out);
         }
         let choice = v.pointer("/choices/0");
         let reason = choice
@@ -210,11 +204,6 @@ impl StreamTranslator for MinimaxProStream {
             .and_then(Value::as_str);
         // The last event repeats the whole reply: only its finish reason and usage are new.
         let last = reason.is_some_and(|r| !r.is_empty()) || v.get("base_resp").is_some();
-        if !self.started {
-            self.w
-                .delta(out, json!({"role": "assistant", "content": ""}), None);
-            self.started = true;
-        }
         if !last {
             let text: String = choice
                 .and_then(|c| c.get("messages"))
@@ -223,24 +212,20 @@ impl StreamTranslator for MinimaxProStream {
                 .flatten()
                 .filter_map(|m| m.get("text").and_then(Value::as_str))
                 .collect();
-            if !text.is_empty() {
-                self.w.delta(out, json!({ "content": text }), None);
-            }
+            enc.event(Event::Text(&text), out);
             return;
         }
-        self.w
-            .delta(out, json!({}), Some(finish(reason).unwrap_or("stop")));
+        enc.event(Event::Finish(finish(reason).unwrap_or("stop")), out);
         if let Some(u) = usage_of(&v) {
-            self.w.usage(out, &u);
+            enc.event(Event::Usage(openai::counts_of(&u)), out);
         }
-        ChunkWriter::done(out);
-        self.done = true;
+        self.finish(enc, out);
     }
 
-    fn finish(&mut self, out: &mut String) {
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
         if !self.done {
-            ChunkWriter::done(out);
             self.done = true;
+            enc.end(out);
         }
     }
 }
@@ -310,7 +295,11 @@ mod tests {
 
     #[test]
     fn stream_pieces_then_the_repeated_whole() {
-        let mut s = MinimaxProStream::new("m");
+        let mut s = super::super::to_chat(
+            MinimaxProStream::default(),
+            "m",
+            super::super::ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         for data in [
             r#"{"created":1,"model":"m","reply":"","choices":[{"messages":[{"sender_type":"BOT","text":"Hel"}]}]}"#,
@@ -336,7 +325,11 @@ mod tests {
         );
         assert_eq!(events[events.len() - 1]["usage"]["total_tokens"], 5);
         assert_eq!(out.matches("[DONE]").count(), 1);
-        let mut s = MinimaxProStream::new("m");
+        let mut s = super::super::to_chat(
+            MinimaxProStream::default(),
+            "m",
+            super::super::ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         s.on_event(
             &SseEvent::data(r#"{"base_resp":{"status_code":1002,"status_msg":"rate limit"}}"#),

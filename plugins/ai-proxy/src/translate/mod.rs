@@ -125,18 +125,7 @@ pub fn assistant_texts<'a>(
     Ok(out)
 }
 
-/// What happens to a provider's reasoning ("thinking") text in OpenAI-shaped answers
-/// (Higress `reasoningContentMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReasoningMode {
-    /// Sent as `reasoning_content` beside `content` (DeepSeek style).
-    #[default]
-    Passthrough,
-    /// Dropped.
-    Ignore,
-    /// Put in front of `content`, wrapped in `<think>…</think>\n`.
-    Concat,
-}
+pub use sdk::llm::stream::ReasoningMode;
 
 /// A stream translator: upstream SSE events in, client SSE wire text out.
 pub trait StreamTranslator {
@@ -232,59 +221,63 @@ impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
     }
 }
 
-impl StreamTranslator for claude::ClaudeStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        claude::ClaudeStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        claude::ClaudeStream::finish(self, out)
+/// A provider's answer stream read into canonical [`Event`]s.
+pub trait Decode {
+    /// One upstream SSE event; events go to `enc`, which writes the client's wire text.
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String);
+    /// The upstream stream ended.
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        enc.end(out);
     }
 }
 
-/// An OpenAI chat stream read into canonical events and written by a client protocol's
-/// encoder.
-#[derive(Debug, Default)]
-pub struct Reencode<E> {
-    reader: ChatChunkReader,
-    encoder: E,
+impl Decode for ChatChunkReader {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+        self.on_data(&event.data, enc, out);
+    }
 }
 
-impl<E: Encoder> Reencode<E> {
-    /// Reads OpenAI chunks for `encoder`.
-    pub fn with(encoder: E) -> Self {
-        Reencode {
-            reader: ChatChunkReader::new(),
-            encoder,
-        }
+/// A [`Decode`]r writing through the client's [`Encoder`].
+pub struct Translate<D> {
+    decoder: D,
+    encoder: Box<dyn Encoder>,
+}
+
+impl<D: Decode> Translate<D> {
+    /// `decoder`'s events written by `encoder`.
+    pub fn new(decoder: D, encoder: Box<dyn Encoder>) -> Self {
+        Translate { decoder, encoder }
     }
 
-    /// One OpenAI SSE event (`data:` chunk JSON or `[DONE]`).
+    /// One upstream SSE event.
     pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        self.reader.on_data(&event.data, &mut self.encoder, out);
+        self.decoder.on_event(event, self.encoder.as_mut(), out);
     }
 
     /// The upstream stream ended.
     pub fn finish(&mut self, out: &mut String) {
-        self.encoder.end(out);
+        self.decoder.finish(self.encoder.as_mut(), out);
     }
 }
 
-impl<E: Encoder + Default> Reencode<E> {
-    /// A translator at the start of a stream.
-    pub fn new() -> Self {
-        Reencode::with(E::default())
-    }
+/// `decoder`'s events as OpenAI chat chunks (created 0: for tests).
+#[cfg(test)]
+pub fn to_chat<D: Decode>(decoder: D, model: &str, reasoning: ReasoningMode) -> Translate<D> {
+    Translate::new(
+        decoder,
+        Box::new(openai::ChunkEncoder::new(model, 0, reasoning)),
+    )
 }
 
-impl<E: Encoder> StreamTranslator for Reencode<E> {
+impl<D: Decode> StreamTranslator for Translate<D> {
     fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        Reencode::on_event(self, event, out)
+        Translate::on_event(self, event, out)
     }
     fn finish(&mut self, out: &mut String) {
-        Reencode::finish(self, out)
+        Translate::finish(self, out)
     }
     fn fail(&mut self, message: &str, out: &mut String) {
-        self.encoder.event(Event::Error(message), out);
+        self.encoder.event(Event::error(message), out);
         self.encoder.end(out)
     }
 }

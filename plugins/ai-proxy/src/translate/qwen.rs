@@ -9,12 +9,11 @@
 //! event also repeats the usage so far.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::cohere::{
-    apply_reasoning, count, openai_choice, openai_usage, ChunkWriter, ReasoningText,
-};
+use super::cohere::{apply_reasoning, count, openai_choice, openai_usage};
 use super::{err, max_tokens, str_of};
-use super::{ReasoningMode, StreamTranslator, TranslateError};
+use super::{Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
@@ -477,54 +476,38 @@ struct ToolSlot {
     /// DashScope's `index`, when it sends one.
     upstream: Option<u64>,
     id: String,
-    /// OpenAI `index`.
-    index: u32,
 }
 
-/// Translates DashScope SSE events (`event:result`, `data:{output, usage, request_id}`, with
-/// `incremental_output`) into OpenAI `chat.completion.chunk` events.
+/// Reads DashScope SSE events (`event:result`, `data:{output, usage, request_id}`, with
+/// `incremental_output`) into canonical events.
 ///
-/// Keeps the request id, the latest usage, the ids of the tool calls seen and the `<think>`
-/// state; nothing of the text.
+/// Keeps the request id and the tool calls seen; nothing of the text.
 #[derive(Debug, Default)]
 pub struct QwenStream {
-    w: ChunkWriter,
-    text: ReasoningText,
-    started: bool,
+    id: String,
     tools: Vec<ToolSlot>,
+    /// The call the arguments go to.
+    open: usize,
     finished: bool,
-    usage: Option<openai::Usage>,
     done: bool,
 }
 
-impl QwenStream {
-    /// A translator for an answer from `model`, reasoning text handled per `reasoning`.
-    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
-        QwenStream {
-            w: ChunkWriter {
-                id: String::new(),
-                model: model.to_string(),
-            },
-            text: ReasoningText::new(reasoning),
-            ..QwenStream::default()
-        }
-    }
-
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+impl Decode for QwenStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
         if event.data.trim() == "[DONE]" {
-            self.finish(out);
+            self.finish(enc, out);
             return;
         }
         let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
-        if self.w.id.is_empty() {
+        if self.id.is_empty() {
             if let Some(id) = v.get("request_id").and_then(Value::as_str) {
-                self.w.id = id.to_string();
+                self.id = id.to_string();
+                enc.event(Event::Meta { id, model: "" }, out);
             }
         }
         let code = v
@@ -537,28 +520,31 @@ impl QwenStream {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("upstream stream error");
-            ChunkWriter::error(out, message, error_type(code, 500), code);
-            self.finish(out);
+            let kind = error_type(code, 500);
+            enc.event(
+                Event::Error {
+                    message,
+                    kind,
+                    code,
+                },
+                out,
+            );
+            self.finish(enc, out);
             return;
         }
         if let Some(u) = v.get("usage").and_then(qwen_usage) {
-            self.usage = Some(u);
+            enc.event(Event::Usage(openai::counts_of(&u)), out);
         }
         let Some(output) = v.get("output") else {
             return;
         };
-        if !self.started {
-            self.started = true;
-            self.w
-                .delta(out, json!({"role": "assistant", "content": ""}), None);
-        }
         let choice = output
             .get("choices")
             .and_then(|c| c.get(0))
             .unwrap_or(output);
         let message = choice.get("message");
         if let Some(r) = str_of(message, "reasoning_content") {
-            self.text.reasoning(&self.w, out, r);
+            enc.event(Event::Reasoning(r), out);
         }
         // The older text format carries `output.text`.
         let text = text_of(message.and_then(|m| m.get("content"))).or_else(|| {
@@ -568,27 +554,35 @@ impl QwenStream {
                 .map(str::to_string)
         });
         if let Some(t) = text {
-            self.text.content(&self.w, out, &t);
+            enc.event(Event::Text(&t), out);
         }
         if let Some(calls) = message
             .and_then(|m| m.get("tool_calls"))
             .and_then(Value::as_array)
         {
             for call in calls {
-                self.tool_piece(call, out);
+                self.tool_piece(call, enc, out);
             }
         }
         let finish = finish_reason(choice.get("finish_reason").and_then(Value::as_str));
         if let Some(f) = finish.filter(|_| !self.finished) {
             self.finished = true;
-            self.text.close(&self.w, out);
-            self.w.delta(out, json!({}), Some(f));
+            enc.event(Event::Finish(f), out);
         }
     }
 
-    /// One tool-call piece: a new call (its id differs, or its `index` is new) opens an OpenAI
-    /// tool call; otherwise the arguments extend the call it belongs to.
-    fn tool_piece(&mut self, call: &Value, out: &mut String) {
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.done {
+            self.done = true;
+            enc.end(out);
+        }
+    }
+}
+
+impl QwenStream {
+    /// One tool-call piece: a new call (its id differs, or its `index` is new) starts a tool
+    /// call; otherwise the arguments extend the open one.
+    fn tool_piece(&mut self, call: &Value, enc: &mut dyn Encoder, out: &mut String) {
         let upstream = call.get("index").and_then(Value::as_u64);
         let id = call
             .get("id")
@@ -598,65 +592,37 @@ impl QwenStream {
         let name = str_of(function, "name").unwrap_or_default();
         let args = str_of(function, "arguments").unwrap_or_default();
         let existing = match (upstream, id) {
-            (Some(i), _) => self.tools.iter().find(|t| t.upstream == Some(i)),
-            (None, Some(id)) => self.tools.iter().find(|t| t.id == id),
-            (None, None) => self.tools.last(),
-        }
-        .map(|t| t.index);
-        self.text.close(&self.w, out);
+            (Some(i), _) => self.tools.iter().position(|t| t.upstream == Some(i)),
+            (None, Some(id)) => self.tools.iter().position(|t| t.id == id),
+            (None, None) => self.tools.len().checked_sub(1),
+        };
         match existing {
-            Some(index) => {
-                if !args.is_empty() {
-                    self.w.delta(
+            None => {
+                let index = self.tools.len();
+                let id = id.map_or_else(|| format!("call_{}_{index}", self.id), str::to_string);
+                enc.event(
+                    Event::ToolStart {
+                        id: &id,
+                        name,
+                        args,
+                    },
+                    out,
+                );
+                self.tools.push(ToolSlot { upstream, id });
+                self.open = index;
+            }
+            Some(slot) if !args.is_empty() => {
+                if slot != self.open {
+                    self.open = slot;
+                    enc.event(
+                        Event::ToolSwitch(u32::try_from(slot).unwrap_or(u32::MAX)),
                         out,
-                        json!({"tool_calls": [{"index": index, "function": {"arguments": args}}]}),
-                        None,
                     );
                 }
+                enc.event(Event::ToolArgs(args), out);
             }
-            None => {
-                let index = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
-                let id = id.map_or_else(|| format!("call_{}_{index}", self.w.id), str::to_string);
-                self.w.delta(
-                    out,
-                    json!({"tool_calls": [{
-                        "index": index,
-                        "id": id,
-                        "type": "function",
-                        "function": {"name": name, "arguments": args},
-                    }]}),
-                    None,
-                );
-                self.tools.push(ToolSlot {
-                    upstream,
-                    id,
-                    index,
-                });
-            }
+            Some(_) => {}
         }
-    }
-
-    /// Upstream ended: emits the usage chunk (the last usage DashScope reported), then
-    /// `data: [DONE]`, exactly once.
-    pub fn finish(&mut self, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.text.close(&self.w, out);
-        if let Some(u) = &self.usage {
-            self.w.usage(out, u);
-        }
-        ChunkWriter::done(out);
-    }
-}
-
-impl StreamTranslator for QwenStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        QwenStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        QwenStream::finish(self, out)
     }
 }
 
@@ -966,7 +932,7 @@ mod tests {
 
     fn translate(wire: &str, piece: usize, mode: ReasoningMode) -> String {
         let mut decoder = SseDecoder::default();
-        let mut stream = QwenStream::new("qwen-plus", mode);
+        let mut stream = super::super::to_chat(QwenStream::default(), "qwen-plus", mode);
         let mut out = String::new();
         let mut events = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
@@ -1072,7 +1038,8 @@ mod tests {
 
     #[test]
     fn stream_text_multimodal_and_parallel_calls() {
-        let mut s = QwenStream::new("qwen-vl-max", ReasoningMode::Concat);
+        let mut s =
+            super::super::to_chat(QwenStream::default(), "qwen-vl-max", ReasoningMode::Concat);
         let mut out = String::new();
         let usage =
             |o: u64| json!({"input_tokens": 20, "output_tokens": o, "total_tokens": 20 + o});
@@ -1134,7 +1101,11 @@ mod tests {
 
     #[test]
     fn stream_error_event_and_early_end() {
-        let mut s = QwenStream::new("qwen-plus", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(
+            QwenStream::default(),
+            "qwen-plus",
+            ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         s.on_event(&event(json!({"output": {"choices": [{"finish_reason": "null",
             "message": {"role": "assistant", "content": "Hel"}}]},
@@ -1159,7 +1130,11 @@ mod tests {
         assert_eq!(c[3]["usage"]["total_tokens"], 4);
 
         // Nothing but a close: one [DONE], no usage.
-        let mut s = QwenStream::new("qwen-plus", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(
+            QwenStream::default(),
+            "qwen-plus",
+            ReasoningMode::Passthrough,
+        );
         let mut out = String::new();
         s.finish(&mut out);
         assert_eq!(out, "data: [DONE]\n\n");
