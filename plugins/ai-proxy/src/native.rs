@@ -789,31 +789,13 @@ pub fn translate_json(
     encoded.map_err(|e| e.to_string())
 }
 
-/// A whole answer as an OpenAI stream: one content chunk, the finish, usage, `[DONE]`.
+/// A whole answer as an OpenAI stream (every choice, the usage chunk, `[DONE]`).
 fn as_sse(chat: &openai::ChatResponse) -> String {
     let mut out = String::new();
-    let mut push = |v: Value| {
-        sdk::sse::SseEvent::data(v.to_string()).encode_into(&mut out);
-    };
-    for choice in &chat.choices {
-        let mut delta = serde_json::to_value(&choice.message).unwrap_or_else(|_| json!({}));
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (i, call) in calls.iter_mut().enumerate() {
-                call["index"] = json!(i);
-            }
-        }
-        push(
-            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
-            "model": chat.model, "choices": [{"index": choice.index, "delta": delta, "finish_reason": choice.finish_reason}]}),
-        );
+    let mut enc = openai::ChunkEncoder::new(&chat.model, chat.created, ReasoningMode::Passthrough);
+    if let Ok(v) = serde_json::to_value(chat) {
+        sdk::llm::stream::read_chat_completion(&v, &mut enc, &mut out);
     }
-    if chat.usage.is_some() {
-        push(
-            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
-            "model": chat.model, "choices": [], "usage": chat.usage}),
-        );
-    }
-    out.push_str("data: [DONE]\n\n");
     out
 }
 
