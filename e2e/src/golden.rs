@@ -16,9 +16,12 @@
 //!
 //! Volatile values, the only ones normalised (in both the expected files and what is checked):
 //! - JSON numbers equal to the gateway's clock while the case ran, in seconds or milliseconds
-//!   (`created` of translated chunks, `created_at` of Responses events): written `"<now>"`;
-//!   timestamps the provider sent are older and stay as they are;
+//!   (today only `created_at` of Responses answers; any `created` the gateway would stamp):
+//!   written `"<now>"`; timestamps the provider sent are older and stay checked;
 //! - the SigV4 `authorization` header's date and signature and `x-amz-date` (clock-dependent).
+//!
+//! SSE is compared event by event (comments such as keep-alives are not events); the Sim runner
+//! also requires the same bytes for every split of the upstream answer.
 
 use crate::Result;
 use serde_json::{Map, Value};
