@@ -18,8 +18,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use ai_proxy::eventstream::{encode, HeaderValue as EsValue};
-use ai_proxy::sigv4::{self, RequestParts, SigningOptions, VerifyError};
+use aws_smithy_eventstream::frame::write_message_to;
+use aws_smithy_types::event_stream::{Header, HeaderValue as EsValue, Message};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::header::{CONTENT_TYPE, HOST};
@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use crate::control::{MockControl, RequestCtx};
 use crate::openai::{embed, stream_pieces};
 use crate::reply::{self, count_words};
+use crate::sigv4::{self, Rejection};
 use crate::stream::{self, Streamed};
 
 /// Access key id the mock accepts for SigV4.
@@ -275,47 +276,49 @@ fn check_auth(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> O
             received.push(("host".to_owned(), authority.as_str().to_owned()));
         }
     }
-    let pairs: Vec<(&str, &str)> = received
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let req = RequestParts {
+    let req = sigv4::Received {
         method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: &pairs,
-        payload: body,
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &received,
+        body,
     };
-    let verdict = sigv4::verify(&req, &SigningOptions::default(), |key| {
+    let verdict = sigv4::verify(&req, "bedrock", |key| {
         (key == ACCESS_KEY).then(|| SECRET_KEY.to_owned())
     });
-    match verdict {
-        Ok(()) => {}
-        Err(VerifyError::Malformed(why)) => {
+    let date = match verdict {
+        Ok((_, date)) => date,
+        Err(Rejection::Malformed(why)) => {
             return forbidden(
                 "IncompleteSignatureException",
                 &format!("Malformed SigV4 authorization: {why}"),
             )
         }
-        Err(_) => return forbidden("InvalidSignatureException", SIGNATURE_MISMATCH),
-    }
-    if let Some(scope) = sigv4::parse_authorization(&auth) {
-        if scope.service != "bedrock" {
+        Err(Rejection::UnknownKey(_)) => {
+            return forbidden("UnrecognizedClientException", BAD_TOKEN)
+        }
+        Err(Rejection::BodyHash) => {
             return forbidden(
                 "InvalidSignatureException",
-                "Credential should be scoped to correct service: 'bedrock'.",
-            );
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )
         }
-    }
-    let date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .and_then(sigv4::parse_amz_date);
-    let skew = date.map(|d| match d.duration_since(SystemTime::now()) {
+        Err(Rejection::Mismatch(_)) => {
+            let service = sigv4::Authorization::parse(&auth).map(|a| a.service);
+            return if service.is_some_and(|s| s != "bedrock") {
+                forbidden(
+                    "InvalidSignatureException",
+                    "Credential should be scoped to correct service: 'bedrock'.",
+                )
+            } else {
+                forbidden("InvalidSignatureException", SIGNATURE_MISMATCH)
+            };
+        }
+    };
+    let skew = match date.duration_since(SystemTime::now()) {
         Ok(ahead) => ahead,
         Err(behind) => behind.duration(),
-    });
-    if skew.is_none_or(|s| s > CLOCK_WINDOW) {
+    };
+    if skew > CLOCK_WINDOW {
         return forbidden(
             "InvalidSignatureException",
             "Signature expired: x-amz-date is more than 15 minutes away from the server time.",
@@ -573,26 +576,44 @@ fn answer(req: &Value, model: &str, control: &MockControl) -> Response {
 /// One event-stream frame of a ConverseStream event (with Bedrock's `p` padding field).
 fn event(kind: &str, mut payload: Value) -> Bytes {
     payload["p"] = json!("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
-    Bytes::from(encode(
-        &[
-            (":event-type", EsValue::string(kind)),
-            (":content-type", EsValue::string("application/json")),
-            (":message-type", EsValue::string("event")),
+    frame(
+        [
+            (":event-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
         ],
-        payload.to_string().as_bytes(),
-    ))
+        payload.to_string(),
+    )
 }
 
 /// An exception frame (`:message-type: exception`).
 fn exception(kind: &str, message: &str) -> Bytes {
-    Bytes::from(encode(
-        &[
-            (":exception-type", EsValue::string(kind)),
-            (":content-type", EsValue::string("application/json")),
-            (":message-type", EsValue::string("exception")),
+    frame(
+        [
+            (":exception-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "exception"),
         ],
-        json!({ "message": message }).to_string().as_bytes(),
-    ))
+        json!({ "message": message }).to_string(),
+    )
+}
+
+/// A message with string headers, framed by AWS's own event-stream codec.
+fn frame(headers: [(&str, &str); 3], payload: String) -> Bytes {
+    let message = headers
+        .into_iter()
+        .fold(Message::new(payload), |m, (n, v)| {
+            m.add_header(Header::new(
+                n.to_owned(),
+                EsValue::String(v.to_owned().into()),
+            ))
+        });
+    let mut out = Vec::new();
+    // Only names over 255 bytes or values over 32 KiB fail to frame; these are short.
+    if let Err(e) = write_message_to(&message, &mut out) {
+        eprintln!("mock-provider: event-stream frame: {e}");
+    }
+    Bytes::from(out)
 }
 
 /// The stream exception for a status named by `x-mock-stream-error`.
@@ -731,8 +752,9 @@ async fn converse_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ai_proxy::eventstream::{Decoder, Message};
-    use ai_proxy::sigv4::Credentials;
+    // Requests are signed by the gateway's signer and checked by AWS's: each checks the other.
+    use ai_proxy::sigv4::{self as gateway_sigv4, Credentials, RequestParts};
+    use aws_smithy_eventstream::frame::read_message_from;
 
     #[test]
     fn invoke_model_embeddings() {
@@ -777,7 +799,7 @@ mod tests {
         for (n, v) in base {
             map.insert(n, HeaderValue::from_static(v));
         }
-        for (n, v) in sigv4::sign(&req, "us-east-1", service, time, creds, true) {
+        for (n, v) in gateway_sigv4::sign(&req, "us-east-1", service, time, creds, true) {
             let name = axum::http::HeaderName::from_bytes(n.as_bytes()).unwrap();
             map.insert(name, HeaderValue::from_str(&v).unwrap());
         }
@@ -845,7 +867,9 @@ mod tests {
             for (n, v) in base {
                 map.insert(n, HeaderValue::from_static(v));
             }
-            for (n, v) in sigv4::sign(&req, "us-east-1", "bedrock", now, &mock_creds(None), false) {
+            for (n, v) in
+                gateway_sigv4::sign(&req, "us-east-1", "bedrock", now, &mock_creds(None), false)
+            {
                 let name = axum::http::HeaderName::from_bytes(n.as_bytes()).unwrap();
                 map.insert(name, HeaderValue::from_str(&v).unwrap());
             }
@@ -857,7 +881,8 @@ mod tests {
             ..mock_creds(None)
         };
         let h = signed(MODEL_PATH, body, &stranger, "bedrock", now);
-        assert_eq!(kind_of(auth_result(MODEL_PATH, &h, body)), mismatch);
+        let unknown = Some((403, "UnrecognizedClientException".to_owned()));
+        assert_eq!(kind_of(auth_result(MODEL_PATH, &h, body)), unknown);
         let wrong = Credentials {
             secret_key: "guess".into(),
             ..mock_creds(None)
@@ -1006,23 +1031,32 @@ mod tests {
         assert_eq!(tool_to_use(&no_tools), None);
     }
 
+    /// Decodes each frame with AWS's codec: exactly one message per frame.
     fn decode(frames: &[Bytes]) -> Vec<Message> {
-        let mut d = Decoder::default();
-        let mut out = Vec::new();
-        for f in frames {
-            let before = out.len();
-            d.feed(f, &mut out).unwrap();
-            assert_eq!(out.len(), before + 1, "one event per frame");
-        }
-        d.finish().unwrap();
-        out
+        frames
+            .iter()
+            .map(|f| {
+                let mut rest = &f[..];
+                let m = read_message_from(&mut rest).unwrap();
+                assert!(rest.is_empty(), "one event per frame");
+                m
+            })
+            .collect()
+    }
+
+    fn header_str<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+        m.headers()
+            .iter()
+            .find(|h| h.name().as_str() == name)
+            .and_then(|h| h.value().as_string().ok())
+            .map(|s| s.as_str())
     }
 
     fn kinds(msgs: &[Message]) -> Vec<String> {
         msgs.iter()
             .map(|m| {
-                m.header_str(":event-type")
-                    .or(m.header_str(":exception-type"))
+                header_str(m, ":event-type")
+                    .or(header_str(m, ":exception-type"))
                     .unwrap()
                     .to_owned()
             })
@@ -1030,7 +1064,7 @@ mod tests {
     }
 
     fn payload(m: &Message) -> Value {
-        serde_json::from_slice(&m.payload).unwrap()
+        serde_json::from_slice(m.payload()).unwrap()
     }
 
     #[test]
@@ -1055,8 +1089,8 @@ mod tests {
         );
         assert!(msgs
             .iter()
-            .all(|m| m.header_str(":message-type") == Some("event")
-                && m.header_str(":content-type") == Some("application/json")));
+            .all(|m| header_str(m, ":message-type") == Some("event")
+                && header_str(m, ":content-type") == Some("application/json")));
         let text: String = msgs
             .iter()
             .filter_map(|m| {
@@ -1162,7 +1196,7 @@ mod tests {
             ]
         );
         let last = msgs.last().unwrap();
-        assert_eq!(last.header_str(":message-type"), Some("exception"));
+        assert_eq!(header_str(last, ":message-type"), Some("exception"));
         assert_eq!(payload(last), json!({"message": "mock stream failure 429"}));
         h.insert(
             STREAM_EXCEPTION_HEADER,
@@ -1249,7 +1283,7 @@ mod tests {
                     headers: &base,
                     payload: sign_body.as_bytes(),
                 };
-                let added = sigv4::sign(
+                let added = gateway_sigv4::sign(
                     &req,
                     "us-east-1",
                     "bedrock",
@@ -1281,7 +1315,7 @@ mod tests {
                 headers: &base,
                 payload: body.as_bytes(),
             };
-            let added = sigv4::sign(
+            let added = gateway_sigv4::sign(
                 &req,
                 "us-east-1",
                 "bedrock",
@@ -1322,10 +1356,11 @@ mod tests {
         );
         assert_eq!(stream_status, 200);
         assert_eq!(content_type, "application/vnd.amazon.eventstream");
-        let mut d = Decoder::default();
+        let mut rest = &bytes[..];
         let mut msgs = Vec::new();
-        d.feed(&bytes, &mut msgs).unwrap();
-        d.finish().unwrap();
+        while !rest.is_empty() {
+            msgs.push(read_message_from(&mut rest).unwrap());
+        }
         assert_eq!(
             kinds(&msgs),
             [

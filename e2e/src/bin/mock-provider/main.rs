@@ -23,6 +23,7 @@ mod realtime;
 mod record;
 mod reply;
 mod responses;
+mod sigv4;
 mod stream;
 mod thinking;
 mod triton;
