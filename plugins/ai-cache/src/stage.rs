@@ -496,10 +496,10 @@ impl Stage for CacheStage {
         };
         let (_, call) = self.pending.remove(at);
         let Some((rules, id)) = self.config() else {
-            return CallResult::ResumeRequest;
+            return CallResult::ResumeRequest { changed: false };
         };
         let Some(config) = rules.get(id) else {
-            return CallResult::ResumeRequest;
+            return CallResult::ResumeRequest { changed: false };
         };
         let status = host
             .http_call_response_header(":status")
@@ -589,7 +589,7 @@ impl Stage for CacheStage {
             Next::Wait => CallResult::Wait,
             Next::Miss => {
                 self.miss(host, ex);
-                CallResult::ResumeRequest
+                CallResult::ResumeRequest { changed: false }
             }
         }
     }

@@ -491,7 +491,7 @@ impl Stage for ModerationStage {
                     &format!("[ai-moderation] {detail}; allowed (failOpen)"),
                 );
             }
-            return CallResult::ResumeRequest;
+            return CallResult::ResumeRequest { changed: false };
         }
         if self.response_call != Some(token) {
             return CallResult::NotMine;

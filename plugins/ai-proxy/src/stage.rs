@@ -566,7 +566,7 @@ impl Stage for ProxyStage {
                 Ok(t) => {
                     let bearer = format!("Bearer {t}");
                     ex.set_request_header(host, "authorization", Some(&bearer));
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
                 Err(e) => CallResult::Reply(auth_pending(p, &e)),
             };

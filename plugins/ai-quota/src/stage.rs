@@ -496,10 +496,10 @@ impl Stage for QuotaStage {
                 Some(_) => {
                     self.reserved = amount;
                     self.drawing = true;
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
                 None => match self.store_down(host, &failure()) {
-                    Ok(()) => CallResult::ResumeRequest,
+                    Ok(()) => CallResult::ResumeRequest { changed: false },
                     Err(e) => CallResult::Reply(e),
                 },
             },

@@ -325,8 +325,9 @@ impl GuardStage {
         ErrorReply::raw(config.deny_code, &ct, body)
     }
 
-    /// Puts the masked prompt pieces back into the request (the path's message).
-    fn apply_mask(&mut self, ex: &mut Exchange) {
+    /// Puts the masked prompt pieces back into the request (the path's message); says whether
+    /// the body changed.
+    fn apply_mask(&mut self, ex: &mut Exchange) -> bool {
         let text = self.masked.concat();
         let done = match ex.body.as_mut() {
             Some(RequestBody::Chat(c)) => c.messages.last_mut().map(|m| {
@@ -337,9 +338,7 @@ impl GuardStage {
             }),
             _ => None,
         };
-        if done.is_some() {
-            ex.mark_body_changed();
-        }
+        done.is_some()
     }
 
     fn on_request_verdict(
@@ -372,7 +371,7 @@ impl GuardStage {
                     &format!("[ai-security-guard] request check failed: {why}"),
                 );
                 if config.fail_open {
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 } else {
                     CallResult::Reply(self.deny_reply(config, "error", None))
                 }
@@ -391,9 +390,7 @@ impl GuardStage {
                         CallResult::Reply(self.deny_reply(config, "error", None))
                     }
                     _ => {
-                        if self.any_masked {
-                            self.apply_mask(ex);
-                        }
+                        let changed = self.any_masked && self.apply_mask(ex);
                         self.record(
                             host,
                             Phase::Request,
@@ -401,7 +398,7 @@ impl GuardStage {
                             Some(rt),
                             None,
                         );
-                        CallResult::ResumeRequest
+                        CallResult::ResumeRequest { changed }
                     }
                 }
             }

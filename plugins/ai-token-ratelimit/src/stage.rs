@@ -344,7 +344,7 @@ impl Stage for RateLimitStage {
             self.active.and_then(|id| rules.get(id)),
             self.counter.clone(),
         ) else {
-            return CallResult::ResumeRequest;
+            return CallResult::ResumeRequest { changed: false };
         };
         let deny_on_failure = config.rls.as_ref().is_some_and(|r| r.failure_mode_deny);
         match (status, rls::answer(message)) {
@@ -360,7 +360,7 @@ impl Stage for RateLimitStage {
                     return CallResult::Reply(self.rejection(host, config, &budget));
                 }
                 self.budget = Some(budget);
-                CallResult::ResumeRequest
+                CallResult::ResumeRequest { changed: false }
             }
             _ => {
                 host.log(
@@ -378,7 +378,7 @@ impl Stage for RateLimitStage {
                         "the rate limit service is unavailable",
                     ))
                 } else {
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
             }
         }
