@@ -5,7 +5,7 @@
 use crate::config::{GuardConfig, DEFAULT_DENY_MESSAGE};
 use crate::core::{self, CallInput, Verdict};
 use sdk::api::ClientProtocol;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::guard::{
     checked_answer, deny_response, replace_held, split_text, CheckedAnswer, HeldStream,
@@ -59,7 +59,8 @@ struct Call {
 /// Per-request state.
 pub struct GuardStage {
     rules: Rc<RuleSet<GuardConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<GuardConfig>>,
     consumer: Option<String>,
     protocol: ClientProtocol,
     stream: bool,
@@ -96,10 +97,6 @@ impl GuardStage {
             blocked: false,
             request_ids: Vec::new(),
         }
-    }
-
-    fn config(&self) -> Option<(Rc<RuleSet<GuardConfig>>, Selected)> {
-        Some((self.rules.clone(), self.active?))
     }
 
     /// Signs and sends one check; false when it could not be sent.
@@ -503,14 +500,13 @@ impl Stage for GuardStage {
         if !ex.api().is_chat() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.check_request && !config.check_response {
             return Ok(Need::Nothing);
         }
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.protocol = ex.protocol();
         self.consumer = ex.request_header(host, &config.consumer_header);
         Ok(Need::Body)
@@ -521,10 +517,7 @@ impl Stage for GuardStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let Some((rules, id)) = self.config() else {
-            return Ok(BodyOutcome::UNCHANGED);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let json = ex
@@ -554,7 +547,7 @@ impl Stage for GuardStage {
             .into_iter()
             .map(str::to_string)
             .collect();
-        match self.send_next(host, ex, config, Phase::Request) {
+        match self.send_next(host, ex, &config, Phase::Request) {
             Some(true) => Ok(BodyOutcome::UNCHANGED.waiting(true)),
             _ if config.fail_open => {
                 self.record(host, Phase::Request, "error", None, None);
@@ -562,16 +555,13 @@ impl Stage for GuardStage {
             }
             _ => {
                 self.record(host, Phase::Request, "error", None, None);
-                Err(self.deny_reply(config, "error", None))
+                Err(self.deny_reply(&config, "error", None))
             }
         }
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let Some((rules, id)) = self.config() else {
-            return BodyMode::Untouched;
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return BodyMode::Untouched;
         };
         if !config.check_response {
@@ -600,10 +590,7 @@ impl Stage for GuardStage {
         if self.blocked {
             return ChunkOut::edited(Vec::new());
         }
-        let Some((rules, id)) = self.config() else {
-            return ChunkOut::pass(chunk);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return ChunkOut::pass(chunk);
         };
         match &mut self.answer {
@@ -624,7 +611,7 @@ impl Stage for GuardStage {
                     .into_iter()
                     .map(str::to_string)
                     .collect();
-                match self.send_next(host, ex, config, Phase::Response) {
+                match self.send_next(host, ex, &config, Phase::Response) {
                     Some(true) => ChunkOut::pass(chunk).holding(true),
                     _ if config.fail_open => {
                         self.record(host, Phase::Response, "error", None, None);
@@ -633,7 +620,7 @@ impl Stage for GuardStage {
                     }
                     _ => {
                         self.record(host, Phase::Response, "error", None, None);
-                        let message = Self::deny_text(config, None);
+                        let message = Self::deny_text(&config, None);
                         let (_, body) =
                             deny_response(self.protocol, false, 200, &message, &self.model);
                         self.answer = Answer::Off;
@@ -659,7 +646,7 @@ impl Stage for GuardStage {
                 let text = window.text().to_string();
                 window.roll();
                 stream.hold();
-                if self.send(host, ex, config, Phase::Response, &text) {
+                if self.send(host, ex, &config, Phase::Response, &text) {
                     return arrived.out(true);
                 }
                 self.record(host, Phase::Response, "error", None, None);
@@ -690,21 +677,18 @@ impl Stage for GuardStage {
         let Some(call) = self.call.take() else {
             return CallResult::NotMine;
         };
-        let Some((rules, id)) = self.config() else {
+        let Some(config) = self.active.clone() else {
             return CallResult::NotMine;
         };
-        let Some(config) = rules.get(id) else {
-            return CallResult::NotMine;
-        };
-        let verdict = self.verdict(host, config, body_size);
+        let verdict = self.verdict(host, &config, body_size);
         let rt = ex
             .now(host)
             .duration_since(call.sent)
             .map(|d| d.as_millis())
             .unwrap_or_default();
         match call.phase {
-            Phase::Request => self.on_request_verdict(host, ex, config, verdict, rt),
-            Phase::Response => self.on_response_verdict(host, ex, config, verdict, rt),
+            Phase::Request => self.on_request_verdict(host, ex, &config, verdict, rt),
+            Phase::Response => self.on_response_verdict(host, ex, &config, verdict, rt),
         }
     }
 }
