@@ -7,6 +7,10 @@ use crate::core::{self, CallInput, Verdict};
 use sdk::api::ClientProtocol;
 use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
+use sdk::facts::{
+    SAFECHECK_REQUEST_ID, SAFECHECK_REQUEST_IDS, SAFECHECK_REQUEST_RT, SAFECHECK_RESPONSE_RT,
+    SAFECHECK_RISK_LABEL, SAFECHECK_RISK_WORDS, SAFECHECK_STATUS,
+};
 use sdk::guard::{
     checked_answer, deny_response, replace_held, split_text, CheckedAnswer, HeldStream,
     JSON_CONTENT_TYPE,
@@ -238,30 +242,27 @@ impl GuardStage {
         let set = |key: &str, value: &str| {
             let _ = host.set_property(&[key], value.as_bytes());
         };
-        set("safecheck_status", &status);
-        let mut log = vec![("safecheck_status", json!(status))];
+        set(SAFECHECK_STATUS, &status);
+        let mut log = vec![(SAFECHECK_STATUS, json!(status))];
         let rt_key = match phase {
-            Phase::Request => "safecheck_request_rt",
-            Phase::Response => "safecheck_response_rt",
+            Phase::Request => SAFECHECK_REQUEST_RT,
+            Phase::Response => SAFECHECK_RESPONSE_RT,
         };
         if let Some(rt) = rt {
             set(rt_key, &rt.to_string());
             log.push((rt_key, json!(rt as u64)));
         }
         if let Some((label, words)) = risk {
-            set("safecheck_riskLabel", label);
-            set("safecheck_riskWords", words);
-            log.push(("safecheck_riskLabel", json!(label)));
-            log.push(("safecheck_riskWords", json!(words)));
+            set(SAFECHECK_RISK_LABEL, label);
+            set(SAFECHECK_RISK_WORDS, words);
+            log.push((SAFECHECK_RISK_LABEL, json!(label)));
+            log.push((SAFECHECK_RISK_WORDS, json!(words)));
         }
         if let Some(last) = self.request_ids.last() {
-            set("safecheck_request_id", last);
-            set(
-                "safecheck_request_ids",
-                &json!(self.request_ids).to_string(),
-            );
-            log.push(("safecheck_request_id", json!(last)));
-            log.push(("safecheck_request_ids", json!(self.request_ids)));
+            set(SAFECHECK_REQUEST_ID, last);
+            set(SAFECHECK_REQUEST_IDS, &json!(self.request_ids).to_string());
+            log.push((SAFECHECK_REQUEST_ID, json!(last)));
+            log.push((SAFECHECK_REQUEST_IDS, json!(self.request_ids)));
         }
         sdk::facts::merge_ai_log(host, log);
         let blocked = result == "deny";
