@@ -7,10 +7,13 @@
 //!              {"_match_domain_": ["*.example.com"], "append": [...]}]}
 //! ```
 //! The first matching rule wins; a request no rule matches gets the global config (the top level
-//! without `_rules_`), or none when the top level is empty and rules exist.
+//! without `_rules_`), or none when the top level is empty and rules exist. A stage selects once,
+//! in its request-header callback, and keeps the handle [`RuleSet::select`] gives for the rest of
+//! the request.
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// A configuration error that names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -219,15 +222,15 @@ fn service_matches(name: &str, cluster: &str) -> bool {
 pub struct Rule<T> {
     /// What the rule matches.
     pub matcher: Matcher,
-    /// The config used when it matches.
-    pub config: T,
+    /// The config used when it matches (shared with the requests that selected it).
+    pub config: Rc<T>,
 }
 
 /// The global config plus `_rules_`, parsed once at configure time.
 #[derive(Debug, Clone)]
 pub struct RuleSet<T> {
     /// Config for requests no rule matches; `None` means the plugin is off for them.
-    pub global: Option<T>,
+    pub global: Option<Rc<T>>,
     /// Rules in config order.
     pub rules: Vec<Rule<T>>,
     /// Non-fatal findings (unknown keys) to log.
@@ -254,7 +257,10 @@ impl<T: DeserializeOwned + Validate> RuleSet<T> {
         let global = if top.is_empty() && !raw_rules.is_empty() {
             None
         } else {
-            Some(from_value(Value::Object(top.clone()), &mut warnings)?)
+            Some(Rc::new(from_value(
+                Value::Object(top.clone()),
+                &mut warnings,
+            )?))
         };
         let mut rules = Vec::with_capacity(raw_rules.len());
         for (i, raw) in raw_rules.into_iter().enumerate() {
@@ -275,7 +281,10 @@ impl<T: DeserializeOwned + Validate> RuleSet<T> {
             let config =
                 from_value(Value::Object(body), &mut rule_warnings).map_err(|e| e.under(&at))?;
             warnings.extend(rule_warnings.into_iter().map(|w| format!("{at}: {w}")));
-            rules.push(Rule { matcher, config });
+            rules.push(Rule {
+                matcher,
+                config: Rc::new(config),
+            });
         }
         Ok(RuleSet {
             global,
@@ -322,53 +331,20 @@ fn take_matcher(obj: &mut Map<String, Value>) -> Result<Matcher, ConfigError> {
     })
 }
 
-/// Which config of a [`RuleSet`] applies to a request; cheap to keep per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selected {
-    /// The top-level config.
-    Global,
-    /// The rule at this index.
-    Rule(usize),
-}
-
 impl<T> RuleSet<T> {
-    /// The effective config for a request; `lookup` supplies request facts on demand.
-    pub fn select(&self, lookup: impl FnMut(MatchKey) -> Option<String>) -> Option<&T> {
-        self.select_id(lookup).and_then(|id| self.get(id))
-    }
-
-    /// The effective config for a request and which one it is.
-    pub fn select_with_id(
-        &self,
-        lookup: impl FnMut(MatchKey) -> Option<String>,
-    ) -> Option<(Selected, &T)> {
-        let id = self.select_id(lookup)?;
-        Some((id, self.get(id)?))
-    }
-
-    /// Like [`RuleSet::select`], but returns which config applies.
-    pub fn select_id(
-        &self,
-        mut lookup: impl FnMut(MatchKey) -> Option<String>,
-    ) -> Option<Selected> {
+    /// The effective config for a request; `lookup` supplies request facts on demand. The
+    /// handle is the request's to keep: later callbacks use it without selecting again.
+    pub fn select(&self, mut lookup: impl FnMut(MatchKey) -> Option<String>) -> Option<Rc<T>> {
         let mut cache: [Option<Option<String>>; 3] = [None, None, None];
-        for (i, rule) in self.rules.iter().enumerate() {
+        for rule in &self.rules {
             let key = rule.matcher.key();
             let slot = &mut cache[key as usize];
             let value = slot.get_or_insert_with(|| lookup(key));
             if value.as_deref().is_some_and(|v| rule.matcher.matches(v)) {
-                return Some(Selected::Rule(i));
+                return Some(Rc::clone(&rule.config));
             }
         }
-        self.global.as_ref().map(|_| Selected::Global)
-    }
-
-    /// The config for a selection.
-    pub fn get(&self, id: Selected) -> Option<&T> {
-        match id {
-            Selected::Global => self.global.as_ref(),
-            Selected::Rule(i) => self.rules.get(i).map(|r| &r.config),
-        }
+        self.global.clone()
     }
 
     /// Whether any rule needs request facts (so callers can skip lookups).
@@ -457,7 +433,7 @@ mod tests {
         assert!(warnings[1].starts_with("_rules_[0]") && warnings[1].contains("extra"));
     }
 
-    fn pick<'a>(set: &'a RuleSet<Cfg>, route: &str, host: &str, svc: &str) -> Option<&'a str> {
+    fn pick(set: &RuleSet<Cfg>, route: &str, host: &str, svc: &str) -> Option<String> {
         set.select(|k| {
             Some(
                 match k {
@@ -468,7 +444,7 @@ mod tests {
                 .to_string(),
             )
         })
-        .map(|c| c.name.as_str())
+        .map(|c| c.name.clone())
     }
 
     #[test]
@@ -481,18 +457,27 @@ mod tests {
             RuleMode::Independent,
         );
         let Ok(set) = set else { panic!("parse failed") };
-        assert_eq!(pick(&set, "chat", "a.example.com", "x"), Some("route"));
+        assert_eq!(
+            pick(&set, "chat", "a.example.com", "x"),
+            Some("route".to_string())
+        );
         assert_eq!(
             pick(&set, "other", "a.example.com:8080", "x"),
-            Some("domain")
+            Some("domain".to_string())
         );
-        assert_eq!(pick(&set, "other", "API.TEST", "x"), Some("domain"));
-        assert_eq!(pick(&set, "other", "example.com", "x"), Some("global"));
+        assert_eq!(
+            pick(&set, "other", "API.TEST", "x"),
+            Some("domain".to_string())
+        );
+        assert_eq!(
+            pick(&set, "other", "example.com", "x"),
+            Some("global".to_string())
+        );
         assert_eq!(
             pick(&set, "o", "h", "outbound|80||llm.default.svc.cluster.local"),
-            Some("svc")
+            Some("svc".to_string())
         );
-        assert_eq!(pick(&set, "o", "h", "x"), Some("global"));
+        assert_eq!(pick(&set, "o", "h", "x"), Some("global".to_string()));
     }
 
     #[test]
@@ -503,12 +488,12 @@ mod tests {
         ) else {
             panic!("parse failed")
         };
-        assert_eq!(pick(&set, "chat", "h", "s"), Some("r"));
+        assert_eq!(pick(&set, "chat", "h", "s"), Some("r".to_string()));
         assert_eq!(pick(&set, "x", "h", "s"), None);
         let Ok(empty) = parse("", RuleMode::Independent) else {
             panic!("parse failed")
         };
-        assert_eq!(pick(&empty, "x", "h", "s"), Some(""));
+        assert_eq!(pick(&empty, "x", "h", "s"), Some("".to_string()));
     }
 
     #[test]
@@ -543,8 +528,24 @@ mod tests {
             calls.push(k);
             Some("b".to_string())
         });
-        assert_eq!(got.map(|c| c.name.as_str()), Some("2"));
+        assert_eq!(got.as_deref().map(|c| c.name.as_str()), Some("2"));
         assert_eq!(calls, vec![MatchKey::Route]);
+    }
+
+    #[test]
+    fn a_selection_is_a_handle_to_the_parsed_config() {
+        let Ok(set) = parse(
+            r#"{"name":"g","_rules_":[{"_match_route_":["a"],"name":"1"}]}"#,
+            RuleMode::Independent,
+        ) else {
+            panic!("parse failed")
+        };
+        let route = |r: &'static str| move |_: MatchKey| Some(r.to_string());
+        let (Some(rule), Some(global)) = (set.select(route("a")), set.select(route("b"))) else {
+            panic!("nothing selected")
+        };
+        assert!(Rc::ptr_eq(&rule, &set.rules[0].config));
+        assert!(set.global.as_ref().is_some_and(|g| Rc::ptr_eq(&global, g)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Filter-state keys the plugins share (Envoy prefixes them with `wasm.`; access logs read them
-//! as `%FILTER_STATE(wasm.<key>:PLAIN)%`). One place, so a writer and its readers agree.
+//! Filter-state keys the plugins write (Envoy prefixes them with `wasm.`; access logs read them
+//! as `%FILTER_STATE(wasm.<key>:PLAIN)%`). One place, so a writer and its readers agree. Only
+//! ai-statistics' `attributes` write keys of the user's choosing.
 
 /// The provider type ai-proxy chose (ai-statistics labels metrics with it).
 pub const PROVIDER: &str = "ai_gateway.provider";
@@ -19,6 +20,24 @@ pub const GUARDRAIL_CATEGORIES: &str = "gen_ai.guardrail.categories";
 /// What ai-cache did with the request: `hit`, `miss`, `skip` or `bypass` (ai-statistics puts
 /// it into `ai_log` as `cache_status`).
 pub const CACHE_STATUS: &str = "ai_gateway.cache_status";
+
+// ai-security-guard's results under Higress's names, as filter state and as `ai_log` fields.
+
+/// The last check's outcome: `request pass`, `request mask`, `reqeust deny` (Higress's
+/// spelling), `response error`, ….
+pub const SAFECHECK_STATUS: &str = "safecheck_status";
+/// Milliseconds the content-security service took on the prompt.
+pub const SAFECHECK_REQUEST_RT: &str = "safecheck_request_rt";
+/// Milliseconds the content-security service took on the answer.
+pub const SAFECHECK_RESPONSE_RT: &str = "safecheck_response_rt";
+/// The risk label of a refusal.
+pub const SAFECHECK_RISK_LABEL: &str = "safecheck_riskLabel";
+/// The risk words of a refusal.
+pub const SAFECHECK_RISK_WORDS: &str = "safecheck_riskWords";
+/// The service's request id of the last check.
+pub const SAFECHECK_REQUEST_ID: &str = "safecheck_request_id";
+/// The service's request ids of every check so far (a JSON array).
+pub const SAFECHECK_REQUEST_IDS: &str = "safecheck_request_ids";
 
 /// Sets fields of the `wasm.ai_log` object, keeping the fields other plugins wrote there (the
 /// way Higress plugins add their own keys to the AI access log).

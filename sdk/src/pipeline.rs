@@ -60,8 +60,6 @@ pub struct Exchange {
     pub api: Option<ApiKind>,
     /// The parsed body, once read.
     pub body: Option<RequestBody>,
-    /// A stage edited `body` (it said so with [`BodyOutcome`]): it is written back.
-    body_changed: bool,
     /// Why the body is not what its API takes (not JSON, or JSON of another shape): the 400 a
     /// stage that needs the typed body answers with. `body` then holds the JSON, if any.
     pub body_error: Option<ErrorReply>,
@@ -148,12 +146,6 @@ impl Exchange {
     /// The protocol error replies use.
     pub fn protocol(&self) -> ClientProtocol {
         self.api().client_protocol()
-    }
-
-    /// A stage edited `body` while the request waited for its callout: it is written back when
-    /// the request goes on.
-    pub fn mark_body_changed(&mut self) {
-        self.body_changed = true;
     }
 
     /// Whether request headers set now still reach the upstream (the pipeline holds them, or
@@ -577,8 +569,12 @@ pub enum CallResult {
     NotMine,
     /// Still waiting (another callout is out).
     Wait,
-    /// The held request may go on.
-    ResumeRequest,
+    /// The held request may go on; `changed` says the stage edited `ex.body` meanwhile (it is
+    /// written back, as for [`BodyOutcome::changed`]).
+    ResumeRequest {
+        /// The stage edited `ex.body`.
+        changed: bool,
+    },
     /// The held response may go on.
     ResumeResponse,
     /// Answer the client with this instead of calling the upstream.
@@ -619,6 +615,9 @@ pub struct Pipeline {
     response_mode: BodyMode,
     /// Request stages still to run after a pending callout, and the buffered body's length.
     resume_from: Option<(usize, usize)>,
+    /// A stage edited `ex.body` (it said so with [`BodyOutcome`] or
+    /// [`CallResult::ResumeRequest`]): it is written back.
+    body_changed: bool,
     /// Response bytes already given to the stages while Envoy holds them.
     response_seen: usize,
     /// The request headers are paused until the body has been read.
@@ -643,6 +642,7 @@ impl Pipeline {
             response_modes: Vec::new(),
             response_mode: BodyMode::Untouched,
             resume_from: None,
+            body_changed: false,
             response_seen: 0,
             holding: false,
             response_waiting: false,
@@ -812,7 +812,7 @@ impl Pipeline {
                     return self.reply(host, name, &e);
                 }
                 Ok(outcome) => {
-                    self.ex.body_changed |= outcome.changed;
+                    self.body_changed |= outcome.changed;
                     if outcome.wait {
                         self.resume_from = Some((i + 1, raw_len));
                         return Action::Pause;
@@ -833,7 +833,7 @@ impl Pipeline {
 
     /// Writes the body back if a stage changed it (with its new length while headers are held).
     fn write_body(&mut self, host: &dyn Host, raw_len: usize) -> Action {
-        if self.ex.body_changed {
+        if self.body_changed {
             let bytes = match &self.ex.body {
                 Some(RequestBody::Chat(b)) => serde_json::to_vec(b),
                 Some(RequestBody::Messages(b)) => serde_json::to_vec(b),
@@ -971,7 +971,8 @@ impl Pipeline {
                     self.reply(host, name, &e);
                     return;
                 }
-                CallResult::ResumeRequest => {
+                CallResult::ResumeRequest { changed } => {
+                    self.body_changed |= changed;
                     let Some((from, raw_len)) = self.resume_from.take() else {
                         return;
                     };
@@ -1388,6 +1389,69 @@ mod tests {
             p.on_response_headers(&host);
             assert_eq!(before.get(), u32::from(served), "served: {served}");
             assert_eq!(after.get(), 0);
+        }
+    }
+
+    /// Waits for a callout, then edits the body (or not) and lets the request go on.
+    struct Resumer {
+        edit: bool,
+    }
+
+    impl Stage for Resumer {
+        fn name(&self) -> &'static str {
+            "resumer"
+        }
+        fn on_request_headers(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            Ok(Need::Body)
+        }
+        fn on_request_body(
+            &mut self,
+            _: &dyn Host,
+            _: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            Ok(BodyOutcome::UNCHANGED.waiting(true))
+        }
+        fn on_http_call_response(
+            &mut self,
+            _: &dyn Host,
+            ex: &mut Exchange,
+            _: u32,
+            _: usize,
+        ) -> CallResult {
+            if let (true, Some(RequestBody::Chat(chat))) = (self.edit, &mut ex.body) {
+                chat.messages
+                    .push(openai::ChatMessage::text("user", "late"));
+            }
+            CallResult::ResumeRequest { changed: self.edit }
+        }
+    }
+
+    #[test]
+    fn an_edit_made_during_a_callout_is_written_back_when_the_stage_says_so() {
+        let sent = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        for edit in [true, false] {
+            let host = chat_host(sent);
+            let mut p = Pipeline::new(vec![Box::new(Resumer { edit })]);
+            p.on_request_headers(&host, false);
+            assert_eq!(p.on_request_body(&host, sent.len(), true), Action::Pause);
+            p.on_http_call_response(&host, 1, 0);
+            assert_eq!(host.resumed.borrow().0, 1);
+            let written = host.request_body.borrow().clone();
+            if edit {
+                let body: Value = serde_json::from_slice(&written).unwrap();
+                assert_eq!(body["messages"][1]["content"], "late");
+                assert_eq!(
+                    host.request_header("content-length"),
+                    Some(written.len().to_string())
+                );
+            } else {
+                assert_eq!(written, sent.as_bytes());
+                assert_eq!(host.request_header("content-length").as_deref(), Some("10"));
+            }
         }
     }
 

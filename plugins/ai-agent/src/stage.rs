@@ -5,7 +5,7 @@
 use crate::config::AgentConfig;
 use crate::core::{Answer, Run, Step, ToolCall};
 use sdk::api::ApiKind;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyOutcome, CallResult, Exchange, Need, Stage};
@@ -28,7 +28,8 @@ enum Pending {
 /// One request's state.
 pub struct AgentStage {
     rules: Rc<RuleSet<AgentConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<AgentConfig>>,
     run: Option<Run>,
     /// Callouts out: token and purpose.
     out: Vec<(u32, Pending)>,
@@ -90,8 +91,7 @@ impl AgentStage {
 
     /// Calls the model (or answers when the budget is spent).
     fn call_model(&mut self, host: &dyn Host, ex: &mut Exchange) -> CallResult {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return CallResult::Reply(ErrorReply::internal("the agent lost its config"));
         };
         let left = self.remaining(config, ex, host);
@@ -127,8 +127,7 @@ impl AgentStage {
         ex: &mut Exchange,
         calls: Vec<ToolCall>,
     ) -> CallResult {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return CallResult::Reply(ErrorReply::internal("the agent lost its config"));
         };
         let left = self.remaining(config, ex, host);
@@ -164,9 +163,8 @@ impl AgentStage {
     }
 
     fn tool_done(&mut self, index: usize, output: &ToolOutput) -> bool {
-        let rules = self.rules.clone();
         let (Some(config), Some(run), Some(call)) = (
-            self.active.and_then(|id| rules.get(id)),
+            self.active.as_deref(),
             self.run.as_mut(),
             self.calls.get(index),
         ) else {
@@ -202,14 +200,14 @@ impl Stage for AgentStage {
         if ex.api() != ApiKind::ChatCompletions {
             return Ok(Need::Nothing);
         }
-        let id = self.rules.select_id(|key| ex.match_value(host, key));
-        if id
-            .and_then(|i| self.rules.get(i))
-            .is_none_or(|c| c.llm.is_none())
-        {
+        let Some(config) = self
+            .rules
+            .select(|key| ex.match_value(host, key))
+            .filter(|c| c.llm.is_some())
+        else {
             return Ok(Need::Nothing);
-        }
-        self.active = id;
+        };
+        self.active = Some(config);
         Ok(Need::Body)
     }
 
@@ -218,8 +216,7 @@ impl Stage for AgentStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         if let Some(e) = &ex.body_error {
@@ -268,8 +265,7 @@ impl Stage for AgentStage {
         };
         match pending {
             Pending::Model => {
-                let rules = self.rules.clone();
-                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+                let Some(config) = self.active.as_deref() else {
                     return CallResult::Reply(ErrorReply::internal("the agent lost its config"));
                 };
                 // No answer because the loop's time ran out: the time-limit answer.
@@ -297,10 +293,9 @@ impl Stage for AgentStage {
                         "the API answered {body_size} bytes (limit {limit})"
                     )),
                     (Some(status), Some(call)) => {
-                        let rules = self.rules.clone();
                         let tool = self
                             .active
-                            .and_then(|id| rules.get(id))
+                            .as_deref()
                             .and_then(|c| c.tool(&call.name).cloned());
                         let mut headers = vec![(":status".to_string(), status.to_string())];
                         if let Some(ct) = host.http_call_response_header("content-type") {

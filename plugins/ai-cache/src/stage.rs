@@ -11,7 +11,7 @@ use crate::key::{decide, Decision, Question};
 use crate::store::{self, Bounds, Put};
 use proxy_wasm::types::MetricType;
 use sdk::api::{ApiKind, ClientProtocol};
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::llm::answer::{encode, Answer, Encoding, StreamAssembler};
@@ -90,7 +90,8 @@ struct Recorder {
 /// Per-request cache state (lives in the HTTP context).
 pub struct CacheStage {
     rules: Rc<RuleSet<CacheConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<CacheConfig>>,
     protocol: ClientProtocol,
     consumer: Option<String>,
     status: Status,
@@ -116,10 +117,6 @@ impl CacheStage {
             lookup_start: None,
             record: None,
         }
-    }
-
-    fn config(&self) -> Option<(Rc<RuleSet<CacheConfig>>, Selected)> {
-        Some((self.rules.clone(), self.active?))
     }
 
     fn set_status(&mut self, host: &dyn Host, status: Status) {
@@ -386,12 +383,9 @@ impl Stage for CacheStage {
         ) {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
-            return Ok(Need::Nothing);
-        };
-        let Some(config) = rules
-            .get(id)
+        let Some(config) = self
+            .rules
+            .select(|key| ex.match_value(host, key))
             .filter(|c| c.cache_key_strategy != KeyStrategy::Disabled)
         else {
             return Ok(Need::Nothing);
@@ -406,7 +400,7 @@ impl Stage for CacheStage {
         self.consumer = ex
             .request_header(host, &config.consumer_header)
             .filter(|c| !c.is_empty());
-        self.active = Some(id);
+        self.active = Some(config);
         self.protocol = ex.protocol();
         Ok(Need::Body)
     }
@@ -416,10 +410,7 @@ impl Stage for CacheStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let Some((rules, id)) = self.config() else {
-            return Ok(BodyOutcome::UNCHANGED);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let body = match &ex.body {
@@ -438,7 +429,7 @@ impl Stage for CacheStage {
             (Scope::Route, _) => None,
         };
         let route = ex.route_name(host).unwrap_or_default();
-        let q = match decide(config, &body, &route, consumer.as_deref()) {
+        let q = match decide(&config, &body, &route, consumer.as_deref()) {
             Decision::Cache(q) => q,
             Decision::Bypass(why) => {
                 host.log(LogLevel::Debug, &format!("[ai-cache] not cached: {why}"));
@@ -456,7 +447,7 @@ impl Stage for CacheStage {
                     .and_then(|b| serde_json::from_slice::<Answer>(&b).ok());
                 match found {
                     Some(answer) => Next::Hit(answer),
-                    None => self.start_semantic(host, config),
+                    None => self.start_semantic(host, &config),
                 }
             }
             ExactStore::Chroma(target) => {
@@ -470,12 +461,12 @@ impl Stage for CacheStage {
                     Next::Wait
                 } else {
                     self.error(host, "cache call not sent");
-                    self.start_semantic(host, config)
+                    self.start_semantic(host, &config)
                 }
             }
         };
         match next {
-            Next::Hit(answer) => Err(self.hit(host, ex, config, &answer)),
+            Next::Hit(answer) => Err(self.hit(host, ex, &config, &answer)),
             Next::Wait => Ok(BodyOutcome::UNCHANGED.waiting(true)),
             Next::Miss => {
                 self.miss(host, ex);
@@ -495,11 +486,8 @@ impl Stage for CacheStage {
             return CallResult::NotMine;
         };
         let (_, call) = self.pending.remove(at);
-        let Some((rules, id)) = self.config() else {
-            return CallResult::ResumeRequest;
-        };
-        let Some(config) = rules.get(id) else {
-            return CallResult::ResumeRequest;
+        let Some(config) = self.active.clone() else {
+            return CallResult::ResumeRequest { changed: false };
         };
         let status = host
             .http_call_response_header(":status")
@@ -523,10 +511,10 @@ impl Stage for CacheStage {
             }
             Call::ExactGet => match body.and_then(|b| chroma::read_get(&b, now)) {
                 Ok(Some(answer)) => Next::Hit(answer),
-                Ok(None) => self.start_semantic(host, config),
+                Ok(None) => self.start_semantic(host, &config),
                 Err(e) => {
                     self.error(host, &format!("cache lookup {e}"));
-                    self.start_semantic(host, config)
+                    self.start_semantic(host, &config)
                 }
             },
             Call::Embed => match body.and_then(|b| chroma::read_embedding(&b)) {
@@ -585,11 +573,11 @@ impl Stage for CacheStage {
             }
         };
         match next {
-            Next::Hit(answer) => CallResult::Reply(self.hit(host, ex, config, &answer)),
+            Next::Hit(answer) => CallResult::Reply(self.hit(host, ex, &config, &answer)),
             Next::Wait => CallResult::Wait,
             Next::Miss => {
                 self.miss(host, ex);
-                CallResult::ResumeRequest
+                CallResult::ResumeRequest { changed: false }
             }
         }
     }
@@ -624,10 +612,7 @@ impl Stage for CacheStage {
         chunk: Vec<u8>,
         end: bool,
     ) -> ChunkOut {
-        let Some((rules, id)) = self.config() else {
-            return ChunkOut::pass(chunk);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return ChunkOut::pass(chunk);
         };
         let Some(rec) = self.record.as_mut() else {
@@ -693,7 +678,7 @@ impl Stage for CacheStage {
             );
             return ChunkOut::pass(chunk);
         };
-        let hold = self.store(host, ex, config, answer);
+        let hold = self.store(host, ex, &config, answer);
         ChunkOut::pass(chunk).holding(hold)
     }
 }

@@ -5,7 +5,7 @@
 use crate::config::MaskingConfig;
 use crate::core::{self, MaskMap, Restorer};
 use sdk::api::ClientProtocol;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::guard::{complete_events, deny_response, StreamEnding};
 use sdk::host::{Host, LogLevel, MetricType};
@@ -44,7 +44,8 @@ enum Answer {
 /// Per-request state.
 pub struct MaskingStage {
     rules: Rc<RuleSet<MaskingConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<MaskingConfig>>,
     scope: Scope,
     protocol: ClientProtocol,
     stream: bool,
@@ -239,8 +240,7 @@ impl Stage for MaskingStage {
         if !ex.api().has_json_body() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.has_deny_words() && config.rules().is_empty() {
@@ -255,7 +255,7 @@ impl Stage for MaskingStage {
         } else {
             return Ok(Need::Nothing);
         };
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.protocol = ex.protocol();
         Ok(Need::Body)
     }
@@ -265,8 +265,7 @@ impl Stage for MaskingStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let Some(mut body) = ex.body.as_ref().and_then(RequestBody::to_json) else {
@@ -334,8 +333,7 @@ impl Stage for MaskingStage {
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return BodyMode::Untouched;
         };
         if self.restorer.is_empty() && !config.has_deny_words() {
@@ -371,8 +369,7 @@ impl Stage for MaskingStage {
         if self.blocked {
             return ChunkOut::edited(Vec::new());
         }
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.clone() else {
             return ChunkOut::pass(chunk);
         };
         match &mut self.answer {
@@ -429,7 +426,7 @@ impl Stage for MaskingStage {
                 if data.is_empty() {
                     return ChunkOut::edited(Vec::new());
                 }
-                match self.stream_events(config, &data) {
+                match self.stream_events(&config, &data) {
                     Ok(out) => ChunkOut::edited(out),
                     Err(word) => {
                         self.record_deny(host, "response", &word);

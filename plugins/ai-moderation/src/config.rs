@@ -245,7 +245,7 @@ mod tests {
         RuleSet::parse(json.as_bytes(), RuleMode::Independent)
     }
 
-    fn global(json: &str) -> ModerationConfig {
+    fn global(json: &str) -> std::rc::Rc<ModerationConfig> {
         parse(json).unwrap().global.unwrap()
     }
 

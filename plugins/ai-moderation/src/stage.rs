@@ -4,7 +4,7 @@
 use crate::config::{Direction, ModerationConfig};
 use crate::core::{self, ServiceVerdict};
 use sdk::api::{ApiKind, ClientProtocol};
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::guard::{checked_answer, replace_held, CheckedAnswer, HeldStream};
 use sdk::host::{Host, LogLevel, MetricType};
@@ -35,7 +35,8 @@ enum Answer {
 /// Per-request state (lives in the HTTP context).
 pub struct ModerationStage {
     rules: Rc<RuleSet<ModerationConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<ModerationConfig>>,
     protocol: ClientProtocol,
     stream: bool,
     model: String,
@@ -178,8 +179,7 @@ impl ModerationStage {
 
     /// Checks the current window locally; when clean and a service is configured, asks it.
     fn check_window(&mut self, host: &dyn Host, end: bool) -> WindowVerdict {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return WindowVerdict::Release;
         };
         let Answer::Stream(stream) = &mut self.answer else {
@@ -253,8 +253,7 @@ impl ModerationStage {
         match &mut self.answer {
             Answer::Off => ChunkOut::pass(chunk),
             Answer::Json => {
-                let rules = self.rules.clone();
-                let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+                let Some(config) = self.active.as_deref() else {
                     return ChunkOut::pass(chunk);
                 };
                 let mut text = String::new();
@@ -363,14 +362,13 @@ impl Stage for ModerationStage {
         if !ex.api().is_conversation() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.checks(Direction::Request) && !config.checks(Direction::Response) {
             return Ok(Need::Nothing);
         }
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.protocol = ex.protocol();
         Ok(Need::Body)
     }
@@ -380,8 +378,7 @@ impl Stage for ModerationStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED.waiting(self.request_call.is_some()));
         };
         let text = match &ex.body {
@@ -435,8 +432,7 @@ impl Stage for ModerationStage {
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return BodyMode::Untouched;
         };
         if !config.checks(Direction::Response) {
@@ -474,8 +470,7 @@ impl Stage for ModerationStage {
         token: u32,
         body_size: usize,
     ) -> CallResult {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return CallResult::NotMine;
         };
         if self.request_call == Some(token) {
@@ -491,7 +486,7 @@ impl Stage for ModerationStage {
                     &format!("[ai-moderation] {detail}; allowed (failOpen)"),
                 );
             }
-            return CallResult::ResumeRequest;
+            return CallResult::ResumeRequest { changed: false };
         }
         if self.response_call != Some(token) {
             return CallResult::NotMine;

@@ -2,7 +2,7 @@
 
 use crate::config::{DecoratorConfig, MessageTemplate};
 use sdk::api::ApiKind;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::Host;
 use sdk::llm::{anthropic, openai};
@@ -20,7 +20,8 @@ struct Rendered {
 /// Per-request decorator state (lives in the HTTP context).
 pub struct DecoratorStage {
     rules: Rc<RuleSet<DecoratorConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<DecoratorConfig>>,
     prepend: Vec<Rendered>,
     append: Vec<Rendered>,
 }
@@ -37,7 +38,7 @@ impl DecoratorStage {
     }
 
     fn config(&self) -> Option<&DecoratorConfig> {
-        self.rules.get(self.active?)
+        self.active.as_deref()
     }
 }
 
@@ -67,17 +68,17 @@ impl Stage for DecoratorStage {
         if !ex.api().is_conversation() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some(id) = rules.select_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self
+            .rules
+            .select(|key| ex.match_value(host, key))
+            .filter(|c| !c.is_empty())
+        else {
             return Ok(Need::Nothing);
         };
-        let Some(config) = rules.get(id).filter(|c| !c.is_empty()) else {
-            return Ok(Need::Nothing);
-        };
-        self.active = Some(id);
         // Headers are readable now, so placeholders are filled now.
         self.prepend = render(host, ex, &config.prepend);
         self.append = render(host, ex, &config.append);
+        self.active = Some(config);
         Ok(Need::Body)
     }
 

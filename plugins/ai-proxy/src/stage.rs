@@ -5,7 +5,7 @@ use crate::providers::{Auth, Family, Native, Provider};
 use crate::translate::{ChunkTranslator, ReasoningMode};
 use crate::{failover, late, native, vertex};
 use sdk::api::{ApiKind, ClientProtocol};
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{
@@ -49,7 +49,8 @@ enum Call {
 /// Per-request state (lives in the HTTP context).
 pub struct ProxyStage {
     rules: Rc<RuleSet<ProxyConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<ProxyConfig>>,
     token: Option<usize>,
     /// Upstream path chosen from the headers.
     path: String,
@@ -102,8 +103,7 @@ impl ProxyStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let Some(p) = config.active.as_ref() else {
@@ -175,8 +175,8 @@ impl ProxyStage {
     }
 
     /// The provider whose answer the client gets.
-    fn answering_provider<'a>(&self, rules: &'a RuleSet<ProxyConfig>) -> Option<&'a Provider> {
-        let config = rules.get(self.active?)?;
+    fn answering_provider(&self) -> Option<&Provider> {
+        let config = self.active.as_deref()?;
         match self.answered_by_fallback {
             Some(i) => config.fallbacks.get(i),
             None => config.active.as_ref(),
@@ -195,8 +195,7 @@ impl ProxyStage {
         let Some((family, reasoning)) = self.answering else {
             return BodyMode::Untouched;
         };
-        let rules = self.rules.clone();
-        let Some(p) = self.answering_provider(&rules) else {
+        let Some(p) = self.answering_provider() else {
             return BodyMode::Untouched;
         };
         let client = native::Client::of(api, p);
@@ -292,8 +291,7 @@ impl ProxyStage {
 
     /// `fallback`: sends the client's request, translated, to the next fallback provider.
     fn try_fallback(&mut self, host: &dyn Host, ex: &mut Exchange, status: Option<u32>) -> bool {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.clone() else {
             return false;
         };
         let failed = match status {
@@ -380,8 +378,7 @@ impl Stage for ProxyStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if let Some(e) = &config.unusable {
@@ -395,7 +392,7 @@ impl Stage for ProxyStage {
         let Some(p) = config.active.as_ref() else {
             return Ok(Need::Nothing);
         };
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.answering = Some((p.family, p.reasoning));
         // A fact for the other plugins (ai-statistics labels metrics with it).
         let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
@@ -479,18 +476,15 @@ impl Stage for ProxyStage {
         _host: &dyn Host,
         _ex: &mut Exchange,
     ) -> Result<(), ErrorReply> {
-        let rules = self.rules.clone();
         if self.awaiting_token {
-            if let Some(p) = self.answering_provider(&rules) {
+            if let Some(p) = self.answering_provider() {
                 return Err(auth_pending(p, "headers cannot wait for it on this Envoy"));
             }
         }
         if !self.headers_from_body || late::companion_loaded() {
             return Ok(());
         }
-        let kind = self
-            .answering_provider(&rules)
-            .map_or("", |p| p.kind.as_str());
+        let kind = self.answering_provider().map_or("", |p| p.kind.as_str());
         Err(late::cannot_apply(kind))
     }
 
@@ -505,12 +499,10 @@ impl Stage for ProxyStage {
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let rules = self.rules.clone();
-        let Some(p) = self
-            .active
-            .and_then(|id| rules.get(id))
-            .and_then(|c| c.active.as_ref())
-        else {
+        let Some(config) = self.active.clone() else {
+            return BodyMode::Untouched;
+        };
+        let Some(p) = config.active.as_ref() else {
             return BodyMode::Untouched;
         };
         if p.protocol == Protocol::Original {
@@ -549,8 +541,7 @@ impl Stage for ProxyStage {
         token: u32,
         body_size: usize,
     ) -> CallResult {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.clone() else {
             return CallResult::NotMine;
         };
         let Some((_, call)) = self.pending.filter(|(t, _)| *t == token) else {
@@ -566,7 +557,7 @@ impl Stage for ProxyStage {
                 Ok(t) => {
                     let bearer = format!("Bearer {t}");
                     ex.set_request_header(host, "authorization", Some(&bearer));
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
                 Err(e) => CallResult::Reply(auth_pending(p, &e)),
             };
@@ -653,17 +644,16 @@ impl Stage for ProxyStage {
         let Some((family, reasoning)) = self.answering else {
             return as_is(chunk);
         };
-        let rules = self.rules.clone();
         ChunkOut::edited(match &mut self.response {
             Response::Untouched => return as_is(chunk),
             Response::Error { status, error_type } => {
                 native::translate_error(client, family, *status, &chunk, error_type.as_deref())
             }
             Response::Json => native::translate_json(
-                self.answering_provider(&rules)
+                self.answering_provider()
                     .map_or(native::Client::Chat, |p| native::Client::of(ex.api(), p)),
                 family,
-                self.answering_provider(&rules)
+                self.answering_provider()
                     .map_or(&Native::None, |p| &p.native),
                 ex.api(),
                 &chunk,

@@ -154,7 +154,7 @@ mod tests {
             r#"{"admin_consumer":"root","redis":{"service_name":"webdis","service_port":7379,"timeout":2000}}"#,
         )
         .unwrap();
-        let r = set.global.unwrap().redis.unwrap();
+        let r = set.global.unwrap().redis.clone().unwrap();
         assert_eq!(
             (r.service_port, r.timeout, r.database),
             (Some(7379), 2000, 0)

@@ -5,7 +5,7 @@ use crate::config::QuotaConfig;
 use crate::store;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::meter::Reservation;
@@ -53,7 +53,8 @@ enum Call {
 /// Per-request state (lives in the HTTP context).
 pub struct QuotaStage {
     rules: Rc<RuleSet<QuotaConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<QuotaConfig>>,
     consumer: Option<String>,
     admin: Option<Admin>,
     reservation: Reservation,
@@ -81,7 +82,7 @@ impl QuotaStage {
     }
 
     fn config(&self) -> Option<&QuotaConfig> {
-        self.rules.get(self.active?)
+        self.active.as_deref()
     }
 
     fn key(&self, consumer: &str) -> String {
@@ -344,8 +345,7 @@ impl Stage for QuotaStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         let consumer = ex
@@ -369,7 +369,7 @@ impl Stage for QuotaStage {
                     format!("the quota admin API takes {method} here"),
                 ));
             }
-            self.active = Some(id);
+            self.active = Some(config.clone());
             self.admin = Some(admin);
             return Ok(Need::Body);
         }
@@ -392,7 +392,7 @@ impl Stage for QuotaStage {
                 "Request denied by ai quota check. No consumer.",
             ));
         };
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.consumer = Some(consumer);
         Ok(Need::Body)
     }
@@ -496,10 +496,10 @@ impl Stage for QuotaStage {
                 Some(_) => {
                     self.reserved = amount;
                     self.drawing = true;
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
                 None => match self.store_down(host, &failure()) {
-                    Ok(()) => CallResult::ResumeRequest,
+                    Ok(()) => CallResult::ResumeRequest { changed: false },
                     Err(e) => CallResult::Reply(e),
                 },
             },

@@ -5,8 +5,12 @@
 use crate::config::{GuardConfig, DEFAULT_DENY_MESSAGE};
 use crate::core::{self, CallInput, Verdict};
 use sdk::api::ClientProtocol;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
+use sdk::facts::{
+    SAFECHECK_REQUEST_ID, SAFECHECK_REQUEST_IDS, SAFECHECK_REQUEST_RT, SAFECHECK_RESPONSE_RT,
+    SAFECHECK_RISK_LABEL, SAFECHECK_RISK_WORDS, SAFECHECK_STATUS,
+};
 use sdk::guard::{
     checked_answer, deny_response, replace_held, split_text, CheckedAnswer, HeldStream,
     JSON_CONTENT_TYPE,
@@ -59,7 +63,8 @@ struct Call {
 /// Per-request state.
 pub struct GuardStage {
     rules: Rc<RuleSet<GuardConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<GuardConfig>>,
     consumer: Option<String>,
     protocol: ClientProtocol,
     stream: bool,
@@ -96,10 +101,6 @@ impl GuardStage {
             blocked: false,
             request_ids: Vec::new(),
         }
-    }
-
-    fn config(&self) -> Option<(Rc<RuleSet<GuardConfig>>, Selected)> {
-        Some((self.rules.clone(), self.active?))
     }
 
     /// Signs and sends one check; false when it could not be sent.
@@ -241,30 +242,27 @@ impl GuardStage {
         let set = |key: &str, value: &str| {
             let _ = host.set_property(&[key], value.as_bytes());
         };
-        set("safecheck_status", &status);
-        let mut log = vec![("safecheck_status", json!(status))];
+        set(SAFECHECK_STATUS, &status);
+        let mut log = vec![(SAFECHECK_STATUS, json!(status))];
         let rt_key = match phase {
-            Phase::Request => "safecheck_request_rt",
-            Phase::Response => "safecheck_response_rt",
+            Phase::Request => SAFECHECK_REQUEST_RT,
+            Phase::Response => SAFECHECK_RESPONSE_RT,
         };
         if let Some(rt) = rt {
             set(rt_key, &rt.to_string());
             log.push((rt_key, json!(rt as u64)));
         }
         if let Some((label, words)) = risk {
-            set("safecheck_riskLabel", label);
-            set("safecheck_riskWords", words);
-            log.push(("safecheck_riskLabel", json!(label)));
-            log.push(("safecheck_riskWords", json!(words)));
+            set(SAFECHECK_RISK_LABEL, label);
+            set(SAFECHECK_RISK_WORDS, words);
+            log.push((SAFECHECK_RISK_LABEL, json!(label)));
+            log.push((SAFECHECK_RISK_WORDS, json!(words)));
         }
         if let Some(last) = self.request_ids.last() {
-            set("safecheck_request_id", last);
-            set(
-                "safecheck_request_ids",
-                &json!(self.request_ids).to_string(),
-            );
-            log.push(("safecheck_request_id", json!(last)));
-            log.push(("safecheck_request_ids", json!(self.request_ids)));
+            set(SAFECHECK_REQUEST_ID, last);
+            set(SAFECHECK_REQUEST_IDS, &json!(self.request_ids).to_string());
+            log.push((SAFECHECK_REQUEST_ID, json!(last)));
+            log.push((SAFECHECK_REQUEST_IDS, json!(self.request_ids)));
         }
         sdk::facts::merge_ai_log(host, log);
         let blocked = result == "deny";
@@ -325,8 +323,9 @@ impl GuardStage {
         ErrorReply::raw(config.deny_code, &ct, body)
     }
 
-    /// Puts the masked prompt pieces back into the request (the path's message).
-    fn apply_mask(&mut self, ex: &mut Exchange) {
+    /// Puts the masked prompt pieces back into the request (the path's message); says whether
+    /// the body changed.
+    fn apply_mask(&mut self, ex: &mut Exchange) -> bool {
         let text = self.masked.concat();
         let done = match ex.body.as_mut() {
             Some(RequestBody::Chat(c)) => c.messages.last_mut().map(|m| {
@@ -337,9 +336,7 @@ impl GuardStage {
             }),
             _ => None,
         };
-        if done.is_some() {
-            ex.mark_body_changed();
-        }
+        done.is_some()
     }
 
     fn on_request_verdict(
@@ -372,7 +369,7 @@ impl GuardStage {
                     &format!("[ai-security-guard] request check failed: {why}"),
                 );
                 if config.fail_open {
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 } else {
                     CallResult::Reply(self.deny_reply(config, "error", None))
                 }
@@ -391,9 +388,7 @@ impl GuardStage {
                         CallResult::Reply(self.deny_reply(config, "error", None))
                     }
                     _ => {
-                        if self.any_masked {
-                            self.apply_mask(ex);
-                        }
+                        let changed = self.any_masked && self.apply_mask(ex);
                         self.record(
                             host,
                             Phase::Request,
@@ -401,7 +396,7 @@ impl GuardStage {
                             Some(rt),
                             None,
                         );
-                        CallResult::ResumeRequest
+                        CallResult::ResumeRequest { changed }
                     }
                 }
             }
@@ -506,14 +501,13 @@ impl Stage for GuardStage {
         if !ex.api().is_chat() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if !config.check_request && !config.check_response {
             return Ok(Need::Nothing);
         }
-        self.active = Some(id);
+        self.active = Some(config.clone());
         self.protocol = ex.protocol();
         self.consumer = ex.request_header(host, &config.consumer_header);
         Ok(Need::Body)
@@ -524,10 +518,7 @@ impl Stage for GuardStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let Some((rules, id)) = self.config() else {
-            return Ok(BodyOutcome::UNCHANGED);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let json = ex
@@ -557,7 +548,7 @@ impl Stage for GuardStage {
             .into_iter()
             .map(str::to_string)
             .collect();
-        match self.send_next(host, ex, config, Phase::Request) {
+        match self.send_next(host, ex, &config, Phase::Request) {
             Some(true) => Ok(BodyOutcome::UNCHANGED.waiting(true)),
             _ if config.fail_open => {
                 self.record(host, Phase::Request, "error", None, None);
@@ -565,16 +556,13 @@ impl Stage for GuardStage {
             }
             _ => {
                 self.record(host, Phase::Request, "error", None, None);
-                Err(self.deny_reply(config, "error", None))
+                Err(self.deny_reply(&config, "error", None))
             }
         }
     }
 
     fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
-        let Some((rules, id)) = self.config() else {
-            return BodyMode::Untouched;
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return BodyMode::Untouched;
         };
         if !config.check_response {
@@ -603,10 +591,7 @@ impl Stage for GuardStage {
         if self.blocked {
             return ChunkOut::edited(Vec::new());
         }
-        let Some((rules, id)) = self.config() else {
-            return ChunkOut::pass(chunk);
-        };
-        let Some(config) = rules.get(id) else {
+        let Some(config) = self.active.clone() else {
             return ChunkOut::pass(chunk);
         };
         match &mut self.answer {
@@ -627,7 +612,7 @@ impl Stage for GuardStage {
                     .into_iter()
                     .map(str::to_string)
                     .collect();
-                match self.send_next(host, ex, config, Phase::Response) {
+                match self.send_next(host, ex, &config, Phase::Response) {
                     Some(true) => ChunkOut::pass(chunk).holding(true),
                     _ if config.fail_open => {
                         self.record(host, Phase::Response, "error", None, None);
@@ -636,7 +621,7 @@ impl Stage for GuardStage {
                     }
                     _ => {
                         self.record(host, Phase::Response, "error", None, None);
-                        let message = Self::deny_text(config, None);
+                        let message = Self::deny_text(&config, None);
                         let (_, body) =
                             deny_response(self.protocol, false, 200, &message, &self.model);
                         self.answer = Answer::Off;
@@ -662,7 +647,7 @@ impl Stage for GuardStage {
                 let text = window.text().to_string();
                 window.roll();
                 stream.hold();
-                if self.send(host, ex, config, Phase::Response, &text) {
+                if self.send(host, ex, &config, Phase::Response, &text) {
                     return arrived.out(true);
                 }
                 self.record(host, Phase::Response, "error", None, None);
@@ -693,21 +678,18 @@ impl Stage for GuardStage {
         let Some(call) = self.call.take() else {
             return CallResult::NotMine;
         };
-        let Some((rules, id)) = self.config() else {
+        let Some(config) = self.active.clone() else {
             return CallResult::NotMine;
         };
-        let Some(config) = rules.get(id) else {
-            return CallResult::NotMine;
-        };
-        let verdict = self.verdict(host, config, body_size);
+        let verdict = self.verdict(host, &config, body_size);
         let rt = ex
             .now(host)
             .duration_since(call.sent)
             .map(|d| d.as_millis())
             .unwrap_or_default();
         match call.phase {
-            Phase::Request => self.on_request_verdict(host, ex, config, verdict, rt),
-            Phase::Response => self.on_response_verdict(host, ex, config, verdict, rt),
+            Phase::Request => self.on_request_verdict(host, ex, &config, verdict, rt),
+            Phase::Response => self.on_response_verdict(host, ex, &config, verdict, rt),
         }
     }
 }

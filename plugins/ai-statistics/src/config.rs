@@ -272,7 +272,7 @@ impl Validate for StatsConfig {
                 path: a.value.clone(),
                 rule: a.rule,
             }];
-            if a.key == "ai_log" || a.key.contains('.') {
+            if a.key == sdk::facts::AI_LOG || a.key.contains('.') {
                 return Err(ConfigError::new(
                     format!("attributes[{i}].key"),
                     "must not be `ai_log` or contain dots",

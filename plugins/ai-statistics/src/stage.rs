@@ -4,7 +4,7 @@
 use crate::attributes::{self, Collected, StreamedToolCalls};
 use crate::config::{Builtin, StatsConfig, ValueSource};
 use crate::metrics::{Metrics, Record};
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::meter::{Doc, SharedMeter};
@@ -28,7 +28,8 @@ pub struct Shared {
 /// Per-request state (lives in the HTTP context).
 pub struct StatsStage {
     shared: Rc<Shared>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<StatsConfig>>,
     start: Option<SystemTime>,
     first_byte: Option<SystemTime>,
     end: Option<SystemTime>,
@@ -67,13 +68,12 @@ impl StatsStage {
     }
 
     fn config(&self) -> Option<&StatsConfig> {
-        self.shared.rules.get(self.active?)
+        self.active.as_deref()
     }
 
     /// Offers attribute values from one JSON document of `source`.
     fn collect_json<'a, J: JsonRead<'a>>(&mut self, source: ValueSource, doc: J) {
-        let shared = self.shared.clone();
-        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return;
         };
         for (i, a) in config.attributes.iter().enumerate() {
@@ -97,8 +97,7 @@ impl StatsStage {
 
     /// Offers attribute values from headers (or fixed values) of `source`.
     fn collect_headers(&mut self, source: ValueSource, get: impl Fn(&str) -> Option<String>) {
-        let shared = self.shared.clone();
-        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return;
         };
         for (i, a) in config.attributes.iter().enumerate() {
@@ -176,8 +175,7 @@ fn ms_between(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<u64> {
 impl StatsStage {
     /// Sets the configured cost header from the whole answer's usage.
     fn set_cost_header(&mut self, host: &dyn Host, ex: &mut Exchange) {
-        let shared = self.shared.clone();
-        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return;
         };
         let Some(header) = &config.cost_header else {
@@ -211,14 +209,10 @@ impl Stage for StatsStage {
         if !ex.api().is_llm() {
             return Ok(Need::Nothing);
         }
-        let shared = self.shared.clone();
-        let Some(id) = shared.rules.select_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.shared.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
-        self.active = Some(id);
-        let Some(config) = shared.rules.get(id) else {
-            return Ok(Need::Nothing);
-        };
+        self.active = Some(config.clone());
         self.start = Some(ex.now(host));
         self.consumer = ex
             .request_header(host, &config.consumer_header)
@@ -241,8 +235,7 @@ impl Stage for StatsStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let shared = self.shared.clone();
-        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         if ex.body_error.is_some() {
@@ -355,8 +348,7 @@ impl Stage for StatsStage {
     }
 
     fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
-        let shared = self.shared.clone();
-        let Some(config) = self.active.and_then(|id| shared.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return;
         };
         let end = match self.end {
@@ -404,7 +396,7 @@ impl Stage for StatsStage {
             },
             duration_ms: ms_between(self.start, Some(end)).unwrap_or(0),
         };
-        shared
+        self.shared
             .metrics
             .record(host, &record, config.higress_metrics, config.otel_metrics);
 

@@ -400,7 +400,7 @@ mod tests {
     use super::*;
     use sdk::config::{RuleMode, RuleSet};
 
-    fn parse(json: &str) -> Result<RateLimitConfig, ConfigError> {
+    fn parse(json: &str) -> Result<std::rc::Rc<RateLimitConfig>, ConfigError> {
         RuleSet::<RateLimitConfig>::parse(json.as_bytes(), RuleMode::Independent)
             .map(|s| s.global.unwrap())
     }

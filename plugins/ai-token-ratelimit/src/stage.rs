@@ -4,7 +4,7 @@
 use crate::config::{Backend, RateLimitConfig, Source};
 use crate::local::{self, Budget};
 use crate::rls;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel, MetricType};
 use sdk::meter::Reservation;
@@ -23,7 +23,8 @@ struct Counter {
 /// Per-request state (lives in the HTTP context).
 pub struct RateLimitStage {
     rules: Rc<RuleSet<RateLimitConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<RateLimitConfig>>,
     counter: Option<Counter>,
     /// The request's estimate, settled with the answer's usage.
     reservation: Reservation,
@@ -48,7 +49,7 @@ impl RateLimitStage {
     }
 
     fn config(&self) -> Option<&RateLimitConfig> {
-        self.rules.get(self.active?)
+        self.active.as_deref()
     }
 
     fn rejection(&self, host: &dyn Host, config: &RateLimitConfig, budget: &Budget) -> ErrorReply {
@@ -96,11 +97,7 @@ impl RateLimitStage {
     }
 
     fn settle(&mut self, host: &dyn Host, ex: &mut Exchange, actual: u64) {
-        let rules = self.rules.clone();
-        let (Some(config), Some(counter)) = (
-            self.active.and_then(|id| rules.get(id)),
-            self.counter.clone(),
-        ) else {
+        let (Some(config), Some(counter)) = (self.active.as_deref(), self.counter.clone()) else {
             return;
         };
         let delta = i64::try_from(actual).unwrap_or(i64::MAX)
@@ -209,8 +206,7 @@ impl Stage for RateLimitStage {
         if !ex.api().is_llm() {
             return Ok(Need::Nothing);
         }
-        let rules = self.rules.clone();
-        let Some((id, config)) = rules.select_with_id(|key| ex.match_value(host, key)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         for (i, item) in config.compiled.iter().enumerate() {
@@ -235,7 +231,7 @@ impl Stage for RateLimitStage {
                 limit: key.limit,
                 window: key.window,
             });
-            self.active = Some(id);
+            self.active = Some(config.clone());
             return Ok(Need::Body);
         }
         Ok(Need::Nothing)
@@ -246,9 +242,8 @@ impl Stage for RateLimitStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
         let (Some(config), Some(counter), true) = (
-            self.active.and_then(|id| rules.get(id)),
+            self.active.as_deref(),
             self.counter.clone(),
             ex.body.is_some(),
         ) else {
@@ -339,12 +334,8 @@ impl Stage for RateLimitStage {
             return CallResult::NotMine;
         }
         self.call = None;
-        let rules = self.rules.clone();
-        let (Some(config), Some(counter)) = (
-            self.active.and_then(|id| rules.get(id)),
-            self.counter.clone(),
-        ) else {
-            return CallResult::ResumeRequest;
+        let (Some(config), Some(counter)) = (self.active.as_deref(), self.counter.clone()) else {
+            return CallResult::ResumeRequest { changed: false };
         };
         let deny_on_failure = config.rls.as_ref().is_some_and(|r| r.failure_mode_deny);
         match (status, rls::answer(message)) {
@@ -360,7 +351,7 @@ impl Stage for RateLimitStage {
                     return CallResult::Reply(self.rejection(host, config, &budget));
                 }
                 self.budget = Some(budget);
-                CallResult::ResumeRequest
+                CallResult::ResumeRequest { changed: false }
             }
             _ => {
                 host.log(
@@ -378,7 +369,7 @@ impl Stage for RateLimitStage {
                         "the rate limit service is unavailable",
                     ))
                 } else {
-                    CallResult::ResumeRequest
+                    CallResult::ResumeRequest { changed: false }
                 }
             }
         }

@@ -4,7 +4,7 @@
 use crate::config::McpConfig;
 use crate::core::{self, Framing, Headers, Plan, Reply};
 use proxy_wasm::types::MetricType;
-use sdk::config::{RuleSet, Selected};
+use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
 use sdk::host::{Host, LogLevel};
 use sdk::pipeline::{BodyOutcome, CallResult, Exchange, Need, RequestBody, Stage};
@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime};
 /// One request's state.
 pub struct McpStage {
     rules: Rc<RuleSet<McpConfig>>,
-    active: Option<Selected>,
+    /// The config this request's route selected.
+    active: Option<Rc<McpConfig>>,
     headers: Headers,
     plan: Option<Plan>,
     /// Callouts out.
@@ -108,7 +109,7 @@ impl McpStage {
     }
 
     fn config(&self) -> Option<&McpConfig> {
-        self.active.and_then(|id| self.rules.get(id))
+        self.active.as_deref()
     }
 
     fn finish(&self) -> CallResult {
@@ -130,8 +131,7 @@ impl Stage for McpStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<Need, ErrorReply> {
-        let id = self.rules.select_id(|key| ex.match_value(host, key));
-        let Some(config) = id.and_then(|i| self.rules.get(i)) else {
+        let Some(config) = self.rules.select(|key| ex.match_value(host, key)) else {
             return Ok(Need::Nothing);
         };
         if config.server.is_none() {
@@ -148,7 +148,7 @@ impl Stage for McpStage {
             origin: header("origin").filter(|o| !o.is_empty() && o != "null"),
             authority: ex.authority.clone(),
         };
-        self.active = id;
+        self.active = Some(config);
         if !ex.method.eq_ignore_ascii_case("POST") {
             // No server-initiated stream and no session to end: Streamable HTTP's GET and
             // DELETE are answered 405.
@@ -169,8 +169,7 @@ impl Stage for McpStage {
         host: &dyn Host,
         ex: &mut Exchange,
     ) -> Result<BodyOutcome, ErrorReply> {
-        let rules = self.rules.clone();
-        let Some(config) = self.active.and_then(|id| rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return Ok(BodyOutcome::UNCHANGED);
         };
         let body = match (&ex.body, &ex.body_error) {
@@ -242,7 +241,7 @@ impl Stage for McpStage {
             sent,
             ..
         } = self.out.swap_remove(at);
-        let Some(config) = self.active.and_then(|id| self.rules.get(id)) else {
+        let Some(config) = self.active.as_deref() else {
             return CallResult::NotMine;
         };
         let status = host

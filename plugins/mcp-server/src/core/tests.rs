@@ -18,7 +18,7 @@ pub(crate) const CONFIG: &str = r#"{
   "consumers": [{"name": "bob", "allowTools": ["get_weather"]}]
 }"#;
 
-pub(crate) fn config() -> McpConfig {
+pub(crate) fn config() -> std::rc::Rc<McpConfig> {
     let (set, warnings) = McpServer::parse_config(CONFIG.as_bytes()).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     set.global.unwrap()
