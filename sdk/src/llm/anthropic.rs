@@ -396,7 +396,7 @@ impl super::stream::Encoder for StreamEncoder {
                     );
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
             Event::Error { message, .. } => {
                 send(
                     out,

@@ -397,6 +397,9 @@ impl super::stream::Encoder for ChunkEncoder {
                 self.choice(out);
             }
             Event::Choice(n) => self.current = n,
+            // Chunks already written keep their time.
+            Event::Created(t) if t > 0 && self.choices.is_empty() => self.created = t,
+            Event::Created(_) => {}
             Event::Text(t) => self.text(t, false, out),
             Event::Reasoning(r) => self.text(r, true, out),
             Event::ToolStart { id, name, args } => {
@@ -546,6 +549,34 @@ mod tests {
         let parsed: ChatChunk = serde_json::from_value(chunk.clone()).unwrap();
         assert_eq!(parsed.choices[0].delta["content"], "h");
         assert_eq!(serde_json::to_value(&parsed).unwrap(), chunk);
+    }
+
+    #[test]
+    fn chunk_encoder_dates_chunks_with_the_providers_time() {
+        use super::super::stream::{Encoder, Event};
+        let created = |out: &str| -> Vec<Value> {
+            out.split("\n\n")
+                .filter_map(|e| e.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str::<Value>(d).unwrap()["created"].clone())
+                .collect()
+        };
+        let mut enc = ChunkEncoder::new("m", 7, ReasoningMode::Passthrough);
+        let mut out = String::new();
+        enc.event(Event::Created(1_700_000_000), &mut out);
+        enc.event(Event::Meta { id: "a", model: "" }, &mut out);
+        enc.event(Event::Text("hi"), &mut out);
+        // A time that comes after the first chunk changes nothing; zero is no time.
+        enc.event(Event::Created(5), &mut out);
+        enc.event(Event::Finish("stop"), &mut out);
+        enc.end(&mut out);
+        assert_eq!(created(&out), vec![json!(1_700_000_000); 3]);
+        let mut enc = ChunkEncoder::new("m", 7, ReasoningMode::Passthrough);
+        let mut out = String::new();
+        enc.event(Event::Created(0), &mut out);
+        enc.event(Event::Text("hi"), &mut out);
+        enc.end(&mut out);
+        assert_eq!(created(&out), vec![json!(7); 2]);
     }
 
     #[test]

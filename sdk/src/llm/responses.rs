@@ -330,7 +330,7 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.function_call_arguments.delta", delta);
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
             Event::Error { message, .. } => {
                 self.start(out);
                 self.error = Some(message.to_string());

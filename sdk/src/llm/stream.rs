@@ -16,6 +16,9 @@ pub enum Event<'a> {
         /// The model that answers.
         model: &'a str,
     },
+    /// When the provider created the answer (Unix seconds), sent before [`Event::Meta`];
+    /// protocols that date each chunk use it instead of the gateway's clock.
+    Created(u64),
     /// Generated text.
     Text(&'a str),
     /// Reasoning ("thinking") text.
@@ -108,7 +111,7 @@ impl FirstChoice {
                 !self.other
             }
             Event::Finish(_) => !self.other,
-            Event::Meta { .. } | Event::Usage(_) | Event::Error { .. } => true,
+            Event::Meta { .. } | Event::Created(_) | Event::Usage(_) | Event::Error { .. } => true,
         }
     }
 }
