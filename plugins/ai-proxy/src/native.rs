@@ -632,10 +632,8 @@ fn provider_stream(
         Family::Qwen => return Some(sse(qwen::QwenStream::default(), enc)),
         Family::Claude => return Some(sse(claude::ClaudeStream::default(), enc)),
         Family::MinimaxPro => return Some(sse(minimax::MinimaxProStream::default(), enc)),
+        Family::Gemini => return Some(sse(gemini::GeminiStream::new(model), enc)),
         Family::Deepl => return None,
-        Family::Gemini => Box::new(SseTranslator::new(gemini::GeminiStream::new(
-            model, reasoning,
-        ))),
         Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, reasoning)),
         Family::Dify => match native {
             Native::Dify(o) => Box::new(SseTranslator::new(dify::DifyStream::new(model, o))),

@@ -20,6 +20,9 @@ pub enum Event<'a> {
     Text(&'a str),
     /// Reasoning ("thinking") text.
     Reasoning(&'a str),
+    /// Why the model or provider declined to answer (OpenAI's `refusal`; protocols without one
+    /// write it as text).
+    Refusal(&'a str),
     /// A tool call starts; more of its arguments may follow as [`Event::ToolArgs`].
     ToolStart {
         /// The call id.
@@ -99,7 +102,9 @@ impl FirstChoice {
                 false
             }
             Event::ToolArgs(t) => !self.other && !self.earlier && !t.is_empty(),
-            Event::Text(t) | Event::Reasoning(t) => !self.other && !t.is_empty(),
+            Event::Text(t) | Event::Reasoning(t) | Event::Refusal(t) => {
+                !self.other && !t.is_empty()
+            }
             Event::ToolStart { .. } => {
                 if !self.other {
                     self.calls = self.calls.saturating_add(1);
