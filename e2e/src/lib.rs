@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod envoy;
+pub mod golden;
 pub mod green;
 pub mod http;
 pub mod mock;

@@ -501,26 +501,32 @@ pub fn deny_response(
         );
         return (JSON_CONTENT_TYPE.into(), reply.body(protocol));
     }
-    let body = match (protocol, stream) {
-        (ClientProtocol::Responses, stream) => {
-            use crate::llm::stream::{Encoder, Event};
-            let mut enc = crate::llm::responses::ResponsesEncoder::new(stream, 0);
-            let mut out = String::new();
-            let meta = Event::Meta {
-                id: RESPONSES_DENY_ID,
-                model,
-            };
-            for event in [meta, Event::Text(message), Event::Finish("content_filter")] {
-                enc.event(event, &mut out);
+    use crate::llm::stream::ReasoningMode;
+    let mut out = String::new();
+    if protocol == ClientProtocol::Responses {
+        let mut enc = crate::llm::responses::ResponsesEncoder::new(stream, 0);
+        deny_events(&mut enc, RESPONSES_DENY_ID, model, message, true, &mut out);
+        return match stream {
+            true => (SSE_CONTENT_TYPE.into(), out),
+            false => (JSON_CONTENT_TYPE.into(), enc.response().to_string()),
+        };
+    }
+    if stream {
+        match protocol {
+            ClientProtocol::Anthropic => {
+                let mut enc = crate::llm::anthropic::StreamEncoder::new();
+                deny_events(&mut enc, ANTHROPIC_DENY_ID, model, message, true, &mut out);
             }
-            enc.event(Event::Usage(crate::usage::Usage::default()), &mut out);
-            enc.end(&mut out);
-            if stream {
-                return (SSE_CONTENT_TYPE.into(), out);
+            _ => {
+                let mut enc =
+                    crate::llm::openai::ChunkEncoder::new(model, 0, ReasoningMode::Passthrough);
+                deny_events(&mut enc, OPENAI_DENY_ID, model, message, false, &mut out);
             }
-            enc.response().to_string()
         }
-        (ClientProtocol::OpenAi, false) => json!({
+        return (SSE_CONTENT_TYPE.into(), out);
+    }
+    let body = match protocol {
+        ClientProtocol::OpenAi => json!({
             "id": OPENAI_DENY_ID,
             "object": "chat.completion",
             "created": 0,
@@ -534,7 +540,7 @@ pub fn deny_response(
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         })
         .to_string(),
-        (ClientProtocol::Anthropic, false) => json!({
+        ClientProtocol::Anthropic | ClientProtocol::Responses => json!({
             "id": ANTHROPIC_DENY_ID,
             "type": "message",
             "role": "assistant",
@@ -545,37 +551,28 @@ pub fn deny_response(
             "usage": {"input_tokens": 0, "output_tokens": 0},
         })
         .to_string(),
-        (ClientProtocol::OpenAi, true) => {
-            let mut out = String::new();
-            let chunks = [
-                (json!({"role": "assistant", "content": ""}), None),
-                (json!({"content": message}), None),
-                (json!({}), Some("content_filter")),
-            ];
-            for (delta, finish) in chunks {
-                let chunk = openai_chunk(OPENAI_DENY_ID, 0, model, 0, delta, finish);
-                SseEvent::data(chunk.to_string()).encode_into(&mut out);
-            }
-            SseEvent::data("[DONE]").encode_into(&mut out);
-            return (SSE_CONTENT_TYPE.into(), out);
-        }
-        (ClientProtocol::Anthropic, true) => {
-            let mut out = String::new();
-            let events = [
-                anthropic_message_start(ANTHROPIC_DENY_ID, model),
-                json!({"type": "content_block_start", "index": 0,
-                    "content_block": {"type": "text", "text": ""}}),
-                json!({"type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": message}}),
-                json!({"type": "content_block_stop", "index": 0}),
-                anthropic_refusal_delta(),
-                json!({"type": "message_stop"}),
-            ];
-            encode_typed(&events, &mut out);
-            return (SSE_CONTENT_TYPE.into(), out);
-        }
     };
     (JSON_CONTENT_TYPE.into(), body)
+}
+
+/// A refusal answer, as events: `message` as the text, finish reason `content_filter`, and
+/// zero `usage` when asked.
+fn deny_events(
+    enc: &mut dyn crate::llm::stream::Encoder,
+    id: &str,
+    model: &str,
+    message: &str,
+    usage: bool,
+    out: &mut String,
+) {
+    use crate::llm::stream::Event;
+    enc.event(Event::Meta { id, model }, out);
+    if usage {
+        enc.event(Event::Usage(crate::usage::Usage::default()), out);
+    }
+    enc.event(Event::Text(message), out);
+    enc.event(Event::Finish("content_filter"), out);
+    enc.end(out);
 }
 
 /// A streamed answer checked window by window while Envoy holds it: complete events pass on,

@@ -620,54 +620,24 @@ fn sse<D: Decode + 'static>(decoder: D, enc: Box<dyn Encoder>) -> Box<dyn ChunkT
 fn provider_stream(
     family: Family,
     model: &str,
-    reasoning: ReasoningMode,
     native: &Native,
     enc: Box<dyn Encoder>,
-    chat: bool,
 ) -> Option<Box<dyn ChunkTranslator>> {
-    // Providers still writing OpenAI chunks: re-read for other clients.
-    let chunks: Box<dyn ChunkTranslator> = match family {
-        Family::OpenAi => return Some(sse(ChatChunkReader::new(), enc)),
-        Family::Cohere => return Some(sse(cohere::CohereStream::default(), enc)),
-        Family::Qwen => return Some(sse(qwen::QwenStream::default(), enc)),
-        Family::Claude => return Some(sse(claude::ClaudeStream::default(), enc)),
-        Family::MinimaxPro => return Some(sse(minimax::MinimaxProStream::default(), enc)),
-        Family::Deepl => return None,
-        Family::Gemini => Box::new(SseTranslator::new(gemini::GeminiStream::new(
-            model, reasoning,
-        ))),
-        Family::Bedrock => return Some(Box::new(bedrock::BedrockStream::new(model, enc))),
+    Some(match family {
+        Family::OpenAi => sse(ChatChunkReader::new(), enc),
+        Family::Cohere => sse(cohere::CohereStream::default(), enc),
+        Family::Qwen => sse(qwen::QwenStream::default(), enc),
+        Family::Claude => sse(claude::ClaudeStream::default(), enc),
+        Family::MinimaxPro => sse(minimax::MinimaxProStream::default(), enc),
+        Family::Gemini => sse(gemini::GeminiStream::new(model), enc),
+        Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, enc)),
         Family::Dify => match native {
-            Native::Dify(o) => return Some(sse(dify::DifyStream::new(model, o), enc)),
+            Native::Dify(o) => sse(dify::DifyStream::new(model, o), enc),
             _ => return None,
         },
-        Family::Triton => return Some(sse(triton::TritonStream::new(model), enc)),
-    };
-    Some(match chat {
-        true => chunks,
-        false => Box::new(Chain {
-            first: chunks,
-            second: sse(ChatChunkReader::new(), enc),
-        }),
+        Family::Triton => sse(triton::TritonStream::new(model), enc),
+        Family::Deepl => return None,
     })
-}
-
-/// OpenAI SSE text → a second translator (for providers that still write OpenAI chunks).
-struct Chain {
-    first: Box<dyn ChunkTranslator>,
-    second: Box<dyn ChunkTranslator>,
-}
-
-impl ChunkTranslator for Chain {
-    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
-        let mut mid = String::new();
-        self.first.feed(chunk, end, &mut mid);
-        self.second.feed(mid.as_bytes(), end, out);
-    }
-
-    fn failed(&self) -> bool {
-        self.first.failed() || self.second.failed()
-    }
 }
 
 /// Plans the rewrite of a successful answer.
@@ -695,14 +665,7 @@ pub fn plan(
         )));
     }
     let enc = client_encoder(client, model, created, reasoning);
-    match provider_stream(
-        family,
-        model,
-        reasoning,
-        native,
-        enc,
-        client == Client::Chat,
-    ) {
+    match provider_stream(family, model, native, enc) {
         Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
         None => Plan::Json,
@@ -789,31 +752,13 @@ pub fn translate_json(
     encoded.map_err(|e| e.to_string())
 }
 
-/// A whole answer as an OpenAI stream: one content chunk, the finish, usage, `[DONE]`.
+/// A whole answer as an OpenAI stream (every choice, the usage chunk, `[DONE]`).
 fn as_sse(chat: &openai::ChatResponse) -> String {
     let mut out = String::new();
-    let mut push = |v: Value| {
-        sdk::sse::SseEvent::data(v.to_string()).encode_into(&mut out);
-    };
-    for choice in &chat.choices {
-        let mut delta = serde_json::to_value(&choice.message).unwrap_or_else(|_| json!({}));
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (i, call) in calls.iter_mut().enumerate() {
-                call["index"] = json!(i);
-            }
-        }
-        push(
-            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
-            "model": chat.model, "choices": [{"index": choice.index, "delta": delta, "finish_reason": choice.finish_reason}]}),
-        );
+    let mut enc = openai::ChunkEncoder::new(&chat.model, chat.created, ReasoningMode::Passthrough);
+    if let Ok(v) = serde_json::to_value(chat) {
+        sdk::llm::stream::read_chat_completion(&v, &mut enc, &mut out);
     }
-    if chat.usage.is_some() {
-        push(
-            json!({"id": chat.id, "object": "chat.completion.chunk", "created": chat.created,
-            "model": chat.model, "choices": [], "usage": chat.usage}),
-        );
-    }
-    out.push_str("data: [DONE]\n\n");
     out
 }
 

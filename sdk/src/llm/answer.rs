@@ -4,7 +4,6 @@
 //! answers for the model locally can reuse it.
 
 use crate::api::ClientProtocol;
-use crate::sse::SseEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -375,31 +374,15 @@ pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
     let finish = answer.finish_reason.as_deref().unwrap_or("stop");
     match (how.protocol, how.stream) {
         (ClientProtocol::Responses, stream) => {
-            use super::stream::{Encoder, Event};
             let mut enc = super::responses::ResponsesEncoder::new(stream, how.created);
             let mut out = String::new();
-            let id = format!("resp_{}", how.id);
-            let meta = Event::Meta {
-                id: &id,
-                model: &answer.model,
-            };
-            enc.event(meta, &mut out);
-            if !answer.text.is_empty() || answer.tool_calls.is_empty() {
-                enc.event(Event::Text(&answer.text), &mut out);
-            }
-            for c in &answer.tool_calls {
-                enc.event(
-                    Event::ToolStart {
-                        id: &c.id,
-                        name: &c.name,
-                        args: &c.arguments,
-                    },
-                    &mut out,
-                );
-            }
-            enc.event(Event::Finish(finish), &mut out);
-            enc.event(Event::Usage(crate::usage::Usage::default()), &mut out);
-            enc.end(&mut out);
+            play(
+                answer,
+                &format!("resp_{}", how.id),
+                finish,
+                &mut enc,
+                &mut out,
+            );
             match stream {
                 true => ("text/event-stream", out),
                 false => ("application/json", enc.response().to_string()),
@@ -428,34 +411,19 @@ pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
             ("application/json", body.to_string())
         }
         (ClientProtocol::OpenAi, true) => {
-            let id = format!("chatcmpl-{}", how.id);
-            let chunk = |choices: Value, usage: Option<Value>| {
-                let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": how.created,
-                    "model": answer.model, "choices": choices});
-                if let Some(u) = usage {
-                    c["usage"] = u;
-                }
-                SseEvent::data(c.to_string())
-            };
+            let mut enc = super::openai::ChunkEncoder::new(
+                &answer.model,
+                how.created,
+                super::stream::ReasoningMode::Passthrough,
+            );
             let mut out = String::new();
-            chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": answer.text}, "finish_reason": null}]), None)
-                .encode_into(&mut out);
-            for (i, c) in answer.tool_calls.iter().enumerate() {
-                let delta = json!({"tool_calls": [{"index": i, "id": c.id, "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments}}]});
-                chunk(
-                    json!([{"index": 0, "delta": delta, "finish_reason": null}]),
-                    None,
-                )
-                .encode_into(&mut out);
-            }
-            chunk(
-                json!([{"index": 0, "delta": {}, "finish_reason": finish}]),
-                None,
-            )
-            .encode_into(&mut out);
-            chunk(json!([]), Some(zero_usage(how.protocol))).encode_into(&mut out);
-            SseEvent::data("[DONE]").encode_into(&mut out);
+            play(
+                answer,
+                &format!("chatcmpl-{}", how.id),
+                finish,
+                &mut enc,
+                &mut out,
+            );
             ("text/event-stream", out)
         }
         (ClientProtocol::Anthropic, false) => {
@@ -479,62 +447,39 @@ pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
             ("application/json", body.to_string())
         }
         (ClientProtocol::Anthropic, true) => {
+            let mut enc = super::anthropic::StreamEncoder::new();
             let mut out = String::new();
-            let mut event = |name: &str, data: Value| {
-                SseEvent::typed(name, data.to_string()).encode_into(&mut out)
-            };
-            event(
-                "message_start",
-                json!({"type": "message_start", "message": {
-                "id": format!("msg_{}", how.id), "type": "message", "role": "assistant",
-                "model": answer.model, "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": zero_usage(how.protocol)}}),
+            play(
+                answer,
+                &format!("msg_{}", how.id),
+                finish,
+                &mut enc,
+                &mut out,
             );
-            let mut index = 0;
-            if !answer.text.is_empty() || answer.tool_calls.is_empty() {
-                event(
-                    "content_block_start",
-                    json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "text", "text": ""}}),
-                );
-                event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "text_delta", "text": answer.text}}),
-                );
-                event(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": index}),
-                );
-                index += 1;
-            }
-            for c in &answer.tool_calls {
-                event(
-                    "content_block_start",
-                    json!({"type": "content_block_start", "index": index,
-                    "content_block": {"type": "tool_use", "id": c.id, "name": c.name, "input": {}}}),
-                );
-                event(
-                    "content_block_delta",
-                    json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": tool_input(&c.arguments).to_string()}}),
-                );
-                event(
-                    "content_block_stop",
-                    json!({"type": "content_block_stop", "index": index}),
-                );
-                index += 1;
-            }
-            event(
-                "message_delta",
-                json!({"type": "message_delta",
-                "delta": {"stop_reason": finish_to_anthropic(finish), "stop_sequence": null},
-                "usage": {"output_tokens": 0}}),
-            );
-            event("message_stop", json!({"type": "message_stop"}));
             ("text/event-stream", out)
         }
     }
+}
+
+/// Plays `answer` into a client's encoder, with zero usage (no provider was asked).
+fn play(
+    answer: &Answer,
+    id: &str,
+    finish: &str,
+    enc: &mut dyn super::stream::Encoder,
+    out: &mut String,
+) {
+    use super::stream::Event;
+    let model = &answer.model;
+    enc.event(Event::Meta { id, model }, out);
+    enc.event(Event::Usage(crate::usage::Usage::default()), out);
+    enc.event(Event::Text(&answer.text), out);
+    for c in &answer.tool_calls {
+        let (id, name, args) = (&c.id, &c.name, &c.arguments);
+        enc.event(Event::ToolStart { id, name, args }, out);
+    }
+    enc.event(Event::Finish(finish), out);
+    enc.end(out);
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub enum Event<'a> {
     Text(&'a str),
     /// Reasoning ("thinking") text.
     Reasoning(&'a str),
+    /// Why the model or provider declined to answer (OpenAI's `refusal`; protocols without one
+    /// write it as text).
+    Refusal(&'a str),
     /// A tool call starts; more of its arguments may follow as [`Event::ToolArgs`].
     ToolStart {
         /// The call id.
@@ -102,7 +105,9 @@ impl FirstChoice {
                 false
             }
             Event::ToolArgs(t) => !self.other && !self.earlier && !t.is_empty(),
-            Event::Text(t) | Event::Reasoning(t) => !self.other && !t.is_empty(),
+            Event::Text(t) | Event::Reasoning(t) | Event::Refusal(t) => {
+                !self.other && !t.is_empty()
+            }
             Event::ToolStart { .. } => {
                 if !self.other {
                     self.calls = self.calls.saturating_add(1);
@@ -267,7 +272,8 @@ impl ChatChunkReader {
     }
 }
 
-/// Reads a whole OpenAI chat completion (first choice) as the events of one answer, ended.
+/// Reads a whole OpenAI chat completion as the events of one answer, ended; choices after the
+/// first follow as [`Event::Choice`]s.
 pub fn read_chat_completion(body: &Value, enc: &mut dyn Encoder, out: &mut String) {
     enc.event(
         Event::Meta {
@@ -276,8 +282,30 @@ pub fn read_chat_completion(body: &Value, enc: &mut dyn Encoder, out: &mut Strin
         },
         out,
     );
-    let choice = body.get("choices").and_then(|c| c.get(0));
-    if let Some(m) = choice.and_then(|c| c.get("message")) {
+    let choices = body.get("choices").and_then(Value::as_array);
+    for (position, choice) in choices.into_iter().flatten().enumerate() {
+        let index = choice
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        if position > 0 || index != 0 {
+            enc.event(Event::Choice(u32::try_from(index).unwrap_or(u32::MAX)), out);
+        }
+        read_choice(choice, enc, out);
+    }
+    if let Some(usage) = body
+        .get("usage")
+        .filter(|u| u.is_object())
+        .and_then(|_| crate::usage::from_json(body))
+    {
+        enc.event(Event::Usage(usage), out);
+    }
+    enc.end(out);
+}
+
+/// One choice of a whole chat completion.
+fn read_choice(choice: &Value, enc: &mut dyn Encoder, out: &mut String) {
+    if let Some(m) = choice.get("message") {
         let reasoning = str_at(m, "reasoning_content").or_else(|| str_at(m, "reasoning"));
         if let Some(r) = reasoning.filter(|r| !r.is_empty()) {
             enc.event(Event::Reasoning(r), out);
@@ -324,17 +352,9 @@ pub fn read_chat_completion(body: &Value, enc: &mut dyn Encoder, out: &mut Strin
             );
         }
     }
-    if let Some(reason) = choice.and_then(|c| str_at(c, "finish_reason")) {
+    if let Some(reason) = str_at(choice, "finish_reason") {
         enc.event(Event::Finish(reason), out);
     }
-    if let Some(usage) = body
-        .get("usage")
-        .filter(|u| u.is_object())
-        .and_then(|_| crate::usage::from_json(body))
-    {
-        enc.event(Event::Usage(usage), out);
-    }
-    enc.end(out);
 }
 
 #[cfg(test)]

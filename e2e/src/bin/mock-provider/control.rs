@@ -217,6 +217,13 @@ pub async fn apply(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
         Err(e) => (axum::body::Bytes::new(), Some(e.to_string())),
     };
     let id = shared.record(&parts, &bytes);
+    if let Some(case) = parts.headers.get(e2e::golden::MOCK_HEADER) {
+        let mut response = crate::golden::answer(&String::from_utf8_lossy(case.as_bytes()));
+        response
+            .headers_mut()
+            .insert("x-mock-request-id", HeaderValue::from(id));
+        return response;
+    }
     let conn = parts
         .extensions
         .get::<ConnectInfo<ConnHandle>>()

@@ -13,6 +13,7 @@ mod dashscope;
 mod dashscope_extra;
 mod dify;
 mod gemini;
+mod golden;
 mod green;
 mod minimax;
 mod moderation;

@@ -13,7 +13,7 @@ use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
 use sdk::llm::{openai, Extra};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// DeepL API Pro host.
 pub const DEEPL_PRO_HOST: &str = "api.deepl.com";
@@ -198,42 +198,10 @@ pub fn deepl_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     }
 }
 
-/// The answer as an OpenAI stream, for clients that asked for one (DeepL does not stream, and
-/// chat clients that always stream should still get their translation): per choice a role +
-/// content chunk and a finish chunk, then `data: [DONE]`. No usage chunk: DeepL reports no
-/// tokens.
-pub fn deepl_stream_body(resp: &openai::ChatResponse) -> String {
-    let mut out = String::new();
-    let mut push = |choice: Value| {
-        let chunk = json!({
-            "id": resp.id,
-            "object": "chat.completion.chunk",
-            "created": resp.created,
-            "model": resp.model,
-            "choices": [choice],
-        });
-        sdk::sse::SseEvent::data(chunk.to_string()).encode_into(&mut out);
-    };
-    for choice in &resp.choices {
-        let mut delta = Map::new();
-        delta.insert("role".into(), Value::String("assistant".into()));
-        let text = choice.message.content.as_ref().map(openai::Content::text);
-        delta.insert("content".into(), Value::String(text.unwrap_or_default()));
-        if let Some(name) = choice.message.extra.get("name") {
-            delta.insert("name".into(), name.clone());
-        }
-        push(json!({"index": choice.index, "delta": delta, "finish_reason": null}));
-        push(json!({"index": choice.index, "delta": {}, "finish_reason":
-            choice.finish_reason.as_deref().unwrap_or("stop")}));
-    }
-    out.push_str("data: [DONE]\n\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sdk::sse::SseDecoder;
+    use serde_json::json;
 
     fn chat(v: Value) -> openai::ChatRequest {
         serde_json::from_value(v).unwrap()
@@ -387,43 +355,5 @@ mod tests {
         assert_eq!(e.error_type, "invalid_request_error");
         assert_eq!(e.message, "upstream returned HTTP 414");
         assert_eq!(deepl_error_to_openai(500, b"{}").error_type, "server_error");
-    }
-
-    #[test]
-    fn stream_body_for_streaming_clients() {
-        let r = from_deepl_response(
-            br#"{"translations": [{"detected_source_language": "EN", "text": "Hallo"},
-                {"detected_source_language": "FR", "text": "Welt"}]}"#,
-            "Pro",
-        )
-        .unwrap();
-        let out = deepl_stream_body(&r);
-        assert!(out.ends_with("data: [DONE]\n\n"));
-        let mut decoder = SseDecoder::default();
-        let mut events = Vec::new();
-        decoder.feed(out.as_bytes(), &mut events).unwrap();
-        decoder.finish(&mut events);
-        let datas: Vec<String> = events.into_iter().map(|e| e.data).collect();
-        assert_eq!(datas.len(), 5);
-        assert_eq!(datas.iter().filter(|d| *d == "[DONE]").count(), 1);
-        let c: Vec<Value> = datas[..4]
-            .iter()
-            .map(|d| serde_json::from_str(d).unwrap())
-            .collect();
-        assert_eq!(c[0]["object"], "chat.completion.chunk");
-        assert_eq!(c[0]["model"], "Pro");
-        assert_eq!(
-            c[0]["choices"],
-            json!([{"index": 0, "delta": {"role": "assistant", "content": "Hallo", "name": "EN"},
-                "finish_reason": null}])
-        );
-        assert_eq!(
-            c[1]["choices"],
-            json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-        );
-        assert_eq!(c[2]["choices"][0]["index"], 1);
-        assert_eq!(c[2]["choices"][0]["delta"]["content"], "Welt");
-        assert_eq!(c[3]["choices"][0]["finish_reason"], "stop");
-        assert!(c.iter().all(|x| x.get("usage").is_none()));
     }
 }
