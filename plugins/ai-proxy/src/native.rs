@@ -620,54 +620,24 @@ fn sse<D: Decode + 'static>(decoder: D, enc: Box<dyn Encoder>) -> Box<dyn ChunkT
 fn provider_stream(
     family: Family,
     model: &str,
-    reasoning: ReasoningMode,
     native: &Native,
     enc: Box<dyn Encoder>,
-    chat: bool,
 ) -> Option<Box<dyn ChunkTranslator>> {
-    // Providers still writing OpenAI chunks: re-read for other clients.
-    let chunks: Box<dyn ChunkTranslator> = match family {
-        Family::OpenAi => return Some(sse(ChatChunkReader::new(), enc)),
-        Family::Cohere => return Some(sse(cohere::CohereStream::default(), enc)),
-        Family::Qwen => return Some(sse(qwen::QwenStream::default(), enc)),
-        Family::Claude => return Some(sse(claude::ClaudeStream::default(), enc)),
-        Family::MinimaxPro => return Some(sse(minimax::MinimaxProStream::default(), enc)),
-        Family::Deepl => return None,
-        Family::Gemini => Box::new(SseTranslator::new(gemini::GeminiStream::new(
-            model, reasoning,
-        ))),
-        Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, reasoning)),
+    Some(match family {
+        Family::OpenAi => sse(ChatChunkReader::new(), enc),
+        Family::Cohere => sse(cohere::CohereStream::default(), enc),
+        Family::Qwen => sse(qwen::QwenStream::default(), enc),
+        Family::Claude => sse(claude::ClaudeStream::default(), enc),
+        Family::MinimaxPro => sse(minimax::MinimaxProStream::default(), enc),
+        Family::Gemini => sse(gemini::GeminiStream::new(model), enc),
+        Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, enc)),
         Family::Dify => match native {
-            Native::Dify(o) => Box::new(SseTranslator::new(dify::DifyStream::new(model, o))),
+            Native::Dify(o) => sse(dify::DifyStream::new(model, o), enc),
             _ => return None,
         },
-        Family::Triton => Box::new(SseTranslator::new(triton::TritonStream::new(model))),
-    };
-    Some(match chat {
-        true => chunks,
-        false => Box::new(Chain {
-            first: chunks,
-            second: sse(ChatChunkReader::new(), enc),
-        }),
+        Family::Triton => sse(triton::TritonStream::new(model), enc),
+        Family::Deepl => return None,
     })
-}
-
-/// OpenAI SSE text → a second translator (for providers that still write OpenAI chunks).
-struct Chain {
-    first: Box<dyn ChunkTranslator>,
-    second: Box<dyn ChunkTranslator>,
-}
-
-impl ChunkTranslator for Chain {
-    fn feed(&mut self, chunk: &[u8], end: bool, out: &mut String) {
-        let mut mid = String::new();
-        self.first.feed(chunk, end, &mut mid);
-        self.second.feed(mid.as_bytes(), end, out);
-    }
-
-    fn failed(&self) -> bool {
-        self.first.failed() || self.second.failed()
-    }
 }
 
 /// Plans the rewrite of a successful answer.
@@ -695,14 +665,7 @@ pub fn plan(
         )));
     }
     let enc = client_encoder(client, model, created, reasoning);
-    match provider_stream(
-        family,
-        model,
-        reasoning,
-        native,
-        enc,
-        client == Client::Chat,
-    ) {
+    match provider_stream(family, model, native, enc) {
         Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
         None => Plan::Json,
@@ -1092,5 +1055,81 @@ mod tests {
         assert!(sse.contains("\"content\":\"hallo\""), "{sse}");
         assert!(sse.contains("\"total_tokens\":2"), "{sse}");
         assert!(sse.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn bedrock_dify_and_triton_streams_reach_anthropic_clients() {
+        use crate::eventstream::{encode, HeaderValue};
+        let event = |kind: &str, payload: Value| {
+            let headers = [
+                (":event-type", HeaderValue::string(kind)),
+                (":message-type", HeaderValue::string("event")),
+            ];
+            encode(&headers, payload.to_string().as_bytes())
+        };
+        let bedrock = [
+            event("messageStart", json!({"role": "assistant"})),
+            event("contentBlockDelta", json!({"delta": {"text": "Hi"}})),
+            event("messageStop", json!({"stopReason": "max_tokens"})),
+            event(
+                "metadata",
+                json!({"usage": {"inputTokens": 3, "outputTokens": 1}}),
+            ),
+        ]
+        .concat();
+        let dify = concat!(
+            "data: {\"event\": \"message\", \"conversation_id\": \"c\", \"answer\": \"Hi\"}\n\n",
+            "data: {\"event\": \"message_end\", \"conversation_id\": \"c\", \"metadata\": ",
+            "{\"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 1}}}\n\n",
+        );
+        let triton = concat!(
+            "data: {\"model_name\": \"t\", \"text_output\": \"Hi\", \"finish_reason\": [\"length\"], ",
+            "\"num_input_tokens\": 3, \"num_output_tokens\": 1}\n\n",
+        );
+        let dify_opts = Native::Dify(dify::DifyOptions::default());
+        for (family, native, wire, stop) in [
+            (
+                Family::Bedrock,
+                &Native::None,
+                bedrock.as_slice(),
+                "max_tokens",
+            ),
+            (Family::Dify, &dify_opts, dify.as_bytes(), "end_turn"),
+            (
+                Family::Triton,
+                &Native::None,
+                triton.as_bytes(),
+                "max_tokens",
+            ),
+        ] {
+            let mode = ReasoningMode::Passthrough;
+            let Plan::Stream(mut t) = plan(Client::Messages, family, true, "m", mode, native, 0)
+            else {
+                panic!("{family:?} streams")
+            };
+            let mut out = String::new();
+            t.feed(wire, true, &mut out);
+            let events: Vec<Value> = out
+                .split("\n\n")
+                .filter_map(|e| e.split_once("data: "))
+                .map(|(_, d)| serde_json::from_str(d).unwrap())
+                .collect();
+            let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+            assert_eq!(
+                types,
+                [
+                    "message_start",
+                    "content_block_start",
+                    "content_block_delta",
+                    "content_block_stop",
+                    "message_delta",
+                    "message_stop"
+                ],
+                "{family:?}: {out}"
+            );
+            assert_eq!(events[2]["delta"]["text"], "Hi", "{family:?}");
+            assert_eq!(events[4]["delta"]["stop_reason"], stop, "{family:?}");
+            assert_eq!(events[4]["usage"]["output_tokens"], 1, "{family:?}");
+        }
     }
 }

@@ -372,7 +372,7 @@ impl super::stream::Encoder for StreamEncoder {
                 let index = self.open(OpenBlock::Thinking, block, out);
                 Self::delta(out, index, json!({"type": "thinking_delta", "thinking": r}));
             }
-            Event::Text(t) => {
+            Event::Text(t) | Event::Refusal(t) => {
                 self.start(out);
                 let index = self.open(OpenBlock::Text, json!({"type": "text", "text": ""}), out);
                 Self::delta(out, index, json!({"type": "text_delta", "text": t}));
@@ -396,7 +396,7 @@ impl super::stream::Encoder for StreamEncoder {
                     );
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
             Event::Error { message, .. } => {
                 send(
                     out,
@@ -477,5 +477,36 @@ mod tests {
             let parsed: StreamEvent = serde_json::from_value(ev.clone()).unwrap();
             assert_eq!(serde_json::to_value(&parsed).unwrap(), ev);
         }
+    }
+
+    #[test]
+    fn stream_encoder_writes_refusals_as_text() {
+        use super::super::stream::{Encoder, Event};
+        let (mut enc, mut out) = (StreamEncoder::new(), String::new());
+        enc.event(Event::Refusal("The prompt was blocked."), &mut out);
+        enc.event(Event::Finish("content_filter"), &mut out);
+        enc.end(&mut out);
+        let datas: Vec<Value> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = datas.iter().map(|d| d["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            datas[2]["delta"],
+            json!({"type": "text_delta", "text": "The prompt was blocked."})
+        );
+        assert_eq!(datas[4]["delta"]["stop_reason"], "refusal");
     }
 }

@@ -246,6 +246,18 @@ pub fn usage_of(u: &crate::usage::Usage) -> Usage {
     }
 }
 
+/// Separator between a tool call id and a provider's signature carried inside it
+/// (`<id>__thought__<signature>`, Gemini's `thoughtSignature`): the signature must come back
+/// with the call, and clients keep the id.
+pub const THOUGHT_SEPARATOR: &str = "__thought__";
+
+/// The signature a tool call id carries after [`THOUGHT_SEPARATOR`], if any.
+pub fn thought_signature(id: &str) -> Option<&str> {
+    id.split_once(THOUGHT_SEPARATOR)
+        .map(|(_, sig)| sig)
+        .filter(|sig| !sig.is_empty())
+}
+
 /// Most choices a stream keeps state for (Gemini allows 8 candidates).
 const MAX_CHOICES: usize = 16;
 
@@ -261,8 +273,10 @@ struct ChoiceState {
 }
 
 /// Writes canonical [`Event`](super::stream::Event)s as `chat.completion.chunk` server-sent
-/// events: the role chunk of each choice, reasoning per [`ReasoningMode`], numbered tool calls,
-/// the finish chunk, the usage chunk (`choices: []`, when usage is known) and `[DONE]`.
+/// events: the role chunk of each choice, reasoning per [`ReasoningMode`], numbered tool calls
+/// (a signature carried in the id also as `extra_content.google.thought_signature`, where
+/// Google's OpenAI-compatible clients read it), refusals, the finish chunk, the usage chunk
+/// (`choices: []`, when usage is known) and `[DONE]`.
 #[derive(Debug)]
 pub struct ChunkEncoder {
     id: String,
@@ -397,6 +411,9 @@ impl super::stream::Encoder for ChunkEncoder {
                 self.choice(out);
             }
             Event::Choice(n) => self.current = n,
+            // Chunks already written keep their time.
+            Event::Created(t) if t > 0 && self.choices.is_empty() => self.created = t,
+            Event::Created(_) => {}
             Event::Text(t) => self.text(t, false, out),
             Event::Reasoning(r) => self.text(r, true, out),
             Event::ToolStart { id, name, args } => {
@@ -410,13 +427,29 @@ impl super::stream::Encoder for ChunkEncoder {
                 let (index, tool) = (c.index, c.tools);
                 c.tools = c.tools.saturating_add(1);
                 c.open_tool = Some(tool);
-                self.delta(
-                    index,
-                    json!({"tool_calls": [{"index": tool, "id": id, "type": "function",
-                        "function": {"name": name, "arguments": args}}]}),
-                    None,
-                    out,
-                );
+                let mut call = json!({"index": tool, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": args}});
+                if let (Some(sig), Some(obj)) = (thought_signature(id), call.as_object_mut()) {
+                    obj.insert(
+                        "extra_content".into(),
+                        json!({"google": {"thought_signature": sig}}),
+                    );
+                }
+                self.delta(index, json!({ "tool_calls": [call] }), None, out);
+            }
+            Event::Refusal(r) => {
+                let Some(pos) = self.choice(out) else {
+                    return;
+                };
+                self.close_thinking(pos, out);
+                if let Some(c) = self
+                    .choices
+                    .get(pos)
+                    .filter(|c| !c.finished && !r.is_empty())
+                {
+                    let index = c.index;
+                    self.delta(index, json!({ "refusal": r }), None, out);
+                }
             }
             Event::ToolArgs(args) => {
                 let Some(pos) = self.choice(out) else {
@@ -549,6 +582,34 @@ mod tests {
     }
 
     #[test]
+    fn chunk_encoder_dates_chunks_with_the_providers_time() {
+        use super::super::stream::{Encoder, Event};
+        let created = |out: &str| -> Vec<Value> {
+            out.split("\n\n")
+                .filter_map(|e| e.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str::<Value>(d).unwrap()["created"].clone())
+                .collect()
+        };
+        let mut enc = ChunkEncoder::new("m", 7, ReasoningMode::Passthrough);
+        let mut out = String::new();
+        enc.event(Event::Created(1_700_000_000), &mut out);
+        enc.event(Event::Meta { id: "a", model: "" }, &mut out);
+        enc.event(Event::Text("hi"), &mut out);
+        // A time that comes after the first chunk changes nothing; zero is no time.
+        enc.event(Event::Created(5), &mut out);
+        enc.event(Event::Finish("stop"), &mut out);
+        enc.end(&mut out);
+        assert_eq!(created(&out), vec![json!(1_700_000_000); 3]);
+        let mut enc = ChunkEncoder::new("m", 7, ReasoningMode::Passthrough);
+        let mut out = String::new();
+        enc.event(Event::Created(0), &mut out);
+        enc.event(Event::Text("hi"), &mut out);
+        enc.end(&mut out);
+        assert_eq!(created(&out), vec![json!(7); 2]);
+    }
+
+    #[test]
     fn map_text_edits_strings_and_text_parts() {
         let mut c = Content::Text("a b".into());
         c.map_text(|t| t.replace('a', "x"));
@@ -561,5 +622,59 @@ mod tests {
             serde_json::to_value(&c).unwrap(),
             json!([{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "a"}}])
         );
+    }
+
+    /// The `data` of each chunk `enc` wrote for `events`, then its end.
+    fn encode(events: &[super::super::stream::Event<'_>]) -> Vec<Value> {
+        use super::super::stream::Encoder;
+        let (mut enc, mut out) = (
+            ChunkEncoder::new("m", 1, ReasoningMode::Passthrough),
+            String::new(),
+        );
+        for e in events {
+            enc.event(e.clone(), &mut out);
+        }
+        enc.end(&mut out);
+        out.split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn chunk_encoder_signed_tool_calls_and_refusals() {
+        use super::super::stream::Event;
+        let c = encode(&[
+            Event::ToolStart {
+                id: "call_0__thought__c2ln",
+                name: "f",
+                args: "{}",
+            },
+            Event::ToolStart {
+                id: "plain",
+                name: "g",
+                args: "",
+            },
+            Event::Choice(1),
+            Event::Refusal("I can't help with that."),
+            Event::Refusal(""),
+            Event::Finish("content_filter"),
+        ]);
+        let delta = |i: usize| &c[i]["choices"][0]["delta"];
+        assert_eq!(
+            delta(1)["tool_calls"],
+            json!([{"index": 0, "id": "call_0__thought__c2ln", "type": "function",
+                "function": {"name": "f", "arguments": "{}"},
+                "extra_content": {"google": {"thought_signature": "c2ln"}}}])
+        );
+        assert_eq!(delta(2)["tool_calls"][0].get("extra_content"), None);
+        assert_eq!(c[3]["choices"][0]["index"], 1);
+        assert_eq!(delta(3)["role"], "assistant");
+        assert_eq!(delta(4), &json!({"refusal": "I can't help with that."}));
+        assert_eq!(c[5]["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(c.len(), 6);
+        assert_eq!(thought_signature("a__thought__"), None);
+        assert_eq!(thought_signature("a"), None);
     }
 }

@@ -273,7 +273,7 @@ impl Encoder for ResponsesEncoder {
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => self.finish = Some(reason.to_string()),
-            Event::Text(t) => {
+            Event::Text(t) | Event::Refusal(t) => {
                 self.start(out);
                 self.open(
                     Item::Message {
@@ -330,7 +330,7 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.function_call_arguments.delta", delta);
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
             Event::Error { message, .. } => {
                 self.start(out);
                 self.error = Some(message.to_string());
@@ -497,5 +497,19 @@ mod tests {
         let kinds: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(&kinds[kinds.len() - 2..], ["error", "response.failed"]);
         assert_eq!(evs.last().unwrap()["response"]["error"]["message"], "boom");
+    }
+
+    #[test]
+    fn refusals_are_message_text() {
+        let (mut enc, mut out) = (ResponsesEncoder::new(false, 7), String::new());
+        enc.event(Event::Refusal("The prompt was blocked."), &mut out);
+        enc.event(Event::Finish("content_filter"), &mut out);
+        enc.end(&mut out);
+        let r = enc.response();
+        assert_eq!(r["output"][0]["type"], "message");
+        assert_eq!(
+            r["output"][0]["content"][0]["text"],
+            "The prompt was blocked."
+        );
     }
 }

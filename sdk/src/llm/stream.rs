@@ -16,10 +16,16 @@ pub enum Event<'a> {
         /// The model that answers.
         model: &'a str,
     },
+    /// When the provider created the answer (Unix seconds), sent before [`Event::Meta`];
+    /// protocols that date each chunk use it instead of the gateway's clock.
+    Created(u64),
     /// Generated text.
     Text(&'a str),
     /// Reasoning ("thinking") text.
     Reasoning(&'a str),
+    /// Why the model or provider declined to answer (OpenAI's `refusal`; protocols without one
+    /// write it as text).
+    Refusal(&'a str),
     /// A tool call starts; more of its arguments may follow as [`Event::ToolArgs`].
     ToolStart {
         /// The call id.
@@ -99,7 +105,9 @@ impl FirstChoice {
                 false
             }
             Event::ToolArgs(t) => !self.other && !self.earlier && !t.is_empty(),
-            Event::Text(t) | Event::Reasoning(t) => !self.other && !t.is_empty(),
+            Event::Text(t) | Event::Reasoning(t) | Event::Refusal(t) => {
+                !self.other && !t.is_empty()
+            }
             Event::ToolStart { .. } => {
                 if !self.other {
                     self.calls = self.calls.saturating_add(1);
@@ -108,7 +116,7 @@ impl FirstChoice {
                 !self.other
             }
             Event::Finish(_) => !self.other,
-            Event::Meta { .. } | Event::Usage(_) | Event::Error { .. } => true,
+            Event::Meta { .. } | Event::Created(_) | Event::Usage(_) | Event::Error { .. } => true,
         }
     }
 }

@@ -1216,18 +1216,14 @@ mod tests {
 
     #[test]
     fn stream_translates_back_through_the_plugin() {
-        use ai_proxy::translate::bedrock::BedrockStream;
-        use ai_proxy::translate::ReasoningMode;
+        use ai_proxy::providers::{Family, Native};
         let req = json!({"messages": [{"role": "user", "content": [{"text": "Say hi"}]}]});
         let control = MockControl {
             content: Some("Hello from the mock".into()),
             ..MockControl::default()
         };
         let frames = stream_frames(&req, &control, None);
-        let chunks = crate::stream::chunks_through(
-            &mut BedrockStream::new("m", ReasoningMode::Passthrough),
-            &frames,
-        );
+        let chunks = crate::stream::chunks_through(Family::Bedrock, &Native::None, "m", &frames);
         let text = e2e::sse::chat_text(&chunks);
         assert_eq!(text, "Hello from the mock");
         let usage = chunks.last().unwrap().clone();

@@ -628,8 +628,9 @@ fn generation(ctx: &RequestCtx, headers: &HeaderMap, body: &[u8], multimodal: bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ai_proxy::translate::qwen::{from_qwen_response, to_qwen_request, QwenStream};
-    use ai_proxy::translate::{ReasoningMode, SseTranslator};
+    use ai_proxy::providers::{Family, Native};
+    use ai_proxy::translate::qwen::{from_qwen_response, to_qwen_request};
+    use ai_proxy::translate::ReasoningMode;
     use axum::http::HeaderValue;
 
     fn ask(extra: Value) -> Value {
@@ -667,10 +668,7 @@ mod tests {
 
     /// The OpenAI chunks the plugin makes of mock stream frames.
     fn stream_through_plugin(frames: &[Bytes]) -> Vec<Value> {
-        crate::stream::chunks_through(
-            &mut SseTranslator::new(QwenStream::new("qwen-plus", ReasoningMode::Passthrough)),
-            frames,
-        )
+        crate::stream::chunks_through(Family::Qwen, &Native::None, "qwen-plus", frames)
     }
 
     #[test]

@@ -93,13 +93,21 @@ pub fn sse_response(frames: Vec<Bytes>, pacing: Pacing) -> Response {
     response
 }
 
-/// The OpenAI chunks a plugin stream translator makes of mock stream frames (for the modules'
-/// tests: the plugin's parser is the contract the mock must satisfy).
+/// The OpenAI chunks the plugin makes of mock stream frames from a `family` provider, for a
+/// chat client (for the modules' tests: the plugin's parser is the contract the mock must
+/// satisfy).
 #[cfg(test)]
 pub fn chunks_through(
-    t: &mut impl ai_proxy::translate::ChunkTranslator,
+    family: ai_proxy::providers::Family,
+    native: &ai_proxy::providers::Native,
+    model: &str,
     frames: &[axum::body::Bytes],
 ) -> Vec<serde_json::Value> {
+    use ai_proxy::native::{plan, Client, Plan};
+    let mode = ai_proxy::translate::ReasoningMode::Passthrough;
+    let Plan::Stream(mut t) = plan(Client::Chat, family, true, model, mode, native, 0) else {
+        panic!("no stream translator for {family:?}");
+    };
     let mut out = String::new();
     for (i, f) in frames.iter().enumerate() {
         t.feed(f, i + 1 == frames.len(), &mut out);

@@ -235,11 +235,10 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ai_proxy::providers::{Family, Native};
     use ai_proxy::translate::triton::{
         from_triton_response, to_triton_request, triton_error_to_openai, TritonOptions,
-        TritonStream,
     };
-    use ai_proxy::translate::SseTranslator;
 
     fn control() -> MockControl {
         MockControl::default()
@@ -251,7 +250,7 @@ mod tests {
 
     /// The OpenAI chunks the plugin makes of mock stream frames.
     fn stream_through_plugin(frames: &[Bytes]) -> Vec<Value> {
-        crate::stream::chunks_through(&mut SseTranslator::new(TritonStream::new("llama3")), frames)
+        crate::stream::chunks_through(Family::Triton, &Native::None, "llama3", frames)
     }
 
     #[test]

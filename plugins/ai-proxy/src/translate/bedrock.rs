@@ -9,8 +9,8 @@ use super::{ChunkTranslator, ReasoningMode, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::sigv4::uri_encode;
 use sdk::error::ErrorReply;
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
-use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
 
 /// Completion id used in answers (Converse has none; the caller may set `x-amzn-requestid`).
@@ -665,45 +665,38 @@ pub fn bedrock_error_to_openai(
     ErrorReply::new(status, kind, name, message)
 }
 
-/// Translates a ConverseStream answer (binary event stream) into OpenAI
-/// `chat.completion.chunk` events; always ends with a usage chunk and `data: [DONE]`.
+/// Reads a ConverseStream answer (binary event stream) into canonical events written by the
+/// client's encoder; the answer always ends with usage (zeros when Bedrock sent none).
 ///
 /// Memory: the decoder's unfinished message plus the open tool blocks.
-#[derive(Debug)]
 pub struct BedrockStream {
     decoder: Decoder,
+    enc: Box<dyn Encoder>,
     id: String,
     model: String,
-    reasoning: ReasoningMode,
-    usage: Usage,
     started: bool,
-    /// Concat mode: a `<think>` was sent and not closed yet.
-    thinking_open: bool,
-    /// Open `toolUse` blocks: (content block index, OpenAI tool call index).
-    open_tools: Vec<(u64, u64)>,
-    next_tool: u64,
+    /// Open `toolUse` blocks: (content block index, call number).
+    open_tools: Vec<(u64, u32)>,
+    calls: u32,
+    /// The call arguments go to.
+    current: u32,
     done: bool,
     /// Ended with an error event instead of the answer.
     failed: bool,
 }
 
-fn emit(out: &mut String, value: &Value) {
-    SseEvent::data(value.to_string()).encode_into(out);
-}
-
 impl BedrockStream {
-    /// A translator for an answer from `model`.
-    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
+    /// A translator for an answer from `model`, written by `enc`.
+    pub fn new(model: &str, enc: Box<dyn Encoder>) -> Self {
         BedrockStream {
             decoder: Decoder::default(),
+            enc,
             id: DEFAULT_ID.into(),
             model: model.to_string(),
-            reasoning,
-            usage: Usage::default(),
             started: false,
-            thinking_open: false,
             open_tools: Vec::new(),
-            next_tool: 0,
+            calls: 0,
+            current: 0,
             done: false,
             failed: false,
         }
@@ -715,61 +708,22 @@ impl BedrockStream {
         self
     }
 
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut String) {
-        emit(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }),
-        );
-    }
-
+    /// The answer's id and model, once.
     fn start(&mut self, out: &mut String) {
         if !self.started {
             self.started = true;
-            self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+            let meta = Event::Meta {
+                id: &self.id,
+                model: &self.model,
+            };
+            self.enc.event(meta, out);
         }
     }
 
-    /// Concat mode: closes an open `<think>` before answer text or a tool call.
-    fn close_thinking(&mut self, out: &mut String) {
-        if self.thinking_open {
-            self.thinking_open = false;
-            self.chunk(json!({"content": "</think>\n"}), None, out);
-        }
-    }
-
-    fn text(&mut self, t: &str, out: &mut String) {
+    /// `event`, after the start.
+    fn emit(&mut self, event: Event<'_>, out: &mut String) {
         self.start(out);
-        if self.thinking_open {
-            self.thinking_open = false;
-            self.chunk(json!({ "content": format!("</think>\n{t}") }), None, out);
-        } else {
-            self.chunk(json!({ "content": t }), None, out);
-        }
-    }
-
-    fn reasoning_text(&mut self, t: &str, out: &mut String) {
-        match self.reasoning {
-            ReasoningMode::Ignore => {}
-            ReasoningMode::Passthrough => {
-                self.start(out);
-                self.chunk(json!({ "reasoning_content": t }), None, out);
-            }
-            ReasoningMode::Concat => {
-                self.start(out);
-                if self.thinking_open {
-                    self.chunk(json!({ "content": t }), None, out);
-                } else {
-                    self.thinking_open = true;
-                    self.chunk(json!({ "content": format!("<think>{t}") }), None, out);
-                }
-            }
-        }
+        self.enc.event(event, out);
     }
 
     fn on_message(&mut self, msg: &Message, out: &mut String) {
@@ -800,10 +754,9 @@ impl BedrockStream {
                 let code = msg.header_str(":error-code").unwrap_or("error");
                 let message = msg
                     .header_str(":error-message")
-                    .unwrap_or("upstream stream error")
-                    .to_string();
+                    .unwrap_or("upstream stream error");
                 let kind = error_kind(error_name(code)).map_or("server_error", |(_, k)| k);
-                self.fail(&message, kind, Some(code), out);
+                self.fail(message, kind, Some(code), out);
             }
             _ => {}
         }
@@ -818,111 +771,87 @@ impl BedrockStream {
             "messageStart" => self.start(out),
             "contentBlockStart" => {
                 if let Some(tool) = ev.pointer("/start/toolUse") {
-                    self.start(out);
-                    self.close_thinking(out);
-                    let n = self.next_tool;
-                    self.next_tool = self.next_tool.saturating_add(1);
+                    self.current = self.calls;
+                    self.calls = self.calls.saturating_add(1);
                     self.open_tools.retain(|(block, _)| *block != index);
-                    self.open_tools.push((index, n));
-                    self.chunk(
-                        json!({"tool_calls": [{
-                            "index": n,
-                            "id": str_of(Some(tool), "toolUseId").unwrap_or_default(),
-                            "type": "function",
-                            "function": {
-                                "name": str_of(Some(tool), "name").unwrap_or_default(),
-                                "arguments": "",
-                            },
-                        }]}),
-                        None,
-                        out,
-                    );
+                    self.open_tools.push((index, self.current));
+                    let start = Event::ToolStart {
+                        id: str_of(Some(tool), "toolUseId").unwrap_or_default(),
+                        name: str_of(Some(tool), "name").unwrap_or_default(),
+                        args: "",
+                    };
+                    self.emit(start, out);
                 }
             }
             "contentBlockDelta" => {
                 let delta = ev.get("delta");
                 if let Some(t) = str_of(delta, "text").filter(|t| !t.is_empty()) {
-                    self.text(t, out);
+                    self.emit(Event::Text(t), out);
                 } else if let Some(input) = delta
                     .and_then(|d| d.pointer("/toolUse/input"))
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
                 {
-                    let tool = self
-                        .open_tools
-                        .iter()
-                        .find(|(block, _)| *block == index)
-                        .map(|(_, n)| *n);
-                    if let Some(n) = tool {
-                        self.chunk(
-                            json!({"tool_calls": [{"index": n, "function": {"arguments": input}}]}),
-                            None,
-                            out,
-                        );
+                    // Pieces for a block that is not open are dropped.
+                    let open = self.open_tools.iter().find(|(block, _)| *block == index);
+                    if let Some(&(_, n)) = open {
+                        if n != self.current {
+                            self.current = n;
+                            self.emit(Event::ToolSwitch(n), out);
+                        }
+                        self.emit(Event::ToolArgs(input), out);
                     }
                 } else if let Some(t) = delta
                     .and_then(|d| d.pointer("/reasoningContent/text"))
                     .and_then(Value::as_str)
                     .filter(|t| !t.is_empty())
                 {
-                    self.reasoning_text(t, out);
+                    self.emit(Event::Reasoning(t), out);
                 }
                 // reasoningContent.signature / redactedContent, citations: nothing to send.
             }
             "contentBlockStop" => self.open_tools.retain(|(block, _)| *block != index),
             "messageStop" => {
-                self.start(out);
-                self.close_thinking(out);
                 let reason = ev
                     .get("stopReason")
                     .and_then(Value::as_str)
                     .unwrap_or("end_turn");
-                self.chunk(json!({}), Some(finish_reason(reason)), out);
+                self.emit(Event::Finish(finish_reason(reason)), out);
             }
             "metadata" => {
-                if let Some(u) = ev.get("usage") {
-                    self.usage = Usage::from_value(u);
-                }
+                let usage = ev.get("usage").map(Usage::from_value).unwrap_or_default();
                 // The last event of a ConverseStream answer.
-                self.finish(out);
+                self.finish(usage, out);
             }
             _ => {}
         }
     }
 
-    /// An upstream error: one error event, then `data: [DONE]`.
+    /// An upstream error: one error event, then the end.
     fn fail(&mut self, message: &str, kind: &str, code: Option<&str>, out: &mut String) {
         if self.done {
             return;
         }
         self.done = true;
         self.failed = true;
-        emit(
-            out,
-            &json!({"error": {"message": message, "type": kind, "code": code}}),
-        );
-        SseEvent::data("[DONE]").encode_into(out);
+        let error = Event::Error {
+            message,
+            kind,
+            code,
+        };
+        self.enc.event(error, out);
+        self.enc.end(out);
     }
 
-    /// Upstream ended: the usage chunk and `data: [DONE]`, exactly once.
-    fn finish(&mut self, out: &mut String) {
+    /// Upstream ended: its usage and the end, exactly once.
+    fn finish(&mut self, usage: Usage, out: &mut String) {
         if self.done {
             return;
         }
-        self.close_thinking(out);
         self.done = true;
-        emit(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage.openai(),
-            }),
-        );
-        SseEvent::data("[DONE]").encode_into(out);
+        let counts = openai::counts_of(&usage.openai());
+        self.enc.event(Event::Usage(counts), out);
+        self.enc.end(out);
     }
 }
 
@@ -947,7 +876,7 @@ impl ChunkTranslator for BedrockStream {
                 Some("bad_upstream_stream"),
                 out,
             ),
-            Ok(()) if end => self.finish(out),
+            Ok(()) if end => self.finish(Usage::default(), out),
             Ok(()) => {}
         }
     }
@@ -1676,9 +1605,15 @@ mod tests {
         .concat()
     }
 
+    /// A stream written as OpenAI chat chunks (created 0).
+    fn to_chat(model: &str, reasoning: ReasoningMode) -> BedrockStream {
+        let enc = openai::ChunkEncoder::new(model, 0, reasoning);
+        BedrockStream::new(model, Box::new(enc))
+    }
+
     /// Feeds `wire` in `piece`-byte chunks (the last one marked `end`).
     fn translate(wire: &[u8], piece: usize, reasoning: ReasoningMode) -> String {
-        let mut s = BedrockStream::new(HAIKU, reasoning);
+        let mut s = to_chat(HAIKU, reasoning);
         let mut out = String::new();
         let chunks: Vec<&[u8]> = wire.chunks(piece.max(1)).collect();
         for (i, c) in chunks.iter().enumerate() {
@@ -1990,7 +1925,7 @@ mod tests {
 
     #[test]
     fn stream_id_can_be_set() {
-        let mut s = BedrockStream::new("m", ReasoningMode::Passthrough).with_id("req-123");
+        let mut s = to_chat("m", ReasoningMode::Passthrough).with_id("req-123");
         let mut out = String::new();
         s.feed(&tool_stream(), true, &mut out);
         assert!(chunks(&out).iter().all(|c| c["id"] == "req-123"));

@@ -4,10 +4,11 @@
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::err;
-use super::{StreamTranslator, TranslateError};
+use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::{SseDecoder, SseEvent};
 use serde_json::{json, Map, Value};
@@ -573,164 +574,75 @@ fn step(ev: &SseEvent, v: &Value, opts: &DifyOptions) -> Step {
     }
 }
 
-/// Writes a text-only OpenAI chunk stream for one choice: a role chunk first, content pieces, a
-/// finish chunk, the usage chunk when the upstream reported usage, and `data: [DONE]` exactly
-/// once. Shared by the Dify, Triton and DeepL translators.
-#[derive(Debug, Default)]
-pub(crate) struct TextChunks {
-    /// Completion id.
-    pub(crate) id: String,
-    /// Model name.
-    pub(crate) model: String,
-    /// Unix seconds.
-    pub(crate) created: u64,
-    started: bool,
-    finished: bool,
-    done: bool,
-}
-
-fn emit(out: &mut String, value: &Value) {
-    SseEvent::data(value.to_string()).encode_into(out);
-}
-
-impl TextChunks {
-    /// A writer for `model`.
-    pub(crate) fn new(model: &str) -> Self {
-        TextChunks {
-            model: model.to_string(),
-            ..TextChunks::default()
-        }
-    }
-
-    /// Whether `[DONE]` was written.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done
-    }
-
-    fn chunk(&self, delta: Value, finish_reason: Option<&str>, out: &mut String) {
-        emit(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }),
-        );
-    }
-
-    fn start(&mut self, out: &mut String) {
-        if !self.started {
-            self.started = true;
-            self.chunk(json!({"role": "assistant", "content": ""}), None, out);
-        }
-    }
-
-    /// A piece of content (the role chunk goes first).
-    pub(crate) fn text(&mut self, piece: &str, out: &mut String) {
-        if self.done || self.finished {
-            return;
-        }
-        self.start(out);
-        if !piece.is_empty() {
-            self.chunk(json!({ "content": piece }), None, out);
-        }
-    }
-
-    /// The finish chunk, once.
-    pub(crate) fn finish_reason(&mut self, reason: &str, out: &mut String) {
-        if self.done || self.finished {
-            return;
-        }
-        self.start(out);
-        self.finished = true;
-        self.chunk(json!({}), Some(reason), out);
-    }
-
-    /// An upstream error: one error event, then `[DONE]`.
-    pub(crate) fn error(&mut self, e: &ErrorReply, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        emit(
-            out,
-            &json!({"error": {"message": e.message, "type": e.error_type, "code": e.code}}),
-        );
-        SseEvent::data("[DONE]").encode_into(out);
-    }
-
-    /// The end: the usage chunk when there is usage, then `[DONE]`, once.
-    pub(crate) fn end(&mut self, usage: Option<&openai::Usage>, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        if let Some(u) = usage {
-            emit(
-                out,
-                &json!({
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": u,
-                }),
-            );
-        }
-        SseEvent::data("[DONE]").encode_into(out);
-    }
-}
-
-/// Translates a Dify event stream (`data: {"event": …}` events) into OpenAI
-/// `chat.completion.chunk` events.
+/// Reads a Dify event stream (`data: {"event": …}` events) into canonical events.
 ///
 /// Chat, agent and completion apps stream `message`/`agent_message` pieces and end with
-/// `message_end` (usage); a moderation `message_replace` is sent as content and the finish reason
+/// `message_end` (usage); a moderation `message_replace` is sent as text and the finish reason
 /// becomes `content_filter`. Workflow apps send the `outputVariable` value when
-/// `workflow_finished` arrives. Workflow runs report no prompt/completion split, so no usage
-/// chunk is sent for them.
+/// `workflow_finished` arrives. Workflow runs report no prompt/completion split, so they carry no
+/// usage. The answer keeps Dify's id and creation time.
 #[derive(Debug)]
 pub struct DifyStream {
     opts: DifyOptions,
-    out: TextChunks,
+    model: String,
+    id: String,
+    created: u64,
+    started: bool,
     replaced: bool,
+    done: bool,
 }
 
 impl DifyStream {
-    /// A translator; `model` is the model name the client sees.
+    /// A reader; `model` is the model name the client sees.
     pub fn new(model: &str, opts: &DifyOptions) -> Self {
         DifyStream {
             opts: opts.clone(),
-            out: TextChunks::new(model),
+            model: model.to_string(),
+            id: String::new(),
+            created: 0,
+            started: false,
             replaced: false,
+            done: false,
         }
     }
 
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        if self.out.is_done() {
+    /// `event`, after the answer's time, id and model (once).
+    fn emit(&mut self, event: Event<'_>, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.started {
+            self.started = true;
+            enc.event(Event::Created(self.created), out);
+            let meta = Event::Meta {
+                id: &self.id,
+                model: &self.model,
+            };
+            enc.event(meta, out);
+        }
+        enc.event(event, out);
+    }
+}
+
+impl Decode for DifyStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+        if self.done {
             return;
         }
         // Pings carry no data; anything that is not JSON is skipped too.
         let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
-        if self.out.id.is_empty() {
+        if self.id.is_empty() {
             if let Some(id) = answer_id(&v, self.opts.bot_type) {
-                self.out.id = id.to_string();
+                self.id = id.to_string();
             }
         }
-        if self.out.created == 0 {
-            self.out.created = created_of(&v).unwrap_or(0);
+        if self.created == 0 {
+            self.created = created_of(&v).unwrap_or(0);
         }
         match step(event, &v, &self.opts) {
-            Step::Text(t) => self.out.text(&t, out),
+            Step::Text(t) => self.emit(Event::Text(&t), enc, out),
             Step::Replace(t) => {
                 self.replaced = true;
-                self.out.text(&t, out);
+                self.emit(Event::Text(&t), enc, out);
             }
             Step::End(usage) => {
                 let reason = if self.replaced {
@@ -738,32 +650,36 @@ impl DifyStream {
                 } else {
                     "stop"
                 };
-                self.out.finish_reason(reason, out);
-                self.out.end(usage.as_ref(), out);
+                self.emit(Event::Finish(reason), enc, out);
+                if let Some(u) = usage {
+                    enc.event(Event::Usage(openai::counts_of(&u)), out);
+                }
+                self.finish(enc, out);
             }
             Step::WorkflowDone(text) => {
-                self.out.text(&text, out);
-                self.out.finish_reason("stop", out);
-                self.out.end(None, out);
+                self.emit(Event::Text(&text), enc, out);
+                enc.event(Event::Finish("stop"), out);
+                self.finish(enc, out);
             }
-            Step::Fail(e) => self.out.error(&e, out),
+            Step::Fail(e) => {
+                let error = Event::Error {
+                    message: &e.message,
+                    kind: &e.error_type,
+                    code: e.code.as_deref(),
+                };
+                enc.event(error, out);
+                self.finish(enc, out);
+            }
             Step::Skip => {}
         }
     }
 
-    /// Upstream ended: writes `data: [DONE]` if it is still owed (no finish chunk: the answer
-    /// did not complete).
-    pub fn finish(&mut self, out: &mut String) {
-        self.out.end(None, out);
-    }
-}
-
-impl StreamTranslator for DifyStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        DifyStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        DifyStream::finish(self, out)
+    /// The end, once (an answer cut short gets no finish reason).
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.done {
+            self.done = true;
+            enc.end(out);
+        }
     }
 }
 
@@ -1176,7 +1092,9 @@ mod tests {
     );
 
     fn translate(wire: &str, piece: usize, o: &DifyOptions) -> String {
-        let mut tr = super::super::SseTranslator::new(DifyStream::new("dify", o));
+        let mode = super::super::ReasoningMode::Passthrough;
+        let chat = super::super::to_chat(DifyStream::new("dify", o), "dify", mode);
+        let mut tr = super::super::SseTranslator::new(chat);
         let mut out = String::new();
         let bytes = wire.as_bytes();
         let chunks: Vec<&[u8]> = bytes.chunks(piece).collect();

@@ -1,7 +1,7 @@
 //! OpenAI chat completions client in front of a Google Gemini upstream (Gemini API or Vertex AI
 //! `generateContent`): the request goes out as a `GenerateContentRequest`; the response, the
-//! `streamGenerateContent?alt=sse` stream, errors and `batchEmbedContents` answers come back
-//! OpenAI-shaped.
+//! `streamGenerateContent?alt=sse` stream is read into canonical events ([`GeminiStream`]); the
+//! response, errors and `batchEmbedContents` answers come back OpenAI-shaped.
 //!
 //! Thought signatures (Gemini 2.5/3 `thoughtSignature` on `functionCall` parts) survive a round
 //! trip through plain OpenAI clients: they ride on the tool call both as
@@ -10,14 +10,14 @@
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::{err, max_tokens, str_of};
-use super::{ReasoningMode, StreamTranslator, TranslateError};
+use super::{Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
-use sdk::llm::{openai, Extra};
+use sdk::llm::openai::{self, THOUGHT_SEPARATOR};
+use sdk::llm::stream::{Encoder, Event};
+use sdk::llm::Extra;
 use sdk::sse::SseEvent;
+use sdk::usage::Usage;
 use serde_json::{json, Map, Value};
-
-/// Separator between a tool call id and the thought signature encoded into it.
-pub const THOUGHT_SEPARATOR: &str = "__thought__";
 
 /// `thinkingBudget` for `reasoning_effort` `minimal`/`low`, `medium` and `high` (the budgets
 /// Google's own OpenAI-compatible endpoint uses).
@@ -256,9 +256,7 @@ fn signature_of(call: &Value) -> Option<&str> {
         .or_else(|| {
             call.get("id")
                 .and_then(Value::as_str)
-                .and_then(|id| id.split_once(THOUGHT_SEPARATOR))
-                .map(|(_, sig)| sig)
-                .filter(|s| !s.is_empty())
+                .and_then(openai::thought_signature)
         })
 }
 
@@ -642,38 +640,60 @@ fn openai_usage(meta: Option<&Value>) -> openai::Usage {
     }
 }
 
-/// The OpenAI tool call for a `functionCall` part: id from the call (else `call_<n>`), with the
-/// part's thought signature appended to the id and under `extra_content.google`.
-fn openai_tool_call(part: &Value, n: u32) -> Option<Map<String, Value>> {
+/// A `functionCall` part's call.
+struct FunctionCall<'a> {
+    /// The call's id, `call_<n>` when it has none.
+    base: String,
+    name: &'a str,
+    /// The arguments as JSON text.
+    args: String,
+    /// The part's thought signature.
+    signature: Option<&'a str>,
+}
+
+impl FunctionCall<'_> {
+    /// The id with the thought signature appended after [`THOUGHT_SEPARATOR`].
+    fn id(&self) -> String {
+        match self.signature {
+            Some(sig) => format!("{}{THOUGHT_SEPARATOR}{sig}", self.base),
+            None => self.base.clone(),
+        }
+    }
+}
+
+/// The call of a `functionCall` part, the `n`-th of its candidate.
+fn function_call(part: &Value, n: u32) -> Option<FunctionCall<'_>> {
     let call = part.get("functionCall")?;
-    let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
-    let arguments = match call.get("args") {
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(args) => args.to_string(),
-    };
-    let base = call
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .map_or_else(|| format!("call_{n}"), str::to_string);
-    let signature = part
-        .get("thoughtSignature")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty());
+    Some(FunctionCall {
+        base: call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map_or_else(|| format!("call_{n}"), str::to_string),
+        name: call.get("name").and_then(Value::as_str).unwrap_or_default(),
+        args: match call.get("args") {
+            None | Some(Value::Null) => "{}".to_string(),
+            Some(args) => args.to_string(),
+        },
+        signature: part
+            .get("thoughtSignature")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty()),
+    })
+}
+
+/// The OpenAI tool call for a `functionCall` part: its thought signature in the id and under
+/// `extra_content.google`.
+fn openai_tool_call(part: &Value, n: u32) -> Option<Map<String, Value>> {
+    let call = function_call(part, n)?;
     let mut out = Map::new();
-    out.insert(
-        "id".into(),
-        Value::String(match signature {
-            Some(sig) => format!("{base}{THOUGHT_SEPARATOR}{sig}"),
-            None => base,
-        }),
-    );
+    out.insert("id".into(), Value::String(call.id()));
     out.insert("type".into(), "function".into());
     out.insert(
         "function".into(),
-        json!({"name": name, "arguments": arguments}),
+        json!({"name": call.name, "arguments": call.args}),
     );
-    if let Some(sig) = signature {
+    if let Some(sig) = call.signature {
         out.insert(
             "extra_content".into(),
             json!({"google": {"thought_signature": sig}}),
@@ -971,71 +991,58 @@ pub fn gemini_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
 }
 
 /// Per-candidate state of a stream.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct StreamChoice {
     index: u32,
     tools: u32,
-    /// A `<think>` opened in `Concat` mode and not closed yet.
-    thinking: bool,
     finished: bool,
 }
 
-/// Translates a `streamGenerateContent?alt=sse` stream (one `GenerateContentResponse` per
-/// event) into OpenAI `chat.completion.chunk` events, ending with a usage chunk and `[DONE]`.
+/// Reads a `streamGenerateContent?alt=sse` stream (one `GenerateContentResponse` per event)
+/// into canonical events: each candidate's after an [`Event::Choice`], thoughts as reasoning,
+/// each `functionCall` as a whole tool call, a blocked prompt as a refusal, and the last
+/// `usageMetadata` (zeros if none came) before the end.
 ///
-/// Keeps the id, the last `usageMetadata` and a few counters per candidate.
+/// Keeps the model, the last usage and a few counters per candidate; nothing of the text.
 #[derive(Debug, Default)]
 pub struct GeminiStream {
     model: String,
-    reasoning: ReasoningMode,
-    id: Option<String>,
-    usage: Option<Value>,
+    met: bool,
+    usage: Option<Usage>,
     choices: Vec<StreamChoice>,
     done: bool,
 }
 
-fn emit(out: &mut String, value: &Value) {
-    SseEvent::data(value.to_string()).encode_into(out);
-}
-
 impl GeminiStream {
-    /// A translator reporting `model`, with thoughts handled per `reasoning`.
-    pub fn new(model: &str, reasoning: ReasoningMode) -> Self {
+    /// A decoder reporting `model` (Gemini's `modelVersion` when empty).
+    pub fn new(model: &str) -> Self {
         GeminiStream {
             model: model.to_string(),
-            reasoning,
             ..GeminiStream::default()
         }
     }
 
-    fn chunk(&self, index: u32, delta: Value, finish: Option<&str>, out: &mut String) {
-        emit(
-            out,
-            &json!({
-                "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
-            }),
-        );
+    /// The answer's id and model, once, before anything of it.
+    fn meet(&mut self, resp: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        if self.met {
+            return;
+        }
+        self.met = true;
+        let id = response_id(resp);
+        let model = answer_model(&self.model, resp);
+        let id = id.as_deref().unwrap_or("chatcmpl-gemini");
+        enc.event(Event::Meta { id, model: &model }, out);
     }
 
-    /// Position of the state of candidate `index`, created (with the role chunk sent) on first
-    /// sight; `None` past [`MAX_STREAM_CANDIDATES`].
-    fn choice(&mut self, index: u32, out: &mut String) -> Option<usize> {
+    /// Position of the state of candidate `index`, created on first sight; `None` past
+    /// [`MAX_STREAM_CANDIDATES`].
+    fn choice(&mut self, index: u32) -> Option<usize> {
         if let Some(pos) = self.choices.iter().position(|c| c.index == index) {
             return Some(pos);
         }
         if self.choices.len() >= MAX_STREAM_CANDIDATES {
             return None;
         }
-        self.chunk(
-            index,
-            json!({"role": "assistant", "content": ""}),
-            None,
-            out,
-        );
         self.choices.push(StreamChoice {
             index,
             ..StreamChoice::default()
@@ -1043,20 +1050,72 @@ impl GeminiStream {
         Some(self.choices.len() - 1)
     }
 
-    /// Ends an open `<think>` of the candidate at `pos`.
-    fn close_thinking(&mut self, pos: usize, out: &mut String) {
-        let Some(state) = self.choices.get_mut(pos) else {
+    fn candidate(
+        &mut self,
+        candidate: &Value,
+        position: usize,
+        enc: &mut dyn Encoder,
+        out: &mut String,
+    ) {
+        let index = candidate_index(candidate, position);
+        let Some(pos) = self.choice(index) else {
             return;
         };
-        if state.thinking {
-            state.thinking = false;
-            let index = state.index;
-            self.chunk(index, json!({"content": "</think>\n"}), None, out);
+        enc.event(Event::Choice(index), out);
+        for part in parts_of(candidate) {
+            let tools = self.choices.get(pos).map_or(0, |c| c.tools);
+            if let Some(call) = function_call(part, tools) {
+                let id = call.id();
+                enc.event(
+                    Event::ToolStart {
+                        id: &id,
+                        name: call.name,
+                        args: &call.args,
+                    },
+                    out,
+                );
+                if let Some(state) = self.choices.get_mut(pos) {
+                    state.tools = state.tools.saturating_add(1);
+                }
+            } else if let Some(text) = part.get("text").and_then(Value::as_str) {
+                match is_thought(part) {
+                    true => enc.event(Event::Reasoning(text), out),
+                    false => enc.event(Event::Text(text), out),
+                }
+            }
+        }
+        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
+            self.finish_choice(pos, reason, None, enc, out);
         }
     }
 
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
+    /// The finish of the candidate at `pos`, once: for Gemini's `reason`, or `content_filter`
+    /// after the `refusal` of a blocked prompt.
+    fn finish_choice(
+        &mut self,
+        pos: usize,
+        reason: &str,
+        refusal: Option<&str>,
+        enc: &mut dyn Encoder,
+        out: &mut String,
+    ) {
+        let Some(state) = self.choices.get_mut(pos).filter(|c| !c.finished) else {
+            return;
+        };
+        state.finished = true;
+        let finish = match refusal {
+            Some(r) => {
+                enc.event(Event::Refusal(r), out);
+                "content_filter"
+            }
+            None => finish_reason(reason, state.tools > 0),
+        };
+        enc.event(Event::Finish(finish), out);
+    }
+}
+
+impl Decode for GeminiStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
@@ -1071,160 +1130,56 @@ impl GeminiStream {
                 .and_then(Value::as_u64)
                 .and_then(|c| u32::try_from(c).ok())
                 .unwrap_or(500);
-            emit(
+            // What was generated before the error is counted.
+            if let Some(u) = self.usage.take() {
+                enc.event(Event::Usage(u), out);
+            }
+            let message = str_of(Some(error), "message").unwrap_or("upstream stream error");
+            enc.event(
+                Event::Error {
+                    message,
+                    kind: openai_error_type(google_status, http),
+                    code: google_status,
+                },
                 out,
-                &json!({"error": {
-                    "message": str_of(Some(error), "message").unwrap_or("upstream stream error"),
-                    "type": openai_error_type(google_status, http),
-                    "code": google_status,
-                }}),
             );
-            SseEvent::data("[DONE]").encode_into(out);
             self.done = true;
+            enc.end(out);
             return;
         }
-        if self.id.is_none() {
-            self.id = response_id(&resp);
-        }
-        if self.model.is_empty() {
-            self.model = answer_model("", &resp);
-        }
-        if let Some(usage) = resp.get("usageMetadata").filter(|u| u.is_object()) {
-            // Every chunk may carry it; the last one has the final counts.
-            self.usage = Some(usage.clone());
+        // Every chunk may carry it; the last one has the final counts.
+        if let Some(usage) = sdk::usage::from_json(&resp) {
+            self.usage = Some(usage);
         }
         let candidates = resp
             .get("candidates")
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
+        let blocked = block_reason(&resp).filter(|_| candidates.is_empty());
+        if !candidates.is_empty() || blocked.is_some() {
+            self.meet(&resp, enc, out);
+        }
         for (position, candidate) in candidates.iter().enumerate() {
-            self.candidate(candidate, position, out);
+            self.candidate(candidate, position, enc, out);
         }
-        if candidates.is_empty() {
-            if let Some(reason) = block_reason(&resp) {
-                if let Some(pos) = self.choice(0, out) {
-                    self.finish_choice(pos, "content_filter", out, Some(blocked_message(reason)));
-                }
+        if let Some(reason) = blocked {
+            if let Some(pos) = self.choice(0) {
+                enc.event(Event::Choice(0), out);
+                let message = blocked_message(reason);
+                self.finish_choice(pos, reason, Some(&message), enc, out);
             }
         }
     }
 
-    fn candidate(&mut self, candidate: &Value, position: usize, out: &mut String) {
-        let index = candidate_index(candidate, position);
-        let Some(pos) = self.choice(index, out) else {
-            return;
-        };
-        for part in parts_of(candidate) {
-            let tools = self.choices.get(pos).map_or(0, |c| c.tools);
-            if let Some(mut call) = openai_tool_call(part, tools) {
-                self.close_thinking(pos, out);
-                let mut delta = Map::new();
-                delta.insert("index".into(), tools.into());
-                delta.append(&mut call);
-                self.chunk(
-                    index,
-                    json!({"tool_calls": [Value::Object(delta)]}),
-                    None,
-                    out,
-                );
-                if let Some(state) = self.choices.get_mut(pos) {
-                    state.tools = state.tools.saturating_add(1);
-                }
-                continue;
-            }
-            let Some(text) = part
-                .get("text")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            else {
-                continue;
-            };
-            if !is_thought(part) {
-                self.close_thinking(pos, out);
-                self.chunk(index, json!({ "content": text }), None, out);
-                continue;
-            }
-            match self.reasoning {
-                ReasoningMode::Passthrough => {
-                    self.chunk(index, json!({ "reasoning_content": text }), None, out);
-                }
-                ReasoningMode::Ignore => {}
-                ReasoningMode::Concat => {
-                    let opened = self.choices.get_mut(pos).is_some_and(|state| {
-                        let first = !state.thinking;
-                        state.thinking = true;
-                        first
-                    });
-                    let piece = if opened {
-                        format!("<think>{text}")
-                    } else {
-                        text.to_string()
-                    };
-                    self.chunk(index, json!({ "content": piece }), None, out);
-                }
-            }
-        }
-        if let Some(reason) = candidate.get("finishReason").and_then(Value::as_str) {
-            let has_calls = self.choices.get(pos).is_some_and(|c| c.tools > 0);
-            self.finish_choice(pos, finish_reason(reason, has_calls), out, None);
-        }
-    }
-
-    /// Sends the finish chunk of the candidate at `pos`, once.
-    fn finish_choice(
-        &mut self,
-        pos: usize,
-        reason: &str,
-        out: &mut String,
-        refusal: Option<String>,
-    ) {
-        self.close_thinking(pos, out);
-        let Some(state) = self.choices.get_mut(pos) else {
-            return;
-        };
-        if state.finished {
-            return;
-        }
-        state.finished = true;
-        let index = state.index;
-        let delta = match refusal {
-            Some(r) => json!({ "refusal": r }),
-            None => json!({}),
-        };
-        self.chunk(index, delta, Some(reason), out);
-    }
-
-    /// Upstream ended: closes an open `<think>`, then sends the usage chunk (the last
-    /// `usageMetadata`, zeros if none came) and `data: [DONE]`, exactly once.
-    pub fn finish(&mut self, out: &mut String) {
+    /// Upstream ended: the last usage (zeros if none came), then the end, exactly once.
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
-        for pos in 0..self.choices.len() {
-            self.close_thinking(pos, out);
-        }
         self.done = true;
-        emit(
-            out,
-            &json!({
-                "id": self.id.as_deref().unwrap_or("chatcmpl-gemini"),
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": self.model,
-                "choices": [],
-                "usage": openai_usage(self.usage.as_ref()),
-            }),
-        );
-        SseEvent::data("[DONE]").encode_into(out);
-    }
-}
-
-impl StreamTranslator for GeminiStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        GeminiStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        GeminiStream::finish(self, out)
+        self.meet(&Value::Null, enc, out);
+        enc.event(Event::Usage(self.usage.take().unwrap_or_default()), out);
+        enc.end(out);
     }
 }
 
@@ -1973,7 +1928,7 @@ mod tests {
         let event = json!({"candidates": [{"content": {"role": "model", "parts": [
             {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
              "thoughtSignature": "EjQKMgFVSsZbSig+abc/def="}]}, "finishReason": "STOP"}]});
-        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(GeminiStream::new("g"), "g", ReasoningMode::Passthrough);
         let mut wire = String::new();
         s.on_event(&SseEvent::data(event.to_string()), &mut wire);
         let streamed = chunks(&wire)
@@ -2116,7 +2071,11 @@ mod tests {
     /// Decodes `wire` fed in `piece`-byte chunks, translating each event as it completes.
     fn translate(wire: &str, piece: usize, mode: ReasoningMode) -> String {
         let mut decoder = SseDecoder::default();
-        let mut stream = GeminiStream::new("gemini-2.5-flash", mode);
+        let mut stream = super::super::to_chat(
+            GeminiStream::new("gemini-2.5-flash"),
+            "gemini-2.5-flash",
+            mode,
+        );
         let mut out = String::new();
         let mut events = Vec::new();
         for chunk in wire.as_bytes().chunks(piece) {
@@ -2288,7 +2247,7 @@ mod tests {
 
     #[test]
     fn stream_error_event_ends_the_stream() {
-        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(GeminiStream::new("g"), "g", ReasoningMode::Passthrough);
         let mut out = String::new();
         s.on_event(
             &SseEvent::data(
@@ -2317,8 +2276,25 @@ mod tests {
         );
         assert_eq!(d[1], "[DONE]");
 
+        // Usage reported before an error follows it: what was generated is counted.
+        let mut s = super::super::to_chat(GeminiStream::new("g"), "g", ReasoningMode::Passthrough);
+        let mut out = String::new();
+        for data in [
+            r#"{"candidates": [{"content": {"parts": [{"text": "Hel"}]}}],
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1}}"#,
+            r#"{"error": {"code": 500, "message": "internal", "status": "INTERNAL"}}"#,
+        ] {
+            s.on_event(&SseEvent::data(data), &mut out);
+        }
+        s.finish(&mut out);
+        let c = chunks(&out);
+        assert_eq!(c[2]["error"]["code"], "INTERNAL");
+        assert_eq!(c[3]["usage"]["total_tokens"], 6);
+        assert_eq!(c.len(), 4);
+        assert_eq!(out.matches("[DONE]").count(), 1);
+
         // A 429 error without a status string is typed from its code.
-        let mut s = GeminiStream::new("g", ReasoningMode::Passthrough);
+        let mut s = super::super::to_chat(GeminiStream::new("g"), "g", ReasoningMode::Passthrough);
         let mut out = String::new();
         s.on_event(
             &SseEvent::data(r#"{"error": {"code": 429, "message": "slow"}}"#),
@@ -2327,14 +2303,101 @@ mod tests {
         assert_eq!(chunks(&out)[0]["error"]["type"], "rate_limit_exceeded");
     }
 
+    /// `events` decoded for the client whose encoder is `enc`: the data of each event written.
+    fn for_client(events: &[Value], enc: Box<dyn Encoder>) -> Vec<Value> {
+        let mut s = super::super::Translate::new(GeminiStream::new("gemini-2.5-flash"), enc);
+        let mut out = String::new();
+        for e in events {
+            s.on_event(&SseEvent::data(e.to_string()), &mut out);
+        }
+        s.finish(&mut out);
+        out.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn stream_to_anthropic_and_responses_clients() {
+        let mut events = stream_events();
+        // A second candidate: protocols with one answer keep the first.
+        events.insert(
+            3,
+            json!({"candidates": [{"content": {"parts": [{"text": "other"}]}, "index": 1}]}),
+        );
+        let e = for_client(&events, Box::new(sdk::llm::anthropic::StreamEncoder::new()));
+        let kinds: Vec<&str> = e.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(e[0]["message"]["id"], "chatcmpl-resp-1");
+        assert_eq!(e[0]["message"]["model"], "gemini-2.5-flash");
+        assert_eq!(e[1]["content_block"]["type"], "thinking");
+        assert_eq!(e[7]["delta"]["text"], "sunny.");
+        assert_eq!(
+            e[9]["content_block"],
+            json!({"type": "tool_use", "id": "call_0__thought__c2lnLTE=", "name": "log", "input": {}})
+        );
+        assert_eq!(
+            e[10]["delta"]["partial_json"],
+            "{\"msg\":\"done\",\"n\":[1,2]}"
+        );
+        assert_eq!(e[12]["delta"]["stop_reason"], "tool_use");
+        assert_eq!(e[12]["usage"]["output_tokens"], 31);
+
+        let e = for_client(
+            &events,
+            Box::new(sdk::llm::responses::ResponsesEncoder::new(true, 0)),
+        );
+        let done = &e.last().unwrap()["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["id"], "resp_chatcmpl-resp-1");
+        let output = done["output"].as_array().unwrap();
+        let types: Vec<&str> = output.iter().map(|o| o["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["reasoning", "message", "function_call"]);
+        assert_eq!(output[1]["content"][0]["text"], "It is sunny.");
+        assert_eq!(output[2]["call_id"], "call_0__thought__c2lnLTE=");
+        assert_eq!(output[2]["arguments"], "{\"msg\":\"done\",\"n\":[1,2]}");
+        assert_eq!(done["usage"]["output_tokens"], 31);
+
+        // A blocked prompt: its reason as text, a refusal stop.
+        let blocked = [json!({"promptFeedback": {"blockReason": "SAFETY"}})];
+        let e = for_client(
+            &blocked,
+            Box::new(sdk::llm::anthropic::StreamEncoder::new()),
+        );
+        assert_eq!(
+            e[2]["delta"]["text"],
+            "The prompt was blocked by Gemini (SAFETY)."
+        );
+        assert_eq!(e[4]["delta"]["stop_reason"], "refusal");
+    }
+
     #[test]
     fn stream_cut_short_blocked_and_several_candidates() {
-        // Nothing at all: still a usage chunk and [DONE].
+        // Nothing at all: still an (empty) answer with a usage chunk and [DONE].
         let out = translate("", 1, ReasoningMode::Passthrough);
         let c = chunks(&out);
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0]["usage"]["total_tokens"], 0);
-        assert_eq!(c[0]["id"], "chatcmpl-gemini");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0]["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(c[1]["usage"]["total_tokens"], 0);
+        assert_eq!(c[1]["id"], "chatcmpl-gemini");
         assert!(out.ends_with("data: [DONE]\n\n"));
 
         // A blocked prompt.
@@ -2343,13 +2406,13 @@ mod tests {
             "usageMetadata": {"promptTokenCount": 4, "totalTokenCount": 4}}),
         ]);
         let c = chunks(&translate(&wire, 4, ReasoningMode::Passthrough));
-        assert_eq!(c.len(), 3);
-        assert_eq!(c[1]["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(c.len(), 4);
         assert_eq!(
             c[1]["choices"][0]["delta"]["refusal"],
             "The prompt was blocked by Gemini (PROHIBITED_CONTENT)."
         );
-        assert_eq!(c[2]["usage"]["prompt_tokens"], 4);
+        assert_eq!(c[2]["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(c[3]["usage"]["prompt_tokens"], 4);
 
         // Two candidates, each with its role chunk, content and finish; junk events skipped.
         let mut wire = sse(&[

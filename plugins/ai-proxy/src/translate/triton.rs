@@ -6,12 +6,12 @@
 //! text, not a conversation), and only sampling settings Triton models commonly read are sent.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::dify::TextChunks;
 use super::{err, max_tokens};
-use super::{StreamTranslator, TranslateError};
+use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
+use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
@@ -197,61 +197,82 @@ pub fn triton_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     ErrorReply::new(status, openai_error_type_for_status(status), None, message)
 }
 
-/// Translates a `generate_stream` event stream (`data: {text_output, …}` per response) into
-/// OpenAI `chat.completion.chunk` events.
+/// Reads a `generate_stream` event stream (`data: {text_output, …}` per response) into
+/// canonical events.
 ///
-/// Pieces are sent as they come; the stream's end is the answer's end, so the finish chunk
-/// (`stop`, or `length` when the backend says so) is written then. An `{"error": …}` event
-/// becomes one error event. Usage as in [`from_triton_response`] (output counts are per
-/// response and add up).
+/// Pieces are sent as they come; the stream's end is the answer's end, so the finish reason
+/// (`stop`, or `length` when the backend says so) comes then. An `{"error": …}` event is an
+/// error. Usage as in [`from_triton_response`] (output counts are per response and add up).
 #[derive(Debug)]
 pub struct TritonStream {
-    out: TextChunks,
+    model: String,
+    id: String,
+    model_seen: bool,
+    started: bool,
     finish: Option<&'static str>,
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
-    model_seen: bool,
+    done: bool,
 }
 
 impl TritonStream {
-    /// A translator; `model` is used until the server names the model.
+    /// A reader; `model` is used until the server names the model.
     pub fn new(model: &str) -> Self {
         TritonStream {
-            out: TextChunks::new(model),
+            model: model.to_string(),
+            id: String::new(),
+            model_seen: false,
+            started: false,
             finish: None,
             prompt_tokens: None,
             completion_tokens: None,
-            model_seen: false,
+            done: false,
         }
     }
 
-    /// One decoded upstream SSE event in, zero or more OpenAI SSE events appended to `out`.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        if self.out.is_done() {
+    /// `event`, after the answer's id and model (once).
+    fn emit(&mut self, event: Event<'_>, enc: &mut dyn Encoder, out: &mut String) {
+        if !self.started {
+            self.started = true;
+            let meta = Event::Meta {
+                id: &self.id,
+                model: &self.model,
+            };
+            enc.event(meta, out);
+        }
+        enc.event(event, out);
+    }
+}
+
+impl Decode for TritonStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+        if self.done {
             return;
         }
         let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
         if let Some(message) = error_message(&v) {
-            let e = ErrorReply::new(
-                500,
-                "server_error",
-                None,
-                format!("Triton error: {message}"),
-            );
-            self.out.error(&e, out);
+            self.done = true;
+            let message = format!("Triton error: {message}");
+            let error = Event::Error {
+                message: &message,
+                kind: "server_error",
+                code: None,
+            };
+            enc.event(error, out);
+            enc.end(out);
             return;
         }
         if !self.model_seen {
             if let Some(m) = v.get("model_name").and_then(Value::as_str) {
                 self.model_seen = true;
                 if !m.is_empty() {
-                    self.out.model = m.to_string();
+                    self.model = m.to_string();
                 }
             }
             if let Some(id) = v.get("id").and_then(Value::as_str) {
-                self.out.id = id.to_string();
+                self.id = id.to_string();
             }
         }
         if let Some(n) = count(&v, "num_input_tokens") {
@@ -264,38 +285,28 @@ impl TritonStream {
             self.finish = Some(reason);
         }
         if let Some(text) = text_output(&v) {
-            self.out.text(&text, out);
+            self.emit(Event::Text(&text), enc, out);
         }
     }
 
-    /// Upstream ended: the finish chunk, the usage chunk when counts were reported, then
-    /// `data: [DONE]`, once.
-    pub fn finish(&mut self, out: &mut String) {
-        if self.out.is_done() {
+    /// Upstream ended: the finish reason, usage when counts were reported, then the end, once.
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
+        if self.done {
             return;
         }
-        self.out.finish_reason(self.finish.unwrap_or("stop"), out);
-        let usage = match (self.prompt_tokens, self.completion_tokens) {
-            (Some(p), Some(c)) => Some(usage(p, c)),
-            _ => None,
-        };
-        self.out.end(usage.as_ref(), out);
-    }
-}
-
-impl StreamTranslator for TritonStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        TritonStream::on_event(self, event, out)
-    }
-    fn finish(&mut self, out: &mut String) {
-        TritonStream::finish(self, out)
+        self.done = true;
+        self.emit(Event::Finish(self.finish.unwrap_or("stop")), enc, out);
+        if let (Some(p), Some(c)) = (self.prompt_tokens, self.completion_tokens) {
+            enc.event(Event::Usage(openai::counts_of(&usage(p, c))), out);
+        }
+        enc.end(out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::translate::{ChunkTranslator, SseTranslator};
+    use crate::translate::{ChunkTranslator, ReasoningMode, SseTranslator};
     use sdk::sse::SseDecoder;
 
     fn chat(v: Value) -> openai::ChatRequest {
@@ -461,7 +472,12 @@ mod tests {
     );
 
     fn translate(wire: &str, piece: usize) -> String {
-        let mut tr = SseTranslator::new(TritonStream::new("gpt2"));
+        let chat = super::super::to_chat(
+            TritonStream::new("gpt2"),
+            "gpt2",
+            ReasoningMode::Passthrough,
+        );
+        let mut tr = SseTranslator::new(chat);
         let mut out = String::new();
         let chunks: Vec<&[u8]> = wire.as_bytes().chunks(piece).collect();
         if chunks.is_empty() {
