@@ -605,8 +605,8 @@ fn client_encoder(
 ) -> Box<dyn Encoder> {
     match client {
         Client::Chat => Box::new(openai::ChunkEncoder::new(model, created, reasoning)),
-        Client::Messages => Box::new(anthropic::StreamEncoder::new()),
-        Client::Responses => Box::new(ResponsesEncoder::new(true, created)),
+        Client::Messages => Box::new(anthropic::StreamEncoder::new().with_model(model)),
+        Client::Responses => Box::new(ResponsesEncoder::new(true, created).with_model(model)),
     }
 }
 
@@ -1055,6 +1055,33 @@ mod tests {
         assert!(sse.contains("\"content\":\"hallo\""), "{sse}");
         assert!(sse.contains("\"total_tokens\":2"), "{sse}");
         assert!(sse.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn anthropic_and_responses_clients_see_the_model_when_the_provider_names_none() {
+        let wire = concat!(
+            "data: {\"type\": \"message-start\", \"id\": \"e1\"}\n\n",
+            "data: {\"type\": \"content-delta\", \"delta\": {\"message\": {\"content\": {\"text\": \"Hi\"}}}}\n\n",
+            "data: {\"type\": \"message-end\", \"delta\": {\"finish_reason\": \"COMPLETE\"}}\n\n",
+        );
+        for client in [Client::Messages, Client::Responses] {
+            let mode = ReasoningMode::Passthrough;
+            let Plan::Stream(mut t) = plan(
+                client,
+                Family::Cohere,
+                true,
+                "command-a",
+                mode,
+                &Native::None,
+                0,
+            ) else {
+                panic!("cohere streams")
+            };
+            let mut out = String::new();
+            t.feed(wire.as_bytes(), true, &mut out);
+            assert!(out.contains("\"model\":\"command-a\""), "{client:?}: {out}");
+            assert!(out.contains("Hi"), "{out}");
+        }
     }
 
     #[test]

@@ -296,6 +296,12 @@ impl StreamEncoder {
         StreamEncoder::default()
     }
 
+    /// The model named when the provider names none.
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.model = model.to_string();
+        self
+    }
+
     fn start(&mut self, out: &mut String) {
         if self.started {
             return;
@@ -361,8 +367,12 @@ impl super::stream::Encoder for StreamEncoder {
         }
         match event {
             Event::Meta { id, model } => {
-                self.id = id.to_string();
-                self.model = model.to_string();
+                if !id.is_empty() {
+                    self.id = id.to_string();
+                }
+                if !model.is_empty() {
+                    self.model = model.to_string();
+                }
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => self.finish_reason = Some(reason.to_string()),

@@ -60,6 +60,12 @@ pub fn usage_json(u: &Usage) -> Value {
 }
 
 impl ResponsesEncoder {
+    /// The model named when the provider names none.
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.model = model.to_string();
+        self
+    }
+
     /// An encoder for an answer created at `created_at` (Unix seconds); `stream` writes the
     /// events as server-sent events.
     pub fn new(stream: bool, created_at: u64) -> Self {
@@ -268,7 +274,9 @@ impl Encoder for ResponsesEncoder {
                         id if id.starts_with("resp_") => id.to_string(),
                         id => format!("resp_{id}"),
                     };
-                    self.model = model.to_string();
+                    if !model.is_empty() {
+                        self.model = model.to_string();
+                    }
                 }
             }
             Event::Usage(u) => self.usage = Some(u),
