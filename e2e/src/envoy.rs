@@ -2,7 +2,7 @@
 
 use crate::http::Client;
 use crate::{workspace_root, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,60 +45,12 @@ pub fn config_error(plugin: &str, path: &str) -> String {
     }
 }
 
-/// The JSON config in a shipped ECDS file (the `value: |` block, dedented).
+/// The JSON config in a shipped ECDS file (its `configuration.value`).
 pub fn shipped_config(ecds: &str) -> Option<String> {
-    let at = ecds.find("value: |\n")? + "value: |\n".len();
-    Some(
-        ecds[at..]
-            .lines()
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
-}
-
-/// The first plugin filter of the shipped chain.
-const FIRST_PLUGIN: &str = "          - name: mcp-server\n";
-
-/// Removes the plugin filters and the buffer filter: Envoy with only the router.
-fn without_plugins(bootstrap: &str) -> Result<String> {
-    let start = bootstrap
-        .find(FIRST_PLUGIN)
-        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
-    let end = bootstrap
-        .find("          - name: envoy.filters.http.router\n")
-        .ok_or("no router in envoy.yaml")?;
-    Ok(format!("{}{}", &bootstrap[..start], &bootstrap[end..]))
-}
-
-/// The fallback for hosts that cannot hold request headers: Envoy's buffer filter, then the
-/// `ai-proxy-headers` filter in ai-proxy's VM, before the router (README, "Without
-/// allow_on_headers_stop_iteration").
-fn with_companion(bootstrap: &str, dist: &Path, mode: Mode) -> Result<String> {
-    let (wasm, vm) = match mode {
-        Mode::Plugins => ("ai-proxy", "ai-proxy"),
-        Mode::Bundle | Mode::Gateway => ("ai-gateway", "ai-gateway"),
-    };
-    let filters = format!(
-        "          - name: envoy.filters.http.buffer
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
-              max_request_bytes: 33554432
-          - name: ai-proxy-headers
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: ai-proxy-headers
-                root_id: ai-proxy-headers
-                vm_config:
-                  vm_id: {vm}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {dist}/{wasm}.wasm }} }}
-",
-        dist = dist.display()
-    );
-    let router = "          - name: envoy.filters.http.router\n";
-    replace_once(bootstrap, router, &format!("{filters}{router}"))
+    Doc::parse("ECDS file", ecds)
+        .ok()?
+        .str(&wasm(CONFIG_VALUE))
+        .ok()
 }
 
 /// One more wasm filter, configured inline (no ECDS, no plugin config) just before the router:
@@ -111,27 +63,6 @@ pub struct ExtraWasm {
     pub root_id: String,
 }
 
-/// Puts `extra` just before the router, in a VM of its own.
-fn with_extra_wasm(bootstrap: &str, extra: &ExtraWasm) -> Result<String> {
-    let filter = format!(
-        "          - name: extra-{root}
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: extra-{root}
-                root_id: {root}
-                vm_config:
-                  vm_id: extra-{root}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: {wasm} }} }}
-",
-        root = extra.root_id,
-        wasm = extra.wasm.display()
-    );
-    let router = "          - name: envoy.filters.http.router\n";
-    replace_once(bootstrap, router, &format!("{filter}{router}"))
-}
-
 /// How the plugins get to change request headers after reading the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderHold {
@@ -142,28 +73,6 @@ pub enum HeaderHold {
     Companion,
     /// Without the flag and without the companion.
     Neither,
-}
-
-/// The line of the shipped ECDS files that sets the flag.
-const HOLD_FLAG: &str = "      allow_on_headers_stop_iteration: true\n";
-
-/// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
-pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
-    let start = bootstrap
-        .find(FIRST_PLUGIN)
-        .ok_or("no mcp-server filter (the first plugin) in envoy.yaml")?;
-    let end = bootstrap
-        .find("          - name: envoy.filters.http.router\n")
-        .ok_or("no router in envoy.yaml")?;
-    let filter = format!(
-        "          - name: ai-gateway\n            config_discovery:\n              config_source:\n                path_config_source:\n                  path: {dir}/ai-gateway.yaml\n                  watched_directory: {{ path: {dir} }}\n              type_urls: [\"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\"]\n",
-        dir = ecds_dir.display()
-    );
-    Ok(format!(
-        "{}{filter}{}",
-        &bootstrap[..start],
-        &bootstrap[end..]
-    ))
 }
 
 /// An extra route put before the catch-all `llm` route of the shipped config.
@@ -265,12 +174,152 @@ pub struct Envoy {
     client: Client,
 }
 
-fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
-    match text.matches(from).count() {
-        1 => Ok(text.replacen(from, to, 1)),
-        n => Err(format!("shipped envoy.yaml has `{from}` {n} times, expected once").into()),
+/// A YAML node of an Envoy config file.
+type Yaml = serde_norway::Value;
+
+/// A parsed Envoy config file whose fields are read and changed by path.
+struct Doc {
+    /// What errors call the file.
+    name: String,
+    yaml: Yaml,
+}
+
+impl Doc {
+    fn parse(name: &str, text: &str) -> Result<Doc> {
+        let yaml = serde_norway::from_str(text).map_err(|e| format!("{name} is not YAML: {e}"))?;
+        Ok(Doc {
+            name: name.to_string(),
+            yaml,
+        })
+    }
+
+    /// The shipped file `envoy/<file>`.
+    fn shipped(file: &str) -> Result<Doc> {
+        let path = format!("envoy/{file}");
+        let text =
+            fs::read_to_string(workspace_root().join(&path)).map_err(|e| format!("{path}: {e}"))?;
+        Doc::parse(&path, &text)
+    }
+
+    /// The node at `path`: `/`-separated mapping keys, list indexes, or list items by `name`.
+    fn at(&mut self, path: &str) -> Result<&mut Yaml> {
+        let mut node = &mut self.yaml;
+        for step in path.split('/') {
+            let next = match node {
+                Yaml::Mapping(map) => map.get_mut(step),
+                Yaml::Sequence(items) => match step.parse::<usize>() {
+                    Ok(i) => items.get_mut(i),
+                    Err(_) => items.iter_mut().find(|item| is_named(item, step)),
+                },
+                _ => None,
+            };
+            node = next.ok_or_else(|| format!("{} has no `{path}` (no `{step}`)", self.name))?;
+        }
+        Ok(node)
+    }
+
+    fn str(&mut self, path: &str) -> Result<String> {
+        let name = self.name.clone();
+        let node = self.at(path)?;
+        let text = node
+            .as_str()
+            .ok_or(format!("{name}: `{path}` is not a string"))?;
+        Ok(text.to_string())
+    }
+
+    fn list(&mut self, path: &str) -> Result<&mut Vec<Yaml>> {
+        let name = self.name.clone();
+        let node = self.at(path)?;
+        Ok(node
+            .as_sequence_mut()
+            .ok_or(format!("{name}: `{path}` is not a list"))?)
+    }
+
+    fn map(&mut self, path: &str) -> Result<&mut serde_norway::Mapping> {
+        let name = self.name.clone();
+        let node = self.at(path)?;
+        Ok(node
+            .as_mapping_mut()
+            .ok_or(format!("{name}: `{path}` is not a mapping"))?)
+    }
+
+    /// Changes the field at `path`, which must exist.
+    fn set(&mut self, path: &str, value: impl Into<Yaml>) -> Result<()> {
+        *self.at(path)? = value.into();
+        Ok(())
+    }
+
+    /// Removes the field at `path`, which must exist.
+    fn remove(&mut self, path: &str) -> Result<()> {
+        self.at(path)?;
+        let (parent, key) = path
+            .rsplit_once('/')
+            .ok_or("no field to remove at the top")?;
+        self.map(parent)?.shift_remove(key);
+        Ok(())
+    }
+
+    /// The file's text (YAML, without the shipped comments).
+    fn text(&self) -> Result<String> {
+        Ok(serde_norway::to_string(&self.yaml)?)
+    }
+
+    /// Inserts `items` before the item named `name` of the list at `path`.
+    fn insert_before(&mut self, path: &str, name: &str, items: Vec<Yaml>) -> Result<()> {
+        let missing = format!("{} has no `{path}/{name}`", self.name);
+        let list = self.list(path)?;
+        let at = list
+            .iter()
+            .position(|item| is_named(item, name))
+            .ok_or(missing)?;
+        list.splice(at..at, items);
+        Ok(())
     }
 }
+
+fn is_named(item: &Yaml, name: &str) -> bool {
+    item.get("name").and_then(Yaml::as_str) == Some(name)
+}
+
+/// A YAML node from JSON built with `json!`.
+fn yaml(json: Value) -> Result<Yaml> {
+    Ok(serde_norway::to_value(json)?)
+}
+
+/// The module and filter name of the one-filter and bundle modes.
+const GATEWAY: &str = "ai-gateway";
+
+/// The shipped listener's HTTP connection manager.
+const HCM: &str = "static_resources/listeners/ai_gateway/filter_chains/0/filters/envoy.filters.network.http_connection_manager/typed_config";
+
+/// A path under the HTTP connection manager.
+fn hcm(tail: &str) -> String {
+    format!("{HCM}/{tail}")
+}
+
+const ROUTER: &str = "envoy.filters.http.router";
+
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+/// A path in the wasm filter config of an ECDS file.
+fn wasm(tail: &str) -> String {
+    format!("resources/0/typed_config/config/{tail}")
+}
+
+/// The plugin configuration (JSON in a string) in the wasm filter config.
+const CONFIG_VALUE: &str = "configuration/value";
+
+/// The wasm filter config field that holds the request headers while the body is read.
+const HOLD_FLAG: &str = "allow_on_headers_stop_iteration";
+
+/// The keys the tests send, besides the shipped demo keys: crate::http::TEST_KEY (the default),
+/// the ones the leak checks send, and per-consumer ones.
+const TEST_CONSUMERS: [(&str, &str); 4] = [
+    ("client-side-key", "e2e"),
+    ("client-secret-key", "e2e-secret"),
+    ("sk-e2e-alice", "alice"),
+    ("sk-e2e-quota-admin", "quota-admin"),
+];
 
 /// Renders the shipped bootstrap for a test: loopback listener on a free port, admin on a free
 /// port, the mock provider as upstream, ECDS files from `ecds_dir`, extra routes.
@@ -280,59 +329,209 @@ pub fn render_bootstrap(
     ecds_dir: &Path,
     routes: &[Route],
 ) -> Result<String> {
-    let mut text = replace_once(shipped, "port_value: 10000", "port_value: 0")?;
-    text = replace_once(&text, "port_value: 9901", "port_value: 0")?;
-    text = replace_once(
-        &text,
-        "port_value: 8081",
-        &format!("port_value: {mock_port}"),
-    )?;
-    text = replace_once(&text, "address: 0.0.0.0", "address: 127.0.0.1")?;
-    // The key every test client sends by default (crate::http::TEST_KEY), and one the
-    // leak checks send.
-    text = replace_once(
-        &text,
-        "              - { key: sk-demo-ann, client: ann }\n",
-        "              - { key: sk-demo-ann, client: ann }\n              - { key: client-side-key, client: e2e }\n              - { key: client-secret-key, client: e2e-secret }\n              - { key: sk-e2e-alice, client: alice }\n              - { key: sk-e2e-quota-admin, client: quota-admin }\n",
-    )?;
-    if !text.contains("envoy/ecds") {
-        return Err("shipped envoy.yaml loads no ECDS file from envoy/ecds".into());
+    let mut doc = Doc::parse("envoy.yaml", shipped)?;
+    for_tests(&mut doc, mock_port, ecds_dir, routes)?;
+    doc.text()
+}
+
+fn for_tests(doc: &mut Doc, mock_port: u16, ecds_dir: &Path, routes: &[Route]) -> Result<()> {
+    let listener = "static_resources/listeners/ai_gateway/address/socket_address";
+    doc.set(&format!("{listener}/port_value"), 0)?;
+    doc.set(&format!("{listener}/address"), "127.0.0.1")?;
+    doc.set("admin/address/socket_address/port_value", 0)?;
+    set_cluster_port(doc, "llm_upstream", mock_port)?;
+    let credentials = doc.list(&hcm(
+        "http_filters/envoy.filters.http.api_key_auth/typed_config/credentials",
+    ))?;
+    for (key, client) in TEST_CONSUMERS {
+        credentials.push(yaml(json!({ "key": key, "client": client }))?);
     }
-    text = text.replace("envoy/ecds", &ecds_dir.display().to_string());
-    let anchor = "              - name: llm\n";
-    let mut extra = String::new();
-    for r in routes {
-        extra.push_str(&format!(
-            "              - name: {}\n                match: {{ prefix: \"{}\" }}\n                route: {{ cluster: llm_upstream, prefix_rewrite: \"/\", timeout: 300s }}\n",
-            r.name, r.prefix
+    load_ecds_from(doc, ecds_dir)?;
+    let routes = routes
+        .iter()
+        .map(|r| {
+            yaml(json!({
+                "name": r.name,
+                "match": { "prefix": r.prefix },
+                "route": { "cluster": "llm_upstream", "prefix_rewrite": "/", "timeout": "300s" },
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    doc.insert_before(&hcm("route_config/virtual_hosts/llm/routes"), "llm", routes)
+}
+
+fn set_cluster_port(doc: &mut Doc, cluster: &str, port: u16) -> Result<()> {
+    let endpoint = "load_assignment/endpoints/0/lb_endpoints/0/endpoint";
+    let path = format!("static_resources/clusters/{cluster}/{endpoint}/address/socket_address");
+    doc.set(&format!("{path}/port_value"), port)
+}
+
+fn is_plugin(filter: &Yaml) -> bool {
+    filter.get("config_discovery").is_some()
+}
+
+/// Points the plugin filters' ECDS sources (shipped in `envoy/ecds`) at `dir`.
+fn load_ecds_from(doc: &mut Doc, dir: &Path) -> Result<()> {
+    let filters = doc.list(&hcm("http_filters"))?;
+    let plugins: Vec<String> = filters
+        .iter()
+        .filter(|f| is_plugin(f))
+        .filter_map(|f| f.get("name")?.as_str().map(str::to_string))
+        .collect();
+    if plugins.is_empty() {
+        return Err(format!(
+            "{} loads no ECDS file (no `config_discovery` filter)",
+            doc.name
+        )
+        .into());
+    }
+    for plugin in plugins {
+        let source = hcm(&format!(
+            "http_filters/{plugin}/config_discovery/config_source/path_config_source"
         ));
+        let path = doc.str(&format!("{source}/path"))?;
+        let file = path.strip_prefix("envoy/ecds/").ok_or(format!(
+            "{}: `{source}/path` is not in envoy/ecds",
+            doc.name
+        ))?;
+        doc.set(
+            &format!("{source}/path"),
+            format!("{}/{file}", dir.display()),
+        )?;
+        doc.set(
+            &format!("{source}/watched_directory/path"),
+            dir.display().to_string(),
+        )?;
     }
-    replace_once(&text, anchor, &format!("{extra}{anchor}"))
+    Ok(())
+}
+
+/// Replaces the plugin filters with `with` (none: Envoy with only its own filters).
+fn replace_plugins(doc: &mut Doc, with: Option<Yaml>) -> Result<()> {
+    let missing = format!("{} has no plugin filter (`config_discovery`)", doc.name);
+    let filters = doc.list(&hcm("http_filters"))?;
+    let first = filters.iter().position(is_plugin).ok_or(missing)?;
+    filters.retain(|f| !is_plugin(f));
+    if let Some(filter) = with {
+        filters.insert(first, filter);
+    }
+    Ok(())
+}
+
+/// A wasm filter loaded through ECDS from `<dir>/<name>.yaml`.
+fn ecds_filter(name: &str, dir: &Path) -> Result<Yaml> {
+    let dir = dir.display();
+    yaml(json!({
+        "name": name,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": format!("{dir}/{name}.yaml"),
+                    "watched_directory": { "path": dir.to_string() },
+                },
+            },
+            "type_urls": [WASM_TYPE],
+        },
+    }))
+}
+
+/// A wasm filter configured inline (no ECDS, no plugin config).
+fn inline_wasm(name: &str, root_id: &str, vm_id: &str, file: &str) -> Result<Yaml> {
+    yaml(json!({
+        "name": name,
+        "typed_config": {
+            "@type": WASM_TYPE,
+            "config": {
+                "name": name,
+                "root_id": root_id,
+                "vm_config": {
+                    "vm_id": vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": { "local": { "filename": file } },
+                },
+            },
+        },
+    }))
+}
+
+/// The fallback for hosts that cannot hold request headers: Envoy's buffer filter, then the
+/// `ai-proxy-headers` filter in ai-proxy's VM (README, "Without allow_on_headers_stop_iteration").
+fn companion_filters(dist: &Path, mode: Mode) -> Result<Vec<Yaml>> {
+    let vm = if mode == Mode::Plugins {
+        "ai-proxy"
+    } else {
+        GATEWAY
+    };
+    let buffer = yaml(json!({
+        "name": "envoy.filters.http.buffer",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 33554432,
+        },
+    }))?;
+    let file = format!("{}/{vm}.wasm", dist.display());
+    Ok(vec![
+        buffer,
+        inline_wasm("ai-proxy-headers", "ai-proxy-headers", vm, &file)?,
+    ])
+}
+
+/// A static cluster for a server on loopback.
+fn loopback_cluster(name: &str, port: u16) -> Result<Yaml> {
+    yaml(json!({
+        "name": name,
+        "connect_timeout": "1s",
+        "type": "STATIC",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "127.0.0.1", "port_value": port },
+            } } }] }],
+        },
+    }))
+}
+
+/// Replaces the plugin filters of the bootstrap with one `ai-gateway` filter.
+pub fn single_filter(bootstrap: &str, ecds_dir: &Path) -> Result<String> {
+    let mut doc = Doc::parse("envoy.yaml", bootstrap)?;
+    replace_plugins(&mut doc, Some(ecds_filter(GATEWAY, ecds_dir)?))?;
+    doc.text()
+}
+
+/// Loads the resource's wasm from `dist`: its shipped module (`dist/<file>`), or `module`.
+fn set_module(doc: &mut Doc, dist: &Path, module: Option<&str>) -> Result<()> {
+    let path = wasm("vm_config/code/local/filename");
+    let shipped = doc.str(&path)?;
+    let file = shipped
+        .strip_prefix("dist/")
+        .ok_or(format!("{}: `{path}` is not in dist/", doc.name))?;
+    let file = module.map_or_else(|| file.to_string(), |m| format!("{m}.wasm"));
+    doc.set(&path, format!("{}/{file}", dist.display()))
+}
+
+/// Turns a plugin's ECDS resource into the one `ai-gateway` filter's, with `config` (every
+/// plugin's config by name).
+fn as_gateway(doc: &mut Doc, dist: &Path, config: String) -> Result<()> {
+    set_module(doc, dist, Some(GATEWAY))?;
+    for field in [
+        "resources/0/name".to_string(),
+        wasm("name"),
+        wasm("root_id"),
+        wasm("vm_config/vm_id"),
+    ] {
+        doc.set(&field, GATEWAY)?;
+    }
+    doc.set(&wasm(CONFIG_VALUE), config)
 }
 
 /// Renders a shipped ECDS file: absolute wasm path, and `config` (JSON) as the plugin config.
 pub fn render_ecds(shipped: &str, dist: &Path, config: Option<&str>) -> Result<String> {
-    let text = replace_once(
-        shipped,
-        "filename: dist/",
-        &format!("filename: {}/", dist.display()),
-    )?;
-    let Some(config) = config else {
-        return Ok(text);
-    };
-    let marker = "value: |\n";
-    let at = text
-        .find(marker)
-        .ok_or("ECDS file has no `value: |` block")?;
-    let indent = text[..at].rsplit('\n').next().map_or(0, str::len) + 2;
-    let pad = " ".repeat(indent);
-    let mut out = text[..at + marker.len()].to_string();
-    for line in config.lines() {
-        out.push_str(&pad);
-        out.push_str(line);
-        out.push('\n');
+    let mut doc = Doc::parse("ECDS file", shipped)?;
+    set_module(&mut doc, dist, None)?;
+    if let Some(config) = config {
+        doc.set(&wasm(CONFIG_VALUE), config)?;
     }
-    Ok(out)
+    doc.text()
 }
 
 /// Writes the ECDS files for `mode` into `dir`; returns their file names.
@@ -343,14 +542,8 @@ fn write_ecds(
     version: u32,
     hold: HeaderHold,
 ) -> Result<Vec<String>> {
-    let flag = |text: String| match hold {
-        HeaderHold::Flag => text,
-        _ => text.replace(HOLD_FLAG, ""),
-    };
-    let root = workspace_root();
-    let dist = root.join("dist");
-    let version_line = format!("version_info: \"{version}\"");
-    let mut written = Vec::new();
+    let dist = workspace_root().join("dist");
+    let mut docs = Vec::new();
     if mode == Mode::Gateway {
         let mut combined = serde_json::Map::new();
         for (plugin, config) in configs {
@@ -359,32 +552,31 @@ fn write_ecds(
             combined.insert(plugin.clone(), value);
         }
         let (first, _) = configs.first().ok_or("no plugins")?;
-        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{first}.yaml")))?;
-        let text = render_ecds(
-            &shipped.replace(first.as_str(), "ai-gateway"),
-            &dist,
-            Some(&Value::Object(combined).to_string()),
-        )?
-        .replacen("version_info: \"1\"", &version_line, 1);
-        fs::write(dir.join("ai-gateway.yaml"), flag(text))?;
-        written.push("ai-gateway.yaml".to_string());
-        return Ok(written);
-    }
-    for (plugin, config) in configs {
-        let shipped = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
-        let mut text = render_ecds(&shipped, &dist, Some(config))?.replacen(
-            "version_info: \"1\"",
-            &version_line,
-            1,
-        );
-        if mode == Mode::Bundle {
-            text = text
-                .replace(&format!("{plugin}.wasm"), "ai-gateway.wasm")
-                .replace(&format!("vm_id: {plugin}"), "vm_id: ai-gateway");
+        let mut doc = Doc::shipped(&format!("ecds/{first}.yaml"))?;
+        as_gateway(&mut doc, &dist, Value::Object(combined).to_string())?;
+        docs.push((GATEWAY, doc));
+    } else {
+        for (plugin, config) in configs {
+            let mut doc = Doc::shipped(&format!("ecds/{plugin}.yaml"))?;
+            doc.set(&wasm(CONFIG_VALUE), config.as_str())?;
+            if mode == Mode::Bundle {
+                set_module(&mut doc, &dist, Some(GATEWAY))?;
+                doc.set(&wasm("vm_config/vm_id"), GATEWAY)?;
+            } else {
+                set_module(&mut doc, &dist, None)?;
+            }
+            docs.push((plugin.as_str(), doc));
         }
-        let name = format!("{plugin}.yaml");
-        fs::write(dir.join(&name), flag(text))?;
-        written.push(name);
+    }
+    let mut written = Vec::new();
+    for (name, mut doc) in docs {
+        doc.set("version_info", version.to_string())?;
+        if hold != HeaderHold::Flag {
+            doc.remove(&wasm(HOLD_FLAG))?;
+        }
+        let file = format!("{name}.yaml");
+        fs::write(dir.join(&file), doc.text()?)?;
+        written.push(file);
     }
     Ok(written)
 }
@@ -393,9 +585,7 @@ fn write_ecds(
 /// `ai-gateway`, `dist/ai-gateway.wasm`) whose ECDS file `<ecds_dir>/ai-gateway.yaml` holds every
 /// shipped plugin config keyed by plugin name. Paths stay relative to the workspace root.
 pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, String)> {
-    let root = workspace_root();
     let mut combined = serde_json::Map::new();
-    let mut template = None;
     for plugin in [
         "mcp-server",
         "ai-statistics",
@@ -407,67 +597,128 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
         "ai-agent",
         "ai-proxy",
     ] {
-        let text = fs::read_to_string(root.join(format!("envoy/ecds/{plugin}.yaml")))?;
-        let config =
-            shipped_config(&text).ok_or(format!("no config in envoy/ecds/{plugin}.yaml"))?;
+        let config = Doc::shipped(&format!("ecds/{plugin}.yaml"))?.str(&wasm(CONFIG_VALUE))?;
         let value: Value = serde_json::from_str(&config)
             .map_err(|e| format!("envoy/ecds/{plugin}.yaml config is not JSON: {e}"))?;
         combined.insert(plugin.to_string(), value);
-        if plugin == "ai-proxy" {
-            template = Some(text);
-        }
     }
-    let template = template.ok_or("no ai-proxy ECDS file")?;
+    let mut ecds = Doc::shipped("ecds/ai-proxy.yaml")?;
     let pretty = serde_json::to_string_pretty(&Value::Object(combined))?;
-    let marker = "value: |\n";
-    let at = template
-        .find(marker)
-        .ok_or("no `value: |` in the ai-proxy ECDS file")?
-        + marker.len();
-    let indent = "          ";
-    let body: String = pretty.lines().map(|l| format!("{indent}{l}\n")).collect();
-    let ecds = format!("{}{body}", template[..at].replace("ai-proxy", "ai-gateway"));
-    let bootstrap = single_filter(shipped, Path::new(ecds_dir))?;
-    Ok((bootstrap, ecds))
+    as_gateway(&mut ecds, Path::new("dist"), pretty)?;
+    Ok((single_filter(shipped, Path::new(ecds_dir))?, ecds.text()?))
 }
 
 /// Routes the shipped config to OpenAI instead of the mock: TLS upstream, `Host` rewritten,
 /// the client's `Authorization` replaced by `Bearer $OPENAI_API_KEY` read by Envoy at run time.
 pub fn render_openai_upstream(shipped: &str) -> Result<String> {
-    let route = replace_once(
-        shipped,
-        "route: { cluster: llm_upstream, timeout: 300s }",
-        "route: { cluster: llm_upstream, timeout: 300s, host_rewrite_literal: api.openai.com }\n                request_headers_to_add:\n                - header: { key: authorization, value: \"Bearer %ENVIRONMENT(OPENAI_API_KEY)%\" }\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD",
-    )?;
-    let at = route
-        .find("  - name: llm_upstream\n")
-        .ok_or("shipped envoy.yaml has no llm_upstream cluster")?;
-    let mut out = route[..at].to_string();
-    out.push_str(OPENAI_CLUSTER);
-    Ok(out)
+    let mut doc = Doc::parse("envoy.yaml", shipped)?;
+    let route = hcm("route_config/virtual_hosts/llm/routes/llm");
+    doc.map(&format!("{route}/route"))?
+        .insert("host_rewrite_literal".into(), "api.openai.com".into());
+    let auth = json!([{
+        "header": { "key": "authorization", "value": "Bearer %ENVIRONMENT(OPENAI_API_KEY)%" },
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }]);
+    doc.map(&route)?
+        .insert("request_headers_to_add".into(), yaml(auth)?);
+    *doc.at("static_resources/clusters/llm_upstream")? = yaml(json!({
+        "name": "llm_upstream",
+        "connect_timeout": "10s",
+        "per_connection_buffer_limit_bytes": 33554432,
+        "type": "LOGICAL_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": "llm_upstream",
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+                "socket_address": { "address": "api.openai.com", "port_value": 443 },
+            } } }] }],
+        },
+        "transport_socket": {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": "api.openai.com",
+                "common_tls_context": {
+                    "validation_context": {
+                        "trusted_ca": { "filename": "/etc/ssl/certs/ca-certificates.crt" },
+                    },
+                },
+            },
+        },
+    }))?;
+    doc.text()
 }
 
-const OPENAI_CLUSTER: &str = "  - name: llm_upstream
-    connect_timeout: 10s
-    per_connection_buffer_limit_bytes: 33554432
-    type: LOGICAL_DNS
-    dns_lookup_family: V4_PREFERRED
-    load_assignment:
-      cluster_name: llm_upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: { address: api.openai.com, port_value: 443 }
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: api.openai.com
-        common_tls_context:
-          validation_context:
-            trusted_ca: { filename: /etc/ssl/certs/ca-certificates.crt }
-";
+/// Writes `envoy.yaml` and `ecds/` for a test into `dir`; returns the plugin configs.
+fn write_config(
+    dir: &Path,
+    mock_port: u16,
+    options: &Options,
+    mode: Mode,
+) -> Result<Vec<(String, String)>> {
+    let root = workspace_root();
+    let ecds_dir = dir.join("ecds");
+    fs::create_dir_all(&ecds_dir)?;
+    let mut configs = Vec::new();
+    for entry in fs::read_dir(root.join("envoy/ecds"))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(plugin) = name.strip_suffix(".yaml") else {
+            continue;
+        };
+        let shipped = fs::read_to_string(&path)?;
+        let config = options
+            .plugin_configs
+            .iter()
+            .find(|(p, _)| p == plugin)
+            .map(|(_, c)| c.clone())
+            .or_else(|| (!options.shipped_configs).then(|| off_config(plugin).to_string()))
+            .or_else(|| shipped_config(&shipped))
+            .unwrap_or_else(|| "{}".to_string());
+        configs.push((plugin.to_string(), config));
+    }
+    for (plugin, _) in &options.plugin_configs {
+        if !configs.iter().any(|(p, _)| p == plugin) {
+            return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
+        }
+    }
+    write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold)?;
+    let mut doc = Doc::shipped("envoy.yaml")?;
+    for_tests(&mut doc, mock_port, &ecds_dir, &options.routes)?;
+    for (cluster, port) in [
+        ("chroma", options.chroma_port),
+        ("rate_limit_service", options.rls_port),
+        ("quota_store", options.webdis_port),
+    ] {
+        if let Some(port) = port {
+            set_cluster_port(&mut doc, cluster, port)?;
+        }
+    }
+    if options.plain {
+        replace_plugins(&mut doc, None)?;
+    } else if mode == Mode::Gateway {
+        replace_plugins(&mut doc, Some(ecds_filter(GATEWAY, &ecds_dir)?))?;
+    }
+    let filters = hcm("http_filters");
+    if options.header_hold == HeaderHold::Companion {
+        let companion = companion_filters(&root.join("dist"), mode)?;
+        doc.insert_before(&filters, ROUTER, companion)?;
+    }
+    if let Some(extra) = &options.extra_wasm {
+        let name = format!("extra-{}", extra.root_id);
+        let file = extra.wasm.display().to_string();
+        let filter = inline_wasm(&name, &extra.root_id, &name, &file)?;
+        doc.insert_before(&filters, ROUTER, vec![filter])?;
+    }
+    for (name, port) in &options.clusters {
+        let cluster = loopback_cluster(name, *port)?;
+        doc.list("static_resources/clusters")?.insert(0, cluster);
+    }
+    fs::write(dir.join("envoy.yaml"), doc.text()?)?;
+    Ok(configs)
+}
 
 impl Envoy {
     /// Starts Envoy in front of the mock on `mock_port` and waits until it serves.
@@ -482,88 +733,19 @@ impl Envoy {
         }
         let root = workspace_root();
         let dir = tempfile::Builder::new().prefix("ai-gw-e2e-").tempdir()?;
-        let ecds_dir = dir.path().join("ecds");
-        fs::create_dir_all(&ecds_dir)?;
-        let dist = root.join("dist");
         let mode = Mode::current();
-        let mut configs = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        for entry in fs::read_dir(root.join("envoy/ecds"))? {
-            let path = entry?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(plugin) = name.strip_suffix(".yaml") else {
-                continue;
-            };
-            names.push(plugin.to_string());
+        let configs = write_config(dir.path(), mock_port, options, mode)?;
+        for (plugin, _) in &configs {
             let wasm = if mode == Mode::Plugins {
                 plugin
             } else {
-                "ai-gateway"
+                GATEWAY
             };
-            if !dist.join(format!("{wasm}.wasm")).exists() {
+            if !root.join(format!("dist/{wasm}.wasm")).exists() {
                 return Err(format!("dist/{wasm}.wasm is missing (run `make build`)").into());
             }
-            let shipped = fs::read_to_string(&path)?;
-            let config = options
-                .plugin_configs
-                .iter()
-                .find(|(p, _)| p == plugin)
-                .map(|(_, c)| c.clone())
-                .or_else(|| (!options.shipped_configs).then(|| off_config(plugin).to_string()))
-                .or_else(|| shipped_config(&shipped))
-                .unwrap_or_else(|| "{}".to_string());
-            configs.push((plugin.to_string(), config));
-        }
-        for (plugin, _) in &options.plugin_configs {
-            if !names.contains(plugin) {
-                return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
-            }
-        }
-        write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold)?;
-        let shipped = fs::read_to_string(root.join("envoy/envoy.yaml"))?;
-        let mut bootstrap = render_bootstrap(&shipped, mock_port, &ecds_dir, &options.routes)?;
-        if let Some(port) = options.chroma_port {
-            bootstrap = replace_once(
-                &bootstrap,
-                "port_value: 8000",
-                &format!("port_value: {port}"),
-            )?;
-        }
-        if let Some(port) = options.rls_port {
-            bootstrap = replace_once(
-                &bootstrap,
-                "port_value: 8089",
-                &format!("port_value: {port}"),
-            )?;
-        }
-        if let Some(port) = options.webdis_port {
-            bootstrap = replace_once(
-                &bootstrap,
-                "port_value: 7379",
-                &format!("port_value: {port}"),
-            )?;
-        }
-        if options.plain {
-            bootstrap = without_plugins(&bootstrap)?;
-        } else if mode == Mode::Gateway {
-            bootstrap = single_filter(&bootstrap, &ecds_dir)?;
-        }
-        if options.header_hold == HeaderHold::Companion {
-            bootstrap = with_companion(&bootstrap, &dist, mode)?;
-        }
-        if let Some(extra) = &options.extra_wasm {
-            bootstrap = with_extra_wasm(&bootstrap, extra)?;
-        }
-        for (name, port) in &options.clusters {
-            let cluster = format!(
-                "  clusters:\n  - name: {name}\n    connect_timeout: 1s\n    type: STATIC\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {port} }}\n"
-            );
-            bootstrap = replace_once(&bootstrap, "  clusters:\n", &cluster)?;
         }
         let config_path = dir.path().join("envoy.yaml");
-        fs::write(&config_path, bootstrap)?;
         let admin_path = dir.path().join("admin-address");
         let child = Command::new(&bin)
             .arg("-c")
@@ -759,49 +941,253 @@ impl Drop for Envoy {
 mod tests {
     use super::*;
 
+    fn rendered(dir: &Path, file: &str) -> Doc {
+        Doc::parse(file, &fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+    }
+
+    fn names(filters: &[Yaml]) -> Vec<&str> {
+        filters
+            .iter()
+            .filter_map(|f| f.get("name")?.as_str())
+            .collect()
+    }
+
     #[test]
-    fn shipped_config_renders_for_tests() {
-        let root = workspace_root();
-        let shipped = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
-        let out = render_bootstrap(
-            &shipped,
-            4242,
-            Path::new("/tmp/x/ecds"),
-            &[Route {
-                name: "b".into(),
-                prefix: "/b/".into(),
-            }],
-        )
-        .unwrap();
-        assert!(out.contains("port_value: 4242"));
-        assert!(!out.contains("envoy/ecds"));
-        assert!(out.contains("- name: b\n"));
-        let floor = with_extra_wasm(
-            &without_plugins(&out).unwrap(),
-            &ExtraWasm {
+    fn every_mode_renders_the_test_ports_paths_and_routes() {
+        let options = Options {
+            rls_port: Some(1111),
+            webdis_port: Some(2222),
+            chroma_port: Some(3333),
+            ..Options::plugin("ai-proxy", r#"{"provider": {"type": "openai"}}"#)
+                .with_route("b", "/b/")
+                .with_cluster("tools", 4444)
+        };
+        let dist = workspace_root().join("dist");
+        for mode in [Mode::Plugins, Mode::Bundle, Mode::Gateway] {
+            let dir = tempfile::tempdir().unwrap();
+            let configs = write_config(dir.path(), 4242, &options, mode).unwrap();
+            let ecds_dir = dir.path().join("ecds");
+            let mut doc = rendered(dir.path(), "envoy.yaml");
+            let listener = "static_resources/listeners/ai_gateway/address/socket_address";
+            let port = |doc: &mut Doc, path: &str| doc.at(path).unwrap().as_u64();
+            assert_eq!(port(&mut doc, &format!("{listener}/port_value")), Some(0));
+            assert_eq!(
+                doc.str(&format!("{listener}/address")).unwrap(),
+                "127.0.0.1"
+            );
+            assert_eq!(
+                port(&mut doc, "admin/address/socket_address/port_value"),
+                Some(0)
+            );
+            for (cluster, want) in [
+                ("llm_upstream", 4242),
+                ("rate_limit_service", 1111),
+                ("quota_store", 2222),
+                ("chroma", 3333),
+                ("tools", 4444),
+            ] {
+                let endpoint = "load_assignment/endpoints/0/lb_endpoints/0/endpoint/address";
+                let path = format!(
+                    "static_resources/clusters/{cluster}/{endpoint}/socket_address/port_value"
+                );
+                assert_eq!(port(&mut doc, &path), Some(want), "{mode:?} {cluster}");
+            }
+            let credentials =
+                hcm("http_filters/envoy.filters.http.api_key_auth/typed_config/credentials");
+            let keys: Vec<_> = doc
+                .list(&credentials)
+                .unwrap()
+                .iter()
+                .filter_map(|c| c.get("key")?.as_str().map(str::to_string))
+                .collect();
+            for key in [
+                "sk-demo-ann",
+                "sk-demo-bob",
+                crate::http::TEST_KEY,
+                "sk-e2e-alice",
+            ] {
+                assert!(keys.iter().any(|k| k == key), "{key} not in {keys:?}");
+            }
+            let routes = doc
+                .list(&hcm("route_config/virtual_hosts/llm/routes"))
+                .unwrap();
+            assert_eq!(names(routes), ["b", "llm"]);
+            let prefix = hcm("route_config/virtual_hosts/llm/routes/b/match/prefix");
+            assert_eq!(doc.str(&prefix).unwrap(), "/b/");
+            let filters = doc.list(&hcm("http_filters")).unwrap();
+            let plugins: Vec<&Yaml> = filters.iter().filter(|f| is_plugin(f)).collect();
+            for filter in &plugins {
+                let source = &filter["config_discovery"]["config_source"]["path_config_source"];
+                let path = PathBuf::from(source["path"].as_str().unwrap());
+                assert!(path.starts_with(&ecds_dir) && path.exists(), "{path:?}");
+                let watched = source["watched_directory"]["path"].as_str();
+                assert_eq!(watched, ecds_dir.to_str());
+            }
+            let plugin_count = plugins.len();
+            let file = if mode == Mode::Gateway {
+                GATEWAY
+            } else {
+                "ai-proxy"
+            };
+            let mut ecds = rendered(&ecds_dir, &format!("{file}.yaml"));
+            assert_eq!(ecds.str("version_info").unwrap(), "1");
+            assert_eq!(ecds.at(&wasm(HOLD_FLAG)).unwrap().as_bool(), Some(true));
+            let config = ecds.str(&wasm(CONFIG_VALUE)).unwrap();
+            let config: Value = serde_json::from_str(&config).unwrap();
+            let module = ecds.str(&wasm("vm_config/code/local/filename")).unwrap();
+            let vm_id = ecds.str(&wasm("vm_config/vm_id")).unwrap();
+            let root_id = ecds.str(&wasm("root_id")).unwrap();
+            let files = fs::read_dir(&ecds_dir).unwrap().count();
+            match mode {
+                Mode::Plugins | Mode::Bundle => {
+                    assert_eq!((plugin_count, files), (configs.len(), configs.len()));
+                    assert_eq!(config["provider"]["type"], "openai");
+                    assert_eq!(root_id, "ai-proxy");
+                    let vm = if mode == Mode::Bundle {
+                        GATEWAY
+                    } else {
+                        "ai-proxy"
+                    };
+                    assert_eq!(vm_id, vm);
+                    assert_eq!(PathBuf::from(module), dist.join(format!("{vm}.wasm")));
+                }
+                Mode::Gateway => {
+                    assert_eq!((plugin_count, files), (1, 1));
+                    assert_eq!(config["ai-proxy"]["provider"]["type"], "openai");
+                    assert_eq!(
+                        config["ai-cache"],
+                        json!({ "cacheKeyStrategy": "disabled" })
+                    );
+                    assert_eq!((root_id.as_str(), vm_id.as_str()), (GATEWAY, GATEWAY));
+                    assert_eq!(PathBuf::from(module), dist.join("ai-gateway.wasm"));
+                }
+            }
+            // A reload writes the next version.
+            let staging = tempfile::tempdir().unwrap();
+            let written = write_ecds(mode, staging.path(), &configs, 3, HeaderHold::Flag).unwrap();
+            assert_eq!(written.len(), files);
+            let mut next = rendered(staging.path(), &format!("{file}.yaml"));
+            assert_eq!(next.str("version_info").unwrap(), "3");
+        }
+    }
+
+    #[test]
+    fn without_the_flag_the_companion_holds_the_headers() {
+        for (mode, vm) in [(Mode::Plugins, "ai-proxy"), (Mode::Gateway, GATEWAY)] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = Options {
+                header_hold: HeaderHold::Companion,
+                ..Options::default()
+            };
+            write_config(dir.path(), 4242, &options, mode).unwrap();
+            let mut doc = rendered(dir.path(), "envoy.yaml");
+            let filters = doc.list(&hcm("http_filters")).unwrap();
+            let names = names(filters);
+            assert_eq!(
+                names[names.len() - 3..],
+                ["envoy.filters.http.buffer", "ai-proxy-headers", ROUTER]
+            );
+            let vm_id = hcm("http_filters/ai-proxy-headers/typed_config/config/vm_config/vm_id");
+            assert_eq!(doc.str(&vm_id).unwrap(), vm);
+            for entry in fs::read_dir(dir.path().join("ecds")).unwrap() {
+                let path = entry.unwrap().path();
+                let mut ecds = Doc::parse("ecds", &fs::read_to_string(&path).unwrap()).unwrap();
+                let err = ecds.at(&wasm(HOLD_FLAG)).unwrap_err().to_string();
+                assert!(err.contains(HOLD_FLAG), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_envoy_runs_just_the_extra_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            plain: true,
+            extra_wasm: Some(ExtraWasm {
                 wasm: PathBuf::from("/abs/floor.wasm"),
                 root_id: "noop".into(),
-            },
-        )
-        .unwrap();
-        assert!(floor.contains(
-            "                root_id: noop\n                vm_config:\n                  vm_id: extra-noop\n"
-        ));
-        assert!(floor.contains("filename: /abs/floor.wasm }"));
-        assert!(!floor.contains("- name: ai-statistics\n"));
-        assert!(
-            floor.find("- name: extra-noop\n") < floor.find("- name: envoy.filters.http.router\n")
+            }),
+            ..Options::default()
+        };
+        write_config(dir.path(), 4242, &options, Mode::Gateway).unwrap();
+        let mut doc = rendered(dir.path(), "envoy.yaml");
+        let filters = doc.list(&hcm("http_filters")).unwrap();
+        assert!(!filters.iter().any(is_plugin));
+        assert!(names(filters).ends_with(&["extra-noop", ROUTER]));
+        let config = hcm("http_filters/extra-noop/typed_config/config");
+        assert_eq!(doc.str(&format!("{config}/root_id")).unwrap(), "noop");
+        assert_eq!(
+            doc.str(&format!("{config}/vm_config/vm_id")).unwrap(),
+            "extra-noop"
         );
-        let ecds = fs::read_to_string(root.join("envoy/ecds/ai-prompt-decorator.yaml")).unwrap();
-        let out = render_ecds(&ecds, Path::new("/abs/dist"), Some("{\n  \"a\": 1\n}")).unwrap();
-        assert!(out.contains("filename: /abs/dist/ai-prompt-decorator.wasm"));
+        let file = format!("{config}/vm_config/code/local/filename");
+        assert_eq!(doc.str(&file).unwrap(), "/abs/floor.wasm");
+    }
+
+    #[test]
+    fn a_missing_field_is_an_error_naming_its_path() {
+        let root = workspace_root();
+        let shipped = fs::read_to_string(root.join("envoy/envoy.yaml")).unwrap();
+        let render = |text: &str| {
+            render_bootstrap(text, 1, Path::new("/x"), &[])
+                .unwrap_err()
+                .to_string()
+        };
+        let err = render(&shipped.replace("port_value: 9901", "port: 9901"));
+        assert!(
+            err.contains("`admin/address/socket_address/port_value`"),
+            "{err}"
+        );
+        let err = render(&shipped.replace("- name: llm_upstream", "- name: upstream"));
+        assert!(
+            err.contains("`static_resources/clusters/llm_upstream/"),
+            "{err}"
+        );
+        assert!(err.contains("(no `llm_upstream`)"), "{err}");
+        let err =
+            render(&shipped.replace("              - name: llm\n", "              - name: x\n"));
+        assert!(err.contains("virtual_hosts/llm/routes/llm`"), "{err}");
+        let ecds = fs::read_to_string(root.join("envoy/ecds/ai-proxy.yaml")).unwrap();
+        let err = render_ecds(&ecds.replace("filename:", "file:"), Path::new("/d"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`resources/0/typed_config/config/vm_config/code/local/filename`"),
+            "{err}"
+        );
+        assert!(shipped_config(&ecds.replace("value:", "text:")).is_none());
+        assert!(shipped_config(&ecds).is_some());
+    }
+
+    #[test]
+    fn the_openai_upstream_and_the_trial() {
+        let shipped = fs::read_to_string(workspace_root().join("envoy/envoy.yaml")).unwrap();
         let openai = render_openai_upstream(&shipped).unwrap();
-        assert!(openai.contains("api.openai.com, port_value: 443"));
-        assert!(!openai.contains("port_value: 8081"));
-        assert!(
-            out.ends_with("        value: |\n          {\n            \"a\": 1\n          }\n"),
-            "{out}"
-        );
+        let mut doc = Doc::parse("openai", &openai).unwrap();
+        let route = hcm("route_config/virtual_hosts/llm/routes/llm");
+        let host = doc.str(&format!("{route}/route/host_rewrite_literal"));
+        assert_eq!(host.unwrap(), "api.openai.com");
+        let auth = doc.str(&format!("{route}/request_headers_to_add/0/header/value"));
+        assert_eq!(auth.unwrap(), "Bearer %ENVIRONMENT(OPENAI_API_KEY)%");
+        let cluster = "static_resources/clusters/llm_upstream";
+        let address = "load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address";
+        let upstream = doc.str(&format!("{cluster}/{address}/address"));
+        assert_eq!(upstream.unwrap(), "api.openai.com");
+        assert!(doc.at(&format!("{cluster}/transport_socket")).is_ok());
+        assert!(doc.at("static_resources/clusters/chroma").is_ok());
+        let (bootstrap, ecds) = render_trial_gateway(&openai, ".run/ecds").unwrap();
+        let mut doc = Doc::parse("trial", &bootstrap).unwrap();
+        assert!(doc.at(&format!("{route}/request_headers_to_add")).is_ok());
+        let filters = doc.list(&hcm("http_filters")).unwrap();
+        let plugins: Vec<Yaml> = filters.iter().filter(|f| is_plugin(f)).cloned().collect();
+        assert_eq!(names(&plugins), [GATEWAY]);
+        let path = "config_discovery/config_source/path_config_source/path";
+        let path = doc.str(&hcm(&format!("http_filters/{GATEWAY}/{path}")));
+        assert_eq!(path.unwrap(), ".run/ecds/ai-gateway.yaml");
+        let mut ecds = Doc::parse("trial ecds", &ecds).unwrap();
+        let module = ecds.str(&wasm("vm_config/code/local/filename"));
+        assert_eq!(module.unwrap(), "dist/ai-gateway.wasm");
+        assert_eq!(ecds.str("resources/0/name").unwrap(), GATEWAY);
     }
 }
 

@@ -9,6 +9,11 @@ use e2e::envoy::{render_openai_upstream, render_trial_gateway};
 use e2e::workspace_root;
 use std::fs;
 
+/// Heads the rendered files (plain YAML: the comments are in the shipped files).
+const HEADER: &str =
+    "# Written by `make trial-config` from envoy/envoy.yaml and envoy/ecds/*.yaml (see the\n\
+                      # comments there); rewritten by every `make run`.\n";
+
 fn main() -> e2e::Result<()> {
     let mut args = std::env::args().skip(1);
     let upstream = args.next().unwrap_or_else(|| "mock".to_string());
@@ -26,11 +31,12 @@ fn main() -> e2e::Result<()> {
         "gateway" => {
             let (bootstrap, ecds) = render_trial_gateway(&routed, ".run/ecds")?;
             let next = dir.join("ecds/.ai-gateway.yaml");
-            fs::write(&next, ecds)?;
+            fs::write(&next, format!("{HEADER}# Replace this file atomically (write a copy, then mv) to reload.\n{ecds}"))?;
             fs::rename(&next, dir.join("ecds/ai-gateway.yaml"))?;
-            bootstrap
+            format!("{HEADER}{bootstrap}")
         }
-        "plugins" => routed,
+        "plugins" if upstream == "mock" => routed,
+        "plugins" => format!("{HEADER}{routed}"),
         other => return Err(format!("unknown mode `{other}` (gateway | plugins)").into()),
     };
     fs::write(dir.join("envoy.yaml"), out)?;
