@@ -248,20 +248,8 @@ impl ChatChunkReader {
             None => false,
         };
         if !same {
-            let id = id.map_or_else(|| format!("call_{}", self.calls), str::to_string);
+            let id = tool_start(call, self.calls, enc, out);
             self.calls = self.calls.saturating_add(1);
-            let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
-            let args = function
-                .and_then(|f| str_at(f, "arguments"))
-                .unwrap_or_default();
-            enc.event(
-                Event::ToolStart {
-                    id: &id,
-                    name,
-                    args,
-                },
-                out,
-            );
             self.call = Some((index, id));
         } else if let Some(args) = function
             .and_then(|f| str_at(f, "arguments"))
@@ -270,6 +258,26 @@ impl ChatChunkReader {
             enc.event(Event::ToolArgs(args), out);
         }
     }
+}
+
+/// An OpenAI tool call's start (its id, or `call_<n>` when it has none); returns the id.
+fn tool_start(call: &Value, n: u32, enc: &mut dyn Encoder, out: &mut String) -> String {
+    let function = call.get("function");
+    let id = match str_at(call, "id").filter(|s| !s.is_empty()) {
+        Some(id) => id.to_string(),
+        None => format!("call_{n}"),
+    };
+    let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
+    let args = function
+        .and_then(|f| str_at(f, "arguments"))
+        .unwrap_or_default();
+    let start = Event::ToolStart {
+        id: &id,
+        name,
+        args,
+    };
+    enc.event(start, out);
+    id
 }
 
 /// Reads a whole OpenAI chat completion as the events of one answer, ended; choices after the
@@ -333,23 +341,7 @@ fn read_choice(choice: &Value, enc: &mut dyn Encoder, out: &mut String) {
             .flatten()
             .enumerate()
         {
-            let function = call.get("function");
-            let id = match str_at(call, "id").filter(|s| !s.is_empty()) {
-                Some(id) => id.to_string(),
-                None => format!("call_{i}"),
-            };
-            let name = function.and_then(|f| str_at(f, "name")).unwrap_or_default();
-            let args = function
-                .and_then(|f| str_at(f, "arguments"))
-                .unwrap_or_default();
-            enc.event(
-                Event::ToolStart {
-                    id: &id,
-                    name,
-                    args,
-                },
-                out,
-            );
+            tool_start(call, u32::try_from(i).unwrap_or(u32::MAX), enc, out);
         }
     }
     if let Some(reason) = str_at(choice, "finish_reason") {
