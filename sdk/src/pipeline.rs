@@ -246,6 +246,12 @@ impl Exchange {
 
     /// Sets or removes a request header, keeping the exchange's copy in step.
     pub fn set_request_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) -> bool {
+        // Removing a header the request does not have needs no host call.
+        let absent =
+            |list: &Vec<(String, String)>| !list.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        if value.is_none() && self.request_headers.as_ref().is_some_and(absent) {
+            return true;
+        }
         let done = host.set_request_header(name, value);
         if done {
             if let Some(list) = self.request_headers.as_mut() {

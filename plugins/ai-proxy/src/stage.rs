@@ -406,7 +406,7 @@ impl Stage for ProxyStage {
             // The client's path, with only `basePath`/`providerBasePath` applied.
             let original = p.upstream_path(p.client_path(&ex.path));
             let path = (original != ex.path).then_some(original.as_str());
-            if !set_upstream(host, p, path, token) {
+            if !set_upstream(host, ex, p, path, token) {
                 return Err(auth_pending(p, "the token exchange has not answered"));
             }
             // Bedrock's body is still signed, with `customSettings` applied (as in Higress).
@@ -434,7 +434,7 @@ impl Stage for ProxyStage {
             }
         };
         let from_body = native::path_from_body(p, api);
-        let authorized = set_upstream(host, p, (!from_body).then_some(path.as_str()), token);
+        let authorized = set_upstream(host, ex, p, (!from_body).then_some(path.as_str()), token);
         // A rerank body is read for its model mapping, as Higress does.
         let has_body = native::reads_body(p, api) || p.is_rerank(api, &ex.path);
         if !authorized {
@@ -508,8 +508,8 @@ impl Stage for ProxyStage {
         if p.protocol == Protocol::Original {
             return BodyMode::Untouched;
         }
-        let status: u32 = host
-            .response_header(":status")
+        let status: u32 = ex
+            .response_header(host, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(200);
         if let Some(index) = self.token {
@@ -529,8 +529,12 @@ impl Stage for ProxyStage {
         if status < 200 || (as_is && status < 400) {
             return BodyMode::Untouched;
         }
-        let content_type = host.response_header("content-type").unwrap_or_default();
-        let error_type = host.response_header("x-amzn-errortype");
+        let content_type = ex.response_header(host, "content-type").unwrap_or_default();
+        // Bedrock names its errors in a header.
+        let error_type = match p.family {
+            Family::Bedrock => ex.response_header(host, "x-amzn-errortype"),
+            _ => None,
+        };
         self.plan_response(host, ex.api(), status, &content_type, error_type)
     }
 
@@ -703,36 +707,47 @@ fn auth_pending(p: &Provider, why: &str) -> ErrorReply {
 
 /// Points the request at the provider: host, path, key. Returns false when the provider's
 /// OAuth token is not there yet (the caller waits for it or refuses).
-fn set_upstream(host: &dyn Host, p: &Provider, path: Option<&str>, token: Option<&str>) -> bool {
+fn set_upstream(
+    host: &dyn Host,
+    ex: &mut Exchange,
+    p: &Provider,
+    path: Option<&str>,
+    token: Option<&str>,
+) -> bool {
     if let Some(path) = path {
-        host.set_request_header(":path", Some(&p.upstream_path(path)));
+        ex.set_request_header(host, ":path", Some(&p.upstream_path(path)));
     }
+    let statics = native::static_headers(p, token);
     if !p.passthrough_client_key {
+        // The client's key goes, unless the provider's own replaces it in the same header.
         for h in CLIENT_KEY_HEADERS {
-            host.set_request_header(h, None);
+            if !statics.iter().any(|(name, _)| name.eq_ignore_ascii_case(h)) {
+                ex.set_request_header(host, h, None);
+            }
         }
     }
-    for (name, value) in native::static_headers(p, token) {
-        host.set_request_header(&name, Some(&value));
+    for (name, value) in &statics {
+        ex.set_request_header(host, name, Some(value));
     }
     let mut authorized = true;
     if p.auth == Auth::OAuth && !p.passthrough_client_key {
         match vertex::access_token(host, p) {
             Some(t) => {
-                host.set_request_header("authorization", Some(&format!("Bearer {t}")));
+                let bearer = format!("Bearer {t}");
+                ex.set_request_header(host, "authorization", Some(&bearer));
             }
             None => authorized = false,
         }
     }
     if p.family != Family::OpenAi && p.family != Family::Claude {
+        // Straight to the host: the body callback still reads the client's content type (a
+        // multipart image form) from the exchange.
         host.set_request_header("content-type", Some("application/json"));
     }
     // Translation and error rewriting need plain bodies.
-    host.set_request_header("accept-encoding", None);
-    host.set_request_header(
-        "x-envoy-upstream-rq-timeout-ms",
-        Some(&p.timeout_ms.to_string()),
-    );
+    ex.set_request_header(host, "accept-encoding", None);
+    let timeout = p.timeout_ms.to_string();
+    ex.set_request_header(host, "x-envoy-upstream-rq-timeout-ms", Some(&timeout));
     authorized
 }
 
