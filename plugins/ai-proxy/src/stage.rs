@@ -187,7 +187,7 @@ impl ProxyStage {
     fn plan_response(
         &mut self,
         host: &dyn Host,
-        api: ApiKind,
+        ex: &mut Exchange,
         status: u32,
         content_type: &str,
         error_type: Option<String>,
@@ -198,13 +198,13 @@ impl ProxyStage {
         let Some(p) = self.answering_provider() else {
             return BodyMode::Untouched;
         };
-        let client = native::Client::of(api, p);
+        let client = native::Client::of(ex.api(), p);
         let translate = native::translating(client, family);
         let is_json = content_type.contains("json");
         if status >= 400 {
             if translate || !is_json {
                 self.response = Response::Error { status, error_type };
-                host.set_response_header("content-type", Some("application/json"));
+                ex.set_response_header(host, "content-type", Some("application/json"));
                 return BodyMode::Buffer;
             }
             self.response = Response::Untouched;
@@ -235,13 +235,13 @@ impl ProxyStage {
                 } else {
                     "application/json"
                 };
-                host.set_response_header("content-type", Some(ct));
+                ex.set_response_header(host, "content-type", Some(ct));
                 // Headers wait for the answer: one that cannot be translated gets a 502.
                 BodyMode::Whole
             }
             native::Plan::Stream(t) => {
                 self.response = Response::Stream(t);
-                host.set_response_header("content-type", Some("text/event-stream"));
+                ex.set_response_header(host, "content-type", Some("text/event-stream"));
                 BodyMode::Stream
             }
         }
@@ -535,7 +535,7 @@ impl Stage for ProxyStage {
             Family::Bedrock => ex.response_header(host, "x-amzn-errortype"),
             _ => None,
         };
-        self.plan_response(host, ex.api(), status, &content_type, error_type)
+        self.plan_response(host, ex, status, &content_type, error_type)
     }
 
     fn on_http_call_response(
@@ -599,16 +599,16 @@ impl Stage for ProxyStage {
                     .unwrap_or_default();
                 let error_type = host.http_call_response_header("x-amzn-errortype");
                 let body = host.http_call_response_body(body_size).unwrap_or_default();
-                host.set_response_header(":status", Some(&status.to_string()));
-                host.set_response_header("content-type", Some(&content_type));
+                ex.set_response_header(host, ":status", Some(&status.to_string()));
+                ex.set_response_header(host, "content-type", Some(&content_type));
                 self.replacement = Some(body);
                 self.answering = Some((p.family, p.reasoning));
                 if let Call::Fallback(i) = call {
                     self.answered_by_fallback = Some(i);
                     let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
-                    host.set_response_header("x-ai-gateway-fallback", Some(p.name()));
+                    ex.set_response_header(host, "x-ai-gateway-fallback", Some(p.name()));
                 }
-                self.plan_response(host, ex.api(), status, &content_type, error_type);
+                self.plan_response(host, ex, status, &content_type, error_type);
             }
             _ => {
                 // The callout itself failed (timeout, reset): the first answer goes out as it was.
@@ -618,7 +618,7 @@ impl Stage for ProxyStage {
                     .unwrap_or(502);
                 let content_type = host.response_header("content-type").unwrap_or_default();
                 let error_type = host.response_header("x-amzn-errortype");
-                self.plan_response(host, ex.api(), status, &content_type, error_type);
+                self.plan_response(host, ex, status, &content_type, error_type);
             }
         }
         CallResult::ResumeResponse
