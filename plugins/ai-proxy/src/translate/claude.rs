@@ -576,7 +576,6 @@ pub struct ClaudeStream {
     usage: anthropic::Usage,
     /// Open `tool_use` blocks (Anthropic block index).
     open_tools: Vec<u32>,
-    done: bool,
 }
 
 impl ClaudeStream {
@@ -641,9 +640,6 @@ impl ClaudeStream {
 
 impl Decode for ClaudeStream {
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
-        if self.done {
-            return;
-        }
         // Unknown event types (and anything that is not JSON) are skipped.
         let Ok(ev) = serde_json::from_str::<StreamEvent>(&event.data) else {
             return;
@@ -694,15 +690,7 @@ impl Decode for ClaudeStream {
                     },
                     out,
                 );
-                self.done = true;
             }
-        }
-    }
-
-    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
-        if !self.done {
-            self.done = true;
-            enc.end(out);
         }
     }
 }

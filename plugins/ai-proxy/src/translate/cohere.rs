@@ -603,14 +603,10 @@ pub fn cohere_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
 #[derive(Debug, Default)]
 pub struct CohereStream {
     met: bool,
-    done: bool,
 }
 
 impl Decode for CohereStream {
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
-        if self.done {
-            return;
-        }
         if event.data.trim() == "[DONE]" {
             self.finish(enc, out);
             return;
@@ -664,13 +660,6 @@ impl Decode for CohereStream {
             "message-end" => self.message_end(v.get("delta"), enc, out),
             // content-end, tool-call-end, citation-start/end, debug, …
             _ => {}
-        }
-    }
-
-    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
-        if !self.done {
-            self.done = true;
-            enc.end(out);
         }
     }
 }

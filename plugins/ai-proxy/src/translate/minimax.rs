@@ -169,14 +169,10 @@ pub fn from_minimax_pro_response(
 #[derive(Debug, Default)]
 pub struct MinimaxProStream {
     met: bool,
-    done: bool,
 }
 
 impl Decode for MinimaxProStream {
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
-        if self.done {
-            return;
-        }
         let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
@@ -220,13 +216,6 @@ impl Decode for MinimaxProStream {
             enc.event(Event::Usage(openai::counts_of(&u)), out);
         }
         self.finish(enc, out);
-    }
-
-    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
-        if !self.done {
-            self.done = true;
-            enc.end(out);
-        }
     }
 }
 

@@ -221,7 +221,8 @@ impl<T: StreamTranslator> ChunkTranslator for SseTranslator<T> {
     }
 }
 
-/// A provider's answer stream read into canonical [`Event`]s.
+/// A provider's answer stream read into canonical [`Event`]s. Encoders end once and ignore what
+/// follows their end (or an error), so a decoder need not track whether the answer is over.
 pub trait Decode {
     /// One upstream SSE event; events go to `enc`, which writes the client's wire text.
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String);

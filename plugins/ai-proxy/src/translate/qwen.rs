@@ -489,14 +489,10 @@ pub struct QwenStream {
     /// The call the arguments go to.
     open: usize,
     finished: bool,
-    done: bool,
 }
 
 impl Decode for QwenStream {
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
-        if self.done {
-            return;
-        }
         if event.data.trim() == "[DONE]" {
             self.finish(enc, out);
             return;
@@ -568,13 +564,6 @@ impl Decode for QwenStream {
         if let Some(f) = finish.filter(|_| !self.finished) {
             self.finished = true;
             enc.event(Event::Finish(f), out);
-        }
-    }
-
-    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
-        if !self.done {
-            self.done = true;
-            enc.end(out);
         }
     }
 }
