@@ -144,6 +144,8 @@ bench: setup build
 	@mkdir -p target/bench
 	cp target/$(WASM_TARGET)/release/floor.wasm target/bench/floor.wasm
 	$(CARGO) build --profile tools -p e2e --bin mock-provider --bin bench
+	$(CARGO) build --profile profiling -p ai-gateway --example profile
+	@command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	./target/tools/bench --seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS)
 
 # Coverage-guided fuzzing of every target in fuzz/src (libFuzzer through cargo-fuzz, installed when

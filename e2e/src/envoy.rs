@@ -845,8 +845,9 @@ impl Envoy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// A counter or gauge from `/stats`, if present.
+    /// A counter or gauge from `/stats`, if present (after the plugins' metric flush).
     pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        metric_flush();
         let resp = self.client.get(
             &format!(
                 "{}/stats?format=json&filter=^{}$",
@@ -1239,9 +1240,16 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
     out
 }
 
+/// Waits out the plugins' metric lag: each VM hands the counter increments it holds to Envoy
+/// on its root tick (every 100 ms, `sdk::host::METRIC_FLUSH`), after the request's `on_log`.
+fn metric_flush() {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
 impl Envoy {
-    /// The Prometheus samples Envoy serves now.
+    /// The Prometheus samples Envoy serves (after the plugins' metric flush).
     pub fn prometheus(&self) -> Result<Vec<Sample>> {
+        metric_flush();
         let resp = self
             .client
             .get(&format!("{}/stats/prometheus", self.admin_url()), &[])?;

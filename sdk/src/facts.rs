@@ -1,6 +1,7 @@
 //! Filter-state keys the plugins write (Envoy prefixes them with `wasm.`; access logs read them
 //! as `%FILTER_STATE(wasm.<key>:PLAIN)%`). One place, so a writer and its readers agree. Only
-//! ai-statistics' `attributes` write keys of the user's choosing.
+//! ai-statistics' `attributes` write keys of the user's choosing. Stages in one filter hand
+//! facts over in the VM (`Exchange::set_fact`), and write them to filter state as well.
 
 /// The provider type ai-proxy chose (ai-statistics labels metrics with it).
 pub const PROVIDER: &str = "ai_gateway.provider";
@@ -38,22 +39,3 @@ pub const SAFECHECK_RISK_WORDS: &str = "safecheck_riskWords";
 pub const SAFECHECK_REQUEST_ID: &str = "safecheck_request_id";
 /// The service's request ids of every check so far (a JSON array).
 pub const SAFECHECK_REQUEST_IDS: &str = "safecheck_request_ids";
-
-/// Sets fields of the `wasm.ai_log` object, keeping the fields other plugins wrote there (the
-/// way Higress plugins add their own keys to the AI access log).
-pub fn merge_ai_log<K: Into<String>>(
-    host: &dyn crate::host::Host,
-    fields: impl IntoIterator<Item = (K, serde_json::Value)>,
-) {
-    let mut object = host
-        .property(&[AI_LOG])
-        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
-        .unwrap_or_default();
-    for (key, value) in fields {
-        object.insert(key.into(), value);
-    }
-    let _ = host.set_property(
-        &[AI_LOG],
-        serde_json::Value::Object(object).to_string().as_bytes(),
-    );
-}

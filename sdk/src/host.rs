@@ -19,10 +19,17 @@ pub trait Host {
     /// Sets (`Some`) or removes (`None`) a request header; false when the host refused (stock
     /// Envoy has no request headers to change once the header callback returned).
     fn set_request_header(&self, name: &str, value: Option<&str>) -> bool;
+    /// Replaces all request headers (pseudo-headers included) in one call; false when the host
+    /// refused.
+    fn set_request_headers(&self, headers: &[(String, String)]) -> bool;
     /// One response header (lowercase name).
     fn response_header(&self, name: &str) -> Option<String>;
+    /// All response headers, `:status` included.
+    fn response_headers(&self) -> Vec<(String, String)>;
     /// Sets (`Some`) or removes (`None`) a response header.
     fn set_response_header(&self, name: &str, value: Option<&str>);
+    /// Replaces all response headers in one call.
+    fn set_response_headers(&self, headers: &[(String, String)]);
     /// `size` bytes of the buffered request body from `start`.
     fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>>;
     /// Replaces `size` bytes of the request body at `start` with `value`.
@@ -45,6 +52,9 @@ pub trait Host {
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status>;
     /// Records a value into a histogram or sets a gauge.
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status>;
+    /// Hands the counter increments and histogram values held in the VM to the host (the root
+    /// context calls it on its tick; see [`MetricBuffer`]).
+    fn flush_metrics(&self) {}
     /// Sends an HTTP request to an Envoy cluster; the answer arrives in `on_http_call_response`.
     fn dispatch_http_call(
         &self,
@@ -106,6 +116,8 @@ pub(crate) mod raw {
         fn replace(map: MapType, k: *const u8, ks: usize, v: *const u8, vs: usize) -> u32;
         #[link_name = "proxy_remove_header_map_value"]
         fn remove(map: MapType, k: *const u8, ks: usize) -> u32;
+        #[link_name = "proxy_set_header_map_pairs"]
+        fn set_pairs(map: MapType, v: *const u8, vs: usize) -> u32;
         fn proxy_get_buffer_bytes(
             kind: BufferType,
             start: usize,
@@ -206,6 +218,16 @@ pub(crate) mod raw {
             }
         };
         code == 0
+    }
+
+    pub fn set_headers(map: MapType, headers: &[(String, String)]) -> bool {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let bytes = super::encode_pairs(&pairs);
+        // SAFETY: pointer and length of a live buffer.
+        unsafe { set_pairs(map, bytes.as_ptr(), bytes.len()) == 0 }
     }
 
     pub fn buffer(kind: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
@@ -392,6 +414,11 @@ mod wasm {
     use proxy_wasm::hostcalls as hc;
     use proxy_wasm::types::{BufferType, MapType};
 
+    thread_local! {
+        /// The VM's metric updates not handed to the host yet.
+        static METRICS: RefCell<MetricBuffer> = RefCell::new(MetricBuffer::default());
+    }
+
     impl Host for WasmHost {
         fn request_header(&self, name: &str) -> Option<String> {
             raw::header(MapType::HttpRequestHeaders, name)
@@ -402,11 +429,20 @@ mod wasm {
         fn set_request_header(&self, name: &str, value: Option<&str>) -> bool {
             raw::set_header(MapType::HttpRequestHeaders, name, value)
         }
+        fn set_request_headers(&self, headers: &[(String, String)]) -> bool {
+            raw::set_headers(MapType::HttpRequestHeaders, headers)
+        }
         fn response_header(&self, name: &str) -> Option<String> {
             raw::header(MapType::HttpResponseHeaders, name)
         }
+        fn response_headers(&self) -> Vec<(String, String)> {
+            raw::headers(MapType::HttpResponseHeaders)
+        }
         fn set_response_header(&self, name: &str, value: Option<&str>) {
             raw::set_header(MapType::HttpResponseHeaders, name, value);
+        }
+        fn set_response_headers(&self, headers: &[(String, String)]) {
+            raw::set_headers(MapType::HttpResponseHeaders, headers);
         }
         fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
             raw::buffer(BufferType::HttpRequestBody, start, size)
@@ -433,13 +469,34 @@ mod wasm {
             raw::set_shared_data(key, value, cas)
         }
         fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
-            raw::define_metric(kind, name)
+            let id = raw::define_metric(kind, name)?;
+            METRICS.with(|m| m.borrow_mut().defined(id, kind));
+            Ok(id)
         }
         fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
-            raw::increment_metric(id, offset)
+            match METRICS.with(|m| m.borrow_mut().add(id, offset)) {
+                Held::No => raw::increment_metric(id, offset),
+                Held::Yes => Ok(()),
+                Held::Full => {
+                    self.flush_metrics();
+                    Ok(())
+                }
+            }
         }
         fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-            raw::record_metric(id, value)
+            match METRICS.with(|m| m.borrow_mut().record(id, value)) {
+                Held::No => raw::record_metric(id, value),
+                Held::Yes => Ok(()),
+                Held::Full => {
+                    self.flush_metrics();
+                    Ok(())
+                }
+            }
+        }
+        fn flush_metrics(&self) {
+            METRICS
+                .with(|m| m.borrow_mut().take())
+                .apply(raw::increment_metric, raw::record_metric);
         }
         fn dispatch_http_call(
             &self,
@@ -485,6 +542,103 @@ mod wasm {
         }
         fn log(&self, level: LogLevel, message: &str) {
             raw::log(level, message);
+        }
+    }
+}
+
+/// Counter increments and histogram values held in the VM between flushes: a request's dozen
+/// metric updates cost no host call of their own; the root context's tick (every
+/// [`METRIC_FLUSH`]) hands each counter's sum and each histogram value to the host. Gauges and
+/// metrics the buffer did not see defined go to the host at once.
+#[derive(Debug, Default)]
+pub struct MetricBuffer {
+    kinds: HashMap<u32, MetricType>,
+    counters: Vec<(u32, i64)>,
+    samples: Vec<(u32, u64)>,
+}
+
+/// How often held metric updates reach the host: the lag of a counter in `/stats`.
+pub const METRIC_FLUSH: Duration = Duration::from_millis(100);
+
+/// Updates held before the buffer flushes on its own (bounds its memory without a tick).
+const METRIC_HOLD_MAX: usize = 1024;
+
+/// Whether [`MetricBuffer`] held an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Not a buffered metric: send it to the host now.
+    No,
+    /// Held.
+    Yes,
+    /// Held, and the buffer is full: flush it.
+    Full,
+}
+
+impl MetricBuffer {
+    /// Remembers a metric's kind.
+    pub fn defined(&mut self, id: u32, kind: MetricType) {
+        self.kinds.insert(id, kind);
+    }
+
+    /// Holds a counter increment.
+    pub fn add(&mut self, id: u32, offset: i64) -> Held {
+        if self.kinds.get(&id) != Some(&MetricType::Counter) {
+            return Held::No;
+        }
+        match self.counters.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, sum)) => *sum = sum.saturating_add(offset),
+            None => self.counters.push((id, offset)),
+        }
+        self.held()
+    }
+
+    /// Holds a histogram value.
+    pub fn record(&mut self, id: u32, value: u64) -> Held {
+        if self.kinds.get(&id) != Some(&MetricType::Histogram) {
+            return Held::No;
+        }
+        self.samples.push((id, value));
+        self.held()
+    }
+
+    fn held(&self) -> Held {
+        if self.counters.len() + self.samples.len() >= METRIC_HOLD_MAX {
+            Held::Full
+        } else {
+            Held::Yes
+        }
+    }
+
+    /// The held updates, leaving the buffer empty.
+    pub fn take(&mut self) -> HeldMetrics {
+        HeldMetrics {
+            counters: std::mem::take(&mut self.counters),
+            samples: std::mem::take(&mut self.samples),
+        }
+    }
+}
+
+/// What a [`MetricBuffer`] held.
+#[derive(Debug, Default)]
+pub struct HeldMetrics {
+    /// Each counter's summed increments.
+    pub counters: Vec<(u32, i64)>,
+    /// Histogram values, in order.
+    pub samples: Vec<(u32, u64)>,
+}
+
+impl HeldMetrics {
+    /// Hands the updates to a host's metric calls.
+    pub fn apply(
+        self,
+        mut increment: impl FnMut(u32, i64) -> Result<(), Status>,
+        mut record: impl FnMut(u32, u64) -> Result<(), Status>,
+    ) {
+        for (id, offset) in self.counters {
+            let _ = increment(id, offset);
+        }
+        for (id, value) in self.samples {
+            let _ = record(id, value);
         }
     }
 }
@@ -546,6 +700,9 @@ pub struct MockHost {
     pub request_headers_sealed: std::cell::Cell<bool>,
     /// Host calls made, by [`Host`] method name (each is one wasm↔host crossing in Envoy).
     pub calls: RefCell<std::collections::BTreeMap<&'static str, u64>>,
+    /// When set, metric updates are held as [`WasmHost`] holds them until
+    /// [`Host::flush_metrics`].
+    pub metric_buffer: RefCell<Option<MetricBuffer>>,
 }
 
 fn find(list: &[(String, String)], name: &str) -> Option<String> {
@@ -622,6 +779,22 @@ impl MockHost {
         self.calls.borrow_mut().clear();
     }
 
+    fn apply_increment(&self, id: u32, offset: i64) -> Result<(), Status> {
+        self.tally("increment_metric");
+        let mut metrics = self.metrics.borrow_mut();
+        let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
+        m.2 += offset;
+        Ok(())
+    }
+
+    fn apply_record(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.tally("record_metric");
+        let mut metrics = self.metrics.borrow_mut();
+        let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
+        m.2 = i64::try_from(value).unwrap_or(i64::MAX);
+        Ok(())
+    }
+
     fn tally(&self, method: &'static str) {
         *self.calls.borrow_mut().entry(method).or_insert(0) += 1;
     }
@@ -653,13 +826,29 @@ impl Host for MockHost {
         put(&mut self.request_headers.borrow_mut(), name, value);
         true
     }
+    fn set_request_headers(&self, headers: &[(String, String)]) -> bool {
+        self.tally("set_request_headers");
+        if self.request_headers_sealed.get() {
+            return false;
+        }
+        *self.request_headers.borrow_mut() = headers.to_vec();
+        true
+    }
     fn response_header(&self, name: &str) -> Option<String> {
         self.tally("response_header");
         find(&self.response_headers.borrow(), name)
     }
+    fn response_headers(&self) -> Vec<(String, String)> {
+        self.tally("response_headers");
+        self.response_headers.borrow().clone()
+    }
     fn set_response_header(&self, name: &str, value: Option<&str>) {
         self.tally("set_response_header");
         put(&mut self.response_headers.borrow_mut(), name, value);
+    }
+    fn set_response_headers(&self, headers: &[(String, String)]) {
+        self.tally("set_response_headers");
+        *self.response_headers.borrow_mut() = headers.to_vec();
     }
     fn request_body(&self, start: usize, size: usize) -> Option<Vec<u8>> {
         self.tally("request_body");
@@ -711,25 +900,60 @@ impl Host for MockHost {
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
         self.tally("define_metric");
         let mut metrics = self.metrics.borrow_mut();
-        if let Some(i) = metrics.iter().position(|(n, _, _)| n == name) {
-            return Ok(i as u32);
+        let id = match metrics.iter().position(|(n, _, _)| n == name) {
+            Some(i) => i as u32,
+            None => {
+                metrics.push((name.to_string(), kind, 0));
+                (metrics.len() - 1) as u32
+            }
+        };
+        if let Some(buffer) = self.metric_buffer.borrow_mut().as_mut() {
+            buffer.defined(id, kind);
         }
-        metrics.push((name.to_string(), kind, 0));
-        Ok((metrics.len() - 1) as u32)
+        Ok(id)
+    }
+    fn flush_metrics(&self) {
+        let held = self
+            .metric_buffer
+            .borrow_mut()
+            .as_mut()
+            .map(MetricBuffer::take);
+        if let Some(held) = held {
+            held.apply(
+                |id, offset| self.apply_increment(id, offset),
+                |id, value| self.apply_record(id, value),
+            );
+        }
     }
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
-        self.tally("increment_metric");
-        let mut metrics = self.metrics.borrow_mut();
-        let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
-        m.2 += offset;
-        Ok(())
+        let held = self
+            .metric_buffer
+            .borrow_mut()
+            .as_mut()
+            .map(|b| b.add(id, offset));
+        match held {
+            Some(Held::Yes) => Ok(()),
+            Some(Held::Full) => {
+                self.flush_metrics();
+                Ok(())
+            }
+            _ => self.apply_increment(id, offset),
+        }
     }
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-        self.tally("record_metric");
-        let mut metrics = self.metrics.borrow_mut();
-        let m = metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
-        m.2 = i64::try_from(value).unwrap_or(i64::MAX);
-        Ok(())
+        let held = self
+            .metric_buffer
+            .borrow_mut()
+            .as_mut()
+            .map(|b| b.record(id, value));
+        match held {
+            Some(Held::Yes) => Ok(()),
+            Some(Held::Full) => {
+                self.flush_metrics();
+                Ok(())
+            }
+            _ => self.apply_record(id, value),
+        }
     }
     fn dispatch_http_call(
         &self,
@@ -868,7 +1092,7 @@ mod tests {
 
 #[cfg(test)]
 mod pair_tests {
-    use super::decode_pairs;
+    use super::*;
 
     fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
@@ -894,5 +1118,52 @@ mod pair_tests {
         assert_eq!(decode_pairs(&bytes[..bytes.len() - 4]).len(), 1);
         assert!(decode_pairs(&[]).is_empty());
         assert!(decode_pairs(&[9, 0, 0, 0]).is_empty());
+    }
+
+    #[test]
+    fn held_metrics_reach_the_host_summed_at_the_flush() {
+        let host = MockHost::default();
+        *host.metric_buffer.borrow_mut() = Some(MetricBuffer::default());
+        let counter = host.define_metric(MetricType::Counter, "c").unwrap();
+        let histogram = host.define_metric(MetricType::Histogram, "h").unwrap();
+        let gauge = host.define_metric(MetricType::Gauge, "g").unwrap();
+        host.reset_host_calls();
+        for _ in 0..10 {
+            host.increment_metric(counter, 2).unwrap();
+            host.record_metric(histogram, 7).unwrap();
+        }
+        host.record_metric(gauge, 5).unwrap();
+        // Only the gauge went to the host at once.
+        assert_eq!(host.host_call_counts(), [("record_metric", 1)]);
+        assert_eq!(host.metric("c"), Some(0));
+        host.reset_host_calls();
+        host.flush_metrics();
+        // One call for the counter's sum, one per histogram value.
+        assert_eq!(
+            host.host_call_counts(),
+            [("increment_metric", 1), ("record_metric", 10)]
+        );
+        assert_eq!(host.metric("c"), Some(20));
+        assert_eq!(host.metric("g"), Some(5));
+        host.reset_host_calls();
+        host.flush_metrics();
+        assert_eq!(host.host_calls(), 0);
+    }
+
+    #[test]
+    fn a_full_metric_buffer_flushes_without_a_tick() {
+        let host = MockHost::default();
+        *host.metric_buffer.borrow_mut() = Some(MetricBuffer::default());
+        let histogram = host.define_metric(MetricType::Histogram, "h").unwrap();
+        for _ in 0..METRIC_HOLD_MAX {
+            host.record_metric(histogram, 1).unwrap();
+        }
+        assert_eq!(
+            host.host_call_counts(),
+            [
+                ("define_metric", 1),
+                ("record_metric", METRIC_HOLD_MAX as u64)
+            ]
+        );
     }
 }

@@ -72,8 +72,18 @@ pub struct Exchange {
     client_json: Option<Value>,
     /// All request headers, read once when the headers arrived (None outside a pipeline).
     request_headers: Option<Vec<(String, String)>>,
-    /// Response headers read so far, by name.
-    response_headers: Vec<(String, Option<String>)>,
+    /// Request header changes not written yet: while the headers are held they go to the host
+    /// together when the callback ends.
+    request_edits: Vec<(String, Option<String>)>,
+    /// All response headers, read once (with the changes made since).
+    response_headers: Option<Vec<(String, String)>>,
+    /// Response header changes not written yet (written together when the callback ends).
+    response_edits: Vec<(String, Option<String>)>,
+    /// Facts the stages handed each other in this VM (see [`Exchange::set_fact`]).
+    facts: Vec<(&'static str, Vec<u8>)>,
+    /// Whether facts no stage here wrote are read from Envoy's filter state (a pipeline of one
+    /// stage: its plugin runs as its own filter).
+    facts_from_host: bool,
     /// The time of the current callback, read once.
     now: Option<SystemTime>,
     /// The first time read for this request.
@@ -244,43 +254,128 @@ impl Exchange {
         }
     }
 
-    /// Sets or removes a request header, keeping the exchange's copy in step.
+    /// Sets or removes a request header, keeping the exchange's copy in step. While the headers
+    /// are held the change is written when the callback ends, together with the others (true);
+    /// afterwards it is written now, and false says the host refused it.
     pub fn set_request_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) -> bool {
+        let Some(list) = self.request_headers.as_mut() else {
+            return host.set_request_header(name, value);
+        };
         // Removing a header the request does not have needs no host call.
-        let absent =
-            |list: &Vec<(String, String)>| !list.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        if value.is_none() && self.request_headers.as_ref().is_some_and(absent) {
+        if value.is_none() && !list.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
             return true;
         }
-        let done = host.set_request_header(name, value);
-        if done {
-            if let Some(list) = self.request_headers.as_mut() {
-                list.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-                if let Some(v) = value {
-                    list.push((name.to_ascii_lowercase(), v.to_string()));
-                }
+        if !self.headers_held && !host.set_request_header(name, value) {
+            return false;
+        }
+        edit(list, name, value);
+        if self.headers_held {
+            edit_later(&mut self.request_edits, name, value);
+        }
+        true
+    }
+
+    /// A response header (lowercase name); all of them are read from the host once.
+    pub fn response_header(&mut self, host: &dyn Host, name: &str) -> Option<String> {
+        self.response_headers
+            .get_or_insert_with(|| host.response_headers())
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Sets or removes a response header, keeping the exchange's copy in step; the changes go
+    /// to the host together when the callback ends.
+    pub fn set_response_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) {
+        let list = self
+            .response_headers
+            .get_or_insert_with(|| host.response_headers());
+        if value.is_none() && !list.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            return;
+        }
+        edit(list, name, value);
+        edit_later(&mut self.response_edits, name, value);
+    }
+
+    /// Writes the header changes made during this callback: one change as itself, more as
+    /// the whole header map in one host call.
+    pub(crate) fn write_headers(&mut self, host: &dyn Host) {
+        let edits = std::mem::take(&mut self.request_edits);
+        if !edits.is_empty() {
+            let written = match (&edits[..], &self.request_headers) {
+                ([(name, value)], _) => host.set_request_header(name, value.as_deref()),
+                (_, Some(list)) if lossless(list) => host.set_request_headers(list),
+                _ => edits
+                    .iter()
+                    .all(|(name, value)| host.set_request_header(name, value.as_deref())),
+            };
+            if !written {
+                host.log(
+                    LogLevel::Warn,
+                    "request headers could not be changed: the host already sent them",
+                );
             }
         }
-        done
-    }
-
-    /// A response header (lowercase name), read from the host once per name.
-    pub fn response_header(&mut self, host: &dyn Host, name: &str) -> Option<String> {
-        if let Some((_, v)) = self.response_headers.iter().find(|(k, _)| k == name) {
-            return v.clone();
+        let edits = std::mem::take(&mut self.response_edits);
+        match &edits[..] {
+            [] => {}
+            [(name, value)] => host.set_response_header(name, value.as_deref()),
+            _ => match &self.response_headers {
+                Some(list) if lossless(list) => host.set_response_headers(list),
+                _ => {
+                    for (name, value) in &edits {
+                        host.set_response_header(name, value.as_deref());
+                    }
+                }
+            },
         }
-        let value = host.response_header(name);
-        self.response_headers
-            .push((name.to_string(), value.clone()));
-        value
     }
 
-    /// Sets or removes a response header, keeping the exchange's copy in step.
-    pub fn set_response_header(&mut self, host: &dyn Host, name: &str, value: Option<&str>) {
-        host.set_response_header(name, value);
-        self.response_headers.retain(|(k, _)| k != name);
-        self.response_headers
-            .push((name.to_string(), value.map(str::to_string)));
+    /// Forgets the response headers read (they are new, or a stage may have replaced them).
+    pub(crate) fn forget_response_headers(&mut self) {
+        self.response_headers = None;
+        self.response_edits.clear();
+    }
+
+    /// Hands a fact to the later stages and writes it to Envoy's filter state as `wasm.<key>`
+    /// (for access logs, and for plugins running as filters of their own).
+    pub fn set_fact(&mut self, host: &dyn Host, key: &'static str, value: &[u8]) {
+        match self.facts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => {
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => self.facts.push((key, value.to_vec())),
+        }
+        let _ = host.set_property(&[key], value);
+    }
+
+    /// A fact a stage set; a plugin running as its own filter reads the facts other filters
+    /// wrote from Envoy's filter state.
+    pub fn fact(&self, host: &dyn Host, key: &str) -> Option<Vec<u8>> {
+        match self.facts.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => Some(v.clone()),
+            None if self.facts_from_host => host.property(&[key]),
+            None => None,
+        }
+    }
+
+    /// Sets fields of the `ai_log` access-log object, keeping the fields other stages wrote
+    /// there (the way Higress plugins add their own keys to the AI access log).
+    pub fn merge_ai_log<K: Into<String>>(
+        &mut self,
+        host: &dyn Host,
+        fields: impl IntoIterator<Item = (K, Value)>,
+    ) {
+        let mut object = self
+            .fact(host, crate::facts::AI_LOG)
+            .and_then(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).ok())
+            .unwrap_or_default();
+        for (key, value) in fields {
+            object.insert(key.into(), value);
+        }
+        let text = Value::Object(object).to_string();
+        self.set_fact(host, crate::facts::AI_LOG, text.as_bytes());
     }
 
     /// Wall-clock time, read from the host once per callback.
@@ -380,6 +475,26 @@ impl Exchange {
             MatchKey::Service => self.cluster_name(host),
         }
     }
+}
+
+/// Sets (`Some`) or removes (`None`) a header in a list.
+fn edit(list: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
+    list.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    if let Some(v) = value {
+        list.push((name.to_ascii_lowercase(), v.to_string()));
+    }
+}
+
+/// Records a change to write later (the last change of a name wins).
+fn edit_later(edits: &mut Vec<(String, Option<String>)>, name: &str, value: Option<&str>) {
+    edits.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    edits.push((name.to_ascii_lowercase(), value.map(str::to_string)));
+}
+
+/// Whether headers read from the host can be written back as they are (values that were not
+/// UTF-8 were read with replacement characters; those are changed one by one instead).
+fn lossless(list: &[(String, String)]) -> bool {
+    !list.iter().any(|(_, v)| v.contains('\u{FFFD}'))
 }
 
 fn prop_string(host: &dyn Host, path: &[&str]) -> Option<String> {
@@ -635,6 +750,8 @@ pub struct Pipeline {
     /// Response body Envoy buffered while the headers were held: its size, and whether it is
     /// all of it.
     response_buffered: Option<(usize, bool)>,
+    /// The last callback was the answer's last body callback.
+    response_ended: bool,
 }
 
 impl Pipeline {
@@ -642,8 +759,11 @@ impl Pipeline {
     pub fn new(stages: Vec<Box<dyn Stage>>) -> Pipeline {
         Pipeline {
             wants_body: vec![false; stages.len()],
+            ex: Exchange {
+                facts_from_host: stages.len() == 1,
+                ..Exchange::default()
+            },
             stages,
-            ex: Exchange::default(),
             replied: false,
             response_modes: Vec::new(),
             response_mode: BodyMode::Untouched,
@@ -654,6 +774,7 @@ impl Pipeline {
             response_waiting: false,
             answered_by: None,
             response_buffered: None,
+            response_ended: false,
         }
     }
 
@@ -681,6 +802,7 @@ impl Pipeline {
         self.ex.begin_callback();
         self.ex.hold = HeaderHold::Unavailable;
         if self.release_headers(host) {
+            self.ex.write_headers(host);
             host.resume_request();
         }
     }
@@ -720,8 +842,7 @@ impl Pipeline {
         Action::Pause
     }
 
-    /// `on_http_request_headers`.
-    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+    fn on_request_headers_run(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         if self.stages.is_empty() {
             return Action::Continue;
         }
@@ -769,8 +890,7 @@ impl Pipeline {
         }
     }
 
-    /// `on_http_request_body`.
-    pub fn on_request_body(
+    fn on_request_body_run(
         &mut self,
         host: &dyn Host,
         body_size: usize,
@@ -877,13 +997,12 @@ impl Pipeline {
         self.on_response_headers_end(host, false)
     }
 
-    /// [`Pipeline::on_response_headers`], told whether the answer ends with its headers (then
-    /// nothing is held for a body that will not come).
-    pub fn on_response_headers_end(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+    fn on_response_headers_end_run(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         if (self.replied && self.answered_by.is_none()) || self.stages.is_empty() {
             return Action::Continue;
         }
         self.ex.begin_callback();
+        self.ex.forget_response_headers();
         // After a stage's served answer, only the stages before it see the response.
         let seen = self.answered_by.unwrap_or(self.stages.len());
         self.response_modes = self
@@ -926,9 +1045,12 @@ impl Pipeline {
         }
     }
 
-    /// `on_log`: stages in response order.
+    /// `on_log`: stages in response order. Right after the answer's last body callback, that
+    /// callback's clock reading still serves.
     pub fn on_log(&mut self, host: &dyn Host) {
+        let now = self.ex.now.filter(|_| self.response_ended);
         self.ex.begin_callback();
+        self.ex.now = now;
         for stage in self.stages.iter_mut().rev() {
             stage.on_log(host, &mut self.ex);
         }
@@ -940,6 +1062,7 @@ impl Pipeline {
         self.on_call_result(host, |stage, host, ex| {
             stage.on_http_call_response(host, ex, token, body_size)
         });
+        self.ex.write_headers(host);
     }
 
     /// `on_grpc_call_response` of the HTTP context.
@@ -948,6 +1071,52 @@ impl Pipeline {
         self.on_call_result(host, |stage, host, ex| {
             stage.on_grpc_call_response(host, ex, token, status, &message)
         });
+        self.ex.write_headers(host);
+    }
+
+    /// `on_http_request_headers`.
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        let action = self.on_request_headers_run(host, end_of_stream);
+        // Headers held for the body, on a host known to keep them writable, are written once
+        // with the changes the body brings.
+        if !(self.holding_headers() && self.ex.hold == HeaderHold::Works) {
+            self.ex.write_headers(host);
+        }
+        action
+    }
+
+    /// `on_http_request_body`.
+    pub fn on_request_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let action = self.on_request_body_run(host, body_size, end_of_stream);
+        self.ex.write_headers(host);
+        action
+    }
+
+    /// [`Pipeline::on_response_headers`], told whether the answer ends with its headers (then
+    /// nothing is held for a body that will not come).
+    pub fn on_response_headers_end(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        let action = self.on_response_headers_end_run(host, end_of_stream);
+        self.ex.write_headers(host);
+        action
+    }
+
+    /// `on_http_response_body`. While a stage holds the body, Envoy keeps buffering and
+    /// `body_size` grows; only the bytes not seen yet go through the stages.
+    pub fn on_response_body(
+        &mut self,
+        host: &dyn Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let action = self.on_response_body_run(host, body_size, end_of_stream);
+        self.ex.write_headers(host);
+        self.response_ended = end_of_stream && action == Action::Continue;
+        action
     }
 
     fn on_call_result(
@@ -957,7 +1126,7 @@ impl Pipeline {
     ) {
         self.ex.begin_callback();
         // A stage may rewrite the response headers from a callout answer.
-        self.ex.response_headers.clear();
+        self.ex.forget_response_headers();
         for i in 0..self.stages.len() {
             match ask(self.stages[i].as_mut(), host, &mut self.ex) {
                 CallResult::NotMine => continue,
@@ -983,6 +1152,7 @@ impl Pipeline {
                         return;
                     };
                     if self.run_body_stages(host, from, raw_len) == Action::Continue {
+                        self.ex.write_headers(host);
                         host.resume_request();
                     }
                     return;
@@ -997,13 +1167,18 @@ impl Pipeline {
         self.response_seen = 0;
         self.ex.response_headers_held = false;
         if !std::mem::take(&mut self.response_waiting) {
+            self.ex.write_headers(host);
             host.resume_response();
             return;
         }
         match self.response_buffered.take() {
-            None => host.resume_response(),
+            None => {
+                self.ex.write_headers(host);
+                host.resume_response();
+            }
             Some((size, true)) => {
                 if self.on_response_body(host, size, true) == Action::Continue {
+                    self.ex.write_headers(host);
                     host.resume_response();
                 }
             }
@@ -1012,9 +1187,7 @@ impl Pipeline {
         }
     }
 
-    /// `on_http_response_body`. While a stage holds the body, Envoy keeps buffering and
-    /// `body_size` grows; only the bytes not seen yet go through the stages.
-    pub fn on_response_body(
+    fn on_response_body_run(
         &mut self,
         host: &dyn Host,
         body_size: usize,
@@ -1657,9 +1830,11 @@ mod tests {
             host.reset_host_calls();
             p.on_response_headers(&host);
             let calls = host.host_call_counts();
+            // All headers read at once; one change written as itself (the absent length is
+            // not removed).
             assert_eq!(
                 calls,
-                [("response_header", 1), ("set_response_header", 2)],
+                [("response_headers", 1), ("set_response_header", 1)],
                 "{calls:?}"
             );
             host.reset_host_calls();
@@ -1822,5 +1997,97 @@ mod tests {
         p.set_header_hold(HeaderHold::Unavailable);
         p.on_request_headers(&host, true);
         assert_eq!(p.on_response_headers_end(&host, false), Action::Continue);
+    }
+
+    /// Sets headers and facts the way ai-proxy and ai-statistics do.
+    struct HeaderWriter;
+
+    impl Stage for HeaderWriter {
+        fn name(&self) -> &'static str {
+            "writer"
+        }
+        fn on_request_headers(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<Need, ErrorReply> {
+            ex.set_request_header(host, ":path", Some("/v2/chat"));
+            ex.set_request_header(host, "authorization", Some("Bearer upstream"));
+            ex.set_fact(host, crate::facts::PROVIDER, b"openai");
+            Ok(Need::Body)
+        }
+        fn on_request_body(
+            &mut self,
+            host: &dyn Host,
+            ex: &mut Exchange,
+        ) -> Result<BodyOutcome, ErrorReply> {
+            ex.set_request_header(host, "x-from-body", Some("1"));
+            Ok(BodyOutcome::UNCHANGED)
+        }
+        fn on_response_headers(&mut self, host: &dyn Host, ex: &mut Exchange) -> BodyMode {
+            ex.set_response_header(host, "x-a", Some("1"));
+            ex.set_response_header(host, "x-b", Some("2"));
+            BodyMode::Untouched
+        }
+        fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
+            let provider = ex.fact(host, crate::facts::PROVIDER);
+            ex.merge_ai_log(host, [("provider", serde_json::json!(provider.is_some()))]);
+        }
+    }
+
+    #[test]
+    fn held_header_changes_are_written_once_and_facts_stay_in_the_vm() {
+        let host = chat_host("{}");
+        let mut p = Pipeline::new(vec![Box::new(HeaderWriter), Box::new(HeaderWriter)]);
+        p.set_header_hold(HeaderHold::Works);
+        host.reset_host_calls();
+        assert_eq!(p.on_request_headers(&host, false), Action::Pause);
+        // Held: nothing written yet.
+        assert!(!host
+            .host_call_counts()
+            .iter()
+            .any(|(k, _)| k.starts_with("set_request")));
+        assert_eq!(p.on_request_body(&host, 2, true), Action::Continue);
+        let calls = host.host_call_counts();
+        assert!(calls.contains(&("set_request_headers", 1)), "{calls:?}");
+        assert!(
+            !calls.iter().any(|(k, _)| *k == "set_request_header"),
+            "{calls:?}"
+        );
+        let headers = host.request_headers.borrow().clone();
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(get(":path").as_deref(), Some("/v2/chat"));
+        assert_eq!(get("authorization").as_deref(), Some("Bearer upstream"));
+        assert_eq!(get("x-from-body").as_deref(), Some("1"));
+        assert_eq!(get(":method").as_deref(), Some("POST"));
+
+        *host.response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
+        host.reset_host_calls();
+        p.on_response_headers(&host);
+        assert_eq!(
+            host.host_call_counts(),
+            [("response_headers", 1), ("set_response_headers", 1)]
+        );
+        assert_eq!(host.response_header("x-b").as_deref(), Some("2"));
+
+        host.reset_host_calls();
+        p.on_log(&host);
+        // The fact is read in the VM; only the access-log object is written.
+        assert_eq!(host.host_call_counts(), [("set_property", 2)]);
+        let log = host.properties.borrow().get(crate::facts::AI_LOG).cloned();
+        assert_eq!(log.as_deref(), Some(&br#"{"provider":true}"#[..]));
+    }
+
+    #[test]
+    fn a_plugin_of_its_own_reads_facts_other_filters_wrote() {
+        let host = chat_host("{}");
+        host.set_prop(crate::facts::PROVIDER, "claude");
+        let p = Pipeline::new(vec![Box::new(HeaderWriter)]);
+        assert_eq!(
+            p.exchange().fact(&host, crate::facts::PROVIDER).as_deref(),
+            Some(&b"claude"[..])
+        );
+        let two = Pipeline::new(vec![Box::new(HeaderWriter), Box::new(HeaderWriter)]);
+        assert_eq!(two.exchange().fact(&host, crate::facts::PROVIDER), None);
     }
 }

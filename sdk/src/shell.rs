@@ -1,7 +1,7 @@
 //! The proxy-wasm shell: thin root and HTTP contexts that hand everything to a [`Pipeline`].
 
 use crate::config::ConfigError;
-use crate::host::{raw, Host, LogLevel, WasmHost};
+use crate::host::{raw, Host, LogLevel, WasmHost, METRIC_FLUSH};
 use crate::pipeline::{HeaderHold, Pipeline, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
@@ -249,16 +249,26 @@ impl Root {
         }
     }
 
-    /// The tick the root needs now: fast while the header hold is being learnt.
+    /// The tick the root needs now: fast while the header hold is being learnt, and at least
+    /// every [`METRIC_FLUSH`] for the metric updates the VM holds.
     fn wanted_tick(&self) -> Option<Duration> {
-        match self.probe.state.get() {
-            HeaderHold::Unknown => Some(self.plugin_tick.map_or(PROBE_TICK, |p| p.min(PROBE_TICK))),
-            _ => self.plugin_tick,
+        let mut tick = self
+            .plugin_tick
+            .map_or(METRIC_FLUSH, |p| p.min(METRIC_FLUSH));
+        if self.probe.state.get() == HeaderHold::Unknown {
+            tick = tick.min(PROBE_TICK);
         }
+        Some(tick)
     }
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM may go with this root (a config reload): hand over what it holds.
+        WasmHost.flush_metrics();
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -300,6 +310,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        WasmHost.flush_metrics();
         if self.probe.state.get() == HeaderHold::Unknown {
             self.probe.check(&self.name);
             // Host calls from here on are the root's own again.

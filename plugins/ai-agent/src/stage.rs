@@ -319,7 +319,7 @@ impl Stage for AgentStage {
         }
     }
 
-    fn on_log(&mut self, host: &dyn Host, _ex: &mut Exchange) {
+    fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
         let Some(run) = &self.run else {
             return;
         };
@@ -337,7 +337,7 @@ impl Stage for AgentStage {
         }
         // Added to what another plugin (ai-statistics) wrote for this request.
         if let Value::Object(mine) = log {
-            sdk::facts::merge_ai_log(host, mine);
+            ex.merge_ai_log(host, mine);
         }
     }
 }

@@ -119,9 +119,9 @@ impl CacheStage {
         }
     }
 
-    fn set_status(&mut self, host: &dyn Host, status: Status) {
+    fn set_status(&mut self, host: &dyn Host, ex: &mut Exchange, status: Status) {
         self.status = status;
-        let _ = host.set_property(&[CACHE_STATUS], status.name().as_bytes());
+        ex.set_fact(host, CACHE_STATUS, status.name().as_bytes());
         count(host, &format!("ai_cache.{}", status.name()));
     }
 
@@ -219,7 +219,7 @@ impl CacheStage {
         answer: &Answer,
     ) -> ErrorReply {
         self.lookup_done(host, ex);
-        self.set_status(host, Status::Hit);
+        self.set_status(host, ex, Status::Hit);
         let stream = self.question.as_ref().is_some_and(|q| q.stream);
         let id: String = self
             .question
@@ -263,7 +263,7 @@ impl CacheStage {
 
     fn miss(&mut self, host: &dyn Host, ex: &mut Exchange) {
         self.lookup_done(host, ex);
-        self.set_status(host, Status::Miss);
+        self.set_status(host, ex, Status::Miss);
     }
 
     /// Stores a finished answer; true when a callout holds the end of the answer.
@@ -394,7 +394,7 @@ impl Stage for CacheStage {
             .request_header(host, SKIP_HEADER)
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("on"))
         {
-            self.set_status(host, Status::Skip);
+            self.set_status(host, ex, Status::Skip);
             return Ok(Need::Nothing);
         }
         self.consumer = ex
@@ -422,7 +422,7 @@ impl Stage for CacheStage {
         };
         let consumer = match (config.cache_scope, self.consumer.as_deref()) {
             (Scope::Consumer, None) => {
-                self.set_status(host, Status::Bypass);
+                self.set_status(host, ex, Status::Bypass);
                 return Ok(BodyOutcome::UNCHANGED);
             }
             (Scope::Consumer, Some(c)) => Some(c.to_string()),
@@ -433,7 +433,7 @@ impl Stage for CacheStage {
             Decision::Cache(q) => q,
             Decision::Bypass(why) => {
                 host.log(LogLevel::Debug, &format!("[ai-cache] not cached: {why}"));
-                self.set_status(host, Status::Bypass);
+                self.set_status(host, ex, Status::Bypass);
                 return Ok(BodyOutcome::UNCHANGED);
             }
         };

@@ -12,6 +12,7 @@ use sdk::host::{Host, LogLevel, MetricType};
 use sdk::llm::{anthropic, openai};
 use sdk::pipeline::{BodyMode, BodyOutcome, ChunkOut, Exchange, Need, RequestBody, Stage};
 use sdk::sse::{SseDecoder, SseEvent};
+use sdk::usage::json::JsonRead;
 use serde_json::{json, Value};
 use std::rc::Rc;
 
@@ -115,25 +116,37 @@ impl MaskingStage {
     }
 
     /// Restores and checks one stream chunk of complete events; None when it must be cut.
-    fn stream_events(&mut self, config: &MaskingConfig, data: &[u8]) -> Result<Vec<u8>, String> {
+    /// The events of `data` with masked values restored; `None` when nothing changed (the
+    /// bytes go on as they came, not re-encoded).
+    fn stream_events(
+        &mut self,
+        ex: &mut Exchange,
+        config: &MaskingConfig,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        if self.restorer.is_empty() {
+            return self.check_events(ex, config, data).map(|()| None);
+        }
         let mut events = Vec::new();
         let mut decoder = SseDecoder::default();
         if decoder.feed(data, &mut events).is_err() {
             // An event beyond the decoder's limit: passed on as it came.
-            return Ok(data.to_vec());
+            return Ok(None);
         }
         decoder.finish(&mut events);
         let Answer::Stream { ending, recent, .. } = &mut self.answer else {
-            return Ok(data.to_vec());
+            return Ok(None);
         };
         let mut out = String::with_capacity(data.len());
         let mut sent_text = String::new();
+        let mut touched = false;
         for mut event in events {
             if event.data == "[DONE]" {
                 // Parts still holding text end here.
                 for key in self.restorer.pending_keys() {
                     let rest = self.restorer.flush(key);
                     if !rest.is_empty() {
+                        touched = true;
                         sent_text.push_str(&rest);
                         let chunk = json!({"object": "chat.completion.chunk", "model": self.model,
                             "choices": [{"index": key, "delta": {"content": rest}, "finish_reason": null}]});
@@ -160,13 +173,15 @@ impl MaskingStage {
                             else {
                                 continue;
                             };
-                            let mut text = match delta.get("content").and_then(Value::as_str) {
+                            let piece = delta.get("content").and_then(Value::as_str);
+                            let mut text = match piece {
                                 Some(piece) => self.restorer.feed(index, piece),
                                 None => String::new(),
                             };
                             if finished {
                                 text.push_str(&self.restorer.flush(index));
                             }
+                            touched |= piece.unwrap_or_default() != text;
                             if delta.contains_key("content") || !text.is_empty() {
                                 sent_text.push_str(&text);
                                 delta.insert("content".into(), Value::String(text));
@@ -181,6 +196,7 @@ impl MaskingStage {
                             if let Some(delta) = value.get_mut("delta") {
                                 if let Some(Value::String(piece)) = delta.get_mut("text") {
                                     let text = self.restorer.feed(index, piece);
+                                    touched |= *piece != text;
                                     sent_text.push_str(&text);
                                     *piece = text;
                                 }
@@ -189,6 +205,7 @@ impl MaskingStage {
                         Some("content_block_stop") => {
                             let rest = self.restorer.flush(index);
                             if !rest.is_empty() {
+                                touched = true;
                                 sent_text.push_str(&rest);
                                 before =
                                     Some(json!({"type": "content_block_delta", "index": index,
@@ -202,7 +219,11 @@ impl MaskingStage {
                 // whole. A value split across two deltas stays masked.
                 ClientProtocol::Responses => {
                     let restorer = &self.restorer;
-                    core::each_string(&mut value, &mut |s| *s = restorer.restore_all(s));
+                    core::each_string(&mut value, &mut |s| {
+                        let restored = restorer.restore_all(s);
+                        touched |= restored != *s;
+                        *s = restored;
+                    });
                 }
             }
             if let Some(extra) = before {
@@ -213,18 +234,67 @@ impl MaskingStage {
             event.data = value.to_string();
             event.encode_into(&mut out);
         }
-        if config.has_deny_words() && !sent_text.is_empty() {
-            let mut check = std::mem::take(recent);
-            check.push_str(&sent_text);
-            if let Some(word) = config.denied(&check) {
-                return Err(word);
-            }
-            let keep = check.chars().count().saturating_sub(RECENT_CHARS);
-            *recent = check.chars().skip(keep).collect();
-        }
+        check_recent(config, recent, &sent_text)?;
         ending.release();
-        Ok(out.into_bytes())
+        Ok(touched.then(|| out.into_bytes()))
     }
+
+    /// Nothing to restore: the events go on as they came (parsed once for every stage, not
+    /// re-encoded); their text is checked for deny words.
+    fn check_events(
+        &mut self,
+        ex: &mut Exchange,
+        config: &MaskingConfig,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let protocol = self.protocol;
+        let Answer::Stream { ending, recent, .. } = &mut self.answer else {
+            return Ok(());
+        };
+        let mut sent_text = String::new();
+        for event in ex.response_events(data).0 {
+            let Some(json) = event.json() else {
+                continue;
+            };
+            ending.observe(json);
+            match protocol {
+                ClientProtocol::OpenAi => {
+                    let choices = json.get("choices").map(|c| c.items());
+                    for choice in choices.into_iter().flatten() {
+                        let content = choice.get("delta").and_then(|d| d.get("content"));
+                        sent_text.push_str(content.and_then(|c| c.as_str()).unwrap_or_default());
+                    }
+                }
+                ClientProtocol::Anthropic => {
+                    if json.get("type").and_then(|t| t.as_str()) == Some("content_block_delta") {
+                        let text = json.get("delta").and_then(|d| d.get("text"));
+                        sent_text.push_str(text.and_then(|t| t.as_str()).unwrap_or_default());
+                    }
+                }
+                // Responses events are restored, not checked (as the restoring path does).
+                ClientProtocol::Responses => {}
+            }
+        }
+        check_recent(config, recent, &sent_text)?;
+        ending.release();
+        Ok(())
+    }
+}
+
+/// Checks the text sent so far (its last [`RECENT_CHARS`] and `sent`) for deny words, so a word
+/// split across chunks is still found.
+fn check_recent(config: &MaskingConfig, recent: &mut String, sent: &str) -> Result<(), String> {
+    if !config.has_deny_words() || sent.is_empty() {
+        return Ok(());
+    }
+    let mut check = std::mem::take(recent);
+    check.push_str(sent);
+    if let Some(word) = config.denied(&check) {
+        return Err(word);
+    }
+    let keep = check.chars().count().saturating_sub(RECENT_CHARS);
+    *recent = check.chars().skip(keep).collect();
+    Ok(())
 }
 
 impl Stage for MaskingStage {
@@ -362,7 +432,7 @@ impl Stage for MaskingStage {
     fn on_response_body(
         &mut self,
         host: &dyn Host,
-        _ex: &mut Exchange,
+        ex: &mut Exchange,
         chunk: Vec<u8>,
         end: bool,
     ) -> ChunkOut {
@@ -412,6 +482,7 @@ impl Stage for MaskingStage {
                 ChunkOut::edited(body.to_string().into_bytes())
             }
             Answer::Stream { tail, .. } => {
+                let joined = !tail.is_empty();
                 let mut data = std::mem::take(tail);
                 data.extend_from_slice(&chunk);
                 let cut = if end {
@@ -420,14 +491,18 @@ impl Stage for MaskingStage {
                     complete_events(&data)
                 };
                 let rest = data.split_off(cut);
+                // The bytes differ from the chunk when a tail was joined or kept back.
+                let regrouped = joined || !rest.is_empty();
                 if let Answer::Stream { tail, .. } = &mut self.answer {
                     *tail = rest;
                 }
                 if data.is_empty() {
                     return ChunkOut::edited(Vec::new());
                 }
-                match self.stream_events(&config, &data) {
-                    Ok(out) => ChunkOut::edited(out),
+                match self.stream_events(ex, &config, &data) {
+                    Ok(Some(out)) => ChunkOut::edited(out),
+                    Ok(None) if regrouped => ChunkOut::edited(data),
+                    Ok(None) => ChunkOut::pass(data),
                     Err(word) => {
                         self.record_deny(host, "response", &word);
                         self.blocked = true;
@@ -440,5 +515,80 @@ impl Stage for MaskingStage {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdk::host::MockHost;
+    use sdk::pipeline::Pipeline;
+
+    /// What the client gets of an OpenAI stream of `pieces` (one per callback), and whether
+    /// each chunk was rewritten.
+    fn stream(config: &str, prompt: &str, pieces: &[&str]) -> (String, Vec<bool>, MockHost) {
+        let rules =
+            Rc::new(RuleSet::parse(config.as_bytes(), sdk::config::RuleMode::Override).unwrap());
+        let mut p = Pipeline::new(vec![Box::new(MaskingStage::new(rules))]);
+        let body = json!({"model": "m", "stream": true,
+            "messages": [{"role": "user", "content": prompt}]})
+        .to_string();
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            ("content-type", "application/json"),
+        ]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, body.len(), true);
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "text/event-stream".into()),
+        ];
+        p.on_response_headers(&host);
+        let (mut client, mut written) = (String::new(), Vec::new());
+        for (i, piece) in pieces.iter().enumerate() {
+            let chunk = format!(
+                "data: {}\n\n",
+                json!({"object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": piece}}]})
+            );
+            *host.response_body.borrow_mut() = chunk.clone().into_bytes();
+            host.reset_host_calls();
+            p.on_response_body(&host, chunk.len(), i + 1 == pieces.len());
+            written.push(
+                host.host_call_counts()
+                    .iter()
+                    .any(|(k, _)| *k == "set_response_body"),
+            );
+            client.push_str(&String::from_utf8_lossy(&host.response_body.borrow()));
+        }
+        (client, written, host)
+    }
+
+    #[test]
+    fn unmasked_streams_pass_as_they_came_and_deny_words_split_across_chunks_are_cut() {
+        let config = r#"{"deny_words": ["project falcon"], "deny_message": "Blocked",
+            "replace_roles": [{"regex": "\\w+@\\w+\\.com", "type": "replace", "restore": true,
+                "value": "[email]"}]}"#;
+        // Nothing masked: each event goes on as it came, not re-encoded.
+        let (client, written, _) = stream(config, "hello", &["all ", "fine"]);
+        assert!(
+            client.contains("\"all \"") && client.contains("\"fine\""),
+            "{client}"
+        );
+        assert_eq!(written, [false, false]);
+        let (client, written, host) = stream(config, "hello", &["about project ", "falcon now"]);
+        assert!(!client.contains("falcon now"), "{client}");
+        assert!(client.contains("content_filter"), "{client}");
+        assert_eq!(written, [false, true]);
+        assert_eq!(
+            host.metric("ai_data_masking.denied.direction=.=response;.;"),
+            Some(1)
+        );
+        // A masked value comes back restored (the events are rewritten).
+        let (client, written, _) = stream(config, "mail ann@x.com", &["to [email]", " done"]);
+        assert!(client.contains("ann@x.com"), "{client}");
+        assert_eq!(written, [true, false]);
     }
 }

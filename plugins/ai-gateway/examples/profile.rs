@@ -3,26 +3,34 @@
 //! `MockHost`, the way Envoy calls it, and counts host calls per request.
 //!
 //! ```sh
-//! cargo build --release -p ai-gateway --example profile
-//! valgrind --tool=callgrind --toggle-collect='*measure_json*' target/release/examples/profile json 200
-//! valgrind --tool=callgrind --toggle-collect='*stream_chunks*' target/release/examples/profile sse 50
-//! target/release/examples/profile memory
+//! cargo build --profile profiling -p ai-gateway --example profile
+//! valgrind --tool=callgrind --toggle-collect='*measure_json*' target/profiling/examples/profile json 200
+//! valgrind --tool=callgrind --toggle-collect='*stream_chunks*' target/profiling/examples/profile sse 50
+//! target/profiling/examples/profile memory
 //! ```
 //!
 //! Modes: `json N` (non-streaming request and answer), `sse N` (an answer of 80 SSE content
 //! chunks), `memory` (heap held after a request whose answer reports no usage, so estimates run).
+//! `json-floor` and `sse-floor` run the parse floor instead of the plugins: one stage that has the
+//! request body parsed and sees each response chunk (what `bench/floor`'s `parse` does in wasm).
+//! `json` and `sse` also print the native time per request and per streamed chunk (`make bench`
+//! reads these lines, and the instruction counts callgrind prints).
 //! Warm-up requests run before the measured ones (config, metric ids and lazily built tables are
 //! set up there, as in a long-running VM); only `measure_*` / `stream_chunks` are meant to be
 //! collected.
 
 use proxy_wasm::types::Action;
-use sdk::host::MockHost;
-use sdk::pipeline::Pipeline;
+use sdk::error::ErrorReply;
+use sdk::host::{Host, MetricBuffer, MockHost};
+use sdk::pipeline::{BodyMode, BodyOutcome, ChunkOut, Exchange, HeaderHold, Need, Pipeline, Stage};
 use sdk::shell::Loaded;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Heap accounting for the `memory` mode.
 struct Counting;
@@ -132,8 +140,55 @@ fn plugin<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+thread_local! {
+    /// Whether the parse floor runs instead of the plugins.
+    static FLOOR: Cell<bool> = const { Cell::new(false) };
+    /// Time spent delivering streamed chunks.
+    static CHUNK_TIME: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// The parse floor as a stage: the pipeline parses the request body for it, and it sees each
+/// response chunk.
+struct ParseFloor;
+
+impl Stage for ParseFloor {
+    fn name(&self) -> &'static str {
+        "parse-floor"
+    }
+    fn on_request_headers(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+    ) -> Result<Need, ErrorReply> {
+        Ok(Need::Body)
+    }
+    fn on_request_body(
+        &mut self,
+        _host: &dyn Host,
+        ex: &mut Exchange,
+    ) -> Result<BodyOutcome, ErrorReply> {
+        black_box(&ex.body);
+        Ok(BodyOutcome::UNCHANGED)
+    }
+    fn on_response_headers(&mut self, _host: &dyn Host, _ex: &mut Exchange) -> BodyMode {
+        BodyMode::Stream
+    }
+    fn on_response_body(
+        &mut self,
+        _host: &dyn Host,
+        _ex: &mut Exchange,
+        chunk: Vec<u8>,
+        _end: bool,
+    ) -> ChunkOut {
+        ChunkOut::pass(black_box(chunk))
+    }
+}
+
 /// What `create_http_context` builds for one request.
 fn pipeline(loaded: &[Box<dyn Loaded>]) -> Pipeline {
+    if FLOOR.with(Cell::get) {
+        return plugin(|| Pipeline::new(vec![Box::new(ParseFloor)]));
+    }
     plugin(|| Pipeline::new(loaded.iter().flat_map(|p| p.stages()).collect()))
 }
 
@@ -143,6 +198,26 @@ fn request_body(stream: bool) -> Vec<u8> {
         {"role": "user", "content": "Say hello to the benchmark"}]})
     .to_string()
     .into_bytes()
+}
+
+thread_local! {
+    /// The VM's held metric updates, carried from one request's host to the next as in a VM.
+    static VM_METRICS: RefCell<Option<MetricBuffer>> = RefCell::new(Some(MetricBuffer::default()));
+}
+
+/// Gives a request's host the VM's metric buffer back.
+fn metrics_back(host: &MockHost) {
+    let buffer = host.metric_buffer.borrow_mut().take();
+    VM_METRICS.with(|m| *m.borrow_mut() = buffer);
+}
+
+/// Host calls the root's tick makes to flush what `n` requests left in the metric buffer.
+fn flush_calls() -> u64 {
+    let host = MockHost::default();
+    *host.metric_buffer.borrow_mut() = VM_METRICS.with(|m| m.borrow_mut().take());
+    host.flush_metrics();
+    metrics_back(&host);
+    host.host_calls()
 }
 
 /// A host set up as Envoy is when the request headers arrive.
@@ -164,6 +239,7 @@ fn request_host(body: &[u8]) -> MockHost {
     host.set_prop("xds.cluster_name", "llm_upstream");
     host.set_prop("source.address", "127.0.0.1:50000");
     *host.request_body.borrow_mut() = body.to_vec();
+    *host.metric_buffer.borrow_mut() = VM_METRICS.with(|m| m.borrow_mut().take());
     host
 }
 
@@ -187,12 +263,13 @@ fn response_headers(host: &MockHost, content_type: &str, length: Option<usize>) 
 /// The request half, as Envoy delivers it (headers, then the whole body: the buffer filter).
 fn send_request(p: &mut Pipeline, host: &MockHost) -> Checked<()> {
     let size = host.request_body.borrow().len();
+    // The bench's Envoy sets `allow_on_headers_stop_iteration`: headers wait for the body
+    // (Pause) and stay writable, as the root learns on the first request.
+    p.set_header_hold(HeaderHold::Works);
     let headers = plugin(|| p.on_request_headers(host, false));
-    // Pause: headers decided from the body (Envoy's `allow_on_headers_stop_iteration`).
     ensure(matches!(headers, Action::Continue | Action::Pause), || {
         format!("headers: {headers:?}")
     })?;
-    host.request_headers_sealed.set(true);
     let body = plugin(|| p.on_request_body(host, size, true));
     ensure(body == Action::Continue && !p.replied(), || {
         format!("body: {body:?}, reply {:?}", host.local_reply())
@@ -279,6 +356,7 @@ fn json_request(loaded: &[Box<dyn Loaded>], usage: bool) -> Checked<MockHost> {
     down.deliver(&mut p, &host, &answer, true);
     plugin(|| p.on_log(&host));
     plugin(|| drop(p));
+    metrics_back(&host);
     ensure(down.received == answer, || "answer changed".to_string())?;
     Ok(host)
 }
@@ -288,10 +366,12 @@ fn stream_chunks(p: &mut Pipeline, host: &MockHost, frames: &[Vec<u8>]) -> Vec<u
     let mut down = Downstream {
         received: Vec::new(),
     };
+    let started = Instant::now();
     for frame in frames {
         down.deliver(p, host, frame, false);
     }
     down.deliver(p, host, &[], true);
+    CHUNK_TIME.with(|t| t.set(t.get() + started.elapsed()));
     down.received
 }
 
@@ -306,6 +386,7 @@ fn sse_request(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>]) -> Checked<MockHo
     let received = stream_chunks(&mut p, &host, frames);
     plugin(|| p.on_log(&host));
     plugin(|| drop(p));
+    metrics_back(&host);
     ensure(received == frames.concat(), || "stream changed".to_string())?;
     Ok(host)
 }
@@ -328,8 +409,16 @@ fn measure_sse(loaded: &[Box<dyn Loaded>], frames: &[Vec<u8>], n: usize) -> Chec
     Ok(last)
 }
 
-/// Checks that the stages did their work, and prints the host calls of one request.
-fn report(what: &str, host: &MockHost) -> Checked<()> {
+/// Checks that the stages did their work, and prints the host calls of one request and the
+/// metric flushes `n` requests cost the root's tick.
+fn report(what: &str, host: &MockHost, n: usize) -> Checked<()> {
+    if FLOOR.with(Cell::get) {
+        println!(
+            "{what}: parse floor, {} host calls per request",
+            host.host_calls()
+        );
+        return Ok(());
+    }
     let upstream: Value = serde_json::from_slice(&host.request_body.borrow())
         .map_err(|e| format!("upstream body: {e}"))?;
     let messages = upstream["messages"].as_array().map_or(0, Vec::len);
@@ -346,6 +435,17 @@ fn report(what: &str, host: &MockHost) -> Checked<()> {
     for (name, n) in calls {
         println!("  {name:<22} {n}");
     }
+    let flushed = flush_calls();
+    println!(
+        "{what}: metric updates flushed by the root's tick: {flushed} host calls for {n} requests \
+         ({:.2} per request)",
+        flushed as f64 / n.max(1) as f64
+    );
+    println!("host_calls_per_request {}", host.host_calls());
+    println!(
+        "flush_calls_per_request {:.2}",
+        flushed as f64 / n.max(1) as f64
+    );
     Ok(())
 }
 
@@ -357,25 +457,43 @@ fn main() -> Checked<()> {
     let loaded = load()?;
     let frames = sse_frames(true);
     match mode {
-        "json" => {
+        "json" | "json-floor" => {
+            FLOOR.with(|f| f.set(mode == "json-floor"));
             for _ in 0..20 {
                 json_request(&loaded, true)?;
             }
-            report("json", &measure_json(&loaded, n)?)
+            flush_calls();
+            let started = Instant::now();
+            let host = measure_json(&loaded, n)?;
+            let us = started.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
+            report("json", &host, n)?;
+            println!("native_us_per_request {us:.3}");
+            Ok(())
         }
-        "sse" => {
+        "sse" | "sse-floor" => {
+            FLOOR.with(|f| f.set(mode == "sse-floor"));
             for _ in 0..5 {
                 sse_request(&loaded, &frames)?;
             }
-            report("sse", &measure_sse(&loaded, &frames, n)?)
+            flush_calls();
+            CHUNK_TIME.with(|t| t.set(Duration::ZERO));
+            let host = measure_sse(&loaded, &frames, n)?;
+            // Each stream is the frames plus the end of stream.
+            let chunks = n.max(1) * (frames.len() + 1);
+            let us = CHUNK_TIME.with(Cell::get).as_secs_f64() * 1e6 / chunks as f64;
+            report("sse", &host, n)?;
+            println!("native_us_per_chunk {us:.3}");
+            println!("chunks_per_stream {}", frames.len() + 1);
+            Ok(())
         }
         "memory" => {
             let config = LIVE.load(Ordering::Relaxed) - before;
             let start_peak = PEAK.load(Ordering::Relaxed);
-            report("json without usage", &json_request(&loaded, false)?)?;
+            report("json without usage", &json_request(&loaded, false)?, 1)?;
             report(
                 "sse without usage",
                 &sse_request(&loaded, &sse_frames(false))?,
+                1,
             )?;
             println!(
                 "heap: config {:.2} MB; after estimates live {:.2} MB, peak {:.2} MB (was {:.2})",

@@ -54,6 +54,9 @@ pub struct ProxyStage {
     token: Option<usize>,
     /// Upstream path chosen from the headers.
     path: String,
+    /// The client's `content-type` (a multipart image form is read by it after the upstream's
+    /// was set).
+    client_content_type: String,
     /// The provider takes request headers decided from the body.
     headers_from_body: bool,
     /// The request waits for its provider's OAuth token (see [`Call::Token`]).
@@ -82,6 +85,7 @@ impl ProxyStage {
             active: None,
             token: None,
             path: String::new(),
+            client_content_type: String::new(),
             headers_from_body: false,
             awaiting_token: false,
             stream: false,
@@ -111,13 +115,11 @@ impl ProxyStage {
         };
         if p.protocol == Protocol::Original {
             let raw = ex.unparsed_body.take();
-            let (body, late) = native::original_request(
-                p,
-                ex.body.take(),
-                raw.as_deref(),
-                &self.path,
-                host.now(),
-            )?;
+            // Signing time: the request's start (no clock read of its own; well within the
+            // providers' allowed skew).
+            let now = ex.started(host);
+            let (body, late) =
+                native::original_request(p, ex.body.take(), raw.as_deref(), &self.path, now)?;
             late::apply(host, ex, &p.kind, &late)?;
             let changed = body.is_some();
             ex.body = body;
@@ -130,8 +132,7 @@ impl ProxyStage {
         // Image edits and variations sent as a form are read into their JSON form.
         if native::image_api(ex.api()).is_some() && ex.body.is_none() {
             if let Some(raw) = ex.unparsed_body.take() {
-                let content_type = ex.request_header(host, "content-type").unwrap_or_default();
-                ex.body = Some(native::form_body(&raw, &content_type)?);
+                ex.body = Some(native::form_body(&raw, &self.client_content_type)?);
                 ex.body_error = None;
             }
         }
@@ -153,7 +154,7 @@ impl ProxyStage {
         if !config.fallbacks.is_empty() {
             self.fallback_body = Some(body.clone());
         }
-        let out = native::outbound(p, body, ex.api(), host.now(), &self.path)?;
+        let out = native::outbound(p, body, ex.api(), ex.started(host), &self.path)?;
         late::apply(host, ex, &p.kind, &out.late)?;
         self.stream = out.stream;
         self.model = out.model;
@@ -214,7 +215,7 @@ impl ProxyStage {
         let streamed = (self.stream || family != Family::Dify)
             && (content_type.contains("text/event-stream")
                 || content_type.contains("vnd.amazon.eventstream"));
-        let created = unix_seconds(host);
+        let created = unix_seconds(ex.started(host));
         match native::plan(
             client,
             family,
@@ -353,10 +354,9 @@ impl ProxyStage {
     }
 }
 
-/// The host's clock in Unix seconds.
-fn unix_seconds(host: &dyn Host) -> u64 {
-    host.now()
-        .duration_since(std::time::UNIX_EPOCH)
+/// `created` of translated answers: when the request started, in Unix seconds.
+fn unix_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
@@ -395,7 +395,8 @@ impl Stage for ProxyStage {
         self.active = Some(config.clone());
         self.answering = Some((p.family, p.reasoning));
         // A fact for the other plugins (ai-statistics labels metrics with it).
-        let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
+        ex.set_fact(host, PROVIDER_FACT, p.kind.as_bytes());
+        self.client_content_type = ex.request_header(host, "content-type").unwrap_or_default();
         let api = ex.api();
         if p.failover.is_some() && p.cluster.borrow().is_none() {
             *p.cluster.borrow_mut() = ex.cluster_name(host);
@@ -460,11 +461,11 @@ impl Stage for ProxyStage {
         }
         if p.family == Family::Claude
             && api == ApiKind::AnthropicMessages
-            && host.request_header("anthropic-version").is_some()
+            && ex.request_header(host, "anthropic-version").is_some()
         {
             // The client's own version wins on a pass-through.
         } else if p.family == Family::Claude {
-            host.set_request_header("anthropic-version", Some(&p.claude_version));
+            ex.set_request_header(host, "anthropic-version", Some(&p.claude_version));
         }
         // Headers this request may still change once the body is read (see on_headers_released).
         self.headers_from_body = native::headers_from_body(p, api) || self.awaiting_token;
@@ -605,7 +606,7 @@ impl Stage for ProxyStage {
                 self.answering = Some((p.family, p.reasoning));
                 if let Call::Fallback(i) = call {
                     self.answered_by_fallback = Some(i);
-                    let _ = host.set_property(&[PROVIDER_FACT], p.kind.as_bytes());
+                    ex.set_fact(host, PROVIDER_FACT, p.kind.as_bytes());
                     ex.set_response_header(host, "x-ai-gateway-fallback", Some(p.name()));
                 }
                 self.plan_response(host, ex, status, &content_type, error_type);
@@ -648,6 +649,7 @@ impl Stage for ProxyStage {
         let Some((family, reasoning)) = self.answering else {
             return as_is(chunk);
         };
+        let created = unix_seconds(ex.started(host));
         ChunkOut::edited(match &mut self.response {
             Response::Untouched => return as_is(chunk),
             Response::Error { status, error_type } => {
@@ -664,7 +666,7 @@ impl Stage for ProxyStage {
                 &self.model,
                 reasoning,
                 self.stream,
-                unix_seconds(host),
+                created,
                 ex.response_header(host, native::INPUT_TOKENS_HEADER)
                     .and_then(|t| t.parse().ok()),
             )
@@ -740,9 +742,7 @@ fn set_upstream(
         }
     }
     if p.family != Family::OpenAi && p.family != Family::Claude {
-        // Straight to the host: the body callback still reads the client's content type (a
-        // multipart image form) from the exchange.
-        host.set_request_header("content-type", Some("application/json"));
+        ex.set_request_header(host, "content-type", Some("application/json"));
     }
     // Translation and error rewriting need plain bodies.
     ex.set_request_header(host, "accept-encoding", None);

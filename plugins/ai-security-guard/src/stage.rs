@@ -230,6 +230,7 @@ impl GuardStage {
     fn record(
         &self,
         host: &dyn Host,
+        ex: &mut Exchange,
         phase: Phase,
         result: &str,
         rt: Option<u128>,
@@ -264,7 +265,7 @@ impl GuardStage {
             log.push((SAFECHECK_REQUEST_ID, json!(last)));
             log.push((SAFECHECK_REQUEST_IDS, json!(self.request_ids)));
         }
-        sdk::facts::merge_ai_log(host, log);
+        ex.merge_ai_log(host, log);
         let blocked = result == "deny";
         set(
             sdk::facts::GUARDRAIL_RESULT,
@@ -355,6 +356,7 @@ impl GuardStage {
             } => {
                 self.record(
                     host,
+                    ex,
                     Phase::Request,
                     "deny",
                     Some(rt),
@@ -363,7 +365,7 @@ impl GuardStage {
                 CallResult::Reply(self.deny_reply(config, &label, answer.as_deref()))
             }
             Verdict::Error(why) => {
-                self.record(host, Phase::Request, "error", Some(rt), None);
+                self.record(host, ex, Phase::Request, "error", Some(rt), None);
                 host.log(
                     LogLevel::Warn,
                     &format!("[ai-security-guard] request check failed: {why}"),
@@ -384,13 +386,14 @@ impl GuardStage {
                 match self.send_next(host, ex, config, Phase::Request) {
                     Some(true) => CallResult::Wait,
                     Some(false) if !config.fail_open => {
-                        self.record(host, Phase::Request, "error", None, None);
+                        self.record(host, ex, Phase::Request, "error", None, None);
                         CallResult::Reply(self.deny_reply(config, "error", None))
                     }
                     _ => {
                         let changed = self.any_masked && self.apply_mask(ex);
                         self.record(
                             host,
+                            ex,
                             Phase::Request,
                             if self.any_masked { "mask" } else { "pass" },
                             Some(rt),
@@ -415,6 +418,7 @@ impl GuardStage {
             Verdict::Block { label, words, .. } => {
                 self.record(
                     host,
+                    ex,
                     Phase::Response,
                     "deny",
                     Some(rt),
@@ -423,7 +427,7 @@ impl GuardStage {
                 true
             }
             Verdict::Error(why) => {
-                self.record(host, Phase::Response, "error", Some(rt), None);
+                self.record(host, ex, Phase::Response, "error", Some(rt), None);
                 host.log(
                     LogLevel::Warn,
                     &format!("[ai-security-guard] response check failed: {why}"),
@@ -460,7 +464,7 @@ impl GuardStage {
             Answer::Json { .. } => match self.send_next(host, ex, config, Phase::Response) {
                 Some(true) => CallResult::Wait,
                 _ => {
-                    self.record(host, Phase::Response, "pass", Some(rt), None);
+                    self.record(host, ex, Phase::Response, "pass", Some(rt), None);
                     self.answer = Answer::Off;
                     CallResult::ResumeResponse
                 }
@@ -479,7 +483,7 @@ impl GuardStage {
                     stream.release();
                 }
                 if !matches!(verdict, Verdict::Error(_)) {
-                    self.record(host, Phase::Response, "pass", Some(rt), None);
+                    self.record(host, ex, Phase::Response, "pass", Some(rt), None);
                 }
                 CallResult::ResumeResponse
             }
@@ -551,11 +555,11 @@ impl Stage for GuardStage {
         match self.send_next(host, ex, &config, Phase::Request) {
             Some(true) => Ok(BodyOutcome::UNCHANGED.waiting(true)),
             _ if config.fail_open => {
-                self.record(host, Phase::Request, "error", None, None);
+                self.record(host, ex, Phase::Request, "error", None, None);
                 Ok(BodyOutcome::UNCHANGED)
             }
             _ => {
-                self.record(host, Phase::Request, "error", None, None);
+                self.record(host, ex, Phase::Request, "error", None, None);
                 Err(self.deny_reply(&config, "error", None))
             }
         }
@@ -615,12 +619,12 @@ impl Stage for GuardStage {
                 match self.send_next(host, ex, &config, Phase::Response) {
                     Some(true) => ChunkOut::pass(chunk).holding(true),
                     _ if config.fail_open => {
-                        self.record(host, Phase::Response, "error", None, None);
+                        self.record(host, ex, Phase::Response, "error", None, None);
                         self.answer = Answer::Off;
                         ChunkOut::pass(chunk)
                     }
                     _ => {
-                        self.record(host, Phase::Response, "error", None, None);
+                        self.record(host, ex, Phase::Response, "error", None, None);
                         let message = Self::deny_text(&config, None);
                         let (_, body) =
                             deny_response(self.protocol, false, 200, &message, &self.model);
@@ -650,7 +654,7 @@ impl Stage for GuardStage {
                 if self.send(host, ex, &config, Phase::Response, &text) {
                     return arrived.out(true);
                 }
-                self.record(host, Phase::Response, "error", None, None);
+                self.record(host, ex, Phase::Response, "error", None, None);
                 let Answer::Stream(stream) = &mut self.answer else {
                     return arrived.out(false);
                 };

@@ -6,7 +6,7 @@ use crate::config::{Builtin, StatsConfig, ValueSource};
 use crate::metrics::{Metrics, Record};
 use sdk::config::RuleSet;
 use sdk::error::ErrorReply;
-use sdk::host::{Host, LogLevel};
+use sdk::host::Host;
 use sdk::meter::{Doc, SharedMeter};
 use sdk::pipeline::{BodyMode, BodyOutcome, ChunkOut, Exchange, Need, RequestBody, Stage};
 use sdk::usage;
@@ -363,8 +363,8 @@ impl Stage for StatsStage {
         let meter = SharedMeter::get(ex).filter(|_| self.metered);
         self.response_model = meter.and_then(|m| m.response_model()).map(str::to_string);
         let stream = meter.is_some_and(|m| m.is_stream()) || self.stream;
-        let provider = host
-            .property(&[PROVIDER_FACT])
+        let provider = ex
+            .fact(host, PROVIDER_FACT)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
         let model = self
@@ -402,8 +402,8 @@ impl Stage for StatsStage {
 
         let usage = &record.usage;
         // Fields other plugins put in the log (ai-security-guard's `safecheck_*`) stay.
-        let others: serde_json::Map<String, serde_json::Value> = host
-            .property(&[AI_LOG])
+        let others: serde_json::Map<String, serde_json::Value> = ex
+            .fact(host, AI_LOG)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let mut log = LogFields::default();
@@ -423,8 +423,8 @@ impl Stage for StatsStage {
         log.set("cached_input_token", LogValue::Number(usage.cached_input));
         log.set("reasoning_token", LogValue::Number(usage.reasoning));
         log.set("usage_estimated", LogValue::Bool(usage.estimated));
-        let cache_status = host
-            .property(&[CACHE_STATUS])
+        let cache_status = ex
+            .fact(host, CACHE_STATUS)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .filter(|s| !s.is_empty());
         if let Some(status) = cache_status.as_deref() {
@@ -465,9 +465,7 @@ impl Stage for StatsStage {
             }
         }
         let text = log.to_json();
-        if host.set_property(&[AI_LOG], &text).is_err() {
-            host.log(LogLevel::Debug, "[ai-statistics] cannot write wasm.ai_log");
-        }
+        ex.set_fact(host, AI_LOG, &text);
     }
 }
 

@@ -71,7 +71,7 @@ impl RateLimitStage {
         // tokens were used, the reservation is given back.
         if !self.reservation.is_metered()
             && !self.reservation.is_settled()
-            && host.property(&[sdk::facts::CACHE_STATUS]).as_deref() == Some(&b"hit"[..])
+            && ex.fact(host, sdk::facts::CACHE_STATUS).as_deref() == Some(&b"hit"[..])
         {
             self.reservation.mark_settled();
             self.settle(host, ex, 0);

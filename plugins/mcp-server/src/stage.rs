@@ -268,7 +268,7 @@ impl Stage for McpStage {
         self.finish()
     }
 
-    fn on_log(&mut self, host: &dyn Host, _ex: &mut Exchange) {
+    fn on_log(&mut self, host: &dyn Host, ex: &mut Exchange) {
         let (Some(config), Some(plan)) = (self.config(), &self.plan) else {
             return;
         };
@@ -282,7 +282,7 @@ impl Stage for McpStage {
         }
         // Added to what another plugin (ai-statistics) wrote for this request.
         if let Value::Object(mine) = log {
-            sdk::facts::merge_ai_log(host, mine);
+            ex.merge_ai_log(host, mine);
         }
     }
 }
