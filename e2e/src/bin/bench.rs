@@ -235,6 +235,10 @@ fn run_load(envoy: &Envoy, workload: &Workload, seconds: u64, concurrency: usize
     total
 }
 
+/// ai-moderation as the bench configures it, minus the response checks.
+const REQUESTS_MODERATED: &str =
+    r#"{"checkRequest": true, "checkResponse": false, "denyWords": ["forbidden"]}"#;
+
 /// A budget no benchmark spends: the rate limiter does all its work and refuses nothing.
 const UNLIMITED: &str =
     r#"{"rule_name": "bench", "global_threshold": {"token_per_minute": 1000000000000}}"#;
@@ -379,6 +383,8 @@ struct Measured {
     errors: [u64; 3],
     latencies_ms: [Vec<f64>; 3],
     ttfb_ms: [Vec<f64>; 3],
+    /// Each round's TTFB p50 of the stream in separate writes.
+    ttfb_p50_ms: Vec<f64>,
     rss_mb_1_worker: f64,
     /// RSS of each round's fresh 2-worker Envoy after its 200 warm-up requests.
     rss_mb_2_workers: Vec<f64>,
@@ -433,6 +439,14 @@ impl Stat {
 
 fn show(stat: Option<Stat>, decimals: usize) -> String {
     stat.map_or_else(|| "n/a".to_string(), |s| s.show(decimals))
+}
+
+/// A first byte unchanged within noise: its range over rounds reaches into plain Envoy's or below.
+fn first_byte_within_noise(first: Option<Stat>, plain: Option<Stat>) -> bool {
+    match (first, plain) {
+        (Some(f), Some(p)) => f.median - f.spread <= p.median + p.spread,
+        _ => false,
+    }
 }
 
 /// Per-round values of `f(setup's, reference's)`.
@@ -739,6 +753,10 @@ fn main() -> Result<()> {
                 m.requests[w] += load.requests;
                 m.errors[w] += load.errors;
                 m.latencies_ms[w].extend(load.latencies_ms);
+                if w == SEPARATE {
+                    m.ttfb_p50_ms
+                        .push(percentile(&mut load.ttfb_ms.clone(), 0.5));
+                }
                 m.ttfb_ms[w].extend(load.ttfb_ms);
             }
             if round == 0 {
@@ -770,6 +788,29 @@ fn main() -> Result<()> {
         }
         drop(envoy);
         mock.clear()?;
+    }
+    // First byte of a stream through the one filter with response moderation off (requests
+    // still checked): nothing may hold the stream's start.
+    let mut first_byte_ms: Vec<f64> = Vec::new();
+    if let Some(gateway) = chosen.iter().find(|s| s.name == GATEWAY) {
+        for round in 0..rounds {
+            eprintln!(
+                "== round {}/{rounds}: {GATEWAY}, response moderation off",
+                round + 1
+            );
+            let mut options = options(gateway, 2);
+            options.plugin_configs.insert(
+                0,
+                ("ai-moderation".to_string(), REQUESTS_MODERATED.to_string()),
+            );
+            std::env::set_var("AI_GATEWAY_MODE", "gateway");
+            let envoy = Envoy::start(mock.port, &options)?;
+            let _ = run_load(&envoy, &WORKLOADS[SEPARATE], 1, paced_concurrency); // warm-up
+            let mut load = run_load(&envoy, &WORKLOADS[SEPARATE], seconds, paced_concurrency);
+            first_byte_ms.push(percentile(&mut load.ttfb_ms, 0.5));
+            drop(envoy);
+            mock.clear()?;
+        }
     }
     eprintln!("== native harness ({rounds} rounds; callgrind when valgrind is installed)");
     let native = native(rounds)?;
@@ -872,6 +913,18 @@ parse floor's) / {CHUNKS}; \"not resolved\" when that is within its spread of ze
             show(d.rss_2w_over_plain, 0),
             verdict(d.rss_2w_over_plain.is_some_and(|s| s.at_most(60.0)))
         ));
+        let plain_first = Stat::of(&measured[index(PLAIN)].ttfb_p50_ms);
+        let first = Stat::of(&first_byte_ms);
+        md.push_str(&format!(
+            "| first byte of a stream ({CHUNKS} writes), response moderation off | plain's {} ms (ranges overlap) | {} ms | {} |\n",
+            show(plain_first, 1),
+            show(first, 1),
+            verdict(first_byte_within_noise(first, plain_first))
+        ));
+        md.push_str(&format!(
+            "| first byte of a stream ({CHUNKS} writes), response moderation on (`streamWindow` 200) | one window | {} ms | stated |\n",
+            show(Stat::of(&measured[one].ttfb_p50_ms), 1),
+        ));
         md.push_str("\nA budget is met only when figure + spread meets it.\n");
     }
     md.push_str(&native_report(&native));
@@ -964,6 +1017,7 @@ question each time (lookup, the provider, store, eviction once full), a hit repe
         serde_json::to_string_pretty(
             &json!({"rounds": rounds, "seconds": seconds, "concurrency": concurrency,
             "paced_concurrency": paced_concurrency,
+            "first_byte_ms_response_moderation_off": first_byte_ms,
             "rows": rows, "modules": sizes, "cache": cache_rows,
             "native": {
                 "instructions_per_json_request": native.json_instructions,
@@ -1011,6 +1065,15 @@ mod tests {
     #[test]
     fn chunk_count_matches_its_header() {
         assert_eq!(CHUNKS.to_string(), CHUNKS_TEXT);
+    }
+
+    #[test]
+    fn first_byte_within_noise_needs_overlapping_ranges() {
+        let stat = |median, spread| Some(Stat { median, spread });
+        assert!(first_byte_within_noise(stat(3.4, 0.3), stat(3.0, 0.2)));
+        assert!(first_byte_within_noise(stat(2.5, 0.1), stat(3.0, 0.2)));
+        assert!(!first_byte_within_noise(stat(121.8, 5.0), stat(3.0, 0.2)));
+        assert!(!first_byte_within_noise(None, stat(3.0, 0.2)));
     }
 
     #[test]
