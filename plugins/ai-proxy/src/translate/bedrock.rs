@@ -3,9 +3,9 @@
 //! the binary event stream (`application/vnd.amazon.eventstream`) and errors come back as chat
 //! completions.
 
+use super::chat::{Block, Chat, Media, Role, ToolChoice};
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::{err, max_tokens, str_of};
-use super::{ChunkTranslator, ReasoningMode, TranslateError};
+use super::{err, str_of, ChunkTranslator, ReasoningMode, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::sigv4::uri_encode;
 use sdk::error::ErrorReply;
@@ -103,18 +103,8 @@ fn is_anthropic(model: &str) -> bool {
     m.contains("anthropic.") || m.contains("claude")
 }
 
-/// Thinking budget (`budget_tokens`) for an OpenAI `reasoning_effort`: minimal and low 1024,
-/// medium 4096, high 16384, xhigh 32768; `none` turns thinking off.
-pub fn thinking_budget(effort: &str) -> Result<Option<u64>, TranslateError> {
-    Ok(match effort {
-        "none" => None,
-        "minimal" | "low" => Some(1024),
-        "medium" => Some(4096),
-        "high" => Some(16_384),
-        "xhigh" => Some(32_768),
-        other => return Err(err(format!("reasoning_effort {other:?} is not supported"))),
-    })
-}
+/// The upstream's name in errors.
+const SERVICE: &str = "Bedrock";
 
 /// Builds the Converse request body for an OpenAI chat request.
 ///
@@ -125,47 +115,37 @@ pub fn to_converse_request(
     req: &openai::ChatRequest,
     opts: &BedrockOptions,
 ) -> Result<Value, TranslateError> {
-    let x = &req.extra;
-    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(err("n > 1 is not supported by Bedrock"));
-    }
+    let chat = Chat::read(req, SERVICE)?;
+    chat.single_answer(SERVICE)?;
 
-    let mut system: Vec<Value> = Vec::new();
+    let mut system: Vec<Value> = chat.system.iter().map(|t| json!({ "text": t })).collect();
     let mut messages: Vec<Value> = Vec::new();
-    let mut has_tool_blocks = false;
-    for msg in &req.messages {
-        match msg.role.as_str() {
-            "system" | "developer" => {
-                let text = msg
-                    .content
-                    .as_ref()
-                    .map(openai::Content::text)
-                    .unwrap_or_default();
-                if !text.is_empty() {
-                    system.push(json!({ "text": text }));
+    for turn in &chat.turns {
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let blocks = turn
+            .blocks
+            .iter()
+            .map(converse_block)
+            .collect::<Result<Vec<_>, _>>()?;
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(content) = last["content"].as_array_mut() {
+                    content.extend(blocks);
                 }
             }
-            "user" => push_turn(&mut messages, "user", user_blocks(msg.content.as_ref())?),
-            "assistant" => {
-                let blocks = assistant_blocks(msg)?;
-                has_tool_blocks |= blocks.iter().any(|b| b.get("toolUse").is_some());
-                push_turn(&mut messages, "assistant", blocks);
-            }
-            "tool" => {
-                has_tool_blocks = true;
-                push_turn(&mut messages, "user", vec![tool_result_block(msg)?]);
-            }
-            other => return Err(err(format!("message role {other:?} is not supported"))),
+            _ => messages.push(json!({"role": role, "content": blocks})),
         }
     }
 
     let mut body = Map::new();
 
     // Thinking (Anthropic models only): the budget must stay below maxTokens.
-    let max_tokens = max_tokens(x);
-    let effort = x.get("reasoning_effort").and_then(Value::as_str);
-    let mut thinking = match effort {
-        Some(e) if is_anthropic(&opts.model) => thinking_budget(e)?,
+    let max_tokens = chat.max_tokens;
+    let mut thinking = match chat.effort {
+        Some(e) if is_anthropic(&opts.model) => e.anthropic_budget(),
         _ => None,
     };
     if let (Some(budget), Some(max)) = (thinking, max_tokens) {
@@ -187,26 +167,21 @@ pub fn to_converse_request(
     }
     // Anthropic thinking refuses changed temperature/top_p, so they are left out with it.
     if thinking.is_none() {
-        for (from, to) in [("temperature", "temperature"), ("top_p", "topP")] {
-            if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+        for (to, value) in [("temperature", &chat.temperature), ("topP", &chat.top_p)] {
+            if let Some(v) = value {
                 inference.insert(to.into(), v.clone());
             }
         }
     }
-    let stops: Vec<Value> = match x.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
-        _ => Vec::new(),
-    };
-    if !stops.is_empty() {
-        inference.insert("stopSequences".into(), Value::Array(stops));
+    if !chat.stop.is_empty() {
+        inference.insert("stopSequences".into(), json!(chat.stop));
     }
 
-    if let Some(tool_config) = tool_config(x, has_tool_blocks)? {
+    if let Some(tool_config) = tool_config(&chat)? {
         body.insert("toolConfig".into(), tool_config);
     }
 
-    add_cache_points(req, opts, &mut system, &mut messages);
+    add_cache_points(&chat, opts, &mut system, &mut messages);
 
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
@@ -237,159 +212,81 @@ pub fn to_converse_request(
     Ok(Value::Object(body))
 }
 
-/// Appends `blocks` to the last turn when it has the same role, else as a new turn.
-fn push_turn(messages: &mut Vec<Value>, role: &str, blocks: Vec<Value>) {
-    // An empty turn carries nothing (and Converse rejects empty content).
-    if blocks.is_empty() {
-        return;
-    }
-    if let Some(last) = messages.last_mut() {
-        if last.get("role").and_then(Value::as_str) == Some(role) {
-            if let Some(content) = last.get_mut("content").and_then(Value::as_array_mut) {
-                content.extend(blocks);
-                return;
-            }
-        }
-    }
-    messages.push(json!({"role": role, "content": blocks}));
-}
-
-fn user_blocks(content: Option<&openai::Content>) -> Result<Vec<Value>, TranslateError> {
-    let mut blocks = Vec::new();
-    match content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(json!({ "text": s })),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(parts)) => {
-            for part in parts {
-                match part.kind.as_str() {
-                    "text" => {
-                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                            blocks.push(json!({ "text": t }));
-                        }
-                    }
-                    "image_url" => blocks.push(image_block(part)?),
-                    other => {
-                        return Err(err(format!(
-                            "content part type {other:?} is not supported by Bedrock"
-                        )))
-                    }
+/// The Converse content block for a canonical one.
+fn converse_block(block: &Block) -> Result<Value, TranslateError> {
+    Ok(match block {
+        Block::Text { text, .. } => json!({ "text": text }),
+        Block::Image {
+            media: Media::Data { media_type, data },
+            ..
+        } => {
+            let format = match media_type.to_ascii_lowercase().as_str() {
+                "image/png" => "png",
+                "image/jpeg" | "image/jpg" => "jpeg",
+                "image/gif" => "gif",
+                "image/webp" => "webp",
+                other => {
+                    return Err(err(format!(
+                        "image type {other:?} is not supported by Bedrock (png, jpeg, gif, webp)"
+                    )))
                 }
-            }
-        }
-    }
-    Ok(blocks)
-}
-
-/// An `image` block from a base64 data URL (Converse takes no image URLs).
-fn image_block(part: &openai::ContentPart) -> Result<Value, TranslateError> {
-    let url = match part.extra.get("image_url") {
-        Some(Value::String(url)) => Some(url.as_str()),
-        other => str_of(other, "url"),
-    }
-    .ok_or_else(|| err("image_url part without a url"))?;
-    let Some(rest) = url.strip_prefix("data:") else {
-        return Err(err(
-            "Bedrock takes images only as base64 data URLs (data:image/png;base64,…)",
-        ));
-    };
-    let (meta, data) = rest
-        .split_once(',')
-        .ok_or_else(|| err("malformed data URL in image_url"))?;
-    let mut params = meta.split(';');
-    let media_type = params.next().unwrap_or_default().to_ascii_lowercase();
-    if !params.any(|p| p == "base64") {
-        return Err(err("image data URLs must be base64"));
-    }
-    let format = match media_type.as_str() {
-        "image/png" => "png",
-        "image/jpeg" | "image/jpg" => "jpeg",
-        "image/gif" => "gif",
-        "image/webp" => "webp",
-        other => {
-            return Err(err(format!(
-                "image type {other:?} is not supported by Bedrock (png, jpeg, gif, webp)"
-            )))
-        }
-    };
-    Ok(json!({"image": {"format": format, "source": {"bytes": data}}}))
-}
-
-fn assistant_blocks(msg: &openai::ChatMessage) -> Result<Vec<Value>, TranslateError> {
-    let mut blocks = Vec::new();
-    for t in super::assistant_texts(msg, "Bedrock")? {
-        blocks.push(json!({ "text": t }));
-    }
-    if let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
-        for call in calls {
-            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
-            let function = call.get("function");
-            let name = str_of(function, "name").unwrap_or_default();
-            let args = str_of(function, "arguments").unwrap_or_default();
-            let input = if args.trim().is_empty() {
-                Value::Object(Map::new())
-            } else {
-                serde_json::from_str::<Value>(args).map_err(|e| {
-                    err(format!(
-                        "arguments of tool call {id:?} are not valid JSON: {e}"
-                    ))
-                })?
             };
-            if !input.is_object() {
-                return Err(err(format!(
-                    "arguments of tool call {id:?} must be a JSON object"
-                )));
-            }
-            blocks.push(json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}));
+            json!({"image": {"format": format, "source": {"bytes": data}}})
         }
-    }
-    Ok(blocks)
-}
-
-/// A `toolResult` block: a JSON object result as `{json}`, anything else as `{text}`.
-fn tool_result_block(msg: &openai::ChatMessage) -> Result<Value, TranslateError> {
-    let id = msg
-        .extra
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("tool message without tool_call_id"))?;
-    let text = msg
-        .content
-        .as_ref()
-        .map(openai::Content::text)
-        .unwrap_or_default();
-    let content = match serde_json::from_str::<Value>(&text) {
-        Ok(obj @ Value::Object(_)) => json!({ "json": obj }),
-        _ => json!({ "text": text }),
-    };
-    Ok(json!({"toolResult": {"toolUseId": id, "content": [content]}}))
+        Block::Image {
+            media: Media::Url(_),
+            ..
+        } => {
+            return Err(err(
+                "Bedrock takes images only as base64 data URLs (data:image/png;base64,…)",
+            ))
+        }
+        Block::ToolUse {
+            id, name, input, ..
+        } => json!({"toolUse": {"toolUseId": id, "name": name, "input": input}}),
+        // A JSON object result as `{json}`, anything else as `{text}`.
+        Block::ToolResult { id, content, .. } => {
+            let id = id
+                .as_deref()
+                .ok_or_else(|| err("tool message without tool_call_id"))?;
+            let content = match serde_json::from_str::<Value>(content) {
+                Ok(obj @ Value::Object(_)) => json!({ "json": obj }),
+                _ => json!({ "text": content }),
+            };
+            json!({"toolResult": {"toolUseId": id, "content": [content]}})
+        }
+        other => return Err(other.unsupported(SERVICE)),
+    })
 }
 
 /// `toolConfig` from `tools` and `tool_choice`. `none` leaves the tools out, unless the history
 /// holds tool blocks (Converse then requires `toolConfig`): the tools stay, without a choice.
-fn tool_config(x: &Extra, has_tool_blocks: bool) -> Result<Option<Value>, TranslateError> {
-    let tools: Vec<Value> = match x.get("tools") {
-        Some(Value::Array(tools)) => tools.iter().map(tool_spec).collect::<Result<_, _>>()?,
-        _ => Vec::new(),
-    };
-    if tools.is_empty() {
+fn tool_config(chat: &Chat) -> Result<Option<Value>, TranslateError> {
+    if chat.tools.is_empty() {
         return Ok(None);
     }
-    let choice = match x.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Some(json!({"auto": {}})),
-            "required" => Some(json!({"any": {}})),
-            "none" if has_tool_blocks => None,
-            "none" => return Ok(None),
-            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
-        },
-        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = str_of(v.get("function"), "name")
-                .ok_or_else(|| err("tool_choice function without a name"))?;
-            Some(json!({"tool": {"name": name}}))
-        }
-        Some(_) => return Err(err("tool_choice of this shape is not supported by Bedrock")),
+    let choice = match &chat.tool_choice {
+        None => None,
+        Some(ToolChoice::Auto) => Some(json!({"auto": {}})),
+        Some(ToolChoice::Required) => Some(json!({"any": {}})),
+        Some(ToolChoice::None) if chat.has_tool_blocks() => None,
+        Some(ToolChoice::None) => return Ok(None),
+        Some(ToolChoice::Function(name)) => Some(json!({"tool": {"name": name}})),
     };
+    let tools = chat
+        .tools
+        .iter()
+        .map(|t| {
+            let (name, description, schema) = t.function(SERVICE)?;
+            let mut spec = Map::new();
+            spec.insert("name".into(), json!(name));
+            if let Some(d) = description.filter(|d| !d.is_empty()) {
+                spec.insert("description".into(), json!(d));
+            }
+            spec.insert("inputSchema".into(), json!({ "json": schema }));
+            Ok(json!({ "toolSpec": spec }))
+        })
+        .collect::<Result<Vec<_>, TranslateError>>()?;
     let mut config = Map::new();
     config.insert("tools".into(), Value::Array(tools));
     if let Some(c) = choice {
@@ -398,42 +295,16 @@ fn tool_config(x: &Extra, has_tool_blocks: bool) -> Result<Option<Value>, Transl
     Ok(Some(Value::Object(config)))
 }
 
-fn tool_spec(tool: &Value) -> Result<Value, TranslateError> {
-    let kind = tool
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("function");
-    if kind != "function" {
-        return Err(err(format!(
-            "tool type {kind:?} is not supported by Bedrock"
-        )));
-    }
-    let function = tool.get("function");
-    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
-    let mut spec = Map::new();
-    spec.insert("name".into(), json!(name));
-    if let Some(d) = str_of(function, "description").filter(|d| !d.is_empty()) {
-        spec.insert("description".into(), json!(d));
-    }
-    let schema = function
-        .and_then(|f| f.get("parameters"))
-        .filter(|p| p.is_object())
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-    spec.insert("inputSchema".into(), json!({ "json": schema }));
-    Ok(json!({ "toolSpec": spec }))
-}
-
 /// Adds `cachePoint` blocks where configured, when a retention is asked for (request
 /// `prompt_cache_retention`, else the config) and the model supports prompt caching:
 /// `in_memory` → default TTL, `24h` → `ttl: "1h"` (Bedrock's longest).
 fn add_cache_points(
-    req: &openai::ChatRequest,
+    chat: &Chat,
     opts: &BedrockOptions,
     system: &mut Vec<Value>,
     messages: &mut [Value],
 ) {
-    let retention = req
+    let retention = chat
         .extra
         .get("prompt_cache_retention")
         .and_then(Value::as_str)

@@ -1,8 +1,8 @@
 //! OpenAI chat completions client in front of an Anthropic Messages upstream: the request goes out
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
-use super::{err, max_tokens, str_of};
-use super::{Decode, TranslateError};
+use super::chat::{self, Chat, Effort, Media, Role, ToolChoice};
+use super::{err, str_of, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
 use sdk::llm::stream::{Encoder, Event};
@@ -22,100 +22,99 @@ pub fn to_claude_request(
     model: &str,
     default_max_tokens: u64,
 ) -> Result<anthropic::MessagesRequest, TranslateError> {
-    let x = &req.extra;
-    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(err("n > 1 is not supported by Anthropic"));
-    }
+    let chat = Chat::read(req, SERVICE)?;
+    chat.single_answer(SERVICE)?;
 
-    let mut system: Vec<String> = Vec::new();
     let mut messages: Vec<anthropic::Message> = Vec::new();
-    // True while the last turn is a user turn made of tool results (more may join it).
-    let mut in_tool_turn = false;
-    for msg in &req.messages {
-        match msg.role.as_str() {
-            "system" | "developer" => {
-                let text = msg
-                    .content
-                    .as_ref()
-                    .map(openai::Content::text)
-                    .unwrap_or_default();
-                if !text.is_empty() {
-                    system.push(text);
-                }
+    for turn in &chat.turns {
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let blocks = turn
+            .blocks
+            .iter()
+            .map(claude_block)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Tool results join the turn of the results before them, and so does the user text
+        // after them.
+        match messages.last_mut() {
+            Some(anthropic::Message {
+                role: last,
+                content: anthropic::Content::Blocks(existing),
+                ..
+            }) if last == role && existing.last().is_some_and(|b| b.kind == "tool_result") => {
+                existing.extend(blocks)
             }
-            "user" => {
-                let blocks = user_blocks(msg.content.as_ref())?;
-                // An empty user message carries nothing (and Anthropic rejects empty turns).
-                if !blocks.is_empty() {
-                    push_turn(&mut messages, "user", blocks, in_tool_turn);
-                }
-                in_tool_turn = false;
-            }
-            "assistant" => {
-                let blocks = assistant_blocks(msg)?;
-                if !blocks.is_empty() {
-                    push_turn(&mut messages, "assistant", blocks, false);
-                }
-                in_tool_turn = false;
-            }
-            "tool" => {
-                let block = tool_result_block(msg)?;
-                push_turn(&mut messages, "user", vec![block], in_tool_turn);
-                in_tool_turn = true;
-            }
-            other => return Err(err(format!("message role {other:?} is not supported"))),
+            _ => messages.push(anthropic::Message {
+                role: role.to_string(),
+                content: anthropic::Content::Blocks(blocks),
+                extra: Extra::new(),
+            }),
         }
     }
 
-    let client_max = max_tokens(x);
-    let mut max_tokens = client_max.unwrap_or(default_max_tokens);
-    let thinking = thinking_budget(x.get("reasoning_effort"))?.and_then(|budget| {
-        // Anthropic needs max_tokens above the budget: without a client limit the answer keeps
-        // its default room; with one the budget shrinks to fit, and below 1024 thinking is off.
-        match client_max {
-            None => {
-                max_tokens = max_tokens.saturating_add(budget);
-                Some(budget)
+    let mut max_tokens = chat.max_tokens.unwrap_or(default_max_tokens);
+    let thinking = chat
+        .effort
+        .and_then(Effort::anthropic_budget)
+        .and_then(|budget| {
+            // Anthropic needs max_tokens above the budget: without a client limit the answer keeps
+            // its default room; with one the budget shrinks to fit, and below 1024 thinking is off.
+            match chat.max_tokens {
+                None => {
+                    max_tokens = max_tokens.saturating_add(budget);
+                    Some(budget)
+                }
+                Some(limit) => Some(budget.min(limit.saturating_sub(1))).filter(|b| *b >= 1024),
             }
-            Some(limit) => Some(budget.min(limit.saturating_sub(1))).filter(|b| *b >= 1024),
-        }
-    });
+        });
 
     let mut extra = Extra::new();
-    for key in ["temperature", "top_p"] {
-        if let Some(v) = x.get(key).filter(|v| v.is_number()) {
-            extra.insert(key.into(), v.clone());
+    // Anthropic refuses sampling changes while thinking.
+    if thinking.is_none() {
+        for (key, value) in [("temperature", &chat.temperature), ("top_p", &chat.top_p)] {
+            if let Some(v) = value {
+                extra.insert(key.into(), v.clone());
+            }
         }
     }
-    let stops: Vec<Value> = match x.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
-        _ => Vec::new(),
-    };
-    if !stops.is_empty() {
-        extra.insert("stop_sequences".into(), Value::Array(stops));
+    if !chat.stop.is_empty() {
+        extra.insert("stop_sequences".into(), json!(chat.stop));
     }
-
-    let tools = match x.get("tools") {
-        Some(Value::Array(tools)) => tools.iter().map(claude_tool).collect::<Result<_, _>>()?,
-        _ => Vec::new(),
-    };
-    if !tools.is_empty() {
-        let parallel_off = x.get("parallel_tool_calls").and_then(Value::as_bool) == Some(false);
-        let mut choice = claude_tool_choice(x.get("tool_choice"))?;
-        if parallel_off {
-            let c = choice.get_or_insert_with(|| tool_choice_of("auto"));
-            if c.get("type").and_then(Value::as_str) != Some("none") {
-                c.insert("disable_parallel_tool_use".into(), Value::Bool(true));
+    if !chat.tools.is_empty() {
+        let tools = chat
+            .tools
+            .iter()
+            .map(|t| {
+                let (name, description, schema) = t.function(SERVICE)?;
+                let mut out = Map::new();
+                out.insert("name".into(), json!(name));
+                if let Some(d) = description {
+                    out.insert("description".into(), json!(d));
+                }
+                out.insert("input_schema".into(), schema);
+                Ok(Value::Object(out))
+            })
+            .collect::<Result<Vec<_>, TranslateError>>()?;
+        let mut choice = chat.tool_choice.as_ref().map(|c| match c {
+            ToolChoice::Auto => json!({"type": "auto"}),
+            ToolChoice::Required => json!({"type": "any"}),
+            ToolChoice::None => json!({"type": "none"}),
+            ToolChoice::Function(name) => json!({"type": "tool", "name": name}),
+        });
+        if chat.parallel_tool_calls == Some(false) {
+            let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+            if c["type"] != "none" {
+                c["disable_parallel_tool_use"] = Value::Bool(true);
             }
         }
         extra.insert("tools".into(), Value::Array(tools));
         if let Some(c) = choice {
-            extra.insert("tool_choice".into(), Value::Object(c));
+            extra.insert("tool_choice".into(), c);
         }
     }
-
-    if let Some(user) = x.get("user").and_then(Value::as_str) {
+    if let Some(user) = &chat.user {
         extra.insert("metadata".into(), json!({ "user_id": user }));
     }
     if let Some(budget) = thinking {
@@ -123,17 +122,76 @@ pub fn to_claude_request(
             "thinking".into(),
             json!({"type": "enabled", "budget_tokens": budget}),
         );
-        // Anthropic refuses sampling changes while thinking.
-        extra.remove("temperature");
-        extra.remove("top_p");
     }
 
     Ok(anthropic::MessagesRequest {
         model: Some(model.to_string()),
         messages,
-        system: (!system.is_empty()).then(|| anthropic::Content::Text(system.join("\n\n"))),
+        system: (!chat.system.is_empty())
+            .then(|| anthropic::Content::Text(chat.system.join("\n\n"))),
         max_tokens: Some(max_tokens),
         stream: req.stream,
+        extra,
+    })
+}
+
+/// The upstream's name in errors.
+const SERVICE: &str = "Anthropic";
+
+/// The Anthropic block for a canonical one.
+fn claude_block(block: &chat::Block) -> Result<Block, TranslateError> {
+    let mut extra = Extra::new();
+    let (kind, cache_control) = match block {
+        chat::Block::Text {
+            text,
+            cache_control,
+        } => {
+            let mut b = Block::text(text.as_str());
+            if let Some(cc) = cache_control {
+                b.extra.insert("cache_control".into(), cc.clone());
+            }
+            return Ok(b);
+        }
+        chat::Block::Image {
+            media,
+            cache_control,
+            ..
+        } => {
+            let source = match media {
+                Media::Data { media_type, data } => {
+                    json!({"type": "base64", "media_type": media_type, "data": data})
+                }
+                Media::Url(url) => json!({"type": "url", "url": url}),
+            };
+            extra.insert("source".into(), source);
+            ("image", cache_control.as_ref())
+        }
+        chat::Block::ToolUse {
+            id, name, input, ..
+        } => {
+            extra.insert("id".into(), json!(id));
+            extra.insert("name".into(), json!(name));
+            extra.insert("input".into(), input.clone());
+            ("tool_use", None)
+        }
+        chat::Block::ToolResult { id, content, .. } => {
+            let id = id
+                .as_deref()
+                .ok_or_else(|| err("tool message without tool_call_id"))?;
+            extra.insert("tool_use_id".into(), json!(id));
+            if !content.is_empty() {
+                extra.insert("content".into(), json!(content));
+            }
+            ("tool_result", None)
+        }
+        other => return Err(other.unsupported(SERVICE)),
+    };
+    if let Some(cc) = cache_control {
+        extra.insert("cache_control".into(), cc.clone());
+    }
+    Ok(Block {
+        kind: kind.into(),
+        text: None,
         extra,
     })
 }
@@ -165,247 +223,6 @@ pub fn claude_code_system(req: &mut anthropic::MessagesRequest) {
         .extra
         .insert("cache_control".into(), json!({"type": "ephemeral"}));
     req.system = Some(anthropic::Content::Blocks(vec![block]));
-}
-
-/// Thinking budget for OpenAI's `reasoning_effort` (`none`: no thinking).
-fn thinking_budget(effort: Option<&Value>) -> Result<Option<u64>, TranslateError> {
-    let Some(effort) = effort.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    match effort.as_str() {
-        Some("none") => Ok(None),
-        Some("minimal" | "low") => Ok(Some(1024)),
-        Some("medium") => Ok(Some(4096)),
-        Some("high") => Ok(Some(16384)),
-        Some("xhigh") => Ok(Some(32768)),
-        _ => Err(err(format!(
-            "reasoning_effort {effort} is not one of none, minimal, low, medium, high, xhigh"
-        ))),
-    }
-}
-
-/// Appends `blocks` as a new turn, or to the last turn when `merge` and the role matches.
-fn push_turn(messages: &mut Vec<anthropic::Message>, role: &str, blocks: Vec<Block>, merge: bool) {
-    if merge {
-        if let Some(last) = messages.last_mut() {
-            if last.role == role {
-                if let anthropic::Content::Blocks(existing) = &mut last.content {
-                    existing.extend(blocks);
-                    return;
-                }
-            }
-        }
-    }
-    messages.push(anthropic::Message {
-        role: role.to_string(),
-        content: anthropic::Content::Blocks(blocks),
-        extra: Extra::new(),
-    });
-}
-
-/// A text block carrying over a part's `cache_control`, if any.
-fn text_block(text: &str, part_extra: Option<&Extra>) -> Block {
-    let mut block = Block::text(text);
-    if let Some(cc) = part_extra.and_then(|e| e.get("cache_control")) {
-        block.extra.insert("cache_control".into(), cc.clone());
-    }
-    block
-}
-
-fn user_blocks(content: Option<&openai::Content>) -> Result<Vec<Block>, TranslateError> {
-    let mut blocks = Vec::new();
-    match content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(Block::text(s.as_str())),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(parts)) => {
-            for part in parts {
-                match part.kind.as_str() {
-                    "text" => {
-                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                            blocks.push(text_block(t, Some(&part.extra)));
-                        }
-                    }
-                    "image_url" => blocks.push(image_block(part)?),
-                    other => {
-                        return Err(err(format!(
-                            "content part type {other:?} is not supported by Anthropic"
-                        )))
-                    }
-                }
-            }
-        }
-    }
-    Ok(blocks)
-}
-
-fn image_block(part: &openai::ContentPart) -> Result<Block, TranslateError> {
-    let url = match part.extra.get("image_url") {
-        Some(Value::String(url)) => Some(url.as_str()),
-        other => str_of(other, "url"),
-    }
-    .ok_or_else(|| err("image_url part without a url"))?;
-    let source = if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| err("malformed data URL in image_url"))?;
-        let mut params = meta.split(';');
-        let media_type = params.next().unwrap_or_default();
-        if media_type.is_empty() || !params.any(|p| p == "base64") {
-            return Err(err("image data URLs must be base64 with a media type"));
-        }
-        json!({"type": "base64", "media_type": media_type, "data": data})
-    } else if url.starts_with("https://") || url.starts_with("http://") {
-        json!({"type": "url", "url": url})
-    } else {
-        return Err(err("image_url must be an http(s) URL or a base64 data URL"));
-    };
-    let mut extra = Extra::new();
-    extra.insert("source".into(), source);
-    if let Some(cc) = part.extra.get("cache_control") {
-        extra.insert("cache_control".into(), cc.clone());
-    }
-    Ok(Block {
-        kind: "image".into(),
-        text: None,
-        extra,
-    })
-}
-
-fn assistant_blocks(msg: &openai::ChatMessage) -> Result<Vec<Block>, TranslateError> {
-    let mut blocks = Vec::new();
-    match &msg.content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => blocks.push(Block::text(s.as_str())),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(parts)) => {
-            for part in parts {
-                let text = match part.kind.as_str() {
-                    "text" => part.text.as_deref(),
-                    "refusal" => part.extra.get("refusal").and_then(Value::as_str),
-                    other => {
-                        return Err(err(format!(
-                            "assistant content part type {other:?} is not supported by Anthropic"
-                        )))
-                    }
-                };
-                if let Some(t) = text.filter(|t| !t.is_empty()) {
-                    blocks.push(text_block(t, Some(&part.extra)));
-                }
-            }
-        }
-    }
-    if let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
-        for call in calls {
-            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
-            let function = call.get("function");
-            let name = str_of(function, "name").unwrap_or_default();
-            let args = str_of(function, "arguments").unwrap_or_default();
-            let input = if args.trim().is_empty() {
-                Value::Object(Map::new())
-            } else {
-                serde_json::from_str::<Value>(args).map_err(|e| {
-                    err(format!(
-                        "arguments of tool call {id:?} are not valid JSON: {e}"
-                    ))
-                })?
-            };
-            if !input.is_object() {
-                return Err(err(format!(
-                    "arguments of tool call {id:?} must be a JSON object"
-                )));
-            }
-            let mut extra = Extra::new();
-            extra.insert("id".into(), Value::String(id.to_string()));
-            extra.insert("name".into(), Value::String(name.to_string()));
-            extra.insert("input".into(), input);
-            blocks.push(Block {
-                kind: "tool_use".into(),
-                text: None,
-                extra,
-            });
-        }
-    }
-    Ok(blocks)
-}
-
-fn tool_result_block(msg: &openai::ChatMessage) -> Result<Block, TranslateError> {
-    let id = msg
-        .extra
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("tool message without tool_call_id"))?;
-    let text = msg
-        .content
-        .as_ref()
-        .map(openai::Content::text)
-        .unwrap_or_default();
-    let mut extra = Extra::new();
-    extra.insert("tool_use_id".into(), Value::String(id.to_string()));
-    if !text.is_empty() {
-        extra.insert("content".into(), Value::String(text));
-    }
-    Ok(Block {
-        kind: "tool_result".into(),
-        text: None,
-        extra,
-    })
-}
-
-fn claude_tool(tool: &Value) -> Result<Value, TranslateError> {
-    let kind = tool
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("function");
-    if kind != "function" {
-        return Err(err(format!(
-            "tool type {kind:?} is not supported by Anthropic"
-        )));
-    }
-    let function = tool.get("function");
-    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
-    let mut out = Map::new();
-    out.insert("name".into(), Value::String(name.to_string()));
-    if let Some(d) = str_of(function, "description") {
-        out.insert("description".into(), Value::String(d.to_string()));
-    }
-    let schema = function
-        .and_then(|f| f.get("parameters"))
-        .filter(|p| p.is_object())
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-    out.insert("input_schema".into(), schema);
-    Ok(Value::Object(out))
-}
-
-fn tool_choice_of(kind: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("type".into(), Value::String(kind.to_string()));
-    m
-}
-
-fn claude_tool_choice(
-    choice: Option<&Value>,
-) -> Result<Option<Map<String, Value>>, TranslateError> {
-    Ok(match choice {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(match s.as_str() {
-            "auto" => tool_choice_of("auto"),
-            "required" => tool_choice_of("any"),
-            "none" => tool_choice_of("none"),
-            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
-        }),
-        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = str_of(v.get("function"), "name")
-                .ok_or_else(|| err("tool_choice function without a name"))?;
-            let mut m = tool_choice_of("tool");
-            m.insert("name".into(), Value::String(name.to_string()));
-            Some(m)
-        }
-        Some(_) => {
-            return Err(err(
-                "tool_choice of this shape is not supported by Anthropic",
-            ))
-        }
-    })
 }
 
 /// OpenAI `finish_reason` for an Anthropic `stop_reason`.

@@ -2,9 +2,9 @@
 //! `POST /v2/chat` body, embeddings as `POST /v2/embed`; answers, streams and errors come back in
 //! OpenAI's shapes.
 
+use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice, Turn};
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::{err, max_tokens, str_of};
-use super::{Decode, ReasoningMode, TranslateError};
+use super::{err, str_of, Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
@@ -33,6 +33,9 @@ pub(crate) fn count(value: Option<&Value>) -> Option<u64> {
 // Request
 // ---------------------------------------------------------------------------------------------
 
+/// The upstream's name in errors.
+const SERVICE: &str = "Cohere";
+
 /// Builds the Cohere v2 chat body for an OpenAI chat request, sent to `model`.
 ///
 /// `system`/`developer` become system messages; assistant text next to tool calls becomes the
@@ -40,263 +43,148 @@ pub(crate) fn count(value: Option<&Value>) -> Option<u64> {
 /// `max_completion_tokens`/`max_tokens` → `max_tokens`, `reasoning_effort` → `thinking`;
 /// OpenAI-only fields are dropped.
 pub fn to_cohere_request(req: &openai::ChatRequest, model: &str) -> Result<Value, TranslateError> {
-    let x = &req.extra;
-    if x.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-        return Err(err("n > 1 is not supported by Cohere"));
-    }
-    let mut messages = Vec::with_capacity(req.messages.len());
-    for msg in &req.messages {
-        match msg.role.as_str() {
-            "system" | "developer" => {
-                let text = msg
-                    .content
-                    .as_ref()
-                    .map(openai::Content::text)
-                    .unwrap_or_default();
-                if !text.is_empty() {
-                    messages.push(json!({"role": "system", "content": text}));
-                }
-            }
-            "user" => {
-                if let Some(content) = user_content(msg.content.as_ref())? {
-                    messages.push(json!({"role": "user", "content": content}));
-                }
-            }
-            "assistant" => {
-                if let Some(m) = assistant_message(msg)? {
-                    messages.push(m);
-                }
-            }
-            "tool" => messages.push(tool_message(msg)?),
-            other => return Err(err(format!("message role {other:?} is not supported"))),
-        }
+    let chat = Chat::read(req, SERVICE)?;
+    chat.single_answer(SERVICE)?;
+    let mut messages: Vec<Value> = chat
+        .system
+        .iter()
+        .map(|t| json!({"role": "system", "content": t}))
+        .collect();
+    for turn in &chat.turns {
+        cohere_messages(turn, &mut messages)?;
     }
 
     let mut out = Map::new();
     out.insert("model".into(), Value::String(model.to_string()));
     out.insert("messages".into(), Value::Array(messages));
-    if req.stream == Some(true) {
+    if chat.stream {
         out.insert("stream".into(), Value::Bool(true));
     }
 
-    add_tools(x, &mut out)?;
+    add_tools(&chat, &mut out)?;
 
-    let max_tokens = max_tokens(x);
-    if let Some(n) = max_tokens {
+    if let Some(n) = chat.max_tokens {
         out.insert("max_tokens".into(), Value::from(n));
     }
+    for (to, value) in [("temperature", &chat.temperature), ("p", &chat.top_p)] {
+        if let Some(v) = value {
+            out.insert(to.into(), v.clone());
+        }
+    }
     for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "p"),
         ("top_k", "k"),
         ("frequency_penalty", "frequency_penalty"),
         ("presence_penalty", "presence_penalty"),
     ] {
-        if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+        if let Some(v) = chat.number(from) {
             out.insert(to.into(), v.clone());
         }
     }
-    if let Some(seed) = x.get("seed").and_then(Value::as_u64) {
+    if let Some(seed) = chat.extra.get("seed").and_then(Value::as_u64) {
         out.insert("seed".into(), Value::from(seed));
     }
-    let stops: Vec<Value> = match x.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
-        _ => Vec::new(),
-    };
-    if !stops.is_empty() {
-        out.insert("stop_sequences".into(), Value::Array(stops));
+    if !chat.stop.is_empty() {
+        out.insert("stop_sequences".into(), json!(chat.stop));
     }
-    if let Some(format) = response_format(x.get("response_format"))? {
+    if let Some(format) = response_format(chat.extra.get("response_format"))? {
         out.insert("response_format".into(), format);
     }
-    if let Some(thinking) = thinking(x)? {
+    if let Some(thinking) = thinking(&chat)? {
         out.insert("thinking".into(), thinking);
     }
     Ok(Value::Object(out))
 }
 
-/// User content: a string stays a string; parts become `text` / `image_url` blocks.
-fn user_content(content: Option<&openai::Content>) -> Result<Option<Value>, TranslateError> {
-    Ok(match content {
-        None => None,
-        Some(openai::Content::Text(s)) => Some(Value::String(s.clone())),
-        Some(openai::Content::Parts(parts)) => {
-            let mut blocks = Vec::with_capacity(parts.len());
-            for part in parts {
-                match part.kind.as_str() {
-                    "text" => {
-                        if let Some(t) = part.text.as_deref() {
-                            blocks.push(json!({"type": "text", "text": t}));
-                        }
-                    }
-                    "image_url" => {
-                        let image = match part.extra.get("image_url") {
-                            Some(Value::String(url)) => json!({ "url": url }),
-                            Some(obj @ Value::Object(_)) if str_of(Some(obj), "url").is_some() => {
-                                let mut image = Map::new();
-                                for key in ["url", "detail"] {
-                                    if let Some(v) = obj.get(key) {
-                                        image.insert(key.into(), v.clone());
-                                    }
-                                }
-                                Value::Object(image)
-                            }
-                            _ => return Err(err("image_url part without a url")),
-                        };
-                        blocks.push(json!({"type": "image_url", "image_url": image}));
-                    }
-                    other => {
-                        return Err(err(format!(
-                            "content part type {other:?} is not supported by Cohere"
-                        )))
-                    }
-                }
+/// Cohere's messages for one turn: user content (a string, or `text`/`image_url` blocks), an
+/// assistant's text (its `tool_plan` next to tool calls), and one `tool` message per result.
+fn cohere_messages(turn: &Turn, out: &mut Vec<Value>) -> Result<(), TranslateError> {
+    let mut texts: Vec<&str> = Vec::new();
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut calls: Vec<Value> = Vec::new();
+    for block in &turn.blocks {
+        match block {
+            Block::Text { text, .. } => {
+                texts.push(text);
+                blocks.push(json!({"type": "text", "text": text}));
             }
-            (!blocks.is_empty()).then_some(Value::Array(blocks))
-        }
-    })
-}
-
-/// The text of an assistant message: the string, or its `text`/`refusal` parts joined.
-fn assistant_text(content: Option<&openai::Content>) -> Result<String, TranslateError> {
-    Ok(match content {
-        None => String::new(),
-        Some(openai::Content::Text(s)) => s.clone(),
-        Some(openai::Content::Parts(parts)) => {
-            let mut texts = Vec::new();
-            for part in parts {
-                match part.kind.as_str() {
-                    "text" => texts.extend(part.text.as_deref()),
-                    "refusal" => texts.extend(part.extra.get("refusal").and_then(Value::as_str)),
-                    other => {
-                        return Err(err(format!(
-                            "assistant content part type {other:?} is not supported by Cohere"
-                        )))
-                    }
+            Block::Image { media, detail, .. } => {
+                let url = match media {
+                    Media::Url(url) => url.clone(),
+                    Media::Data { media_type, data } => format!("data:{media_type};base64,{data}"),
+                };
+                let mut image = json!({ "url": url });
+                if let Some(d) = detail {
+                    image["detail"] = d.clone();
                 }
+                blocks.push(json!({"type": "image_url", "image_url": image}));
             }
-            texts.join("\n")
+            Block::ToolUse {
+                id, name, input, ..
+            } => calls.push(json!({"id": id, "type": "function",
+                "function": {"name": name, "arguments": input.to_string()}})),
+            Block::ToolResult { id, content, .. } => {
+                let id = id
+                    .as_deref()
+                    .ok_or_else(|| err("tool message without tool_call_id"))?;
+                out.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+            }
+            other => return Err(other.unsupported(SERVICE)),
         }
-    })
-}
-
-/// OpenAI `tool_calls` of an assistant message, normalised (arguments always a string).
-fn openai_tool_calls(msg: &openai::ChatMessage) -> Vec<Value> {
-    let Some(calls) = msg.extra.get("tool_calls").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    calls
-        .iter()
-        .map(|call| {
-            let function = call.get("function");
-            let arguments = match function.and_then(|f| f.get("arguments")) {
-                Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-                Some(v @ Value::Object(_)) => v.to_string(),
-                _ => "{}".to_string(),
-            };
-            json!({
-                "id": call.get("id").and_then(Value::as_str).unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_of(function, "name").unwrap_or_default(),
-                    "arguments": arguments,
-                },
-            })
-        })
-        .collect()
-}
-
-fn assistant_message(msg: &openai::ChatMessage) -> Result<Option<Value>, TranslateError> {
-    let text = assistant_text(msg.content.as_ref())?;
-    let calls = openai_tool_calls(msg);
-    Ok(if !calls.is_empty() {
-        let mut m = json!({"role": "assistant", "tool_calls": calls});
-        if !text.is_empty() {
-            m["tool_plan"] = Value::String(text);
+    }
+    let text = texts.join("\n");
+    match turn.role {
+        Role::User if blocks.len() == texts.len() && !texts.is_empty() => {
+            out.push(json!({"role": "user", "content": text}))
         }
-        Some(m)
-    } else if !text.is_empty() {
-        Some(json!({"role": "assistant", "content": text}))
-    } else {
-        None
-    })
-}
-
-fn tool_message(msg: &openai::ChatMessage) -> Result<Value, TranslateError> {
-    let id = msg
-        .extra
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("tool message without tool_call_id"))?;
-    let text = msg
-        .content
-        .as_ref()
-        .map(openai::Content::text)
-        .unwrap_or_default();
-    Ok(json!({"role": "tool", "tool_call_id": id, "content": text}))
+        Role::User if !blocks.is_empty() => out.push(json!({"role": "user", "content": blocks})),
+        Role::User => {}
+        Role::Assistant if !calls.is_empty() => {
+            let mut m = json!({"role": "assistant", "tool_calls": calls});
+            if !text.is_empty() {
+                m["tool_plan"] = Value::String(text);
+            }
+            out.push(m);
+        }
+        Role::Assistant => out.push(json!({"role": "assistant", "content": text})),
+    }
+    Ok(())
 }
 
 /// `tools`, `strict_tools` and `tool_choice`. A named tool choice keeps only that tool and
 /// makes it `REQUIRED` (Cohere cannot name the tool to call).
-fn add_tools(x: &Extra, out: &mut Map<String, Value>) -> Result<(), TranslateError> {
-    let Some(Value::Array(tools)) = x.get("tools") else {
+fn add_tools(chat: &Chat, out: &mut Map<String, Value>) -> Result<(), TranslateError> {
+    if chat.tools.is_empty() {
         return Ok(());
+    }
+    let only = match &chat.tool_choice {
+        Some(ToolChoice::Function(name)) => Some(name.as_str()),
+        _ => None,
     };
-    let mut converted = Vec::with_capacity(tools.len());
+    let mut converted = Vec::with_capacity(chat.tools.len());
     let mut strict = false;
-    for tool in tools {
-        let kind = tool
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("function");
-        if kind != "function" {
-            return Err(err(format!(
-                "tool type {kind:?} is not supported by Cohere"
-            )));
+    for tool in &chat.tools {
+        let (name, description, parameters) = tool.function(SERVICE)?;
+        if only.is_some_and(|only| only != name) {
+            continue;
         }
-        let function = tool.get("function");
-        let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
-        let parameters = function
-            .and_then(|f| f.get("parameters"))
-            .filter(|p| p.is_object())
-            .cloned()
-            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
         let mut f = Map::new();
-        f.insert("name".into(), Value::String(name.to_string()));
-        if let Some(d) = str_of(function, "description") {
-            f.insert("description".into(), Value::String(d.to_string()));
+        f.insert("name".into(), json!(name));
+        if let Some(d) = description {
+            f.insert("description".into(), json!(d));
         }
         f.insert("parameters".into(), parameters);
-        strict |= function
-            .and_then(|f| f.get("strict"))
-            .and_then(Value::as_bool)
-            == Some(true);
+        strict |= matches!(tool, Tool::Function { strict: true, .. });
         converted.push(json!({"type": "function", "function": f}));
     }
-    if converted.is_empty() {
-        return Ok(());
+    if let (Some(name), true) = (only, converted.is_empty()) {
+        return Err(err(format!(
+            "tool_choice names {name:?}, which is not in tools"
+        )));
     }
-    let choice = match x.get("tool_choice") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => None,
-            "none" => Some("NONE"),
-            "required" => Some("REQUIRED"),
-            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
-        },
-        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = str_of(v.get("function"), "name")
-                .ok_or_else(|| err("tool_choice function without a name"))?;
-            converted.retain(|t| str_of(t.get("function"), "name") == Some(name));
-            if converted.is_empty() {
-                return Err(err(format!(
-                    "tool_choice names {name:?}, which is not in tools"
-                )));
-            }
-            Some("REQUIRED")
-        }
-        Some(_) => return Err(err("tool_choice of this shape is not supported by Cohere")),
+    let choice = match chat.tool_choice {
+        None | Some(ToolChoice::Auto) => None,
+        Some(ToolChoice::None) => Some("NONE"),
+        Some(ToolChoice::Required | ToolChoice::Function(_)) => Some("REQUIRED"),
     };
     out.insert("tools".into(), Value::Array(converted));
     if strict {
@@ -339,8 +227,8 @@ fn response_format(format: Option<&Value>) -> Result<Option<Value>, TranslateErr
 /// Cohere `thinking`: from a `thinking` object the client sent (Cohere's `token_budget` or
 /// Anthropic's `budget_tokens`), else from `reasoning_effort` (`none` disables, any other
 /// level enables without a budget).
-fn thinking(x: &Extra) -> Result<Option<Value>, TranslateError> {
-    if let Some(t) = x.get("thinking").filter(|t| t.is_object()) {
+fn thinking(chat: &Chat) -> Result<Option<Value>, TranslateError> {
+    if let Some(t) = chat.extra.get("thinking").filter(|t| t.is_object()) {
         let kind = match t.get("type").and_then(Value::as_str) {
             Some(k @ ("enabled" | "disabled")) => k,
             other => {
@@ -357,9 +245,9 @@ fn thinking(x: &Extra) -> Result<Option<Value>, TranslateError> {
         }
         return Ok(Some(out));
     }
-    Ok(match x.get("reasoning_effort").and_then(Value::as_str) {
+    Ok(match chat.effort {
         None => None,
-        Some("none") => Some(json!({"type": "disabled"})),
+        Some(Effort::None) => Some(json!({"type": "disabled"})),
         Some(_) => Some(json!({"type": "enabled"})),
     })
 }

@@ -8,9 +8,9 @@
 //! `extra_content.google.thought_signature` and inside the id (`<id>__thought__<signature>`), and
 //! are put back on the `functionCall` part when the tool call returns in the history.
 
+use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice};
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::{err, max_tokens, str_of};
-use super::{Decode, ReasoningMode, TranslateError};
+use super::{err, str_of, Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::openai::{self, THOUGHT_SEPARATOR};
 use sdk::llm::stream::{Encoder, Event};
@@ -65,6 +65,9 @@ pub struct GeminiOptions {
     pub thinking_budget: Option<i64>,
 }
 
+/// The upstream's name in errors.
+const SERVICE: &str = "Gemini";
+
 /// Builds the `GenerateContentRequest` body for an OpenAI chat request (the model goes in the
 /// path, not the body).
 ///
@@ -75,58 +78,60 @@ pub fn to_gemini_request(
     req: &openai::ChatRequest,
     opts: &GeminiOptions,
 ) -> Result<Value, TranslateError> {
-    let x = &req.extra;
-    let mut system: Vec<Value> = Vec::new();
-    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let chat = Chat::read(req, SERVICE)?;
+    let mut contents: Vec<Value> = Vec::new();
     // (tool call id, function name) of the assistant tool calls seen so far.
-    let mut calls: Vec<(String, String)> = Vec::new();
-    for msg in &req.messages {
-        match msg.role.as_str() {
-            "system" | "developer" => {
-                let text = msg
-                    .content
-                    .as_ref()
-                    .map(openai::Content::text)
-                    .unwrap_or_default();
-                if !text.is_empty() {
-                    system.push(json!({ "text": text }));
+    let mut calls: Vec<(&str, &str)> = Vec::new();
+    for turn in &chat.turns {
+        let role = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "model",
+        };
+        let mut parts = Vec::with_capacity(turn.blocks.len());
+        for block in &turn.blocks {
+            parts.push(gemini_part(block, &mut calls)?);
+        }
+        // Gemini wants user and model turns to alternate.
+        match contents.last_mut() {
+            Some(last) if last["role"] == role => {
+                if let Some(existing) = last["parts"].as_array_mut() {
+                    existing.extend(parts);
                 }
             }
-            "user" => push_turn(&mut turns, "user", user_parts(msg.content.as_ref())?),
-            "assistant" => push_turn(&mut turns, "model", model_parts(msg, &mut calls)?),
-            "tool" | "function" => {
-                push_turn(&mut turns, "user", vec![function_response(msg, &calls)?]);
-            }
-            other => return Err(err(format!("message role {other:?} is not supported"))),
+            _ => contents.push(json!({"role": role, "parts": parts})),
         }
     }
-    if turns.is_empty() {
+    if contents.is_empty() {
         return Err(err(
             "Gemini needs at least one user or assistant message with content",
         ));
     }
 
     let mut out = Map::new();
-    let contents = turns
-        .into_iter()
-        .map(|(role, parts)| json!({"role": role, "parts": parts}))
-        .collect();
     out.insert("contents".into(), Value::Array(contents));
-    if !system.is_empty() {
-        out.insert("systemInstruction".into(), json!({ "parts": system }));
+    if !chat.system.is_empty() {
+        let parts: Vec<Value> = chat.system.iter().map(|t| json!({ "text": t })).collect();
+        out.insert("systemInstruction".into(), json!({ "parts": parts }));
     }
 
-    if let Some(Value::Array(tools)) = x.get("tools") {
-        let tools = gemini_tools(tools)?;
-        if !tools.is_empty() {
-            out.insert("tools".into(), Value::Array(tools));
-            if let Some(config) = tool_config(x.get("tool_choice"))? {
-                out.insert("toolConfig".into(), config);
+    let tools = gemini_tools(&chat.tools)?;
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+        let mode = |m: &str| json!({"functionCallingConfig": {"mode": m}});
+        let config = chat.tool_choice.as_ref().map(|c| match c {
+            ToolChoice::Auto => mode("AUTO"),
+            ToolChoice::None => mode("NONE"),
+            ToolChoice::Required => mode("ANY"),
+            ToolChoice::Function(name) => {
+                json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}})
             }
+        });
+        if let Some(config) = config {
+            out.insert("toolConfig".into(), config);
         }
     }
 
-    let config = generation_config(x, opts)?;
+    let config = generation_config(&chat, opts)?;
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
@@ -147,83 +152,80 @@ pub fn to_gemini_request(
     Ok(Value::Object(out))
 }
 
-/// Appends `parts` as a turn, merged into the last turn when it has the same role (Gemini wants
-/// user and model turns to alternate). Empty turns are dropped.
-fn push_turn(turns: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, parts: Vec<Value>) {
-    if parts.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((last, existing)) if *last == role => existing.extend(parts),
-        _ => turns.push((role, parts)),
-    }
-}
-
-fn user_parts(content: Option<&openai::Content>) -> Result<Vec<Value>, TranslateError> {
-    let mut parts = Vec::new();
-    match content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => parts.push(json!({ "text": s })),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(items)) => {
-            for part in items {
-                match part.kind.as_str() {
-                    "text" => {
-                        if let Some(t) = part.text.as_deref().filter(|t| !t.is_empty()) {
-                            parts.push(json!({ "text": t }));
-                        }
-                    }
-                    "image_url" => {
-                        let url = match part.extra.get("image_url") {
-                            Some(Value::String(url)) => Some(url.as_str()),
-                            other => str_of(other, "url"),
-                        }
-                        .ok_or_else(|| err("image_url part without a url"))?;
-                        parts.push(media_part(url)?);
-                    }
-                    "input_audio" => {
-                        let audio = part.extra.get("input_audio");
-                        let data = str_of(audio, "data")
-                            .ok_or_else(|| err("input_audio part without data"))?;
-                        let format = str_of(audio, "format").unwrap_or("wav");
-                        parts.push(json!({"inlineData": {
-                            "mimeType": format!("audio/{format}"), "data": data}}));
-                    }
-                    "file" => {
-                        let data =
-                            str_of(part.extra.get("file"), "file_data").ok_or_else(|| {
-                                err("file parts need file_data (a base64 data URL) for Gemini")
-                            })?;
-                        parts.push(media_part(data)?);
-                    }
-                    other => {
-                        return Err(err(format!(
-                            "content part type {other:?} is not supported by Gemini"
-                        )))
-                    }
-                }
+/// The Gemini part for a canonical block; `calls` collects the tool calls, so a tool result
+/// can name its function.
+fn gemini_part<'a>(
+    block: &'a Block,
+    calls: &mut Vec<(&'a str, &'a str)>,
+) -> Result<Value, TranslateError> {
+    Ok(match block {
+        Block::Text { text, .. } => json!({ "text": text }),
+        Block::Image { media, .. } | Block::Audio(media) | Block::File(media) => {
+            gemini_media(media)
+        }
+        Block::ToolUse {
+            id,
+            name,
+            input,
+            signature,
+        } => {
+            calls.push((id, name));
+            let mut part = Map::new();
+            part.insert("functionCall".into(), json!({"name": name, "args": input}));
+            if let Some(sig) = signature {
+                part.insert("thoughtSignature".into(), json!(sig));
             }
+            Value::Object(part)
         }
-    }
-    Ok(parts)
+        Block::ToolResult { id, name, content } => {
+            let name = match id {
+                Some(id) => {
+                    fn base(s: &str) -> &str {
+                        s.split(THOUGHT_SEPARATOR).next().unwrap_or_default()
+                    }
+                    // The latest call with that id (generated ids repeat across turns); the id
+                    // without its signature when the client stripped it.
+                    calls
+                        .iter()
+                        .rev()
+                        .find(|(call, _)| call == id)
+                        .or_else(|| calls.iter().rev().find(|(call, _)| base(call) == base(id)))
+                        .map(|(_, name)| *name)
+                        .or(name.as_deref())
+                        .ok_or_else(|| {
+                            err(format!(
+                                "tool message refers to unknown tool_call_id {id:?}"
+                            ))
+                        })?
+                }
+                None => name
+                    .as_deref()
+                    .ok_or_else(|| err("tool message without tool_call_id"))?,
+            };
+            // Gemini wants an object; anything else goes under "output" (its documented key).
+            let response = match serde_json::from_str::<Value>(content) {
+                Ok(Value::Object(obj)) => Value::Object(obj),
+                Ok(other) => json!({ "output": other }),
+                Err(_) => json!({ "output": content }),
+            };
+            json!({"functionResponse": {"name": name, "response": response}})
+        }
+    })
 }
 
-/// `inlineData` for a base64 data URL, `fileData` for an http(s) URL.
-pub(crate) fn media_part(url: &str) -> Result<Value, TranslateError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| err("malformed data URL"))?;
-        let mut params = meta.split(';');
-        let mime = params.next().unwrap_or_default();
-        if mime.is_empty() || !params.any(|p| p == "base64") {
-            return Err(err("data URLs must be base64 with a media type"));
+/// `inlineData` for base64 data, `fileData` for an http(s) URL.
+fn gemini_media(media: &Media) -> Value {
+    match media {
+        Media::Data { media_type, data } => {
+            json!({"inlineData": {"mimeType": media_type, "data": data}})
         }
-        Ok(json!({"inlineData": {"mimeType": mime, "data": data}}))
-    } else if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(json!({"fileData": {"mimeType": mime_from_url(url), "fileUri": url}}))
-    } else {
-        Err(err("media URLs must be http(s) URLs or base64 data URLs"))
+        Media::Url(url) => json!({"fileData": {"mimeType": mime_from_url(url), "fileUri": url}}),
     }
+}
+
+/// The Gemini part for a base64 data URL or an http(s) URL.
+pub(crate) fn media_part(url: &str) -> Result<Value, TranslateError> {
+    Media::parse(url).map(|m| gemini_media(&m))
 }
 
 /// The media type a URL's file extension suggests (images are the default).
@@ -247,124 +249,36 @@ fn mime_from_url(url: &str) -> &'static str {
     }
 }
 
-/// The thought signature of an OpenAI tool call: `extra_content.google.thought_signature`, else
-/// the part of the id after [`THOUGHT_SEPARATOR`].
-fn signature_of(call: &Value) -> Option<&str> {
-    call.pointer("/extra_content/google/thought_signature")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            call.get("id")
-                .and_then(Value::as_str)
-                .and_then(openai::thought_signature)
-        })
-}
-
-fn model_parts(
-    msg: &openai::ChatMessage,
-    calls: &mut Vec<(String, String)>,
-) -> Result<Vec<Value>, TranslateError> {
-    let mut parts = Vec::new();
-    for t in super::assistant_texts(msg, "Gemini")? {
-        parts.push(json!({ "text": t }));
-    }
-    if let Some(tool_calls) = msg.extra.get("tool_calls").and_then(Value::as_array) {
-        for call in tool_calls {
-            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
-            let function = call.get("function");
-            let name = str_of(function, "name")
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| err(format!("tool call {id:?} without a function name")))?;
-            let args = str_of(function, "arguments").unwrap_or_default();
-            let args = if args.trim().is_empty() {
-                Value::Object(Map::new())
-            } else {
-                serde_json::from_str::<Value>(args).map_err(|e| {
-                    err(format!(
-                        "arguments of tool call {id:?} are not valid JSON: {e}"
-                    ))
-                })?
-            };
-            if !args.is_object() {
-                return Err(err(format!(
-                    "arguments of tool call {id:?} must be a JSON object"
-                )));
-            }
-            let mut part = Map::new();
-            part.insert("functionCall".into(), json!({"name": name, "args": args}));
-            if let Some(sig) = signature_of(call) {
-                part.insert("thoughtSignature".into(), Value::String(sig.to_string()));
-            }
-            parts.push(Value::Object(part));
-            calls.push((id.to_string(), name.to_string()));
-        }
-    }
-    Ok(parts)
-}
-
-/// A `functionResponse` part for a `tool` (or legacy `function`) message.
-fn function_response(
-    msg: &openai::ChatMessage,
-    calls: &[(String, String)],
-) -> Result<Value, TranslateError> {
-    let own_name = msg.extra.get("name").and_then(Value::as_str);
-    let name = match msg.extra.get("tool_call_id").and_then(Value::as_str) {
-        Some(id) => {
-            let base = |s: &str| {
-                s.split(THOUGHT_SEPARATOR)
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            // The latest call with that id (generated ids repeat across turns); the id without
-            // its signature when the client stripped it.
-            calls
-                .iter()
-                .rev()
-                .find(|(call, _)| call == id)
-                .or_else(|| calls.iter().rev().find(|(call, _)| base(call) == base(id)))
-                .map(|(_, name)| name.as_str())
-                .or(own_name)
-                .ok_or_else(|| {
-                    err(format!(
-                        "tool message refers to unknown tool_call_id {id:?}"
-                    ))
-                })?
-        }
-        None => own_name.ok_or_else(|| err("tool message without tool_call_id"))?,
-    };
-    let text = msg
-        .content
-        .as_ref()
-        .map(openai::Content::text)
-        .unwrap_or_default();
-    // Gemini wants an object; anything else goes under "output" (its documented key).
-    let response = match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(obj)) => Value::Object(obj),
-        Ok(other) => json!({ "output": other }),
-        Err(_) => json!({ "output": text }),
-    };
-    Ok(json!({"functionResponse": {"name": name, "response": response}}))
-}
-
 /// Gemini `tools`: every OpenAI function in one `functionDeclarations` tool, Google's own tools
 /// (`googleSearch`, `codeExecution`, `urlContext`, …, given without a `type`) as they are.
-fn gemini_tools(tools: &[Value]) -> Result<Vec<Value>, TranslateError> {
+fn gemini_tools(tools: &[Tool]) -> Result<Vec<Value>, TranslateError> {
     let mut declarations = Vec::new();
     let mut native = Vec::new();
     for tool in tools {
-        match tool.get("type").and_then(Value::as_str) {
-            Some("function") => declarations.push(function_declaration(tool)?),
-            None if tool.get("function").is_some() => {
-                declarations.push(function_declaration(tool)?)
+        match tool {
+            Tool::Function {
+                name,
+                description,
+                parameters,
+                ..
+            } => {
+                let mut out = Map::new();
+                out.insert("name".into(), json!(name));
+                if let Some(d) = description {
+                    out.insert("description".into(), json!(d));
+                }
+                if let Some(params) = parameters.as_ref().map(clean_schema) {
+                    // Gemini rejects an OBJECT schema without properties: a function without
+                    // parameters.
+                    let empty_object = params.get("type").and_then(Value::as_str) == Some("object")
+                        && params.get("properties").is_none();
+                    if params.as_object().is_some_and(|p| !p.is_empty()) && !empty_object {
+                        out.insert("parameters".into(), params);
+                    }
+                }
+                declarations.push(Value::Object(out));
             }
-            None if tool.is_object() => native.push(tool.clone()),
-            other => {
-                return Err(err(format!(
-                    "tool type {:?} is not supported by Gemini",
-                    other.unwrap_or_default()
-                )))
-            }
+            Tool::Native(tool) => native.push(tool.clone()),
         }
     }
     let mut out = Vec::new();
@@ -373,26 +287,6 @@ fn gemini_tools(tools: &[Value]) -> Result<Vec<Value>, TranslateError> {
     }
     out.extend(native);
     Ok(out)
-}
-
-fn function_declaration(tool: &Value) -> Result<Value, TranslateError> {
-    let function = tool.get("function");
-    let name = str_of(function, "name").ok_or_else(|| err("function tool without a name"))?;
-    let mut out = Map::new();
-    out.insert("name".into(), Value::String(name.to_string()));
-    if let Some(d) = str_of(function, "description") {
-        out.insert("description".into(), Value::String(d.to_string()));
-    }
-    if let Some(params) = function.and_then(|f| f.get("parameters")) {
-        let params = clean_schema(params);
-        // Gemini rejects an OBJECT schema without properties: a function without parameters.
-        let empty_object = params.get("type").and_then(Value::as_str) == Some("object")
-            && params.get("properties").is_none();
-        if params.as_object().is_some_and(|p| !p.is_empty()) && !empty_object {
-            out.insert("parameters".into(), params);
-        }
-    }
-    Ok(Value::Object(out))
 }
 
 /// A JSON schema cut down to what Gemini's `Schema` accepts: unknown keywords (`$schema`,
@@ -473,58 +367,36 @@ pub fn clean_schema(schema: &Value) -> Value {
     Value::Object(out)
 }
 
-fn tool_config(choice: Option<&Value>) -> Result<Option<Value>, TranslateError> {
-    let mode = |m: &str| json!({"functionCallingConfig": {"mode": m}});
-    Ok(match choice {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(match s.as_str() {
-            "auto" => mode("AUTO"),
-            "none" => mode("NONE"),
-            "required" => mode("ANY"),
-            other => return Err(err(format!("tool_choice {other:?} is not supported"))),
-        }),
-        Some(v) if v.get("type").and_then(Value::as_str) == Some("function") => {
-            let name = str_of(v.get("function"), "name")
-                .ok_or_else(|| err("tool_choice function without a name"))?;
-            Some(json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}))
-        }
-        Some(_) => return Err(err("tool_choice of this shape is not supported by Gemini")),
-    })
-}
-
 fn generation_config(
-    x: &Extra,
+    chat: &Chat,
     opts: &GeminiOptions,
 ) -> Result<Map<String, Value>, TranslateError> {
     let mut gc = Map::new();
+    for (to, value) in [("temperature", &chat.temperature), ("topP", &chat.top_p)] {
+        if let Some(v) = value {
+            gc.insert(to.into(), v.clone());
+        }
+    }
     for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
         ("top_k", "topK"),
         ("seed", "seed"),
         ("presence_penalty", "presencePenalty"),
         ("frequency_penalty", "frequencyPenalty"),
     ] {
-        if let Some(v) = x.get(from).filter(|v| v.is_number()) {
+        if let Some(v) = chat.number(from) {
             gc.insert(to.into(), v.clone());
         }
     }
-    let max = max_tokens(x);
-    if let Some(max) = max {
+    if let Some(max) = chat.max_tokens {
         gc.insert("maxOutputTokens".into(), max.into());
     }
-    let stops: Vec<Value> = match x.get("stop") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) => items.iter().filter(|v| v.is_string()).cloned().collect(),
-        _ => Vec::new(),
-    };
-    if !stops.is_empty() {
-        gc.insert("stopSequences".into(), Value::Array(stops));
+    if !chat.stop.is_empty() {
+        gc.insert("stopSequences".into(), json!(chat.stop));
     }
-    if let Some(n) = x.get("n").and_then(Value::as_u64) {
+    if let Some(n) = chat.n {
         gc.insert("candidateCount".into(), n.into());
     }
-    if let Some(format) = x.get("response_format") {
+    if let Some(format) = chat.extra.get("response_format") {
         match format.get("type").and_then(Value::as_str) {
             Some("json_object") => {
                 gc.insert("responseMimeType".into(), "application/json".into());
@@ -543,7 +415,7 @@ fn generation_config(
             }
         }
     }
-    if let Some(thinking) = thinking_config(x, opts)? {
+    if let Some(thinking) = thinking_config(chat, opts)? {
         gc.insert("thinkingConfig".into(), thinking);
     }
     Ok(gc)
@@ -551,8 +423,9 @@ fn generation_config(
 
 /// `thinkingConfig` from Google's OpenAI-compatible `extra_body.google.thinking_config`, else
 /// from `reasoning_effort`, else from the configured budget.
-fn thinking_config(x: &Extra, opts: &GeminiOptions) -> Result<Option<Value>, TranslateError> {
-    if let Some(Value::Object(tc)) = x
+fn thinking_config(chat: &Chat, opts: &GeminiOptions) -> Result<Option<Value>, TranslateError> {
+    if let Some(Value::Object(tc)) = chat
+        .extra
         .get("extra_body")
         .and_then(|e| e.pointer("/google/thinking_config"))
     {
@@ -568,20 +441,15 @@ fn thinking_config(x: &Extra, opts: &GeminiOptions) -> Result<Option<Value>, Tra
         }
         return Ok(Some(Value::Object(out)));
     }
-    let budget = match x.get("reasoning_effort") {
-        None | Some(Value::Null) => opts.thinking_budget,
-        Some(Value::String(effort)) => Some(match effort.as_str() {
-            "none" => 0,
-            "minimal" | "low" => BUDGET_LOW,
-            "medium" => BUDGET_MEDIUM,
-            "high" => BUDGET_HIGH,
-            other => {
-                return Err(err(format!(
-                    "reasoning_effort {other:?} is not supported by Gemini"
-                )))
-            }
-        }),
-        Some(_) => return Err(err("reasoning_effort must be a string")),
+    let budget = match chat.effort {
+        None => opts.thinking_budget,
+        Some(Effort::None) => Some(0),
+        Some(Effort::Minimal | Effort::Low) => Some(BUDGET_LOW),
+        Some(Effort::Medium) => Some(BUDGET_MEDIUM),
+        Some(Effort::High) => Some(BUDGET_HIGH),
+        Some(Effort::XHigh) => {
+            return Err(err("reasoning_effort \"xhigh\" is not supported by Gemini"))
+        }
     };
     Ok(budget.map(|budget| {
         if budget == 0 || opts.reasoning == ReasoningMode::Ignore {

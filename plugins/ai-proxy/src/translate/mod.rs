@@ -2,6 +2,7 @@
 //! stream events.
 
 pub mod bedrock;
+pub mod chat;
 pub mod claude;
 pub mod cohere;
 pub mod coze;
