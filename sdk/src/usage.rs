@@ -190,9 +190,35 @@ impl StreamUsage {
     }
 }
 
+/// Usage in a `usage` object of any dialect (also Cohere's and DashScope's, and a bare
+/// `total_tokens`); None when it carries no count.
+pub fn from_usage<'a, J: JsonRead<'a>>(usage: J) -> Option<Usage> {
+    usage_counts(usage, false).map(Counts::to_usage)
+}
+
+impl Usage {
+    /// Counts a provider reported as plain numbers.
+    pub fn of(input: u64, output: u64) -> Usage {
+        Counts {
+            input,
+            input_includes_cache: true,
+            output,
+            ..Counts::default()
+        }
+        .to_usage()
+    }
+}
+
 /// The counts in `holder.usage`, whatever its dialect.
 fn usage_object<'a, J: JsonRead<'a>>(holder: J, responses_api: bool) -> Option<Counts> {
-    let u = holder.get("usage").filter(|u| u.is_object())?;
+    usage_counts(holder.get("usage")?, responses_api)
+}
+
+/// The counts of a `usage` object, whatever its dialect.
+fn usage_counts<'a, J: JsonRead<'a>>(u: J, responses_api: bool) -> Option<Counts> {
+    if !u.is_object() {
+        return None;
+    }
     if has_any(u, &["prompt_tokens", "completion_tokens"]) {
         // OpenAI chat / completions / embeddings.
         let cached = u
@@ -223,10 +249,15 @@ fn usage_object<'a, J: JsonRead<'a>>(holder: J, responses_api: bool) -> Option<C
                 ],
             );
         if responses {
+            // DashScope reports its cache hits under `prompt_tokens_details`.
+            let cached = detail(u, "input_tokens_details", "cached_tokens");
             return Some(Counts {
                 input: num(u, "input_tokens").unwrap_or(0),
                 input_includes_cache: true,
-                cache_read: detail(u, "input_tokens_details", "cached_tokens"),
+                cache_read: match cached {
+                    0 => detail(u, "prompt_tokens_details", "cached_tokens"),
+                    n => n,
+                },
                 output: num(u, "output_tokens").unwrap_or(0),
                 reasoning: detail(u, "output_tokens_details", "reasoning_tokens"),
                 total: num(u, "total_tokens"),
@@ -255,7 +286,27 @@ fn usage_object<'a, J: JsonRead<'a>>(holder: J, responses_api: bool) -> Option<C
             ..Counts::default()
         });
     }
-    None
+    // Cohere: what the model saw and produced (`tokens`), else what was billed; cache hits
+    // are part of the prompt.
+    let cohere = |key: &str| {
+        u.get(key)
+            .filter(|t| t.is_object() && has_any(*t, &["input_tokens", "output_tokens"]))
+    };
+    if let Some(t) = cohere("tokens").or_else(|| cohere("billed_units")) {
+        return Some(Counts {
+            input: num(t, "input_tokens").unwrap_or(0),
+            input_includes_cache: true,
+            cache_read: num(u, "cached_tokens").unwrap_or(0),
+            output: num(t, "output_tokens").unwrap_or(0),
+            ..Counts::default()
+        });
+    }
+    // A total alone (MiniMax ChatCompletion Pro).
+    num(u, "total_tokens").map(|total| Counts {
+        input_includes_cache: true,
+        total: Some(total),
+        ..Counts::default()
+    })
 }
 
 /// Gemini `usageMetadata`. `promptTokenCount` already includes the cached content; tokens of

@@ -197,32 +197,6 @@ pub struct ChunkChoice {
     pub extra: Extra,
 }
 
-/// Canonical counts of an OpenAI usage object.
-pub fn counts_of(u: &Usage) -> crate::usage::Usage {
-    let detail = |outer: &str, inner: &str| {
-        u.extra
-            .get(outer)
-            .and_then(|d| d.get(inner))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
-    crate::usage::Usage {
-        input: u.prompt_tokens,
-        output: u.completion_tokens,
-        total: u
-            .total_tokens
-            .max(u.prompt_tokens.saturating_add(u.completion_tokens)),
-        cached_input: detail("prompt_tokens_details", "cached_tokens"),
-        cache_creation_input: u
-            .extra
-            .get("cache_creation_input_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        reasoning: detail("completion_tokens_details", "reasoning_tokens"),
-        estimated: false,
-    }
-}
-
 /// The OpenAI usage object for canonical counts (details only where non-zero).
 pub fn usage_of(u: &crate::usage::Usage) -> Usage {
     let mut extra = Extra::new();

@@ -11,6 +11,7 @@ use crate::sigv4::uri_encode;
 use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
+use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Map, Value};
 
 /// Completion id used in answers (Converse has none; the caller may set `x-amzn-requestid`).
@@ -360,46 +361,6 @@ fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Token counts of a Converse `usage` object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Usage {
-    input: u64,
-    output: u64,
-    cache_read: Option<u64>,
-    cache_write: u64,
-}
-
-impl Usage {
-    fn from_value(u: &Value) -> Usage {
-        let n = |k: &str| u.get(k).and_then(Value::as_u64);
-        Usage {
-            input: n("inputTokens").unwrap_or(0),
-            output: n("outputTokens").unwrap_or(0),
-            cache_read: n("cacheReadInputTokens"),
-            cache_write: n("cacheWriteInputTokens").unwrap_or(0),
-        }
-    }
-
-    /// OpenAI usage: `inputTokens` counts only uncached input, so cache reads and writes are
-    /// added to the prompt; cache reads are also `cached_tokens`.
-    fn openai(&self) -> openai::Usage {
-        let prompt = self.input + self.cache_read.unwrap_or(0) + self.cache_write;
-        let mut extra = Extra::new();
-        if let Some(cached) = self.cache_read {
-            extra.insert(
-                "prompt_tokens_details".into(),
-                json!({ "cached_tokens": cached }),
-            );
-        }
-        openai::Usage {
-            prompt_tokens: prompt,
-            completion_tokens: self.output,
-            total_tokens: prompt + self.output,
-            extra,
-        }
-    }
-}
-
 /// Builds the OpenAI chat completion for a Converse response body.
 ///
 /// Text blocks are concatenated into `content`, `toolUse` blocks become `tool_calls`, and
@@ -453,10 +414,7 @@ pub fn from_converse_response(
     if !calls.is_empty() {
         extra.insert("tool_calls".into(), Value::Array(calls));
     }
-    let usage = resp
-        .get("usage")
-        .map(|u| Usage::from_value(u).openai())
-        .unwrap_or_default();
+    let usage = openai::usage_of(&resp.get("usage").and_then(from_usage).unwrap_or_default());
     Ok(openai::ChatResponse {
         id: DEFAULT_ID.into(),
         object: "chat.completion".into(),
@@ -690,7 +648,7 @@ impl BedrockStream {
                 self.emit(Event::Finish(finish_reason(reason)), out);
             }
             "metadata" => {
-                let usage = ev.get("usage").map(Usage::from_value).unwrap_or_default();
+                let usage = ev.get("usage").and_then(from_usage).unwrap_or_default();
                 // The last event of a ConverseStream answer.
                 self.finish(usage, out);
             }
@@ -720,8 +678,7 @@ impl BedrockStream {
             return;
         }
         self.done = true;
-        let counts = openai::counts_of(&usage.openai());
-        self.enc.event(Event::Usage(counts), out);
+        self.enc.event(Event::Usage(usage), out);
         self.enc.end(out);
     }
 }

@@ -235,26 +235,6 @@ fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// OpenAI usage for Anthropic usage: prompt tokens include cache reads and writes.
-fn openai_usage(u: &anthropic::Usage) -> openai::Usage {
-    let prompt = u.input_tokens.unwrap_or(0)
-        + u.cache_read_input_tokens.unwrap_or(0)
-        + u.cache_creation_input_tokens.unwrap_or(0);
-    let mut extra = Extra::new();
-    if let Some(cached) = u.cache_read_input_tokens {
-        extra.insert(
-            "prompt_tokens_details".into(),
-            json!({ "cached_tokens": cached }),
-        );
-    }
-    openai::Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        extra,
-    }
-}
-
 /// Builds the OpenAI chat completion for an Anthropic response.
 ///
 /// Text blocks are concatenated into `content` (absent when there is none), `tool_use` blocks
@@ -317,7 +297,7 @@ pub fn from_claude_response(resp: &anthropic::MessagesResponse) -> openai::ChatR
                 .map(|r| finish_reason(r).to_string()),
             extra: Extra::new(),
         }],
-        usage: Some(openai_usage(&resp.usage)),
+        usage: Some(openai::usage_of(&resp.usage.counts())),
         extra: Extra::new(),
     }
 }

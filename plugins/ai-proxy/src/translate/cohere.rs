@@ -9,6 +9,7 @@ use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
+use sdk::usage::from_usage;
 use serde_json::{json, Map, Value};
 
 /// Cohere's API host.
@@ -302,36 +303,6 @@ pub(crate) fn openai_choice(
     }
 }
 
-/// OpenAI usage; cached prompt tokens and reasoning tokens go in the detail objects when the
-/// upstream reports them.
-pub(crate) fn openai_usage(
-    prompt: u64,
-    completion: u64,
-    total: Option<u64>,
-    cached: Option<u64>,
-    reasoning: Option<u64>,
-) -> openai::Usage {
-    let mut extra = Extra::new();
-    if let Some(c) = cached {
-        extra.insert(
-            "prompt_tokens_details".into(),
-            json!({ "cached_tokens": c }),
-        );
-    }
-    if let Some(r) = reasoning {
-        extra.insert(
-            "completion_tokens_details".into(),
-            json!({ "reasoning_tokens": r }),
-        );
-    }
-    openai::Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: total.unwrap_or(0).max(prompt.saturating_add(completion)),
-        extra,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Response
 // ---------------------------------------------------------------------------------------------
@@ -345,24 +316,6 @@ fn finish_reason(reason: &str) -> Option<&'static str> {
         // COMPLETE, STOP_SEQUENCE and anything newer.
         _ => Some("stop"),
     }
-}
-
-/// OpenAI usage for a Cohere `usage` object: `tokens` (what the model saw and produced), else
-/// `billed_units`; `cached_tokens` are part of the prompt.
-fn cohere_usage(usage: &Value) -> Option<openai::Usage> {
-    let tokens = usage
-        .get("tokens")
-        .filter(|t| t.get("input_tokens").is_some() || t.get("output_tokens").is_some())
-        .or_else(|| usage.get("billed_units"))?;
-    let prompt = count(tokens.get("input_tokens")).unwrap_or(0);
-    let completion = count(tokens.get("output_tokens")).unwrap_or(0);
-    Some(openai_usage(
-        prompt,
-        completion,
-        None,
-        count(usage.get("cached_tokens")),
-        None,
-    ))
 }
 
 /// Cohere tool calls → OpenAI ones.
@@ -455,7 +408,10 @@ pub fn from_cohere_response(
         created: 0,
         model: model.to_string(),
         choices: vec![openai_choice(content, reasoning_content, calls, finish)],
-        usage: v.get("usage").and_then(cohere_usage),
+        usage: v
+            .get("usage")
+            .and_then(from_usage)
+            .map(|u| openai::usage_of(&u)),
         extra: Extra::new(),
     })
 }
@@ -558,8 +514,8 @@ impl CohereStream {
             self.met = true;
             enc.event(Event::Meta { id: "", model: "" }, out);
         }
-        if let Some(u) = delta.and_then(|d| d.get("usage")).and_then(cohere_usage) {
-            enc.event(Event::Usage(openai::counts_of(&u)), out);
+        if let Some(u) = delta.and_then(|d| d.get("usage")).and_then(from_usage) {
+            enc.event(Event::Usage(u), out);
         }
         let reason = str_of(delta, "finish_reason");
         let error = str_of(delta, "error").filter(|e| !e.is_empty());

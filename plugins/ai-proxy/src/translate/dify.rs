@@ -11,6 +11,7 @@ use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::{SseDecoder, SseEvent};
+use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Map, Value};
 
 /// Dify cloud host, used when `difyApiUrl` is not set.
@@ -328,23 +329,6 @@ pub fn dify_request(
     })
 }
 
-/// OpenAI usage for Dify `metadata.usage`, when it has the token counts.
-fn dify_usage(usage: Option<&Value>) -> Option<openai::Usage> {
-    let u = usage?;
-    let prompt = u.get("prompt_tokens").and_then(Value::as_u64)?;
-    let completion = u.get("completion_tokens").and_then(Value::as_u64)?;
-    let total = u
-        .get("total_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(prompt.saturating_add(completion));
-    Some(openai::Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: total,
-        extra: Extra::new(),
-    })
-}
-
 /// A JSON value as answer text: strings as they are, null as nothing, the rest as JSON.
 fn value_text(v: &Value) -> String {
     match v {
@@ -422,7 +406,7 @@ fn completion(
     model: &str,
     content: String,
     finish_reason: &str,
-    usage: Option<openai::Usage>,
+    usage: Option<Usage>,
 ) -> openai::ChatResponse {
     openai::ChatResponse {
         id,
@@ -435,7 +419,7 @@ fn completion(
             finish_reason: Some(finish_reason.to_string()),
             extra: Extra::new(),
         }],
-        usage,
+        usage: usage.map(|u| openai::usage_of(&u)),
         extra: Extra::new(),
     }
 }
@@ -466,7 +450,7 @@ pub fn from_dify_response(
             .get("answer")
             .and_then(Value::as_str)
             .ok_or_else(|| err("the Dify answer has no answer field"))?;
-        let usage = dify_usage(v.get("metadata").and_then(|m| m.get("usage")));
+        let usage = v.pointer("/metadata/usage").and_then(from_usage);
         (answer.to_string(), usage)
     };
     let id = answer_id(&v, opts.bot_type).unwrap_or_default().to_string();
@@ -532,7 +516,7 @@ enum Step {
     /// The answer replaced by moderation.
     Replace(String),
     /// The answer is complete (`message_end`), with its usage.
-    End(Option<openai::Usage>),
+    End(Option<Usage>),
     /// A workflow run finished with this answer.
     WorkflowDone(String),
     /// The run failed.
@@ -557,9 +541,7 @@ fn step(ev: &SseEvent, v: &Value, opts: &DifyOptions) -> Step {
     match name {
         "message" | "agent_message" if !workflow => Step::Text(answer()),
         "message_replace" if !workflow => Step::Replace(answer()),
-        "message_end" if !workflow => {
-            Step::End(dify_usage(v.get("metadata").and_then(|m| m.get("usage"))))
-        }
+        "message_end" if !workflow => Step::End(v.pointer("/metadata/usage").and_then(from_usage)),
         "workflow_finished" if workflow => {
             match workflow_answer(v.get("data"), &opts.output_variable) {
                 Ok(text) => Step::WorkflowDone(text),
@@ -652,7 +634,7 @@ impl Decode for DifyStream {
                 };
                 self.emit(Event::Finish(reason), enc, out);
                 if let Some(u) = usage {
-                    enc.event(Event::Usage(openai::counts_of(&u)), out);
+                    enc.event(Event::Usage(u), out);
                 }
                 self.finish(enc, out);
             }

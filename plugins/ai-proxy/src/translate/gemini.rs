@@ -476,38 +476,6 @@ fn finish_reason(reason: &str, has_calls: bool) -> &'static str {
     }
 }
 
-/// OpenAI usage for a Gemini `usageMetadata`: thoughts count as completion (and reasoning)
-/// tokens, tool-use prompt tokens as prompt tokens.
-fn openai_usage(meta: Option<&Value>) -> openai::Usage {
-    let n = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_u64);
-    let prompt = n("promptTokenCount")
-        .unwrap_or(0)
-        .saturating_add(n("toolUsePromptTokenCount").unwrap_or(0));
-    let thoughts = n("thoughtsTokenCount");
-    let completion = n("candidatesTokenCount")
-        .unwrap_or(0)
-        .saturating_add(thoughts.unwrap_or(0));
-    let mut extra = Extra::new();
-    if let Some(cached) = n("cachedContentTokenCount") {
-        extra.insert(
-            "prompt_tokens_details".into(),
-            json!({ "cached_tokens": cached }),
-        );
-    }
-    if let Some(thoughts) = thoughts {
-        extra.insert(
-            "completion_tokens_details".into(),
-            json!({ "reasoning_tokens": thoughts }),
-        );
-    }
-    openai::Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: n("totalTokenCount").unwrap_or(prompt.saturating_add(completion)),
-        extra,
-    }
-}
-
 /// A `functionCall` part's call.
 struct FunctionCall<'a> {
     /// The call's id, `call_<n>` when it has none.
@@ -695,7 +663,9 @@ pub fn from_gemini_response(
         created: 0,
         model: answer_model(model, &resp),
         choices,
-        usage: Some(openai_usage(resp.get("usageMetadata"))),
+        usage: Some(openai::usage_of(
+            &sdk::usage::from_json(&resp).unwrap_or_default(),
+        )),
         extra: Extra::new(),
     })
 }

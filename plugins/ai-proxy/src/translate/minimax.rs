@@ -7,11 +7,12 @@
 //! 200 with a non-zero `base_resp.status_code`). In a stream each event carries the new text; the
 //! last one repeats the whole reply with the finish reason, usage and `base_resp`.
 
-use super::cohere::{count, openai_choice, openai_usage};
+use super::cohere::openai_choice;
 use super::{err, max_tokens, text_only, Decode, TranslateError};
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
+use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Value};
 
 /// ChatCompletion Pro path (the `GroupId` query is added from `minimaxGroupId`).
@@ -100,13 +101,9 @@ fn failure(v: &Value) -> Option<String> {
     })
 }
 
-fn usage_of(v: &Value) -> Option<openai::Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
-    let total = count(u.get("total_tokens"));
-    let prompt = count(u.get("prompt_tokens")).unwrap_or(0);
-    // ChatCompletion Pro often reports the total alone: passed on as it came, as Higress does.
-    let completion = count(u.get("completion_tokens")).unwrap_or(0);
-    Some(openai_usage(prompt, completion, total, None, None))
+/// The usage of an answer or event; ChatCompletion Pro often reports the total alone.
+fn usage_of(v: &Value) -> Option<Usage> {
+    v.get("usage").and_then(from_usage)
 }
 
 fn finish(reason: Option<&str>) -> Option<&'static str> {
@@ -160,7 +157,7 @@ pub fn from_minimax_pro_response(
         created: v.get("created").and_then(Value::as_u64).unwrap_or(0),
         model: model.to_string(),
         choices,
-        usage: usage_of(&v),
+        usage: usage_of(&v).map(|u| openai::usage_of(&u)),
         extra: Extra::new(),
     })
 }
@@ -213,7 +210,7 @@ impl Decode for MinimaxProStream {
         }
         enc.event(Event::Finish(finish(reason).unwrap_or("stop")), out);
         if let Some(u) = usage_of(&v) {
-            enc.event(Event::Usage(openai::counts_of(&u)), out);
+            enc.event(Event::Usage(u), out);
         }
         self.finish(enc, out);
     }

@@ -9,13 +9,14 @@
 //! event also repeats the usage so far.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::cohere::{apply_reasoning, count, openai_choice, openai_usage};
+use super::cohere::{apply_reasoning, count, openai_choice};
 use super::{err, max_tokens, str_of};
 use super::{Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
+use sdk::usage::from_usage;
 use serde_json::{json, Map, Value};
 
 /// DashScope's host (Beijing; `dashscope-intl.aliyuncs.com` for Singapore).
@@ -255,28 +256,6 @@ fn text_of(content: Option<&Value>) -> Option<String> {
     }
 }
 
-/// OpenAI usage for a DashScope `usage` object.
-fn qwen_usage(u: &Value) -> Option<openai::Usage> {
-    if !u.is_object() {
-        return None;
-    }
-    let prompt = count(u.get("input_tokens")).unwrap_or(0);
-    let completion = count(u.get("output_tokens")).unwrap_or(0);
-    Some(openai_usage(
-        prompt,
-        completion,
-        count(u.get("total_tokens")),
-        count(
-            u.get("prompt_tokens_details")
-                .and_then(|d| d.get("cached_tokens")),
-        ),
-        count(
-            u.get("output_tokens_details")
-                .and_then(|d| d.get("reasoning_tokens")),
-        ),
-    ))
-}
-
 /// DashScope tool calls → OpenAI ones (streaming `index` fields dropped, arguments a string).
 fn tool_calls_of(calls: Option<&Value>) -> Vec<Value> {
     let Some(calls) = calls.and_then(Value::as_array) else {
@@ -354,7 +333,10 @@ pub fn from_qwen_response(
         created: 0,
         model: model.to_string(),
         choices,
-        usage: v.get("usage").and_then(qwen_usage),
+        usage: v
+            .get("usage")
+            .and_then(from_usage)
+            .map(|u| openai::usage_of(&u)),
         extra: Extra::new(),
     })
 }
@@ -528,8 +510,8 @@ impl Decode for QwenStream {
             self.finish(enc, out);
             return;
         }
-        if let Some(u) = v.get("usage").and_then(qwen_usage) {
-            enc.event(Event::Usage(openai::counts_of(&u)), out);
+        if let Some(u) = v.get("usage").and_then(from_usage) {
+            enc.event(Event::Usage(u), out);
         }
         let Some(output) = v.get("output") else {
             return;
@@ -797,7 +779,7 @@ mod tests {
                 "content": "I am Qwen.", "reasoning_content": "The user asks who I am."}}]},
             "usage": {"input_tokens": 11, "output_tokens": 405, "total_tokens": 416,
                 "output_tokens_details": {"reasoning_tokens": 256},
-                "prompt_tokens_details": {"cached_tokens": 0}},
+                "prompt_tokens_details": {"cached_tokens": 3}},
             "request_id": "2ce91085-3602-9c32-9c8b-fe3d583a2c38"
         });
         assert_eq!(
@@ -810,7 +792,7 @@ mod tests {
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "I am Qwen.",
                     "reasoning_content": "The user asks who I am."}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 405, "total_tokens": 416,
-                    "prompt_tokens_details": {"cached_tokens": 0},
+                    "prompt_tokens_details": {"cached_tokens": 3},
                     "completion_tokens_details": {"reasoning_tokens": 256}}
             })
         );

@@ -14,6 +14,7 @@ use sdk::error::ErrorReply;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
+use sdk::usage::Usage;
 use serde_json::{json, Map, Value};
 
 /// Triton settings from the provider config.
@@ -125,15 +126,6 @@ fn count(v: &Value, key: &str) -> Option<u64> {
     scalar(v.get(key))?.as_u64()
 }
 
-fn usage(prompt: u64, completion: u64) -> openai::Usage {
-    openai::Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt.saturating_add(completion),
-        extra: Extra::new(),
-    }
-}
-
 fn error_message(v: &Value) -> Option<String> {
     match v.get("error")? {
         Value::Null => None,
@@ -159,7 +151,7 @@ pub fn from_triton_response(
         count(&v, "num_input_tokens"),
         count(&v, "num_output_tokens"),
     ) {
-        (Some(prompt), Some(completion)) => Some(usage(prompt, completion)),
+        (Some(prompt), Some(completion)) => Some(openai::usage_of(&Usage::of(prompt, completion))),
         _ => None,
     };
     let model = v
@@ -297,7 +289,7 @@ impl Decode for TritonStream {
         self.done = true;
         self.emit(Event::Finish(self.finish.unwrap_or("stop")), enc, out);
         if let (Some(p), Some(c)) = (self.prompt_tokens, self.completion_tokens) {
-            enc.event(Event::Usage(openai::counts_of(&usage(p, c))), out);
+            enc.event(Event::Usage(Usage::of(p, c)), out);
         }
         enc.end(out);
     }
