@@ -775,6 +775,51 @@ mod tests {
     }
 
     #[test]
+    fn provider_usage_objects() {
+        let read = |u: Value| from_usage(&u).unwrap();
+        // Cohere: what the model saw, else what was billed; cache hits are part of the prompt.
+        let cohere = read(
+            json!({"billed_units": {"input_tokens": 5, "output_tokens": 2},
+            "tokens": {"input_tokens": 71, "output_tokens": 9}, "cached_tokens": 64}),
+        );
+        assert_eq!(
+            (cohere.input, cohere.output, cohere.cached_input),
+            (71, 9, 64)
+        );
+        assert_eq!(
+            read(json!({"billed_units": {"input_tokens": 5, "output_tokens": 2}})).total,
+            7
+        );
+        // DashScope: cache hits under prompt_tokens_details, reasoning under output details.
+        let qwen = read(
+            json!({"input_tokens": 11, "output_tokens": 405, "total_tokens": 416,
+            "prompt_tokens_details": {"cached_tokens": 3},
+            "output_tokens_details": {"reasoning_tokens": 256}}),
+        );
+        assert_eq!(
+            (
+                qwen.input,
+                qwen.output,
+                qwen.total,
+                qwen.cached_input,
+                qwen.reasoning
+            ),
+            (11, 405, 416, 3, 256)
+        );
+        // MiniMax ChatCompletion Pro: a total alone.
+        assert_eq!(
+            read(json!({"total_tokens": 12})),
+            Usage {
+                total: 12,
+                ..Usage::default()
+            }
+        );
+        assert_eq!(from_usage(&json!({"note": 1})), None);
+        assert_eq!(from_usage(&json!(3)), None);
+        assert_eq!(Usage::of(4, 5).total, 9);
+    }
+
+    #[test]
     fn openai_chat_json() {
         let body = json!({
             "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG", "object": "chat.completion",
