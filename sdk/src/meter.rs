@@ -230,8 +230,8 @@ enum Replay {
 #[derive(Debug)]
 pub struct SharedMeter {
     meter: UsageMeter,
-    /// (callback, chunk address, chunk length, end) of the last chunk fed.
-    last: Option<(u64, usize, usize, bool)>,
+    /// (chunk id, end) of the last chunk fed.
+    last: Option<((u64, u64), bool)>,
     replay: Replay,
     docs: Vec<(Doc, JsonDoc)>,
     /// The estimate, once made.
@@ -272,7 +272,7 @@ impl SharedMeter {
         let Some(mut shared) = ex.shared_meter.take() else {
             return;
         };
-        let id = (ex.callback(), chunk.as_ptr() as usize, chunk.len(), end);
+        let id = (ex.chunk_id(), end);
         if shared.last == Some(id) {
             shared.show_again(ex, chunk, &mut observe);
         } else {

@@ -92,6 +92,8 @@ pub struct Exchange {
     docs: ResponseDocs,
     /// Host callbacks so far.
     callbacks: u64,
+    /// Response chunk edits by stages in this callback.
+    edits: u64,
     /// Whether the host holds the request headers back while the body is read, as far as the
     /// plugin knows (see [`HeaderHold`]).
     hold: HeaderHold,
@@ -441,7 +443,14 @@ impl Exchange {
     pub(crate) fn begin_callback(&mut self) {
         self.now = None;
         self.callbacks += 1;
+        self.edits = 0;
         self.forget_docs();
+    }
+
+    /// Which response chunk a stage is given: the callback, and how many stages before it
+    /// edited the chunk in this callback. Stages that see the same id see the same bytes.
+    pub fn chunk_id(&self) -> (u64, u64) {
+        (self.callbacks, self.edits)
     }
 
     /// Which host callback this is (counts up; stages use it to tell one callback from the
@@ -1213,6 +1222,9 @@ impl Pipeline {
                 for (stage, wants) in stages {
                     if *wants != BodyMode::Untouched {
                         let out = stage.on_response_body(host, &mut self.ex, bytes, end);
+                        if out.change != Change::None {
+                            self.ex.edits += 1;
+                        }
                         bytes = out.bytes;
                         change = change.max(out.change);
                         held |= out.hold;
