@@ -67,7 +67,7 @@ redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 # webdis (an HTTP front to Redis) is ai-quota's fleet store: stock Envoy reaches Redis through it
-# with HTTP callouts (e2e/tests/ai_quota.rs starts redis-server + webdis on free ports).
+# with HTTP callouts (e2e/tests/suite/ai_quota.rs starts redis-server + webdis on free ports).
 webdis: redis
 	@command -v webdis >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq webdis; }
 
@@ -119,19 +119,21 @@ unit:
 	$(CARGO) test --workspace --exclude e2e
 	$(CARGO) test -p e2e --lib --bins
 
-# The whole suite runs on the one-filter form (ai-gateway.wasm running every plugin as a stage),
-# what `make run` and the shipped configs use. Each plugin's own .wasm (what a Higress user mounts)
-# and the bundle by root id then run a smoke set that proves they load and serve: the shipped
-# trial through both SDKs, the header-hold modes, and (per plugin) ai-proxy's native providers.
-E2E_SMOKE_plugins := --test smoke --test header_hold --test ai_proxy_native
-E2E_SMOKE_bundle  := --test smoke --test header_hold
+# The whole suite (one test binary, e2e/tests/suite) runs on the one-filter form (ai-gateway.wasm
+# running every plugin as a stage), what `make run` and the shipped configs use. Each plugin's own
+# .wasm (what a Higress user mounts) and the bundle by root id then run a smoke set, chosen by test
+# name, that proves they load and serve: the shipped trial through both SDKs, the header-hold
+# modes, and (per plugin) ai-proxy.wasm translating an SSE provider (Gemini) and an AWS
+# event-stream one (Bedrock, SigV4).
+E2E_SMOKE_plugins := smoke:: header_hold:: ai_proxy_native::gemini_through ai_proxy_native::bedrock_signed
+E2E_SMOKE_bundle  := smoke:: header_hold::
 e2e: setup build
 	@echo "== e2e (gateway: the whole suite)"
-	AI_GATEWAY_MODE=gateway $(CARGO) test -p e2e --no-fail-fast --test '*' -- --test-threads 2
+	AI_GATEWAY_MODE=gateway $(CARGO) test -p e2e --no-fail-fast --test suite -- --test-threads 2
 	@for mode in plugins bundle; do \
 		echo "== e2e ($$mode: smoke set)"; \
 		case $$mode in plugins) tests="$(E2E_SMOKE_plugins)";; bundle) tests="$(E2E_SMOKE_bundle)";; esac; \
-		AI_GATEWAY_MODE=$$mode $(CARGO) test -p e2e --no-fail-fast $$tests -- --test-threads 2 || exit 1; \
+		AI_GATEWAY_MODE=$$mode $(CARGO) test -p e2e --no-fail-fast --test suite -- $$tests --test-threads 2 || exit 1; \
 	done
 
 # Plain Envoy vs the plugins and the floor filters (bench/floor: a no-op wasm filter and one that

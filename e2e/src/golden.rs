@@ -1,7 +1,7 @@
 //! Golden fixtures of ai-proxy's translations (`plugins/ai-proxy/golden/<case>/`): loading a
 //! case, and checking what the gateway sent upstream and answered the client against the case's
 //! expected files. The Sim runner (`fuzz/tests/golden.rs`), the mock provider (which replays a
-//! case's recorded upstream answer) and the e2e test through Envoy (`e2e/tests/golden.rs`) all
+//! case's recorded upstream answer) and the e2e test through Envoy (`e2e/tests/suite/golden.rs`) all
 //! use this one module, so a case means the same thing everywhere.
 //!
 //! A case's files (see `plugins/ai-proxy/golden/README.md`):

@@ -1,4 +1,4 @@
-//! Helpers several test files share (`mod common;`); not every file uses all of them.
+//! Helpers several test modules share; not every module uses all of them.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
+use crate::common;
 use common::o200k;
 use e2e::envoy::{Envoy, Options};
 use e2e::http::{Client, Response};

@@ -350,57 +350,28 @@ fn hits_cost_no_tokens_in_the_rate_limiters_budget() {
     assert_eq!(upstream_calls(&gw, CHAT), 2);
 }
 
-fn envoy_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .map(|i| fields[*i].parse::<f64>().unwrap())
-        .sum();
-    ticks / 100.0
-}
-
-/// A hit against a miss, same Envoy, same question size: wall time per request at the client and
-/// Envoy CPU per request (printed; a hit must cost less of both, since it skips the provider).
+/// Many distinct questions: each misses once, then each is a hit (the embedded store keeps
+/// them all). What a hit saves in latency and CPU is measured by `make bench`, not here.
 #[test]
-fn a_hit_costs_less_latency_and_cpu_than_a_miss() {
-    const N: usize = 300;
+fn each_question_misses_once_then_hits() {
+    const N: usize = 60;
     let gw = Gateway::start(MOCK, &Options::plugin(PLUGIN, "{}")).unwrap();
     let question = |i: usize| format!("Question {i:05} for the measurement of the cache?");
-    let run = |range: std::ops::Range<usize>| {
-        let cpu = envoy_cpu_seconds(gw.envoy.pid());
-        let started = Instant::now();
-        let mut statuses = Vec::new();
-        for i in range {
-            let resp = gw
-                .post(CHAT, &[], &chat("Be brief.", &question(i), false))
-                .unwrap();
-            assert_eq!(resp.status, 200, "{}", resp.body);
-            statuses.push(resp.header("x-ai-cache").unwrap_or_default().to_string());
-        }
-        let wall = started.elapsed().as_secs_f64() * 1e3 / N as f64;
-        let cpu = (envoy_cpu_seconds(gw.envoy.pid()) - cpu) * 1e3 / N as f64;
-        (wall, cpu, statuses)
+    let statuses = || {
+        (0..N)
+            .map(|i| {
+                let resp = gw
+                    .post(CHAT, &[], &chat("Be brief.", &question(i), false))
+                    .unwrap();
+                assert_eq!(resp.status, 200, "{}", resp.body);
+                resp.header("x-ai-cache").unwrap_or_default().to_string()
+            })
+            .collect::<Vec<_>>()
     };
-    let (miss_ms, miss_cpu, statuses) = run(0..N);
-    assert!(statuses.iter().all(|s| s == "miss"));
-    // The same questions again: every one a hit.
-    let (hit_ms, hit_cpu, statuses) = run(0..N);
-    assert!(statuses.iter().all(|s| s == "hit"));
-    println!(
-        "ai-cache, {N} requests each: miss {miss_ms:.2} ms, {miss_cpu:.3} ms Envoy CPU per request; \
-         hit {hit_ms:.2} ms, {hit_cpu:.3} ms Envoy CPU per request"
-    );
-    assert!(hit_ms < miss_ms, "hit {hit_ms:.2} ms, miss {miss_ms:.2} ms");
-    assert!(
-        hit_cpu < miss_cpu,
-        "hit {hit_cpu:.3} ms, miss {miss_cpu:.3} ms CPU"
-    );
+    assert!(statuses().iter().all(|s| s == "miss"));
+    assert!(statuses().iter().all(|s| s == "hit"));
+    // Only the misses reached the provider.
+    assert_eq!(upstream_calls(&gw, CHAT), N);
 }
 
 #[test]

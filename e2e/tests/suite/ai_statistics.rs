@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
+use crate::common;
 use common::o200k;
 use e2e::envoy::{Options, Sample};
 use e2e::Gateway;

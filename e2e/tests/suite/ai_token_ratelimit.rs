@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
+use crate::common;
 use common::{away_from_minute_end, o200k};
 use e2e::envoy::Options;
 use e2e::Gateway;

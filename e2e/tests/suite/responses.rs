@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-mod common;
+use crate::common;
 use common::{away_from_minute_end, o200k};
 use e2e::envoy::{Options, Sample};
 use e2e::{run_sdk_script, Gateway};
