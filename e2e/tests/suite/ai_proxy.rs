@@ -282,6 +282,42 @@ fn openai_compatible_types_get_their_host_path_and_key() {
 const CLAUDE: &str = r#"{"provider":{"type":"claude","apiTokens":["sk-ant-secret-1"],
     "modelMapping":{"gpt-4o":"claude-sonnet-4-5","*":"claude-haiku-4-5"}}}"#;
 
+/// An agent loop with reasoning from a chat client, to Anthropic and to Claude on Bedrock: the
+/// first turn thinks; the turn that returns the tool's result goes without thinking, since the
+/// client cannot send back the signed thinking block both upstreams (the mock as well) demand
+/// on the assistant turn that called the tool.
+#[test]
+fn reasoning_tool_loops_reach_anthropic_models() {
+    let bedrock = r#"{"provider":{"type":"bedrock","awsAccessKey":"AKIDMOCKBEDROCK",
+        "awsSecretKey":"mock-bedrock-secret","awsRegion":"us-east-1",
+        "modelMapping":{"*":"anthropic.claude-sonnet-4-20250514-v1:0"}}}"#;
+    let tools = json!([{"type": "function", "function": {"name": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let question = json!({"role": "user", "content": "Weather in Paris?"});
+    for (config, thinking) in [
+        (CLAUDE, "/thinking/type"),
+        (bedrock, "/additionalModelRequestFields/thinking/type"),
+    ] {
+        let gw = gateway(config);
+        let ask = |messages: Value| {
+            let body = json!({"model": "gpt-4o", "reasoning_effort": "low", "tools": tools,
+                "messages": messages});
+            let resp = gw
+                .post("/v1/chat/completions", &[], &body.to_string())
+                .unwrap();
+            assert_eq!(resp.status, 200, "{config}: {}", resp.body);
+            let sent = gw.last_upstream_request().unwrap()["body_json"].clone();
+            sent.pointer(thinking).cloned()
+        };
+        assert_eq!(ask(json!([question])), Some(json!("enabled")), "{config}");
+        let looping = json!([question,
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+                "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]);
+        assert_eq!(ask(looping), None, "{config}");
+    }
+}
+
 #[test]
 fn openai_chat_to_anthropic_and_back() {
     let gw = gateway(CLAUDE);

@@ -129,7 +129,41 @@ fn check(headers: &HeaderMap, req: &Value) -> Option<Response> {
             ));
         }
     }
+    let thinking = req.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled");
+    let messages = req.get("messages").and_then(Value::as_array);
+    if thinking && messages.is_some_and(|m| final_turn_lacks_thinking(m, "type", "tool_use")) {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Expected `thinking` or `redacted_thinking`, but found `tool_use`. When `thinking` is \
+             enabled, a final `assistant` message must start with a thinking block.",
+        ));
+    }
     None
+}
+
+/// Whether the last assistant message calls a tool without starting with a thinking block (what
+/// Anthropic refuses while thinking is on). `kind` names a block's type: Anthropic's `type`
+/// value, or Bedrock's block key (`toolUse`, `reasoningContent`).
+pub fn final_turn_lacks_thinking(messages: &[Value], kind: &str, tool: &str) -> bool {
+    let Some(blocks) = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "assistant")
+        .and_then(|m| m["content"].as_array())
+    else {
+        return false;
+    };
+    let is = |b: &Value, name: &str| match kind {
+        "type" => b["type"] == name,
+        _ => b.get(name).is_some(),
+    };
+    let thinks = blocks.first().is_some_and(|b| {
+        ["thinking", "redacted_thinking", "reasoningContent"]
+            .iter()
+            .any(|n| is(b, n))
+    });
+    blocks.iter().any(|b| is(b, tool)) && !thinks
 }
 
 fn event(name: &str, data: &Value) -> Bytes {
@@ -266,6 +300,31 @@ mod tests {
             "messages": [{"role": "user", "content": "one two three"},
                          {"role": "assistant", "content": [{"type": "text", "text": "four"}]}]});
         assert_eq!(input_words(&req), 6);
+    }
+
+    #[test]
+    fn thinking_needs_the_final_tool_turn_to_start_with_thinking() {
+        let tool_turn = |first: Value| {
+            vec![
+                json!({"role": "user", "content": "q"}),
+                json!({"role": "assistant", "content": [first,
+                    {"type": "tool_use", "id": "t", "name": "f", "input": {}}]}),
+                json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}),
+            ]
+        };
+        assert!(final_turn_lacks_thinking(
+            &tool_turn(json!({"type": "text", "text": "x"})),
+            "type",
+            "tool_use"
+        ));
+        assert!(!final_turn_lacks_thinking(
+            &tool_turn(json!({"type": "thinking", "thinking": "x", "signature": "s"})),
+            "type",
+            "tool_use"
+        ));
+        let converse = vec![json!({"role": "assistant", "content": [{"toolUse": {}}]})];
+        assert!(final_turn_lacks_thinking(&converse, "key", "toolUse"));
+        assert!(!final_turn_lacks_thinking(&[], "type", "tool_use"));
     }
 
     #[test]

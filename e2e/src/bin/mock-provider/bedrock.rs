@@ -426,6 +426,17 @@ fn validate(req: &Value) -> Result<(), String> {
         if inference.and_then(|c| c.get("temperature")).is_some() {
             return Err("temperature may only be set to 1 when thinking is enabled".into());
         }
+        let messages = obj.get("messages").and_then(Value::as_array);
+        if messages
+            .is_some_and(|m| crate::anthropic::final_turn_lacks_thinking(m, "key", "toolUse"))
+        {
+            return Err(
+                "Expected `thinking` or `redacted_thinking`, but found `tool_use`. When \
+                `thinking` is enabled, a final `assistant` message must start with a thinking \
+                block."
+                    .into(),
+            );
+        }
     }
     Ok(())
 }

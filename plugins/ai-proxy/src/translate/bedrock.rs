@@ -146,7 +146,7 @@ pub fn to_converse_request(
     // Thinking (Anthropic models only): the budget must stay below maxTokens.
     let max_tokens = chat.max_tokens;
     let mut thinking = match chat.effort {
-        Some(e) if is_anthropic(&opts.model) => e.anthropic_budget(),
+        Some(e) if is_anthropic(&opts.model) && !chat.continues_tool_use() => e.anthropic_budget(),
         _ => None,
     };
     if let (Some(budget), Some(max)) = (thinking, max_tokens) {
@@ -1065,6 +1065,15 @@ mod tests {
                 "{effort}"
             );
         }
+        // A tool loop goes on: the signed thinking block of that turn is not in the history,
+        // so this request does not think.
+        let looping = chat(json!({"reasoning_effort": "high", "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function",
+                "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]}));
+        let out = to_converse_request(&looping, &opts(HAIKU)).unwrap();
+        assert!(out.get("additionalModelRequestFields").is_none(), "{out}");
         // The client's limit covers thinking: the budget shrinks to fit, or thinking is off.
         let out = on(
             "us.anthropic.claude-sonnet-4-20250514-v1:0",

@@ -312,6 +312,16 @@ impl<'a> Chat<'a> {
         })
     }
 
+    /// Whether the last assistant turn calls tools. Anthropic models then need that turn's
+    /// signed thinking block, which chat clients do not send back: thinking stays off.
+    pub fn continues_tool_use(&self) -> bool {
+        self.turns
+            .iter()
+            .rev()
+            .find(|t| t.role == Role::Assistant)
+            .is_some_and(|t| t.blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })))
+    }
+
     /// The error for more than one answer, which `service` cannot give.
     pub fn single_answer(&self, service: &str) -> Result<(), TranslateError> {
         match self.n {

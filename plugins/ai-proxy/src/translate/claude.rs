@@ -57,6 +57,7 @@ pub fn to_claude_request(
     let mut max_tokens = chat.max_tokens.unwrap_or(default_max_tokens);
     let thinking = chat
         .effort
+        .filter(|_| !chat.continues_tool_use())
         .and_then(Effort::anthropic_budget)
         .and_then(|budget| {
             // Anthropic needs max_tokens above the budget: without a client limit the answer keeps
@@ -780,6 +781,23 @@ mod tests {
             1
         )
         .is_err());
+        // A tool loop goes on: the client cannot send back the signed thinking block Anthropic
+        // wants on that assistant turn, so this request does not think (nor keeps the budget).
+        let looping = json!([{"role": "user", "content": "weather?"},
+            {"role": "assistant", "tool_calls": [{"id": "t1", "type": "function",
+                "function": {"name": "weather", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "t1", "content": "sunny"}]);
+        let r = to_claude_request(
+            &req(json!({"messages": looping, "reasoning_effort": "medium", "temperature": 0.2})),
+            "m",
+            4096,
+        )
+        .unwrap();
+        assert!(r.extra.get("thinking").is_none());
+        assert_eq!(
+            (r.max_tokens, &r.extra["temperature"]),
+            (Some(4096), &json!(0.2))
+        );
     }
 
     #[test]
