@@ -286,13 +286,13 @@ fn bedrock_signed_with_sigv4_through_the_openai_sdk() {
     drop(gw);
 
     // A wrong secret: the mock, checking with AWS's own signer, refuses the signature (Bedrock's
-    // 403; the error names it as an authentication error).
+    // 403); the client gets the authentication error it names, status included.
     let gw = gateway(
         r#"{"provider":{"type":"bedrock","awsAccessKey":"AKIDMOCKBEDROCK",
             "awsSecretKey":"not-the-secret","awsRegion":"us-east-1"}}"#,
     );
     let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
-    assert!(matches!(resp.status, 401 | 403), "{}", resp.body);
+    assert_eq!(resp.status, 401, "{}", resp.body);
     let error = &resp.json().unwrap()["error"];
     assert_eq!(error["code"], "InvalidSignatureException", "{error}");
     assert_eq!(error["type"], "authentication_error", "{error}");

@@ -762,14 +762,16 @@ fn as_sse(chat: &openai::ChatResponse) -> String {
     out
 }
 
-/// An upstream error answer in the client's error shape.
+/// An upstream error answer in the client's error shape, with the HTTP status that goes with it
+/// (the provider's error kind may name another: Bedrock's `ThrottlingException` family is a 429,
+/// a bad signature a 401).
 pub fn translate_error(
     client: ClientProtocol,
     family: Family,
     status: u32,
     body: &[u8],
     error_type: Option<&str>,
-) -> Vec<u8> {
+) -> (u32, Vec<u8>) {
     let json = serde_json::from_slice::<Value>(body).is_ok();
     let reply = match (client, family) {
         (ClientProtocol::Anthropic, Family::OpenAi) if json => {
@@ -784,11 +786,11 @@ pub fn translate_error(
         (_, Family::Triton) => triton::triton_error_to_openai(status, body),
         (_, Family::Deepl) => deepl::deepl_error_to_openai(status, body),
         (ClientProtocol::OpenAi | ClientProtocol::Responses, Family::OpenAi) if json => {
-            return body.to_vec()
+            return (status, body.to_vec());
         }
         _ => text_error(status, body),
     };
-    reply.body(client).into_bytes()
+    (reply.status, reply.body(client).into_bytes())
 }
 
 /// A JSON error for a non-JSON error answer.

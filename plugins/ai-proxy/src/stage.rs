@@ -206,7 +206,8 @@ impl ProxyStage {
             if translate || !is_json {
                 self.response = Response::Error { status, error_type };
                 ex.set_response_header(host, "content-type", Some("application/json"));
-                return BodyMode::Buffer;
+                // Headers wait for the error where they can, so it keeps the status it names.
+                return BodyMode::Whole;
             }
             self.response = Response::Untouched;
             return BodyMode::Untouched;
@@ -653,7 +654,13 @@ impl Stage for ProxyStage {
         ChunkOut::edited(match &mut self.response {
             Response::Untouched => return as_is(chunk),
             Response::Error { status, error_type } => {
-                native::translate_error(client, family, *status, &chunk, error_type.as_deref())
+                let (to, body) =
+                    native::translate_error(client, family, *status, &chunk, error_type.as_deref());
+                // The status the error names, where the headers have not left yet.
+                if to != *status && ex.response_headers_held() {
+                    ex.set_response_header(host, ":status", Some(&to.to_string()));
+                }
+                body
             }
             Response::Json => native::translate_json(
                 self.answering_provider()
@@ -841,6 +848,44 @@ mod tests {
         let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
         assert_eq!(v["object"], "chat.completion");
         assert_eq!(v["choices"][0]["message"]["content"], "hello");
+    }
+
+    #[test]
+    fn a_translated_error_keeps_the_status_it_names() {
+        let mut p = pipeline(
+            r#"{"provider":{"type":"bedrock","awsAccessKey":"AKID","awsSecretKey":"s",
+                "awsRegion":"us-east-1"}}"#,
+        );
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+        ]);
+        request(
+            &mut p,
+            &host,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        // Bedrock says a quota is spent with a 400: the client gets OpenAI's 429, so its SDK
+        // backs off and retries as it does for rate limits.
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "400".into()),
+            ("content-type".into(), "application/json".into()),
+            (
+                "x-amzn-errortype".into(),
+                "ServiceQuotaExceededException:http://internal".into(),
+            ),
+        ];
+        assert_eq!(p.on_response_headers(&host), Action::Pause);
+        let error = br#"{"message":"Too many tokens per day"}"#;
+        *host.response_body.borrow_mut() = error.to_vec();
+        assert_eq!(
+            p.on_response_body(&host, error.len(), true),
+            Action::Continue
+        );
+        assert_eq!(host.response_header(":status").as_deref(), Some("429"));
+        let v: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        assert_eq!(v["error"]["type"], "rate_limit_exceeded");
+        assert_eq!(v["error"]["code"], "ServiceQuotaExceededException");
     }
 
     #[test]
