@@ -270,10 +270,13 @@ fn bedrock_signed_with_sigv4_through_the_openai_sdk() {
     );
     let resp = gw.post("/v1/chat/completions", &[], body).unwrap();
     assert_eq!(resp.status, 200, "{}", resp.body);
-    assert_eq!(
-        resp.json().unwrap()["choices"][0]["message"]["content"],
-        "mock reply from m"
-    );
+    let v = resp.json().unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "mock reply from m");
+    // Converse answers have no id: each gets Bedrock's request id, so no two answers share one.
+    let id = v["id"].as_str().unwrap();
+    assert!(id.starts_with("chatcmpl-mock-bedrock-"), "{id}");
+    let again = gw.post("/v1/chat/completions", &[], body).unwrap();
+    assert_ne!(again.json().unwrap()["id"], v["id"]);
     let got = gw.last_upstream_request().unwrap();
     assert_eq!(
         got["headers"]["authorization"],

@@ -622,6 +622,7 @@ fn provider_stream(
     model: &str,
     native: &Native,
     enc: Box<dyn Encoder>,
+    request_id: Option<&str>,
 ) -> Option<Box<dyn ChunkTranslator>> {
     Some(match family {
         Family::OpenAi => sse(ChatChunkReader::new(), enc),
@@ -630,7 +631,9 @@ fn provider_stream(
         Family::Claude => sse(claude::ClaudeStream::default(), enc),
         Family::MinimaxPro => sse(minimax::MinimaxProStream::default(), enc),
         Family::Gemini => sse(gemini::GeminiStream::new(model), enc),
-        Family::Bedrock => Box::new(bedrock::BedrockStream::new(model, enc)),
+        Family::Bedrock => {
+            Box::new(bedrock::BedrockStream::new(model, enc).with_id(bedrock_id(request_id)))
+        }
         Family::Dify => match native {
             Native::Dify(o) => sse(dify::DifyStream::new(model, o), enc),
             _ => return None,
@@ -640,7 +643,20 @@ fn provider_stream(
     })
 }
 
-/// Plans the rewrite of a successful answer.
+/// Bedrock's request id header: Converse answers carry no id of their own.
+pub const REQUEST_ID_HEADER: &str = "x-amzn-requestid";
+
+/// The completion id for a Bedrock answer whose request id is `request_id`.
+fn bedrock_id(request_id: Option<&str>) -> String {
+    request_id.map_or_else(
+        || bedrock::DEFAULT_ID.to_string(),
+        |id| format!("chatcmpl-{id}"),
+    )
+}
+
+/// Plans the rewrite of a successful answer; `request_id` is the provider's request id header,
+/// where its answers have no id (Bedrock).
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     client: Client,
     family: Family,
@@ -649,6 +665,7 @@ pub fn plan(
     reasoning: ReasoningMode,
     native: &Native,
     created: u64,
+    request_id: Option<&str>,
 ) -> Plan {
     let filter_reasoning = client == Client::Chat
         && reasoning != ReasoningMode::Passthrough
@@ -665,7 +682,7 @@ pub fn plan(
         )));
     }
     let enc = client_encoder(client, model, created, reasoning);
-    match provider_stream(family, model, native, enc) {
+    match provider_stream(family, model, native, enc, request_id) {
         Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
         None => Plan::Json,
@@ -686,6 +703,7 @@ pub fn translate_json(
     stream: bool,
     created: u64,
     input_tokens: Option<u64>,
+    request_id: Option<&str>,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
     if image_api(api).is_some() {
@@ -722,7 +740,10 @@ pub fn translate_json(
             claude::from_claude_response(&resp)
         }
         Family::Gemini => gemini::from_gemini_response(body, model, reasoning).map_err(e)?,
-        Family::Bedrock => bedrock::from_converse_response(body, model, reasoning).map_err(e)?,
+        Family::Bedrock => openai::ChatResponse {
+            id: bedrock_id(request_id),
+            ..bedrock::from_converse_response(body, model, reasoning).map_err(e)?
+        },
         Family::Cohere => cohere::from_cohere_response(body, model, reasoning).map_err(e)?,
         Family::Qwen => qwen::from_qwen_response(body, model, reasoning).map_err(e)?,
         Family::Dify => match native {
@@ -939,6 +960,7 @@ mod tests {
             false,
             0,
             None,
+            None,
         )
         .unwrap();
         let got: Value = serde_json::from_slice(&got).unwrap();
@@ -1076,6 +1098,7 @@ mod tests {
                 mode,
                 &Native::None,
                 0,
+                None,
             ) else {
                 panic!("cohere streams")
             };
@@ -1132,7 +1155,8 @@ mod tests {
             ),
         ] {
             let mode = ReasoningMode::Passthrough;
-            let Plan::Stream(mut t) = plan(Client::Messages, family, true, "m", mode, native, 0)
+            let Plan::Stream(mut t) =
+                plan(Client::Messages, family, true, "m", mode, native, 0, None)
             else {
                 panic!("{family:?} streams")
             };

@@ -217,6 +217,10 @@ impl ProxyStage {
             && (content_type.contains("text/event-stream")
                 || content_type.contains("vnd.amazon.eventstream"));
         let created = unix_seconds(ex.started(host));
+        let request_id = match family {
+            Family::Bedrock => ex.response_header(host, native::REQUEST_ID_HEADER),
+            _ => None,
+        };
         match native::plan(
             client,
             family,
@@ -225,6 +229,7 @@ impl ProxyStage {
             reasoning,
             &p.native,
             created,
+            request_id.as_deref(),
         ) {
             native::Plan::Untouched => {
                 self.response = Response::Untouched;
@@ -676,6 +681,11 @@ impl Stage for ProxyStage {
                 created,
                 ex.response_header(host, native::INPUT_TOKENS_HEADER)
                     .and_then(|t| t.parse().ok()),
+                match family {
+                    Family::Bedrock => ex.response_header(host, native::REQUEST_ID_HEADER),
+                    _ => None,
+                }
+                .as_deref(),
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();

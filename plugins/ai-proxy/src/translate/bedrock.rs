@@ -14,7 +14,7 @@ use sdk::llm::{openai, Extra};
 use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Map, Value};
 
-/// Completion id used in answers (Converse has none; the caller may set `x-amzn-requestid`).
+/// Completion id of an answer without a `x-amzn-requestid` header (Converse answers have no id).
 pub const DEFAULT_ID: &str = "chatcmpl-bedrock";
 /// `maxTokens` left for the answer on top of the thinking budget when the client set no limit.
 pub const THINKING_ANSWER_TOKENS: u64 = 4096;
