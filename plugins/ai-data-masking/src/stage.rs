@@ -106,6 +106,17 @@ impl MaskingStage {
         );
     }
 
+    /// The refusal that replaces a whole answer holding a denied `word`.
+    fn deny_answer(&self, host: &dyn Host, config: &MaskingConfig, word: &str) -> ChunkOut {
+        self.record_deny(host, "response", word);
+        let reply = if self.scope == Scope::Chat {
+            deny_response(self.protocol, false, 200, &config.deny_message, &self.model).1
+        } else {
+            config.deny_raw_message.clone()
+        };
+        ChunkOut::edited(reply.into_bytes())
+    }
+
     /// Applies `f` to the strings the scope covers.
     fn each_text(&self, config: &MaskingConfig, body: &mut Value, f: &mut dyn FnMut(&mut String)) {
         match self.scope {
@@ -444,6 +455,21 @@ impl Stage for MaskingStage {
         };
         match &mut self.answer {
             Answer::Off => ChunkOut::pass(chunk),
+            Answer::Json if self.restorer.is_empty() && self.scope == Scope::Chat => {
+                // Nothing to restore: only deny words are looked for, in the answer's text as
+                // the exchange parsed it once for every stage.
+                if !config.has_deny_words() {
+                    return ChunkOut::pass(chunk);
+                }
+                let mut text = String::new();
+                if let Some(body) = ex.response_json(&chunk) {
+                    sdk::usage::response_text(body, &mut text);
+                }
+                match config.denied(&text) {
+                    Some(word) => self.deny_answer(host, &config, &word),
+                    None => ChunkOut::pass(chunk),
+                }
+            }
             Answer::Json => {
                 let Ok(mut body) = serde_json::from_slice::<Value>(&chunk) else {
                     return ChunkOut::pass(chunk);
@@ -467,14 +493,7 @@ impl Stage for MaskingStage {
                     core::each_string(&mut body, &mut visit);
                 }
                 if let Some(word) = denied {
-                    self.record_deny(host, "response", &word);
-                    let reply = if chat {
-                        deny_response(self.protocol, false, 200, &config.deny_message, &self.model)
-                            .1
-                    } else {
-                        config.deny_raw_message.clone()
-                    };
-                    return ChunkOut::edited(reply.into_bytes());
+                    return self.deny_answer(host, &config, &word);
                 }
                 if !changed {
                     return ChunkOut::pass(chunk);
@@ -564,6 +583,68 @@ mod tests {
             client.push_str(&String::from_utf8_lossy(&host.response_body.borrow()));
         }
         (client, written, host)
+    }
+
+    /// What the client gets of a whole `answer` (JSON) to `prompt`, and whether it was rewritten.
+    fn whole(config: &str, prompt: &str, answer: &Value) -> (Value, bool) {
+        let rules =
+            Rc::new(RuleSet::parse(config.as_bytes(), sdk::config::RuleMode::Override).unwrap());
+        let mut p = Pipeline::new(vec![Box::new(MaskingStage::new(rules))]);
+        let body =
+            json!({"model": "m", "messages": [{"role": "user", "content": prompt}]}).to_string();
+        let host = MockHost::with_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            ("content-type", "application/json"),
+        ]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        p.on_request_headers(&host, false);
+        p.on_request_body(&host, body.len(), true);
+        *host.response_headers.borrow_mut() = vec![
+            (":status".into(), "200".into()),
+            ("content-type".into(), "application/json".into()),
+        ];
+        p.on_response_headers(&host);
+        let answer = answer.to_string();
+        *host.response_body.borrow_mut() = answer.clone().into_bytes();
+        host.reset_host_calls();
+        p.on_response_body(&host, answer.len(), true);
+        let written = host
+            .host_call_counts()
+            .iter()
+            .any(|(k, _)| *k == "set_response_body");
+        let out = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        (out, written)
+    }
+
+    #[test]
+    fn whole_answers_are_checked_for_deny_words_and_restored() {
+        let config = r#"{"deny_words": ["project falcon"], "deny_message": "Blocked",
+            "replace_roles": [{"regex": "\\w+@\\w+\\.com", "type": "replace", "restore": true,
+                "value": "[email]"}]}"#;
+        let answer = |text: &str| {
+            json!({"object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+        };
+        // Nothing masked, nothing denied: the answer goes on untouched.
+        let (out, written) = whole(config, "hello", &answer("all fine"));
+        assert_eq!((out, written), (answer("all fine"), false));
+        // Nothing masked, a deny word: the refusal replaces the answer.
+        let (out, _) = whole(config, "hello", &answer("about Project Falcon now"));
+        assert_eq!(out["choices"][0]["message"]["content"], "Blocked", "{out}");
+        assert_eq!(
+            out["choices"][0]["finish_reason"], "content_filter",
+            "{out}"
+        );
+        // A Responses answer is read too.
+        let responses = json!({"object": "response", "output": [{"type": "message",
+            "content": [{"type": "output_text", "text": "project falcon"}]}]});
+        let (out, _) = whole(config, "hello", &responses);
+        assert!(out.to_string().contains("Blocked"), "{out}");
+        // A masked value comes back restored.
+        let (out, written) = whole(config, "mail ann@x.com", &answer("to [email]"));
+        assert_eq!(out["choices"][0]["message"]["content"], "to ann@x.com");
+        assert!(written);
     }
 
     #[test]
