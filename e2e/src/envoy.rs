@@ -591,7 +591,9 @@ pub fn render_trial_gateway(shipped: &str, ecds_dir: &str) -> Result<(String, St
         "ai-statistics",
         "ai-quota",
         "ai-token-ratelimit",
+        "ai-security-guard",
         "ai-moderation",
+        "ai-data-masking",
         "ai-cache",
         "ai-prompt-decorator",
         "ai-agent",
@@ -1189,6 +1191,13 @@ mod tests {
         let module = ecds.str(&wasm("vm_config/code/local/filename"));
         assert_eq!(module.unwrap(), "dist/ai-gateway.wasm");
         assert_eq!(ecds.str("resources/0/name").unwrap(), GATEWAY);
+        // Every shipped plugin has its config in the one filter's.
+        let config: Value = serde_json::from_str(&ecds.str(&wasm(CONFIG_VALUE)).unwrap()).unwrap();
+        for entry in fs::read_dir(workspace_root().join("envoy/ecds")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().to_string();
+            let plugin = name.trim_end_matches(".yaml");
+            assert!(config.get(plugin).is_some(), "{plugin} is not in the trial");
+        }
     }
 }
 
