@@ -543,13 +543,13 @@ mod tests {
     use sdk::host::MockHost;
     use sdk::pipeline::Pipeline;
 
-    /// What the client gets of an OpenAI stream of `pieces` (one per callback), and whether
-    /// each chunk was rewritten.
-    fn stream(config: &str, prompt: &str, pieces: &[&str]) -> (String, Vec<bool>, MockHost) {
+    /// A masking pipeline that has read a chat request for `prompt` and the answer's headers
+    /// (SSE when `stream`, else JSON).
+    fn answering(config: &str, prompt: &str, stream: bool) -> (Pipeline, MockHost) {
         let rules =
             Rc::new(RuleSet::parse(config.as_bytes(), sdk::config::RuleMode::Override).unwrap());
         let mut p = Pipeline::new(vec![Box::new(MaskingStage::new(rules))]);
-        let body = json!({"model": "m", "stream": true,
+        let body = json!({"model": "m", "stream": stream,
             "messages": [{"role": "user", "content": prompt}]})
         .to_string();
         let host = MockHost::with_request_headers(&[
@@ -560,11 +560,23 @@ mod tests {
         *host.request_body.borrow_mut() = body.as_bytes().to_vec();
         p.on_request_headers(&host, false);
         p.on_request_body(&host, body.len(), true);
+        let content_type = if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
         *host.response_headers.borrow_mut() = vec![
             (":status".into(), "200".into()),
-            ("content-type".into(), "text/event-stream".into()),
+            ("content-type".into(), content_type.into()),
         ];
         p.on_response_headers(&host);
+        (p, host)
+    }
+
+    /// What the client gets of an OpenAI stream of `pieces` (one per callback), and whether
+    /// each chunk was rewritten.
+    fn stream(config: &str, prompt: &str, pieces: &[&str]) -> (String, Vec<bool>, MockHost) {
+        let (mut p, host) = answering(config, prompt, true);
         let (mut client, mut written) = (String::new(), Vec::new());
         for (i, piece) in pieces.iter().enumerate() {
             let chunk = format!(
@@ -587,24 +599,7 @@ mod tests {
 
     /// What the client gets of a whole `answer` (JSON) to `prompt`, and whether it was rewritten.
     fn whole(config: &str, prompt: &str, answer: &Value) -> (Value, bool) {
-        let rules =
-            Rc::new(RuleSet::parse(config.as_bytes(), sdk::config::RuleMode::Override).unwrap());
-        let mut p = Pipeline::new(vec![Box::new(MaskingStage::new(rules))]);
-        let body =
-            json!({"model": "m", "messages": [{"role": "user", "content": prompt}]}).to_string();
-        let host = MockHost::with_request_headers(&[
-            (":method", "POST"),
-            (":path", "/v1/chat/completions"),
-            ("content-type", "application/json"),
-        ]);
-        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
-        p.on_request_headers(&host, false);
-        p.on_request_body(&host, body.len(), true);
-        *host.response_headers.borrow_mut() = vec![
-            (":status".into(), "200".into()),
-            ("content-type".into(), "application/json".into()),
-        ];
-        p.on_response_headers(&host);
+        let (mut p, host) = answering(config, prompt, false);
         let answer = answer.to_string();
         *host.response_body.borrow_mut() = answer.clone().into_bytes();
         host.reset_host_calls();

@@ -3,7 +3,7 @@
 //! the binary event stream (`application/vnd.amazon.eventstream`) and errors come back as chat
 //! completions.
 
-use super::chat::{Block, Chat, Media, Role, ToolChoice};
+use super::chat::{Block, Chat, Media, ToolChoice};
 use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::{err, str_of, ChunkTranslator, ReasoningMode, TranslateError};
 use crate::eventstream::{Decoder, Message};
@@ -122,10 +122,7 @@ pub fn to_converse_request(
     let mut system: Vec<Value> = chat.system.iter().map(|t| json!({ "text": t })).collect();
     let mut messages: Vec<Value> = Vec::new();
     for turn in &chat.turns {
-        let role = match turn.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
+        let role = turn.role.name();
         let blocks = turn
             .blocks
             .iter()

@@ -42,6 +42,16 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The role's name in OpenAI's and Anthropic's messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 /// One message's content.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {

@@ -1,7 +1,7 @@
 //! OpenAI chat completions client in front of an Anthropic Messages upstream: the request goes out
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
-use super::chat::{self, Chat, Effort, Media, Role, ToolChoice};
+use super::chat::{self, Chat, Effort, Media, ToolChoice};
 use super::{err, str_of, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
@@ -27,10 +27,7 @@ pub fn to_claude_request(
 
     let mut messages: Vec<anthropic::Message> = Vec::new();
     for turn in &chat.turns {
-        let role = match turn.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
+        let role = turn.role.name();
         let blocks = turn
             .blocks
             .iter()
