@@ -217,10 +217,7 @@ impl ProxyStage {
             && (content_type.contains("text/event-stream")
                 || content_type.contains("vnd.amazon.eventstream"));
         let created = unix_seconds(ex.started(host));
-        let request_id = match family {
-            Family::Bedrock => ex.response_header(host, native::REQUEST_ID_HEADER),
-            _ => None,
-        };
+        let request_id = bedrock_header(ex, host, family, native::REQUEST_ID_HEADER);
         match native::plan(
             client,
             family,
@@ -361,6 +358,18 @@ impl ProxyStage {
 }
 
 /// `created` of translated answers: when the request started, in Unix seconds.
+/// A header of a Bedrock answer (its error type, its request id); other families send none.
+fn bedrock_header(
+    ex: &mut Exchange,
+    host: &dyn Host,
+    family: Family,
+    name: &str,
+) -> Option<String> {
+    (family == Family::Bedrock)
+        .then(|| ex.response_header(host, name))
+        .flatten()
+}
+
 fn unix_seconds(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -538,10 +547,7 @@ impl Stage for ProxyStage {
         }
         let content_type = ex.response_header(host, "content-type").unwrap_or_default();
         // Bedrock names its errors in a header.
-        let error_type = match p.family {
-            Family::Bedrock => ex.response_header(host, "x-amzn-errortype"),
-            _ => None,
-        };
+        let error_type = bedrock_header(ex, host, p.family, "x-amzn-errortype");
         self.plan_response(host, ex, status, &content_type, error_type)
     }
 
@@ -681,11 +687,7 @@ impl Stage for ProxyStage {
                 created,
                 ex.response_header(host, native::INPUT_TOKENS_HEADER)
                     .and_then(|t| t.parse().ok()),
-                match family {
-                    Family::Bedrock => ex.response_header(host, native::REQUEST_ID_HEADER),
-                    _ => None,
-                }
-                .as_deref(),
+                bedrock_header(ex, host, family, native::REQUEST_ID_HEADER).as_deref(),
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();
