@@ -127,7 +127,12 @@ unit:
 # event-stream one (Bedrock, SigV4).
 E2E_SMOKE_plugins := smoke:: header_hold:: ai_proxy_native::gemini_through ai_proxy_native::bedrock_signed
 E2E_SMOKE_bundle  := smoke:: header_hold::
-e2e: setup build
+# The suite's binary (a debug host build) compiles while the wasm modules build: the release
+# build's single-threaded LTO links leave a core free.
+e2e: setup
+	@$(CARGO) test -q -p e2e --no-run --test suite & suite=$$!; \
+	$(MAKE) --no-print-directory build; built=$$?; \
+	wait $$suite && [ $$built = 0 ]
 	@echo "== e2e (gateway: the whole suite)"
 	AI_GATEWAY_MODE=gateway $(CARGO) test -p e2e --no-fail-fast --test suite -- --test-threads 2
 	@for mode in plugins bundle; do \

@@ -161,8 +161,10 @@ impl Options {
 
 /// A running Envoy; killed on drop.
 pub struct Envoy {
-    child: Child,
-    dir: tempfile::TempDir,
+    /// The process and its files; None only while it is dropped.
+    proc: Option<Proc>,
+    /// Where its files are.
+    dir: PathBuf,
     mode: Mode,
     header_hold: HeaderHold,
     /// Current plugin configs (gateway mode rebuilds the one combined config from them).
@@ -172,6 +174,19 @@ pub struct Envoy {
     /// Admin port.
     pub admin_port: u16,
     client: Client,
+    /// Set when another test may use this Envoy after this one ([`reuse_key`]).
+    key: Option<String>,
+    /// How often it was reused (its ECDS and CDS files' version is 1000 + this).
+    reuses: u32,
+    /// Where this test's part of `envoy.log` and of the access log starts.
+    log_from: (usize, usize),
+    /// When its last test ended.
+    parked_at: Instant,
+}
+
+struct Proc {
+    child: Child,
+    _dir: tempfile::TempDir,
 }
 
 /// A YAML node of an Envoy config file.
@@ -541,6 +556,7 @@ fn write_ecds(
     configs: &[(String, String)],
     version: u32,
     hold: HeaderHold,
+    root_tag: Option<u32>,
 ) -> Result<Vec<String>> {
     let dist = workspace_root().join("dist");
     let mut docs = Vec::new();
@@ -571,6 +587,10 @@ fn write_ecds(
     let mut written = Vec::new();
     for (name, mut doc) in docs {
         doc.set("version_info", version.to_string())?;
+        if let Some(tag) = root_tag {
+            // Another plugin name: a new root even where the config is the last test's.
+            doc.set(&wasm("name"), format!("{name}.{tag}"))?;
+        }
         if hold != HeaderHold::Flag {
             doc.remove(&wasm(HOLD_FLAG))?;
         }
@@ -651,16 +671,11 @@ pub fn render_openai_upstream(shipped: &str) -> Result<String> {
     doc.text()
 }
 
-/// Writes `envoy.yaml` and `ecds/` for a test into `dir`; returns the plugin configs.
-fn write_config(
-    dir: &Path,
-    mock_port: u16,
-    options: &Options,
-    mode: Mode,
-) -> Result<Vec<(String, String)>> {
+/// The plugin configs of a test's Envoy: the test's own, the others off (or shipped); in the
+/// one-filter-per-plugin form only the plugins a test configures are loaded (each module costs
+/// Envoy seconds of compile at start, and the others are off anyway), unless `shipped`.
+fn plugin_configs(options: &Options, mode: Mode) -> Result<Vec<(String, String)>> {
     let root = workspace_root();
-    let ecds_dir = dir.join("ecds");
-    fs::create_dir_all(&ecds_dir)?;
     let mut configs = Vec::new();
     for entry in fs::read_dir(root.join("envoy/ecds"))? {
         let path = entry?.path();
@@ -686,9 +701,38 @@ fn write_config(
             return Err(format!("no envoy/ecds/{plugin}.yaml for a config").into());
         }
     }
-    write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold)?;
+    if trims(options, mode) {
+        configs.retain(|(p, _)| options.plugin_configs.iter().any(|(q, _)| q == p));
+    }
+    Ok(configs)
+}
+
+fn trims(options: &Options, mode: Mode) -> bool {
+    mode == Mode::Plugins && !options.shipped_configs
+}
+
+/// Writes `envoy.yaml` and `ecds/` for a test into `dir` (and `cds/` with `reusable`: the
+/// clusters then come from a file, so the next test can point them at its own mock); returns
+/// the plugin configs.
+fn write_config(
+    dir: &Path,
+    mock_port: u16,
+    options: &Options,
+    mode: Mode,
+    reusable: bool,
+) -> Result<Vec<(String, String)>> {
+    let root = workspace_root();
+    let ecds_dir = dir.join("ecds");
+    fs::create_dir_all(&ecds_dir)?;
+    let configs = plugin_configs(options, mode)?;
+    write_ecds(mode, &ecds_dir, &configs, 1, options.header_hold, None)?;
     let mut doc = Doc::shipped("envoy.yaml")?;
     for_tests(&mut doc, mock_port, &ecds_dir, &options.routes)?;
+    if trims(options, mode) {
+        let loaded = |f: &Yaml| configs.iter().any(|(p, _)| is_named(f, p));
+        doc.list(&hcm("http_filters"))?
+            .retain(|f| !is_plugin(f) || loaded(f));
+    }
     for (cluster, port) in [
         ("chroma", options.chroma_port),
         ("rate_limit_service", options.rls_port),
@@ -718,13 +762,177 @@ fn write_config(
         let cluster = loopback_cluster(name, *port)?;
         doc.list("static_resources/clusters")?.insert(0, cluster);
     }
+    if reusable {
+        let clusters = std::mem::take(doc.list("static_resources/clusters")?);
+        let cds = dir.join("cds");
+        fs::create_dir_all(&cds)?;
+        fs::write(cds.join(CDS_FILE), cds_text(&clusters, 1)?)?;
+        let source = yaml(json!({
+            "cds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {
+                    "path": cds.join(CDS_FILE).display().to_string(),
+                    "watched_directory": { "path": cds.display().to_string() },
+                },
+            },
+        }))?;
+        doc.yaml
+            .as_mapping_mut()
+            .ok_or("envoy.yaml is not a mapping")?
+            .insert("dynamic_resources".into(), source);
+        fs::write(dir.join(CLUSTERS_FILE), serde_norway::to_string(&clusters)?)?;
+        // The routes name clusters that arrive by CDS, after the listener is read.
+        doc.map(&hcm("route_config"))?
+            .insert("validate_clusters".into(), false.into());
+    }
     fs::write(dir.join("envoy.yaml"), doc.text()?)?;
     Ok(configs)
+}
+
+const CDS_FILE: &str = "clusters.yaml";
+
+/// The clusters as rendered for the test, kept to rewrite the CDS file for the next one.
+const CLUSTERS_FILE: &str = "clusters-rendered.yaml";
+
+/// A CDS file of `clusters`.
+fn cds_text(clusters: &[Yaml], version: u32) -> Result<String> {
+    let mut resources = Vec::new();
+    for cluster in clusters {
+        let mut cluster = cluster.clone();
+        cluster
+            .as_mapping_mut()
+            .ok_or("a cluster is not a mapping")?
+            .insert("@type".into(), CLUSTER_TYPE.into());
+        resources.push(cluster);
+    }
+    let file = yaml(json!({ "version_info": version.to_string() }))?;
+    let mut file = file;
+    file.as_mapping_mut()
+        .ok_or("no mapping")?
+        .insert("resources".into(), Yaml::Sequence(resources));
+    Ok(serde_norway::to_string(&file)?)
+}
+
+const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+/// Whether a test with `options` can run on an Envoy another test used, and with which others
+/// (the same key): only the plugin configs (ECDS) and the mock's port (CDS) may differ, and no
+/// plugin may keep state that outlives its config (budgets, balances, caches, key health live in
+/// shared data), nor a service of the test's own be in the bootstrap.
+fn reuse_key(options: &Options, mode: Mode) -> Option<String> {
+    const STATEFUL: [&str; 4] = [
+        "ai-cache",
+        "ai-quota",
+        "ai-token-ratelimit",
+        "ai-statistics",
+    ];
+    const STATEFUL_PROXY: [&str; 4] = ["failover", "retryOnFailure", "healthCheck", "vertex"];
+    let stateful = options.plugin_configs.iter().any(|(plugin, config)| {
+        STATEFUL.contains(&plugin.as_str()) || STATEFUL_PROXY.iter().any(|w| config.contains(w))
+    });
+    let own = options.plain
+        || options.shipped_configs
+        || options.extra_wasm.is_some()
+        || !options.clusters.is_empty()
+        || options.rls_port.is_some()
+        || options.webdis_port.is_some()
+        || options.chroma_port.is_some();
+    if stateful || own {
+        return None;
+    }
+    let mut plugins: Vec<&str> = options
+        .plugin_configs
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .collect();
+    plugins.sort_unstable();
+    if mode != Mode::Plugins {
+        plugins.clear();
+    }
+    let routes: Vec<String> = options
+        .routes
+        .iter()
+        .map(|r| format!("{}={}", r.name, r.prefix))
+        .collect();
+    Some(format!(
+        "{mode:?} {:?} {:?} {routes:?} {plugins:?}",
+        options.header_hold, options.concurrency
+    ))
+}
+
+/// The value of `name` in `/stats` text.
+fn stat_value<'a>(stats: &'a str, name: &str) -> Option<&'a str> {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+/// Envoys parked after a test, for the next test with the same [`reuse_key`]: an ECDS and CDS
+/// update takes milliseconds where a start takes seconds of V8 compile.
+static PARKED: std::sync::Mutex<Vec<Envoy>> = std::sync::Mutex::new(Vec::new());
+
+/// At most this many Envoys wait parked (each holds the modules' memory).
+const MAX_PARKED: usize = 3;
+
+fn park(envoy: Envoy) {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn` with no arguments, as atexit requires.
+        unsafe {
+            libc::atexit(stop_parked);
+        }
+    });
+    let Ok(mut parked) = PARKED.lock() else {
+        return;
+    };
+    parked.push(envoy);
+    if parked.len() > MAX_PARKED {
+        let mut oldest = parked.remove(0);
+        oldest.key = None;
+        drop(parked);
+        drop(oldest);
+    }
+}
+
+/// Stops the parked Envoys when the test binary exits (statics are never dropped).
+extern "C" fn stop_parked() {
+    let parked = match PARKED.try_lock() {
+        Ok(mut parked) => std::mem::take(&mut *parked),
+        Err(_) => return,
+    };
+    for mut envoy in parked {
+        envoy.key = None;
+        drop(envoy);
+    }
 }
 
 impl Envoy {
     /// Starts Envoy in front of the mock on `mock_port` and waits until it serves.
     pub fn start(mock_port: u16, options: &Options) -> Result<Envoy> {
+        Envoy::launch(mock_port, options, None)
+    }
+
+    /// [`Envoy::start`], or an Envoy an earlier test left with the same bootstrap, given this
+    /// test's plugin configs and mock (a fresh plugin root, counters at zero, logs from here).
+    pub fn start_or_reuse(mock_port: u16, options: &Options) -> Result<Envoy> {
+        let Some(key) = reuse_key(options, Mode::current()) else {
+            return Envoy::start(mock_port, options);
+        };
+        let parked = PARKED.lock().ok().and_then(|mut parked| {
+            let at = parked.iter().position(|e| e.key.as_ref() == Some(&key))?;
+            Some(parked.remove(at))
+        });
+        if let Some(mut envoy) = parked {
+            match envoy.reuse(mock_port, options) {
+                Ok(()) => return Ok(envoy),
+                // Not taken (a config it rejects, say): this test gets a new Envoy.
+                Err(_) => envoy.key = None,
+            }
+        }
+        Envoy::launch(mock_port, options, Some(key))
+    }
+
+    fn launch(mock_port: u16, options: &Options, key: Option<String>) -> Result<Envoy> {
         let bin = envoy_bin();
         if !bin.exists() {
             return Err(format!(
@@ -736,7 +944,7 @@ impl Envoy {
         let root = workspace_root();
         let dir = tempfile::Builder::new().prefix("ai-gw-e2e-").tempdir()?;
         let mode = Mode::current();
-        let configs = write_config(dir.path(), mock_port, options, mode)?;
+        let configs = write_config(dir.path(), mock_port, options, mode, key.is_some())?;
         for (plugin, _) in &configs {
             let wasm = if mode == Mode::Plugins {
                 plugin
@@ -755,6 +963,8 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(["--disable-hot-restart", "-l", "info"])
+            // Access logs reach the file within 50 ms (Envoy's default holds them up to 10 s).
+            .args(["--file-flush-interval-msec", "50"])
             .args([
                 "--concurrency",
                 &options.concurrency.unwrap_or(2).to_string(),
@@ -766,14 +976,18 @@ impl Envoy {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let mut envoy = Envoy {
-            child,
-            dir,
+            dir: dir.path().to_path_buf(),
+            proc: Some(Proc { child, _dir: dir }),
             mode,
             header_hold: options.header_hold,
             configs: std::sync::Mutex::new(configs),
             port: 0,
             admin_port: 0,
             client: Client::new(Duration::from_secs(5)),
+            key,
+            reuses: 0,
+            log_from: (0, 0),
+            parked_at: Instant::now(),
         };
         envoy.wait_ready(&admin_path)?;
         Ok(envoy)
@@ -782,7 +996,7 @@ impl Envoy {
     fn wait_ready(&mut self, admin_path: &Path) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.try_wait()? {
                 return Err(
                     format!("Envoy exited ({status}) during start:\n{}", self.log()).into(),
                 );
@@ -817,9 +1031,109 @@ impl Envoy {
         }
     }
 
+    /// The xDS versions and rejections Envoy reports (`name: value` lines).
+    fn xds_stats(&self) -> Result<String> {
+        let url = format!(
+            "{}/stats?filter=(version_text|update_rejected)$",
+            self.admin_url()
+        );
+        Ok(self.client.get(&url, &[])?.body)
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        match self.proc.as_mut() {
+            Some(proc) => proc.child.try_wait(),
+            None => Ok(None),
+        }
+    }
+
     /// Envoy's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.as_ref().map_or(0, |p| p.child.id())
+    }
+
+    /// Takes this test's plugin configs and mock: new ECDS and CDS files, applied when Envoy
+    /// reports their version; then counters are zeroed and the logs start here.
+    fn reuse(&mut self, mock_port: u16, options: &Options) -> Result<()> {
+        // The last test's access log lines and metric flushes land first (50 ms, 100 ms).
+        let settle = Duration::from_millis(300).saturating_sub(self.parked_at.elapsed());
+        std::thread::sleep(settle);
+        if !self.is_running() {
+            return Err("exited while parked".into());
+        }
+        self.log_from = (0, 0);
+        self.log_from = (self.log().len(), self.access_log().len());
+        self.reuses += 1;
+        // Apart from the versions a test pushes itself (`push_plugin_config`).
+        let version = 1000 + self.reuses;
+        let configs = plugin_configs(options, self.mode)?;
+        let text = fs::read_to_string(self.dir.join(CLUSTERS_FILE))?;
+        let mut clusters: Vec<Yaml> = serde_norway::from_str(&text)?;
+        let llm = clusters
+            .iter_mut()
+            .find(|c| is_named(c, "llm_upstream"))
+            .ok_or("no llm_upstream cluster")?;
+        let mut doc = Doc {
+            name: "llm_upstream".into(),
+            yaml: llm.clone(),
+        };
+        let endpoint = "load_assignment/endpoints/0/lb_endpoints/0/endpoint";
+        doc.set(
+            &format!("{endpoint}/address/socket_address/port_value"),
+            mock_port,
+        )?;
+        *llm = doc.yaml;
+        let staging = self.dir.join("staging");
+        fs::create_dir_all(&staging)?;
+        let cds = self.dir.join("cds");
+        fs::write(staging.join(CDS_FILE), cds_text(&clusters, version)?)?;
+        fs::rename(staging.join(CDS_FILE), cds.join(CDS_FILE))?;
+        let written = write_ecds(
+            self.mode,
+            &staging,
+            &configs,
+            version,
+            self.header_hold,
+            Some(version),
+        )?;
+        let names: Vec<String> = written
+            .iter()
+            .filter_map(|f| f.strip_suffix(".yaml").map(str::to_string))
+            .collect();
+        let ecds = |name: &str, stat: &str| {
+            format!("extension_config_discovery.http_filter.{name}.{stat}")
+        };
+        let before = self.xds_stats()?;
+        for file in &written {
+            fs::rename(staging.join(file), self.dir.join("ecds").join(file))?;
+        }
+        let want = format!("\"{version}\"");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.xds_stats()?;
+            let at = |name: &str| stat_value(&stats, name);
+            let applied = names
+                .iter()
+                .all(|n| at(&ecds(n, "version_text")) == Some(&want))
+                && at("cluster_manager.cds.version_text") == Some(&want);
+            if applied {
+                break;
+            }
+            for name in &names {
+                let rejected = ecds(name, "update_rejected");
+                if at(&rejected) != stat_value(&before, &rejected) {
+                    return Err(format!("{name}: config rejected").into());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("version {version} not applied:\n{stats}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.client
+            .post(&format!("{}/reset_counters", self.admin_url()), &[], "")?;
+        *self.configs.lock().map_err(|_| "config lock poisoned")? = configs;
+        Ok(())
     }
 
     /// Listener base URL.
@@ -832,19 +1146,24 @@ impl Envoy {
         format!("http://127.0.0.1:{}", self.admin_port)
     }
 
-    /// Envoy's log so far.
+    /// Envoy's log so far (this test's part).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+        self.read_from("envoy.log", self.log_from.0)
     }
 
-    /// Access log (stdout) so far.
+    /// Access log (stdout) so far (this test's part).
     pub fn access_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+        self.read_from("stdout.log", self.log_from.1)
+    }
+
+    fn read_from(&self, file: &str, from: usize) -> String {
+        let bytes = fs::read(self.dir.join(file)).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(from..).unwrap_or_default()).into_owned()
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.try_wait(), Ok(None))
     }
 
     /// A counter or gauge from `/stats`, if present (after the plugins' metric flush).
@@ -872,10 +1191,17 @@ impl Envoy {
             Some(entry) => entry.1 = config.to_string(),
             None => return Err(format!("no plugin {plugin}").into()),
         }
-        let staging = self.dir.path().join("staging");
+        let staging = self.dir.join("staging");
         fs::create_dir_all(&staging)?;
-        let written = write_ecds(self.mode, &staging, &configs, version, self.header_hold)?;
-        let ecds = self.dir.path().join("ecds");
+        let written = write_ecds(
+            self.mode,
+            &staging,
+            &configs,
+            version,
+            self.header_hold,
+            None,
+        )?;
+        let ecds = self.dir.join("ecds");
         for name in written {
             let only_this = self.mode == Mode::Gateway || name == format!("{plugin}.yaml");
             if only_this {
@@ -935,14 +1261,93 @@ fn regex_escape(s: &str) -> String {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let Some(mut proc) = self.proc.take() else {
+            return;
+        };
+        let parkable = self.key.is_some()
+            && !std::thread::panicking()
+            && matches!(proc.child.try_wait(), Ok(None));
+        if parkable {
+            let configs = self.configs.lock().map(|c| c.clone()).unwrap_or_default();
+            park(Envoy {
+                proc: Some(proc),
+                dir: self.dir.clone(),
+                mode: self.mode,
+                header_hold: self.header_hold,
+                configs: std::sync::Mutex::new(configs),
+                port: self.port,
+                admin_port: self.admin_port,
+                client: Client::new(Duration::from_secs(5)),
+                key: self.key.take(),
+                reuses: self.reuses,
+                log_from: (0, 0),
+                parked_at: Instant::now(),
+            });
+            return;
+        }
+        let _ = proc.child.kill();
+        let _ = proc.child.wait();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stateless_tests_share_an_envoy() {
+        let proxy = |c: &str| Options::plugin("ai-proxy", c);
+        let key = |o: &Options, m: Mode| reuse_key(o, m);
+        let a = key(&proxy(r#"{"provider":{"type":"openai"}}"#), Mode::Gateway);
+        let b = key(&proxy(r#"{"provider":{"type":"gemini"}}"#), Mode::Gateway);
+        assert!(a.is_some());
+        assert_eq!(a, b, "plugin configs differ by ECDS only");
+        let both = proxy("{}").with_plugin("ai-prompt-decorator", "{}");
+        assert_ne!(
+            key(&proxy("{}"), Mode::Plugins),
+            key(&both, Mode::Plugins),
+            "another set of filters"
+        );
+        let held = Options {
+            header_hold: HeaderHold::Companion,
+            ..proxy("{}")
+        };
+        assert_ne!(key(&held, Mode::Gateway), a);
+        for own in [
+            Options::plugin("ai-token-ratelimit", "{}"),
+            Options::plugin("ai-cache", "{}"),
+            proxy(r#"{"provider":{"type":"openai","failover":{"enabled":true}}}"#),
+            Options::shipped(),
+            proxy("{}").with_cluster("tools", 1),
+        ] {
+            assert_eq!(key(&own, Mode::Gateway), None, "{own:?}");
+        }
+    }
+
+    #[test]
+    fn reusable_envoys_take_clusters_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::plugin("ai-proxy", "{}");
+        write_config(dir.path(), 4242, &options, Mode::Gateway, true).unwrap();
+        let mut doc = rendered(dir.path(), "envoy.yaml");
+        assert!(doc.list("static_resources/clusters").unwrap().is_empty());
+        let cds = doc
+            .str("dynamic_resources/cds_config/path_config_source/path")
+            .unwrap();
+        let file = Doc::parse("cds", &fs::read_to_string(cds).unwrap()).unwrap();
+        let llm = file.yaml["resources"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| is_named(c, "llm_upstream"))
+            .unwrap();
+        assert_eq!(llm["@type"].as_str(), Some(CLUSTER_TYPE));
+        let endpoint = &llm["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+        assert_eq!(
+            endpoint["address"]["socket_address"]["port_value"].as_u64(),
+            Some(4242)
+        );
+    }
 
     fn rendered(dir: &Path, file: &str) -> Doc {
         Doc::parse(file, &fs::read_to_string(dir.join(file)).unwrap()).unwrap()
@@ -968,7 +1373,7 @@ mod tests {
         let dist = workspace_root().join("dist");
         for mode in [Mode::Plugins, Mode::Bundle, Mode::Gateway] {
             let dir = tempfile::tempdir().unwrap();
-            let configs = write_config(dir.path(), 4242, &options, mode).unwrap();
+            let configs = write_config(dir.path(), 4242, &options, mode, false).unwrap();
             let ecds_dir = dir.path().join("ecds");
             let mut doc = rendered(dir.path(), "envoy.yaml");
             let listener = "static_resources/listeners/ai_gateway/address/socket_address";
@@ -1067,7 +1472,8 @@ mod tests {
             }
             // A reload writes the next version.
             let staging = tempfile::tempdir().unwrap();
-            let written = write_ecds(mode, staging.path(), &configs, 3, HeaderHold::Flag).unwrap();
+            let written =
+                write_ecds(mode, staging.path(), &configs, 3, HeaderHold::Flag, None).unwrap();
             assert_eq!(written.len(), files);
             let mut next = rendered(staging.path(), &format!("{file}.yaml"));
             assert_eq!(next.str("version_info").unwrap(), "3");
@@ -1082,7 +1488,7 @@ mod tests {
                 header_hold: HeaderHold::Companion,
                 ..Options::default()
             };
-            write_config(dir.path(), 4242, &options, mode).unwrap();
+            write_config(dir.path(), 4242, &options, mode, false).unwrap();
             let mut doc = rendered(dir.path(), "envoy.yaml");
             let filters = doc.list(&hcm("http_filters")).unwrap();
             let names = names(filters);
@@ -1112,7 +1518,7 @@ mod tests {
             }),
             ..Options::default()
         };
-        write_config(dir.path(), 4242, &options, Mode::Gateway).unwrap();
+        write_config(dir.path(), 4242, &options, Mode::Gateway, false).unwrap();
         let mut doc = rendered(dir.path(), "envoy.yaml");
         let filters = doc.list(&hcm("http_filters")).unwrap();
         assert!(!filters.iter().any(is_plugin));

@@ -44,7 +44,7 @@ impl Gateway {
     /// Starts the mock (`env!("CARGO_BIN_EXE_mock-provider")`) and Envoy with `options`.
     pub fn start(mock_bin: &str, options: &envoy::Options) -> Result<Gateway> {
         let mock = mock::Mock::start(mock_bin)?;
-        let envoy = envoy::Envoy::start(mock.port, options)?;
+        let envoy = envoy::Envoy::start_or_reuse(mock.port, options)?;
         Ok(Gateway {
             envoy,
             mock,

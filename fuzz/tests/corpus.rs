@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -19,12 +20,11 @@ fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[test]
-fn every_corpus_and_regression_input_keeps_its_invariants() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// Replays targets taken in turn from `next` until none is left: (inputs run, failures).
+fn replay(root: &Path, next: &AtomicUsize) -> (usize, Vec<String>) {
     let mut failures = Vec::new();
     let mut total = 0;
-    for (name, target) in fuzz::TARGETS {
+    while let Some((name, target)) = fuzz::TARGETS.get(next.fetch_add(1, Ordering::Relaxed)) {
         let corpus = inputs(&root.join("corpus").join(name));
         assert!(!corpus.is_empty(), "{name}: empty corpus");
         let regressions = inputs(&root.join("regressions").join(name));
@@ -35,10 +35,25 @@ fn every_corpus_and_regression_input_keeps_its_invariants() {
             }
         }
     }
+    (total, failures)
+}
+
+#[test]
+fn every_corpus_and_regression_input_keeps_its_invariants() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Two threads take the targets in turn (the replay is most of this crate's test time).
+    let next = AtomicUsize::new(0);
+    let ((n1, mut failures), (n2, more)) = std::thread::scope(|s| {
+        let other = s.spawn(|| replay(root, &next));
+        let mine = replay(root, &next);
+        (other.join().unwrap(), mine)
+    });
+    failures.extend(more);
     assert!(
         failures.is_empty(),
-        "{} of {total} inputs failed:\n{}",
+        "{} of {} inputs failed:\n{}",
         failures.len(),
+        n1 + n2,
         failures.join("\n")
     );
 }
