@@ -1264,7 +1264,13 @@ impl Drop for Envoy {
         let Some(mut proc) = self.proc.take() else {
             return;
         };
+        // A VM that died (a plugin panic, a wasm trap) would fail the next test too.
+        let log = self.log();
+        let vm_died = ["panicked", "wasm trap", "VM failed", "RuntimeError"]
+            .iter()
+            .any(|needle| log.contains(needle));
         let parkable = self.key.is_some()
+            && !vm_died
             && !std::thread::panicking()
             && matches!(proc.child.try_wait(), Ok(None));
         if parkable {
