@@ -1031,6 +1031,27 @@ impl Envoy {
         }
     }
 
+    /// Writes the ECDS files of `configs` into the staging folder (to be renamed into place):
+    /// the folder and the files' names.
+    fn stage_ecds(
+        &self,
+        configs: &[(String, String)],
+        version: u32,
+        root_tag: Option<u32>,
+    ) -> Result<(PathBuf, Vec<String>)> {
+        let staging = self.dir.join("staging");
+        fs::create_dir_all(&staging)?;
+        let written = write_ecds(
+            self.mode,
+            &staging,
+            configs,
+            version,
+            self.header_hold,
+            root_tag,
+        )?;
+        Ok((staging, written))
+    }
+
     /// The xDS versions and rejections Envoy reports (`name: value` lines).
     fn xds_stats(&self) -> Result<String> {
         let url = format!(
@@ -1083,19 +1104,9 @@ impl Envoy {
             mock_port,
         )?;
         *llm = doc.yaml;
-        let staging = self.dir.join("staging");
-        fs::create_dir_all(&staging)?;
-        let cds = self.dir.join("cds");
+        let (staging, written) = self.stage_ecds(&configs, version, Some(version))?;
         fs::write(staging.join(CDS_FILE), cds_text(&clusters, version)?)?;
-        fs::rename(staging.join(CDS_FILE), cds.join(CDS_FILE))?;
-        let written = write_ecds(
-            self.mode,
-            &staging,
-            &configs,
-            version,
-            self.header_hold,
-            Some(version),
-        )?;
+        fs::rename(staging.join(CDS_FILE), self.dir.join("cds").join(CDS_FILE))?;
         let names: Vec<String> = written
             .iter()
             .filter_map(|f| f.strip_suffix(".yaml").map(str::to_string))
@@ -1191,16 +1202,7 @@ impl Envoy {
             Some(entry) => entry.1 = config.to_string(),
             None => return Err(format!("no plugin {plugin}").into()),
         }
-        let staging = self.dir.join("staging");
-        fs::create_dir_all(&staging)?;
-        let written = write_ecds(
-            self.mode,
-            &staging,
-            &configs,
-            version,
-            self.header_hold,
-            None,
-        )?;
+        let (staging, written) = self.stage_ecds(&configs, version, None)?;
         let ecds = self.dir.join("ecds");
         for name in written {
             let only_this = self.mode == Mode::Gateway || name == format!("{plugin}.yaml");
