@@ -375,10 +375,15 @@ fn for_tests(doc: &mut Doc, mock_port: u16, ecds_dir: &Path, routes: &[Route]) -
     doc.insert_before(&hcm("route_config/virtual_hosts/llm/routes"), "llm", routes)
 }
 
+/// The port of a cluster's one endpoint, as a path in the cluster.
+const ENDPOINT_PORT: &str =
+    "load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address/port_value";
+
 fn set_cluster_port(doc: &mut Doc, cluster: &str, port: u16) -> Result<()> {
-    let endpoint = "load_assignment/endpoints/0/lb_endpoints/0/endpoint";
-    let path = format!("static_resources/clusters/{cluster}/{endpoint}/address/socket_address");
-    doc.set(&format!("{path}/port_value"), port)
+    doc.set(
+        &format!("static_resources/clusters/{cluster}/{ENDPOINT_PORT}"),
+        port,
+    )
 }
 
 fn is_plugin(filter: &Yaml) -> bool {
@@ -556,7 +561,7 @@ fn write_ecds(
     configs: &[(String, String)],
     version: u32,
     hold: HeaderHold,
-    root_tag: Option<u32>,
+    vm_tag: Option<u32>,
 ) -> Result<Vec<String>> {
     let dist = workspace_root().join("dist");
     let mut docs = Vec::new();
@@ -587,9 +592,10 @@ fn write_ecds(
     let mut written = Vec::new();
     for (name, mut doc) in docs {
         doc.set("version_info", version.to_string())?;
-        if let Some(tag) = root_tag {
-            // Another plugin name: a new root even where the config is the last test's.
-            doc.set(&wasm("name"), format!("{name}.{tag}"))?;
+        if let Some(tag) = vm_tag {
+            // A VM of its own: new roots and empty shared data (V8 reuses the compiled module).
+            let vm = doc.str(&wasm("vm_config/vm_id"))?;
+            doc.set(&wasm("vm_config/vm_id"), format!("{vm}.{tag}"))?;
         }
         if hold != HeaderHold::Flag {
             doc.remove(&wasm(HOLD_FLAG))?;
@@ -733,14 +739,8 @@ fn write_config(
         doc.list(&hcm("http_filters"))?
             .retain(|f| !is_plugin(f) || loaded(f));
     }
-    for (cluster, port) in [
-        ("chroma", options.chroma_port),
-        ("rate_limit_service", options.rls_port),
-        ("quota_store", options.webdis_port),
-    ] {
-        if let Some(port) = port {
-            set_cluster_port(&mut doc, cluster, port)?;
-        }
+    for (cluster, port) in shipped_service_ports(options) {
+        set_cluster_port(&mut doc, cluster, port)?;
     }
     if options.plain {
         replace_plugins(&mut doc, None)?;
@@ -816,28 +816,21 @@ fn cds_text(clusters: &[Yaml], version: u32) -> Result<String> {
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
 /// Whether a test with `options` can run on an Envoy another test used, and with which others
-/// (the same key): only the plugin configs (ECDS) and the mock's port (CDS) may differ, and no
-/// plugin may keep state that outlives its config (budgets, balances, caches, key health live in
-/// shared data), nor a service of the test's own be in the bootstrap.
+/// (the same key): only plugin configs (ECDS) and service ports (CDS) may differ. Each test gets
+/// VMs of its own (a new `vm_id`: V8 reuses the compiled module, and shared data is per `vm_id`),
+/// so budgets, balances, caches and key health start empty. Not reused: ai-statistics and the
+/// shipped configs (its histograms are Envoy's and `/reset_counters` keeps them), the
+/// companion filter (it must share the VM the ECDS filter had at start), extra wasm filters.
 fn reuse_key(options: &Options, mode: Mode) -> Option<String> {
-    const STATEFUL: [&str; 4] = [
-        "ai-cache",
-        "ai-quota",
-        "ai-token-ratelimit",
-        "ai-statistics",
-    ];
-    const STATEFUL_PROXY: [&str; 4] = ["failover", "retryOnFailure", "healthCheck", "vertex"];
-    let stateful = options.plugin_configs.iter().any(|(plugin, config)| {
-        STATEFUL.contains(&plugin.as_str()) || STATEFUL_PROXY.iter().any(|w| config.contains(w))
-    });
+    let statistics = options
+        .plugin_configs
+        .iter()
+        .any(|(plugin, _)| plugin == "ai-statistics");
     let own = options.plain
         || options.shipped_configs
         || options.extra_wasm.is_some()
-        || !options.clusters.is_empty()
-        || options.rls_port.is_some()
-        || options.webdis_port.is_some()
-        || options.chroma_port.is_some();
-    if stateful || own {
+        || options.header_hold == HeaderHold::Companion;
+    if statistics || own {
         return None;
     }
     let mut plugins: Vec<&str> = options
@@ -854,10 +847,24 @@ fn reuse_key(options: &Options, mode: Mode) -> Option<String> {
         .iter()
         .map(|r| format!("{}={}", r.name, r.prefix))
         .collect();
+    let mut clusters: Vec<&str> = options.clusters.iter().map(|(c, _)| c.as_str()).collect();
+    clusters.sort_unstable();
     Some(format!(
-        "{mode:?} {:?} {:?} {routes:?} {plugins:?}",
+        "{mode:?} {:?} {:?} {routes:?} {plugins:?} {clusters:?}",
         options.header_hold, options.concurrency
     ))
+}
+
+/// The ports `options` sets for shipped clusters, by cluster name.
+fn shipped_service_ports(options: &Options) -> Vec<(&'static str, u16)> {
+    [
+        ("chroma", options.chroma_port),
+        ("rate_limit_service", options.rls_port),
+        ("quota_store", options.webdis_port),
+    ]
+    .into_iter()
+    .filter_map(|(cluster, port)| Some((cluster, port?)))
+    .collect()
 }
 
 /// The value of `name` in `/stats` text.
@@ -1037,7 +1044,7 @@ impl Envoy {
         &self,
         configs: &[(String, String)],
         version: u32,
-        root_tag: Option<u32>,
+        vm_tag: Option<u32>,
     ) -> Result<(PathBuf, Vec<String>)> {
         let staging = self.dir.join("staging");
         fs::create_dir_all(&staging)?;
@@ -1047,7 +1054,7 @@ impl Envoy {
             configs,
             version,
             self.header_hold,
-            root_tag,
+            vm_tag,
         )?;
         Ok((staging, written))
     }
@@ -1090,20 +1097,23 @@ impl Envoy {
         let configs = plugin_configs(options, self.mode)?;
         let text = fs::read_to_string(self.dir.join(CLUSTERS_FILE))?;
         let mut clusters: Vec<Yaml> = serde_norway::from_str(&text)?;
-        let llm = clusters
-            .iter_mut()
-            .find(|c| is_named(c, "llm_upstream"))
-            .ok_or("no llm_upstream cluster")?;
-        let mut doc = Doc {
-            name: "llm_upstream".into(),
-            yaml: llm.clone(),
-        };
-        let endpoint = "load_assignment/endpoints/0/lb_endpoints/0/endpoint";
-        doc.set(
-            &format!("{endpoint}/address/socket_address/port_value"),
-            mock_port,
-        )?;
-        *llm = doc.yaml;
+        let shipped = shipped_service_ports(options).into_iter();
+        let ports = [("llm_upstream", mock_port)]
+            .into_iter()
+            .chain(shipped)
+            .chain(options.clusters.iter().map(|(c, p)| (c.as_str(), *p)));
+        for (name, port) in ports {
+            let cluster = clusters
+                .iter_mut()
+                .find(|c| is_named(c, name))
+                .ok_or(format!("no {name} cluster"))?;
+            let mut doc = Doc {
+                name: name.to_string(),
+                yaml: cluster.clone(),
+            };
+            doc.set(ENDPOINT_PORT, port)?;
+            *cluster = doc.yaml;
+        }
         let (staging, written) = self.stage_ecds(&configs, version, Some(version))?;
         fs::write(staging.join(CDS_FILE), cds_text(&clusters, version)?)?;
         fs::rename(staging.join(CDS_FILE), self.dir.join("cds").join(CDS_FILE))?;
@@ -1303,32 +1313,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_stateless_tests_share_an_envoy() {
+    fn tests_share_an_envoy_when_only_configs_and_ports_differ() {
         let proxy = |c: &str| Options::plugin("ai-proxy", c);
         let key = |o: &Options, m: Mode| reuse_key(o, m);
         let a = key(&proxy(r#"{"provider":{"type":"openai"}}"#), Mode::Gateway);
         let b = key(&proxy(r#"{"provider":{"type":"gemini"}}"#), Mode::Gateway);
         assert!(a.is_some());
         assert_eq!(a, b, "plugin configs differ by ECDS only");
+        let limited = Options {
+            rls_port: Some(1),
+            ..Options::plugin("ai-token-ratelimit", "{}")
+        };
+        assert_eq!(key(&limited, Mode::Gateway), a, "ports come by CDS");
         let both = proxy("{}").with_plugin("ai-prompt-decorator", "{}");
         assert_ne!(
             key(&proxy("{}"), Mode::Plugins),
             key(&both, Mode::Plugins),
             "another set of filters"
         );
+        let tools = key(&proxy("{}").with_cluster("tools", 1), Mode::Gateway);
+        assert_ne!(tools, a, "another set of clusters");
+        assert_eq!(
+            tools,
+            key(&proxy("{}").with_cluster("tools", 2), Mode::Gateway)
+        );
         let held = Options {
-            header_hold: HeaderHold::Companion,
+            header_hold: HeaderHold::Neither,
             ..proxy("{}")
         };
         assert_ne!(key(&held, Mode::Gateway), a);
+        let companion = Options {
+            header_hold: HeaderHold::Companion,
+            ..proxy("{}")
+        };
         for own in [
-            Options::plugin("ai-token-ratelimit", "{}"),
-            Options::plugin("ai-cache", "{}"),
-            proxy(r#"{"provider":{"type":"openai","failover":{"enabled":true}}}"#),
+            companion,
+            Options::plugin("ai-statistics", "{}"),
             Options::shipped(),
-            proxy("{}").with_cluster("tools", 1),
         ] {
             assert_eq!(key(&own, Mode::Gateway), None, "{own:?}");
+        }
+    }
+
+    #[test]
+    fn a_reused_envoy_gets_vms_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let configs = vec![("ai-proxy".to_string(), "{}".to_string())];
+        for mode in [Mode::Gateway, Mode::Plugins] {
+            let written =
+                write_ecds(mode, dir.path(), &configs, 1003, HeaderHold::Flag, Some(3)).unwrap();
+            let mut doc = rendered(dir.path(), &written[0]);
+            let vm = doc.str(&wasm("vm_config/vm_id")).unwrap();
+            assert!(vm.ends_with(".3"), "{vm}");
         }
     }
 

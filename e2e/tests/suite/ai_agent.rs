@@ -61,7 +61,7 @@ fn start_with(config: &str) -> (Gateway, RestApi) {
     let options = Options::plugin("ai-agent", config)
         .with_cluster("outbound|80||llm.svc", mock.port)
         .with_cluster("outbound|8080||weather.svc", rest.port);
-    let envoy = Envoy::start(mock.port, &options).unwrap();
+    let envoy = Envoy::start_or_reuse(mock.port, &options).unwrap();
     let gw = Gateway {
         envoy,
         mock,
