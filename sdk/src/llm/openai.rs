@@ -144,7 +144,8 @@ pub struct Choice {
     /// Position.
     #[serde(default)]
     pub index: u32,
-    /// The assistant message.
+    /// The assistant message (`content` written as `null` when absent, as OpenAI answers).
+    #[serde(serialize_with = "answer_message")]
     pub message: ChatMessage,
     /// `stop`, `length`, `tool_calls`, `content_filter`.
     #[serde(default)]
@@ -152,6 +153,30 @@ pub struct Choice {
     /// Everything else (logprobs, …).
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// An answer's message: OpenAI writes `"content": null` beside tool calls, and clients that
+/// read the field expect it.
+fn answer_message<S: serde::Serializer>(msg: &ChatMessage, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        role: &'a str,
+        content: &'a Option<Content>,
+        #[serde(flatten)]
+        extra: &'a Extra,
+    }
+    // Every field, so that a new one cannot be left out here.
+    let ChatMessage {
+        role,
+        content,
+        extra,
+    } = msg;
+    Answer {
+        role,
+        content,
+        extra,
+    }
+    .serialize(s)
 }
 
 /// One streamed `chat.completion.chunk`.

@@ -1288,7 +1288,10 @@ mod tests {
                 "stopReason": "tool_use"}),
             ReasoningMode::Passthrough,
         );
-        assert!(out["choices"][0]["message"].get("content").is_none());
+        assert_eq!(
+            out["choices"][0]["message"].get("content"),
+            Some(&serde_json::Value::Null)
+        );
         assert_eq!(
             out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
             "{}"

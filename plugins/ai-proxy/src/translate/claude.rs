@@ -815,7 +815,10 @@ mod tests {
         }));
         let choice = &out["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
-        assert!(choice["message"].get("content").is_none());
+        assert_eq!(
+            choice["message"].get("content"),
+            Some(&serde_json::Value::Null)
+        );
         assert_eq!(
             choice["message"]["reasoning_content"],
             "The user wants weather."

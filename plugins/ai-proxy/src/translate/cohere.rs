@@ -962,7 +962,10 @@ mod tests {
                 json!({"id": "x", "finish_reason": reason, "message": {"role": "assistant"}});
             let out = response(body, ReasoningMode::Ignore);
             assert_eq!(out["choices"][0]["finish_reason"], finish);
-            assert!(out["choices"][0]["message"].get("content").is_none());
+            assert_eq!(
+                out["choices"][0]["message"].get("content"),
+                Some(&serde_json::Value::Null)
+            );
         }
     }
 

@@ -1813,7 +1813,7 @@ mod tests {
         );
         assert_eq!(
             out["choices"],
-            json!([{"index": 0, "message": {"role": "assistant",
+            json!([{"index": 0, "message": {"role": "assistant", "content": null,
                 "refusal": "The prompt was blocked by Gemini (SAFETY)."},
                 "finish_reason": "content_filter"}])
         );

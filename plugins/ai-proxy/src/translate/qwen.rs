@@ -820,7 +820,10 @@ mod tests {
         );
         let choice = &out["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
-        assert!(choice["message"].get("content").is_none());
+        assert_eq!(
+            choice["message"].get("content"),
+            Some(&serde_json::Value::Null)
+        );
         assert_eq!(
             choice["message"]["tool_calls"],
             json!([{"id": "call_16c72bef988a4c6c8cc662", "type": "function",
