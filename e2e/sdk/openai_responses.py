@@ -27,7 +27,8 @@ def main() -> None:
 
     r = client.responses.create(model=model, instructions="Be brief.", input="Say hello")
     out["text"] = {"content": r.output_text, "status": r.status, "model": r.model,
-                   "usage": r.usage.model_dump() if r.usage else None}
+                   "usage": r.usage.model_dump() if r.usage else None,
+                   "instructions": r.instructions}
 
     stream = client.responses.create(model=model, input="Count", stream=True)
     text, completed_text, usage, events = "", None, None, []
@@ -45,7 +46,8 @@ def main() -> None:
     call = next(item for item in r.output if item.type == "function_call")
     out["tool"] = {"name": call.name, "arguments": json.loads(call.arguments),
                    "call_id": call.call_id,
-                   "usage": r.usage.model_dump() if r.usage else None}
+                   "usage": r.usage.model_dump() if r.usage else None,
+                   "tools": [t.name for t in r.tools]}
 
     if len(sys.argv) > 3 and sys.argv[3] == "full":
         with client.responses.stream(model=model, instructions="Be brief.", input="Count") as s:
@@ -60,7 +62,8 @@ def main() -> None:
             final = s.get_final_response()
         streamed = next(item for item in final.output if item.type == "function_call")
         out["tool_stream"] = {"name": streamed.name, "arguments": json.loads(streamed.arguments),
-                              "deltas": json.loads(args) if args else None}
+                              "deltas": json.loads(args) if args else None,
+                              "tools": [t.name for t in final.tools]}
 
         f = client.responses.create(model=model, tools=TOOLS, input=[
             {"role": "user", "content": "Weather in Paris?"},

@@ -320,6 +320,8 @@ fn the_sdk_reaches_providers_without_the_responses_api() {
         assert_eq!(text["status"], "completed", "{model}");
         assert_eq!(text["model"], model);
         assert_eq!(counts(&text["usage"]), (4, 4, 8), "{model}: {out}");
+        // The response repeats the request's parameters, as OpenAI's does.
+        assert_eq!(text["instructions"], "Be brief.", "{model}: {out}");
 
         let stream = &out["stream"];
         assert_eq!(stream["content"], "w0 w1 w2 w3 w4 ", "{model}: {out}");
@@ -345,6 +347,12 @@ fn the_sdk_reaches_providers_without_the_responses_api() {
         assert_eq!(out["tool_stream"]["name"], "get_weather", "{model}: {out}");
         assert_eq!(out["tool_stream"]["arguments"], paris, "{model}");
         assert_eq!(out["tool_stream"]["deltas"], paris, "{model}");
+        assert_eq!(out["tool"]["tools"], json!(["get_weather"]), "{model}");
+        assert_eq!(
+            out["tool_stream"]["tools"],
+            json!(["get_weather"]),
+            "{model}"
+        );
         assert_eq!(out["followup"]["content"], reply, "{model}: {out}");
         assert_eq!(out["followup"]["status"], "completed");
 

@@ -602,13 +602,21 @@ fn client_encoder(
     model: &str,
     created: u64,
     reasoning: ReasoningMode,
+    echo: &Echo,
 ) -> Box<dyn Encoder> {
     match client {
         Client::Chat => Box::new(openai::ChunkEncoder::new(model, created, reasoning)),
         Client::Messages => Box::new(anthropic::StreamEncoder::new().with_model(model)),
-        Client::Responses => Box::new(ResponsesEncoder::new(true, created).with_model(model)),
+        Client::Responses => Box::new(
+            ResponsesEncoder::new(true, created)
+                .with_model(model)
+                .with_echo(echo.clone()),
+        ),
     }
 }
+
+/// A Responses request's parameters its answer repeats (`sdk::llm::responses::echoed`).
+pub type Echo = serde_json::Map<String, Value>;
 
 /// `decoder` over SSE, writing through `enc`.
 fn sse<D: Decode + 'static>(decoder: D, enc: Box<dyn Encoder>) -> Box<dyn ChunkTranslator> {
@@ -666,6 +674,7 @@ pub fn plan(
     native: &Native,
     created: u64,
     request_id: Option<&str>,
+    echo: &Echo,
 ) -> Plan {
     let filter_reasoning = client == Client::Chat
         && reasoning != ReasoningMode::Passthrough
@@ -681,7 +690,7 @@ pub fn plan(
             reasoning::ReasoningFilter::new(reasoning),
         )));
     }
-    let enc = client_encoder(client, model, created, reasoning);
+    let enc = client_encoder(client, model, created, reasoning, echo);
     match provider_stream(family, model, native, enc, request_id) {
         Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
@@ -704,6 +713,7 @@ pub fn translate_json(
     created: u64,
     input_tokens: Option<u64>,
     request_id: Option<&str>,
+    echo: &Echo,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
     if image_api(api).is_some() {
@@ -767,7 +777,8 @@ pub fn translate_json(
         Client::Messages => serde_json::to_vec(&messages::to_messages_response(&chat)),
         Client::Responses => {
             let chat = serde_json::to_value(&chat).map_err(|e| e.to_string())?;
-            return Ok(responses::from_chat_completion(&chat, stream, created).into_bytes());
+            let answer = responses::from_chat_completion(&chat, stream, created, echo.clone());
+            return Ok(answer.into_bytes());
         }
     };
     encoded.map_err(|e| e.to_string())
@@ -961,6 +972,7 @@ mod tests {
             0,
             None,
             None,
+            &Echo::new(),
         )
         .unwrap();
         let got: Value = serde_json::from_slice(&got).unwrap();
@@ -1099,6 +1111,7 @@ mod tests {
                 &Native::None,
                 0,
                 None,
+                &Echo::new(),
             ) else {
                 panic!("cohere streams")
             };
@@ -1155,9 +1168,17 @@ mod tests {
             ),
         ] {
             let mode = ReasoningMode::Passthrough;
-            let Plan::Stream(mut t) =
-                plan(Client::Messages, family, true, "m", mode, native, 0, None)
-            else {
+            let Plan::Stream(mut t) = plan(
+                Client::Messages,
+                family,
+                true,
+                "m",
+                mode,
+                native,
+                0,
+                None,
+                &Echo::new(),
+            ) else {
                 panic!("{family:?} streams")
             };
             let mut out = String::new();

@@ -75,6 +75,8 @@ pub struct ProxyStage {
     /// A callout's answer that replaces the upstream's.
     replacement: Option<Vec<u8>>,
     response: Response,
+    /// A Responses request's parameters its translated answer repeats.
+    echo: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ProxyStage {
@@ -98,6 +100,7 @@ impl ProxyStage {
             pending: None,
             replacement: None,
             response: Response::Untouched,
+            echo: serde_json::Map::new(),
         }
     }
 
@@ -153,6 +156,9 @@ impl ProxyStage {
         };
         if !config.fallbacks.is_empty() {
             self.fallback_body = Some(body.clone());
+        }
+        if let (ApiKind::Responses, RequestBody::Json(request)) = (ex.api(), &body) {
+            self.echo = sdk::llm::responses::echoed(request);
         }
         let out = native::outbound(p, body, ex.api(), ex.started(host), &self.path)?;
         late::apply(host, ex, &p.kind, &out.late)?;
@@ -227,6 +233,7 @@ impl ProxyStage {
             &p.native,
             created,
             request_id.as_deref(),
+            &self.echo,
         ) {
             native::Plan::Untouched => {
                 self.response = Response::Untouched;
@@ -688,6 +695,7 @@ impl Stage for ProxyStage {
                 ex.response_header(host, native::INPUT_TOKENS_HEADER)
                     .and_then(|t| t.parse().ok()),
                 bedrock_header(ex, host, family, native::REQUEST_ID_HEADER).as_deref(),
+                &self.echo,
             )
             .unwrap_or_else(|e| {
                 ex.set_answer_failed();

@@ -46,6 +46,33 @@ pub struct ResponsesEncoder {
     usage: Option<Usage>,
     error: Option<String>,
     choice: super::stream::FirstChoice,
+    /// The request's parameters the `response` object repeats ([`echoed`]).
+    echo: serde_json::Map<String, Value>,
+}
+
+/// The request parameters a `response` object repeats, as OpenAI's do.
+const ECHOED: [&str; 13] = [
+    "instructions",
+    "max_output_tokens",
+    "metadata",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "reasoning",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "truncation",
+    "user",
+];
+
+/// The parameters of a Responses `request` that its answer repeats.
+pub fn echoed(request: &Value) -> serde_json::Map<String, Value> {
+    ECHOED
+        .iter()
+        .filter_map(|k| Some((k.to_string(), request.get(*k)?.clone())))
+        .collect()
 }
 
 /// The usage object of a Responses answer.
@@ -60,6 +87,12 @@ pub fn usage_json(u: &Usage) -> Value {
 }
 
 impl ResponsesEncoder {
+    /// The request's parameters to repeat in the `response` object ([`echoed`]).
+    pub fn with_echo(mut self, echo: serde_json::Map<String, Value>) -> Self {
+        self.echo = echo;
+        self
+    }
+
     /// The model named when the provider names none.
     pub fn with_model(mut self, model: &str) -> Self {
         self.model = model.to_string();
@@ -83,6 +116,7 @@ impl ResponsesEncoder {
             usage: None,
             error: None,
             choice: Default::default(),
+            echo: serde_json::Map::new(),
         }
     }
 
@@ -115,7 +149,7 @@ impl ResponsesEncoder {
         } else {
             Vec::new()
         };
-        json!({
+        let mut response = json!({
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -131,7 +165,11 @@ impl ResponsesEncoder {
             "metadata": {},
             "text": {"format": {"type": "text"}},
             "usage": self.usage.as_ref().filter(|_| self.done).map(usage_json),
-        })
+        });
+        if let Some(fields) = response.as_object_mut() {
+            fields.extend(self.echo.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        response
     }
 
     fn start(&mut self, out: &mut String) {
@@ -505,6 +543,33 @@ mod tests {
         let kinds: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
         assert_eq!(&kinds[kinds.len() - 2..], ["error", "response.failed"]);
         assert_eq!(evs.last().unwrap()["response"]["error"]["message"], "boom");
+    }
+
+    #[test]
+    fn the_response_repeats_the_request_parameters() {
+        let request = json!({"model": "m", "input": "hi", "instructions": "Be brief.",
+            "tools": [{"type": "function", "name": "f", "parameters": {}}],
+            "tool_choice": "required", "temperature": 0.2, "metadata": {"k": "v"}});
+        let echo = echoed(&request);
+        assert!(!echo.contains_key("input") && !echo.contains_key("model"));
+        let (mut enc, mut out) = (ResponsesEncoder::new(true, 7), String::new());
+        enc = enc.with_echo(echo);
+        answer(&mut enc, &mut out);
+        let evs = events(&out);
+        for ev in [evs.first().unwrap(), evs.last().unwrap()] {
+            let r = &ev["response"];
+            assert_eq!(r["instructions"], "Be brief.");
+            assert_eq!(r["tools"][0]["name"], "f");
+            assert_eq!(r["tool_choice"], "required");
+            assert_eq!(r["temperature"], 0.2);
+            assert_eq!(r["metadata"], json!({"k": "v"}));
+        }
+        // Without a request the defaults stay.
+        let r = ResponsesEncoder::new(false, 7).response();
+        assert_eq!(
+            (&r["tools"], &r["tool_choice"]),
+            (&json!([]), &json!("auto"))
+        );
     }
 
     #[test]

@@ -105,7 +105,17 @@ pub fn chunks_through(
 ) -> Vec<serde_json::Value> {
     use ai_proxy::native::{plan, Client, Plan};
     let mode = ai_proxy::translate::ReasoningMode::Passthrough;
-    let Plan::Stream(mut t) = plan(Client::Chat, family, true, model, mode, native, 0, None) else {
+    let Plan::Stream(mut t) = plan(
+        Client::Chat,
+        family,
+        true,
+        model,
+        mode,
+        native,
+        0,
+        None,
+        &Default::default(),
+    ) else {
         panic!("no stream translator for {family:?}");
     };
     let mut out = String::new();

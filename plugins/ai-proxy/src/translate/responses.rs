@@ -269,9 +269,14 @@ pub fn to_chat_request(
 }
 
 /// The Responses answer for a chat completion: the `response` object, or with `stream` the
-/// whole event stream.
-pub fn from_chat_completion(chat: &Value, stream: bool, created_at: u64) -> String {
-    let mut enc = ResponsesEncoder::new(stream, created_at);
+/// whole event stream; `echo` holds the request's parameters it repeats.
+pub fn from_chat_completion(
+    chat: &Value,
+    stream: bool,
+    created_at: u64,
+    echo: serde_json::Map<String, Value>,
+) -> String {
+    let mut enc = ResponsesEncoder::new(stream, created_at).with_echo(echo);
     let mut out = String::new();
     read_chat_completion(chat, &mut enc, &mut out);
     match stream {
@@ -360,13 +365,15 @@ mod tests {
         let chat = json!({"id": "chatcmpl-9", "model": "m", "choices": [{"index": 0,
                 "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}});
-        let r: Value = serde_json::from_str(&from_chat_completion(&chat, false, 5)).unwrap();
+        let r: Value =
+            serde_json::from_str(&from_chat_completion(&chat, false, 5, Default::default()))
+                .unwrap();
         assert_eq!(r["id"], "resp_chatcmpl-9");
         assert_eq!(r["status"], "completed");
         assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
         assert_eq!(r["usage"]["input_tokens"], 3);
         assert_eq!(r["usage"]["total_tokens"], 4);
-        let sse = from_chat_completion(&chat, true, 5);
+        let sse = from_chat_completion(&chat, true, 5, Default::default());
         assert!(sse.starts_with("event: response.created\n"), "{sse}");
         assert!(sse.contains("event: response.completed\n"), "{sse}");
     }
