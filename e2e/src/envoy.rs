@@ -1089,8 +1089,8 @@ impl Envoy {
         if !self.is_running() {
             return Err("exited while parked".into());
         }
-        self.log_from = (0, 0);
-        self.log_from = (self.log().len(), self.access_log().len());
+        let size = |file: &str| fs::metadata(self.dir.join(file)).map_or(0, |m| m.len() as usize);
+        self.log_from = (size("envoy.log"), size("stdout.log"));
         self.reuses += 1;
         // Apart from the versions a test pushes itself (`push_plugin_config`).
         let version = 1000 + self.reuses;
