@@ -508,7 +508,7 @@ pub fn deny_response(
         deny_events(&mut enc, RESPONSES_DENY_ID, model, message, true, &mut out);
         return match stream {
             true => (SSE_CONTENT_TYPE.into(), out),
-            false => (JSON_CONTENT_TYPE.into(), enc.response().to_string()),
+            false => (JSON_CONTENT_TYPE.into(), out),
         };
     }
     if stream {

@@ -596,19 +596,22 @@ pub fn translating(client: Client, family: Family) -> bool {
     )
 }
 
-/// The client's encoder of a streamed answer.
+/// The client's encoder of an answer: its stream, or with `stream` off its one JSON body.
 fn client_encoder(
     client: Client,
+    stream: bool,
     model: &str,
     created: u64,
     reasoning: ReasoningMode,
     echo: &Echo,
 ) -> Box<dyn Encoder> {
-    match client {
-        Client::Chat => Box::new(openai::ChunkEncoder::new(model, created, reasoning)),
-        Client::Messages => Box::new(anthropic::StreamEncoder::new().with_model(model)),
-        Client::Responses => Box::new(
-            ResponsesEncoder::new(true, created)
+    match (client, stream) {
+        (Client::Chat, true) => Box::new(openai::ChunkEncoder::new(model, created, reasoning)),
+        (Client::Chat, false) => Box::new(openai::AnswerEncoder::new(model, created, reasoning)),
+        (Client::Messages, true) => Box::new(anthropic::StreamEncoder::new().with_model(model)),
+        (Client::Messages, false) => Box::new(anthropic::AnswerEncoder::new(model)),
+        (Client::Responses, stream) => Box::new(
+            ResponsesEncoder::new(stream, created)
                 .with_model(model)
                 .with_echo(echo.clone()),
         ),
@@ -690,7 +693,7 @@ pub fn plan(
             reasoning::ReasoningFilter::new(reasoning),
         )));
     }
-    let enc = client_encoder(client, model, created, reasoning, echo);
+    let enc = client_encoder(client, true, model, created, reasoning, echo);
     match provider_stream(family, model, native, enc, request_id) {
         Some(t) => Plan::Stream(t),
         // A provider without streams answered JSON to a stream request: buffered.
@@ -741,57 +744,39 @@ pub fn translate_json(
         };
         return Ok(v.to_string().into_bytes());
     }
-    let chat = match family {
-        Family::OpenAi => {
-            serde_json::from_slice::<openai::ChatResponse>(body).map_err(|e| e.to_string())?
-        }
-        Family::Claude => {
-            let resp = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-            claude::from_claude_response(&resp)
-        }
-        Family::Gemini => gemini::from_gemini_response(body, model, reasoning).map_err(e)?,
-        Family::Bedrock => openai::ChatResponse {
-            id: bedrock_id(request_id),
-            ..bedrock::from_converse_response(body, model, reasoning).map_err(e)?
-        },
-        Family::Cohere => cohere::from_cohere_response(body, model, reasoning).map_err(e)?,
-        Family::Qwen => qwen::from_qwen_response(body, model, reasoning).map_err(e)?,
-        Family::Dify => match native {
-            Native::Dify(o) => dify::from_dify_response(body, model, o).map_err(e)?,
-            _ => return Err("dify settings missing".into()),
-        },
-        Family::Triton => triton::from_triton_response(body, model).map_err(e)?,
-        Family::Deepl => deepl::from_deepl_response(body, model).map_err(e)?,
-        Family::MinimaxPro => minimax::from_minimax_pro_response(body, model).map_err(e)?,
-    };
-    let mut chat = chat;
-    if matches!(family, Family::OpenAi | Family::Claude) {
+    if client == Client::Chat && family == Family::OpenAi && !stream {
+        // OpenAI's own answer keeps every field; only the reasoning mode applies.
+        let mut chat: openai::ChatResponse =
+            serde_json::from_slice(body).map_err(|e| e.to_string())?;
         reasoning::apply_to_response(&mut chat, reasoning);
+        return serde_json::to_vec(&chat).map_err(|e| e.to_string());
     }
-    let encoded = match client {
-        Client::Chat if stream => {
-            // A stream request answered whole (DeepL, or a fallback callout): sent as SSE.
-            return Ok(as_sse(&chat).into_bytes());
+    let mut enc = client_encoder(client, stream, model, created, reasoning, echo);
+    let read = |enc: &mut dyn Encoder, out: &mut String| {
+        match family {
+            Family::OpenAi => {
+                let v: Value = serde_json::from_slice(body)
+                    .map_err(|e| TranslateError(format!("the answer is not JSON: {e}")))?;
+                sdk::llm::stream::read_chat_completion(&v, enc, out);
+            }
+            Family::Claude => claude::read_answer(body, enc, out)?,
+            Family::Gemini => gemini::read_answer(body, model, enc, out)?,
+            Family::Bedrock => bedrock::read_converse(body, &bedrock_id(request_id), enc, out)?,
+            Family::Cohere => cohere::read_answer(body, enc, out)?,
+            Family::Qwen => qwen::read_answer(body, enc, out)?,
+            Family::Dify => match native {
+                Native::Dify(o) => dify::read_answer(body, o, enc, out)?,
+                _ => return Err(TranslateError("dify settings missing".into())),
+            },
+            Family::Triton => triton::read_answer(body, model, enc, out)?,
+            Family::Deepl => deepl::read_answer(body, enc, out)?,
+            Family::MinimaxPro => minimax::read_pro_answer(body, enc, out)?,
         }
-        Client::Chat => serde_json::to_vec(&chat),
-        Client::Messages => serde_json::to_vec(&messages::to_messages_response(&chat)),
-        Client::Responses => {
-            let chat = serde_json::to_value(&chat).map_err(|e| e.to_string())?;
-            let answer = responses::from_chat_completion(&chat, stream, created, echo.clone());
-            return Ok(answer.into_bytes());
-        }
+        Ok(())
     };
-    encoded.map_err(|e| e.to_string())
-}
-
-/// A whole answer as an OpenAI stream (every choice, the usage chunk, `[DONE]`).
-fn as_sse(chat: &openai::ChatResponse) -> String {
-    let mut out = String::new();
-    let mut enc = openai::ChunkEncoder::new(&chat.model, chat.created, ReasoningMode::Passthrough);
-    if let Ok(v) = serde_json::to_value(chat) {
-        sdk::llm::stream::read_chat_completion(&v, &mut enc, &mut out);
-    }
-    out
+    crate::translate::whole(enc.as_mut(), read)
+        .map(String::into_bytes)
+        .map_err(e)
 }
 
 /// An upstream error answer in the client's error shape, with the HTTP status that goes with it
@@ -1081,13 +1066,26 @@ mod tests {
 
     #[test]
     fn whole_answers_to_stream_requests_become_sse() {
-        let chat: openai::ChatResponse =
-            serde_json::from_value(json!({"id": "c", "object": "chat.completion",
+        let chat = json!({"id": "c", "object": "chat.completion",
             "created": 1, "model": "m", "choices": [{"index": 0, "message": {"role": "assistant",
             "content": "hallo"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}))
-            .unwrap();
-        let sse = as_sse(&chat);
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
+        let sse = translate_json(
+            Client::Chat,
+            Family::OpenAi,
+            &Native::None,
+            ApiKind::ChatCompletions,
+            chat.to_string().as_bytes(),
+            "m",
+            ReasoningMode::Passthrough,
+            true,
+            1,
+            None,
+            None,
+            &Echo::new(),
+        )
+        .unwrap();
+        let sse = String::from_utf8(sse).unwrap();
         assert!(sse.contains("\"content\":\"hallo\""), "{sse}");
         assert!(sse.contains("\"total_tokens\":2"), "{sse}");
         assert!(sse.ends_with("data: [DONE]\n\n"));

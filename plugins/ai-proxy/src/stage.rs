@@ -241,7 +241,7 @@ impl ProxyStage {
             }
             native::Plan::Json => {
                 self.response = Response::Json;
-                let ct = if self.stream && client != native::Client::Messages {
+                let ct = if self.stream {
                     "text/event-stream"
                 } else {
                     "application/json"

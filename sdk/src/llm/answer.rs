@@ -385,7 +385,7 @@ pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
             );
             match stream {
                 true => ("text/event-stream", out),
-                false => ("application/json", enc.response().to_string()),
+                false => ("application/json", out),
             }
         }
         (ClientProtocol::OpenAi, false) => {

@@ -261,6 +261,91 @@ impl Usage {
     }
 }
 
+/// Writes canonical [`Event`](super::stream::Event)s as one Messages response body at the end
+/// (the first choice: thinking, text and `tool_use` blocks in the order they came). An error
+/// event leaves [`Gathered::error`](super::stream::Gathered) set and writes nothing.
+#[derive(Debug, Default)]
+pub struct AnswerEncoder {
+    /// What the events said.
+    pub gathered: super::stream::Gathered,
+    model: String,
+    done: bool,
+}
+
+impl AnswerEncoder {
+    /// An encoder for an answer from `model` (used when the provider names none).
+    pub fn new(model: &str) -> Self {
+        AnswerEncoder {
+            model: model.to_string(),
+            ..AnswerEncoder::default()
+        }
+    }
+
+    /// The Messages response for what was gathered.
+    pub fn response(&self) -> MessagesResponse {
+        use super::stream::Part;
+        use serde_json::json;
+        let g = &self.gathered;
+        let choice = g.first();
+        let block = |kind: &str, fields: Value| Block {
+            kind: kind.into(),
+            text: None,
+            extra: match fields {
+                Value::Object(map) => map,
+                _ => Extra::new(),
+            },
+        };
+        let content = choice
+            .iter()
+            .flat_map(|c| &c.parts)
+            .map(|p| match p {
+                Part::Text(t) | Part::Refusal(t) => Block::text(t.clone()),
+                Part::Reasoning(t) => block("thinking", json!({"thinking": t, "signature": ""})),
+                Part::Tool { id, name, args } => {
+                    let input = serde_json::from_str::<Value>(args)
+                        .ok()
+                        .filter(Value::is_object)
+                        .unwrap_or_else(|| json!({}));
+                    block("tool_use", json!({"id": id, "name": name, "input": input}))
+                }
+            })
+            .collect::<Vec<_>>();
+        let saw_tool_call = content.iter().any(|b| b.kind == "tool_use");
+        let finish = choice.and_then(|c| c.finish.as_deref());
+        MessagesResponse {
+            id: g.id.clone(),
+            kind: "message".into(),
+            role: "assistant".into(),
+            model: match g.model.is_empty() {
+                true => self.model.clone(),
+                false => g.model.clone(),
+            },
+            content,
+            stop_reason: Some(stop_reason(finish, saw_tool_call).to_string()),
+            stop_sequence: None,
+            usage: Usage::from_counts(&g.usage.clone().unwrap_or_default()),
+            extra: Extra::new(),
+        }
+    }
+}
+
+impl super::stream::Encoder for AnswerEncoder {
+    fn event(&mut self, event: super::stream::Event<'_>, _out: &mut String) {
+        if !self.done {
+            self.gathered.add(event);
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if std::mem::replace(&mut self.done, true) || self.gathered.error.is_some() {
+            return;
+        }
+        if let Ok(body) = serde_json::to_string(&self.response()) {
+            out.push_str(&body);
+        }
+    }
+}
+
 /// The content block open in an Anthropic stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
@@ -406,7 +491,7 @@ impl super::stream::Encoder for StreamEncoder {
                     );
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) | Event::Name(_) => {}
             Event::Error { message, .. } => {
                 send(
                     out,
@@ -518,5 +603,44 @@ mod tests {
             json!({"type": "text_delta", "text": "The prompt was blocked."})
         );
         assert_eq!(datas[4]["delta"]["stop_reason"], "refusal");
+    }
+
+    #[test]
+    fn answer_encoder_writes_the_first_choice_as_blocks() {
+        use crate::llm::stream::{Encoder, Event};
+        let (mut enc, mut out) = (AnswerEncoder::new("claude"), String::new());
+        for e in [
+            Event::Meta {
+                id: "msg_1",
+                model: "",
+            },
+            Event::Reasoning("hm"),
+            Event::Text("Hi"),
+            Event::ToolStart {
+                id: "t",
+                name: "f",
+                args: "{\"a\":",
+            },
+            Event::ToolArgs("1}"),
+            Event::Choice(1),
+            Event::Text("other"),
+            Event::Usage(crate::usage::Usage::of(5, 2)),
+        ] {
+            enc.event(e, &mut out);
+        }
+        enc.end(&mut out);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["content"],
+            json!([{"type": "thinking", "thinking": "hm", "signature": ""},
+                {"type": "text", "text": "Hi"},
+                {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}])
+        );
+        assert_eq!(
+            (v["id"].as_str(), v["model"].as_str()),
+            (Some("msg_1"), Some("claude"))
+        );
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(v["usage"], json!({"input_tokens": 5, "output_tokens": 2}));
     }
 }

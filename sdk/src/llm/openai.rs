@@ -412,7 +412,7 @@ impl super::stream::Encoder for ChunkEncoder {
             Event::Choice(n) => self.current = n,
             // Chunks already written keep their time.
             Event::Created(t) if t > 0 && self.choices.is_empty() => self.created = t,
-            Event::Created(_) => {}
+            Event::Created(_) | Event::Name(_) => {}
             Event::Text(t) => self.text(t, false, out),
             Event::Reasoning(r) => self.text(r, true, out),
             Event::ToolStart { id, name, args } => {
@@ -513,6 +513,132 @@ impl super::stream::Encoder for ChunkEncoder {
             self.write(out, json_empty(), Some(&u));
         }
         crate::sse::SseEvent::data("[DONE]").encode_into(out);
+    }
+}
+
+/// Writes canonical [`Event`](super::stream::Event)s as one `chat.completion` body at the end:
+/// every choice, reasoning per [`ReasoningMode`], tool calls as [`ChunkEncoder`] writes them,
+/// refusals, the finish reason and the usage. An error event leaves
+/// [`Gathered::error`](super::stream::Gathered) set and writes nothing.
+#[derive(Debug)]
+pub struct AnswerEncoder {
+    /// What the events said.
+    pub gathered: super::stream::Gathered,
+    model: String,
+    created: u64,
+    reasoning: ReasoningMode,
+    done: bool,
+}
+
+impl AnswerEncoder {
+    /// An encoder for an answer from `model` created at `created` (Unix seconds).
+    pub fn new(model: &str, created: u64, reasoning: ReasoningMode) -> Self {
+        AnswerEncoder {
+            gathered: Default::default(),
+            model: model.to_string(),
+            created,
+            reasoning,
+            done: false,
+        }
+    }
+
+    /// The `chat.completion` for what was gathered.
+    pub fn response(&self) -> ChatResponse {
+        let g = &self.gathered;
+        let mut choices: Vec<Choice> = g.choices.iter().map(|c| self.choice(c)).collect();
+        if choices.is_empty() {
+            choices.push(self.choice(&Default::default()));
+        }
+        ChatResponse {
+            id: g.id.clone(),
+            object: "chat.completion".into(),
+            created: g.created.unwrap_or(self.created),
+            model: match g.model.is_empty() {
+                true => self.model.clone(),
+                false => g.model.clone(),
+            },
+            choices,
+            usage: g.usage.as_ref().map(usage_of),
+            extra: Extra::new(),
+        }
+    }
+
+    fn choice(&self, c: &super::stream::GatheredChoice) -> Choice {
+        use super::stream::Part;
+        use serde_json::json;
+        let mut text = c.joined(|p| match p {
+            Part::Text(t) => Some(t),
+            _ => None,
+        });
+        let reasoning = c.joined(|p| match p {
+            Part::Reasoning(t) => Some(t),
+            _ => None,
+        });
+        let refusal = c.joined(|p| match p {
+            Part::Refusal(t) => Some(t),
+            _ => None,
+        });
+        let mut extra = Extra::new();
+        match self.reasoning {
+            _ if reasoning.is_empty() => {}
+            ReasoningMode::Passthrough => {
+                extra.insert("reasoning_content".into(), reasoning.into());
+            }
+            ReasoningMode::Concat => text = format!("<think>{reasoning}</think>\n{text}"),
+            ReasoningMode::Ignore => {}
+        }
+        let calls: Vec<Value> = c
+            .calls()
+            .map(|(id, name, args)| {
+                let args = if args.is_empty() { "{}" } else { args };
+                let mut call = json!({"id": id, "type": "function",
+                    "function": {"name": name, "arguments": args}});
+                if let (Some(sig), Some(obj)) = (thought_signature(id), call.as_object_mut()) {
+                    obj.insert(
+                        "extra_content".into(),
+                        json!({"google": {"thought_signature": sig}}),
+                    );
+                }
+                call
+            })
+            .collect();
+        let content = Some(text).filter(|t| !t.is_empty()).map(Content::Text);
+        if !calls.is_empty() {
+            extra.insert("tool_calls".into(), Value::Array(calls));
+        }
+        if !refusal.is_empty() {
+            extra.insert("refusal".into(), refusal.into());
+        }
+        if let Some(name) = &c.name {
+            extra.insert("name".into(), name.as_str().into());
+        }
+        Choice {
+            index: c.index,
+            message: ChatMessage {
+                role: "assistant".into(),
+                content,
+                extra,
+            },
+            finish_reason: Some(c.finish_reason().to_string()),
+            extra: Extra::new(),
+        }
+    }
+}
+
+impl super::stream::Encoder for AnswerEncoder {
+    fn event(&mut self, event: super::stream::Event<'_>, _out: &mut String) {
+        if !self.done {
+            self.gathered.add(event);
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if std::mem::replace(&mut self.done, true) || self.gathered.error.is_some() {
+            return;
+        }
+        if let Ok(body) = serde_json::to_string(&self.response()) {
+            out.push_str(&body);
+        }
     }
 }
 
@@ -675,5 +801,87 @@ mod tests {
         assert_eq!(c.len(), 6);
         assert_eq!(thought_signature("a__thought__"), None);
         assert_eq!(thought_signature("a"), None);
+    }
+
+    #[test]
+    fn answer_encoder_writes_every_choice_whole() {
+        use super::super::stream::{Encoder, Event};
+        let run = |mode: ReasoningMode, events: &[Event<'_>]| {
+            let (mut enc, mut out) = (AnswerEncoder::new("m", 9, mode), String::new());
+            for e in events {
+                enc.event(e.clone(), &mut out);
+            }
+            enc.end(&mut out);
+            serde_json::from_str::<Value>(&out).unwrap_or(Value::Null)
+        };
+        let events = [
+            Event::Meta {
+                id: "c1",
+                model: "",
+            },
+            Event::Reasoning("hm"),
+            Event::Text("Hi"),
+            Event::Text(" there"),
+            Event::ToolStart {
+                id: "a__thought__sig",
+                name: "f",
+                args: "{\"x\"",
+            },
+            Event::ToolStart {
+                id: "b",
+                name: "g",
+                args: "",
+            },
+            Event::ToolSwitch(0),
+            Event::ToolArgs(":1}"),
+            Event::Choice(1),
+            Event::Name("bot"),
+            Event::Refusal("no"),
+            Event::Finish("content_filter"),
+            Event::Usage(crate::usage::Usage::of(3, 4)),
+        ];
+        let v = run(ReasoningMode::Passthrough, &events);
+        assert_eq!(v["id"], "c1");
+        assert_eq!(
+            (v["model"].as_str(), v["created"].as_u64()),
+            (Some("m"), Some(9))
+        );
+        let first = &v["choices"][0];
+        assert_eq!(first["message"]["content"], "Hi there");
+        assert_eq!(first["message"]["reasoning_content"], "hm");
+        let calls = &first["message"]["tool_calls"];
+        assert_eq!(calls[0]["function"]["arguments"], "{\"x\":1}");
+        assert_eq!(
+            calls[0]["extra_content"]["google"]["thought_signature"],
+            "sig"
+        );
+        assert_eq!(calls[1]["function"]["arguments"], "{}");
+        assert_eq!(first["finish_reason"], "tool_calls");
+        let second = &v["choices"][1];
+        assert_eq!(second["index"], 1);
+        assert_eq!(second["message"]["content"], Value::Null);
+        assert_eq!(second["message"]["refusal"], "no");
+        assert_eq!(second["message"]["name"], "bot");
+        assert_eq!(second["finish_reason"], "content_filter");
+        assert_eq!(v["usage"]["total_tokens"], 7);
+
+        let concat = run(ReasoningMode::Concat, &events[..4]);
+        assert_eq!(
+            concat["choices"][0]["message"]["content"],
+            "<think>hm</think>\nHi there"
+        );
+        let ignored = run(ReasoningMode::Ignore, &events[..4]);
+        assert_eq!(ignored["choices"][0]["message"]["content"], "Hi there");
+        assert!(ignored["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none());
+        // Nothing came: one empty choice; an error writes nothing.
+        let empty = run(ReasoningMode::Passthrough, &[]);
+        assert_eq!(empty["choices"][0]["finish_reason"], "stop");
+        assert!(empty.get("usage").is_none());
+        assert_eq!(
+            run(ReasoningMode::Passthrough, &[Event::error("boom")]),
+            Value::Null
+        );
     }
 }

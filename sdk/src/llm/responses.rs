@@ -29,8 +29,8 @@ enum Item {
     },
 }
 
-/// Writes one answer in the Responses API's shape. With `stream` off nothing is written until
-/// [`ResponsesEncoder::response`] is read.
+/// Writes one answer in the Responses API's shape: the event stream, or with `stream` off the
+/// `response` object at the end.
 #[derive(Debug)]
 pub struct ResponsesEncoder {
     stream: bool,
@@ -376,7 +376,7 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.function_call_arguments.delta", delta);
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) => {}
+            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) | Event::Name(_) => {}
             Event::Error { message, .. } => {
                 self.start(out);
                 self.error = Some(message.to_string());
@@ -404,7 +404,10 @@ impl Encoder for ResponsesEncoder {
             Some("incomplete") => "response.incomplete",
             _ => "response.completed",
         };
-        self.send(out, kind, json!({"response": response}));
+        match self.stream {
+            true => self.send(out, kind, json!({"response": response})),
+            false => out.push_str(&response.to_string()),
+        }
     }
 }
 
@@ -517,8 +520,8 @@ mod tests {
     fn whole_answer_and_endings() {
         let (mut enc, mut out) = (ResponsesEncoder::new(false, 7), String::new());
         answer(&mut enc, &mut out);
-        assert!(out.is_empty());
-        let r = enc.response();
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(r, enc.response());
         assert_eq!(r["object"], "response");
         assert_eq!(r["output"].as_array().unwrap().len(), 3);
         assert_eq!(r["output"][0]["content"][0]["text"], "think");

@@ -54,6 +54,9 @@ pub enum Event<'a> {
         /// The OpenAI error code, if any.
         code: Option<&'a str>,
     },
+    /// The name the choice's speaker goes by (OpenAI's message `name`: MiniMax's bot, DeepL's
+    /// detected language); protocols without one drop it.
+    Name(&'a str),
     /// The following events belong to choice `n` (OpenAI `n` > 1, Gemini candidates); events
     /// before any `Choice` belong to choice 0. Single-answer protocols keep choice 0 only.
     Choice(u32),
@@ -115,7 +118,7 @@ impl FirstChoice {
                 }
                 !self.other
             }
-            Event::Finish(_) => !self.other,
+            Event::Finish(_) | Event::Name(_) => !self.other,
             Event::Meta { .. } | Event::Created(_) | Event::Usage(_) | Event::Error { .. } => true,
         }
     }
@@ -128,6 +131,187 @@ pub trait Encoder {
     /// The answer is over: the protocol's closing events, exactly once (nothing after an error).
     fn end(&mut self, out: &mut String);
 }
+
+/// A piece of a gathered answer, in the order it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Generated text.
+    Text(String),
+    /// Reasoning text.
+    Reasoning(String),
+    /// A refusal.
+    Refusal(String),
+    /// A tool call with its JSON arguments.
+    Tool {
+        /// The call id.
+        id: String,
+        /// The function name.
+        name: String,
+        /// The arguments as JSON text.
+        args: String,
+    },
+}
+
+/// One choice of a gathered answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatheredChoice {
+    /// The choice's index.
+    pub index: u32,
+    /// Its pieces; consecutive text (or reasoning, or refusal) is one piece.
+    pub parts: Vec<Part>,
+    /// Why it ended, if it said.
+    pub finish: Option<String>,
+    /// The speaker's name, if given.
+    pub name: Option<String>,
+    /// The tool call that arguments go to (position in `parts`).
+    open_tool: Option<usize>,
+}
+
+impl GatheredChoice {
+    /// The pieces of one kind joined (`pick` returns a piece's text when it is of that kind).
+    pub fn joined(&self, pick: impl Fn(&Part) -> Option<&str>) -> String {
+        self.parts.iter().filter_map(pick).collect()
+    }
+
+    /// The tool calls: (id, name, arguments).
+    pub fn calls(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Tool { id, name, args } => Some((id.as_str(), name.as_str(), args.as_str())),
+            _ => None,
+        })
+    }
+
+    /// The finish reason, else `tool_calls` after a call and `stop` otherwise.
+    pub fn finish_reason(&self) -> &str {
+        match &self.finish {
+            Some(f) => f,
+            None if self.calls().next().is_some() => "tool_calls",
+            None => "stop",
+        }
+    }
+
+    fn add(&mut self, event: Event<'_>) {
+        let (text, make): (&str, fn(String) -> Part) = match event {
+            Event::Text(t) => (t, Part::Text),
+            Event::Reasoning(t) => (t, Part::Reasoning),
+            Event::Refusal(t) => (t, Part::Refusal),
+            Event::ToolStart { id, name, args } => {
+                self.open_tool = Some(self.parts.len());
+                let (id, name, args) = (id.into(), name.into(), args.into());
+                self.parts.push(Part::Tool { id, name, args });
+                return;
+            }
+            Event::ToolArgs(a) => {
+                if let Some(Part::Tool { args, .. }) =
+                    self.open_tool.and_then(|at| self.parts.get_mut(at))
+                {
+                    args.push_str(a);
+                }
+                return;
+            }
+            Event::ToolSwitch(n) => {
+                let at = self
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| matches!(p, Part::Tool { .. }))
+                    .nth(n as usize);
+                if let Some((at, _)) = at {
+                    self.open_tool = Some(at);
+                }
+                return;
+            }
+            Event::Finish(f) => {
+                self.finish.get_or_insert_with(|| f.to_string());
+                return;
+            }
+            Event::Name(n) => {
+                self.name = Some(n.to_string());
+                return;
+            }
+            _ => return,
+        };
+        if text.is_empty() {
+            return;
+        }
+        match (self.parts.last_mut(), make(String::new())) {
+            (Some(Part::Text(s)), Part::Text(_))
+            | (Some(Part::Reasoning(s)), Part::Reasoning(_))
+            | (Some(Part::Refusal(s)), Part::Refusal(_)) => s.push_str(text),
+            _ => self.parts.push(make(text.to_string())),
+        }
+    }
+}
+
+/// The events of one answer gathered whole, for protocols that send the answer in one body
+/// (every choice, in the order they first came).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gathered {
+    /// The provider's answer id (may be empty).
+    pub id: String,
+    /// The model that answered (may be empty).
+    pub model: String,
+    /// When the provider created the answer, if it said.
+    pub created: Option<u64>,
+    /// The choices.
+    pub choices: Vec<GatheredChoice>,
+    /// The last usage reported.
+    pub usage: Option<Usage>,
+    /// The error that ended the answer, if one did.
+    pub error: Option<String>,
+    current: u32,
+}
+
+impl Gathered {
+    /// Adds one event.
+    pub fn add(&mut self, event: Event<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        match event {
+            Event::Meta { id, model } => {
+                if !id.is_empty() {
+                    self.id = id.to_string();
+                }
+                if !model.is_empty() {
+                    self.model = model.to_string();
+                }
+            }
+            Event::Created(t) => self.created = Some(t).filter(|t| *t > 0),
+            Event::Choice(n) => self.current = n,
+            Event::Usage(u) => self.usage = Some(u),
+            Event::Error { message, .. } => self.error = Some(message.to_string()),
+            other => {
+                let index = self.current;
+                let at = match self.choices.iter().position(|c| c.index == index) {
+                    Some(at) => at,
+                    None if self.choices.len() >= MAX_GATHERED_CHOICES => return,
+                    None => {
+                        self.choices.push(GatheredChoice {
+                            index,
+                            ..GatheredChoice::default()
+                        });
+                        self.choices.len() - 1
+                    }
+                };
+                if let Some(choice) = self.choices.get_mut(at) {
+                    choice.add(other);
+                }
+            }
+        }
+    }
+
+    /// The first choice (index 0 if there is one).
+    pub fn first(&self) -> Option<&GatheredChoice> {
+        self.choices
+            .iter()
+            .find(|c| c.index == 0)
+            .or(self.choices.first())
+    }
+}
+
+/// Most choices gathered (OpenAI's `n` and Gemini's candidates stay far below).
+const MAX_GATHERED_CHOICES: usize = 16;
 
 /// Reads OpenAI `chat.completion.chunk` events (first choice only) into [`Event`]s.
 ///

@@ -629,8 +629,7 @@ fn generation(ctx: &RequestCtx, headers: &HeaderMap, body: &[u8], multimodal: bo
 mod tests {
     use super::*;
     use ai_proxy::providers::{Family, Native};
-    use ai_proxy::translate::qwen::{from_qwen_response, to_qwen_request};
-    use ai_proxy::translate::ReasoningMode;
+    use ai_proxy::translate::qwen::to_qwen_request;
     use axum::http::HeaderValue;
 
     fn ask(extra: Value) -> Value {
@@ -657,13 +656,8 @@ mod tests {
 
     /// The OpenAI answer the plugin makes of a mock answer.
     fn through_plugin(answer: &Value) -> Value {
-        let r = from_qwen_response(
-            answer.to_string().as_bytes(),
-            "qwen-plus",
-            ReasoningMode::Passthrough,
-        )
-        .unwrap();
-        serde_json::to_value(r).unwrap()
+        crate::stream::answer_through(Family::Qwen, "qwen-plus", answer.to_string().as_bytes())
+            .unwrap()
     }
 
     /// The OpenAI chunks the plugin makes of mock stream frames.

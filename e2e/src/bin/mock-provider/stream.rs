@@ -134,6 +134,31 @@ pub fn chunks_through(
         .collect()
 }
 
+/// The OpenAI chat completion the plugin makes of a whole mock answer from a `family`
+/// provider (as [`chunks_through`] for streams).
+#[cfg(test)]
+pub fn answer_through(
+    family: ai_proxy::providers::Family,
+    model: &str,
+    body: &[u8],
+) -> Result<serde_json::Value, String> {
+    let answer = ai_proxy::native::translate_json(
+        ai_proxy::native::Client::Chat,
+        family,
+        &ai_proxy::providers::Native::None,
+        sdk::api::ApiKind::ChatCompletions,
+        body,
+        model,
+        ai_proxy::translate::ReasoningMode::Passthrough,
+        false,
+        0,
+        None,
+        None,
+        &Default::default(),
+    )?;
+    serde_json::from_slice(&answer).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

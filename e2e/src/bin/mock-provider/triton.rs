@@ -235,10 +235,9 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::answer_through;
     use ai_proxy::providers::{Family, Native};
-    use ai_proxy::translate::triton::{
-        from_triton_response, to_triton_request, triton_error_to_openai, TritonOptions,
-    };
+    use ai_proxy::translate::triton::{to_triton_request, triton_error_to_openai, TritonOptions};
 
     fn control() -> MockControl {
         MockControl::default()
@@ -312,10 +311,7 @@ mod tests {
                 "text_output": "mock reply from llama3", "num_input_tokens": 2,
                 "num_output_tokens": 4})
         );
-        let r = serde_json::to_value(
-            from_triton_response(out.to_string().as_bytes(), "llama3").unwrap(),
-        )
-        .unwrap();
+        let r = answer_through(Family::Triton, "llama3", out.to_string().as_bytes()).unwrap();
         assert_eq!(
             r["choices"][0]["message"]["content"],
             "mock reply from llama3"
@@ -336,8 +332,8 @@ mod tests {
             out,
             json!({"model_name": "llama3", "model_version": "3", "text_output": "hi"})
         );
-        let r = from_triton_response(out.to_string().as_bytes(), "llama3").unwrap();
-        assert!(r.usage.is_none());
+        let r = answer_through(Family::Triton, "llama3", out.to_string().as_bytes()).unwrap();
+        assert!(r.get("usage").is_none());
     }
 
     #[test]

@@ -5,12 +5,12 @@
 
 use super::chat::{Block, Chat, Media, ToolChoice};
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::{err, str_of, ChunkTranslator, ReasoningMode, TranslateError};
+use super::{err, str_of, ChunkTranslator, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::sigv4::uri_encode;
 use sdk::error::ErrorReply;
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Map, Value};
 
@@ -358,81 +358,51 @@ fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Builds the OpenAI chat completion for a Converse response body.
-///
-/// Text blocks are concatenated into `content`, `toolUse` blocks become `tool_calls`, and
-/// `reasoningContent` text is handled per `reasoning`.
-pub fn from_converse_response(
+/// Reads a Converse response body as the events of one answer with id `id`: text,
+/// `reasoningContent` as reasoning, `toolUse` blocks as tool calls.
+pub fn read_converse(
     body: &[u8],
-    model: &str,
-    reasoning: ReasoningMode,
-) -> Result<openai::ChatResponse, TranslateError> {
+    id: &str,
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let resp: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("Bedrock response is not JSON: {e}")))?;
     let content = resp
         .pointer("/output/message/content")
         .and_then(Value::as_array)
         .ok_or_else(|| err("Bedrock response without output.message.content"))?;
-    let mut text: Option<String> = None;
-    let mut thought: Option<String> = None;
-    let mut calls = Vec::new();
+    enc.event(Event::Meta { id, model: "" }, out);
     for block in content {
         if let Some(t) = block.get("text").and_then(Value::as_str) {
-            text.get_or_insert_with(String::new).push_str(t);
+            enc.event(Event::Text(t), out);
         } else if let Some(tool) = block.get("toolUse") {
-            let arguments = tool
+            let args = tool
                 .get("input")
                 .map_or_else(|| "{}".to_string(), Value::to_string);
-            calls.push(json!({
-                "id": str_of(Some(tool), "toolUseId").unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_of(Some(tool), "name").unwrap_or_default(),
-                    "arguments": arguments,
+            let id = str_of(Some(tool), "toolUseId").unwrap_or_default();
+            let name = str_of(Some(tool), "name").unwrap_or_default();
+            enc.event(
+                Event::ToolStart {
+                    id,
+                    name,
+                    args: &args,
                 },
-            }));
+                out,
+            );
         } else if let Some(r) = block
             .pointer("/reasoningContent/reasoningText/text")
             .and_then(Value::as_str)
         {
-            thought.get_or_insert_with(String::new).push_str(r);
+            enc.event(Event::Reasoning(r), out);
         }
     }
-    let mut extra = Extra::new();
-    match (reasoning, thought) {
-        (ReasoningMode::Passthrough, Some(r)) => {
-            extra.insert("reasoning_content".into(), Value::String(r));
-        }
-        (ReasoningMode::Concat, Some(r)) => {
-            text = Some(format!("<think>{r}</think>\n{}", text.unwrap_or_default()));
-        }
-        _ => {}
+    if let Some(reason) = resp.get("stopReason").and_then(Value::as_str) {
+        enc.event(Event::Finish(finish_reason(reason)), out);
     }
-    if !calls.is_empty() {
-        extra.insert("tool_calls".into(), Value::Array(calls));
-    }
-    let usage = openai::usage_of(&resp.get("usage").and_then(from_usage).unwrap_or_default());
-    Ok(openai::ChatResponse {
-        id: DEFAULT_ID.into(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: model.to_string(),
-        choices: vec![openai::Choice {
-            index: 0,
-            message: openai::ChatMessage {
-                role: "assistant".into(),
-                content: text.map(openai::Content::Text),
-                extra,
-            },
-            finish_reason: resp
-                .get("stopReason")
-                .and_then(Value::as_str)
-                .map(|r| finish_reason(r).to_string()),
-            extra: Extra::new(),
-        }],
-        usage: Some(usage),
-        extra: Extra::new(),
-    })
+    let usage = resp.get("usage").and_then(from_usage).unwrap_or_default();
+    enc.event(Event::Usage(usage), out);
+    Ok(())
 }
 
 /// The bare error name of `x-amzn-errortype` / `:exception-type` / `__type` values
@@ -788,6 +758,17 @@ pub fn from_bedrock_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::ReasoningMode;
+
+    fn from_converse_response(
+        body: &[u8],
+        model: &str,
+        reasoning: ReasoningMode,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, reasoning, |e, o| {
+            read_converse(body, DEFAULT_ID, e, o)
+        })
+    }
     use crate::eventstream::{encode, HeaderValue};
     use sdk::sse::SseDecoder;
 

@@ -233,71 +233,54 @@ fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Builds the OpenAI chat completion for an Anthropic response.
-///
-/// Text blocks are concatenated into `content` (absent when there is none), `tool_use` blocks
-/// become `tool_calls`, and `thinking` blocks become `reasoning_content`.
-pub fn from_claude_response(resp: &anthropic::MessagesResponse) -> openai::ChatResponse {
-    let mut text: Option<String> = None;
-    let mut reasoning: Option<String> = None;
-    let mut calls = Vec::new();
+/// Reads an Anthropic response as the events of one answer: text, `thinking` blocks as
+/// reasoning, `tool_use` blocks as tool calls.
+pub fn read_answer(
+    body: &[u8],
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
+    let resp: anthropic::MessagesResponse = serde_json::from_slice(body)
+        .map_err(|e| err(format!("Anthropic answer is not readable: {e}")))?;
+    enc.event(
+        Event::Meta {
+            id: &resp.id,
+            model: &resp.model,
+        },
+        out,
+    );
     for block in &resp.content {
+        let field = |k: &str| {
+            block
+                .extra
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         match block.kind.as_str() {
-            "text" => text
-                .get_or_insert_with(String::new)
-                .push_str(block.text.as_deref().unwrap_or_default()),
-            "thinking" => reasoning.get_or_insert_with(String::new).push_str(
-                block
-                    .extra
-                    .get("thinking")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-            ),
+            "text" => enc.event(Event::Text(block.text.as_deref().unwrap_or_default()), out),
+            "thinking" => enc.event(Event::Reasoning(field("thinking")), out),
             "tool_use" => {
-                let arguments = block
-                    .extra
-                    .get("input")
-                    .map_or_else(|| "{}".to_string(), Value::to_string);
-                calls.push(json!({
-                    "id": block.extra.get("id").and_then(Value::as_str).unwrap_or_default(),
-                    "type": "function",
-                    "function": {
-                        "name": block.extra.get("name").and_then(Value::as_str).unwrap_or_default(),
-                        "arguments": arguments,
+                let input = block.extra.get("input");
+                let args = input.map_or_else(|| "{}".to_string(), Value::to_string);
+                let (id, name) = (field("id"), field("name"));
+                enc.event(
+                    Event::ToolStart {
+                        id,
+                        name,
+                        args: &args,
                     },
-                }));
+                    out,
+                );
             }
             _ => {}
         }
     }
-    let mut extra = Extra::new();
-    if let Some(r) = reasoning {
-        extra.insert("reasoning_content".into(), Value::String(r));
+    if let Some(reason) = resp.stop_reason.as_deref() {
+        enc.event(Event::Finish(finish_reason(reason)), out);
     }
-    if !calls.is_empty() {
-        extra.insert("tool_calls".into(), Value::Array(calls));
-    }
-    openai::ChatResponse {
-        id: resp.id.clone(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: resp.model.clone(),
-        choices: vec![openai::Choice {
-            index: 0,
-            message: openai::ChatMessage {
-                role: "assistant".into(),
-                content: text.map(openai::Content::Text),
-                extra,
-            },
-            finish_reason: resp
-                .stop_reason
-                .as_deref()
-                .map(|r| finish_reason(r).to_string()),
-            extra: Extra::new(),
-        }],
-        usage: Some(openai::usage_of(&resp.usage.counts())),
-        extra: Extra::new(),
-    }
+    enc.event(Event::Usage(resp.usage.counts()), out);
+    Ok(())
 }
 
 /// OpenAI `error.type` for an Anthropic error type.
@@ -493,6 +476,15 @@ impl Decode for ClaudeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_claude_response(resp: &anthropic::MessagesResponse) -> openai::ChatResponse {
+        let body = serde_json::to_vec(resp).unwrap();
+        crate::translate::whole_chat("", ReasoningMode::Passthrough, |e, o| {
+            read_answer(&body, e, o)
+        })
+        .unwrap()
+    }
+    use crate::translate::ReasoningMode;
     use sdk::sse::SseDecoder;
 
     fn chat(v: Value) -> openai::ChatRequest {

@@ -4,10 +4,10 @@
 
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice, Turn};
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::{err, str_of, Decode, ReasoningMode, TranslateError};
+use super::{err, str_of, Decode, TranslateError};
 use sdk::error::ErrorReply;
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use sdk::usage::from_usage;
 use serde_json::{json, Map, Value};
@@ -257,52 +257,6 @@ fn thinking(chat: &Chat) -> Result<Option<Value>, TranslateError> {
 // Shared OpenAI output helpers (also used by the DashScope translator)
 // ---------------------------------------------------------------------------------------------
 
-/// `content` and `reasoning_content` of a whole answer under `mode`.
-pub(crate) fn apply_reasoning(
-    mode: ReasoningMode,
-    content: Option<String>,
-    reasoning: Option<String>,
-) -> (Option<String>, Option<String>) {
-    let reasoning = reasoning.filter(|r| !r.is_empty());
-    match (mode, reasoning) {
-        (ReasoningMode::Passthrough, r) => (content, r),
-        (ReasoningMode::Ignore, _) | (ReasoningMode::Concat, None) => (content, None),
-        (ReasoningMode::Concat, Some(r)) => (
-            Some(format!(
-                "<think>{r}</think>\n{}",
-                content.unwrap_or_default()
-            )),
-            None,
-        ),
-    }
-}
-
-/// The assistant choice of a non-streamed answer.
-pub(crate) fn openai_choice(
-    content: Option<String>,
-    reasoning: Option<String>,
-    tool_calls: Vec<Value>,
-    finish_reason: Option<&str>,
-) -> openai::Choice {
-    let mut extra = Extra::new();
-    if let Some(r) = reasoning {
-        extra.insert("reasoning_content".into(), Value::String(r));
-    }
-    if !tool_calls.is_empty() {
-        extra.insert("tool_calls".into(), Value::Array(tool_calls));
-    }
-    openai::Choice {
-        index: 0,
-        message: openai::ChatMessage {
-            role: "assistant".into(),
-            content: content.map(openai::Content::Text),
-            extra,
-        },
-        finish_reason: finish_reason.map(str::to_string),
-        extra: Extra::new(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Response
 // ---------------------------------------------------------------------------------------------
@@ -318,102 +272,83 @@ fn finish_reason(reason: &str) -> Option<&'static str> {
     }
 }
 
-/// Cohere tool calls → OpenAI ones.
-fn tool_calls_of(calls: Option<&Value>) -> Vec<Value> {
-    let Some(calls) = calls.and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    calls
-        .iter()
-        .map(|call| {
-            let function = call.get("function");
-            let arguments = match function.and_then(|f| f.get("arguments")) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ Value::Object(_)) => v.to_string(),
-                _ => "{}".to_string(),
-            };
-            json!({
-                "id": call.get("id").and_then(Value::as_str).unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_of(function, "name").unwrap_or_default(),
-                    "arguments": arguments,
-                },
-            })
-        })
-        .collect()
-}
-
-/// Builds the OpenAI chat completion for a Cohere v2 chat answer.
-///
-/// Text blocks are joined into `content` (the `tool_plan` stands in when there is no text),
-/// `thinking` blocks become reasoning per `reasoning`, and `tool_calls` carry over. A
-/// generation that ended in `ERROR` or `TIMEOUT` is an error.
-pub fn from_cohere_response(
+/// Reads a Cohere v2 chat answer as the events of one answer: text blocks (the `tool_plan`
+/// when there is no text), `thinking` blocks as reasoning, and the tool calls. A generation
+/// that ended in `ERROR` or `TIMEOUT` is an error.
+pub fn read_answer(
     body: &[u8],
-    model: &str,
-    reasoning: ReasoningMode,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| err(format!("Cohere answer is not JSON: {e}")))?;
     let message = v
         .get("message")
         .filter(|m| m.is_object())
         .ok_or_else(|| err("Cohere answer without a message"))?;
-    let raw_finish = v.get("finish_reason").and_then(Value::as_str);
-    let finish = match raw_finish {
+    let finish = match v.get("finish_reason").and_then(Value::as_str) {
         Some(r) => Some(
             finish_reason(r)
                 .ok_or_else(|| err(format!("Cohere generation ended with finish_reason {r}")))?,
         ),
         None => None,
     };
-
-    let mut text: Option<String> = None;
-    let mut thought: Option<String> = None;
+    let id = str_of(Some(&v), "id").unwrap_or_default();
+    enc.event(Event::Meta { id, model: "" }, out);
+    let mut text = false;
     match message.get("content") {
-        Some(Value::String(s)) => text = Some(s.clone()),
+        Some(Value::String(s)) => {
+            text = !s.is_empty();
+            enc.event(Event::Text(s), out);
+        }
         Some(Value::Array(blocks)) => {
             for block in blocks {
-                match block.get("type").and_then(Value::as_str) {
-                    Some("text") => text
-                        .get_or_insert_with(String::new)
-                        .push_str(str_of(Some(block), "text").unwrap_or_default()),
-                    Some("thinking") => thought
-                        .get_or_insert_with(String::new)
-                        .push_str(str_of(Some(block), "thinking").unwrap_or_default()),
+                let field = |k| str_of(Some(block), k).unwrap_or_default();
+                match field("type") {
+                    "text" => {
+                        text |= !field("text").is_empty();
+                        enc.event(Event::Text(field("text")), out);
+                    }
+                    "thinking" => enc.event(Event::Reasoning(field("thinking")), out),
                     _ => {}
                 }
             }
         }
         _ => {}
     }
-    if text.as_deref().is_none_or(str::is_empty) {
-        if let Some(plan) = message.get("tool_plan").and_then(Value::as_str) {
-            if !plan.is_empty() {
-                text = Some(plan.to_string());
-            }
-        }
+    if let Some(plan) = str_of(Some(message), "tool_plan").filter(|_| !text) {
+        enc.event(Event::Text(plan), out);
     }
-    let calls = tool_calls_of(message.get("tool_calls"));
-    let (content, reasoning_content) = apply_reasoning(reasoning, text, thought);
-
-    Ok(openai::ChatResponse {
-        id: v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: model.to_string(),
-        choices: vec![openai_choice(content, reasoning_content, calls, finish)],
-        usage: v
-            .get("usage")
-            .and_then(from_usage)
-            .map(|u| openai::usage_of(&u)),
-        extra: Extra::new(),
-    })
+    for call in message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let function = call.get("function");
+        let args = match function.and_then(|f| f.get("arguments")) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ Value::Object(_)) => v.to_string(),
+            _ => "{}".to_string(),
+        };
+        let id = str_of(Some(call), "id").unwrap_or_default();
+        let name = str_of(function, "name").unwrap_or_default();
+        enc.event(
+            Event::ToolStart {
+                id,
+                name,
+                args: &args,
+            },
+            out,
+        );
+    }
+    if let Some(f) = finish {
+        enc.event(Event::Finish(f), out);
+    }
+    if let Some(u) = v.get("usage").and_then(from_usage) {
+        enc.event(Event::Usage(u), out);
+    }
+    Ok(())
 }
 
 /// Turns a Cohere error answer (`{"message"}` or `{"id","message"}`) into the OpenAI-style
@@ -631,6 +566,15 @@ pub fn from_cohere_embed(body: &[u8], model: &str) -> Result<Value, TranslateErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::ReasoningMode;
+
+    fn from_cohere_response(
+        body: &[u8],
+        model: &str,
+        reasoning: ReasoningMode,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, reasoning, |e, o| read_answer(body, e, o))
+    }
     use sdk::sse::SseDecoder;
 
     fn chat(v: Value) -> openai::ChatRequest {

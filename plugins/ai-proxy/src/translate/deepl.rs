@@ -12,7 +12,8 @@ use super::TranslateError;
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
-use sdk::llm::{openai, Extra};
+use sdk::llm::openai;
+use sdk::llm::stream::{Encoder, Event};
 use serde_json::{Map, Value};
 
 /// DeepL API Pro host.
@@ -124,13 +125,13 @@ pub fn to_deepl_request(
     Ok(Value::Object(body))
 }
 
-/// Builds the OpenAI chat completion for a DeepL answer (`{"translations": [{text,
-/// detected_source_language}]}`): one choice per translation, in order, `name` = the detected
-/// source language, finish `stop`, no usage.
-pub fn from_deepl_response(
+/// Reads a DeepL answer as the events of one answer: a choice per translation, named by its
+/// detected source language.
+pub fn read_answer(
     body: &[u8],
-    model: &str,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("cannot read the DeepL answer: {e}")))?;
     let translations = v
@@ -140,34 +141,19 @@ pub fn from_deepl_response(
             Some(m) => err(format!("DeepL error: {m}")),
             None => err("the DeepL answer has no translations"),
         })?;
-    let mut choices = Vec::with_capacity(translations.len());
     for (i, t) in translations.iter().enumerate() {
         let text = t
             .get("text")
             .and_then(Value::as_str)
             .ok_or_else(|| err(format!("DeepL translation {i} has no text")))?;
-        let mut message = openai::ChatMessage::text("assistant", text);
+        enc.event(Event::Choice(u32::try_from(i).unwrap_or(u32::MAX)), out);
         if let Some(lang) = t.get("detected_source_language").and_then(Value::as_str) {
-            message
-                .extra
-                .insert("name".into(), Value::String(lang.to_string()));
+            enc.event(Event::Name(lang), out);
         }
-        choices.push(openai::Choice {
-            index: u32::try_from(i).unwrap_or(u32::MAX),
-            message,
-            finish_reason: Some("stop".into()),
-            extra: Extra::new(),
-        });
+        enc.event(Event::Text(text), out);
+        enc.event(Event::Finish("stop"), out);
     }
-    Ok(openai::ChatResponse {
-        id: String::new(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: model.to_string(),
-        choices,
-        usage: None,
-        extra: Extra::new(),
-    })
+    Ok(())
 }
 
 /// Turns a DeepL error response (`{"message": "…", "detail": "…"}`) into the OpenAI-style
@@ -201,6 +187,13 @@ pub fn deepl_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_deepl_response(
+        body: &[u8],
+        model: &str,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, Default::default(), |e, o| read_answer(body, e, o))
+    }
     use serde_json::json;
 
     fn chat(v: Value) -> openai::ChatRequest {

@@ -8,8 +8,8 @@ use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::sse::{SseDecoder, SseEvent};
 use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Map, Value};
@@ -400,41 +400,18 @@ fn created_of(v: &Value) -> Option<u64> {
         .or_else(|| v.get("data")?.get("created_at")?.as_u64())
 }
 
-fn completion(
-    id: String,
-    created: u64,
-    model: &str,
-    content: String,
-    finish_reason: &str,
-    usage: Option<Usage>,
-) -> openai::ChatResponse {
-    openai::ChatResponse {
-        id,
-        object: "chat.completion".into(),
-        created,
-        model: model.to_string(),
-        choices: vec![openai::Choice {
-            index: 0,
-            message: openai::ChatMessage::text("assistant", content),
-            finish_reason: Some(finish_reason.to_string()),
-            extra: Extra::new(),
-        }],
-        usage: usage.map(|u| openai::usage_of(&u)),
-        extra: Extra::new(),
-    }
-}
-
-/// Builds the OpenAI chat completion for a Dify answer; `model` is the model name the client
-/// sees. A blocking JSON answer and a whole SSE body (Agent apps, which only stream) are both
-/// read. A failed workflow run, an error event or a stream cut short is an error.
-pub fn from_dify_response(
+/// Reads a Dify answer as the events of one answer: a blocking JSON answer, or a whole SSE body
+/// (Agent apps, which only stream). A failed workflow run, an error event or a stream cut short
+/// is an error.
+pub fn read_answer(
     body: &[u8],
-    model: &str,
     opts: &DifyOptions,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let head = body.trim_ascii_start();
     if head.starts_with(b"data:") || head.starts_with(b"event:") || head.starts_with(b":") {
-        return from_dify_stream_body(body, model, opts);
+        return read_stream_body(body, opts, enc, out);
     }
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("cannot read the Dify answer: {e}")))?;
@@ -453,15 +430,9 @@ pub fn from_dify_response(
         let usage = v.pointer("/metadata/usage").and_then(from_usage);
         (answer.to_string(), usage)
     };
-    let id = answer_id(&v, opts.bot_type).unwrap_or_default().to_string();
-    Ok(completion(
-        id,
-        created_of(&v).unwrap_or(0),
-        model,
-        content,
-        "stop",
-        usage,
-    ))
+    let id = answer_id(&v, opts.bot_type).unwrap_or_default();
+    answer(enc, out, (id, created_of(&v)), &content, "stop", usage);
+    Ok(())
 }
 
 /// An error reply for a Dify error object (`{status, code, message}`), with `status` when the
@@ -665,12 +636,13 @@ impl Decode for DifyStream {
     }
 }
 
-/// The chat completion collected from a whole Dify SSE body.
-fn from_dify_stream_body(
+/// The answer collected from a whole Dify SSE body (a replacement replaces what came before).
+fn read_stream_body(
     body: &[u8],
-    model: &str,
     opts: &DifyOptions,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let mut decoder = SseDecoder::default();
     let mut events = Vec::new();
     decoder
@@ -709,21 +681,44 @@ fn from_dify_stream_body(
             }
             Step::WorkflowDone(text) => (text, "stop", None),
         };
-        return Ok(completion(
-            id.unwrap_or_default(),
-            created.unwrap_or(0),
-            model,
-            text,
-            reason,
-            usage,
-        ));
+        let id = id.as_deref().unwrap_or_default();
+        answer(enc, out, (id, created), &text, reason, usage);
+        return Ok(());
     }
     Err(err("the Dify stream ended before the answer was complete"))
+}
+
+/// A whole answer's events: its (id, creation time), text, finish reason and usage.
+fn answer(
+    enc: &mut dyn Encoder,
+    out: &mut String,
+    (id, created): (&str, Option<u64>),
+    text: &str,
+    finish: &str,
+    usage: Option<Usage>,
+) {
+    enc.event(Event::Created(created.unwrap_or(0)), out);
+    enc.event(Event::Meta { id, model: "" }, out);
+    enc.event(Event::Text(text), out);
+    enc.event(Event::Finish(finish), out);
+    if let Some(u) = usage {
+        enc.event(Event::Usage(u), out);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_dify_response(
+        body: &[u8],
+        model: &str,
+        opts: &DifyOptions,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, Default::default(), |e, o| {
+            read_answer(body, opts, e, o)
+        })
+    }
 
     fn chat(v: Value) -> openai::ChatRequest {
         serde_json::from_value(v).unwrap()
@@ -1254,7 +1249,7 @@ mod tests {
             "data: {\"event\": \"message_replace\", \"conversation_id\": \"c\", \"answer\": \"Sorry.\"}\n\n",
             "data: {\"event\": \"message_end\", \"conversation_id\": \"c\"}\n\n",
         );
-        let r = from_dify_stream_body(replaced.as_bytes(), "d", &opts(BotType::Agent)).unwrap();
+        let r = from_dify_response(replaced.as_bytes(), "d", &opts(BotType::Agent)).unwrap();
         assert_eq!(
             r.choices[0].message.content,
             Some(openai::Content::Text("Sorry.".into()))
@@ -1267,7 +1262,7 @@ mod tests {
 
         let cut = "data: {\"event\": \"agent_message\", \"conversation_id\": \"c\", \"answer\": \"Hi\"}\n\n";
         assert_eq!(
-            from_dify_stream_body(cut.as_bytes(), "d", &opts(BotType::Agent))
+            from_dify_response(cut.as_bytes(), "d", &opts(BotType::Agent))
                 .unwrap_err()
                 .0,
             "the Dify stream ended before the answer was complete"

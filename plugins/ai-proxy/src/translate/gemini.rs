@@ -14,7 +14,6 @@ use super::{err, str_of, Decode, ReasoningMode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::openai::{self, THOUGHT_SEPARATOR};
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::Extra;
 use sdk::sse::SseEvent;
 use sdk::usage::Usage;
 use serde_json::{json, Map, Value};
@@ -518,26 +517,6 @@ fn function_call(part: &Value, n: u32) -> Option<FunctionCall<'_>> {
     })
 }
 
-/// The OpenAI tool call for a `functionCall` part: its thought signature in the id and under
-/// `extra_content.google`.
-fn openai_tool_call(part: &Value, n: u32) -> Option<Map<String, Value>> {
-    let call = function_call(part, n)?;
-    let mut out = Map::new();
-    out.insert("id".into(), Value::String(call.id()));
-    out.insert("type".into(), "function".into());
-    out.insert(
-        "function".into(),
-        json!({"name": call.name, "arguments": call.args}),
-    );
-    if let Some(sig) = call.signature {
-        out.insert(
-            "extra_content".into(),
-            json!({"google": {"thought_signature": sig}}),
-        );
-    }
-    Some(out)
-}
-
 fn parts_of(candidate: &Value) -> &[Value] {
     candidate
         .pointer("/content/parts")
@@ -566,181 +545,26 @@ fn blocked_message(reason: &str) -> String {
     format!("The prompt was blocked by Gemini ({reason}).")
 }
 
-/// Builds the OpenAI chat completion for a `GenerateContentResponse` body; `model` is reported
-/// as the answering model.
-///
-/// Text parts make `content`, `thought` parts reasoning (per `reasoning`), `functionCall` parts
-/// `tool_calls`; a blocked prompt is a `content_filter` answer with a `refusal`.
-pub fn from_gemini_response(
+/// Reads a `GenerateContentResponse` body (or the JSON array of a `streamGenerateContent`
+/// call) as the events of one answer, as [`GeminiStream`] reads each event of a stream.
+pub fn read_answer(
     body: &[u8],
     model: &str,
-    reasoning: ReasoningMode,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let resp: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("Gemini response is not valid JSON: {e}")))?;
-    let resp = match resp {
-        Value::Array(chunks) => merge_chunks(chunks)?,
-        one => one,
-    };
-    if let Some(error) = resp.get("error") {
-        let message = str_of(Some(error), "message").unwrap_or("unknown error");
-        return Err(err(format!("Gemini returned an error: {message}")));
+    if matches!(&resp, Value::Array(chunks) if !chunks.iter().all(Value::is_object)) {
+        return Err(err("Gemini response array holds a non-object"));
     }
-    let candidates = resp
-        .get("candidates")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    let mut choices = Vec::new();
-    for (position, candidate) in candidates.iter().enumerate() {
-        let mut text: Option<String> = None;
-        let mut thoughts: Option<String> = None;
-        let mut calls: Vec<Value> = Vec::new();
-        for part in parts_of(candidate) {
-            let n = u32::try_from(calls.len()).unwrap_or(u32::MAX);
-            if let Some(call) = openai_tool_call(part, n) {
-                calls.push(Value::Object(call));
-            } else if let Some(t) = part.get("text").and_then(Value::as_str) {
-                let target = if is_thought(part) {
-                    &mut thoughts
-                } else {
-                    &mut text
-                };
-                target.get_or_insert_with(String::new).push_str(t);
-            }
-        }
-        let mut extra = Extra::new();
-        match (reasoning, thoughts) {
-            (ReasoningMode::Passthrough, Some(r)) => {
-                extra.insert("reasoning_content".into(), Value::String(r));
-            }
-            (ReasoningMode::Concat, Some(r)) => {
-                text = Some(format!("<think>{r}</think>\n{}", text.unwrap_or_default()));
-            }
-            _ => {}
-        }
-        let reason = candidate
-            .get("finishReason")
-            .and_then(Value::as_str)
-            .unwrap_or("STOP");
-        let finish = finish_reason(reason, !calls.is_empty());
-        if !calls.is_empty() {
-            extra.insert("tool_calls".into(), Value::Array(calls));
-        }
-        choices.push(openai::Choice {
-            index: candidate_index(candidate, position),
-            message: openai::ChatMessage {
-                role: "assistant".into(),
-                content: text.map(openai::Content::Text),
-                extra,
-            },
-            finish_reason: Some(finish.to_string()),
-            extra: Extra::new(),
-        });
+    let mut stream = GeminiStream::new(model);
+    match &resp {
+        Value::Array(chunks) => chunks.iter().for_each(|c| stream.on_json(c, enc, out)),
+        one => stream.on_json(one, enc, out),
     }
-    if choices.is_empty() {
-        let mut extra = Extra::new();
-        let finish = match block_reason(&resp) {
-            Some(reason) => {
-                extra.insert("refusal".into(), Value::String(blocked_message(reason)));
-                "content_filter"
-            }
-            None => "stop",
-        };
-        choices.push(openai::Choice {
-            index: 0,
-            message: openai::ChatMessage {
-                role: "assistant".into(),
-                content: None,
-                extra,
-            },
-            finish_reason: Some(finish.to_string()),
-            extra: Extra::new(),
-        });
-    }
-    Ok(openai::ChatResponse {
-        id: response_id(&resp).unwrap_or_else(|| "chatcmpl-gemini".to_string()),
-        object: "chat.completion".into(),
-        created: 0,
-        model: answer_model(model, &resp),
-        choices,
-        usage: Some(openai::usage_of(
-            &sdk::usage::from_json(&resp).unwrap_or_default(),
-        )),
-        extra: Extra::new(),
-    })
-}
-
-/// One response from the chunks of a `streamGenerateContent` JSON array: parts appended per
-/// candidate, the last `finishReason` and `usageMetadata`, the first of everything else. An
-/// error chunk is the answer.
-fn merge_chunks(chunks: Vec<Value>) -> Result<Value, TranslateError> {
-    let mut merged = Map::new();
-    // (candidate index, merged candidate)
-    let mut candidates: Vec<(u32, Map<String, Value>)> = Vec::new();
-    for chunk in chunks {
-        let Value::Object(chunk) = chunk else {
-            return Err(err("Gemini response array holds a non-object"));
-        };
-        if chunk.contains_key("error") {
-            return Ok(Value::Object(chunk));
-        }
-        for (key, value) in chunk {
-            match key.as_str() {
-                "candidates" => {
-                    let Value::Array(list) = value else { continue };
-                    for (position, candidate) in list.into_iter().enumerate() {
-                        let index = candidate_index(&candidate, position);
-                        let Value::Object(candidate) = candidate else {
-                            continue;
-                        };
-                        let pos = match candidates.iter().position(|(i, _)| *i == index) {
-                            Some(pos) => pos,
-                            None => {
-                                candidates.push((index, Map::new()));
-                                candidates.len() - 1
-                            }
-                        };
-                        let Some((_, target)) = candidates.get_mut(pos) else {
-                            continue;
-                        };
-                        merge_candidate(target, candidate);
-                    }
-                }
-                "usageMetadata" | "promptFeedback" => {
-                    merged.insert(key, value);
-                }
-                _ => {
-                    merged.entry(key).or_insert(value);
-                }
-            }
-        }
-    }
-    let list = candidates
-        .into_iter()
-        .map(|(_, c)| Value::Object(c))
-        .collect();
-    merged.insert("candidates".into(), Value::Array(list));
-    Ok(Value::Object(merged))
-}
-
-fn merge_candidate(target: &mut Map<String, Value>, candidate: Map<String, Value>) {
-    for (key, value) in candidate {
-        if key != "content" {
-            target.insert(key, value);
-            continue;
-        }
-        let parts = value
-            .get("parts")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let content = target
-            .entry("content")
-            .or_insert_with(|| json!({"role": "model", "parts": []}));
-        if let Some(existing) = content.get_mut("parts").and_then(Value::as_array_mut) {
-            existing.extend(parts);
-        }
-    }
+    stream.finish(enc, out);
+    Ok(())
 }
 
 fn response_id(resp: &Value) -> Option<String> {
@@ -954,13 +778,30 @@ impl GeminiStream {
 
 impl Decode for GeminiStream {
     fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+        // Anything that is not JSON (comments, keep-alives) is skipped.
+        if let Ok(resp) = serde_json::from_str::<Value>(&event.data) {
+            self.on_json(&resp, enc, out);
+        }
+    }
+
+    /// Upstream ended: the last usage (zeros if none came), then the end, exactly once.
+    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
-        // Anything that is not JSON (comments, keep-alives) is skipped.
-        let Ok(resp) = serde_json::from_str::<Value>(&event.data) else {
+        self.done = true;
+        self.meet(&Value::Null, enc, out);
+        enc.event(Event::Usage(self.usage.take().unwrap_or_default()), out);
+        enc.end(out);
+    }
+}
+
+impl GeminiStream {
+    /// One `GenerateContentResponse`.
+    fn on_json(&mut self, resp: &Value, enc: &mut dyn Encoder, out: &mut String) {
+        if self.done {
             return;
-        };
+        }
         if let Some(error) = resp.get("error") {
             let google_status = str_of(Some(error), "status");
             let http = error
@@ -986,16 +827,16 @@ impl Decode for GeminiStream {
             return;
         }
         // Every chunk may carry it; the last one has the final counts.
-        if let Some(usage) = sdk::usage::from_json(&resp) {
+        if let Some(usage) = sdk::usage::from_json(resp) {
             self.usage = Some(usage);
         }
         let candidates = resp
             .get("candidates")
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
-        let blocked = block_reason(&resp).filter(|_| candidates.is_empty());
+        let blocked = block_reason(resp).filter(|_| candidates.is_empty());
         if !candidates.is_empty() || blocked.is_some() {
-            self.meet(&resp, enc, out);
+            self.meet(resp, enc, out);
         }
         for (position, candidate) in candidates.iter().enumerate() {
             self.candidate(candidate, position, enc, out);
@@ -1007,17 +848,6 @@ impl Decode for GeminiStream {
                 self.finish_choice(pos, reason, Some(&message), enc, out);
             }
         }
-    }
-
-    /// Upstream ended: the last usage (zeros if none came), then the end, exactly once.
-    fn finish(&mut self, enc: &mut dyn Encoder, out: &mut String) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.meet(&Value::Null, enc, out);
-        enc.event(Event::Usage(self.usage.take().unwrap_or_default()), out);
-        enc.end(out);
     }
 }
 
@@ -1129,6 +959,15 @@ pub fn from_vertex_embeddings(body: &[u8], model: &str) -> Result<Value, Transla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_gemini_response(
+        body: &[u8],
+        model: &str,
+        reasoning: ReasoningMode,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, reasoning, |e, o| read_answer(body, model, e, o))
+    }
+    use sdk::llm::Extra;
     use sdk::sse::SseDecoder;
 
     fn chat(v: Value) -> openai::ChatRequest {

@@ -331,101 +331,6 @@ fn openai_tool_choice(choice: &Value) -> Result<Value, TranslateError> {
     })
 }
 
-/// Anthropic usage for OpenAI counts. Anthropic's `input_tokens` excludes cache reads, which
-/// are reported apart as `cache_read_input_tokens`.
-fn anthropic_usage(prompt: u64, completion: u64, cached: Option<u64>) -> anthropic::Usage {
-    anthropic::Usage {
-        input_tokens: Some(prompt.saturating_sub(cached.unwrap_or(0))),
-        output_tokens: completion,
-        cache_creation_input_tokens: None,
-        cache_read_input_tokens: cached,
-        extra: Extra::new(),
-    }
-}
-
-/// Builds the Anthropic response for an OpenAI chat completion (its first choice).
-pub fn to_messages_response(resp: &openai::ChatResponse) -> anthropic::MessagesResponse {
-    let choice = resp.choices.first();
-    let message = choice.map(|c| &c.message);
-    let mut content = Vec::new();
-    if let Some(m) = message {
-        let reasoning = m
-            .extra
-            .get("reasoning_content")
-            .or_else(|| m.extra.get("reasoning"))
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty());
-        if let Some(r) = reasoning {
-            let mut extra = Extra::new();
-            extra.insert("thinking".into(), Value::String(r.to_string()));
-            extra.insert("signature".into(), Value::String(String::new()));
-            content.push(anthropic::Block {
-                kind: "thinking".into(),
-                text: None,
-                extra,
-            });
-        }
-        let mut text = m
-            .content
-            .as_ref()
-            .map(openai::Content::text)
-            .unwrap_or_default();
-        if text.is_empty() {
-            if let Some(refusal) = m.extra.get("refusal").and_then(Value::as_str) {
-                text = refusal.to_string();
-            }
-        }
-        if !text.is_empty() {
-            content.push(anthropic::Block::text(text));
-        }
-        for call in m
-            .extra
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let function = call.get("function");
-            let input = str_of(function, "arguments")
-                .and_then(|a| serde_json::from_str::<Value>(a).ok())
-                .filter(Value::is_object)
-                .unwrap_or_else(|| Value::Object(Map::new()));
-            let mut extra = Extra::new();
-            let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
-            extra.insert("id".into(), Value::String(id.to_string()));
-            let name = str_of(function, "name").unwrap_or_default();
-            extra.insert("name".into(), Value::String(name.to_string()));
-            extra.insert("input".into(), input);
-            content.push(anthropic::Block {
-                kind: "tool_use".into(),
-                text: None,
-                extra,
-            });
-        }
-    }
-    let saw_tool_call = content.iter().any(|b| b.kind == "tool_use");
-    let finish = choice.and_then(|c| c.finish_reason.as_deref());
-    let (prompt, completion, cached) = resp.usage.as_ref().map_or((0, 0, None), |u| {
-        let cached = u
-            .extra
-            .get("prompt_tokens_details")
-            .and_then(|d| d.get("cached_tokens"))
-            .and_then(Value::as_u64);
-        (u.prompt_tokens, u.completion_tokens, cached)
-    });
-    anthropic::MessagesResponse {
-        id: resp.id.clone(),
-        kind: "message".into(),
-        role: "assistant".into(),
-        model: resp.model.clone(),
-        content,
-        stop_reason: Some(anthropic::stop_reason(finish, saw_tool_call).to_string()),
-        stop_sequence: None,
-        usage: anthropic_usage(prompt, completion, cached),
-        extra: Extra::new(),
-    }
-}
-
 /// Turns an OpenAI-style error response into the error the Anthropic client gets (its
 /// `error.type` follows the status; the message is OpenAI's `error.message`).
 pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
@@ -655,8 +560,12 @@ mod tests {
     }
 
     fn messages_response(v: Value) -> Value {
-        let resp: openai::ChatResponse = serde_json::from_value(v).unwrap();
-        serde_json::to_value(to_messages_response(&resp)).unwrap()
+        let mut enc = anthropic::AnswerEncoder::new("");
+        let body = crate::translate::whole(&mut enc, |e, o| {
+            sdk::llm::stream::read_chat_completion(&v, e, o);
+            Ok(())
+        });
+        serde_json::from_str(&body.unwrap()).unwrap()
     }
 
     #[test]

@@ -7,10 +7,9 @@
 //! 200 with a non-zero `base_resp.status_code`). In a stream each event carries the new text; the
 //! last one repeats the whole reply with the finish reason, usage and `base_resp`.
 
-use super::cohere::openai_choice;
 use super::{err, max_tokens, text_only, Decode, TranslateError};
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use sdk::usage::{from_usage, Usage};
 use serde_json::{json, Value};
@@ -114,12 +113,13 @@ fn finish(reason: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// Builds the OpenAI chat completion for a ChatCompletion Pro answer: one choice per message
-/// the bot sent, as Higress does.
-pub fn from_minimax_pro_response(
+/// Reads a ChatCompletion Pro answer as the events of one answer: a choice per message the
+/// bot sent, named by its sender, as Higress does.
+pub fn read_pro_answer(
     body: &[u8],
-    model: &str,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("MiniMax answer is not JSON: {e}")))?;
     if let Some(e) = failure(&v) {
@@ -129,37 +129,33 @@ pub fn from_minimax_pro_response(
         .get("choices")
         .and_then(Value::as_array)
         .ok_or_else(|| err("MiniMax answer without choices"))?;
-    let mut choices = Vec::new();
-    for choice in list {
+    if let Some(created) = v.get("created").and_then(Value::as_u64) {
+        enc.event(Event::Created(created), out);
+    }
+    let id = v.get("id").and_then(Value::as_str).unwrap_or_default();
+    enc.event(Event::Meta { id, model: "" }, out);
+    let messages = list.iter().flat_map(|choice| {
         let reason = finish(choice.get("finish_reason").and_then(Value::as_str));
-        for m in choice
-            .get("messages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let text = m.get("text").and_then(Value::as_str).map(str::to_string);
-            let mut c = openai_choice(text, None, Vec::new(), reason);
-            c.index = u32::try_from(choices.len()).unwrap_or(u32::MAX);
-            if let Some(name) = m.get("sender_name").filter(|n| n.is_string()) {
-                c.message.extra.insert("name".into(), name.clone());
-            }
-            choices.push(c);
+        let messages = choice.get("messages").and_then(Value::as_array);
+        messages.into_iter().flatten().map(move |m| (m, reason))
+    });
+    for (n, (m, reason)) in messages.enumerate() {
+        enc.event(Event::Choice(u32::try_from(n).unwrap_or(u32::MAX)), out);
+        if let Some(name) = m.get("sender_name").and_then(Value::as_str) {
+            enc.event(Event::Name(name), out);
+        }
+        enc.event(
+            Event::Text(m.get("text").and_then(Value::as_str).unwrap_or_default()),
+            out,
+        );
+        if let Some(reason) = reason {
+            enc.event(Event::Finish(reason), out);
         }
     }
-    Ok(openai::ChatResponse {
-        id: v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        object: "chat.completion".into(),
-        created: v.get("created").and_then(Value::as_u64).unwrap_or(0),
-        model: model.to_string(),
-        choices,
-        usage: usage_of(&v).map(|u| openai::usage_of(&u)),
-        extra: Extra::new(),
-    })
+    if let Some(u) = usage_of(&v) {
+        enc.event(Event::Usage(u), out);
+    }
+    Ok(())
 }
 
 /// Reads ChatCompletion Pro SSE into canonical events.
@@ -219,6 +215,15 @@ impl Decode for MinimaxProStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_minimax_pro_response(
+        body: &[u8],
+        model: &str,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, Default::default(), |e, o| {
+            read_pro_answer(body, e, o)
+        })
+    }
 
     fn chat(v: Value) -> openai::ChatRequest {
         serde_json::from_value(v).unwrap()

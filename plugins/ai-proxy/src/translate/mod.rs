@@ -239,6 +239,58 @@ impl Decode for ChatChunkReader {
     }
 }
 
+/// Reads a whole answer with `read` and writes it through `enc`, ended; an error event in it,
+/// or a body `read` refuses, is the error.
+pub fn whole(
+    enc: &mut dyn Encoder,
+    read: impl FnOnce(&mut dyn Encoder, &mut String) -> Result<(), TranslateError>,
+) -> Result<String, TranslateError> {
+    /// Stops at the first error event: a whole answer with an error is no answer.
+    struct Catch<'a> {
+        inner: &'a mut dyn Encoder,
+        error: Option<String>,
+    }
+    impl Encoder for Catch<'_> {
+        fn event(&mut self, event: Event<'_>, out: &mut String) {
+            match event {
+                Event::Error { message, .. } => {
+                    self.error.get_or_insert_with(|| message.to_string());
+                }
+                e if self.error.is_none() => self.inner.event(e, out),
+                _ => {}
+            }
+        }
+        fn end(&mut self, out: &mut String) {
+            if self.error.is_none() {
+                self.inner.end(out);
+            }
+        }
+    }
+    let mut catch = Catch {
+        inner: enc,
+        error: None,
+    };
+    let mut out = String::new();
+    read(&mut catch, &mut out)?;
+    catch.end(&mut out);
+    match catch.error {
+        Some(message) => Err(TranslateError(message)),
+        None => Ok(out),
+    }
+}
+
+/// A whole answer read by `read` as an OpenAI chat completion (created 0: for tests).
+#[cfg(test)]
+pub fn whole_chat(
+    model: &str,
+    reasoning: ReasoningMode,
+    read: impl FnOnce(&mut dyn Encoder, &mut String) -> Result<(), TranslateError>,
+) -> Result<openai::ChatResponse, TranslateError> {
+    let mut enc = openai::AnswerEncoder::new(model, 0, reasoning);
+    whole(&mut enc, read)?;
+    Ok(enc.response())
+}
+
 /// A [`Decode`]r writing through the client's [`Encoder`].
 pub struct Translate<D> {
     decoder: D,

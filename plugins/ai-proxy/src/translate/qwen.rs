@@ -9,12 +9,12 @@
 //! event also repeats the usage so far.
 
 use super::claude::{body_excerpt, openai_error_type_for_status};
-use super::cohere::{apply_reasoning, count, openai_choice};
+use super::cohere::count;
 use super::{err, max_tokens, str_of};
-use super::{Decode, ReasoningMode, TranslateError};
+use super::{Decode, TranslateError};
 use sdk::error::ErrorReply;
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use sdk::usage::from_usage;
 use serde_json::{json, Map, Value};
@@ -256,89 +256,23 @@ fn text_of(content: Option<&Value>) -> Option<String> {
     }
 }
 
-/// DashScope tool calls → OpenAI ones (streaming `index` fields dropped, arguments a string).
-fn tool_calls_of(calls: Option<&Value>) -> Vec<Value> {
-    let Some(calls) = calls.and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    calls
-        .iter()
-        .map(|call| {
-            let function = call.get("function");
-            let arguments = match function.and_then(|f| f.get("arguments")) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v @ Value::Object(_)) => v.to_string(),
-                _ => "{}".to_string(),
-            };
-            json!({
-                "id": call.get("id").and_then(Value::as_str).unwrap_or_default(),
-                "type": "function",
-                "function": {
-                    "name": str_of(function, "name").unwrap_or_default(),
-                    "arguments": arguments,
-                },
-            })
-        })
-        .collect()
-}
-
-/// Builds the OpenAI chat completion for a DashScope answer (`result_format: "message"`, or
-/// the older `output.text`). The id is DashScope's `request_id`.
-pub fn from_qwen_response(
+/// Reads a whole DashScope answer (`result_format: "message"`, or the older `output.text`) as
+/// the events of one answer, as [`QwenStream`] reads each event. The id is DashScope's
+/// `request_id`.
+pub fn read_answer(
     body: &[u8],
-    model: &str,
-    reasoning: ReasoningMode,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("DashScope answer is not JSON: {e}")))?;
-    let output = v
-        .get("output")
-        .filter(|o| o.is_object())
-        .ok_or_else(|| err("DashScope answer without output"))?;
-    let mut choices = Vec::new();
-    match output.get("choices").and_then(Value::as_array) {
-        Some(list) => {
-            for (index, choice) in list.iter().enumerate() {
-                let message = choice.get("message");
-                let text =
-                    text_of(message.and_then(|m| m.get("content"))).filter(|t| !t.is_empty());
-                let thought = str_of(message, "reasoning_content").map(str::to_string);
-                let (content, reasoning_content) = apply_reasoning(reasoning, text, thought);
-                let calls = tool_calls_of(message.and_then(|m| m.get("tool_calls")));
-                let finish = finish_reason(choice.get("finish_reason").and_then(Value::as_str));
-                let mut c = openai_choice(content, reasoning_content, calls, finish);
-                c.index = u32::try_from(index).unwrap_or(u32::MAX);
-                if let Some(lp) = choice.get("logprobs").filter(|l| !l.is_null()) {
-                    c.extra.insert("logprobs".into(), lp.clone());
-                }
-                choices.push(c);
-            }
-        }
-        None => {
-            let text = output
-                .get("text")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let finish = finish_reason(output.get("finish_reason").and_then(Value::as_str));
-            choices.push(openai_choice(text, None, Vec::new(), finish));
-        }
+    if !v.get("output").is_some_and(Value::is_object) {
+        return Err(err("DashScope answer without output"));
     }
-    Ok(openai::ChatResponse {
-        id: v
-            .get("request_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: model.to_string(),
-        choices,
-        usage: v
-            .get("usage")
-            .and_then(from_usage)
-            .map(|u| openai::usage_of(&u)),
-        extra: Extra::new(),
-    })
+    let mut stream = QwenStream::default();
+    stream.on_json(&v, false, enc, out);
+    stream.finish(enc, out);
+    Ok(())
 }
 
 /// DashScope's native text rerank path.
@@ -479,9 +413,16 @@ impl Decode for QwenStream {
             self.finish(enc, out);
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
-            return;
-        };
+        if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+            let error = event.event.as_deref() == Some("error");
+            self.on_json(&v, error, enc, out);
+        }
+    }
+}
+
+impl QwenStream {
+    /// One answer or event (`error`: an SSE `event:error`).
+    fn on_json(&mut self, v: &Value, error: bool, enc: &mut dyn Encoder, out: &mut String) {
         if self.id.is_empty() {
             if let Some(id) = v.get("request_id").and_then(Value::as_str) {
                 self.id = id.to_string();
@@ -492,8 +433,7 @@ impl Decode for QwenStream {
             .get("code")
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty());
-        if event.event.as_deref() == Some("error") || (code.is_some() && v.get("output").is_none())
-        {
+        if error || (code.is_some() && v.get("output").is_none()) {
             let message = v
                 .get("message")
                 .and_then(Value::as_str)
@@ -548,9 +488,7 @@ impl Decode for QwenStream {
             enc.event(Event::Finish(f), out);
         }
     }
-}
 
-impl QwenStream {
     /// One tool-call piece: a new call (its id differs, or its `index` is new) starts a tool
     /// call; otherwise the arguments extend the open one.
     fn tool_piece(&mut self, call: &Value, enc: &mut dyn Encoder, out: &mut String) {
@@ -561,7 +499,15 @@ impl QwenStream {
             .filter(|id| !id.is_empty());
         let function = call.get("function");
         let name = str_of(function, "name").unwrap_or_default();
-        let args = str_of(function, "arguments").unwrap_or_default();
+        // Whole answers may carry the arguments as an object.
+        let object = function
+            .and_then(|f| f.get("arguments"))
+            .filter(|a| a.is_object())
+            .map(Value::to_string);
+        let args = object
+            .as_deref()
+            .or(str_of(function, "arguments"))
+            .unwrap_or_default();
         let existing = match (upstream, id) {
             (Some(i), _) => self.tools.iter().position(|t| t.upstream == Some(i)),
             (None, Some(id)) => self.tools.iter().position(|t| t.id == id),
@@ -600,6 +546,15 @@ impl QwenStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::ReasoningMode;
+
+    fn from_qwen_response(
+        body: &[u8],
+        model: &str,
+        reasoning: ReasoningMode,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, reasoning, |e, o| read_answer(body, e, o))
+    }
     use sdk::sse::SseDecoder;
 
     fn chat(v: Value) -> openai::ChatRequest {

@@ -4,8 +4,6 @@
 
 use super::{err, TranslateError};
 use sdk::llm::openai::{ChatMessage, ChatRequest, Content, ContentPart};
-use sdk::llm::responses::ResponsesEncoder;
-use sdk::llm::stream::read_chat_completion;
 use sdk::llm::Extra;
 use serde_json::{json, Value};
 
@@ -268,26 +266,23 @@ pub fn to_chat_request(
     })
 }
 
-/// The Responses answer for a chat completion: the `response` object, or with `stream` the
-/// whole event stream; `echo` holds the request's parameters it repeats.
-pub fn from_chat_completion(
-    chat: &Value,
-    stream: bool,
-    created_at: u64,
-    echo: serde_json::Map<String, Value>,
-) -> String {
-    let mut enc = ResponsesEncoder::new(stream, created_at).with_echo(echo);
-    let mut out = String::new();
-    read_chat_completion(chat, &mut enc, &mut out);
-    match stream {
-        true => out,
-        false => enc.response().to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_chat_completion(
+        chat: &Value,
+        stream: bool,
+        created: u64,
+        echo: serde_json::Map<String, Value>,
+    ) -> String {
+        let mut enc = sdk::llm::responses::ResponsesEncoder::new(stream, created).with_echo(echo);
+        crate::translate::whole(&mut enc, |e, o| {
+            sdk::llm::stream::read_chat_completion(chat, e, o);
+            Ok(())
+        })
+        .unwrap()
+    }
 
     fn chat(req: Value) -> Value {
         serde_json::to_value(to_chat_request(&req, "m", true).unwrap()).unwrap()

@@ -11,8 +11,8 @@ use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
+use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
-use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use sdk::usage::Usage;
 use serde_json::{json, Map, Value};
@@ -134,49 +134,23 @@ fn error_message(v: &Value) -> Option<String> {
     }
 }
 
-/// Builds the OpenAI chat completion for a generate answer (`{model_name, model_version,
-/// text_output}`). Usage is reported only when the backend sent both `num_input_tokens` and
-/// `num_output_tokens` (vLLM backend outputs); Triton itself counts nothing.
-pub fn from_triton_response(
+/// Reads a generate answer (`{model_name, model_version, text_output}`) as the events of one
+/// answer, as [`TritonStream`] reads each response of a stream.
+pub fn read_answer(
     body: &[u8],
     model: &str,
-) -> Result<openai::ChatResponse, TranslateError> {
+    enc: &mut dyn Encoder,
+    out: &mut String,
+) -> Result<(), TranslateError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| err(format!("cannot read the Triton answer: {e}")))?;
-    if let Some(message) = error_message(&v) {
-        return Err(err(format!("Triton error: {message}")));
+    if error_message(&v).is_none() && text_output(&v).is_none() {
+        return Err(err("the Triton answer has no text_output"));
     }
-    let text = text_output(&v).ok_or_else(|| err("the Triton answer has no text_output"))?;
-    let usage = match (
-        count(&v, "num_input_tokens"),
-        count(&v, "num_output_tokens"),
-    ) {
-        (Some(prompt), Some(completion)) => Some(openai::usage_of(&Usage::of(prompt, completion))),
-        _ => None,
-    };
-    let model = v
-        .get("model_name")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .unwrap_or(model);
-    Ok(openai::ChatResponse {
-        id: v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        object: "chat.completion".into(),
-        created: 0,
-        model: model.to_string(),
-        choices: vec![openai::Choice {
-            index: 0,
-            message: openai::ChatMessage::text("assistant", text),
-            finish_reason: Some(finish_reason(&v).unwrap_or("stop").to_string()),
-            extra: Extra::new(),
-        }],
-        usage,
-        extra: Extra::new(),
-    })
+    let mut stream = TritonStream::new(model);
+    stream.on_json(&v, enc, out);
+    stream.finish(enc, out);
+    Ok(())
 }
 
 /// Turns a Triton error response (`{"error": "…"}`) into the OpenAI-style error the client
@@ -234,17 +208,13 @@ impl TritonStream {
         }
         enc.event(event, out);
     }
-}
 
-impl Decode for TritonStream {
-    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+    /// One generate response.
+    fn on_json(&mut self, v: &Value, enc: &mut dyn Encoder, out: &mut String) {
         if self.done {
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
-            return;
-        };
-        if let Some(message) = error_message(&v) {
+        if let Some(message) = error_message(v) {
             self.done = true;
             let message = format!("Triton error: {message}");
             let error = Event::Error {
@@ -267,17 +237,25 @@ impl Decode for TritonStream {
                 self.id = id.to_string();
             }
         }
-        if let Some(n) = count(&v, "num_input_tokens") {
+        if let Some(n) = count(v, "num_input_tokens") {
             self.prompt_tokens = Some(n);
         }
-        if let Some(n) = count(&v, "num_output_tokens") {
+        if let Some(n) = count(v, "num_output_tokens") {
             self.completion_tokens = Some(self.completion_tokens.unwrap_or(0).saturating_add(n));
         }
-        if let Some(reason) = finish_reason(&v) {
+        if let Some(reason) = finish_reason(v) {
             self.finish = Some(reason);
         }
-        if let Some(text) = text_output(&v) {
+        if let Some(text) = text_output(v) {
             self.emit(Event::Text(&text), enc, out);
+        }
+    }
+}
+
+impl Decode for TritonStream {
+    fn on_event(&mut self, event: &SseEvent, enc: &mut dyn Encoder, out: &mut String) {
+        if let Ok(v) = serde_json::from_str::<Value>(&event.data) {
+            self.on_json(&v, enc, out);
         }
     }
 
@@ -298,6 +276,15 @@ impl Decode for TritonStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_triton_response(
+        body: &[u8],
+        model: &str,
+    ) -> Result<openai::ChatResponse, TranslateError> {
+        crate::translate::whole_chat(model, Default::default(), |e, o| {
+            read_answer(body, model, e, o)
+        })
+    }
     use crate::translate::{ChunkTranslator, ReasoningMode, SseTranslator};
     use sdk::sse::SseDecoder;
 
