@@ -20,9 +20,6 @@ use sdk::pipeline::RequestBody;
 use serde_json::{json, Value};
 use std::time::SystemTime;
 
-/// Longest error text from a non-JSON upstream answer kept in the JSON error.
-const MAX_ERROR_TEXT: usize = 512;
-
 /// Bedrock's count of the input tokens of an InvokeModel call.
 pub const INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
 
@@ -812,21 +809,11 @@ pub fn translate_error(
 
 /// A JSON error for a non-JSON error answer.
 pub fn text_error(status: u32, body: &[u8]) -> ErrorReply {
-    let text = String::from_utf8_lossy(body);
-    let mut end = text.len().min(MAX_ERROR_TEXT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let message = match text[..end].trim() {
-        "" => format!("upstream answered {status}"),
-        t => t.to_string(),
+    let kind = match status {
+        500.. => "server_error",
+        _ => "invalid_request_error",
     };
-    let kind = if status >= 500 {
-        "server_error"
-    } else {
-        "invalid_request_error"
-    };
-    ErrorReply::new(status, kind, Some("upstream_error"), message)
+    crate::translate::upstream_error(status, body, Some(kind), Some("upstream_error"), None)
 }
 
 /// Whether the answer of a provider in this protocol mode is left alone entirely.

@@ -914,18 +914,18 @@ fn resolve_native(c: &ProviderConfig, p: &mut Provider) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// Every type name the config accepts (served now or refused with a clear error).
-pub fn all_types() -> impl Iterator<Item = &'static str> {
-    OPENAI_COMPATIBLE
-        .iter()
-        .map(|s| s.kind)
-        .chain(["claude"])
-        .chain(NATIVE.iter().copied())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every type name the config accepts (served now or refused with a clear error).
+    fn all_types() -> impl Iterator<Item = &'static str> {
+        OPENAI_COMPATIBLE
+            .iter()
+            .map(|s| s.kind)
+            .chain(["claude"])
+            .chain(NATIVE.iter().copied())
+    }
     use serde_json::json;
 
     fn provider(v: serde_json::Value) -> Result<Provider, ConfigError> {

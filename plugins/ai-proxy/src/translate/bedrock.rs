@@ -4,7 +4,7 @@
 //! completions.
 
 use super::chat::{Block, Chat, Media, ToolChoice};
-use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::upstream_error;
 use super::{err, str_of, ChunkTranslator, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::sigv4::uri_encode;
@@ -443,22 +443,17 @@ pub fn bedrock_error_to_openai(
     body: &[u8],
 ) -> ErrorReply {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| str_of(Some(v), "message").or_else(|| str_of(Some(v), "Message")));
+    let field = |key| parsed.as_ref().and_then(|v| str_of(Some(v), key));
     let name = error_type_header
-        .or_else(|| parsed.as_ref().and_then(|v| str_of(Some(v), "__type")))
+        .or_else(|| field("__type"))
         .map(error_name)
         .filter(|n| !n.is_empty());
     let (status, kind) = match name.and_then(error_kind) {
-        Some(known) => known,
-        None => (status, openai_error_type_for_status(status)),
+        Some((status, kind)) => (status, Some(kind)),
+        None => (status, None),
     };
-    let message = match message {
-        Some(m) => m.to_string(),
-        None => body_excerpt(body, status),
-    };
-    ErrorReply::new(status, kind, name, message)
+    let message = field("message").or_else(|| field("Message"));
+    upstream_error(status, body, kind, name, message)
 }
 
 /// Reads a ConverseStream answer (binary event stream) into canonical events written by the

@@ -2,16 +2,13 @@
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
 use super::chat::{self, Chat, Effort, Media, ToolChoice};
-use super::{err, str_of, Decode, TranslateError};
+use super::{err, str_of, upstream_error, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
 use sdk::llm::stream::{Encoder, Event};
 use sdk::llm::{openai, Extra};
 use sdk::sse::SseEvent;
 use serde_json::{json, Map, Value};
-
-/// Longest upstream body text kept in an error message, in bytes.
-pub(crate) const MAX_ERROR_BODY: usize = 512;
 
 /// Builds the Anthropic request for an OpenAI chat request, sent to `model`.
 ///
@@ -295,55 +292,19 @@ fn openai_error_type(anthropic_type: &str) -> &'static str {
     }
 }
 
-/// OpenAI `error.type` for an HTTP status when the body says nothing usable.
-pub(crate) fn openai_error_type_for_status(status: u32) -> &'static str {
-    match status {
-        400 | 413 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_exceeded",
-        _ => "server_error",
-    }
-}
-
-/// The start of an upstream body as text, at most [`MAX_ERROR_BODY`] bytes, cut on a character.
-pub(crate) fn body_excerpt(body: &[u8], status: u32) -> String {
-    let head = body.get(..MAX_ERROR_BODY).unwrap_or(body);
-    let text = match std::str::from_utf8(head) {
-        Ok(s) => s.to_string(),
-        // Only the cut split a character: keep what precedes it.
-        Err(e) if e.error_len().is_none() => {
-            String::from_utf8_lossy(head.get(..e.valid_up_to()).unwrap_or_default()).into_owned()
-        }
-        Err(_) => String::from_utf8_lossy(head).into_owned(),
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        format!("upstream returned HTTP {status}")
-    } else {
-        text.to_string()
-    }
-}
-
 /// Turns an Anthropic error response (`{"type":"error","error":{"type","message"}}`) into the
 /// OpenAI-style error the client gets; `code` is the Anthropic error type.
 pub fn claude_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let kind = str_of(error, "type");
-    let message = str_of(error, "message");
-    match (kind, message) {
-        (Some(kind), Some(message)) => {
-            ErrorReply::new(status, openai_error_type(kind), Some(kind), message)
-        }
-        _ => ErrorReply::new(
-            status,
-            openai_error_type_for_status(status),
-            None,
-            body_excerpt(body, status),
-        ),
-    }
+    upstream_error(
+        status,
+        body,
+        kind.map(openai_error_type),
+        kind,
+        str_of(error, "message"),
+    )
 }
 
 /// Reads Anthropic's stream events into canonical events.

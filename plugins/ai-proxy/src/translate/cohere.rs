@@ -3,7 +3,7 @@
 //! OpenAI's shapes.
 
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice, Turn};
-use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::upstream_error;
 use super::{err, str_of, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::openai;
@@ -355,21 +355,13 @@ pub fn read_answer(
 /// error the client gets; the type follows the HTTP status.
 pub fn cohere_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty());
     let kind = match status {
         // A request or answer with a blocked token; a request cancelled by the client.
-        498 => "invalid_request_error",
-        499 => "request_cancelled",
-        s => openai_error_type_for_status(s),
+        498 => Some("invalid_request_error"),
+        499 => Some("request_cancelled"),
+        _ => None,
     };
-    match message {
-        Some(m) => ErrorReply::new(status, kind, None, m),
-        None => ErrorReply::new(status, kind, None, body_excerpt(body, status)),
-    }
+    upstream_error(status, body, kind, None, str_of(parsed.as_ref(), "message"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@
 //! translation comes back as its own choice with the detected source language as `name`.
 //! DeepL does not stream and reports characters, not tokens, so answers carry no usage.
 
-use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::err;
 use super::TranslateError;
+use super::{body_excerpt, openai_error_type_for_status};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;

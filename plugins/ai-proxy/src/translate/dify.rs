@@ -2,8 +2,8 @@
 //! completion and workflow apps. The conversation becomes one `query` (or one input variable);
 //! the answer, the stream and errors come back as chat completions.
 
-use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::err;
+use super::{openai_error_type_for_status, str_of, upstream_error};
 use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
@@ -458,26 +458,8 @@ fn dify_error(v: &Value, status: u32) -> Option<ErrorReply> {
 /// OpenAI-style error the client gets; `code` is Dify's code.
 pub fn dify_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let field = |key: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(key))
-            .and_then(Value::as_str)
-    };
-    match field("message") {
-        Some(message) => ErrorReply::new(
-            status,
-            openai_error_type_for_status(status),
-            field("code"),
-            message,
-        ),
-        None => ErrorReply::new(
-            status,
-            openai_error_type_for_status(status),
-            None,
-            body_excerpt(body, status),
-        ),
-    }
+    let field = |key| str_of(parsed.as_ref(), key);
+    upstream_error(status, body, None, field("code"), field("message"))
 }
 
 /// What one Dify stream event means for the answer.

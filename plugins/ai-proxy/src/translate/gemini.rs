@@ -9,8 +9,8 @@
 //! are put back on the `functionCall` part when the tool call returns in the history.
 
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice};
-use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::{err, str_of, Decode, ReasoningMode, TranslateError};
+use super::{openai_error_type_for_status, upstream_error};
 use sdk::error::ErrorReply;
 use sdk::llm::openai::{self, THOUGHT_SEPARATOR};
 use sdk::llm::stream::{Encoder, Event};
@@ -625,15 +625,7 @@ pub fn gemini_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     };
     let error = root.and_then(|v| v.get("error"));
     let message = str_of(error, "message").filter(|m| !m.is_empty());
-    let (Some(error), Some(message)) = (error, message) else {
-        return ErrorReply::new(
-            status,
-            openai_error_type_for_status(status),
-            None,
-            body_excerpt(body, status),
-        );
-    };
-    if key_invalid(error) {
+    if let (Some(message), true) = (message, error.is_some_and(key_invalid)) {
         return ErrorReply::new(
             401,
             "authentication_error",
@@ -641,13 +633,15 @@ pub fn gemini_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
             message,
         );
     }
-    let google_status = str_of(Some(error), "status");
+    let google_status = str_of(error, "status");
     // Not Google-shaped but carrying a string code (OpenAI-style gateways): keep that code.
-    let code = google_status.or_else(|| str_of(Some(error), "code"));
-    ErrorReply::new(
+    let code = google_status.or_else(|| str_of(error, "code"));
+    let kind = openai_error_type(google_status, status);
+    upstream_error(
         status,
-        openai_error_type(google_status, status),
-        code,
+        body,
+        Some(kind),
+        code.filter(|_| message.is_some()),
         message,
     )
 }

@@ -2,7 +2,7 @@
 //! request goes out as a chat completion; the response, the stream and errors come back in
 //! Anthropic's shapes.
 
-use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::upstream_error;
 use super::TranslateError;
 use super::{err, str_of};
 use sdk::error::ErrorReply;
@@ -341,37 +341,25 @@ pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
         e => str_of(e, "message"),
     }
     .or_else(|| str_of(parsed.as_ref(), "message"));
-    let Some(message) = message else {
-        return ErrorReply::new(
-            status,
-            openai_error_type_for_status(status),
-            None,
-            body_excerpt(body, status),
-        );
+    let code = match error.and_then(|e| e.get("code")) {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        c => c.and_then(Value::as_str).map(str::to_string),
     };
-    let kind = str_of(error, "type").unwrap_or_else(|| openai_error_type_for_status(status));
-    let code = error.and_then(|e| e.get("code")).and_then(|c| match c {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    ErrorReply {
-        code,
-        ..ErrorReply::new(status, kind, None, message.to_string())
-    }
-}
-
-/// OpenAI `chat.completion.chunk` events in, Anthropic's event sequence out.
-pub fn messages_stream() -> super::Translate<sdk::llm::stream::ChatChunkReader> {
-    super::Translate::new(
-        sdk::llm::stream::ChatChunkReader::new(),
-        Box::new(anthropic::StreamEncoder::new()),
-    )
+    let kind = str_of(error, "type").filter(|_| message.is_some());
+    upstream_error(status, body, kind, code.as_deref(), message)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// OpenAI `chat.completion.chunk` events in, Anthropic's event sequence out.
+    fn messages_stream() -> crate::translate::Translate<sdk::llm::stream::ChatChunkReader> {
+        crate::translate::Translate::new(
+            sdk::llm::stream::ChatChunkReader::new(),
+            Box::new(anthropic::StreamEncoder::new()),
+        )
+    }
     use sdk::sse::SseDecoder;
     use sdk::sse::SseEvent;
 

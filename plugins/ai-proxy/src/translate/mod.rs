@@ -17,6 +17,7 @@ pub mod reasoning;
 pub mod responses;
 pub mod triton;
 
+use sdk::error::ErrorReply;
 use sdk::llm::openai;
 use sdk::llm::stream::{ChatChunkReader, Encoder, Event};
 use sdk::sse::{SseDecoder, SseEvent};
@@ -34,6 +35,56 @@ impl std::fmt::Display for TranslateError {
 /// A translation error with `message`.
 pub(crate) fn err(message: impl Into<String>) -> TranslateError {
     TranslateError(message.into())
+}
+
+/// Longest upstream body text kept in an error message, in bytes.
+pub(crate) const MAX_ERROR_BODY: usize = 512;
+
+/// OpenAI `error.type` for an HTTP status when the body says nothing usable.
+pub(crate) fn openai_error_type_for_status(status: u32) -> &'static str {
+    match status {
+        400 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_exceeded",
+        _ => "server_error",
+    }
+}
+
+/// The start of an upstream body as text, at most [`MAX_ERROR_BODY`] bytes, cut on a character.
+pub(crate) fn body_excerpt(body: &[u8], status: u32) -> String {
+    let head = body.get(..MAX_ERROR_BODY).unwrap_or(body);
+    let text = match std::str::from_utf8(head) {
+        Ok(s) => s.to_string(),
+        // Only the cut split a character: keep what precedes it.
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(head.get(..e.valid_up_to()).unwrap_or_default()).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(head).into_owned(),
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        format!("upstream returned HTTP {status}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// The client's error for an upstream error answer: the provider's `message` when it gave
+/// one, else the start of the body; the type follows the status unless `kind` names one.
+pub(crate) fn upstream_error(
+    status: u32,
+    body: &[u8],
+    kind: Option<&str>,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> ErrorReply {
+    let message = message
+        .filter(|m| !m.is_empty())
+        .map_or_else(|| body_excerpt(body, status), str::to_string);
+    let kind = kind.unwrap_or_else(|| openai_error_type_for_status(status));
+    ErrorReply::new(status, kind, code, message)
 }
 
 /// The string `key` of an optional JSON object.
@@ -93,37 +144,6 @@ pub fn text_only(msg: &openai::ChatMessage, service: &str) -> Result<String, Tra
             Ok(texts.join("\n"))
         }
     }
-}
-
-/// The non-empty texts of an assistant message (string content, `text` and `refusal` parts);
-/// any other part is an error naming `provider`.
-pub fn assistant_texts<'a>(
-    msg: &'a openai::ChatMessage,
-    provider: &str,
-) -> Result<Vec<&'a str>, TranslateError> {
-    let mut out = Vec::new();
-    match &msg.content {
-        Some(openai::Content::Text(s)) if !s.is_empty() => out.push(s.as_str()),
-        None | Some(openai::Content::Text(_)) => {}
-        Some(openai::Content::Parts(parts)) => {
-            for part in parts {
-                let text = match part.kind.as_str() {
-                    "text" => part.text.as_deref(),
-                    "refusal" => part
-                        .extra
-                        .get("refusal")
-                        .and_then(serde_json::Value::as_str),
-                    other => {
-                        return Err(TranslateError(format!(
-                            "assistant content part type {other:?} is not supported by {provider}"
-                        )))
-                    }
-                };
-                out.extend(text.filter(|t| !t.is_empty()));
-            }
-        }
-    }
-    Ok(out)
 }
 
 pub use sdk::llm::stream::ReasoningMode;

@@ -8,9 +8,9 @@
 //! pieces have an empty id and only argument text (DashScope's function-calling guide). Each
 //! event also repeats the usage so far.
 
-use super::claude::{body_excerpt, openai_error_type_for_status};
 use super::cohere::count;
 use super::{err, max_tokens, str_of};
+use super::{openai_error_type_for_status, upstream_error};
 use super::{Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::openai;
@@ -361,25 +361,9 @@ fn error_json(body: &[u8]) -> Option<Value> {
 /// `event:error`) into the OpenAI-style error the client gets; `code` is DashScope's code.
 pub fn qwen_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
     let parsed = error_json(body);
-    let code = parsed
-        .as_ref()
-        .and_then(|v| v.get("code"))
-        .and_then(Value::as_str)
-        .filter(|c| !c.is_empty());
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty());
-    match message {
-        Some(m) => ErrorReply::new(status, error_type(code, status), code, m),
-        None => ErrorReply::new(
-            status,
-            error_type(code, status),
-            code,
-            body_excerpt(body, status),
-        ),
-    }
+    let code = str_of(parsed.as_ref(), "code").filter(|c| !c.is_empty());
+    let message = str_of(parsed.as_ref(), "message");
+    upstream_error(status, body, Some(error_type(code, status)), code, message)
 }
 
 // ---------------------------------------------------------------------------------------------

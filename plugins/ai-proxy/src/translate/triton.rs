@@ -5,7 +5,7 @@
 //! As in Higress the prompt is the text of the last message (the generate endpoint takes raw
 //! text, not a conversation), and only sampling settings Triton models commonly read are sent.
 
-use super::claude::{body_excerpt, openai_error_type_for_status};
+use super::upstream_error;
 use super::{err, max_tokens};
 use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
@@ -156,11 +156,9 @@ pub fn read_answer(
 /// Turns a Triton error response (`{"error": "…"}`) into the OpenAI-style error the client
 /// gets.
 pub fn triton_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| error_message(&v))
-        .unwrap_or_else(|| body_excerpt(body, status));
-    ErrorReply::new(status, openai_error_type_for_status(status), None, message)
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed.as_ref().and_then(error_message);
+    upstream_error(status, body, None, None, message.as_deref())
 }
 
 /// Reads a `generate_stream` event stream (`data: {text_output, …}` per response) into
