@@ -106,12 +106,7 @@ pub fn callout_request(
         .unwrap_or_default();
     let out = outbound(p, body, api, host.now(), &path)?;
     let bytes = encode(&out.body)?;
-    let mut headers = vec![
-        (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), p.upstream_path(&path)),
-        ("content-type".to_string(), "application/json".to_string()),
-    ];
-    headers.extend(static_headers(p, token));
+    let mut headers = post_headers(p, &path, token);
     if p.auth == Auth::OAuth {
         if let Some(t) = crate::vertex::access_token(host, p) {
             headers.push(("authorization".into(), format!("Bearer {t}")));
@@ -124,6 +119,17 @@ pub fn callout_request(
         }
     }
     Ok((headers, bytes))
+}
+
+/// The headers of a JSON POST to `path` at `p` with key `token`.
+pub fn post_headers(p: &Provider, path: &str, token: Option<&str>) -> Headers {
+    let mut headers = vec![
+        (":method".to_string(), "POST".to_string()),
+        (":path".to_string(), p.upstream_path(path)),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    headers.extend(static_headers(p, token));
+    headers
 }
 
 /// The images API of a request, if it is one.

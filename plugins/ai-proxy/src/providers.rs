@@ -11,9 +11,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 /// How the key is sent upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Auth {
     /// `Authorization: Bearer <key>`.
+    #[default]
     Bearer,
     /// The key in a named header (`api-key` for Azure, `x-api-key` for Anthropic).
     Header(&'static str),
@@ -26,9 +27,10 @@ pub enum Auth {
 }
 
 /// The upstream API family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Family {
     /// OpenAI-compatible chat completions.
+    #[default]
     OpenAi,
     /// Anthropic Messages.
     Claude,
@@ -125,74 +127,62 @@ const fn spec(kind: &'static str, host: &'static str, base: &'static str) -> Spe
     }
 }
 
+impl Spec {
+    const fn completions(self) -> Spec {
+        Spec {
+            completions: true,
+            ..self
+        }
+    }
+
+    const fn no_embeddings(self) -> Spec {
+        Spec {
+            embeddings: false,
+            ..self
+        }
+    }
+
+    const fn chat(self, path: &'static str) -> Spec {
+        Spec {
+            chat: Some(path),
+            ..self
+        }
+    }
+}
+
 /// Every OpenAI-compatible type with its default host and base path (Bearer auth unless noted
 /// in `resolve`). Types whose host comes from config have an empty host here.
 const OPENAI_COMPATIBLE: &[Spec] = &[
-    Spec {
-        completions: true,
-        ..spec("openai", "api.openai.com", "/v1")
-    },
-    Spec {
-        completions: true,
-        ..spec("azure", "", "")
-    },
+    spec("openai", "api.openai.com", "/v1").completions(),
+    spec("azure", "", "").completions(),
     spec("moonshot", "api.moonshot.cn", "/v1"),
     spec("qwen", "dashscope.aliyuncs.com", "/compatible-mode/v1"),
-    Spec {
-        completions: true,
-        ..spec("deepseek", "api.deepseek.com", "/v1")
-    },
+    spec("deepseek", "api.deepseek.com", "/v1").completions(),
     spec("groq", "api.groq.com", "/openai/v1"),
     spec("grok", "api.x.ai", "/v1"),
     spec("mistral", "api.mistral.ai", "/v1"),
-    Spec {
-        completions: true,
-        ..spec("together-ai", "api.together.xyz", "/v1")
-    },
+    spec("together-ai", "api.together.xyz", "/v1").completions(),
     spec("openrouter", "openrouter.ai", "/api/v1"),
-    Spec {
-        completions: true,
-        ..spec("fireworks", "api.fireworks.ai", "/inference/v1")
-    },
+    spec("fireworks", "api.fireworks.ai", "/inference/v1").completions(),
     spec("github", "models.inference.ai.azure.com", ""),
-    Spec {
-        completions: true,
-        ..spec("ollama", "", "/v1")
-    },
-    Spec {
-        completions: true,
-        ..spec("vllm", "", "/v1")
-    },
+    spec("ollama", "", "/v1").completions(),
+    spec("vllm", "", "/v1").completions(),
     spec("zhipuai", "open.bigmodel.cn", "/api/paas/v4"),
     spec("doubao", "ark.cn-beijing.volces.com", "/api/v3"),
     spec("baichuan", "api.baichuan-ai.com", "/v1"),
     spec("yi", "api.lingyiwanwu.com", "/v1"),
     spec("stepfun", "api.stepfun.com", "/v1"),
-    Spec {
-        chat: Some("/v1/text/chatcompletion_v2"),
-        embeddings: false,
-        ..spec("minimax", "api.minimax.chat", "/v1")
-    },
+    spec("minimax", "api.minimax.chat", "/v1")
+        .no_embeddings()
+        .chat("/v1/text/chatcompletion_v2"),
     spec("ai360", "api.360.cn", "/v1"),
     spec("hunyuan", "api.hunyuan.cloud.tencent.com", "/v1"),
     spec("cloudflare", "api.cloudflare.com", ""),
-    Spec {
-        embeddings: false,
-        ..spec("longcat", "api.longcat.chat", "/openai/v1")
-    },
+    spec("longcat", "api.longcat.chat", "/openai/v1").no_embeddings(),
     spec("baidu", "qianfan.baidubce.com", "/v2"),
-    Spec {
-        embeddings: false,
-        ..spec("spark", "spark-api-open.xf-yun.com", "/v1")
-    },
-    Spec {
-        embeddings: false,
-        ..spec("galadriel", "api.galadriel.com", "/v1")
-    },
-    Spec {
-        completions: true,
-        ..spec("generic", "", "/v1")
-    },
+    spec("spark", "spark-api-open.xf-yun.com", "/v1").no_embeddings(),
+    spec("galadriel", "api.galadriel.com", "/v1").no_embeddings(),
+    spec("generic", "", "/v1").completions(),
 ];
 
 /// Natively translated types (resolved in `resolve_native`).
@@ -201,7 +191,7 @@ const NATIVE: &[&str] = &[
 ];
 
 /// A resolved provider: everything a request needs, computed once at load.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Provider {
     /// Provider type name.
     pub kind: String,
@@ -420,9 +410,10 @@ pub(crate) fn non_empty(v: &Option<String>) -> Option<&str> {
 }
 
 /// Higress's `basePath` with its `basePathHandling`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum BasePath {
     /// Not set.
+    #[default]
     None,
     /// Removed from the client's path before mapping.
     RemovePrefix(String),
@@ -474,30 +465,13 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
     };
     let mut p = Provider {
         kind: kind.to_string(),
-        family: Family::OpenAi,
-        host: String::new(),
-        base: String::new(),
-        query: String::new(),
-        chat: String::new(),
-        completions: None,
-        embeddings: None,
-        models: None,
-        images: None,
-        rerank: None,
-        image_edits: false,
-        responses: None,
         passthrough: true,
-        passthrough_base: None,
-        base_path: BasePath::None,
-        provider_base_path: String::new(),
-        auth: Auth::Bearer,
         tokens: c
             .api_tokens
             .iter()
             .filter(|t| !t.is_empty())
             .cloned()
             .collect(),
-        next_token: Cell::new(0),
         mapping,
         protocol: c.protocol,
         timeout_ms: c.timeout.unwrap_or(120_000),
@@ -507,19 +481,14 @@ pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, Co
             .claude_version
             .clone()
             .unwrap_or_else(|| "2023-06-01".to_string()),
-        claude_code_mode: false,
         passthrough_client_key: c.passthrough_client_key,
         failover: Failover::compile(&c.failover)?,
         retry: Retry::compile(&c.retry_on_failure)?,
         custom_settings: c.custom_settings.clone(),
-        native: Native::None,
-        qwen_enable_search: false,
         reasoning,
         call_cluster: c.cluster.clone().filter(|c| !c.is_empty()),
-        health_key: String::new(),
-        cluster: RefCell::new(None),
-        inflight: RefCell::new(HashMap::new()),
         id: c.id.clone(),
+        ..Provider::default()
     };
     // As in Higress, `qwen` speaks DashScope's native API unless `qwenEnableCompatible: true`.
     if NATIVE.contains(&kind) || (kind == "qwen" && c.qwen_enable_compatible != Some(true)) {

@@ -3,6 +3,7 @@
 //! Pure functions: the caller passes the request as it will go on the wire (method, path and
 //! query percent-encoded as sent, the headers to sign, the body) and a clock reading.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -358,22 +359,11 @@ fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// HMAC-SHA256 (RFC 2104).
+/// HMAC-SHA256 (any key length is valid, so the error arm is never taken).
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&sha256(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    Hmac::<Sha256>::new_from_slice(key)
+        .map(|mac| mac.chain_update(message).finalize().into_bytes().into())
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

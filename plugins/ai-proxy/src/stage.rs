@@ -275,29 +275,15 @@ impl ProxyStage {
         let Some(index) = (0..p.tokens.len()).find(|i| !replay.tried.contains(i)) else {
             return false;
         };
-        let Some(cluster) = p.call_cluster.clone().or_else(|| ex.cluster_name(host)) else {
+        let token = p.tokens.get(index).map(String::as_str);
+        let headers = native::post_headers(p, &replay.path, token);
+        let Some(call) = dispatch(host, ex, p, &headers, &replay.body, retry.timeout) else {
             return false;
         };
-        let token = p.tokens.get(index).map(String::as_str);
-        let mut headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), p.upstream_path(&replay.path)),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        headers.extend(native::static_headers(p, token));
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        match host.dispatch_http_call(&cluster, &refs, Some(&replay.body), retry.timeout) {
-            Ok(call) => {
-                self.pending = Some((call, Call::Retry));
-                replay.tried.push(index);
-                replay.retries_left -= 1;
-                true
-            }
-            Err(_) => false,
-        }
+        self.pending = Some((call, Call::Retry));
+        replay.tried.push(index);
+        replay.retries_left -= 1;
+        true
     }
 
     /// `fallback`: sends the client's request, translated, to the next fallback provider.
@@ -337,31 +323,38 @@ impl ProxyStage {
         timeout_ms: u64,
         index: usize,
     ) -> bool {
-        let Some(cluster) = p.call_cluster.clone().or_else(|| ex.cluster_name(host)) else {
-            return false;
-        };
         let Ok((headers, bytes)) =
             native::callout_request(host, p, body, ex.api(), &ex.path, p.next_token())
         else {
             return false;
         };
-        let refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
         let timeout = std::time::Duration::from_millis(timeout_ms);
-        match host.dispatch_http_call(&cluster, &refs, Some(&bytes), timeout) {
-            Ok(call) => {
-                host.log(
-                    LogLevel::Info,
-                    &format!("[ai-proxy] falling back to provider `{}`", p.name()),
-                );
-                self.pending = Some((call, Call::Fallback(index)));
-                true
-            }
-            Err(_) => false,
-        }
+        let Some(call) = dispatch(host, ex, p, &headers, &bytes, timeout) else {
+            return false;
+        };
+        let message = format!("[ai-proxy] falling back to provider `{}`", p.name());
+        host.log(LogLevel::Info, &message);
+        self.pending = Some((call, Call::Fallback(index)));
+        true
     }
+}
+
+/// Sends a callout to `p` (its own cluster, else the route's); the call's token.
+fn dispatch(
+    host: &dyn Host,
+    ex: &mut Exchange,
+    p: &Provider,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    let cluster = p.call_cluster.clone().or_else(|| ex.cluster_name(host))?;
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    host.dispatch_http_call(&cluster, &refs, Some(body), timeout)
+        .ok()
 }
 
 /// `created` of translated answers: when the request started, in Unix seconds.

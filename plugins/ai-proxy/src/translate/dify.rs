@@ -525,6 +525,8 @@ pub struct DifyStream {
     started: bool,
     replaced: bool,
     done: bool,
+    /// The text so far, for a whole answer (none: sent as it comes).
+    held: Option<String>,
 }
 
 impl DifyStream {
@@ -538,6 +540,7 @@ impl DifyStream {
             started: false,
             replaced: false,
             done: false,
+            held: None,
         }
     }
 
@@ -574,12 +577,21 @@ impl Decode for DifyStream {
             self.created = created_of(&v).unwrap_or(0);
         }
         match step(event, &v, &self.opts) {
-            Step::Text(t) => self.emit(Event::Text(&t), enc, out),
+            Step::Text(t) => match &mut self.held {
+                Some(held) => held.push_str(&t),
+                None => self.emit(Event::Text(&t), enc, out),
+            },
             Step::Replace(t) => {
                 self.replaced = true;
-                self.emit(Event::Text(&t), enc, out);
+                match &mut self.held {
+                    Some(held) => *held = t,
+                    None => self.emit(Event::Text(&t), enc, out),
+                }
             }
             Step::End(usage) => {
+                if let Some(held) = self.held.take() {
+                    self.emit(Event::Text(&held), enc, out);
+                }
                 let reason = if self.replaced {
                     "content_filter"
                 } else {
@@ -618,7 +630,8 @@ impl Decode for DifyStream {
     }
 }
 
-/// The answer collected from a whole Dify SSE body (a replacement replaces what came before).
+/// A whole Dify SSE body read by [`DifyStream`], its text held until the end (a replacement
+/// replaces what came before).
 fn read_stream_body(
     body: &[u8],
     opts: &DifyOptions,
@@ -631,45 +644,16 @@ fn read_stream_body(
         .feed(body, &mut events)
         .map_err(|e| err(e.to_string()))?;
     decoder.finish(&mut events);
-    let mut content = String::new();
-    let mut replaced = false;
-    let mut id: Option<String> = None;
-    let mut created = None;
+    let mut stream = DifyStream::new("", opts);
+    stream.held = Some(String::new());
     for ev in &events {
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-            continue;
-        };
-        if id.is_none() {
-            id = answer_id(&v, opts.bot_type).map(str::to_string);
-        }
-        if created.is_none() {
-            created = created_of(&v);
-        }
-        let (text, reason, usage) = match step(ev, &v, opts) {
-            Step::Text(t) => {
-                content.push_str(&t);
-                continue;
-            }
-            Step::Replace(t) => {
-                content = t;
-                replaced = true;
-                continue;
-            }
-            Step::Skip => continue,
-            Step::Fail(e) => return Err(err(e.message)),
-            Step::End(usage) => {
-                let reason = if replaced { "content_filter" } else { "stop" };
-                (std::mem::take(&mut content), reason, usage)
-            }
-            Step::WorkflowDone(text) => (text, "stop", None),
-        };
-        let id = id.as_deref().unwrap_or_default();
-        answer(enc, out, (id, created), &text, reason, usage);
-        return Ok(());
+        stream.on_event(ev, enc, out);
     }
-    Err(err("the Dify stream ended before the answer was complete"))
+    match stream.done {
+        true => Ok(()),
+        false => Err(err("the Dify stream ended before the answer was complete")),
+    }
 }
-
 /// A whole answer's events: its (id, creation time), text, finish reason and usage.
 fn answer(
     enc: &mut dyn Encoder,
