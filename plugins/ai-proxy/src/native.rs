@@ -378,22 +378,13 @@ fn chat_body(
                 "generateContent"
             };
             late.push((":path".into(), Some(gemini_path(p, model, action))));
-            let opts = gemini::GeminiOptions {
-                safety_settings: g.safety_settings.clone(),
-                reasoning: p.reasoning,
-                thinking_budget: g.thinking_budget,
-            };
-            RequestBody::Json(gemini::to_gemini_request(chat, &opts).map_err(bad_request)?)
+            let body = gemini::to_gemini_request(chat, g, p.reasoning).map_err(bad_request)?;
+            RequestBody::Json(body)
         }
         (Family::Bedrock, Native::Bedrock(b)) => {
             late.push((":path".into(), Some(bedrock::converse_path(model, stream))));
-            let opts = bedrock::BedrockOptions {
-                model: model.to_string(),
-                additional_fields: b.additional_fields.clone(),
-                cache_points: b.cache_points,
-                cache_retention: b.cache_retention.clone(),
-            };
-            RequestBody::Json(bedrock::to_converse_request(chat, &opts).map_err(bad_request)?)
+            let body = bedrock::to_converse_request(chat, b, model).map_err(bad_request)?;
+            RequestBody::Json(body)
         }
         (Family::Cohere, _) => {
             if stream {

@@ -75,9 +75,11 @@ pub enum Native {
 pub struct GeminiSettings {
     /// Path up to the model: `/v1beta/models`, `/v1/projects/P/locations/R/publishers/google/models`.
     pub model_prefix: String,
-    /// `safetySettings` sent with every request.
+    /// Higress `geminiSafetySetting`, sent as `safetySettings` (a `{category: threshold}` map or
+    /// a ready array).
     pub safety_settings: Option<serde_json::Value>,
-    /// `thinkingBudget` when the client asks for none.
+    /// Higress `geminiThinkingBudget`: `thinkingBudget` when the request has no
+    /// `reasoning_effort` (0 turns thinking off, -1 lets the model decide).
     pub thinking_budget: Option<i64>,
     /// Vertex service account (OAuth) settings.
     pub vertex: Option<crate::vertex::ServiceAccount>,
@@ -93,11 +95,13 @@ pub struct BedrockSettings {
     pub region: String,
     /// SigV4 credentials (none: API keys from `apiTokens`).
     pub credentials: Option<crate::sigv4::Credentials>,
-    /// `additionalModelRequestFields`.
+    /// Higress `bedrockAdditionalFields`: merged into `additionalModelRequestFields` (its keys
+    /// win over the translated ones).
     pub additional_fields: Option<serde_json::Value>,
-    /// Prompt cache points.
+    /// Higress `bedrockPromptCachePointPositions`.
     pub cache_points: crate::translate::bedrock::CachePoints,
-    /// Prompt cache retention when the request names none.
+    /// Higress `promptCacheRetention` (`in_memory` or `24h`) when the request names none; no
+    /// retention means no cache points.
     pub cache_retention: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use super::chat::{Block, Chat, Media, ToolChoice};
 use super::upstream_error;
 use super::{err, str_of, ChunkTranslator, TranslateError};
 use crate::eventstream::{Decoder, Message};
+use crate::providers::BedrockSettings;
 use crate::sigv4::uri_encode;
 use sdk::error::ErrorReply;
 use sdk::llm::openai;
@@ -82,22 +83,6 @@ impl CachePoints {
     }
 }
 
-/// Request options from the provider config.
-#[derive(Debug, Clone, Default)]
-pub struct BedrockOptions {
-    /// Model id (unencoded) the request goes to; decides Anthropic-only fields (thinking) and
-    /// whether cache points are supported (`amazon.nova`, `anthropic.claude`).
-    pub model: String,
-    /// Higress `bedrockAdditionalFields`: an object merged into `additionalModelRequestFields`
-    /// (its keys win over the translated ones).
-    pub additional_fields: Option<Value>,
-    /// Higress `bedrockPromptCachePointPositions`.
-    pub cache_points: CachePoints,
-    /// Higress `promptCacheRetention` (`in_memory` or `24h`), used when the request has no
-    /// `prompt_cache_retention`; no retention means no cache points.
-    pub cache_retention: Option<String>,
-}
-
 /// Whether `model` is an Anthropic model on Bedrock (ids, cross-region profiles).
 fn is_anthropic(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
@@ -114,7 +99,8 @@ const SERVICE: &str = "Bedrock";
 /// alternating roles), and OpenAI-only fields are dropped.
 pub fn to_converse_request(
     req: &openai::ChatRequest,
-    opts: &BedrockOptions,
+    opts: &BedrockSettings,
+    model: &str,
 ) -> Result<Value, TranslateError> {
     let chat = Chat::read(req, SERVICE)?;
     chat.single_answer(SERVICE)?;
@@ -143,7 +129,7 @@ pub fn to_converse_request(
     // Thinking (Anthropic models only): the budget must stay below maxTokens.
     let max_tokens = chat.max_tokens;
     let mut thinking = match chat.effort {
-        Some(e) if is_anthropic(&opts.model) && !chat.continues_tool_use() => e.anthropic_budget(),
+        Some(e) if is_anthropic(model) && !chat.continues_tool_use() => e.anthropic_budget(),
         _ => None,
     };
     if let (Some(budget), Some(max)) = (thinking, max_tokens) {
@@ -179,7 +165,7 @@ pub fn to_converse_request(
         body.insert("toolConfig".into(), tool_config);
     }
 
-    add_cache_points(&chat, opts, &mut system, &mut messages);
+    add_cache_points(&chat, opts, model, &mut system, &mut messages);
 
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
@@ -298,7 +284,8 @@ fn tool_config(chat: &Chat) -> Result<Option<Value>, TranslateError> {
 /// `in_memory` → default TTL, `24h` → `ttl: "1h"` (Bedrock's longest).
 fn add_cache_points(
     chat: &Chat,
-    opts: &BedrockOptions,
+    opts: &BedrockSettings,
+    model: &str,
     system: &mut Vec<Value>,
     messages: &mut [Value],
 ) {
@@ -313,7 +300,7 @@ fn add_cache_points(
         Some("24h") => json!({"cachePoint": {"type": "default", "ttl": "1h"}}),
         _ => return,
     };
-    let model = opts.model.to_ascii_lowercase();
+    let model = model.to_ascii_lowercase();
     if !(model.contains("amazon.nova") || model.contains("anthropic.claude")) {
         return;
     }
@@ -753,6 +740,28 @@ pub fn from_bedrock_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The provider settings these tests vary, with the model.
+    #[derive(Default)]
+    struct BedrockOptions {
+        model: String,
+        additional_fields: Option<Value>,
+        cache_points: CachePoints,
+        cache_retention: Option<String>,
+    }
+
+    fn to_converse_request(
+        req: &openai::ChatRequest,
+        o: &BedrockOptions,
+    ) -> Result<Value, TranslateError> {
+        let settings = BedrockSettings {
+            additional_fields: o.additional_fields.clone(),
+            cache_points: o.cache_points,
+            cache_retention: o.cache_retention.clone(),
+            ..BedrockSettings::default()
+        };
+        super::to_converse_request(req, &settings, &o.model)
+    }
     use crate::translate::ReasoningMode;
 
     fn from_converse_response(

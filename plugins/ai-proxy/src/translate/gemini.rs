@@ -11,6 +11,7 @@
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice};
 use super::{err, str_of, Decode, ReasoningMode, TranslateError};
 use super::{openai_error_type_for_status, upstream_error};
+use crate::providers::GeminiSettings;
 use sdk::error::ErrorReply;
 use sdk::llm::openai::{self, THOUGHT_SEPARATOR};
 use sdk::llm::stream::{Encoder, Event};
@@ -51,19 +52,6 @@ const SCHEMA_KEYS: &[&str] = &[
 /// `format` values Gemini accepts (others are rejected with 400).
 const SCHEMA_FORMATS: &[&str] = &["enum", "date-time", "float", "double", "int32", "int64"];
 
-/// Provider settings the translation needs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GeminiOptions {
-    /// Higress `geminiSafetySetting`: a `{category: threshold}` map (or a ready
-    /// `safetySettings` array), sent as `safetySettings`.
-    pub safety_settings: Option<Value>,
-    /// Higress `reasoningContentMode`: thoughts are asked for (`includeThoughts`) unless `Ignore`.
-    pub reasoning: ReasoningMode,
-    /// Higress `geminiThinkingBudget`: `thinkingBudget` sent when the request has no
-    /// `reasoning_effort` (0 turns thinking off, -1 lets the model decide).
-    pub thinking_budget: Option<i64>,
-}
-
 /// The upstream's name in errors.
 const SERVICE: &str = "Gemini";
 
@@ -75,7 +63,8 @@ const SERVICE: &str = "Gemini";
 /// are merged; sampling fields go into `generationConfig`.
 pub fn to_gemini_request(
     req: &openai::ChatRequest,
-    opts: &GeminiOptions,
+    opts: &GeminiSettings,
+    reasoning: ReasoningMode,
 ) -> Result<Value, TranslateError> {
     let chat = Chat::read(req, SERVICE)?;
     let mut contents: Vec<Value> = Vec::new();
@@ -130,7 +119,7 @@ pub fn to_gemini_request(
         }
     }
 
-    let config = generation_config(&chat, opts)?;
+    let config = generation_config(&chat, opts, reasoning)?;
     if !config.is_empty() {
         out.insert("generationConfig".into(), Value::Object(config));
     }
@@ -368,7 +357,8 @@ pub fn clean_schema(schema: &Value) -> Value {
 
 fn generation_config(
     chat: &Chat,
-    opts: &GeminiOptions,
+    opts: &GeminiSettings,
+    reasoning: ReasoningMode,
 ) -> Result<Map<String, Value>, TranslateError> {
     let mut gc = Map::new();
     for (to, value) in [("temperature", &chat.temperature), ("topP", &chat.top_p)] {
@@ -414,7 +404,7 @@ fn generation_config(
             }
         }
     }
-    if let Some(thinking) = thinking_config(chat, opts)? {
+    if let Some(thinking) = thinking_config(chat, opts, reasoning)? {
         gc.insert("thinkingConfig".into(), thinking);
     }
     Ok(gc)
@@ -422,7 +412,11 @@ fn generation_config(
 
 /// `thinkingConfig` from Google's OpenAI-compatible `extra_body.google.thinking_config`, else
 /// from `reasoning_effort`, else from the configured budget.
-fn thinking_config(chat: &Chat, opts: &GeminiOptions) -> Result<Option<Value>, TranslateError> {
+fn thinking_config(
+    chat: &Chat,
+    opts: &GeminiSettings,
+    reasoning: ReasoningMode,
+) -> Result<Option<Value>, TranslateError> {
     if let Some(Value::Object(tc)) = chat
         .extra
         .get("extra_body")
@@ -451,7 +445,7 @@ fn thinking_config(chat: &Chat, opts: &GeminiOptions) -> Result<Option<Value>, T
         }
     };
     Ok(budget.map(|budget| {
-        if budget == 0 || opts.reasoning == ReasoningMode::Ignore {
+        if budget == 0 || reasoning == ReasoningMode::Ignore {
             json!({ "thinkingBudget": budget })
         } else {
             json!({"thinkingBudget": budget, "includeThoughts": true})
@@ -953,6 +947,26 @@ pub fn from_vertex_embeddings(body: &[u8], model: &str) -> Result<Value, Transla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The provider settings these tests vary, with the reasoning mode.
+    #[derive(Default)]
+    struct GeminiOptions {
+        safety_settings: Option<Value>,
+        reasoning: ReasoningMode,
+        thinking_budget: Option<i64>,
+    }
+
+    fn to_gemini_request(
+        req: &openai::ChatRequest,
+        o: &GeminiOptions,
+    ) -> Result<Value, TranslateError> {
+        let settings = GeminiSettings {
+            safety_settings: o.safety_settings.clone(),
+            thinking_budget: o.thinking_budget,
+            ..GeminiSettings::default()
+        };
+        super::to_gemini_request(req, &settings, o.reasoning)
+    }
 
     fn from_gemini_response(
         body: &[u8],
