@@ -5,7 +5,7 @@
 
 use super::chat::{Block, Chat, Media, ToolChoice};
 use super::upstream_error;
-use super::{err, str_of, ChunkTranslator, TranslateError};
+use super::{err, parse, str_of, ChunkTranslator, TranslateError};
 use crate::eventstream::{Decoder, Message};
 use crate::providers::BedrockSettings;
 use crate::sigv4::uri_encode;
@@ -353,8 +353,7 @@ pub fn read_converse(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Bedrock response is not JSON: {e}")))?;
+    let resp: Value = parse(body, "Bedrock response is not JSON")?;
     let content = resp
         .pointer("/output/message/content")
         .and_then(Value::as_array)
@@ -711,8 +710,7 @@ pub fn from_bedrock_embeddings(
     model: &str,
     header_tokens: Option<u64>,
 ) -> Result<Value, TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Bedrock embeddings answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "Bedrock embeddings answer is not JSON")?;
     let mut out = match v.get("embedding") {
         Some(embedding) => {
             let tokens = v
@@ -720,12 +718,7 @@ pub fn from_bedrock_embeddings(
                 .and_then(Value::as_u64)
                 .or(header_tokens)
                 .unwrap_or(0);
-            json!({
-                "object": "list",
-                "data": [{"object": "embedding", "index": 0, "embedding": embedding}],
-                "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            })
+            super::embeddings_list([embedding.clone()], model, tokens)
         }
         None => super::cohere::from_cohere_embed(body, model)?,
     };

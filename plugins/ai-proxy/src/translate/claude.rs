@@ -2,7 +2,7 @@
 //! as a `/v1/messages` body; the response, the stream and errors come back as chat completions.
 
 use super::chat::{self, Chat, Effort, Media, ToolChoice};
-use super::{err, str_of, upstream_error, Decode, TranslateError};
+use super::{err, parse, str_of, upstream_error, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::anthropic::{self, Block, StreamEvent};
 use sdk::llm::stream::{Encoder, Event};
@@ -237,8 +237,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let resp: anthropic::MessagesResponse = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Anthropic answer is not readable: {e}")))?;
+    let resp: anthropic::MessagesResponse = parse(body, "Anthropic answer is not readable")?;
     enc.event(
         Event::Meta {
             id: &resp.id,
@@ -437,6 +436,7 @@ impl Decode for ClaudeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::StreamTranslator;
 
     fn from_claude_response(resp: &anthropic::MessagesResponse) -> openai::ChatResponse {
         let body = serde_json::to_vec(resp).unwrap();

@@ -4,7 +4,7 @@
 
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice, Turn};
 use super::upstream_error;
-use super::{err, str_of, Decode, TranslateError};
+use super::{err, parse, str_of, Decode, TranslateError};
 use sdk::error::ErrorReply;
 use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
@@ -280,8 +280,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| err(format!("Cohere answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "Cohere answer is not JSON")?;
     let message = v
         .get("message")
         .filter(|m| m.is_object())
@@ -518,8 +517,7 @@ pub fn to_cohere_embed(req: &Value, model: &str) -> Result<Value, TranslateError
 /// Builds the OpenAI embeddings answer for a Cohere embed answer (`embeddings.float`, or the
 /// bare array of the float-only format); usage is the billed input tokens.
 pub fn from_cohere_embed(body: &[u8], model: &str) -> Result<Value, TranslateError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| err(format!("Cohere answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "Cohere answer is not JSON")?;
     let embeddings = v.get("embeddings");
     let vectors = match embeddings {
         Some(Value::Array(list)) => list,
@@ -530,11 +528,6 @@ pub fn from_cohere_embed(body: &[u8], model: &str) -> Result<Value, TranslateErr
             .ok_or_else(|| err("Cohere embed answer without float embeddings"))?,
         None => return Err(err("Cohere embed answer without embeddings")),
     };
-    let data: Vec<Value> = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, e)| json!({"object": "embedding", "index": index, "embedding": e}))
-        .collect();
     let meta = v.get("meta");
     let tokens = count(
         meta.and_then(|m| m.get("tokens"))
@@ -547,18 +540,18 @@ pub fn from_cohere_embed(body: &[u8], model: &str) -> Result<Value, TranslateErr
         )
     })
     .unwrap_or(0);
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
+    Ok(super::embeddings_list(
+        vectors.iter().cloned(),
+        model,
+        tokens,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::translate::ReasoningMode;
+    use crate::translate::StreamTranslator;
 
     fn from_cohere_response(
         body: &[u8],

@@ -6,9 +6,9 @@
 //! translation comes back as its own choice with the detected source language as `name`.
 //! DeepL does not stream and reports characters, not tokens, so answers carry no usage.
 
-use super::err;
 use super::TranslateError;
 use super::{body_excerpt, openai_error_type_for_status};
+use super::{err, parse};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
 use sdk::error::ErrorReply;
@@ -132,8 +132,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("cannot read the DeepL answer: {e}")))?;
+    let v: Value = parse(body, "cannot read the DeepL answer")?;
     let translations = v
         .get("translations")
         .and_then(Value::as_array)

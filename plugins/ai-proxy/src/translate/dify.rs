@@ -2,7 +2,7 @@
 //! completion and workflow apps. The conversation becomes one `query` (or one input variable);
 //! the answer, the stream and errors come back as chat completions.
 
-use super::err;
+use super::{err, parse};
 use super::{openai_error_type_for_status, str_of, upstream_error};
 use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
@@ -413,8 +413,7 @@ pub fn read_answer(
     if head.starts_with(b"data:") || head.starts_with(b"event:") || head.starts_with(b":") {
         return read_stream_body(body, opts, enc, out);
     }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("cannot read the Dify answer: {e}")))?;
+    let v: Value = parse(body, "cannot read the Dify answer")?;
     if !v.is_object() {
         return Err(err("the Dify answer is not a JSON object"));
     }
@@ -516,7 +515,7 @@ fn step(ev: &SseEvent, v: &Value, opts: &DifyOptions) -> Step {
 /// becomes `content_filter`. Workflow apps send the `outputVariable` value when
 /// `workflow_finished` arrives. Workflow runs report no prompt/completion split, so they carry no
 /// usage. The answer keeps Dify's id and creation time.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct DifyStream {
     opts: DifyOptions,
     model: String,
@@ -535,12 +534,7 @@ impl DifyStream {
         DifyStream {
             opts: opts.clone(),
             model: model.to_string(),
-            id: String::new(),
-            created: 0,
-            started: false,
-            replaced: false,
-            done: false,
-            held: None,
+            ..DifyStream::default()
         }
     }
 

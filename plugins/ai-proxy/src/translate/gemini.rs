@@ -9,7 +9,7 @@
 //! are put back on the `functionCall` part when the tool call returns in the history.
 
 use super::chat::{Block, Chat, Effort, Media, Role, Tool, ToolChoice};
-use super::{err, str_of, Decode, ReasoningMode, TranslateError};
+use super::{err, parse, str_of, Decode, ReasoningMode, TranslateError};
 use super::{openai_error_type_for_status, upstream_error};
 use crate::providers::GeminiSettings;
 use sdk::error::ErrorReply;
@@ -547,8 +547,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Gemini response is not valid JSON: {e}")))?;
+    let resp: Value = parse(body, "Gemini response is not valid JSON")?;
     if matches!(&resp, Value::Array(chunks) if !chunks.iter().all(Value::is_object)) {
         return Err(err("Gemini response array holds a non-object"));
     }
@@ -867,8 +866,7 @@ pub fn to_gemini_embeddings(req: &Value, model: &str) -> Result<Value, Translate
 /// Builds the OpenAI embeddings list for a `batchEmbedContents` (or `embedContent`) answer;
 /// usage is `usageMetadata.promptTokenCount` when present, else 0.
 pub fn from_gemini_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Gemini embeddings response is not valid JSON: {e}")))?;
+    let resp: Value = parse(body, "Gemini embeddings response is not valid JSON")?;
     if let Some(error) = resp.get("error") {
         let message = str_of(Some(error), "message").unwrap_or("unknown error");
         return Err(err(format!("Gemini returned an error: {message}")));
@@ -878,24 +876,14 @@ pub fn from_gemini_embeddings(body: &[u8], model: &str) -> Result<Value, Transla
         (None, Some(one)) => vec![one],
         _ => return Err(err("Gemini embeddings response has no embeddings")),
     };
-    let data = embeddings
+    let vectors = embeddings
         .into_iter()
-        .enumerate()
-        .map(|(index, e)| {
-            let values = e.get("values").cloned().unwrap_or_else(|| json!([]));
-            json!({"object": "embedding", "index": index, "embedding": values})
-        })
-        .collect::<Vec<_>>();
+        .map(|e| e.get("values").cloned().unwrap_or_else(|| json!([])));
     let prompt = resp
         .pointer("/usageMetadata/promptTokenCount")
         .and_then(Value::as_u64)
         .unwrap_or(0);
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
-    }))
+    Ok(super::embeddings_list(vectors, model, prompt))
 }
 
 /// Builds Vertex AI's text embedding `:predict` body for an OpenAI `/v1/embeddings` body: one
@@ -916,15 +904,14 @@ pub fn to_vertex_embeddings(req: &Value) -> Result<Value, TranslateError> {
 /// Builds the OpenAI embeddings list for a Vertex `:predict` embeddings answer; usage is the sum
 /// of `statistics.token_count`.
 pub fn from_vertex_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
-    let resp: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("Vertex embeddings response is not valid JSON: {e}")))?;
+    let resp: Value = parse(body, "Vertex embeddings response is not valid JSON")?;
     let predictions = resp
         .get("predictions")
         .and_then(Value::as_array)
         .ok_or_else(|| err("Vertex embeddings response has no predictions"))?;
     let mut tokens = 0;
     let mut data = Vec::with_capacity(predictions.len());
-    for (index, p) in predictions.iter().enumerate() {
+    for p in predictions {
         let e = p.get("embeddings");
         tokens += e
             .and_then(|e| e.pointer("/statistics/token_count"))
@@ -934,19 +921,15 @@ pub fn from_vertex_embeddings(body: &[u8], model: &str) -> Result<Value, Transla
             .and_then(|e| e.get("values"))
             .cloned()
             .ok_or_else(|| err("Vertex embeddings prediction without values"))?;
-        data.push(json!({"object": "embedding", "index": index, "embedding": values}));
+        data.push(values);
     }
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
+    Ok(super::embeddings_list(data, model, tokens))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::StreamTranslator;
 
     /// The provider settings these tests vary, with the reasoning mode.
     #[derive(Default)]

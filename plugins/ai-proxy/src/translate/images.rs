@@ -4,7 +4,7 @@
 //! SDKs send) or as JSON with image URLs.
 
 use super::gemini::media_part;
-use super::{err, TranslateError};
+use super::{err, parse, TranslateError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -239,8 +239,7 @@ pub fn to_imagen_request(req: &ImageRequest) -> Value {
 
 /// The OpenAI images answer for an Imagen `:predict` answer (`b64_json` per prediction).
 pub fn from_imagen_response(body: &[u8]) -> Result<Value, TranslateError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| err(format!("Imagen answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "Imagen answer is not JSON")?;
     let predictions = v
         .get("predictions")
         .and_then(Value::as_array)
@@ -337,8 +336,7 @@ pub fn to_vertex_image_request(
 /// The OpenAI images answer for a Vertex `generateContent` answer: every inline image part that
 /// is not a thought, with the token usage.
 pub fn from_vertex_image_response(body: &[u8]) -> Result<Value, TranslateError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| err(format!("Vertex answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "Vertex answer is not JSON")?;
     let candidates = v
         .get("candidates")
         .and_then(Value::as_array)

@@ -352,6 +352,7 @@ pub fn openai_error_to_anthropic(status: u32, body: &[u8]) -> ErrorReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::StreamTranslator;
 
     /// OpenAI `chat.completion.chunk` events in, Anthropic's event sequence out.
     fn messages_stream() -> crate::translate::Translate<sdk::llm::stream::ChatChunkReader> {

@@ -7,7 +7,7 @@
 //! 200 with a non-zero `base_resp.status_code`). In a stream each event carries the new text; the
 //! last one repeats the whole reply with the finish reason, usage and `base_resp`.
 
-use super::{err, max_tokens, text_only, Decode, TranslateError};
+use super::{err, max_tokens, parse, text_only, Decode, TranslateError};
 use sdk::llm::openai;
 use sdk::llm::stream::{Encoder, Event};
 use sdk::sse::SseEvent;
@@ -120,8 +120,7 @@ pub fn read_pro_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("MiniMax answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "MiniMax answer is not JSON")?;
     if let Some(e) = failure(&v) {
         return Err(err(e));
     }
@@ -215,6 +214,7 @@ impl Decode for MinimaxProStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translate::StreamTranslator;
 
     fn from_minimax_pro_response(
         body: &[u8],

@@ -87,6 +87,14 @@ pub(crate) fn upstream_error(
     ErrorReply::new(status, kind, code, message)
 }
 
+/// `body` read as JSON; the error says `what` could not be read.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, TranslateError> {
+    serde_json::from_slice(body).map_err(|e| err(format!("{what}: {e}")))
+}
+
 /// The string `key` of an optional JSON object.
 pub(crate) fn str_of<'a>(value: Option<&'a serde_json::Value>, key: &str) -> Option<&'a str> {
     value
@@ -116,6 +124,23 @@ pub(crate) fn embedding_inputs<'a>(
             "input must be a string or a non-empty array of strings",
         )),
     }
+}
+
+/// The OpenAI embeddings list of `vectors`, in order; `tokens` is all input.
+pub(crate) fn embeddings_list(
+    vectors: impl IntoIterator<Item = serde_json::Value>,
+    model: &str,
+    tokens: u64,
+) -> serde_json::Value {
+    let data: Vec<_> = vectors
+        .into_iter()
+        .enumerate()
+        .map(
+            |(index, v)| serde_json::json!({"object": "embedding", "index": index, "embedding": v}),
+        )
+        .collect();
+    serde_json::json!({"object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 }
 
 /// The client's output limit: `max_completion_tokens`, else the older `max_tokens`.
@@ -322,16 +347,6 @@ impl<D: Decode> Translate<D> {
     pub fn new(decoder: D, encoder: Box<dyn Encoder>) -> Self {
         Translate { decoder, encoder }
     }
-
-    /// One upstream SSE event.
-    pub fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        self.decoder.on_event(event, self.encoder.as_mut(), out);
-    }
-
-    /// The upstream stream ended.
-    pub fn finish(&mut self, out: &mut String) {
-        self.decoder.finish(self.encoder.as_mut(), out);
-    }
 }
 
 /// `decoder`'s events as OpenAI chat chunks (created 0: for tests).
@@ -345,10 +360,10 @@ pub fn to_chat<D: Decode>(decoder: D, model: &str, reasoning: ReasoningMode) -> 
 
 impl<D: Decode> StreamTranslator for Translate<D> {
     fn on_event(&mut self, event: &SseEvent, out: &mut String) {
-        Translate::on_event(self, event, out)
+        self.decoder.on_event(event, self.encoder.as_mut(), out);
     }
     fn finish(&mut self, out: &mut String) {
-        Translate::finish(self, out)
+        self.decoder.finish(self.encoder.as_mut(), out);
     }
     fn fail(&mut self, message: &str, out: &mut String) {
         self.encoder.event(Event::error(message), out);

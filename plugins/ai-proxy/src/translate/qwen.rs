@@ -9,7 +9,7 @@
 //! event also repeats the usage so far.
 
 use super::cohere::count;
-use super::{err, max_tokens, str_of};
+use super::{err, max_tokens, parse, str_of};
 use super::{openai_error_type_for_status, upstream_error};
 use super::{Decode, TranslateError};
 use sdk::error::ErrorReply;
@@ -264,8 +264,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("DashScope answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "DashScope answer is not JSON")?;
     if !v.get("output").is_some_and(Value::is_object) {
         return Err(err("DashScope answer without output"));
     }
@@ -305,8 +304,7 @@ pub fn to_qwen_embeddings(req: &Value, model: &str) -> Result<Value, TranslateEr
 /// Builds the OpenAI embeddings answer for a DashScope text embedding answer: each vector at its
 /// `text_index`; usage is DashScope's `total_tokens` (all input).
 pub fn from_qwen_embeddings(body: &[u8], model: &str) -> Result<Value, TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("DashScope answer is not JSON: {e}")))?;
+    let v: Value = parse(body, "DashScope answer is not JSON")?;
     let list = v
         .pointer("/output/embeddings")
         .and_then(Value::as_array)
@@ -531,6 +529,7 @@ impl QwenStream {
 mod tests {
     use super::*;
     use crate::translate::ReasoningMode;
+    use crate::translate::StreamTranslator;
 
     fn from_qwen_response(
         body: &[u8],

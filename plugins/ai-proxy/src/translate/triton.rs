@@ -6,7 +6,7 @@
 //! text, not a conversation), and only sampling settings Triton models commonly read are sent.
 
 use super::upstream_error;
-use super::{err, max_tokens};
+use super::{err, max_tokens, parse};
 use super::{Decode, TranslateError};
 use crate::config::ProviderConfig;
 use sdk::config::ConfigError;
@@ -142,8 +142,7 @@ pub fn read_answer(
     enc: &mut dyn Encoder,
     out: &mut String,
 ) -> Result<(), TranslateError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| err(format!("cannot read the Triton answer: {e}")))?;
+    let v: Value = parse(body, "cannot read the Triton answer")?;
     if error_message(&v).is_none() && text_output(&v).is_none() {
         return Err(err("the Triton answer has no text_output"));
     }
@@ -167,7 +166,7 @@ pub fn triton_error_to_openai(status: u32, body: &[u8]) -> ErrorReply {
 /// Pieces are sent as they come; the stream's end is the answer's end, so the finish reason
 /// (`stop`, or `length` when the backend says so) comes then. An `{"error": …}` event is an
 /// error. Usage as in [`from_triton_response`] (output counts are per response and add up).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TritonStream {
     model: String,
     id: String,
@@ -184,13 +183,7 @@ impl TritonStream {
     pub fn new(model: &str) -> Self {
         TritonStream {
             model: model.to_string(),
-            id: String::new(),
-            model_seen: false,
-            started: false,
-            finish: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            done: false,
+            ..TritonStream::default()
         }
     }
 
