@@ -27,7 +27,7 @@ pub struct ProxyConfig {
     pub fallbacks: Vec<Provider>,
     /// Statuses that send a request to the next fallback.
     #[serde(skip)]
-    pub fallback_on: Vec<regex::Regex>,
+    pub fallback_on: crate::failover::Statuses,
     /// Why this rule's providers cannot be used (a missing host or account, a key that does not
     /// parse): the config still loads, and the requests this rule serves get a 500 naming it.
     #[serde(skip)]
@@ -317,7 +317,7 @@ impl ProxyConfig {
             self.fallbacks.push(p);
         }
         self.fallback_on =
-            crate::failover::compile_statuses(&self.fallback.on_status, "fallback.onStatus")?;
+            crate::failover::Statuses::compile(&self.fallback.on_status, "fallback.onStatus")?;
         Ok(())
     }
 }

@@ -51,7 +51,8 @@ impl Default for FailoverConfig {
 pub struct Failover {
     /// Settings.
     pub config: FailoverConfig,
-    statuses: Vec<Regex>,
+    /// The statuses that count as failures.
+    pub statuses: Statuses,
 }
 
 impl Failover {
@@ -72,38 +73,32 @@ impl Failover {
                 "thresholds must be at least 1",
             ));
         }
-        let statuses = c
-            .failover_on_status
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                    ConfigError::new(format!("failover.failoverOnStatus[{i}]"), e.to_string())
-                })
-            })
-            .collect::<Result<_, _>>()?;
         Ok(Some(Failover {
             config: c.clone(),
-            statuses,
+            statuses: Statuses::compile(&c.failover_on_status, "failover.failoverOnStatus")?,
         }))
-    }
-
-    /// Whether `status` counts as a failure.
-    pub fn is_failure(&self, status: u32) -> bool {
-        let s = status.to_string();
-        self.statuses.iter().any(|re| re.is_match(&s))
     }
 }
 
-/// Compiles status patterns (`"429"`, `"5.*"`), anchored.
-pub fn compile_statuses(list: &[String], field: &str) -> Result<Vec<Regex>, ConfigError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, p)| {
+/// HTTP status patterns (`"429"`, `"5.*"`), anchored.
+#[derive(Debug, Clone, Default)]
+pub struct Statuses(Vec<Regex>);
+
+impl Statuses {
+    /// Compiles `list`; errors name `field[i]`.
+    pub fn compile(list: &[String], field: &str) -> Result<Statuses, ConfigError> {
+        let compiled = list.iter().enumerate().map(|(i, p)| {
             Regex::new(&format!("^(?:{p})$"))
                 .map_err(|e| ConfigError::new(format!("{field}[{i}]"), e.to_string()))
-        })
-        .collect()
+        });
+        Ok(Statuses(compiled.collect::<Result<_, _>>()?))
+    }
+
+    /// Whether `status` matches a pattern.
+    pub fn matches(&self, status: u32) -> bool {
+        let s = status.to_string();
+        self.0.iter().any(|re| re.is_match(&s))
+    }
 }
 
 /// `retryOnFailure` as configured (Higress keys and defaults).
@@ -138,7 +133,8 @@ pub struct Retry {
     pub max_retries: u32,
     /// Timeout of one retry.
     pub timeout: Duration,
-    statuses: Vec<Regex>,
+    /// The statuses that are retried.
+    pub statuses: Statuses,
 }
 
 impl Retry {
@@ -150,14 +146,8 @@ impl Retry {
         Ok(Some(Retry {
             max_retries: c.max_retries,
             timeout: Duration::from_millis(c.retry_timeout),
-            statuses: compile_statuses(&c.retry_on_status, "retryOnFailure.retryOnStatus")?,
+            statuses: Statuses::compile(&c.retry_on_status, "retryOnFailure.retryOnStatus")?,
         }))
-    }
-
-    /// Whether an answer with `status` is retried.
-    pub fn is_retriable(&self, status: u32) -> bool {
-        let s = status.to_string();
-        self.statuses.iter().any(|re| re.is_match(&s))
     }
 }
 
@@ -228,7 +218,7 @@ pub fn choose(host: &dyn Host, p: &Provider) -> Option<usize> {
 /// Counts an upstream answer for key `index`.
 pub fn report(host: &dyn Host, p: &Provider, index: usize, status: u32) {
     let Some(f) = &p.failover else { return };
-    if f.is_failure(status) {
+    if f.statuses.matches(status) {
         let threshold = f.config.failure_threshold;
         update(host, p, |h| {
             let Some(fail) = h.fail.get_mut(index) else {

@@ -269,7 +269,7 @@ impl ProxyStage {
         let (Some(retry), Some(replay)) = (&p.retry, self.replay.as_mut()) else {
             return false;
         };
-        if replay.retries_left == 0 || !retry.is_retriable(status) {
+        if replay.retries_left == 0 || !retry.statuses.matches(status) {
             return false;
         }
         let Some(index) = (0..p.tokens.len()).find(|i| !replay.tried.contains(i)) else {
@@ -291,13 +291,7 @@ impl ProxyStage {
         let Some(config) = self.active.clone() else {
             return false;
         };
-        let failed = match status {
-            None => true,
-            Some(s) => {
-                let s = s.to_string();
-                config.fallback_on.iter().any(|re| re.is_match(&s))
-            }
-        };
+        let failed = status.is_none_or(|s| config.fallback_on.matches(s));
         if !failed {
             return false;
         }
