@@ -1,7 +1,6 @@
 //! ai-proxy configuration, with Higress's keys: `provider` or `providers` + `activeProviderId`.
 
 use crate::failover::{FailoverConfig, RetryConfig};
-use crate::mapping::ModelMapping;
 use crate::providers::{self, Provider};
 use sdk::config::{ConfigError, Validate};
 use serde::Deserialize;
@@ -255,8 +254,13 @@ impl Validate for ProxyConfig {
 impl ProxyConfig {
     /// Resolves the active and fallback providers.
     fn resolve(&mut self) -> Result<(), ConfigError> {
+        let by_id = |id: &str, at: String| {
+            let index = self.providers.iter().position(|p| p.id == id);
+            let message = || format!("no provider in `providers` has id `{id}`");
+            index.ok_or_else(|| ConfigError::new(at, message()))
+        };
         let (chosen, at) = match (&self.provider, self.providers.is_empty()) {
-            (Some(p), true) => (p.clone(), "provider".to_string()),
+            (Some(p), true) => (p, "provider".to_string()),
             (Some(_), false) => {
                 return Err(ConfigError::new(
                     "providers",
@@ -265,17 +269,7 @@ impl ProxyConfig {
             }
             (None, false) => {
                 let index = match &self.active_provider_id {
-                    Some(id) => {
-                        self.providers
-                            .iter()
-                            .position(|p| &p.id == id)
-                            .ok_or_else(|| {
-                                ConfigError::new(
-                                    "activeProviderId",
-                                    format!("no provider in `providers` has id `{id}`"),
-                                )
-                            })?
-                    }
+                    Some(id) => by_id(id, "activeProviderId".into())?,
                     None if self.providers.len() == 1 => 0,
                     None => {
                         return Err(ConfigError::new(
@@ -284,38 +278,20 @@ impl ProxyConfig {
                         ))
                     }
                 };
-                (self.providers[index].clone(), format!("providers[{index}]"))
+                (&self.providers[index], format!("providers[{index}]"))
             }
             (None, true) => return Ok(()),
         };
-        for (i, c) in chosen.custom_settings.iter().enumerate() {
-            let bad_mode = c.mode.as_deref().is_some_and(|m| m != "auto" && m != "raw");
-            if c.name.is_empty() || c.name.split('.').any(str::is_empty) || bad_mode {
-                return Err(ConfigError::new(
-                    format!("{at}.customSettings[{i}]"),
-                    "needs a field `name` (dots for nested fields) and `mode` auto or raw",
-                ));
-            }
-        }
-        let mapping = ModelMapping::parse(&chosen.model_mapping)
-            .map_err(|e| e.under(&format!("{at}.modelMapping")))?;
-        let provider = providers::resolve(&chosen, mapping).map_err(|e| e.under(&at))?;
-        self.active = Some(provider);
+        let active = providers::resolve(chosen).map_err(|e| e.under(&at))?;
+        let mut fallbacks = Vec::new();
         for (i, id) in self.fallback.provider_ids.iter().enumerate() {
-            let at = format!("fallback.providerIds[{i}]");
-            let Some(index) = self.providers.iter().position(|p| &p.id == id) else {
-                return Err(ConfigError::new(
-                    at,
-                    format!("no provider in `providers` has id `{id}`"),
-                ));
-            };
-            let c = &self.providers[index];
-            let mapping = ModelMapping::parse(&c.model_mapping)
-                .map_err(|e| e.under(&format!("providers[{index}].modelMapping")))?;
-            let p = providers::resolve(c, mapping)
+            let index = by_id(id, format!("fallback.providerIds[{i}]"))?;
+            let p = providers::resolve(&self.providers[index])
                 .map_err(|e| e.under(&format!("providers[{index}]")))?;
-            self.fallbacks.push(p);
+            fallbacks.push(p);
         }
+        self.active = Some(active);
+        self.fallbacks = fallbacks;
         self.fallback_on =
             crate::failover::Statuses::compile(&self.fallback.on_status, "fallback.onStatus")?;
         Ok(())

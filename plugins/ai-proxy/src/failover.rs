@@ -336,7 +336,6 @@ pub fn on_health_response(host: &dyn Host, p: &Provider, call: u32) -> bool {
 mod tests {
     use super::*;
     use crate::config::ProviderConfig;
-    use crate::mapping::ModelMapping;
     use crate::providers::resolve;
     use sdk::host::MockHost;
 
@@ -346,7 +345,7 @@ mod tests {
             "failover": {"enabled": true, "failureThreshold": 2, "successThreshold": 2,
                          "healthCheckModel": "hc", "failoverOnStatus": ["429", "5.."]}}))
         .unwrap();
-        resolve(&c, ModelMapping::default()).unwrap()
+        resolve(&c).unwrap()
     }
 
     #[test]

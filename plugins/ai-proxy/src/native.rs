@@ -821,14 +821,12 @@ pub fn passthrough(p: &Provider) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::ModelMapping;
     use crate::providers::resolve;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn provider(v: Value) -> Result<Provider, sdk::config::ConfigError> {
         let c: crate::config::ProviderConfig = serde_json::from_value(v).unwrap();
-        let mapping = ModelMapping::parse(&c.model_mapping).unwrap();
-        resolve(&c, mapping)
+        resolve(&c)
     }
 
     fn chat(stream: bool) -> RequestBody {

@@ -451,11 +451,21 @@ fn required<'a>(value: &'a Option<String>, key: &str, kind: &str) -> Result<&'a 
 }
 
 /// Resolves one provider config; errors name the field (relative to the provider).
-pub fn resolve(c: &ProviderConfig, mapping: ModelMapping) -> Result<Provider, ConfigError> {
+pub fn resolve(c: &ProviderConfig) -> Result<Provider, ConfigError> {
     let kind = c.kind.as_str();
     if kind.is_empty() {
         return Err(ConfigError::new("type", "missing provider type"));
     }
+    for (i, s) in c.custom_settings.iter().enumerate() {
+        let bad_mode = s.mode.as_deref().is_some_and(|m| m != "auto" && m != "raw");
+        if s.name.is_empty() || s.name.split('.').any(str::is_empty) || bad_mode {
+            return Err(ConfigError::new(
+                format!("customSettings[{i}]"),
+                "needs a field `name` (dots for nested fields) and `mode` auto or raw",
+            ));
+        }
+    }
+    let mapping = ModelMapping::parse(&c.model_mapping).map_err(|e| e.under("modelMapping"))?;
     let reasoning = match c.reasoning_content_mode.as_deref().unwrap_or("passthrough") {
         "passthrough" | "normal" | "" => ReasoningMode::Passthrough,
         "ignore" => ReasoningMode::Ignore,
@@ -903,7 +913,7 @@ mod tests {
 
     fn provider(v: serde_json::Value) -> Result<Provider, ConfigError> {
         let c: ProviderConfig = serde_json::from_value(v).unwrap();
-        resolve(&c, ModelMapping::default())
+        resolve(&c)
     }
 
     #[test]

@@ -529,7 +529,6 @@ fn store_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::ModelMapping;
     use crate::providers::resolve;
     use rand_chacha::rand_core::SeedableRng;
     use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -570,7 +569,7 @@ mod tests {
     }
 
     fn provider(extra: Value) -> Provider {
-        resolve(&config(extra), ModelMapping::default()).unwrap()
+        resolve(&config(extra)).unwrap()
     }
 
     fn sa(p: &Provider) -> &ServiceAccount {
@@ -689,10 +688,7 @@ mod tests {
         let c: ProviderConfig = serde_json::from_value(json!({"type": "vertex",
             "vertexAuthKey": "{}", "vertexRegion": "us-central1"}))
         .unwrap();
-        assert_eq!(
-            resolve(&c, ModelMapping::default()).unwrap_err().path,
-            "vertexAuthKey"
-        );
+        assert_eq!(resolve(&c).unwrap_err().path, "vertexAuthKey");
     }
 
     #[test]
@@ -918,7 +914,7 @@ mod tests {
         let host = host_at(1_000);
         let c: ProviderConfig =
             serde_json::from_value(json!({"type": "vertex", "apiTokens": ["k"]})).unwrap();
-        let express = resolve(&c, ModelMapping::default()).unwrap();
+        let express = resolve(&c).unwrap();
         assert_eq!(refresh(&host, &express), None);
         assert_eq!(access_token(&host, &express), None);
         assert!(!on_token_response(&host, &express, 1, 0));
