@@ -16,6 +16,7 @@ pub mod matching;
 #[cfg(feature = "tokens")]
 pub mod meter;
 pub mod pipeline;
+pub mod shared;
 pub mod sse;
 pub mod template;
 #[cfg(feature = "tokens")]

@@ -8,7 +8,7 @@
 use crate::providers::Provider;
 use regex::Regex;
 use sdk::config::ConfigError;
-use sdk::host::{Host, LogLevel, Status};
+use sdk::host::{Host, LogLevel};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -171,31 +171,18 @@ impl Health {
     }
 }
 
-/// Reads the shared health record.
-pub fn load(host: &dyn Host, p: &Provider) -> (Health, Option<u32>) {
-    let (bytes, cas) = host.shared_data(&p.health_key);
-    let health = bytes
-        .and_then(|b| serde_json::from_slice::<Health>(&b).ok())
-        .unwrap_or_default()
-        .sized(p.tokens.len());
-    (health, cas)
+/// The shared health record of `p`'s keys.
+pub fn load(host: &dyn Host, p: &Provider) -> Health {
+    sdk::shared::load::<Health>(host, &p.health_key).sized(p.tokens.len())
 }
 
-/// Applies `change` to the shared record with compare-and-swap (retried on conflicts).
+/// Applies `change` to the shared record (true: write it).
 fn update(host: &dyn Host, p: &Provider, mut change: impl FnMut(&mut Health) -> bool) {
-    for _ in 0..16 {
-        let (mut health, cas) = load(host, p);
-        if !change(&mut health) {
-            return;
-        }
-        let Ok(bytes) = serde_json::to_vec(&health) else {
-            return;
-        };
-        match host.set_shared_data(&p.health_key, &bytes, cas) {
-            Err(Status::CasMismatch) => continue,
-            _ => return,
-        }
-    }
+    let n = p.tokens.len();
+    sdk::shared::update_json(host, &p.health_key, |h: &mut Health| {
+        *h = std::mem::take(h).sized(n);
+        change(h)
+    });
 }
 
 /// The key index for the next request: round robin over healthy keys (all keys if none is).
@@ -207,7 +194,7 @@ pub fn choose(host: &dyn Host, p: &Provider) -> Option<usize> {
     if p.failover.is_none() {
         return p.next_token_index();
     }
-    let (health, _) = load(host, p);
+    let health = load(host, p);
     let first = p.next_token_index()?;
     (0..n)
         .map(|step| (first + step) % n)
@@ -252,7 +239,7 @@ pub fn health_check(host: &dyn Host, p: &Provider) {
     let Some(cluster) = p.cluster.borrow().clone() else {
         return;
     };
-    let (health, _) = load(host, p);
+    let health = load(host, p);
     for (index, down) in health.down.iter().enumerate() {
         if !down || p.inflight.borrow().values().any(|&i| i == index) {
             continue;
@@ -354,10 +341,10 @@ mod tests {
         let p = provider();
         *p.cluster.borrow_mut() = Some("llm".into());
         report(&host, &p, 0, 429);
-        assert!(!load(&host, &p).0.down[0]);
+        assert!(!load(&host, &p).down[0]);
         report(&host, &p, 0, 400); // not a failover status
         report(&host, &p, 0, 503);
-        assert!(load(&host, &p).0.down[0]);
+        assert!(load(&host, &p).down[0]);
         for _ in 0..4 {
             assert_eq!(choose(&host, &p), Some(1));
         }
@@ -371,10 +358,10 @@ mod tests {
             .contains(&("authorization".into(), "Bearer k0".into())));
         *host.call_response_headers.borrow_mut() = vec![(":status".into(), "200".into())];
         assert!(on_health_response(&host, &p, 1));
-        assert!(load(&host, &p).0.down[0], "needs two successes");
+        assert!(load(&host, &p).down[0], "needs two successes");
         health_check(&host, &p);
         assert!(on_health_response(&host, &p, 2));
-        assert!(!load(&host, &p).0.down[0]);
+        assert!(!load(&host, &p).down[0]);
         let picks: Vec<_> = (0..4).filter_map(|_| choose(&host, &p)).collect();
         assert!(picks.contains(&0) && picks.contains(&1));
         assert!(!on_health_response(&host, &p, 99));
@@ -387,7 +374,7 @@ mod tests {
         report(&host, &p, 1, 500);
         report(&host, &p, 1, 200);
         report(&host, &p, 1, 500);
-        assert!(!load(&host, &p).0.down[1]);
+        assert!(!load(&host, &p).down[1]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::RsaPrivateKey;
 use sdk::config::ConfigError;
-use sdk::host::{Host, LogLevel, Status};
+use sdk::host::{Host, LogLevel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
@@ -298,38 +298,10 @@ fn seconds(host: &dyn Host) -> u64 {
         .unwrap_or(0)
 }
 
-fn load(host: &dyn Host, key: &str) -> (Record, Option<u32>) {
-    let (bytes, cas) = host.shared_data(key);
-    let record = bytes
-        .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-        .unwrap_or_default();
-    (record, cas)
-}
-
-/// Applies `change` to the shared record with compare-and-swap (retried on conflicts);
-/// true when a changed record was written.
-fn update(host: &dyn Host, key: &str, mut change: impl FnMut(&mut Record) -> bool) -> bool {
-    for _ in 0..16 {
-        let (mut record, cas) = load(host, key);
-        if !change(&mut record) {
-            return false;
-        }
-        let Ok(bytes) = serde_json::to_vec(&record) else {
-            return false;
-        };
-        match host.set_shared_data(key, &bytes, cas) {
-            Ok(()) => return true,
-            Err(Status::CasMismatch) => continue,
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
 /// The provider's access token from shared data, if there is one that has not expired.
 pub fn access_token(host: &dyn Host, p: &Provider) -> Option<String> {
     let sa = account(p)?;
-    let (record, _) = load(host, &sa.shared_key);
+    let record: Record = sdk::shared::load(host, &sa.shared_key);
     record.valid(seconds(host)).then_some(record.token)
 }
 
@@ -339,7 +311,7 @@ pub fn access_token(host: &dyn Host, p: &Provider) -> Option<String> {
 pub fn refresh(host: &dyn Host, p: &Provider) -> Option<u32> {
     let sa = account(p)?;
     let now = seconds(host);
-    let claimed = update(host, &sa.shared_key, |r| {
+    let claimed = sdk::shared::update_json(host, &sa.shared_key, |r: &mut Record| {
         if !r.due(now, sa.refresh_ahead) || r.refreshing_until > now {
             return false;
         }
@@ -493,7 +465,7 @@ fn store_answer(
     match parse_answer(status, &body) {
         Ok((token, lifetime)) => {
             let expires_at = now.saturating_add(lifetime);
-            update(host, &sa.shared_key, |r| {
+            sdk::shared::update_json(host, &sa.shared_key, |r: &mut Record| {
                 r.token = token.clone();
                 r.issued_at = now;
                 r.expires_at = expires_at;
@@ -510,7 +482,7 @@ fn store_answer(
             Ok(token)
         }
         Err(e) => {
-            update(host, &sa.shared_key, |r| {
+            sdk::shared::update_json(host, &sa.shared_key, |r: &mut Record| {
                 r.refreshing_until = now.saturating_add(RETRY_SECS);
                 true
             });
