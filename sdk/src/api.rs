@@ -31,11 +31,17 @@ impl ApiKind {
         match self {
             ApiKind::Embeddings => "embeddings",
             ApiKind::Completions => "text_completion",
-            ApiKind::ImageGenerations | ApiKind::ImageEdits | ApiKind::ImageVariations => {
-                "image_generation"
-            }
+            _ if self.is_image() => "image_generation",
             _ => "chat",
         }
+    }
+
+    /// Whether it is one of the images APIs (generations, edits, variations).
+    pub fn is_image(self) -> bool {
+        matches!(
+            self,
+            ApiKind::ImageGenerations | ApiKind::ImageEdits | ApiKind::ImageVariations
+        )
     }
 }
 

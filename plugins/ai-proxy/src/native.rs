@@ -5,7 +5,7 @@
 use crate::config::Protocol;
 use crate::providers::{Auth, Family, Native, Provider};
 use crate::sigv4;
-use crate::translate::images::{self, ImageApi, ImageRequest};
+use crate::translate::images::{self, ImageRequest};
 use crate::translate::{
     bedrock, claude, cohere, deepl, dify, gemini, messages, minimax, qwen, reasoning, responses,
     triton, ChunkTranslator, Decode, ReasoningMode, SseTranslator, Translate, TranslateError,
@@ -132,20 +132,10 @@ pub fn post_headers(p: &Provider, path: &str, token: Option<&str>) -> Headers {
     headers
 }
 
-/// The images API of a request, if it is one.
-pub fn image_api(api: ApiKind) -> Option<ImageApi> {
-    match api {
-        ApiKind::ImageGenerations => Some(ImageApi::Generation),
-        ApiKind::ImageEdits => Some(ImageApi::Edit),
-        ApiKind::ImageVariations => Some(ImageApi::Variation),
-        _ => None,
-    }
-}
-
 /// Whether ai-proxy reads the body of this request to `p` (image edits and variations only
 /// where it translates them).
 pub fn reads_body(p: &Provider, api: ApiKind) -> bool {
-    api.has_json_body() || (p.image_edits && image_api(api).is_some())
+    api.has_json_body() || (p.image_edits && api.is_image())
 }
 
 /// The JSON form of an images request sent as `multipart/form-data`: image files as data URLs
@@ -167,7 +157,7 @@ fn body_api(p: &Provider, api: ApiKind) -> bool {
     matches!(
         api,
         ApiKind::ChatCompletions | ApiKind::AnthropicMessages | ApiKind::Embeddings
-    ) || image_api(api).is_some()
+    ) || api.is_image()
         || Client::of(api, p) == Client::Responses
 }
 
@@ -203,10 +193,8 @@ pub fn outbound(
     let (body, client_thinking) = match body {
         RequestBody::Messages(msgs) if p.family != Family::Claude => {
             let model = p.mapping.map(msgs.model.as_deref().unwrap_or_default());
-            let include_usage = p.include_usage || p.family != Family::OpenAi;
             let keep = p.family == Family::OpenAi && reasoning::keeps_reasoning_history(&p.kind);
-            let chat = messages::to_openai_request_with(&msgs, &model, include_usage, keep)
-                .map_err(bad_request)?;
+            let chat = messages::to_openai_request(&msgs, &model, keep).map_err(bad_request)?;
             (
                 RequestBody::Chat(chat),
                 Some(reasoning::ClientThinking::of(&msgs.extra)),
@@ -216,13 +204,8 @@ pub fn outbound(
             let model = p
                 .mapping
                 .map(v.get("model").and_then(Value::as_str).unwrap_or_default());
-            let include_usage = p.include_usage || p.family != Family::OpenAi;
-            (
-                RequestBody::Chat(
-                    responses::to_chat_request(&v, &model, include_usage).map_err(bad_request)?,
-                ),
-                None,
-            )
+            let chat = responses::to_chat_request(&v, &model).map_err(bad_request)?;
+            (RequestBody::Chat(chat), None)
         }
         other => (other, None),
     };
@@ -285,7 +268,7 @@ pub fn outbound(
                     qwen::to_qwen_embeddings(&v, &model.unwrap_or_default())
                         .map_err(bad_request)?,
                 ),
-                (Family::Gemini, api) if image_api(api).is_some() => {
+                (Family::Gemini, api) if api.is_image() => {
                     let model = model.unwrap_or_default();
                     RequestBody::Json(gemini_images(p, &v, api, &model, &mut out.late)?)
                 }
@@ -444,7 +427,7 @@ fn gemini_images(
     model: &str,
     late: &mut Vec<(String, Option<String>)>,
 ) -> Result<Value, ErrorReply> {
-    let (Native::Gemini(g), Some(which)) = (&p.native, image_api(api)) else {
+    let (Native::Gemini(g), true) = (&p.native, api.is_image()) else {
         return Err(ErrorReply::internal(format!(
             "provider `{}` has no Gemini settings",
             p.kind
@@ -459,7 +442,7 @@ fn gemini_images(
         ":path".into(),
         Some(gemini_path(p, model, "generateContent")),
     ));
-    images::to_vertex_image_request(&req, which, g.safety_settings.as_ref()).map_err(bad_request)
+    images::to_vertex_image_request(&req, api, g.safety_settings.as_ref()).map_err(bad_request)
 }
 
 fn gemini_path(p: &Provider, model: &str, action: &str) -> String {
@@ -713,7 +696,7 @@ pub fn translate_json(
     echo: &Echo,
 ) -> Result<Vec<u8>, String> {
     let e = |e: TranslateError| e.0;
-    if image_api(api).is_some() {
+    if api.is_image() {
         let v = match (family, native) {
             (Family::Gemini, Native::Gemini(g)) if g.gemini_api => {
                 images::from_imagen_response(body).map_err(e)?

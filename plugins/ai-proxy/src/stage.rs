@@ -133,7 +133,7 @@ impl ProxyStage {
             });
         }
         // Image edits and variations sent as a form are read into their JSON form.
-        if native::image_api(ex.api()).is_some() && ex.body.is_none() {
+        if ex.api().is_image() && ex.body.is_none() {
             if let Some(raw) = ex.unparsed_body.take() {
                 ex.body = Some(native::form_body(&raw, &self.client_content_type)?);
                 ex.body_error = None;
@@ -942,6 +942,38 @@ mod tests {
                 // Headers gone as SSE: the error is an event, and the stream ends.
                 assert!(out.starts_with("data: {\"error\""), "{out}");
                 assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn streams_translated_from_other_clients_ask_for_usage() {
+        for (path, body) in [
+            (
+                "/v1/messages",
+                r#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"m","input":"hi","stream":true}"#,
+            ),
+        ] {
+            for (config, asked) in [
+                (
+                    r#"{"provider": {"type": "deepseek", "apiTokens": ["k"]}}"#,
+                    true,
+                ),
+                (
+                    r#"{"provider": {"type": "deepseek", "apiTokens": ["k"], "streamIncludeUsage": false}}"#,
+                    false,
+                ),
+            ] {
+                let mut p = pipeline(config);
+                let host = MockHost::with_request_headers(&[(":method", "POST"), (":path", path)]);
+                request(&mut p, &host, body);
+                let sent: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+                let usage = sent.pointer("/stream_options/include_usage");
+                assert_eq!(usage == Some(&Value::Bool(true)), asked, "{path}: {sent}");
             }
         }
     }

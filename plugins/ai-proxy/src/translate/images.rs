@@ -7,6 +7,7 @@ use super::gemini::media_part;
 use super::{err, parse, TranslateError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use sdk::api::ApiKind;
 use serde_json::{json, Map, Value};
 
 /// Prompt of a variation request that names none (Vertex needs text with the image).
@@ -270,37 +271,26 @@ pub fn vertex_size(size: &str) -> (&'static str, &'static str) {
     }
 }
 
-/// Which images API a request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageApi {
-    /// `/v1/images/generations`.
-    Generation,
-    /// `/v1/images/edits` (a prompt and images; no mask).
-    Edit,
-    /// `/v1/images/variations` (images; a default prompt).
-    Variation,
-}
-
 /// The Vertex `generateContent` body that answers an images request with image parts.
 pub fn to_vertex_image_request(
     req: &ImageRequest,
-    api: ImageApi,
+    api: ApiKind,
     safety_settings: Option<&Value>,
 ) -> Result<Value, TranslateError> {
     match api {
-        ImageApi::Edit if req.has_mask => {
+        ApiKind::ImageEdits if req.has_mask => {
             return Err(err("mask is not supported for Vertex image edits"))
         }
-        ImageApi::Edit | ImageApi::Variation if req.images.is_empty() => {
+        ApiKind::ImageEdits | ApiKind::ImageVariations if req.images.is_empty() => {
             return Err(err("missing image in request"))
         }
-        ImageApi::Edit | ImageApi::Generation if req.prompt.is_empty() => {
+        ApiKind::ImageEdits | ApiKind::ImageGenerations if req.prompt.is_empty() => {
             return Err(err("missing prompt in request"))
         }
         _ => {}
     }
     let prompt = match (api, req.prompt.as_str()) {
-        (ImageApi::Variation, "") => VARIATION_PROMPT,
+        (ApiKind::ImageVariations, "") => VARIATION_PROMPT,
         (_, p) => p,
     };
     let mut parts = req.images.clone();
@@ -421,7 +411,7 @@ mod tests {
     fn vertex_image_requests_as_higress_builds_them() {
         let req = ImageRequest::from_json(&form_to_json(&form(), CT).unwrap()).unwrap();
         let safety = json!([{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]);
-        let body = to_vertex_image_request(&req, ImageApi::Edit, Some(&safety)).unwrap();
+        let body = to_vertex_image_request(&req, ApiKind::ImageEdits, Some(&safety)).unwrap();
         assert_eq!(
             body["contents"][0]["parts"][1],
             json!({"text": "add a hat"})
@@ -441,21 +431,21 @@ mod tests {
         let json_req = ImageRequest::from_json(&json!({"model": "m",
             "image": {"image_url": {"url": "https://x.test/a.webp"}}}))
         .unwrap();
-        let v = to_vertex_image_request(&json_req, ImageApi::Variation, None).unwrap();
+        let v = to_vertex_image_request(&json_req, ApiKind::ImageVariations, None).unwrap();
         assert_eq!(
             v["contents"][0]["parts"],
             json!([{"fileData": {"mimeType": "image/webp", "fileUri": "https://x.test/a.webp"}},
                 {"text": VARIATION_PROMPT}])
         );
-        assert!(to_vertex_image_request(&json_req, ImageApi::Edit, None).is_err());
+        assert!(to_vertex_image_request(&json_req, ApiKind::ImageEdits, None).is_err());
         let masked = ImageRequest::from_json(&json!({"prompt": "p",
             "image": "data:image/png;base64,AAAA", "mask": "data:image/png;base64,AAAA"}))
         .unwrap();
-        let e = to_vertex_image_request(&masked, ImageApi::Edit, None).unwrap_err();
+        let e = to_vertex_image_request(&masked, ApiKind::ImageEdits, None).unwrap_err();
         assert!(e.0.contains("mask"), "{e}");
         let none = ImageRequest::from_json(&json!({"prompt": "p"})).unwrap();
-        assert!(to_vertex_image_request(&none, ImageApi::Variation, None).is_err());
-        assert!(to_vertex_image_request(&none, ImageApi::Generation, None).is_ok());
+        assert!(to_vertex_image_request(&none, ApiKind::ImageVariations, None).is_err());
+        assert!(to_vertex_image_request(&none, ApiKind::ImageGenerations, None).is_ok());
     }
 
     #[test]

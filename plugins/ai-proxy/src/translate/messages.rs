@@ -11,22 +11,12 @@ use serde_json::{json, Map, Value};
 
 /// Builds the OpenAI chat request for an Anthropic Messages request, sent to `model`.
 ///
-/// `include_usage` asks a streaming upstream for the final usage chunk
-/// (`stream_options.include_usage`). Thinking blocks and Anthropic-only fields are dropped.
+/// With `keep_reasoning`, an assistant turn's thinking blocks
+/// go on as its `reasoning_content` (for upstreams that take reasoning history: OpenRouter,
+/// ZhipuAI); otherwise thinking blocks are dropped, as are Anthropic-only fields.
 pub fn to_openai_request(
     req: &anthropic::MessagesRequest,
     model: &str,
-    include_usage: bool,
-) -> Result<openai::ChatRequest, TranslateError> {
-    to_openai_request_with(req, model, include_usage, false)
-}
-
-/// [`to_openai_request`]; with `keep_reasoning`, an assistant turn's thinking blocks go on as its
-/// `reasoning_content` (for upstreams that take reasoning history: OpenRouter, ZhipuAI).
-pub fn to_openai_request_with(
-    req: &anthropic::MessagesRequest,
-    model: &str,
-    include_usage: bool,
     keep_reasoning: bool,
 ) -> Result<openai::ChatRequest, TranslateError> {
     let mut messages = Vec::new();
@@ -83,9 +73,6 @@ pub fn to_openai_request_with(
         }
     }
 
-    if req.stream == Some(true) && include_usage {
-        extra.insert("stream_options".into(), json!({ "include_usage": true }));
-    }
     if let Some(user) = str_of(x.get("metadata"), "user_id") {
         extra.insert("user".into(), Value::String(user.to_string()));
     }
@@ -364,9 +351,9 @@ mod tests {
     use sdk::sse::SseDecoder;
     use sdk::sse::SseEvent;
 
-    fn openai_req(v: Value, include_usage: bool) -> Value {
+    fn openai_req(v: Value) -> Value {
         let req: anthropic::MessagesRequest = serde_json::from_value(v).unwrap();
-        serde_json::to_value(to_openai_request(&req, "gpt-4o", include_usage).unwrap()).unwrap()
+        serde_json::to_value(to_openai_request(&req, "gpt-4o", false).unwrap()).unwrap()
     }
 
     #[test]
@@ -381,8 +368,7 @@ mod tests {
                     {"type": "thinking", "thinking": "only", "signature": "s"}]},
                 {"role": "user", "content": "c"}]}))
         .unwrap();
-        let kept =
-            serde_json::to_value(to_openai_request_with(&req, "m", false, true).unwrap()).unwrap();
+        let kept = serde_json::to_value(to_openai_request(&req, "m", true).unwrap()).unwrap();
         assert_eq!(
             kept["messages"][1],
             json!({"role": "assistant", "content": "b", "reasoning_content": "hmm"})
@@ -401,25 +387,22 @@ mod tests {
 
     #[test]
     fn request_system_sampling_and_metadata() {
-        let out = openai_req(
-            json!({
-                "model": "claude-sonnet-4-5",
-                "max_tokens": 1024,
-                "system": [
-                    {"type": "text", "text": "You are a weather bot.", "cache_control": {"type": "ephemeral"}},
-                    {"type": "text", "text": "Be brief."}
-                ],
-                "messages": [{"role": "user", "content": "Hi"}],
-                "stop_sequences": ["\n\nHuman:"],
-                "temperature": 0.5,
-                "top_p": 0.8,
-                "top_k": 40,
-                "stream": true,
-                "metadata": {"user_id": "u-1"},
-                "thinking": {"type": "enabled", "budget_tokens": 2000}
-            }),
-            true,
-        );
+        let out = openai_req(json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": [
+                {"type": "text", "text": "You are a weather bot.", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "Be brief."}
+            ],
+            "messages": [{"role": "user", "content": "Hi"}],
+            "stop_sequences": ["\n\nHuman:"],
+            "temperature": 0.5,
+            "top_p": 0.8,
+            "top_k": 40,
+            "stream": true,
+            "metadata": {"user_id": "u-1"},
+            "thinking": {"type": "enabled", "budget_tokens": 2000}
+        }));
         assert_eq!(
             out,
             json!({
@@ -433,56 +416,50 @@ mod tests {
                 "temperature": 0.5,
                 "top_p": 0.8,
                 "stream": true,
-                "stream_options": {"include_usage": true},
                 "user": "u-1"
             })
         );
         let plain = openai_req(
             json!({"max_tokens": 5, "system": "Be nice.", "stream": true,
                 "messages": [{"role": "user", "content": "Hi"}]}),
-            false,
         );
         assert_eq!(
             plain["messages"][0],
             json!({"role": "system", "content": "Be nice."})
         );
-        assert!(plain.get("stream_options").is_none());
     }
 
     #[test]
     fn request_tools_history_and_images() {
-        let out = openai_req(
-            json!({
-                "max_tokens": 2048,
-                "tools": [
-                    {"name": "get_weather", "description": "Get the weather",
-                     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-                     "cache_control": {"type": "ephemeral"}},
-                    {"name": "now", "input_schema": {"type": "object"}}
-                ],
-                "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true},
-                "messages": [
-                    {"role": "user", "content": [
-                        {"type": "text", "text": "What is in this picture, and the weather?"},
-                        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
-                        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
-                    ]},
-                    {"role": "assistant", "content": [
-                        {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
-                        {"type": "text", "text": "A beach. Checking weather."},
-                        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Nice"}},
-                        {"type": "tool_use", "id": "toolu_02", "name": "now", "input": {}}
-                    ]},
-                    {"role": "user", "content": [
-                        {"type": "tool_result", "tool_use_id": "toolu_01", "content": "Sunny, 25C"},
-                        {"type": "tool_result", "tool_use_id": "toolu_02",
-                         "content": [{"type": "text", "text": "14:00"}, {"type": "text", "text": "CEST"}]},
-                        {"type": "text", "text": "Thanks!"}
-                    ]}
-                ]
-            }),
-            true,
-        );
+        let out = openai_req(json!({
+            "max_tokens": 2048,
+            "tools": [
+                {"name": "get_weather", "description": "Get the weather",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                 "cache_control": {"type": "ephemeral"}},
+                {"name": "now", "input_schema": {"type": "object"}}
+            ],
+            "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in this picture, and the weather?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "Need weather.", "signature": "sig"},
+                    {"type": "text", "text": "A beach. Checking weather."},
+                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Nice"}},
+                    {"type": "tool_use", "id": "toolu_02", "name": "now", "input": {}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_01", "content": "Sunny, 25C"},
+                    {"type": "tool_result", "tool_use_id": "toolu_02",
+                     "content": [{"type": "text", "text": "14:00"}, {"type": "text", "text": "CEST"}]},
+                    {"type": "text", "text": "Thanks!"}
+                ]}
+            ]
+        }));
         assert_eq!(
             out["tools"],
             json!([
@@ -524,7 +501,6 @@ mod tests {
             let out = openai_req(
                 json!({"max_tokens": 1, "messages": [{"role": "user", "content": "x"}],
                     "tools": [{"name": "f", "input_schema": {"type": "object"}}], "tool_choice": choice}),
-                false,
             );
             assert_eq!(out["tool_choice"], expected);
             assert!(out.get("parallel_tool_calls").is_none());

@@ -176,13 +176,8 @@ fn tool(t: &Value) -> Result<Value, TranslateError> {
     }
 }
 
-/// The chat request for a Responses request, sent to `model`; `include_usage` asks a stream
-/// for its usage chunk.
-pub fn to_chat_request(
-    req: &Value,
-    model: &str,
-    include_usage: bool,
-) -> Result<ChatRequest, TranslateError> {
+/// The chat request for a Responses request, sent to `model`.
+pub fn to_chat_request(req: &Value, model: &str) -> Result<ChatRequest, TranslateError> {
     for key in ["previous_response_id", "conversation"] {
         if req.get(key).is_some_and(|v| !v.is_null()) {
             return Err(err(format!(
@@ -255,9 +250,6 @@ pub fn to_chat_request(
         }
     }
     let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
-    if stream && include_usage {
-        extra.insert("stream_options".into(), json!({"include_usage": true}));
-    }
     Ok(ChatRequest {
         model: Some(model.to_string()),
         messages,
@@ -285,7 +277,7 @@ mod tests {
     }
 
     fn chat(req: Value) -> Value {
-        serde_json::to_value(to_chat_request(&req, "m", true).unwrap()).unwrap()
+        serde_json::to_value(to_chat_request(&req, "m").unwrap()).unwrap()
     }
 
     #[test]
@@ -323,8 +315,7 @@ mod tests {
                 ],
                 "max_tokens": 50, "reasoning_effort": "low", "tool_choice": "auto",
                 "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
-                "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}},
-                "stream_options": {"include_usage": true}
+                "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}, "strict": true}}
             })
         );
     }
@@ -350,7 +341,7 @@ mod tests {
             ),
             (json!({"model": "m"}), "input"),
         ] {
-            let e = to_chat_request(&req, "m", false).unwrap_err();
+            let e = to_chat_request(&req, "m").unwrap_err();
             assert!(e.0.contains(says), "{e:?}");
         }
     }
