@@ -56,6 +56,15 @@ pub enum Content {
 }
 
 impl Content {
+    /// Content of `parts`; text-only parts as one string (joined with `\n`), which every
+    /// OpenAI-compatible server takes.
+    pub fn from_parts(parts: Vec<ContentPart>) -> Content {
+        match parts.iter().all(|p| p.kind == "text") {
+            true => Content::Text(Content::Parts(parts).text()),
+            false => Content::Parts(parts),
+        }
+    }
+
     /// The text of the content: the string, or the `text` parts joined with `\n`.
     pub fn text(&self) -> String {
         match self {

@@ -114,14 +114,7 @@ pub fn to_converse_request(
             .iter()
             .map(converse_block)
             .collect::<Result<Vec<_>, _>>()?;
-        match messages.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(content) = last["content"].as_array_mut() {
-                    content.extend(blocks);
-                }
-            }
-            _ => messages.push(json!({"role": role, "content": blocks})),
-        }
+        super::chat::push_turn(&mut messages, role, "content", blocks);
     }
 
     let mut body = Map::new();

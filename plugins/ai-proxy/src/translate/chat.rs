@@ -341,6 +341,19 @@ impl<'a> Chat<'a> {
     }
 }
 
+/// Appends `blocks` to the last message when it has `role`, else adds `{role, <key>: blocks}`
+/// (for upstreams that need user and assistant turns to alternate).
+pub fn push_turn(messages: &mut Vec<Value>, role: &str, key: &str, blocks: Vec<Value>) {
+    match messages.last_mut() {
+        Some(last) if last["role"] == role => {
+            if let Some(existing) = last[key].as_array_mut() {
+                existing.extend(blocks);
+            }
+        }
+        _ => messages.push(serde_json::json!({"role": role, key: blocks})),
+    }
+}
+
 fn cache_control(part: &openai::ContentPart) -> Option<Value> {
     part.extra.get("cache_control").cloned()
 }

@@ -479,22 +479,7 @@ impl CohereStream {
 /// strings) → `texts`, `input_type` `search_document` unless the client names one,
 /// `embedding_types: ["float"]`, `dimensions` → `output_dimension`. Token arrays are refused.
 pub fn to_cohere_embed(req: &Value, model: &str) -> Result<Value, TranslateError> {
-    let texts: Vec<Value> = match req.get("input") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) if !items.is_empty() => {
-            if !items.iter().all(Value::is_string) {
-                return Err(err(
-                    "Cohere embeds text only: input must be a string or strings",
-                ));
-            }
-            items.clone()
-        }
-        _ => {
-            return Err(err(
-                "input must be a string or a non-empty array of strings",
-            ))
-        }
-    };
+    let texts = super::embedding_inputs(req, "Cohere")?;
     let input_type = req
         .get("input_type")
         .and_then(Value::as_str)

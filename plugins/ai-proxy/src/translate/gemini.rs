@@ -79,15 +79,7 @@ pub fn to_gemini_request(
         for block in &turn.blocks {
             parts.push(gemini_part(block, &mut calls)?);
         }
-        // Gemini wants user and model turns to alternate.
-        match contents.last_mut() {
-            Some(last) if last["role"] == role => {
-                if let Some(existing) = last["parts"].as_array_mut() {
-                    existing.extend(parts);
-                }
-            }
-            _ => contents.push(json!({"role": role, "parts": parts})),
-        }
+        super::chat::push_turn(&mut contents, role, "parts", parts);
     }
     if contents.is_empty() {
         return Err(err(

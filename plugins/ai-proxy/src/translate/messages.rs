@@ -157,21 +157,9 @@ fn user_messages(
     if parts.is_empty() {
         return Ok(());
     }
-    // Text-only turns go out as a plain string, which every OpenAI-compatible server accepts.
-    let content = if parts.iter().all(|p| p.kind == "text") {
-        openai::Content::Text(
-            parts
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    } else {
-        openai::Content::Parts(parts)
-    };
     messages.push(openai::ChatMessage {
         role: "user".into(),
-        content: Some(content),
+        content: Some(openai::Content::from_parts(parts)),
         extra: Extra::new(),
     });
     Ok(())

@@ -285,15 +285,7 @@ pub const TEXT_EMBEDDING_PATH: &str = "/api/v1/services/embeddings/text-embeddin
 /// Builds DashScope's text embedding body for an OpenAI embeddings request: `input` (a string or
 /// strings) → `input.texts`, `dimensions` → `parameters.dimension`. Token arrays are refused.
 pub fn to_qwen_embeddings(req: &Value, model: &str) -> Result<Value, TranslateError> {
-    let texts: Vec<Value> = match req.get("input") {
-        Some(Value::String(s)) => vec![Value::String(s.clone())],
-        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
-            items.clone()
-        }
-        _ => return Err(err(
-            "DashScope embeds text only: input must be a string or a non-empty array of strings",
-        )),
-    };
+    let texts = super::embedding_inputs(req, "DashScope")?;
     let mut out = json!({"model": model, "input": {"texts": texts}});
     if let Some(d) = req.get("dimensions").and_then(Value::as_u64) {
         out["parameters"] = json!({ "dimension": d });

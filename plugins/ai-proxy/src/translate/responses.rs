@@ -52,13 +52,7 @@ fn content(c: Option<&Value>) -> Result<Option<Content>, TranslateError> {
         Some(Value::String(s)) => Some(Content::Text(s.clone())),
         Some(Value::Array(parts)) => {
             let parts = parts.iter().map(part).collect::<Result<Vec<_>, _>>()?;
-            // Text-only content stays a string: every provider takes that.
-            if parts.iter().all(|p| p.kind == "text") {
-                let texts: Vec<&str> = parts.iter().filter_map(|p| p.text.as_deref()).collect();
-                Some(Content::Text(texts.join("\n")))
-            } else {
-                Some(Content::Parts(parts))
-            }
+            Some(Content::from_parts(parts))
         }
         Some(_) => return Err(err("message content must be a string or a list of parts")),
     })
