@@ -732,8 +732,9 @@ pub fn translate_json(
     let read = |enc: &mut dyn Encoder, out: &mut String| {
         match family {
             Family::OpenAi => {
-                let v: Value = serde_json::from_slice(body)
-                    .map_err(|e| TranslateError(format!("the answer is not JSON: {e}")))?;
+                // Typed first: an answer of the wrong shape is no answer.
+                let chat: openai::ChatResponse = crate::translate::parse(body, "bad answer")?;
+                let v = serde_json::to_value(chat).unwrap_or_default();
                 sdk::llm::stream::read_chat_completion(&v, enc, out);
             }
             Family::Claude => claude::read_answer(body, enc, out)?,
@@ -1027,6 +1028,28 @@ mod tests {
                 .as_deref(),
             Some("/v1/messages")
         );
+    }
+
+    #[test]
+    fn an_answer_of_the_wrong_shape_is_no_answer() {
+        let garbage = br#"{"id":5,"choices":"none","usage":"lots"}"#;
+        for client in [Client::Chat, Client::Messages, Client::Responses] {
+            let got = translate_json(
+                client,
+                Family::OpenAi,
+                &Native::None,
+                ApiKind::ChatCompletions,
+                garbage,
+                "m",
+                ReasoningMode::Passthrough,
+                false,
+                1,
+                None,
+                None,
+                &Echo::new(),
+            );
+            assert!(got.is_err(), "{client:?}: {got:?}");
+        }
     }
 
     #[test]
