@@ -501,58 +501,41 @@ pub fn deny_response(
         );
         return (JSON_CONTENT_TYPE.into(), reply.body(protocol));
     }
-    use crate::llm::stream::ReasoningMode;
-    let mut out = String::new();
-    if protocol == ClientProtocol::Responses {
-        let mut enc = crate::llm::responses::ResponsesEncoder::new(stream, 0);
-        deny_events(&mut enc, RESPONSES_DENY_ID, model, message, true, &mut out);
-        return match stream {
-            true => (SSE_CONTENT_TYPE.into(), out),
-            false => (JSON_CONTENT_TYPE.into(), out),
-        };
-    }
-    if stream {
-        match protocol {
-            ClientProtocol::Anthropic => {
-                let mut enc = crate::llm::anthropic::StreamEncoder::new();
-                deny_events(&mut enc, ANTHROPIC_DENY_ID, model, message, true, &mut out);
-            }
-            _ => {
-                let mut enc =
-                    crate::llm::openai::ChunkEncoder::new(model, 0, ReasoningMode::Passthrough);
-                deny_events(&mut enc, OPENAI_DENY_ID, model, message, false, &mut out);
-            }
-        }
-        return (SSE_CONTENT_TYPE.into(), out);
-    }
-    let body = match protocol {
-        ClientProtocol::OpenAi => json!({
-            "id": OPENAI_DENY_ID,
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": message},
-                "logprobs": null,
-                "finish_reason": "content_filter",
-            }],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        })
-        .to_string(),
-        ClientProtocol::Anthropic | ClientProtocol::Responses => json!({
-            "id": ANTHROPIC_DENY_ID,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": message}],
-            "stop_reason": "refusal",
-            "stop_sequence": null,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-        })
-        .to_string(),
+    use crate::llm::stream::{Encoder, ReasoningMode::Passthrough};
+    use crate::llm::{anthropic, openai, responses};
+    let (id, mut enc, usage): (&str, Box<dyn Encoder>, bool) = match (protocol, stream) {
+        (ClientProtocol::Responses, stream) => (
+            RESPONSES_DENY_ID,
+            Box::new(responses::ResponsesEncoder::new(stream, 0)),
+            true,
+        ),
+        (ClientProtocol::Anthropic, true) => (
+            ANTHROPIC_DENY_ID,
+            Box::new(anthropic::StreamEncoder::new()),
+            true,
+        ),
+        (ClientProtocol::Anthropic, false) => (
+            ANTHROPIC_DENY_ID,
+            Box::new(anthropic::AnswerEncoder::new(model)),
+            true,
+        ),
+        (ClientProtocol::OpenAi, true) => (
+            OPENAI_DENY_ID,
+            Box::new(openai::ChunkEncoder::new(model, 0, Passthrough)),
+            false,
+        ),
+        (ClientProtocol::OpenAi, false) => (
+            OPENAI_DENY_ID,
+            Box::new(openai::AnswerEncoder::new(model, 0, Passthrough)),
+            true,
+        ),
     };
-    (JSON_CONTENT_TYPE.into(), body)
+    let mut out = String::new();
+    deny_events(enc.as_mut(), id, model, message, usage, &mut out);
+    match stream {
+        true => (SSE_CONTENT_TYPE.into(), out),
+        false => (JSON_CONTENT_TYPE.into(), out),
+    }
 }
 
 /// A refusal answer, as events: `message` as the text, finish reason `content_filter`, and

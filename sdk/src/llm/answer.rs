@@ -5,7 +5,7 @@
 
 use crate::api::ClientProtocol;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// One tool call of an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -46,17 +46,6 @@ fn finish_from_anthropic(reason: &str) -> String {
         other => other,
     }
     .to_string()
-}
-
-/// OpenAI `finish_reason` in Anthropic's vocabulary.
-fn finish_to_anthropic(reason: &str) -> &str {
-    match reason {
-        "stop" => "end_turn",
-        "length" => "max_tokens",
-        "tool_calls" => "tool_use",
-        "content_filter" => "refusal",
-        other => other,
-    }
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -351,113 +340,52 @@ pub struct Encoding<'a> {
     pub created: u64,
 }
 
-/// The usage of an answer served without the provider: zero tokens.
-fn zero_usage(protocol: ClientProtocol) -> Value {
-    match protocol {
-        ClientProtocol::OpenAi => {
-            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-        }
-        ClientProtocol::Anthropic => json!({"input_tokens": 0, "output_tokens": 0}),
-        ClientProtocol::Responses => {
-            json!({"input_tokens": 0, "output_tokens": 0, "total_tokens": 0})
-        }
-    }
-}
-
-fn tool_input(arguments: &str) -> Value {
-    serde_json::from_str(arguments).unwrap_or_else(|_| json!({}))
-}
-
 /// Writes `answer` for a client: the content type and the body (a JSON document, or the whole
 /// event stream). The usage block says zero tokens: no provider was asked.
 pub fn encode(answer: &Answer, how: Encoding<'_>) -> (&'static str, String) {
+    use super::stream::{Encoder, ReasoningMode};
     let finish = answer.finish_reason.as_deref().unwrap_or("stop");
-    match (how.protocol, how.stream) {
-        (ClientProtocol::Responses, stream) => {
-            let mut enc = super::responses::ResponsesEncoder::new(stream, how.created);
-            let mut out = String::new();
-            play(
-                answer,
-                &format!("resp_{}", how.id),
-                finish,
-                &mut enc,
-                &mut out,
-            );
-            match stream {
-                true => ("text/event-stream", out),
-                false => ("application/json", out),
-            }
-        }
-        (ClientProtocol::OpenAi, false) => {
-            let mut message = json!({"role": "assistant", "content": answer.text});
-            if !answer.tool_calls.is_empty() {
-                if answer.text.is_empty() {
-                    message["content"] = Value::Null;
-                }
-                message["tool_calls"] = answer
-                    .tool_calls
-                    .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-                    .collect();
-            }
-            let body = json!({
-                "id": format!("chatcmpl-{}", how.id),
-                "object": "chat.completion",
-                "created": how.created,
-                "model": answer.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                "usage": zero_usage(how.protocol),
-            });
-            ("application/json", body.to_string())
-        }
-        (ClientProtocol::OpenAi, true) => {
-            let mut enc = super::openai::ChunkEncoder::new(
-                &answer.model,
+    let model = answer.model.as_str();
+    let (prefix, mut enc): (&str, Box<dyn Encoder>) = match (how.protocol, how.stream) {
+        (ClientProtocol::Responses, stream) => (
+            "resp_",
+            Box::new(super::responses::ResponsesEncoder::new(stream, how.created)),
+        ),
+        (ClientProtocol::OpenAi, false) => (
+            "chatcmpl-",
+            Box::new(super::openai::AnswerEncoder::new(
+                model,
                 how.created,
-                super::stream::ReasoningMode::Passthrough,
-            );
-            let mut out = String::new();
-            play(
-                answer,
-                &format!("chatcmpl-{}", how.id),
-                finish,
-                &mut enc,
-                &mut out,
-            );
-            ("text/event-stream", out)
-        }
-        (ClientProtocol::Anthropic, false) => {
-            let mut content = Vec::new();
-            if !answer.text.is_empty() || answer.tool_calls.is_empty() {
-                content.push(json!({"type": "text", "text": answer.text}));
-            }
-            for c in &answer.tool_calls {
-                content.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": tool_input(&c.arguments)}));
-            }
-            let body = json!({
-                "id": format!("msg_{}", how.id),
-                "type": "message",
-                "role": "assistant",
-                "model": answer.model,
-                "content": content,
-                "stop_reason": finish_to_anthropic(finish),
-                "stop_sequence": null,
-                "usage": zero_usage(how.protocol),
-            });
-            ("application/json", body.to_string())
-        }
+                ReasoningMode::Passthrough,
+            )),
+        ),
+        (ClientProtocol::OpenAi, true) => (
+            "chatcmpl-",
+            Box::new(super::openai::ChunkEncoder::new(
+                model,
+                how.created,
+                ReasoningMode::Passthrough,
+            )),
+        ),
+        (ClientProtocol::Anthropic, false) => (
+            "msg_",
+            Box::new(super::anthropic::AnswerEncoder::new(model)),
+        ),
         (ClientProtocol::Anthropic, true) => {
-            let mut enc = super::anthropic::StreamEncoder::new();
-            let mut out = String::new();
-            play(
-                answer,
-                &format!("msg_{}", how.id),
-                finish,
-                &mut enc,
-                &mut out,
-            );
-            ("text/event-stream", out)
+            ("msg_", Box::new(super::anthropic::StreamEncoder::new()))
         }
+    };
+    let mut out = String::new();
+    play(
+        answer,
+        &format!("{prefix}{}", how.id),
+        finish,
+        enc.as_mut(),
+        &mut out,
+    );
+    match how.stream {
+        true => ("text/event-stream", out),
+        false => ("application/json", out),
     }
 }
 

@@ -261,31 +261,35 @@ impl Usage {
     }
 }
 
-/// Writes canonical [`Event`](super::stream::Event)s as one Messages response body at the end
-/// (the first choice: thinking, text and `tool_use` blocks in the order they came). An error
-/// event leaves [`Gathered::error`](super::stream::Gathered) set and writes nothing.
-#[derive(Debug, Default)]
-pub struct AnswerEncoder {
-    /// What the events said.
-    pub gathered: super::stream::Gathered,
+/// The Messages response of a gathered answer (its first choice: thinking, text and `tool_use`
+/// blocks in the order they came).
+#[derive(Debug)]
+pub struct MessagesAnswer {
     model: String,
-    done: bool,
 }
+
+/// Writes canonical events as one Messages response body at the end.
+pub type AnswerEncoder = super::stream::Whole<MessagesAnswer>;
 
 impl AnswerEncoder {
     /// An encoder for an answer from `model` (used when the provider names none).
     pub fn new(model: &str) -> Self {
-        AnswerEncoder {
+        Self::with(MessagesAnswer {
             model: model.to_string(),
-            ..AnswerEncoder::default()
-        }
+        })
     }
+}
 
-    /// The Messages response for what was gathered.
-    pub fn response(&self) -> MessagesResponse {
+impl super::stream::Render for MessagesAnswer {
+    fn render(&self, gathered: &super::stream::Gathered) -> String {
+        serde_json::to_string(&self.response(gathered)).unwrap_or_default()
+    }
+}
+
+impl MessagesAnswer {
+    fn response(&self, g: &super::stream::Gathered) -> MessagesResponse {
         use super::stream::Part;
         use serde_json::json;
-        let g = &self.gathered;
         let choice = g.first();
         let block = |kind: &str, fields: Value| Block {
             kind: kind.into(),
@@ -316,32 +320,12 @@ impl AnswerEncoder {
             id: g.id.clone(),
             kind: "message".into(),
             role: "assistant".into(),
-            model: match g.model.is_empty() {
-                true => self.model.clone(),
-                false => g.model.clone(),
-            },
+            model: g.model_or(&self.model),
             content,
             stop_reason: Some(stop_reason(finish, saw_tool_call).to_string()),
             stop_sequence: None,
             usage: Usage::from_counts(&g.usage.clone().unwrap_or_default()),
             extra: Extra::new(),
-        }
-    }
-}
-
-impl super::stream::Encoder for AnswerEncoder {
-    fn event(&mut self, event: super::stream::Event<'_>, _out: &mut String) {
-        if !self.done {
-            self.gathered.add(event);
-        }
-    }
-
-    fn end(&mut self, out: &mut String) {
-        if std::mem::replace(&mut self.done, true) || self.gathered.error.is_some() {
-            return;
-        }
-        if let Ok(body) = serde_json::to_string(&self.response()) {
-            out.push_str(&body);
         }
     }
 }

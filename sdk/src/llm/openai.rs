@@ -525,35 +525,43 @@ impl super::stream::Encoder for ChunkEncoder {
     }
 }
 
-/// Writes canonical [`Event`](super::stream::Event)s as one `chat.completion` body at the end:
-/// every choice, reasoning per [`ReasoningMode`], tool calls as [`ChunkEncoder`] writes them,
-/// refusals, the finish reason and the usage. An error event leaves
-/// [`Gathered::error`](super::stream::Gathered) set and writes nothing.
+/// The `chat.completion` of a gathered answer: every choice, reasoning per [`ReasoningMode`],
+/// tool calls as [`ChunkEncoder`] writes them, refusals, the finish reason and the usage.
 #[derive(Debug)]
-pub struct AnswerEncoder {
-    /// What the events said.
-    pub gathered: super::stream::Gathered,
+pub struct ChatAnswer {
     model: String,
     created: u64,
     reasoning: ReasoningMode,
-    done: bool,
 }
+
+/// Writes canonical events as one `chat.completion` body at the end.
+pub type AnswerEncoder = super::stream::Whole<ChatAnswer>;
 
 impl AnswerEncoder {
     /// An encoder for an answer from `model` created at `created` (Unix seconds).
     pub fn new(model: &str, created: u64, reasoning: ReasoningMode) -> Self {
-        AnswerEncoder {
-            gathered: Default::default(),
-            model: model.to_string(),
+        let model = model.to_string();
+        Self::with(ChatAnswer {
+            model,
             created,
             reasoning,
-            done: false,
-        }
+        })
     }
 
     /// The `chat.completion` for what was gathered.
     pub fn response(&self) -> ChatResponse {
-        let g = &self.gathered;
+        self.render.response(&self.gathered)
+    }
+}
+
+impl super::stream::Render for ChatAnswer {
+    fn render(&self, gathered: &super::stream::Gathered) -> String {
+        serde_json::to_string(&self.response(gathered)).unwrap_or_default()
+    }
+}
+
+impl ChatAnswer {
+    fn response(&self, g: &super::stream::Gathered) -> ChatResponse {
         let mut choices: Vec<Choice> = g.choices.iter().map(|c| self.choice(c)).collect();
         if choices.is_empty() {
             choices.push(self.choice(&Default::default()));
@@ -562,10 +570,7 @@ impl AnswerEncoder {
             id: g.id.clone(),
             object: "chat.completion".into(),
             created: g.created.unwrap_or(self.created),
-            model: match g.model.is_empty() {
-                true => self.model.clone(),
-                false => g.model.clone(),
-            },
+            model: g.model_or(&self.model),
             choices,
             usage: g.usage.as_ref().map(usage_of),
             extra: Extra::new(),
@@ -630,23 +635,6 @@ impl AnswerEncoder {
             },
             finish_reason: Some(c.finish_reason().to_string()),
             extra: Extra::new(),
-        }
-    }
-}
-
-impl super::stream::Encoder for AnswerEncoder {
-    fn event(&mut self, event: super::stream::Event<'_>, _out: &mut String) {
-        if !self.done {
-            self.gathered.add(event);
-        }
-    }
-
-    fn end(&mut self, out: &mut String) {
-        if std::mem::replace(&mut self.done, true) || self.gathered.error.is_some() {
-            return;
-        }
-        if let Ok(body) = serde_json::to_string(&self.response()) {
-            out.push_str(&body);
         }
     }
 }

@@ -301,12 +301,62 @@ impl Gathered {
         }
     }
 
+    /// The model the provider named, else `fallback`.
+    pub fn model_or(&self, fallback: &str) -> String {
+        match self.model.is_empty() {
+            true => fallback.to_string(),
+            false => self.model.clone(),
+        }
+    }
+
     /// The first choice (index 0 if there is one).
     pub fn first(&self) -> Option<&GatheredChoice> {
         self.choices
             .iter()
             .find(|c| c.index == 0)
             .or(self.choices.first())
+    }
+}
+
+/// What a whole-body protocol makes of a gathered answer.
+pub trait Render {
+    /// The answer's body.
+    fn render(&self, gathered: &Gathered) -> String;
+}
+
+/// Writes one answer as one body at its end: the events are gathered, then rendered by `R`.
+/// An error event leaves [`Gathered::error`] set and writes nothing.
+#[derive(Debug)]
+pub struct Whole<R> {
+    /// What the events said.
+    pub gathered: Gathered,
+    /// The protocol's body.
+    pub render: R,
+    done: bool,
+}
+
+impl<R> Whole<R> {
+    /// An encoder rendering with `render`.
+    pub fn with(render: R) -> Self {
+        Whole {
+            gathered: Gathered::default(),
+            render,
+            done: false,
+        }
+    }
+}
+
+impl<R: Render> Encoder for Whole<R> {
+    fn event(&mut self, event: Event<'_>, _out: &mut String) {
+        if !self.done {
+            self.gathered.add(event);
+        }
+    }
+
+    fn end(&mut self, out: &mut String) {
+        if !std::mem::replace(&mut self.done, true) && self.gathered.error.is_none() {
+            out.push_str(&self.render.render(&self.gathered));
+        }
     }
 }
 

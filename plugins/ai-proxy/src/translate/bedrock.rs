@@ -356,19 +356,9 @@ pub fn read_converse(
         if let Some(t) = block.get("text").and_then(Value::as_str) {
             enc.event(Event::Text(t), out);
         } else if let Some(tool) = block.get("toolUse") {
-            let args = tool
-                .get("input")
-                .map_or_else(|| "{}".to_string(), Value::to_string);
             let id = str_of(Some(tool), "toolUseId").unwrap_or_default();
             let name = str_of(Some(tool), "name").unwrap_or_default();
-            enc.event(
-                Event::ToolStart {
-                    id,
-                    name,
-                    args: &args,
-                },
-                out,
-            );
+            super::tool_call(enc, out, id, name, tool.get("input"));
         } else if let Some(r) = block
             .pointer("/reasoningContent/reasoningText/text")
             .and_then(Value::as_str)

@@ -258,16 +258,7 @@ pub fn read_answer(
             "thinking" => enc.event(Event::Reasoning(field("thinking")), out),
             "tool_use" => {
                 let input = block.extra.get("input");
-                let args = input.map_or_else(|| "{}".to_string(), Value::to_string);
-                let (id, name) = (field("id"), field("name"));
-                enc.event(
-                    Event::ToolStart {
-                        id,
-                        name,
-                        args: &args,
-                    },
-                    out,
-                );
+                super::tool_call(enc, out, field("id"), field("name"), input);
             }
             _ => {}
         }

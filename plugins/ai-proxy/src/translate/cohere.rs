@@ -325,21 +325,10 @@ pub fn read_answer(
         .flatten()
     {
         let function = call.get("function");
-        let args = match function.and_then(|f| f.get("arguments")) {
-            Some(Value::String(s)) => s.clone(),
-            Some(v @ Value::Object(_)) => v.to_string(),
-            _ => "{}".to_string(),
-        };
         let id = str_of(Some(call), "id").unwrap_or_default();
         let name = str_of(function, "name").unwrap_or_default();
-        enc.event(
-            Event::ToolStart {
-                id,
-                name,
-                args: &args,
-            },
-            out,
-        );
+        let args = function.and_then(|f| f.get("arguments"));
+        super::tool_call(enc, out, id, name, args);
     }
     if let Some(f) = finish {
         enc.event(Event::Finish(f), out);

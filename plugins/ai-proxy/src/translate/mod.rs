@@ -336,6 +336,29 @@ pub fn whole_chat(
     Ok(enc.response())
 }
 
+/// A whole tool call: its arguments a JSON text or an object (`{}` when absent).
+pub(crate) fn tool_call(
+    enc: &mut dyn Encoder,
+    out: &mut String,
+    id: &str,
+    name: &str,
+    args: Option<&serde_json::Value>,
+) {
+    let args = match args {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v @ serde_json::Value::Object(_)) => v.to_string(),
+        _ => "{}".to_string(),
+    };
+    enc.event(
+        Event::ToolStart {
+            id,
+            name,
+            args: &args,
+        },
+        out,
+    );
+}
+
 /// A [`Decode`]r writing through the client's [`Encoder`].
 pub struct Translate<D> {
     decoder: D,
