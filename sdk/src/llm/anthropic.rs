@@ -436,12 +436,8 @@ impl super::stream::Encoder for StreamEncoder {
         }
         match event {
             Event::Meta { id, model } => {
-                if !id.is_empty() {
-                    self.id = id.to_string();
-                }
-                if !model.is_empty() {
-                    self.model = model.to_string();
-                }
+                super::stream::named(&mut self.id, id);
+                super::stream::named(&mut self.model, model);
             }
             Event::Usage(u) => self.usage = Some(u),
             Event::Finish(reason) => self.finish_reason = Some(reason.to_string()),

@@ -410,12 +410,8 @@ impl super::stream::Encoder for ChunkEncoder {
         }
         match event {
             Event::Meta { id, model } => {
-                if !id.is_empty() {
-                    self.id = id.to_string();
-                }
-                if !model.is_empty() {
-                    self.model = model.to_string();
-                }
+                super::stream::named(&mut self.id, id);
+                super::stream::named(&mut self.model, model);
                 self.choice(out);
             }
             Event::Choice(n) => self.current = n,

@@ -270,12 +270,8 @@ impl Gathered {
         }
         match event {
             Event::Meta { id, model } => {
-                if !id.is_empty() {
-                    self.id = id.to_string();
-                }
-                if !model.is_empty() {
-                    self.model = model.to_string();
-                }
+                named(&mut self.id, id);
+                named(&mut self.model, model);
             }
             Event::Created(t) => self.created = Some(t).filter(|t| *t > 0),
             Event::Choice(n) => self.current = n,
@@ -315,6 +311,13 @@ impl Gathered {
             .iter()
             .find(|c| c.index == 0)
             .or(self.choices.first())
+    }
+}
+
+/// Sets `slot` to `value` when the provider named one (an empty id or model keeps the default).
+pub fn named(slot: &mut String, value: &str) {
+    if !value.is_empty() {
+        *slot = value.to_string();
     }
 }
 
