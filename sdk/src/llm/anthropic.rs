@@ -471,7 +471,11 @@ impl super::stream::Encoder for StreamEncoder {
                     );
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) | Event::Name(_) => {}
+            Event::Choice(_)
+            | Event::ToolSwitch(_)
+            | Event::Created(_)
+            | Event::Name(_)
+            | Event::Logprobs(_) => {}
             Event::Error { message, .. } => {
                 send(
                     out,

@@ -417,7 +417,7 @@ impl super::stream::Encoder for ChunkEncoder {
             Event::Choice(n) => self.current = n,
             // Chunks already written keep their time.
             Event::Created(t) if t > 0 && self.choices.is_empty() => self.created = t,
-            Event::Created(_) | Event::Name(_) => {}
+            Event::Created(_) | Event::Name(_) | Event::Logprobs(_) => {}
             Event::Text(t) => self.text(t, false, out),
             Event::Reasoning(r) => self.text(r, true, out),
             Event::ToolStart { id, name, args } => {
@@ -630,7 +630,11 @@ impl ChatAnswer {
                 extra,
             },
             finish_reason: Some(c.finish_reason().to_string()),
-            extra: Extra::new(),
+            extra: c
+                .logprobs
+                .iter()
+                .map(|l| ("logprobs".to_string(), l.clone()))
+                .collect(),
         }
     }
 }

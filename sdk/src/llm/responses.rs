@@ -376,7 +376,11 @@ impl Encoder for ResponsesEncoder {
                     self.send(out, "response.function_call_arguments.delta", delta);
                 }
             }
-            Event::Choice(_) | Event::ToolSwitch(_) | Event::Created(_) | Event::Name(_) => {}
+            Event::Choice(_)
+            | Event::ToolSwitch(_)
+            | Event::Created(_)
+            | Event::Name(_)
+            | Event::Logprobs(_) => {}
             Event::Error { message, .. } => {
                 self.start(out);
                 self.error = Some(message.to_string());

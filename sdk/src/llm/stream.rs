@@ -54,6 +54,9 @@ pub enum Event<'a> {
         /// The OpenAI error code, if any.
         code: Option<&'a str>,
     },
+    /// The choice's token log probabilities (OpenAI's `logprobs` object), for protocols that
+    /// carry them whole.
+    Logprobs(&'a Value),
     /// The name the choice's speaker goes by (OpenAI's message `name`: MiniMax's bot, DeepL's
     /// detected language); protocols without one drop it.
     Name(&'a str),
@@ -118,7 +121,7 @@ impl FirstChoice {
                 }
                 !self.other
             }
-            Event::Finish(_) | Event::Name(_) => !self.other,
+            Event::Finish(_) | Event::Name(_) | Event::Logprobs(_) => !self.other,
             Event::Meta { .. } | Event::Created(_) | Event::Usage(_) | Event::Error { .. } => true,
         }
     }
@@ -153,7 +156,7 @@ pub enum Part {
 }
 
 /// One choice of a gathered answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct GatheredChoice {
     /// The choice's index.
     pub index: u32,
@@ -163,6 +166,8 @@ pub struct GatheredChoice {
     pub finish: Option<String>,
     /// The speaker's name, if given.
     pub name: Option<String>,
+    /// The token log probabilities, if given.
+    pub logprobs: Option<Value>,
     /// The tool call that arguments go to (position in `parts`).
     open_tool: Option<usize>,
 }
@@ -227,6 +232,10 @@ impl GatheredChoice {
             }
             Event::Name(n) => {
                 self.name = Some(n.to_string());
+                return;
+            }
+            Event::Logprobs(v) => {
+                self.logprobs = Some(v.clone());
                 return;
             }
             _ => return,

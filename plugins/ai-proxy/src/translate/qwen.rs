@@ -269,7 +269,21 @@ pub fn read_answer(
         return Err(err("DashScope answer without output"));
     }
     let mut stream = QwenStream::default();
-    stream.on_json(&v, false, enc, out);
+    match v.pointer("/output/choices").and_then(Value::as_array) {
+        // One answer per choice (`n`), each read as an answer of its own.
+        Some(choices) if choices.len() > 1 => {
+            for (i, choice) in choices.iter().enumerate() {
+                enc.event(Event::Choice(u32::try_from(i).unwrap_or(u32::MAX)), out);
+                let one =
+                    json!({"request_id": v.get("request_id"), "output": {"choices": [choice]}});
+                QwenStream::default().on_json(&one, false, enc, out);
+            }
+            if let Some(u) = v.get("usage").and_then(from_usage) {
+                enc.event(Event::Usage(u), out);
+            }
+        }
+        _ => stream.on_json(&v, false, enc, out),
+    }
     stream.finish(enc, out);
     Ok(())
 }
@@ -435,6 +449,9 @@ impl QwenStream {
             .and_then(|c| c.get(0))
             .unwrap_or(output);
         let message = choice.get("message");
+        if let Some(lp) = choice.get("logprobs").filter(|l| !l.is_null()) {
+            enc.event(Event::Logprobs(lp), out);
+        }
         if let Some(r) = str_of(message, "reasoning_content") {
             enc.event(Event::Reasoning(r), out);
         }
@@ -1070,5 +1087,29 @@ mod tests {
                 "usage": {"prompt_tokens": 3, "total_tokens": 3}})
         );
         assert!(from_qwen_embeddings(br#"{"output":{}}"#, "e").is_err());
+    }
+
+    #[test]
+    fn whole_answers_keep_every_choice_and_their_logprobs() {
+        let lp = json!({"content": [{"token": "Hi", "logprob": -0.1, "top_logprobs": []}]});
+        let body = json!({"request_id": "r1", "usage": {"input_tokens": 3, "output_tokens": 4},
+            "output": {"choices": [
+                {"finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"},
+                 "logprobs": lp},
+                {"finish_reason": "length", "message": {"role": "assistant", "content": "Hello"}}]}});
+        let r = from_qwen_response(
+            body.to_string().as_bytes(),
+            "qwen-plus",
+            ReasoningMode::Passthrough,
+        )
+        .unwrap();
+        let r = serde_json::to_value(r).unwrap();
+        assert_eq!(r["id"], "r1");
+        assert_eq!(r["choices"][0]["message"]["content"], "Hi");
+        assert_eq!(r["choices"][0]["logprobs"], lp);
+        assert_eq!(r["choices"][1]["index"], 1);
+        assert_eq!(r["choices"][1]["message"]["content"], "Hello");
+        assert_eq!(r["choices"][1]["finish_reason"], "length");
+        assert_eq!(r["usage"]["total_tokens"], 7);
     }
 }
