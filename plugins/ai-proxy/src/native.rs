@@ -678,6 +678,9 @@ pub fn plan(
     }
 }
 
+/// The error for an OpenAI-compatible answer that does not read as a chat completion.
+const NOT_A_COMPLETION: &str = "the answer is not a chat completion";
+
 /// Translates a whole successful answer. `input_tokens` is the provider's count from a header
 /// (Bedrock's InvokeModel), for answers whose body has none.
 #[allow(clippy::too_many_arguments)]
@@ -724,7 +727,7 @@ pub fn translate_json(
     if client == Client::Chat && family == Family::OpenAi && !stream {
         // OpenAI's own answer keeps every field; only the reasoning mode applies.
         let mut chat: openai::ChatResponse =
-            serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            crate::translate::parse(body, NOT_A_COMPLETION).map_err(e)?;
         reasoning::apply_to_response(&mut chat, reasoning);
         return serde_json::to_vec(&chat).map_err(|e| e.to_string());
     }
@@ -733,7 +736,7 @@ pub fn translate_json(
         match family {
             Family::OpenAi => {
                 // Typed first: an answer of the wrong shape is no answer.
-                let chat: openai::ChatResponse = crate::translate::parse(body, "bad answer")?;
+                let chat: openai::ChatResponse = crate::translate::parse(body, NOT_A_COMPLETION)?;
                 let v = serde_json::to_value(chat).unwrap_or_default();
                 sdk::llm::stream::read_chat_completion(&v, enc, out);
             }

@@ -268,7 +268,6 @@ pub fn read_answer(
     if !v.get("output").is_some_and(Value::is_object) {
         return Err(err("DashScope answer without output"));
     }
-    let mut stream = QwenStream::default();
     match v.pointer("/output/choices").and_then(Value::as_array) {
         // One answer per choice (`n`), each read as an answer of its own.
         Some(choices) if choices.len() > 1 => {
@@ -282,9 +281,8 @@ pub fn read_answer(
                 enc.event(Event::Usage(u), out);
             }
         }
-        _ => stream.on_json(&v, false, enc, out),
+        _ => QwenStream::default().on_json(&v, false, enc, out),
     }
-    stream.finish(enc, out);
     Ok(())
 }
 
